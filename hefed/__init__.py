@@ -1,0 +1,58 @@
+"""hefed: exact federated linear regression of emissions under Paillier encryption.
+
+The pipeline, one module a step::
+
+    data → statistics → encoding/packing → encrypt → bundle → aggregate → decrypt → solve → model
+
+Typical use::
+
+    import hefed
+    pub, priv = hefed.generate_keypair()
+    bundles = [hefed.encrypt_statistics(df, "co2_t", pub, factory_id=name)
+               for name, df in factories.items()]
+    stats = hefed.decrypt_statistics(hefed.aggregate(bundles), priv)
+    model = hefed.solve(stats)
+"""
+
+from __future__ import annotations
+
+from . import datasets, errors, fileio, keys
+from .aggregate import aggregate
+from .bundle import Bundle
+from .decrypt import decrypt_statistics
+from .encoding import Encoding
+from .encrypt import encrypt_bundle, encrypt_statistics
+from .keys import (
+    generate_keypair,
+    key_fingerprint,
+    load_private_key,
+    load_public_key,
+    save_private_key,
+    save_public_key,
+)
+from .model import LinearModel
+from .solve import solve
+from .statistics import SufficientStatistics, compute_statistics
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bundle",
+    "Encoding",
+    "LinearModel",
+    "SufficientStatistics",
+    "aggregate",
+    "compute_statistics",
+    "datasets",
+    "decrypt_statistics",
+    "encrypt_bundle",
+    "encrypt_statistics",
+    "errors",
+    "generate_keypair",
+    "key_fingerprint",
+    "load_private_key",
+    "load_public_key",
+    "save_private_key",
+    "save_public_key",
+    "solve",
+]

@@ -1,0 +1,57 @@
+"""Aggregator side: add bundles homomorphically, without any private key.
+
+``D(Π c_i mod n²) = Σ m_i``: multiplying ciphertexts adds the packed
+plaintexts slot by slot. Bundles must agree in kind, key, target, feature
+set and encoding (each difference is named), contributors must be distinct,
+and the total number of contributions must stay within the encoding's
+``max_contributors``, for which the guard bits were sized.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import gmpy2
+
+from .bundle import Bundle
+from .errors import DuplicateContributorError, OverflowRiskError, SchemaMismatchError, UsageError
+
+
+def aggregate(bundles: Iterable[Bundle | str | os.PathLike[str]]) -> Bundle:
+    """Sum bundles (objects or file paths, read one at a time) into one aggregate bundle."""
+    first: Bundle | None = None
+    first_name = ""
+    acc: list[gmpy2.mpz] = []
+    contributors: list[str] = []
+    seen: dict[str, str] = {}
+    for item in bundles:
+        name = str(item) if not isinstance(item, Bundle) else f"bundle of {item.contributors}"
+        bundle = item if isinstance(item, Bundle) else Bundle.load(item)
+        if first is None:
+            first, first_name = bundle, name
+            acc = [gmpy2.mpz(c) for c in bundle.ciphertexts]
+        else:
+            diffs = first.schema_differences(bundle)
+            if diffs:
+                raise SchemaMismatchError(f"{name} does not match {first_name}: " + "; ".join(diffs))
+            nsq = gmpy2.mpz(first.public_key.nsquare)
+            acc = [gmpy2.f_mod(a * c, nsq) for a, c in zip(acc, bundle.ciphertexts, strict=True)]
+        for factory in bundle.contributors:
+            if factory in seen:
+                raise DuplicateContributorError(
+                    f"factory {factory!r} appears twice ({seen[factory]} and {name})"
+                )
+            seen[factory] = name
+            contributors.append(factory)
+        if len(contributors) > first.encoding.max_contributors:
+            raise OverflowRiskError(
+                f"more than {first.encoding.max_contributors} contributions: the encoding's guard bits "
+                "do not allow this many"
+            )
+    if first is None:
+        raise UsageError("aggregate needs at least one bundle")
+    return Bundle(
+        first.kind, first.public_key, first.target, list(first.features), first.encoding,
+        contributors, [int(a) for a in acc], first.layout_digest,
+    )

@@ -1,0 +1,193 @@
+"""Encrypted bundles: what a factory sends and what the aggregator returns.
+
+A bundle holds Paillier ciphertexts and public metadata only: format
+version, kind, the public key (its ``n`` and fingerprint), the schema (target
+and feature names), the public encoding, the packing layout's digest and the
+contributing factory ids. No plaintext statistic travels, not even the row
+count ``n``. The ciphertexts are packed plaintexts (see
+:mod:`hefed.primitives.packing`) whose layout every party re-derives from the
+public metadata; a bundle whose stated layout differs is refused.
+
+File format (JSON)::
+
+    {"format": "hefed.bundle", "version": 1, "kind": "statistics",
+     "public_key": {"n": "<base64url>"}, "key_fingerprint": "<hex>",
+     "schema": {"target": "co2_t", "features": ["coal_t", ...]},
+     "encoding": {...}, "layout_digest": "<hex>",
+     "contributors": ["plant-a", ...],
+     "ciphertexts": ["<base64 of big-endian bytes>", ...]}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from phe import PaillierPublicKey
+from phe.util import base64_to_int, int_to_base64
+
+from .encoding import Encoding
+from .errors import InvalidFileError, OverflowRiskError, SchemaMismatchError
+from .fileio import atomic_write_json, read_json_object
+from .keys import MAX_BITS, key_fingerprint
+from .primitives.packing import Layout, PackingError
+from .primitives.paillier import is_valid_ciphertext
+from .statistics import statistic_bounds
+
+FORMAT = "hefed.bundle"
+VERSION = 1
+KINDS = ("statistics",)
+
+
+def payload_layout(kind: str, n_features: int, encoding: Encoding, public_key: PaillierPublicKey) -> Layout:
+    """The public packing layout of a bundle's plaintexts.
+
+    The slots are the kind's statistics followed by one contribution counter
+    (1 per factory), which lets the key holder check how many bundles were summed.
+    """
+    if kind != "statistics":
+        raise SchemaMismatchError(f"unknown bundle kind {kind!r}")
+    bounds = [*statistic_bounds(n_features, encoding), (0, 1)]
+    try:
+        return Layout.build(bounds, public_key.n.bit_length() - 1, encoding.max_contributors)
+    except PackingError as exc:
+        raise OverflowRiskError(
+            f"the encoding needs wider slots than a {public_key.n.bit_length()}-bit key holds ({exc}); "
+            "lower --int-bits/--frac-bits or use a larger key"
+        ) from None
+
+
+@dataclass
+class Bundle:
+    """Ciphertexts plus public metadata; see the module docstring for the file format."""
+
+    kind: str
+    public_key: PaillierPublicKey
+    target: str
+    features: list[str]
+    encoding: Encoding
+    contributors: list[str]
+    ciphertexts: list[int]
+    layout_digest: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.layout_digest:
+            self.layout_digest = self.layout().digest()
+
+    @property
+    def key_fingerprint(self) -> str:
+        return key_fingerprint(self.public_key)
+
+    def layout(self) -> Layout:
+        return payload_layout(self.kind, len(self.features), self.encoding, self.public_key)
+
+    def schema_differences(self, other: Bundle) -> list[str]:
+        """Human-readable differences that forbid adding ``other`` to this bundle."""
+        diffs = []
+        if self.kind != other.kind:
+            diffs.append(f"kind {self.kind!r} vs {other.kind!r}")
+        if self.key_fingerprint != other.key_fingerprint:
+            diffs.append(f"public key {self.key_fingerprint} vs {other.key_fingerprint}")
+        if self.target != other.target:
+            diffs.append(f"target {self.target!r} vs {other.target!r}")
+        if set(self.features) != set(other.features):
+            only_a = sorted(set(self.features) - set(other.features))
+            only_b = sorted(set(other.features) - set(self.features))
+            diffs.append(f"features only in the first: {only_a}, only in the second: {only_b}")
+        if self.encoding != other.encoding:
+            diffs.append(f"encoding {self.encoding.to_dict()} vs {other.encoding.to_dict()}")
+        if not diffs and self.layout_digest != other.layout_digest:
+            diffs.append("packing layout")
+        return diffs
+
+    # --- files -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        width = (self.public_key.nsquare.bit_length() + 7) // 8
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "kind": self.kind,
+            "public_key": {"n": int_to_base64(self.public_key.n)},
+            "key_fingerprint": self.key_fingerprint,
+            "schema": {"target": self.target, "features": list(self.features)},
+            "encoding": self.encoding.to_dict(),
+            "layout_digest": self.layout_digest,
+            "contributors": list(self.contributors),
+            "ciphertexts": [base64.b64encode(c.to_bytes(width, "big")).decode("ascii") for c in self.ciphertexts],
+        }
+
+    def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
+        return atomic_write_json(path, self.to_dict(), force=force)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Bundle:
+        return cls.from_dict(read_json_object(path, "bundle"), str(path))
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any], source: str = "bundle") -> Bundle:
+        if obj.get("format") != FORMAT:
+            raise InvalidFileError(f"{source}: not a hefed bundle (format {obj.get('format')!r})")
+        if obj.get("version") != VERSION:
+            raise InvalidFileError(f"{source}: unsupported bundle version {obj.get('version')!r}")
+        expected = {
+            "format", "version", "kind", "public_key", "key_fingerprint", "schema",
+            "encoding", "layout_digest", "contributors", "ciphertexts",
+        }
+        if set(obj) != expected:
+            raise InvalidFileError(
+                f"{source}: fields wrong (missing {sorted(expected - set(obj))}, "
+                f"extra {sorted(set(obj) - expected)})"
+            )
+        kind = obj["kind"]
+        if kind not in KINDS:
+            raise InvalidFileError(f"{source}: unknown bundle kind {kind!r}")
+        pk = obj["public_key"]
+        if not isinstance(pk, dict) or set(pk) != {"n"} or not isinstance(pk["n"], str) or len(pk["n"]) > MAX_BITS:
+            raise InvalidFileError(f"{source}: 'public_key' must be {{\"n\": <base64url>}}")
+        try:
+            n = base64_to_int(pk["n"])
+        except Exception:
+            raise InvalidFileError(f"{source}: 'public_key.n' is not valid base64url") from None
+        if n.bit_length() < 256 or n % 2 == 0:
+            raise InvalidFileError(f"{source}: 'public_key.n' is not a valid modulus")
+        public_key = PaillierPublicKey(n)
+        if obj["key_fingerprint"] != key_fingerprint(public_key):
+            raise InvalidFileError(f"{source}: 'key_fingerprint' does not match 'public_key'")
+        schema = obj["schema"]
+        if not isinstance(schema, dict) or set(schema) != {"target", "features"}:
+            raise InvalidFileError(f"{source}: 'schema' must have exactly 'target' and 'features'")
+        target, features = schema["target"], schema["features"]
+        if not isinstance(target, str) or not isinstance(features, list) or not features or not all(
+            isinstance(f, str) for f in features
+        ):
+            raise InvalidFileError(f"{source}: schema 'target' must be a string, 'features' a list of strings")
+        if len(set(features)) != len(features) or target in features:
+            raise InvalidFileError(f"{source}: schema features have duplicates or contain the target")
+        encoding = Encoding.from_dict(obj["encoding"], source)
+        contributors = obj["contributors"]
+        if not isinstance(contributors, list) or not contributors or not all(
+            isinstance(c, str) and c for c in contributors
+        ):
+            raise InvalidFileError(f"{source}: 'contributors' must be a non-empty list of factory ids")
+        layout = payload_layout(kind, len(features), encoding, public_key)
+        if obj["layout_digest"] != layout.digest():
+            raise InvalidFileError(f"{source}: 'layout_digest' does not match the layout its metadata implies")
+        raw = obj["ciphertexts"]
+        if not isinstance(raw, list) or len(raw) != layout.n_plaintexts:
+            raise InvalidFileError(f"{source}: expected {layout.n_plaintexts} ciphertexts")
+        ciphertexts = []
+        for i, text in enumerate(raw):
+            if not isinstance(text, str) or len(text) > MAX_BITS:
+                raise InvalidFileError(f"{source}: ciphertext {i} is not a base64 string")
+            try:
+                value = int.from_bytes(base64.b64decode(text, validate=True), "big")
+            except (binascii.Error, ValueError):
+                raise InvalidFileError(f"{source}: ciphertext {i} is not valid base64") from None
+            if not is_valid_ciphertext(n, value):
+                raise InvalidFileError(f"{source}: ciphertext {i} is not in [1, n²) or not coprime to n")
+            ciphertexts.append(value)
+        return cls(kind, public_key, target, list(features), encoding, list(contributors), ciphertexts, obj["layout_digest"])

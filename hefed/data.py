@@ -1,0 +1,134 @@
+"""Reading a factory's table and choosing the target and feature columns.
+
+CSV (UTF-8, a byte-order mark is accepted) and Parquet are read. Columns are
+always matched by name. Duplicate column names are refused rather than
+renamed. A column that is numeric except for a few cells is refused with the
+cells named, never silently left out of the default features.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, InvalidFileError
+
+PARQUET_SUFFIXES = {".parquet", ".pq"}
+
+
+def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a CSV or Parquet file into a DataFrame, refusing unreadable or ambiguous files."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidFileError(f"{path}: data file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: data file is empty")
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises many types for corrupt files
+            raise InvalidFileError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
+        _check_unique(list(map(str, frame.columns)), path)
+        return frame
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle), None)
+    except UnicodeDecodeError:
+        raise InvalidFileError(f"{path}: not UTF-8 text (binary file?)") from None
+    if not header or all(not h.strip() for h in header):
+        raise DataError(f"{path}: no header row")
+    _check_unique([h.strip() for h in header], path)
+    try:
+        frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True)
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise InvalidFileError(f"{path}: cannot parse CSV ({str(exc).splitlines()[0]})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _check_unique(columns: Sequence[str], source: os.PathLike[str] | str) -> None:
+    seen: set[str] = set()
+    for name in columns:
+        if name in seen:
+            raise DataError(f"{source}: duplicate column name {name!r}")
+        seen.add(name)
+
+
+def _numeric_column(frame: pd.DataFrame, name: str, source: str) -> np.ndarray:
+    """The column as float64, naming the first cells that are not numbers."""
+    col = frame[name]
+    if pd.api.types.is_bool_dtype(col):
+        raise DataError(f"{source}: column {name!r} is boolean, not numeric")
+    if pd.api.types.is_numeric_dtype(col):
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        converted = pd.to_numeric(col, errors="coerce")
+        bad = converted.isna() & col.notna()
+        if bad.any():
+            rows = np.flatnonzero(bad.to_numpy())[:3]
+            cells = ", ".join(f"row {r + 1} ({col.iloc[r]!r})" for r in rows)
+            raise DataError(f"{source}: column {name!r} has non-numeric cells: {cells}")
+        values = converted.to_numpy(dtype=np.float64, na_value=np.nan)
+    missing = ~np.isfinite(values)
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        what = "missing" if np.isnan(values[row]) else f"not finite ({values[row]})"
+        raise DataError(f"{source}: column {name!r}, row {row + 1}: value is {what}")
+    return values
+
+
+def _mostly_numeric(col: pd.Series) -> bool:
+    """True for numeric columns and for text columns most of whose cells parse as numbers."""
+    if pd.api.types.is_bool_dtype(col):
+        return False
+    if pd.api.types.is_numeric_dtype(col):
+        return True
+    if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)):
+        return False
+    present = col.dropna()
+    if present.empty:
+        return False
+    return pd.to_numeric(present, errors="coerce").notna().mean() >= 0.5
+
+
+def default_features(frame: pd.DataFrame, target: str) -> list[str]:
+    """Every numeric column but the target (mostly-numeric text columns included, so
+    their bad cells are reported instead of the column silently disappearing)."""
+    return [str(c) for c in frame.columns if str(c) != target and _mostly_numeric(frame[c])]
+
+
+def select_xy(
+    frame: pd.DataFrame,
+    target: str,
+    features: Sequence[str] | None = None,
+    source: str = "data",
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Return (X, y, feature names) as float64, validated.
+
+    Raises :class:`DataError` naming the source, column and row of any problem.
+    """
+    columns = [str(c) for c in frame.columns]
+    _check_unique(columns, source)
+    if target not in columns:
+        raise DataError(f"{source}: target column {target!r} not found (columns: {', '.join(columns)})")
+    if features is None:
+        features = default_features(frame, target)
+    features = [str(f) for f in features]
+    if not features:
+        raise DataError(f"{source}: no feature columns (no numeric column besides {target!r})")
+    _check_unique(features, f"{source}: features")
+    missing = [f for f in features if f not in columns]
+    if missing:
+        raise DataError(f"{source}: feature column(s) not found: {', '.join(map(repr, missing))}")
+    if target in features:
+        raise DataError(f"{source}: target {target!r} is also listed as a feature")
+    if len(frame) == 0:
+        raise DataError(f"{source}: no data rows")
+    X = np.column_stack([_numeric_column(frame, f, source) for f in features])
+    y = _numeric_column(frame, target, source)
+    return X, y, features

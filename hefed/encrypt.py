@@ -1,0 +1,67 @@
+"""Factory side: compute the statistics locally, pack them and encrypt them.
+
+``encrypt_statistics`` is what ``hefed encrypt`` runs. Nothing but ciphertexts
+and public metadata leaves the function: the plaintext statistics are
+dropped as soon as they are packed and encrypted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+
+import pandas as pd
+from phe import PaillierPublicKey
+
+from .bundle import Bundle, payload_layout
+from .encoding import Encoding
+from .errors import OverflowRiskError, UsageError
+from .primitives.packing import PackingError
+from .primitives.paillier import encrypt_raw
+from .statistics import SufficientStatistics, compute_statistics
+
+FACTORY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_factory_id(factory_id: str) -> str:
+    """Factory ids are short names of letters, digits, '.', '_' and '-'."""
+    if not isinstance(factory_id, str) or not FACTORY_ID_PATTERN.match(factory_id):
+        raise UsageError(
+            f"factory id {factory_id!r} must be 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return factory_id
+
+
+def encrypt_bundle(stats: SufficientStatistics, public_key: PaillierPublicKey, factory_id: str) -> Bundle:
+    """Pack and encrypt one factory's statistics into a :class:`Bundle`."""
+    check_factory_id(factory_id)
+    layout = payload_layout("statistics", len(stats.features), stats.encoding, public_key)
+    try:
+        plaintexts = layout.pack([*stats.to_vector(), 1])
+    except PackingError as exc:
+        raise OverflowRiskError(f"{factory_id}: a statistic exceeds the encoding's declared bounds ({exc})") from None
+    ciphertexts = [encrypt_raw(public_key, p) for p in plaintexts]
+    return Bundle(
+        "statistics", public_key, stats.target, list(stats.features), stats.encoding,
+        [factory_id], ciphertexts, layout.digest(),
+    )
+
+
+def encrypt_statistics(
+    data: pd.DataFrame | str | os.PathLike[str],
+    target: str,
+    public_key: PaillierPublicKey,
+    features: Sequence[str] | None = None,
+    factory_id: str = "factory",
+    encoding: Encoding | None = None,
+) -> Bundle:
+    """Compute a factory's exact statistics from ``data`` and encrypt them.
+
+    ``data`` is a DataFrame or a CSV/Parquet path; ``features`` defaults to every
+    numeric column but ``target``. Returns the encrypted :class:`Bundle`.
+    """
+    check_factory_id(factory_id)
+    stats = compute_statistics(data, target, features, encoding, factory_id)
+    return encrypt_bundle(stats, public_key, factory_id)

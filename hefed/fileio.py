@@ -1,0 +1,107 @@
+"""Safe file handling shared by every step: atomic writes and guarded JSON reads.
+
+Outputs are written to a temporary file in the target directory, flushed to
+disk and renamed over the destination, so a crash leaves either the old state
+or the complete new file, never half of one. An existing output is only
+replaced when the caller says ``force``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidFileError, OutputExistsError
+
+#: Largest JSON document hefed reads (bundles of thousands of ciphertexts stay far below).
+MAX_JSON_BYTES = 256 * 1024 * 1024
+
+
+def check_writable(path: str | os.PathLike[str], force: bool = False) -> Path:
+    """Refuse to replace an existing file unless ``force``; return the path."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path}: file exists (use --force / force=True to replace it)")
+    if path.is_dir():
+        raise OutputExistsError(f"{path}: is a directory")
+    return path
+
+
+def atomic_write_bytes(
+    path: str | os.PathLike[str], data: bytes, *, force: bool = False, mode: int = 0o644
+) -> Path:
+    """Write ``data`` to ``path`` atomically with permission ``mode``."""
+    path = check_writable(path, force)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise OutputExistsError(f"{path}: directory {directory} does not exist")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        # Set the mode before any byte is written, so a private key is never
+        # readable by others, not even for a moment.
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if not force and path.exists():
+            raise OutputExistsError(f"{path}: file appeared while writing; not replaced")
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_json(
+    path: str | os.PathLike[str], obj: Any, *, force: bool = False, mode: int = 0o644
+) -> Path:
+    """Serialise ``obj`` as indented JSON and write it atomically."""
+    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
+    return atomic_write_bytes(path, text.encode("utf-8"), force=force, mode=mode)
+
+
+def read_json_object(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
+    """Read a JSON object from ``path``; raise :class:`InvalidFileError` naming the file."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise InvalidFileError(f"{path}: {what} file not found") from None
+    except OSError as exc:
+        raise InvalidFileError(f"{path}: cannot read {what} file ({exc.strerror})") from None
+    if path.is_dir():
+        raise InvalidFileError(f"{path}: is a directory, expected a {what} file")
+    if size == 0:
+        raise InvalidFileError(f"{path}: {what} file is empty")
+    if size > MAX_JSON_BYTES:
+        raise InvalidFileError(f"{path}: {what} file is too large ({size} bytes)")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InvalidFileError(f"{path}: cannot read {what} file ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidFileError(f"{path}: {what} file is not UTF-8 text (binary?)") from None
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise InvalidFileError(
+            f"{path}: {what} file is not valid JSON (line {exc.lineno}: {exc.msg})"
+        ) from None
+    except ValueError as exc:
+        raise InvalidFileError(f"{path}: {what} file: {exc}") from None
+    if not isinstance(obj, dict):
+        raise InvalidFileError(f"{path}: {what} file must hold a JSON object")
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")

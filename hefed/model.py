@@ -1,0 +1,219 @@
+"""The fitted global model: scikit-learn style attributes, prediction, JSON files.
+
+A :class:`LinearModel` is what :func:`hefed.solve` returns. Fitted attributes
+end in ``_`` as in scikit-learn: ``coef_`` (in the order of
+``feature_names_in_``), ``intercept_``, ``n_features_in_``; ``predict`` and
+``score`` behave as ``sklearn.linear_model.LinearRegression``'s. The exact
+rational solution is kept (``coef_exact_``) and saved, so anyone can check
+the rounding.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, InvalidFileError
+from .fileio import atomic_write_json, read_json_object
+from .statistics import ONES, SufficientStatistics
+
+FORMAT = "hefed.model"
+VERSION = 1
+
+
+def _frac_str(value: Fraction) -> str:
+    return f"{value.numerator}/{value.denominator}"
+
+
+def _parse_frac(text: Any, source: str, field: str) -> Fraction:
+    if not isinstance(text, str) or len(text) > 100_000:
+        raise InvalidFileError(f"{source}: {field!r} must be a rational 'p/q' string")
+    try:
+        return Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise InvalidFileError(f"{source}: {field!r} is not a rational 'p/q' string") from None
+
+
+class LinearModel:
+    """A linear model ``ŷ = intercept_ + X · coef_`` fitted from aggregate statistics.
+
+    Attributes:
+        coef_: float64 coefficients, ordered as ``feature_names_in_``.
+        intercept_: float64 intercept (0.0 for a model through the origin).
+        feature_names_in_: feature names (numpy array of str).
+        n_features_in_: number of features.
+        target_: name of the response.
+        n_samples_: pooled number of rows the model was fitted on.
+        r2_: coefficient of determination on the pooled training data (centred, as scikit-learn).
+        sse_: residual sum of squares on the pooled training data.
+        coef_exact_, intercept_exact_: the exact rational solution.
+        contributors_: ids of the factories whose data the model pools.
+    """
+
+    def __init__(
+        self,
+        features: Sequence[str],
+        target: str,
+        coef_exact: Sequence[Fraction],
+        intercept_exact: Fraction,
+        *,
+        n_samples: int,
+        sse: Fraction,
+        sst: Fraction,
+        ridge: float = 0.0,
+        fit_intercept: bool = True,
+        contributors: Sequence[str] = (),
+    ) -> None:
+        self.feature_names_in_ = np.array(list(features), dtype=object)
+        self.n_features_in_ = len(features)
+        self.target_ = target
+        self.coef_exact_ = list(coef_exact)
+        self.intercept_exact_ = intercept_exact
+        self.coef_ = np.array([float(c) for c in coef_exact], dtype=np.float64)
+        self.intercept_ = float(intercept_exact)
+        self.n_samples_ = int(n_samples)
+        self.sse_exact_ = sse
+        self.sst_exact_ = sst
+        self.sse_ = float(sse)
+        self.r2_ = float(1 - sse / sst) if sst != 0 else (1.0 if sse == 0 else 0.0)
+        self.ridge = float(ridge)
+        self.fit_intercept = bool(fit_intercept)
+        self.contributors_ = list(contributors)
+
+    @classmethod
+    def from_exact(
+        cls,
+        stats: SufficientStatistics,
+        coef_exact: Sequence[Fraction],
+        intercept_exact: Fraction,
+        ridge: float,
+        fit_intercept: bool,
+    ) -> LinearModel:
+        """Build the model and its exact training fit (SSE, SST) from the statistics."""
+        weights = {ONES: intercept_exact, stats.target: Fraction(-1)}
+        weights.update(zip(stats.features, coef_exact, strict=True))
+        cols = stats.columns
+        sse = Fraction(0)
+        for a in cols:
+            for b in cols:
+                if weights[a] and weights[b]:
+                    sse += weights[a] * weights[b] * stats.exact(a, b)
+        sy, syy = stats.exact(ONES, stats.target), stats.exact(stats.target, stats.target)
+        sst = syy - sy * sy / stats.n
+        return cls(
+            stats.features, stats.target, coef_exact, intercept_exact,
+            n_samples=stats.n, sse=sse, sst=sst, ridge=ridge,
+            fit_intercept=fit_intercept, contributors=stats.contributors,
+        )
+
+    # --- prediction ------------------------------------------------------------------
+    def _design(self, X: Any) -> np.ndarray:
+        if isinstance(X, pd.DataFrame):
+            missing = [f for f in self.feature_names_in_ if f not in X.columns]
+            if missing:
+                raise DataError(f"data lacks the model's feature column(s): {', '.join(missing)}")
+            X = X[list(self.feature_names_in_)]
+        arr = np.asarray(X, dtype=np.float64)
+        if arr.ndim == 1:
+            arr = arr.reshape(1, -1)
+        if arr.ndim != 2 or arr.shape[1] != self.n_features_in_:
+            raise DataError(f"expected {self.n_features_in_} feature columns, got shape {arr.shape}")
+        return arr
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted target for the rows of ``X`` (DataFrame columns matched by name)."""
+        return self._design(X) @ self.coef_ + self.intercept_
+
+    def score(self, X: Any, y: Any) -> float:
+        """R² of the predictions on (X, y), as scikit-learn's ``score``."""
+        from sklearn.metrics import r2_score
+
+        return float(r2_score(np.asarray(y, dtype=np.float64), self.predict(X)))
+
+    # --- presentation ----------------------------------------------------------------
+    @property
+    def rmse_(self) -> float:
+        """Root mean squared training residual."""
+        return math.sqrt(self.sse_ / self.n_samples_) if self.n_samples_ else float("nan")
+
+    def coefficients(self) -> list[tuple[str, float]]:
+        """(name, value) pairs, the intercept first when fitted."""
+        rows = [("(intercept)", self.intercept_)] if self.fit_intercept else []
+        return rows + [(str(f), float(c)) for f, c in zip(self.feature_names_in_, self.coef_, strict=True)]
+
+    def __repr__(self) -> str:
+        kind = f"ridge={self.ridge:g}" if self.ridge else "OLS"
+        return f"LinearModel({kind}, target={self.target_!r}, features={list(self.feature_names_in_)}, n={self.n_samples_})"
+
+    # --- files -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "target": self.target_,
+            "features": [str(f) for f in self.feature_names_in_],
+            "coef": [float(c) for c in self.coef_],
+            "intercept": self.intercept_,
+            "n": self.n_samples_,
+            "r2": self.r2_,
+            "sse": self.sse_,
+            "ridge": self.ridge,
+            "fit_intercept": self.fit_intercept,
+            "contributors": self.contributors_,
+            "exact": {
+                "coef": [_frac_str(c) for c in self.coef_exact_],
+                "intercept": _frac_str(self.intercept_exact_),
+                "sse": _frac_str(self.sse_exact_),
+                "sst": _frac_str(self.sst_exact_),
+            },
+        }
+
+    def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
+        return atomic_write_json(path, self.to_dict(), force=force)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LinearModel:
+        return cls.from_dict(read_json_object(path, "model"), str(path))
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any], source: str = "model") -> LinearModel:
+        if obj.get("format") != FORMAT:
+            raise InvalidFileError(f"{source}: not a hefed model file (format {obj.get('format')!r})")
+        if obj.get("version") != VERSION:
+            raise InvalidFileError(f"{source}: unsupported model version {obj.get('version')!r}")
+        features, target, exact = obj.get("features"), obj.get("target"), obj.get("exact")
+        if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+            raise InvalidFileError(f"{source}: 'features' must be a list of strings")
+        if not isinstance(target, str):
+            raise InvalidFileError(f"{source}: 'target' must be a string")
+        if not isinstance(exact, dict) or not isinstance(exact.get("coef"), list):
+            raise InvalidFileError(f"{source}: 'exact' coefficients missing")
+        if len(exact["coef"]) != len(features):
+            raise InvalidFileError(f"{source}: {len(exact['coef'])} exact coefficients for {len(features)} features")
+        n = obj.get("n")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise InvalidFileError(f"{source}: 'n' must be a non-negative integer")
+        ridge = obj.get("ridge", 0.0)
+        if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or ridge < 0:
+            raise InvalidFileError(f"{source}: 'ridge' must be a non-negative number")
+        model = cls(
+            features, target,
+            [_parse_frac(c, source, "exact.coef") for c in exact["coef"]],
+            _parse_frac(exact.get("intercept"), source, "exact.intercept"),
+            n_samples=n,
+            sse=_parse_frac(exact.get("sse"), source, "exact.sse"),
+            sst=_parse_frac(exact.get("sst"), source, "exact.sst"),
+            ridge=float(ridge),
+            fit_intercept=bool(obj.get("fit_intercept", True)),
+            contributors=[str(c) for c in obj.get("contributors", [])],
+        )
+        if list(model.coef_) != list(obj.get("coef", [])) or model.intercept_ != obj.get("intercept"):
+            raise InvalidFileError(f"{source}: 'coef'/'intercept' do not match the exact solution")
+        return model

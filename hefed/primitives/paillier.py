@@ -1,0 +1,57 @@
+"""Paillier encryption on raw integers, compatible with python-paillier (``phe``).
+
+With public key ``n`` and generator ``g = n + 1`` (phe's choice), a plaintext
+``m`` in ``[0, n)`` encrypts as::
+
+    c = (1 + m·n) · r^n  mod n²          with r uniform in Z*_n
+
+and ciphertexts add plaintexts: ``D(c1·c2 mod n²) = m1 + m2 mod n``. Decryption
+is phe's CRT implementation, so ciphertexts made here are ordinary phe
+ciphertexts. Randomness comes from :mod:`secrets` only.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Iterable
+
+import gmpy2
+from phe import PaillierPrivateKey, PaillierPublicKey
+
+
+def random_unit(n: int) -> int:
+    """A uniform random element of Z*_n (1 <= r < n, gcd(r, n) = 1)."""
+    while True:
+        r = secrets.randbelow(n - 1) + 1
+        if math.gcd(r, n) == 1:
+            return r
+
+
+def encrypt_raw(public_key: PaillierPublicKey, plaintext: int) -> int:
+    """Classic Paillier encryption ``(1 + m·n) · r^n mod n²`` of ``0 <= plaintext < n``."""
+    n = public_key.n
+    if not 0 <= plaintext < n:
+        raise ValueError("plaintext out of range [0, n)")
+    nsquare = gmpy2.mpz(public_key.nsquare)
+    obfuscator = gmpy2.powmod(random_unit(n), n, nsquare)
+    return int(gmpy2.f_mod((1 + gmpy2.mpz(plaintext) * n) * obfuscator, nsquare))
+
+
+def add_raw(nsquare: int, ciphertexts: Iterable[int]) -> int:
+    """Homomorphic sum: the product of the ciphertexts modulo n²."""
+    nsq = gmpy2.mpz(nsquare)
+    acc = gmpy2.mpz(1)
+    for c in ciphertexts:
+        acc = gmpy2.f_mod(acc * c, nsq)
+    return int(acc)
+
+
+def decrypt_raw(private_key: PaillierPrivateKey, ciphertext: int) -> int:
+    """Decrypt to the plaintext in ``[0, n)`` (phe's CRT decryption)."""
+    return int(private_key.raw_decrypt(ciphertext))
+
+
+def is_valid_ciphertext(n: int, ciphertext: int) -> bool:
+    """A Paillier ciphertext lies in [1, n²) and is coprime to n."""
+    return 1 <= ciphertext < n * n and math.gcd(ciphertext, n) == 1

@@ -1,0 +1,258 @@
+"""Sufficient statistics of linear regression, held as exact integers.
+
+For a table with features ``X`` (n × d) and target ``y``, all of OLS and ridge
+follows from the Gram matrix of ``Z = [1, X, y]``::
+
+    ZᵀZ = | n     Σxᵀ    Σy  |
+          | Σx    XᵀX    Xᵀy |
+          | Σy    yᵀX    yᵀy |
+
+hefed stores it for the integer-encoded columns ``Z̃ = [1, X·2^F, y·2^F]``
+(``F`` = the encoding's ``frac_bits``), so every entry is an exact integer and
+``(ZᵀZ)[a, b] = (Z̃ᵀZ̃)[a, b] / 2^(F_a + F_b)`` with ``F_0 = 0`` for the column
+of ones. Statistics of several factories add entry by entry; the sum equals
+the statistics of the pooled data exactly.
+
+Columns are kept in a canonical order (the intercept column, the features
+sorted by name, the target), so factories may order their columns however
+they like; ``features`` remembers the order the user gave, for display.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .data import read_table, select_xy
+from .encoding import Encoding
+from .errors import InvalidFileError, SchemaMismatchError
+from .fileio import atomic_write_json, read_json_object
+from .primitives.exactgram import GramAccumulator
+
+FORMAT = "hefed.statistics"
+VERSION = 1
+
+
+#: Name of the column of ones in the canonical order (the intercept's column).
+ONES = "(intercept)"
+
+
+def canonical_columns(features: Sequence[str], target: str) -> list[str]:
+    """The canonical column order of the Gram matrix: ones, sorted features, target."""
+    return [ONES, *sorted(features), target]
+
+
+def upper_triangle_index(m: int) -> list[tuple[int, int]]:
+    """(a, b) pairs with a <= b, row by row: the order statistics travel in."""
+    return [(a, b) for a in range(m) for b in range(a, m)]
+
+
+@dataclass
+class SufficientStatistics:
+    """Exact integer sufficient statistics of one factory or of an aggregate.
+
+    Attributes:
+        target: name of the response column.
+        features: feature names in the user's order (display only).
+        encoding: the public encoding the integers were made with.
+        gram: exact integer Gram matrix of ``[1, X·2^F, y·2^F]`` in canonical column order.
+        contributors: factory ids whose data these statistics sum.
+    """
+
+    target: str
+    features: list[str]
+    encoding: Encoding
+    gram: list[list[int]]
+    contributors: list[str] = field(default_factory=list)
+
+    # --- structure -----------------------------------------------------------------
+    @property
+    def columns(self) -> list[str]:
+        return canonical_columns(self.features, self.target)
+
+    @property
+    def scale_bits(self) -> list[int]:
+        """Fractional bits per canonical column (0 for the column of ones)."""
+        return [0] + [self.encoding.frac_bits] * (len(self.columns) - 1)
+
+    @property
+    def n(self) -> int:
+        """Number of rows summed."""
+        return self.gram[0][0]
+
+    def exact(self, a: str, b: str) -> Fraction:
+        """The exact rational statistic Σ a·b for two column names (:data:`ONES` for the ones)."""
+        cols = self.columns
+        i, j = cols.index(a), cols.index(b)
+        return Fraction(self.gram[i][j], 1 << (self.scale_bits[i] + self.scale_bits[j]))
+
+    def schema_key(self) -> tuple[Any, ...]:
+        return (self.target, tuple(sorted(self.features)), self.encoding)
+
+    # --- combination -----------------------------------------------------------------
+    def __add__(self, other: SufficientStatistics) -> SufficientStatistics:
+        if self.schema_key() != other.schema_key():
+            raise SchemaMismatchError("cannot add statistics with different target, features or encoding")
+        m = len(self.gram)
+        gram = [[self.gram[a][b] + other.gram[a][b] for b in range(m)] for a in range(m)]
+        return SufficientStatistics(
+            self.target, list(self.features), self.encoding, gram,
+            [*self.contributors, *other.contributors],
+        )
+
+    def to_vector(self) -> list[int]:
+        """The upper triangle of the Gram matrix, row by row (what gets packed)."""
+        return [self.gram[a][b] for a, b in upper_triangle_index(len(self.gram))]
+
+    @classmethod
+    def from_vector(
+        cls,
+        values: Sequence[int],
+        target: str,
+        features: Sequence[str],
+        encoding: Encoding,
+        contributors: Sequence[str] = (),
+    ) -> SufficientStatistics:
+        m = len(features) + 2
+        gram = [[0] * m for _ in range(m)]
+        for (a, b), v in zip(upper_triangle_index(m), values, strict=True):
+            gram[a][b] = gram[b][a] = int(v)
+        return cls(target, list(features), encoding, gram, list(contributors))
+
+    def value_bounds(self) -> list[tuple[int, int]]:
+        """Per-contribution bounds (lo, hi) of each vector entry, from the public encoding."""
+        return statistic_bounds(len(self.features), self.encoding)
+
+    # --- files -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "target": self.target,
+            "features": self.features,
+            "columns": self.columns,
+            "encoding": self.encoding.to_dict(),
+            "contributors": self.contributors,
+            "gram_upper": [str(v) for v in self.to_vector()],
+        }
+
+    def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
+        """Write the statistics as JSON (integers as decimal strings, so no tool rounds them)."""
+        return atomic_write_json(path, self.to_dict(), force=force)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> SufficientStatistics:
+        obj = read_json_object(path, "statistics")
+        return cls.from_dict(obj, str(path))
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any], source: str = "statistics") -> SufficientStatistics:
+        if obj.get("format") != FORMAT:
+            raise InvalidFileError(f"{source}: not a hefed statistics file (format {obj.get('format')!r})")
+        if obj.get("version") != VERSION:
+            raise InvalidFileError(f"{source}: unsupported statistics version {obj.get('version')!r}")
+        expected = {"format", "version", "target", "features", "columns", "encoding", "contributors", "gram_upper"}
+        if set(obj) != expected:
+            raise InvalidFileError(
+                f"{source}: fields wrong (missing {sorted(expected - set(obj))}, extra {sorted(set(obj) - expected)})"
+            )
+        target, features = obj["target"], obj["features"]
+        if not isinstance(target, str) or not _str_list(features) or not features:
+            raise InvalidFileError(f"{source}: 'target' must be a string and 'features' a non-empty list of strings")
+        if len(set(features)) != len(features) or target in features:
+            raise InvalidFileError(f"{source}: 'features' has duplicates or contains the target")
+        if obj["columns"] != canonical_columns(features, target):
+            raise InvalidFileError(f"{source}: 'columns' does not match target and features")
+        if not _str_list(obj["contributors"]):
+            raise InvalidFileError(f"{source}: 'contributors' must be a list of strings")
+        encoding = Encoding.from_dict(obj["encoding"], source)
+        raw = obj["gram_upper"]
+        m = len(features) + 2
+        if not isinstance(raw, list) or len(raw) != m * (m + 1) // 2:
+            raise InvalidFileError(f"{source}: 'gram_upper' must list {m * (m + 1) // 2} integers")
+        values = []
+        for i, v in enumerate(raw):
+            if not isinstance(v, str) or not v.lstrip("-").isdigit() or len(v) > 4000:
+                raise InvalidFileError(f"{source}: 'gram_upper'[{i}] is not an integer string")
+            values.append(int(v))
+        stats = cls.from_vector(values, target, features, encoding, obj["contributors"])
+        for a in range(m):
+            if stats.gram[a][a] < 0:
+                raise InvalidFileError(f"{source}: diagonal statistic for {stats.columns[a]!r} is negative")
+        return stats
+
+
+def _str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def statistic_bounds(n_features: int, encoding: Encoding) -> list[tuple[int, int]]:
+    """Bounds per contribution of each upper-triangle Gram entry, in travel order.
+
+    With encoded values ``|v| < 2^value_bits`` and at most ``2^max_rows_bits`` rows,
+    ``|Σ v_a·v_b| < 2^(bits_a + bits_b + max_rows_bits)``; diagonal entries are sums of
+    squares, hence non-negative, and the count n needs only ``max_rows_bits`` bits.
+    """
+    m = n_features + 2
+    bits = [0] + [encoding.value_bits] * (m - 1)
+    bounds = []
+    for a, b in upper_triangle_index(m):
+        hi = (1 << (bits[a] + bits[b] + encoding.max_rows_bits)) - 1
+        bounds.append((0, hi) if a == b else (-hi, hi))
+    return bounds
+
+
+def compute_statistics(
+    data: pd.DataFrame | str | os.PathLike[str],
+    target: str,
+    features: Sequence[str] | None = None,
+    encoding: Encoding | None = None,
+    factory_id: str | None = None,
+) -> SufficientStatistics:
+    """Compute a factory's exact sufficient statistics locally, in plaintext.
+
+    ``data`` is a DataFrame or the path of a CSV/Parquet file. Raises
+    :class:`~hefed.errors.DataError` or :class:`~hefed.errors.EncodingError`
+    naming the column and row of any value that cannot be used exactly.
+    """
+    encoding = encoding or Encoding()
+    source = str(data) if not isinstance(data, pd.DataFrame) else (factory_id or "data")
+    frame = data if isinstance(data, pd.DataFrame) else read_table(data)
+    X, y, names = select_xy(frame, target, features, source)
+    return statistics_from_arrays(X, y, names, target, encoding, factory_id, source)
+
+
+def statistics_from_arrays(
+    X: np.ndarray,
+    y: np.ndarray,
+    features: Sequence[str],
+    target: str,
+    encoding: Encoding | None = None,
+    factory_id: str | None = None,
+    source: str = "data",
+) -> SufficientStatistics:
+    """Exact statistics of float64 arrays (columns of ``X`` named by ``features``)."""
+    encoding = encoding or Encoding()
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[1] != len(features):
+        raise SchemaMismatchError(f"{source}: X, y and feature names do not agree in shape")
+    if X.shape[0] >= 1 << encoding.max_rows_bits:
+        raise SchemaMismatchError(f"{source}: more rows than the encoding allows (2^{encoding.max_rows_bits})")
+    order = sorted(range(len(features)), key=lambda j: features[j])
+    encoded = [np.ones(X.shape[0])]
+    encoded += [encoding.encode_column(X[:, j], features[j], source) for j in order]
+    encoded.append(encoding.encode_column(y, target, source))
+    bits = [1] + [encoding.value_bits] * (len(encoded) - 1)
+    acc = GramAccumulator(bits)
+    acc.update(np.column_stack(encoded))
+    return SufficientStatistics(
+        target, list(features), encoding, acc.result(), [factory_id] if factory_id else []
+    )
