@@ -18,6 +18,8 @@ from rich.table import Table
 import hefed
 from hefed.encoding import Encoding
 from hefed.errors import HefedError
+from hefed.fileio import check_writable
+from hefed.keys import DEFAULT_BITS
 
 console = Console()
 
@@ -62,7 +64,7 @@ force_option = click.option("--force", is_flag=True, help="Replace an existing o
 @main.command()
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for public_key.json and private_key.json (created if missing).")
-@click.option("--bits", default=hefed.keys.DEFAULT_BITS, show_default=True, type=int,
+@click.option("--bits", default=DEFAULT_BITS, show_default=True, type=int,
               help="Size of the modulus n in bits (2048 or more).")
 @click.option("--insecure-test-key", is_flag=True, help="Allow keys below 2048 bits, for tests only.")
 @force_option
@@ -70,7 +72,7 @@ def keygen(out_dir: Path, bits: int, insecure_test_key: bool, force: bool) -> No
     """Key holder: make a Paillier key pair (pheutil JSON format)."""
     public_path, private_path = out_dir / "public_key.json", out_dir / "private_key.json"
     for path in (public_path, private_path):
-        hefed.fileio.check_writable(path, force)
+        check_writable(path, force)
     public_key, private_key = hefed.generate_keypair(bits, insecure_test_key=insecure_test_key)
     out_dir.mkdir(parents=True, exist_ok=True)
     hefed.save_private_key(private_key, private_path, force=force)
@@ -82,7 +84,8 @@ def keygen(out_dir: Path, bits: int, insecure_test_key: bool, force: bool) -> No
 @main.command()
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--target", required=True, help="Response column, e.g. co2_t.")
-@click.option("--features", default=None, help="Comma-separated feature columns (default: every numeric column but the target).")
+@click.option("--features", default=None,
+              help="Comma-separated feature columns (default: every numeric column but the target).")
 @click.option("--public-key", "public_key_path", required=True, type=click.Path(path_type=Path))
 @click.option("--factory-id", required=True, help="This factory's id (letters, digits, . _ -).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle file to write.")
@@ -96,7 +99,7 @@ def keygen(out_dir: Path, bits: int, insecure_test_key: bool, force: bool) -> No
 def encrypt(data: Path, target: str, features: str | None, public_key_path: Path, factory_id: str,
             out: Path, frac_bits: int, int_bits: int, max_contributors: int, force: bool) -> None:
     """Factory: compute exact statistics of DATA (CSV or Parquet) and encrypt them."""
-    hefed.fileio.check_writable(out, force)
+    check_writable(out, force)
     feature_list = [f.strip() for f in features.split(",") if f.strip()] if features else None
     encoding = Encoding(frac_bits=frac_bits, int_bits=int_bits, max_contributors=max_contributors)
     public_key = hefed.load_public_key(public_key_path)
@@ -114,7 +117,7 @@ def encrypt(data: Path, target: str, features: str | None, public_key_path: Path
 @force_option
 def aggregate_cmd(bundles: tuple[Path, ...], out: Path, force: bool) -> None:
     """Aggregator: add encrypted bundles without any private key."""
-    hefed.fileio.check_writable(out, force)
+    check_writable(out, force)
     result = hefed.aggregate(bundles)
     result.save(out, force=force)
     click.echo(f"wrote {out}: aggregate of {len(result.contributors)} factories ({', '.join(result.contributors)})")
@@ -131,7 +134,7 @@ def aggregate_cmd(bundles: tuple[Path, ...], out: Path, force: bool) -> None:
 def decrypt(bundle: Path, private_key_path: Path, min_contributors: int,
             allow_insecure_permissions: bool, out: Path, force: bool) -> None:
     """Key holder: decrypt an aggregate bundle into plaintext aggregate statistics."""
-    hefed.fileio.check_writable(out, force)
+    check_writable(out, force)
     private_key = hefed.load_private_key(private_key_path, allow_insecure_permissions)
     stats = hefed.decrypt_statistics(hefed.Bundle.load(bundle), private_key, min_contributors)
     stats.save(out, force=force)
@@ -146,7 +149,7 @@ def decrypt(bundle: Path, private_key_path: Path, min_contributors: int,
 @force_option
 def solve_cmd(stats: Path, ridge: float, no_intercept: bool, out: Path, force: bool) -> None:
     """Solve the exact global linear model from decrypted aggregate statistics."""
-    hefed.fileio.check_writable(out, force)
+    check_writable(out, force)
     model = hefed.solve(hefed.SufficientStatistics.load(stats), ridge=ridge, fit_intercept=not no_intercept)
     model.save(out, force=force)
     print_model(model)
@@ -179,7 +182,7 @@ def print_model(model: hefed.LinearModel, true_factors: dict[str, float] | None 
 @main.command()
 @click.option("--factories", default=5, show_default=True, type=click.IntRange(3, 1000))
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--bits", default=hefed.keys.DEFAULT_BITS, show_default=True, type=int)
+@click.option("--bits", default=DEFAULT_BITS, show_default=True, type=int)
 def demo(factories: int, seed: int, bits: int) -> None:
     """Run keygen → encrypt → aggregate → decrypt → solve on the built-in data."""
     from hefed.datasets import EMISSION_FACTORS, FACTOR_UNITS

@@ -16,7 +16,7 @@ Typical use::
 
 from __future__ import annotations
 
-from . import datasets, errors, fileio, keys
+from . import datasets, errors
 from .aggregate import aggregate
 from .bundle import Bundle
 from .decrypt import decrypt_statistics

@@ -190,4 +190,6 @@ class Bundle:
             if not is_valid_ciphertext(n, value):
                 raise InvalidFileError(f"{source}: ciphertext {i} is not in [1, n²) or not coprime to n")
             ciphertexts.append(value)
-        return cls(kind, public_key, target, list(features), encoding, list(contributors), ciphertexts, obj["layout_digest"])
+        return cls(
+            kind, public_key, target, list(features), encoding, list(contributors), ciphertexts, obj["layout_digest"]
+        )

@@ -150,7 +150,8 @@ class LinearModel:
 
     def __repr__(self) -> str:
         kind = f"ridge={self.ridge:g}" if self.ridge else "OLS"
-        return f"LinearModel({kind}, target={self.target_!r}, features={list(self.feature_names_in_)}, n={self.n_samples_})"
+        features = list(self.feature_names_in_)
+        return f"LinearModel({kind}, target={self.target_!r}, features={features}, n={self.n_samples_})"
 
     # --- files -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -32,7 +32,7 @@ import pandas as pd
 
 from .data import read_table, select_xy
 from .encoding import Encoding
-from .errors import InvalidFileError, SchemaMismatchError
+from .errors import DataError, InvalidFileError, SchemaMismatchError
 from .fileio import atomic_write_json, read_json_object
 from .primitives.exactgram import GramAccumulator
 
@@ -246,6 +246,8 @@ def statistics_from_arrays(
         raise SchemaMismatchError(f"{source}: X, y and feature names do not agree in shape")
     if X.shape[0] >= 1 << encoding.max_rows_bits:
         raise SchemaMismatchError(f"{source}: more rows than the encoding allows (2^{encoding.max_rows_bits})")
+    if ONES in features or target == ONES:
+        raise DataError(f"{source}: the column name {ONES!r} is reserved for the intercept")
     order = sorted(range(len(features)), key=lambda j: features[j])
     encoded = [np.ones(X.shape[0])]
     encoded += [encoding.encode_column(X[:, j], features[j], source) for j in order]

@@ -37,27 +37,35 @@ class GramAccumulator:
         if max(self.bits, default=0) > 1023:
             raise ValueError("column bound above float64 range")
         self.n_slices = [-(-b // SLICE_BITS) for b in self.bits]
-        self._starts = np.cumsum([0, *self.n_slices])
-        width = int(self._starts[-1])
+        # Sliced columns are laid out slice level by slice level: all columns' slice 0,
+        # then slice 1 of the columns that have one, ... ; position[(j, k)] finds them.
+        self._levels = [
+            np.array([j for j, count in enumerate(self.n_slices) if count > k], dtype=np.intp)
+            for k in range(max(self.n_slices, default=0))
+        ]
+        self._position: dict[tuple[int, int], int] = {}
+        for k, columns in enumerate(self._levels):
+            for j in columns:
+                self._position[(int(j), k)] = len(self._position)
+        width = len(self._position)
         self._acc64 = np.zeros((width, width), dtype=np.int64)
         self._acc_obj = np.zeros((width, width), dtype=object)
         self._pending = 0
 
     def _slices(self, block: np.ndarray) -> np.ndarray:
-        rows = block.shape[0]
-        out = np.empty((rows, int(self._starts[-1])), dtype=np.float64)
         sign = np.sign(block)
         rest = np.abs(block)
         base = float(1 << SLICE_BITS)
-        for j, k_count in enumerate(self.n_slices):
-            col = rest[:, j]
-            start = int(self._starts[j])
-            for k in range(k_count):
-                # floor and fmod by powers of two are exact in binary floating point
-                low = np.fmod(col, base)
-                out[:, start + k] = low * sign[:, j]
-                col = (col - low) / base
-        return out
+        parts = []
+        for columns in self._levels:
+            # floor, multiplication and division by powers of two are exact here
+            high = np.floor(rest / base)
+            parts.append((rest - high * base) * sign)
+            rest = high
+            if len(parts) < len(self._levels):
+                keep = np.searchsorted(columns, self._levels[len(parts)])
+                rest, sign = rest[:, keep], sign[:, keep]
+        return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
 
     def update(self, block: np.ndarray) -> None:
         """Add ``blockᵀ·block`` for a (rows × columns) float64 block of bounded integers."""
@@ -82,14 +90,13 @@ class GramAccumulator:
         self._flush()
         m = len(self.bits)
         gram = [[0] * m for _ in range(m)]
+        pos = self._position
         for a in range(m):
-            sa = int(self._starts[a])
             for b in range(a, m):
-                sb = int(self._starts[b])
                 total = 0
                 for k in range(self.n_slices[a]):
                     for ll in range(self.n_slices[b]):
-                        term = int(self._acc_obj[sa + k, sb + ll])
+                        term = int(self._acc_obj[pos[(a, k)], pos[(b, ll)]])
                         if term:
                             total += term << (SLICE_BITS * (k + ll))
                 gram[a][b] = gram[b][a] = total
