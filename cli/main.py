@@ -16,8 +16,13 @@ from rich.console import Console
 from rich.table import Table
 
 import hefed
+from hefed.compare import MODELS, Comparison, compare_models
+from hefed.data import write_table
+from hefed.decrypt import decrypt_bundle
 from hefed.encoding import Encoding
-from hefed.errors import HefedError
+from hefed.encrypt import encrypt_with_holdout
+from hefed.errors import HefedError, UsageError
+from hefed.evaluation import EvaluationSums, encrypt_evaluation, evaluate_local
 from hefed.fileio import check_writable
 from hefed.keys import DEFAULT_BITS
 
@@ -95,20 +100,39 @@ def keygen(out_dir: Path, bits: int, insecure_test_key: bool, force: bool) -> No
               help="Encoding: values must be below 2^INT_BITS in magnitude (same for every factory).")
 @click.option("--max-contributors", default=Encoding.max_contributors, show_default=True, type=int,
               help="Encoding: most factories an aggregate may sum (same for every factory).")
+@click.option("--test-fraction", default=0.0, show_default=True, type=float,
+              help="Keep this fraction of rows out of the statistics, as a holdout for evaluation.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the reproducible holdout draw.")
+@click.option("--holdout-out", type=click.Path(path_type=Path), default=None,
+              help="Write the holdout rows here (CSV, or Parquet by suffix); the file stays at the factory.")
 @force_option
 def encrypt(data: Path, target: str, features: str | None, public_key_path: Path, factory_id: str,
-            out: Path, frac_bits: int, int_bits: int, max_contributors: int, force: bool) -> None:
+            out: Path, frac_bits: int, int_bits: int, max_contributors: int, test_fraction: float,
+            seed: int, holdout_out: Path | None, force: bool) -> None:
     """Factory: compute exact statistics of DATA (CSV or Parquet) and encrypt them."""
     check_writable(out, force)
-    feature_list = [f.strip() for f in features.split(",") if f.strip()] if features else None
+    if holdout_out is not None:
+        if not test_fraction:
+            raise UsageError("--holdout-out needs --test-fraction")
+        check_writable(holdout_out, force)
     encoding = Encoding(frac_bits=frac_bits, int_bits=int_bits, max_contributors=max_contributors)
     public_key = hefed.load_public_key(public_key_path)
-    bundle = hefed.encrypt_statistics(data, target, public_key, feature_list, factory_id, encoding)
+    bundle, holdout = encrypt_with_holdout(data, target, public_key, _split(features), factory_id, encoding,
+                                           test_fraction, seed)
     bundle.save(out, force=force)
     click.echo(
         f"wrote {out}: {len(bundle.ciphertexts)} ciphertexts, target {target!r}, "
         f"{len(bundle.features)} features ({', '.join(bundle.features)})"
     )
+    if holdout is not None:
+        click.echo(f"kept {len(holdout)} holdout rows out of the statistics (seed {seed})")
+        if holdout_out is not None:
+            write_table(holdout, holdout_out, force=force)
+            click.echo(f"wrote holdout {holdout_out}")
+
+
+def _split(features: str | None) -> list[str] | None:
+    return [f.strip() for f in features.split(",") if f.strip()] if features else None
 
 
 @main.command(name="aggregate")
@@ -133,12 +157,16 @@ def aggregate_cmd(bundles: tuple[Path, ...], out: Path, force: bool) -> None:
 @force_option
 def decrypt(bundle: Path, private_key_path: Path, min_contributors: int,
             allow_insecure_permissions: bool, out: Path, force: bool) -> None:
-    """Key holder: decrypt an aggregate bundle into plaintext aggregate statistics."""
+    """Key holder: decrypt an aggregate bundle (statistics or evaluation) into plaintext aggregates."""
     check_writable(out, force)
     private_key = hefed.load_private_key(private_key_path, allow_insecure_permissions)
-    stats = hefed.decrypt_statistics(hefed.Bundle.load(bundle), private_key, min_contributors)
-    stats.save(out, force=force)
-    click.echo(f"wrote {out}: statistics of {stats.n} rows from {len(stats.contributors)} factories")
+    result = decrypt_bundle(hefed.Bundle.load(bundle), private_key, min_contributors)
+    result.save(out, force=force)
+    if isinstance(result, EvaluationSums):
+        click.echo(f"wrote {out}: holdout evaluation of {result.n} rows from {len(result.contributors)} factories")
+        print_metrics("consortium holdout metrics", result.metrics())
+    else:
+        click.echo(f"wrote {out}: statistics of {result.n} rows from {len(result.contributors)} factories")
 
 
 @main.command(name="solve")
@@ -179,6 +207,90 @@ def print_model(model: hefed.LinearModel, true_factors: dict[str, float] | None 
                   f"factories: {', '.join(model.contributors_)}")
 
 
+def print_metrics(title: str, metrics: dict[str, float]) -> None:
+    table = Table(title=title)
+    for name in ("n", "mse", "rmse", "mae", "r2"):
+        table.add_column(name.upper() if name != "r2" else "R²", justify="right")
+    table.add_row(str(metrics["n"]), *(f"{metrics[k]:.6g}" for k in ("mse", "rmse", "mae", "r2")))
+    console.print(table)
+
+
+@main.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help="Model JSON.")
+@click.option("--target", default=None, help="Response column (default: the model's target).")
+@click.option("--public-key", "public_key_path", type=click.Path(path_type=Path), default=None,
+              help="With --factory-id and --out: also write an encrypted evaluation bundle.")
+@click.option("--factory-id", default=None)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Evaluation bundle to write.")
+@force_option
+def evaluate(data: Path, model_path: Path, target: str | None, public_key_path: Path | None,
+             factory_id: str | None, out: Path | None, force: bool) -> None:
+    """Factory: metrics of a model on DATA (its holdout); optionally an encrypted evaluation bundle."""
+    encrypted = [public_key_path, factory_id, out]
+    if any(v is not None for v in encrypted) and not all(v is not None for v in encrypted):
+        raise UsageError("an encrypted evaluation needs all of --public-key, --factory-id and --out")
+    if out is not None:
+        check_writable(out, force)
+    model = hefed.LinearModel.load(model_path)
+    print_metrics(f"local metrics of the model on {data} (stay here)", evaluate_local(model, data, target).metrics())
+    if out is not None and public_key_path is not None and factory_id is not None:
+        bundle = encrypt_evaluation(model, data, target, hefed.load_public_key(public_key_path), factory_id)
+        bundle.save(out, force=force)
+        click.echo(f"wrote {out}: encrypted evaluation bundle ({len(bundle.ciphertexts)} ciphertexts)")
+
+
+def print_comparison(report: Comparison) -> None:
+    table = Table(title=f"holdout MSE and R² of {report.target}: local-only vs federated vs centralised")
+    table.add_column("factory")
+    table.add_column("n test", justify="right")
+    for model_name in MODELS:
+        table.add_column(f"{model_name} MSE", justify="right")
+        table.add_column(f"{model_name} R²", justify="right")
+    for row in [*report.rows, report.overall]:
+        cells = [str(row["factory"]), str(row["n_test"])]
+        for model_name in MODELS:
+            cells += [f"{row[model_name + '_mse']:.6g}", f"{row[model_name + '_r2']:.4f}"]
+        table.add_row(*cells)
+    console.print(table)
+    console.print(
+        f"largest coefficient difference federated vs centralised: {report.max_abs_coef_diff:.3g} "
+        f"(relative {report.max_rel_coef_diff:.2e}); centralised = scikit-learn on pooled plaintext, "
+        "possible only in a simulation"
+    )
+    enc = report.encrypted_overall
+    console.print(
+        f"federated overall from encrypted evaluation bundles: MSE {enc['mse']:.6g}, RMSE {enc['rmse']:.6g}, "
+        f"MAE {enc['mae']:.6g}, R² {enc['r2']:.4f}"
+    )
+    for name, dropped in report.dropped_local.items():
+        console.print(f"  {name}: local model drops {', '.join(dropped)} (constant or collinear there)")
+
+
+@main.command()
+@click.option("--data", "data_paths", multiple=True, type=click.Path(path_type=Path),
+              help="One table per factory (repeat, or list after one --data); default: the built-in data.")
+@click.argument("more_data", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--target", default=None, help="Response column (default co2_t on the built-in data).")
+@click.option("--features", default=None, help="Comma-separated feature columns.")
+@click.option("--test-fraction", default=0.25, show_default=True, type=float)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--ridge", default=0.0, show_default=True, type=float)
+@click.option("--bits", default=2048, show_default=True, type=int, help="Key size of the simulation.")
+def compare(data_paths: tuple[Path, ...], more_data: tuple[Path, ...], target: str | None, features: str | None,
+            test_fraction: float, seed: int, ridge: float, bits: int) -> None:
+    """Simulation: local-only vs federated vs centralised models on each factory's holdout."""
+    from hefed.datasets import TARGET, load_factory_files, make_factories
+
+    paths = [*data_paths, *more_data]
+    factories = load_factory_files(paths) if paths else make_factories()
+    target = target or (None if paths else TARGET)
+    if target is None:
+        raise UsageError("--target is required with --data")
+    report = compare_models(factories, target, _split(features), test_fraction, seed, ridge, key_bits=bits)
+    print_comparison(report)
+
+
 @main.command()
 @click.option("--factories", default=5, show_default=True, type=click.IntRange(3, 1000))
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -205,6 +317,8 @@ def demo(factories: int, seed: int, bits: int) -> None:
         "federated vs exact solve of the pooled plaintext: "
         + ("identical, rational for rational" if report.equals_exact_pooled else "[red]DIFFERENT[/red]")
     )
+    if report.comparison is not None:
+        print_comparison(report.comparison)
     steps = Table(title=f"time per step (bundle size {report.bundle_bytes} bytes per factory)")
     steps.add_column("step")
     steps.add_column("seconds", justify="right")

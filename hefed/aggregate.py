@@ -53,5 +53,5 @@ def aggregate(bundles: Iterable[Bundle | str | os.PathLike[str]]) -> Bundle:
         raise UsageError("aggregate needs at least one bundle")
     return Bundle(
         first.kind, first.public_key, first.target, list(first.features), first.encoding,
-        contributors, [int(a) for a in acc], first.layout_digest,
+        contributors, [int(a) for a in acc], first.layout_digest, dict(first.parameters),
     )

@@ -13,7 +13,7 @@ File format (JSON)::
     {"format": "hefed.bundle", "version": 1, "kind": "statistics",
      "public_key": {"n": "<base64url>"}, "key_fingerprint": "<hex>",
      "schema": {"target": "co2_t", "features": ["coal_t", ...]},
-     "encoding": {...}, "layout_digest": "<hex>",
+     "encoding": {...}, "parameters": {...}, "layout_digest": "<hex>",
      "contributors": ["plant-a", ...],
      "ciphertexts": ["<base64 of big-endian bytes>", ...]}
 """
@@ -31,34 +31,16 @@ from phe import PaillierPublicKey
 from phe.util import base64_to_int, int_to_base64
 
 from .encoding import Encoding
-from .errors import InvalidFileError, OverflowRiskError, SchemaMismatchError
+from .errors import InvalidFileError
 from .fileio import atomic_write_json, read_json_object
 from .keys import MAX_BITS, key_fingerprint
-from .primitives.packing import Layout, PackingError
+from .layouts import KIND_PARAMETERS, check_parameters, payload_layout
+from .primitives.packing import Layout
 from .primitives.paillier import is_valid_ciphertext
-from .statistics import statistic_bounds
 
 FORMAT = "hefed.bundle"
 VERSION = 1
-KINDS = ("statistics",)
-
-
-def payload_layout(kind: str, n_features: int, encoding: Encoding, public_key: PaillierPublicKey) -> Layout:
-    """The public packing layout of a bundle's plaintexts.
-
-    The slots are the kind's statistics followed by one contribution counter
-    (1 per factory), which lets the key holder check how many bundles were summed.
-    """
-    if kind != "statistics":
-        raise SchemaMismatchError(f"unknown bundle kind {kind!r}")
-    bounds = [*statistic_bounds(n_features, encoding), (0, 1)]
-    try:
-        return Layout.build(bounds, public_key.n.bit_length() - 1, encoding.max_contributors)
-    except PackingError as exc:
-        raise OverflowRiskError(
-            f"the encoding needs wider slots than a {public_key.n.bit_length()}-bit key holds ({exc}); "
-            "lower --int-bits/--frac-bits or use a larger key"
-        ) from None
+KINDS = tuple(KIND_PARAMETERS)
 
 
 @dataclass
@@ -73,6 +55,7 @@ class Bundle:
     contributors: list[str]
     ciphertexts: list[int]
     layout_digest: str = field(default="")
+    parameters: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.layout_digest:
@@ -83,7 +66,7 @@ class Bundle:
         return key_fingerprint(self.public_key)
 
     def layout(self) -> Layout:
-        return payload_layout(self.kind, len(self.features), self.encoding, self.public_key)
+        return payload_layout(self.kind, len(self.features), self.encoding, self.public_key, self.parameters)
 
     def schema_differences(self, other: Bundle) -> list[str]:
         """Human-readable differences that forbid adding ``other`` to this bundle."""
@@ -98,6 +81,8 @@ class Bundle:
             only_a = sorted(set(self.features) - set(other.features))
             only_b = sorted(set(other.features) - set(self.features))
             diffs.append(f"features only in the first: {only_a}, only in the second: {only_b}")
+        if self.parameters != other.parameters:
+            diffs.append(f"parameters {self.parameters} vs {other.parameters}")
         if self.encoding != other.encoding:
             diffs.append(f"encoding {self.encoding.to_dict()} vs {other.encoding.to_dict()}")
         if not diffs and self.layout_digest != other.layout_digest:
@@ -115,6 +100,7 @@ class Bundle:
             "key_fingerprint": self.key_fingerprint,
             "schema": {"target": self.target, "features": list(self.features)},
             "encoding": self.encoding.to_dict(),
+            "parameters": dict(self.parameters),
             "layout_digest": self.layout_digest,
             "contributors": list(self.contributors),
             "ciphertexts": [base64.b64encode(c.to_bytes(width, "big")).decode("ascii") for c in self.ciphertexts],
@@ -135,7 +121,7 @@ class Bundle:
             raise InvalidFileError(f"{source}: unsupported bundle version {obj.get('version')!r}")
         expected = {
             "format", "version", "kind", "public_key", "key_fingerprint", "schema",
-            "encoding", "layout_digest", "contributors", "ciphertexts",
+            "encoding", "parameters", "layout_digest", "contributors", "ciphertexts",
         }
         if set(obj) != expected:
             raise InvalidFileError(
@@ -173,7 +159,8 @@ class Bundle:
             isinstance(c, str) and c for c in contributors
         ):
             raise InvalidFileError(f"{source}: 'contributors' must be a non-empty list of factory ids")
-        layout = payload_layout(kind, len(features), encoding, public_key)
+        parameters = check_parameters(kind, obj["parameters"], source)
+        layout = payload_layout(kind, len(features), encoding, public_key, parameters)
         if obj["layout_digest"] != layout.digest():
             raise InvalidFileError(f"{source}: 'layout_digest' does not match the layout its metadata implies")
         raw = obj["ciphertexts"]
@@ -191,5 +178,6 @@ class Bundle:
                 raise InvalidFileError(f"{source}: ciphertext {i} is not in [1, n²) or not coprime to n")
             ciphertexts.append(value)
         return cls(
-            kind, public_key, target, list(features), encoding, list(contributors), ciphertexts, obj["layout_digest"]
+            kind, public_key, target, list(features), encoding, list(contributors), ciphertexts,
+            obj["layout_digest"], parameters,
         )

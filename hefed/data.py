@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, InvalidFileError
+from .errors import DataError, InvalidFileError, UsageError
+from .fileio import atomic_write_bytes
 
 PARQUET_SUFFIXES = {".parquet", ".pq"}
 
@@ -132,3 +133,35 @@ def select_xy(
     X = np.column_stack([_numeric_column(frame, f, source) for f in features])
     y = _numeric_column(frame, target, source)
     return X, y, features
+
+
+def split_holdout(frame: pd.DataFrame, test_fraction: float, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split rows into (train, holdout), reproducibly for a given ``seed``.
+
+    ``round(test_fraction · n)`` rows, drawn uniformly without replacement, form
+    the holdout; both parts keep the original row order.
+    """
+    if not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
+        raise UsageError(f"test fraction must be strictly between 0 and 1, got {test_fraction!r}")
+    n = len(frame)
+    k = int(round(test_fraction * n))
+    if k < 1 or k > n - 1:
+        raise UsageError(f"test fraction {test_fraction} of {n} rows leaves an empty training or holdout set")
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(n, dtype=bool)
+    mask[rng.permutation(n)[:k]] = True
+    return frame.loc[~mask].reset_index(drop=True), frame.loc[mask].reset_index(drop=True)
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike[str], force: bool = False) -> Path:
+    """Write a table atomically as Parquet (.parquet/.pq) or CSV (anything else)."""
+    path = Path(path)
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        import io
+
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        data = buffer.getvalue()
+    else:
+        data = frame.to_csv(index=False).encode("utf-8")
+    return atomic_write_bytes(path, data, force=force)

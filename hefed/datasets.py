@@ -123,3 +123,15 @@ def load_gas_turbine(directory: str | os.PathLike[str]) -> dict[str, pd.DataFram
             raise DataError(f"{path}: gas-turbine file not found")
         frames[f"gt_{year}"] = read_table(path)
     return frames
+
+
+def load_factory_files(paths: list[str | os.PathLike[str]] | list[Path]) -> dict[str, pd.DataFrame]:
+    """Read one table per factory; ids are the file names without suffix (made unique if needed)."""
+    factories: dict[str, pd.DataFrame] = {}
+    for path in map(Path, paths):
+        name = path.stem or "factory"
+        unique, i = name, 2
+        while unique in factories:
+            unique, i = f"{name}-{i}", i + 1
+        factories[unique] = read_table(path)
+    return factories

@@ -1,10 +1,15 @@
-"""Key holder side: decrypt an aggregate, and only an aggregate, into statistics.
+"""Key holder side: decrypt an aggregate, and only an aggregate.
 
 The key holder refuses a bundle with fewer contributors than the disclosure
 threshold (default 3) and checks, from the decrypted plaintexts themselves,
 that the contribution counter equals the number of contributors listed and
 that every slot passes its guard-bit check. A single factory's bundle
 relabelled as an aggregate therefore fails: its counter reads 1.
+
+:func:`decrypt_statistics` turns a ``statistics`` aggregate into
+:class:`~hefed.statistics.SufficientStatistics`; :func:`decrypt_evaluation`
+an ``evaluation`` aggregate into :class:`~hefed.evaluation.EvaluationSums`;
+:func:`decrypt_bundle` does whichever the bundle's kind says.
 """
 
 from __future__ import annotations
@@ -12,20 +17,26 @@ from __future__ import annotations
 from phe import PaillierPrivateKey
 
 from .bundle import Bundle
-from .errors import DuplicateContributorError, IntegrityError, KeyMismatchError, TooFewContributorsError, UsageError
+from .errors import (
+    DuplicateContributorError,
+    IntegrityError,
+    KeyMismatchError,
+    SchemaMismatchError,
+    TooFewContributorsError,
+    UsageError,
+)
+from .evaluation import EvaluationSums, sums_from_values
 from .keys import key_fingerprint
 from .primitives.packing import PackingError
 from .primitives.paillier import decrypt_raw
-from .statistics import SufficientStatistics, upper_triangle_index
+from .statistics import SufficientStatistics
 
 DEFAULT_MIN_CONTRIBUTORS = 3
 
 
-def decrypt_statistics(
-    bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS
-) -> SufficientStatistics:
-    """Decrypt an aggregate bundle of at least ``min_contributors`` factories."""
-    if not isinstance(min_contributors, int) or min_contributors < 1:
+def _decrypt_values(bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int) -> list[int]:
+    """Threshold and key checks, decryption, guard-bit and counter checks; the slot values."""
+    if not isinstance(min_contributors, int) or isinstance(min_contributors, bool) or min_contributors < 1:
         raise UsageError("min_contributors must be a positive integer")
     if bundle.key_fingerprint != key_fingerprint(private_key.public_key):
         raise KeyMismatchError(
@@ -46,15 +57,43 @@ def decrypt_statistics(
         values = layout.unpack(plaintexts, count)
     except PackingError as exc:
         raise IntegrityError(f"decrypted aggregate is corrupt or overflowed: {exc}") from None
-    *stats, counter = values
+    *payload, counter = values
     if counter != count:
-        raise IntegrityError(
-            f"bundle lists {count} contributors but its ciphertexts sum {counter} contributions"
-        )
-    result = SufficientStatistics.from_vector(
-        stats, bundle.target, bundle.features, bundle.encoding, bundle.contributors
-    )
-    m = len(result.gram)
-    if any(result.gram[a][a] < 0 for a in range(m)) or len(stats) != len(upper_triangle_index(m)):
-        raise IntegrityError("decrypted statistics are inconsistent")
+        raise IntegrityError(f"bundle lists {count} contributors but its ciphertexts sum {counter} contributions")
+    return payload
+
+
+def decrypt_statistics(
+    bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS
+) -> SufficientStatistics:
+    """Decrypt a ``statistics`` aggregate of at least ``min_contributors`` factories."""
+    if bundle.kind != "statistics":
+        raise SchemaMismatchError(f"expected a statistics bundle, got a {bundle.kind} bundle")
+    values = _decrypt_values(bundle, private_key, min_contributors)
+    result = SufficientStatistics.from_vector(values, bundle.target, bundle.features, bundle.encoding,
+                                              bundle.contributors)
+    if any(result.gram[a][a] < 0 for a in range(len(result.gram))):
+        raise IntegrityError("decrypted statistics have a negative sum of squares")
     return result
+
+
+def decrypt_evaluation(
+    bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS
+) -> EvaluationSums:
+    """Decrypt an ``evaluation`` aggregate into the consortium's exact holdout sums."""
+    if bundle.kind != "evaluation":
+        raise SchemaMismatchError(f"expected an evaluation bundle, got a {bundle.kind} bundle")
+    values = _decrypt_values(bundle, private_key, min_contributors)
+    if values[0] < 1:
+        raise IntegrityError("decrypted evaluation covers no rows")
+    return sums_from_values(values, bundle.parameters, bundle.encoding, bundle.target, bundle.features,
+                            bundle.contributors)
+
+
+def decrypt_bundle(
+    bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS
+) -> SufficientStatistics | EvaluationSums:
+    """Decrypt an aggregate of any kind (what ``hefed decrypt`` runs)."""
+    if bundle.kind == "evaluation":
+        return decrypt_evaluation(bundle, private_key, min_contributors)
+    return decrypt_statistics(bundle, private_key, min_contributors)

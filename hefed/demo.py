@@ -21,6 +21,7 @@ import pandas as pd
 
 from .aggregate import aggregate
 from .bundle import Bundle
+from .compare import Comparison, compare_models
 from .datasets import EMISSION_FACTORS, FACTOR_UNITS, TARGET, make_factories
 from .decrypt import decrypt_statistics
 from .encrypt import encrypt_statistics
@@ -43,6 +44,7 @@ class DemoReport:
     key_bits: int = 0
     max_rel_diff_centralised: float = float("nan")
     equals_exact_pooled: bool = False
+    comparison: Comparison | None = None
 
     def factor_table(self) -> list[tuple[str, float, str, float | None]]:
         """(feature, estimated factor, unit, true factor) rows."""
@@ -98,6 +100,11 @@ def run_demo(
         timed("decrypt", decrypt)
         model = timed("solve (exact)", lambda: solve(SufficientStatistics.load(folder / "statistics.json")))
         bundle_bytes = paths[0].stat().st_size
+        comparison = timed(
+            "compare on 25% holdouts (local / federated / centralised)",
+            lambda: compare_models(factories, TARGET, public_key=public_key,
+                                   private_key=load_private_key(folder / "private_key.json")),
+        )
 
     pooled = pd.concat(factories.values(), ignore_index=True)
     features = list(model.feature_names_in_)
@@ -117,4 +124,5 @@ def run_demo(
             model.coef_exact_ == exact_pooled.coef_exact_
             and model.intercept_exact_ == exact_pooled.intercept_exact_
         ),
+        comparison=comparison,
     )

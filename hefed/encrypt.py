@@ -14,9 +14,11 @@ from collections.abc import Sequence
 import pandas as pd
 from phe import PaillierPublicKey
 
-from .bundle import Bundle, payload_layout
+from .bundle import Bundle
+from .data import read_table, split_holdout
 from .encoding import Encoding
 from .errors import OverflowRiskError, UsageError
+from .layouts import payload_layout
 from .primitives.packing import PackingError
 from .primitives.paillier import encrypt_raw
 from .statistics import SufficientStatistics, compute_statistics
@@ -65,3 +67,25 @@ def encrypt_statistics(
     check_factory_id(factory_id)
     stats = compute_statistics(data, target, features, encoding, factory_id)
     return encrypt_bundle(stats, public_key, factory_id)
+
+
+def encrypt_with_holdout(
+    data: pd.DataFrame | str | os.PathLike[str],
+    target: str,
+    public_key: PaillierPublicKey,
+    features: Sequence[str] | None = None,
+    factory_id: str = "factory",
+    encoding: Encoding | None = None,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+) -> tuple[Bundle, pd.DataFrame | None]:
+    """Like :func:`encrypt_statistics`, first keeping a reproducible random holdout out.
+
+    Returns the bundle of the training rows and the holdout rows (``None`` when
+    ``test_fraction`` is 0), which the factory keeps for evaluation.
+    """
+    if not test_fraction:
+        return encrypt_statistics(data, target, public_key, features, factory_id, encoding), None
+    frame = data if isinstance(data, pd.DataFrame) else read_table(data)
+    train, holdout = split_holdout(frame, test_fraction, seed)
+    return encrypt_statistics(train, target, public_key, features, factory_id, encoding), holdout

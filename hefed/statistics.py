@@ -34,6 +34,7 @@ from .data import read_table, select_xy
 from .encoding import Encoding
 from .errors import DataError, InvalidFileError, SchemaMismatchError
 from .fileio import atomic_write_json, read_json_object
+from .layouts import upper_triangle_index
 from .primitives.exactgram import GramAccumulator
 
 FORMAT = "hefed.statistics"
@@ -47,11 +48,6 @@ ONES = "(intercept)"
 def canonical_columns(features: Sequence[str], target: str) -> list[str]:
     """The canonical column order of the Gram matrix: ones, sorted features, target."""
     return [ONES, *sorted(features), target]
-
-
-def upper_triangle_index(m: int) -> list[tuple[int, int]]:
-    """(a, b) pairs with a <= b, row by row: the order statistics travel in."""
-    return [(a, b) for a in range(m) for b in range(a, m)]
 
 
 @dataclass
@@ -126,10 +122,6 @@ class SufficientStatistics:
             gram[a][b] = gram[b][a] = int(v)
         return cls(target, list(features), encoding, gram, list(contributors))
 
-    def value_bounds(self) -> list[tuple[int, int]]:
-        """Per-contribution bounds (lo, hi) of each vector entry, from the public encoding."""
-        return statistic_bounds(len(self.features), self.encoding)
-
     # --- files -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -191,22 +183,6 @@ class SufficientStatistics:
 
 def _str_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
-def statistic_bounds(n_features: int, encoding: Encoding) -> list[tuple[int, int]]:
-    """Bounds per contribution of each upper-triangle Gram entry, in travel order.
-
-    With encoded values ``|v| < 2^value_bits`` and at most ``2^max_rows_bits`` rows,
-    ``|Σ v_a·v_b| < 2^(bits_a + bits_b + max_rows_bits)``; diagonal entries are sums of
-    squares, hence non-negative, and the count n needs only ``max_rows_bits`` bits.
-    """
-    m = n_features + 2
-    bits = [0] + [encoding.value_bits] * (m - 1)
-    bounds = []
-    for a, b in upper_triangle_index(m):
-        hi = (1 << (bits[a] + bits[b] + encoding.max_rows_bits)) - 1
-        bounds.append((0, hi) if a == b else (-hi, hi))
-    return bounds
 
 
 def compute_statistics(

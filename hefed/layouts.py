@@ -1,0 +1,94 @@
+"""Public packing layouts of every bundle kind, derived from public parameters only.
+
+Each kind lists, per contribution, the bounds ``(lo, hi)`` of the integers it
+packs; :class:`~hefed.primitives.packing.Layout` turns them into slots wide
+enough for the sum of ``encoding.max_contributors`` contributions. A final
+slot counts contributions (1 per factory), so the key holder can check how
+many bundles were actually summed.
+
+* ``statistics``: the upper triangle of the Gram matrix of ``[1, X·2^F, y·2^F]``.
+  With encoded values ``|v| < 2^value_bits`` and at most ``2^max_rows_bits`` rows,
+  ``|Σ v_a·v_b| < 2^(bits_a + bits_b + max_rows_bits)``; diagonal entries are sums
+  of squares, hence non-negative.
+* ``evaluation``: ``n, Σr², Σ|r|, Σy, Σy²`` of a model's residuals ``r`` on a holdout,
+  with residuals scaled to integers by ``2^scale_bits`` and bounded by ``2^residual_bits``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from phe import PaillierPublicKey
+
+from .encoding import Encoding
+from .errors import InvalidFileError, OverflowRiskError
+from .primitives.packing import Layout, PackingError
+
+#: Public parameters each kind carries in its bundles.
+KIND_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "statistics": (),
+    "evaluation": ("scale_bits", "residual_bits"),
+}
+
+
+def upper_triangle_index(m: int) -> list[tuple[int, int]]:
+    """(a, b) pairs with a <= b, row by row: the order statistics travel in."""
+    return [(a, b) for a in range(m) for b in range(a, m)]
+
+
+def statistic_bounds(n_features: int, encoding: Encoding) -> list[tuple[int, int]]:
+    """Bounds per contribution of each upper-triangle Gram entry, in travel order."""
+    m = n_features + 2
+    bits = [0] + [encoding.value_bits] * (m - 1)
+    bounds = []
+    for a, b in upper_triangle_index(m):
+        hi = (1 << (bits[a] + bits[b] + encoding.max_rows_bits)) - 1
+        bounds.append((0, hi) if a == b else (-hi, hi))
+    return bounds
+
+
+def evaluation_bounds(encoding: Encoding, residual_bits: int) -> list[tuple[int, int]]:
+    """Bounds of (n, Σr², Σ|r|, Σy, Σy²) with ``|r·2^scale| < 2^residual_bits``."""
+    rows, vb = encoding.max_rows_bits, encoding.value_bits
+    return [
+        (0, (1 << rows) - 1),
+        (0, (1 << (rows + 2 * residual_bits)) - 1),
+        (0, (1 << (rows + residual_bits)) - 1),
+        (-(1 << (rows + vb)) + 1, (1 << (rows + vb)) - 1),
+        (0, (1 << (rows + 2 * vb)) - 1),
+    ]
+
+
+def check_parameters(kind: str, parameters: object, source: str = "bundle") -> dict[str, int]:
+    """Validate a kind's public parameters (names and small non-negative integers)."""
+    if kind not in KIND_PARAMETERS:
+        raise InvalidFileError(f"{source}: unknown bundle kind {kind!r}")
+    expected = set(KIND_PARAMETERS[kind])
+    if not isinstance(parameters, Mapping) or set(parameters) != expected:
+        raise InvalidFileError(f"{source}: 'parameters' of a {kind} bundle must be exactly {sorted(expected)}")
+    for name, value in parameters.items():
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 4096:
+            raise InvalidFileError(f"{source}: parameter {name!r} must be an integer in [0, 4096]")
+    return dict(parameters)
+
+
+def payload_layout(
+    kind: str,
+    n_features: int,
+    encoding: Encoding,
+    public_key: PaillierPublicKey,
+    parameters: Mapping[str, int] | None = None,
+) -> Layout:
+    """The public packing layout of a bundle's plaintexts (the kind's values, then the counter)."""
+    parameters = check_parameters(kind, parameters or {}, "layout")
+    if kind == "statistics":
+        bounds = statistic_bounds(n_features, encoding)
+    else:
+        bounds = evaluation_bounds(encoding, parameters["residual_bits"])
+    try:
+        return Layout.build([*bounds, (0, 1)], public_key.n.bit_length() - 1, encoding.max_contributors)
+    except PackingError as exc:
+        raise OverflowRiskError(
+            f"the encoding needs wider slots than a {public_key.n.bit_length()}-bit key holds ({exc}); "
+            "lower --int-bits/--frac-bits or use a larger key"
+        ) from None
