@@ -180,22 +180,25 @@ def solve_cmd(stats: Path, ridge: float, no_intercept: bool, out: Path, force: b
     check_writable(out, force)
     model = hefed.solve(hefed.SufficientStatistics.load(stats), ridge=ridge, fit_intercept=not no_intercept)
     model.save(out, force=force)
-    print_model(model)
+    click.echo(model.summary())
     click.echo(f"wrote {out}")
 
 
 def print_model(model: hefed.LinearModel, true_factors: dict[str, float] | None = None,
                 units: dict[str, str] | None = None) -> None:
     kind = f"ridge (alpha={model.ridge:g})" if model.ridge else "OLS"
-    table = Table(title=f"{model.target_} ~ {kind}, exact solution rounded once to float64")
-    table.add_column("term")
-    table.add_column("coefficient", justify="right")
+    res = model.inference()
+    table = Table(title=f"{model.target_} ~ {kind}: exact solution, rounded once to float64")
+    for column in ("term", "coefficient", "std err", "95% confidence interval", "P>|t|"):
+        table.add_column(column, justify="left" if column == "term" else "right")
     if units:
         table.add_column("unit")
     if true_factors:
         table.add_column("true factor", justify="right")
-    for name, value in model.coefficients():
-        row = [name, f"{value:.10g}"]
+    ci = res.conf_int()
+    for i, (name, value) in enumerate(model.coefficients()):
+        low, high = ci[i]
+        row = [name, f"{value:.6g}", _num(res.bse[i]), f"[{_num(low)}, {_num(high)}]", _num(res.pvalues[i], ".3g")]
         if units:
             row.append(units.get(name, ""))
         if true_factors:
@@ -203,8 +206,16 @@ def print_model(model: hefed.LinearModel, true_factors: dict[str, float] | None 
             row.append("" if true is None else f"{true:.4f}")
         table.add_row(*row)
     console.print(table)
-    console.print(f"n = {model.n_samples_}   R² = {model.r2_:.6f}   RMSE = {model.rmse_:.6g}   "
-                  f"factories: {', '.join(model.contributors_)}")
+    console.print(
+        f"n = {model.n_samples_}   R² = {res.rsquared:.6f}   adj. R² = {_num(res.rsquared_adj)}   "
+        f"F = {_num(res.fvalue)} (p = {_num(res.f_pvalue, '.3g')})   resid. std. err. = {_num(res.resid_std_err)}   "
+        f"AIC = {_num(res.aic)}   BIC = {_num(res.bic)}   cond. no. = {res.condition_number:.3g}"
+    )
+    console.print(f"factories: {', '.join(model.contributors_)}")
+
+
+def _num(value: float, fmt: str = ".4g") -> str:
+    return "n/a" if value != value else format(value, fmt)
 
 
 def print_metrics(title: str, metrics: dict[str, float]) -> None:

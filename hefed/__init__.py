@@ -19,9 +19,13 @@ from __future__ import annotations
 from . import datasets, errors
 from .aggregate import aggregate
 from .bundle import Bundle
-from .decrypt import decrypt_statistics
+from .compare import Comparison, compare_models
+from .decrypt import decrypt_bundle, decrypt_evaluation, decrypt_statistics
 from .encoding import Encoding
-from .encrypt import encrypt_bundle, encrypt_statistics
+from .encrypt import encrypt_bundle, encrypt_statistics, encrypt_with_holdout
+from .estimator import FederatedLinearRegression
+from .evaluation import EvaluationSums, encrypt_evaluation, evaluate_local, split_holdout
+from .inference import InferenceResults, inference
 from .keys import (
     generate_keypair,
     key_fingerprint,
@@ -38,15 +42,27 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Bundle",
+    "Comparison",
     "Encoding",
+    "EvaluationSums",
+    "FederatedLinearRegression",
+    "InferenceResults",
     "LinearModel",
     "SufficientStatistics",
     "aggregate",
+    "compare_models",
     "compute_statistics",
     "datasets",
+    "decrypt_bundle",
+    "decrypt_evaluation",
     "decrypt_statistics",
     "encrypt_bundle",
+    "encrypt_evaluation",
     "encrypt_statistics",
+    "encrypt_with_holdout",
+    "evaluate_local",
+    "inference",
+    "split_holdout",
     "errors",
     "generate_keypair",
     "key_fingerprint",

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, InvalidFileError
+from .errors import DataError, InvalidFileError, UsageError
 from .fileio import atomic_write_json, read_json_object
+from .inference import InferenceResults, inference
 from .statistics import ONES, SufficientStatistics
 
 FORMAT = "hefed.model"
@@ -70,7 +71,9 @@ class LinearModel:
         ridge: float = 0.0,
         fit_intercept: bool = True,
         contributors: Sequence[str] = (),
+        inference: InferenceResults | None = None,
     ) -> None:
+        self._inference = inference
         self.feature_names_in_ = np.array(list(features), dtype=object)
         self.n_features_in_ = len(features)
         self.target_ = target
@@ -93,10 +96,11 @@ class LinearModel:
         stats: SufficientStatistics,
         coef_exact: Sequence[Fraction],
         intercept_exact: Fraction,
-        ridge: float,
+        ridge: float | Fraction,
         fit_intercept: bool,
     ) -> LinearModel:
-        """Build the model and its exact training fit (SSE, SST) from the statistics."""
+        """Build the model, its exact training fit (SSE, SST) and its inference from the statistics."""
+
         weights = {ONES: intercept_exact, stats.target: Fraction(-1)}
         weights.update(zip(stats.features, coef_exact, strict=True))
         cols = stats.columns
@@ -109,8 +113,9 @@ class LinearModel:
         sst = syy - sy * sy / stats.n
         return cls(
             stats.features, stats.target, coef_exact, intercept_exact,
-            n_samples=stats.n, sse=sse, sst=sst, ridge=ridge,
+            n_samples=stats.n, sse=sse, sst=sst, ridge=float(ridge),
             fit_intercept=fit_intercept, contributors=stats.contributors,
+            inference=inference(stats, ridge, fit_intercept),
         )
 
     # --- prediction ------------------------------------------------------------------
@@ -136,6 +141,17 @@ class LinearModel:
         from sklearn.metrics import r2_score
 
         return float(r2_score(np.asarray(y, dtype=np.float64), self.predict(X)))
+
+    # --- inference -------------------------------------------------------------------
+    def inference(self) -> InferenceResults:
+        """Standard errors, tests and fit statistics, with statsmodels' names (see :mod:`hefed.inference`)."""
+        if self._inference is None:
+            raise UsageError("this model carries no inference record")
+        return self._inference
+
+    def summary(self) -> str:
+        """A statsmodels-like text summary of the fit."""
+        return self.inference().summary()
 
     # --- presentation ----------------------------------------------------------------
     @property
@@ -174,6 +190,7 @@ class LinearModel:
                 "sse": _frac_str(self.sse_exact_),
                 "sst": _frac_str(self.sst_exact_),
             },
+            **({"inference": self._inference.to_dict()} if self._inference is not None else {}),
         }
 
     def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
@@ -214,6 +231,7 @@ class LinearModel:
             ridge=float(ridge),
             fit_intercept=bool(obj.get("fit_intercept", True)),
             contributors=[str(c) for c in obj.get("contributors", [])],
+            inference=InferenceResults.from_dict(obj["inference"], source) if "inference" in obj else None,
         )
         if list(model.coef_) != list(obj.get("coef", [])) or model.intercept_ != obj.get("intercept"):
             raise InvalidFileError(f"{source}: 'coef'/'intercept' do not match the exact solution")
