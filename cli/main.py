@@ -306,13 +306,14 @@ def compare(data_paths: tuple[Path, ...], more_data: tuple[Path, ...], target: s
 @click.option("--factories", default=5, show_default=True, type=click.IntRange(3, 1000))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--bits", default=DEFAULT_BITS, show_default=True, type=int)
-def demo(factories: int, seed: int, bits: int) -> None:
+@click.option("--insecure-test-key", is_flag=True, help="Allow keys below 2048 bits, for quick trials only.")
+def demo(factories: int, seed: int, bits: int, insecure_test_key: bool) -> None:
     """Run keygen → encrypt → aggregate → decrypt → solve on the built-in data."""
     from hefed.datasets import EMISSION_FACTORS, FACTOR_UNITS
     from hefed.demo import run_demo
 
     console.print(f"[bold]hefed demo[/bold]: {factories} synthetic plants, {bits}-bit Paillier key")
-    report = run_demo(n_factories=factories, seed=seed, bits=bits)
+    report = run_demo(n_factories=factories, seed=seed, bits=bits, insecure_test_key=insecure_test_key)
     plants = Table(title="consortium (each plant's data stays on site)")
     plants.add_column("factory")
     plants.add_column("daily records", justify="right")

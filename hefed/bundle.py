@@ -55,7 +55,7 @@ class Bundle:
     contributors: list[str]
     ciphertexts: list[int]
     layout_digest: str = field(default="")
-    parameters: dict[str, int] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.layout_digest:

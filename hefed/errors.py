@@ -68,5 +68,9 @@ class SingularSystemError(HefedError):
         self.columns = list(columns or [])
 
 
+class ResultRangeError(HefedError):
+    """An exact result cannot be represented as a float64 (beyond ±1.8e308)."""
+
+
 class InsecureKeyError(UsageError):
     """A key size or key file permission that is refused for safety."""

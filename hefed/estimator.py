@@ -32,11 +32,13 @@ from .statistics import statistics_from_arrays
 
 def _party_arrays(X: Any, y: Any, names: list[str] | None, party: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     if isinstance(X, pd.DataFrame):
-        columns = [str(c) for c in X.columns]
-        if names is not None and set(columns) != set(names):
-            raise DataError(f"party {party!r}: columns {columns} differ from the first party's {names}")
-        names = names or columns
-        X = X[names]
+        by_name = {str(c): c for c in X.columns}
+        if len(by_name) != X.shape[1]:
+            raise DataError(f"party {party!r}: duplicate column names")
+        if names is not None and set(by_name) != set(names):
+            raise DataError(f"party {party!r}: columns {list(by_name)} differ from the first party's {names}")
+        names = names or list(by_name)
+        X = X[[by_name[name] for name in names]]
     arr = np.asarray(X, dtype=np.float64)
     if arr.ndim != 2:
         raise DataError(f"party {party!r}: X must be two-dimensional")
@@ -96,12 +98,12 @@ class FederatedLinearRegression(RegressorMixin, BaseEstimator):
             public_key, private_key = self.public_key, self.private_key
         encoding = self.encoding or Encoding()
         names: list[str] | None = None
-        target = "y"
+        first_y = next(iter(parties.values()))[1]
+        # One target name for every party (the first party's Series name, else "y").
+        target = str(first_y.name) if isinstance(first_y, pd.Series) and first_y.name is not None else "y"
         bundles = []
         for party, (X, yy) in parties.items():
             arr, target_values, names = _party_arrays(X, yy, names, str(party))
-            if isinstance(yy, pd.Series) and yy.name is not None:
-                target = str(yy.name)
             stats = statistics_from_arrays(arr, target_values, names, target, encoding, str(party), str(party))
             bundles.append(encrypt_bundle(stats, public_key, str(party)))
         stats = decrypt_statistics(aggregate(bundles), private_key, self.min_contributors)

@@ -126,20 +126,20 @@ def _dyadic_exponent(value: Fraction) -> int:
     return value.denominator.bit_length() - 1
 
 
-def evaluation_parameters(model: LinearModel, encoding: Encoding) -> dict[str, int]:
-    """Public scale and residual bound of a model's evaluation bundles (same at every factory)."""
+def evaluation_parameters(model: LinearModel, encoding: Encoding) -> dict[str, Any]:
+    """Public scale, residual bound and model digest of a model's evaluation bundles (same at every factory)."""
     coefs = [Fraction(float(c)) for c in model.coef_]
     intercept = Fraction(model.intercept_)
     k = max(_dyadic_exponent(v) for v in [*coefs, intercept])
     scale = encoding.frac_bits + k
     bound = (2 ** encoding.int_bits * (1 + sum(abs(c) for c in coefs)) + abs(intercept)) * 2**scale
-    return {"scale_bits": scale, "residual_bits": math.ceil(bound).bit_length()}
+    return {"scale_bits": scale, "residual_bits": math.ceil(bound).bit_length(), "model_digest": model.digest()}
 
 
 def _exact_residual_values(
     model: LinearModel, X: np.ndarray, y: np.ndarray, features: Sequence[str], target: str,
     encoding: Encoding, source: str,
-) -> tuple[list[int], dict[str, int]]:
+) -> tuple[list[int], dict[str, Any]]:
     """(n, Σ(r·2^S)², Σ|r·2^S|, Σ y·2^F, Σ (y·2^F)²) as exact integers, and the parameters."""
     params = evaluation_parameters(model, encoding)
     k = params["scale_bits"] - encoding.frac_bits
@@ -161,7 +161,7 @@ def _exact_residual_values(
 
 
 def sums_from_values(
-    values: Sequence[int], params: dict[str, int], encoding: Encoding, target: str,
+    values: Sequence[int], params: dict[str, Any], encoding: Encoding, target: str,
     features: Sequence[str], contributors: Sequence[str],
 ) -> EvaluationSums:
     """Turn the exact integer sums back into rationals in the data's units."""

@@ -98,6 +98,8 @@ def read_json_object(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
         ) from None
     except ValueError as exc:
         raise InvalidFileError(f"{path}: {what} file: {exc}") from None
+    except RecursionError:
+        raise InvalidFileError(f"{path}: {what} file is nested too deeply") from None
     if not isinstance(obj, dict):
         raise InvalidFileError(f"{path}: {what} file must hold a JSON object")
     return obj

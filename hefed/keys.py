@@ -142,7 +142,8 @@ def load_public_key(path: str | os.PathLike[str]) -> PaillierPublicKey:
     if "pub" in obj or "p" in obj:
         # A private key file: only its public half is read, and nothing else is kept.
         return _public_from_jwk(obj.get("pub"), str(path))
-    if "encrypt" not in obj.get("key_ops", ["encrypt"]):
+    key_ops = obj.get("key_ops", ["encrypt"])
+    if not isinstance(key_ops, list) or "encrypt" not in key_ops:
         raise InvalidFileError(f"{path}: key_ops does not allow encryption")
     return _public_from_jwk(obj, str(path))
 

@@ -11,12 +11,15 @@ many bundles were actually summed.
   ``|Σ v_a·v_b| < 2^(bits_a + bits_b + max_rows_bits)``; diagonal entries are sums
   of squares, hence non-negative.
 * ``evaluation``: ``n, Σr², Σ|r|, Σy, Σy²`` of a model's residuals ``r`` on a holdout,
-  with residuals scaled to integers by ``2^scale_bits`` and bounded by ``2^residual_bits``.
+  with residuals scaled to integers by ``2^scale_bits`` and bounded by ``2^residual_bits``;
+  ``model_digest`` names the model evaluated, so evaluations of different models never mix.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from typing import Any
 
 from phe import PaillierPublicKey
 
@@ -24,10 +27,12 @@ from .encoding import Encoding
 from .errors import InvalidFileError, OverflowRiskError
 from .primitives.packing import Layout, PackingError
 
-#: Public parameters each kind carries in its bundles.
+_DIGEST = re.compile(r"[0-9a-f]{32}")
+
+#: Public parameters each kind carries in its bundles (``*_digest`` ones are hex strings).
 KIND_PARAMETERS: dict[str, tuple[str, ...]] = {
     "statistics": (),
-    "evaluation": ("scale_bits", "residual_bits"),
+    "evaluation": ("scale_bits", "residual_bits", "model_digest"),
 }
 
 
@@ -59,7 +64,7 @@ def evaluation_bounds(encoding: Encoding, residual_bits: int) -> list[tuple[int,
     ]
 
 
-def check_parameters(kind: str, parameters: object, source: str = "bundle") -> dict[str, int]:
+def check_parameters(kind: str, parameters: object, source: str = "bundle") -> dict[str, Any]:
     """Validate a kind's public parameters (names and small non-negative integers)."""
     if kind not in KIND_PARAMETERS:
         raise InvalidFileError(f"{source}: unknown bundle kind {kind!r}")
@@ -67,7 +72,10 @@ def check_parameters(kind: str, parameters: object, source: str = "bundle") -> d
     if not isinstance(parameters, Mapping) or set(parameters) != expected:
         raise InvalidFileError(f"{source}: 'parameters' of a {kind} bundle must be exactly {sorted(expected)}")
     for name, value in parameters.items():
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 4096:
+        if name.endswith("_digest"):
+            if not isinstance(value, str) or not _DIGEST.fullmatch(value):
+                raise InvalidFileError(f"{source}: parameter {name!r} must be a 32-digit hex digest")
+        elif not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 4096:
             raise InvalidFileError(f"{source}: parameter {name!r} must be an integer in [0, 4096]")
     return dict(parameters)
 
@@ -77,7 +85,7 @@ def payload_layout(
     n_features: int,
     encoding: Encoding,
     public_key: PaillierPublicKey,
-    parameters: Mapping[str, int] | None = None,
+    parameters: Mapping[str, Any] | None = None,
 ) -> Layout:
     """The public packing layout of a bundle's plaintexts (the kind's values, then the counter)."""
     parameters = check_parameters(kind, parameters or {}, "layout")

@@ -10,6 +10,8 @@ the rounding.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -163,6 +165,16 @@ class LinearModel:
         """(name, value) pairs, the intercept first when fitted."""
         rows = [("(intercept)", self.intercept_)] if self.fit_intercept else []
         return rows + [(str(f), float(c)) for f, c in zip(self.feature_names_in_, self.coef_, strict=True)]
+
+    def digest(self) -> str:
+        """A short hash of what predictions depend on: target, features, exact coefficients."""
+        desc = {
+            "target": self.target_,
+            "features": [str(f) for f in self.feature_names_in_],
+            "coef": [float(c).hex() for c in self.coef_],
+            "intercept": float(self.intercept_).hex(),
+        }
+        return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:32]
 
     def __repr__(self) -> str:
         kind = f"ridge={self.ridge:g}" if self.ridge else "OLS"

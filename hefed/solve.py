@@ -21,10 +21,13 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from .errors import SingularSystemError, UsageError
+from .errors import ResultRangeError, SingularSystemError, UsageError
 from .model import LinearModel
 from .primitives.exactsolve import SingularMatrixError, solve_exact
 from .statistics import ONES, SufficientStatistics
+
+# Smallest magnitude float() rounds to infinity: (2 - 2^-53) · 2^1023.
+_FLOAT_LIMIT = Fraction(2**1024 - 2**970)
 
 
 def _ridge_fraction(ridge: float) -> Fraction:
@@ -109,6 +112,13 @@ def solve(
     columns involved when the system has no unique solution.
     """
     coef_sorted, intercept = solve_exact_coefficients(stats, ridge, fit_intercept)
+    for name, value in [*zip(sorted(stats.features), coef_sorted, strict=True), ("(intercept)", intercept)]:
+        if abs(value) >= _FLOAT_LIMIT:
+            digits = len(str(abs(value.numerator) // value.denominator)) - 1
+            raise ResultRangeError(
+                f"the exact coefficient of {name!r} is about 10^{digits}, beyond float64 range: "
+                "the system is numerically degenerate; rescale the column or use --ridge"
+            )
     by_name = dict(zip(sorted(stats.features), coef_sorted, strict=True))
     coef_exact = [by_name[f] for f in stats.features]
     return LinearModel.from_exact(stats, coef_exact, intercept, float(ridge), fit_intercept)

@@ -21,6 +21,7 @@ they like; ``features`` remembers the order the user gave, for display.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -38,6 +39,7 @@ from .layouts import upper_triangle_index
 from .primitives.exactgram import GramAccumulator
 
 FORMAT = "hefed.statistics"
+_INTEGER = re.compile(r"-?[0-9]+")
 VERSION = 1
 
 
@@ -171,7 +173,7 @@ class SufficientStatistics:
             raise InvalidFileError(f"{source}: 'gram_upper' must list {m * (m + 1) // 2} integers")
         values = []
         for i, v in enumerate(raw):
-            if not isinstance(v, str) or not v.lstrip("-").isdigit() or len(v) > 4000:
+            if not isinstance(v, str) or len(v) > 4000 or not _INTEGER.fullmatch(v):
                 raise InvalidFileError(f"{source}: 'gram_upper'[{i}] is not an integer string")
             values.append(int(v))
         stats = cls.from_vector(values, target, features, encoding, obj["contributors"])
