@@ -16,9 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 import hefed
+from hefed.coefficients import CoefficientAggregate
 from hefed.compare import MODELS, Comparison, compare_models
 from hefed.data import write_table
-from hefed.decrypt import decrypt_bundle
+from hefed.decrypt import decrypt_bundle, load_decrypted
 from hefed.encoding import Encoding
 from hefed.encrypt import encrypt_with_holdout
 from hefed.errors import HefedError, UsageError
@@ -100,6 +101,11 @@ def keygen(out_dir: Path, bits: int, insecure_test_key: bool, force: bool) -> No
               help="Encoding: values must be below 2^INT_BITS in magnitude (same for every factory).")
 @click.option("--max-contributors", default=Encoding.max_contributors, show_default=True, type=int,
               help="Encoding: most factories an aggregate may sum (same for every factory).")
+@click.option("--mode", type=click.Choice(["statistics", "coefficients"]), default="statistics", show_default=True,
+              help="statistics: exact sufficient statistics (the pooled model); coefficients: this factory's own "
+              "fitted model weighted by n (encrypted FedAvg).")
+@click.option("--ridge", default=0.0, show_default=True, type=float,
+              help="Ridge penalty of the local fit (coefficients mode).")
 @click.option("--test-fraction", default=0.0, show_default=True, type=float,
               help="Keep this fraction of rows out of the statistics, as a holdout for evaluation.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the reproducible holdout draw.")
@@ -107,8 +113,8 @@ def keygen(out_dir: Path, bits: int, insecure_test_key: bool, force: bool) -> No
               help="Write the holdout rows here (CSV, or Parquet by suffix); the file stays at the factory.")
 @force_option
 def encrypt(data: Path, target: str, features: str | None, public_key_path: Path, factory_id: str,
-            out: Path, frac_bits: int, int_bits: int, max_contributors: int, test_fraction: float,
-            seed: int, holdout_out: Path | None, force: bool) -> None:
+            out: Path, frac_bits: int, int_bits: int, max_contributors: int, mode: str, ridge: float,
+            test_fraction: float, seed: int, holdout_out: Path | None, force: bool) -> None:
     """Factory: compute exact statistics of DATA (CSV or Parquet) and encrypt them."""
     check_writable(out, force)
     if holdout_out is not None:
@@ -118,7 +124,7 @@ def encrypt(data: Path, target: str, features: str | None, public_key_path: Path
     encoding = Encoding(frac_bits=frac_bits, int_bits=int_bits, max_contributors=max_contributors)
     public_key = hefed.load_public_key(public_key_path)
     bundle, holdout = encrypt_with_holdout(data, target, public_key, _split(features), factory_id, encoding,
-                                           test_fraction, seed)
+                                           test_fraction, seed, mode=mode, ridge=ridge)
     bundle.save(out, force=force)
     click.echo(
         f"wrote {out}: {len(bundle.ciphertexts)} ciphertexts, target {target!r}, "
@@ -166,7 +172,8 @@ def decrypt(bundle: Path, private_key_path: Path, min_contributors: int,
         click.echo(f"wrote {out}: holdout evaluation of {result.n} rows from {len(result.contributors)} factories")
         print_metrics("consortium holdout metrics", result.metrics())
     else:
-        click.echo(f"wrote {out}: statistics of {result.n} rows from {len(result.contributors)} factories")
+        what = "coefficient aggregate" if isinstance(result, CoefficientAggregate) else "statistics"
+        click.echo(f"wrote {out}: {what} of {result.n} rows from {len(result.contributors)} factories")
 
 
 @main.command(name="solve")
@@ -178,14 +185,27 @@ def decrypt(bundle: Path, private_key_path: Path, min_contributors: int,
 def solve_cmd(stats: Path, ridge: float, no_intercept: bool, out: Path, force: bool) -> None:
     """Solve the exact global linear model from decrypted aggregate statistics."""
     check_writable(out, force)
-    model = hefed.solve(hefed.SufficientStatistics.load(stats), ridge=ridge, fit_intercept=not no_intercept)
+    model = hefed.solve(load_decrypted(stats), ridge=ridge, fit_intercept=not no_intercept)
     model.save(out, force=force)
-    click.echo(model.summary())
+    if model.has_inference:
+        click.echo(model.summary())
+    else:
+        click.echo("n-weighted average of the factories' own models (coefficient mode; no pooled inference):")
+        print_model(model)
     click.echo(f"wrote {out}")
 
 
 def print_model(model: hefed.LinearModel, true_factors: dict[str, float] | None = None,
                 units: dict[str, str] | None = None) -> None:
+    if not model.has_inference:
+        table = Table(title=f"{model.target_}: n-weighted average model")
+        table.add_column("term")
+        table.add_column("coefficient", justify="right")
+        for name, value in model.coefficients():
+            table.add_row(name, f"{value:.6g}")
+        console.print(table)
+        console.print(f"n = {model.n_samples_}   factories: {', '.join(model.contributors_)}")
+        return
     kind = f"ridge (alpha={model.ridge:g})" if model.ridge else "OLS"
     res = model.inference()
     table = Table(title=f"{model.target_} ~ {kind}: exact solution, rounded once to float64")

@@ -60,11 +60,24 @@ def _check_unique(columns: Sequence[str], source: os.PathLike[str] | str) -> Non
         seen.add(name)
 
 
-def _numeric_column(frame: pd.DataFrame, name: str, source: str) -> np.ndarray:
-    """The column as float64, naming the first cells that are not numbers."""
-    col = frame[name]
+def _numeric_column(frame: pd.DataFrame, name: str, source: str, label: object = None) -> np.ndarray:
+    """The column as float64, naming the first cells that are not numbers.
+
+    Integers beyond 2^53 are refused: float64 cannot hold them exactly, and
+    converting them would silently change the data.
+    """
+    col = frame[name if label is None else label]
     if pd.api.types.is_bool_dtype(col):
         raise DataError(f"{source}: column {name!r} is boolean, not numeric")
+    if pd.api.types.is_integer_dtype(col):
+        ints = col.to_numpy()
+        big = np.abs(ints.astype(object)) > 2**53 if len(ints) else np.zeros(0, dtype=bool)
+        if big.any():
+            row = int(np.flatnonzero(big)[0])
+            raise DataError(
+                f"{source}: column {name!r}, row {row + 1}: integer {ints[row]} is beyond 2^53 and "
+                "cannot be represented exactly as float64"
+            )
     if pd.api.types.is_numeric_dtype(col):
         values = col.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
@@ -75,6 +88,14 @@ def _numeric_column(frame: pd.DataFrame, name: str, source: str) -> np.ndarray:
             cells = ", ".join(f"row {r + 1} ({col.iloc[r]!r})" for r in rows)
             raise DataError(f"{source}: column {name!r} has non-numeric cells: {cells}")
         values = converted.to_numpy(dtype=np.float64, na_value=np.nan)
+        big = np.flatnonzero(np.abs(values) > 2**53)
+        for row in big:
+            text = str(col.iloc[row]).strip()
+            if text.lstrip("+-").isdigit() and int(text) != values[row]:
+                raise DataError(
+                    f"{source}: column {name!r}, row {row + 1}: integer {text} cannot be represented "
+                    "exactly as float64"
+                )
     missing = ~np.isfinite(values)
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
@@ -113,8 +134,9 @@ def select_xy(
 
     Raises :class:`DataError` naming the source, column and row of any problem.
     """
-    columns = [str(c) for c in frame.columns]
-    _check_unique(columns, source)
+    labels = {str(c): c for c in frame.columns}
+    columns = list(labels)
+    _check_unique([str(c) for c in frame.columns], source)
     if target not in columns:
         raise DataError(f"{source}: target column {target!r} not found (columns: {', '.join(columns)})")
     if features is None:
@@ -130,8 +152,8 @@ def select_xy(
         raise DataError(f"{source}: target {target!r} is also listed as a feature")
     if len(frame) == 0:
         raise DataError(f"{source}: no data rows")
-    X = np.column_stack([_numeric_column(frame, f, source) for f in features])
-    y = _numeric_column(frame, target, source)
+    X = np.column_stack([_numeric_column(frame, f, source, labels[f]) for f in features])
+    y = _numeric_column(frame, target, source, labels[target])
     return X, y, features
 
 

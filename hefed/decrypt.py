@@ -14,21 +14,28 @@ an ``evaluation`` aggregate into :class:`~hefed.evaluation.EvaluationSums`;
 
 from __future__ import annotations
 
+import os
+
 from phe import PaillierPrivateKey
 
 from .bundle import Bundle
+from .coefficients import FORMAT as COEFFICIENTS_FORMAT
+from .coefficients import CoefficientAggregate
 from .errors import (
     DuplicateContributorError,
     IntegrityError,
+    InvalidFileError,
     KeyMismatchError,
     SchemaMismatchError,
     TooFewContributorsError,
     UsageError,
 )
 from .evaluation import EvaluationSums, sums_from_values
+from .fileio import read_json_object
 from .keys import key_fingerprint
 from .primitives.packing import PackingError
 from .primitives.paillier import decrypt_raw
+from .statistics import FORMAT as STATISTICS_FORMAT
 from .statistics import SufficientStatistics
 
 DEFAULT_MIN_CONTRIBUTORS = 3
@@ -90,10 +97,37 @@ def decrypt_evaluation(
                             bundle.contributors)
 
 
+def decrypt_coefficients(
+    bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS
+) -> CoefficientAggregate:
+    """Decrypt a ``coefficients`` aggregate into ``Σ nᵢ`` and ``Σ nᵢθᵢ``."""
+    if bundle.kind != "coefficients":
+        raise SchemaMismatchError(f"expected a coefficients bundle, got a {bundle.kind} bundle")
+    values = _decrypt_values(bundle, private_key, min_contributors)
+    if values[0] < 1:
+        raise IntegrityError("decrypted coefficient aggregate covers no rows")
+    return CoefficientAggregate.from_values(values, bundle)
+
+
+def load_decrypted(path: str | os.PathLike[str]) -> SufficientStatistics | CoefficientAggregate:
+    """Load what ``hefed decrypt`` wrote for ``hefed solve``: statistics or a coefficient aggregate."""
+    obj = read_json_object(path, "decrypted aggregate")
+    if obj.get("format") == COEFFICIENTS_FORMAT:
+        return CoefficientAggregate.from_dict(obj, str(path))
+    if obj.get("format") == STATISTICS_FORMAT:
+        return SufficientStatistics.from_dict(obj, str(path))
+    raise InvalidFileError(
+        f"{path}: expected decrypted statistics or coefficients (format {obj.get('format')!r}); "
+        "evaluation results are read, not solved"
+    )
+
+
 def decrypt_bundle(
     bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS
-) -> SufficientStatistics | EvaluationSums:
+) -> SufficientStatistics | EvaluationSums | CoefficientAggregate:
     """Decrypt an aggregate of any kind (what ``hefed decrypt`` runs)."""
     if bundle.kind == "evaluation":
         return decrypt_evaluation(bundle, private_key, min_contributors)
+    if bundle.kind == "coefficients":
+        return decrypt_coefficients(bundle, private_key, min_contributors)
     return decrypt_statistics(bundle, private_key, min_contributors)

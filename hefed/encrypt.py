@@ -78,14 +78,24 @@ def encrypt_with_holdout(
     encoding: Encoding | None = None,
     test_fraction: float = 0.0,
     seed: int = 0,
+    mode: str = "statistics",
+    ridge: float = 0.0,
 ) -> tuple[Bundle, pd.DataFrame | None]:
-    """Like :func:`encrypt_statistics`, first keeping a reproducible random holdout out.
+    """What ``hefed encrypt`` runs: optionally keep a reproducible random holdout out, then
+    encrypt the training rows' statistics (``mode="statistics"``) or the factory's own
+    n-weighted model (``mode="coefficients"``, fitted with ``ridge``).
 
-    Returns the bundle of the training rows and the holdout rows (``None`` when
-    ``test_fraction`` is 0), which the factory keeps for evaluation.
+    Returns the bundle and the holdout rows (``None`` when ``test_fraction`` is 0),
+    which the factory keeps for evaluation.
     """
-    if not test_fraction:
-        return encrypt_statistics(data, target, public_key, features, factory_id, encoding), None
-    frame = data if isinstance(data, pd.DataFrame) else read_table(data)
-    train, holdout = split_holdout(frame, test_fraction, seed)
-    return encrypt_statistics(train, target, public_key, features, factory_id, encoding), holdout
+    if mode not in ("statistics", "coefficients"):
+        raise UsageError(f"mode must be 'statistics' or 'coefficients', got {mode!r}")
+    holdout = None
+    if test_fraction:
+        frame = data if isinstance(data, pd.DataFrame) else read_table(data)
+        data, holdout = split_holdout(frame, test_fraction, seed)
+    if mode == "coefficients":
+        from .coefficients import encrypt_coefficients  # coefficients builds on this module
+
+        return encrypt_coefficients(data, target, public_key, features, factory_id, encoding, ridge), holdout
+    return encrypt_statistics(data, target, public_key, features, factory_id, encoding), holdout

@@ -13,6 +13,8 @@ many bundles were actually summed.
 * ``evaluation``: ``n, Σr², Σ|r|, Σy, Σy²`` of a model's residuals ``r`` on a holdout,
   with residuals scaled to integers by ``2^scale_bits`` and bounded by ``2^residual_bits``;
   ``model_digest`` names the model evaluated, so evaluations of different models never mix.
+* ``coefficients``: ``n, n·θ₀, n·θ₁ … n·θ_d`` of a factory's own model (coefficient mode),
+  coefficients encoded with ``coef_frac_bits`` fractional bits and below ``2^coef_int_bits``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ _DIGEST = re.compile(r"[0-9a-f]{32}")
 KIND_PARAMETERS: dict[str, tuple[str, ...]] = {
     "statistics": (),
     "evaluation": ("scale_bits", "residual_bits", "model_digest"),
+    "coefficients": ("coef_frac_bits", "coef_int_bits", "fit_intercept"),
 }
 
 
@@ -64,6 +67,13 @@ def evaluation_bounds(encoding: Encoding, residual_bits: int) -> list[tuple[int,
     ]
 
 
+def coefficient_bounds(n_features: int, encoding: Encoding, parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
+    """Bounds of (n, n·θ₀, n·θ₁ … n·θ_d) with ``|θ·2^coef_frac_bits| < 2^(coef_frac_bits + coef_int_bits)``."""
+    rows = encoding.max_rows_bits
+    hi = (1 << (rows + parameters["coef_frac_bits"] + parameters["coef_int_bits"])) - 1
+    return [(0, (1 << rows) - 1)] + [(-hi, hi)] * (n_features + 1)
+
+
 def check_parameters(kind: str, parameters: object, source: str = "bundle") -> dict[str, Any]:
     """Validate a kind's public parameters (names and small non-negative integers)."""
     if kind not in KIND_PARAMETERS:
@@ -91,6 +101,8 @@ def payload_layout(
     parameters = check_parameters(kind, parameters or {}, "layout")
     if kind == "statistics":
         bounds = statistic_bounds(n_features, encoding)
+    elif kind == "coefficients":
+        bounds = coefficient_bounds(n_features, encoding, parameters)
     else:
         bounds = evaluation_bounds(encoding, parameters["residual_bits"])
     try:

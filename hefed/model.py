@@ -68,8 +68,8 @@ class LinearModel:
         intercept_exact: Fraction,
         *,
         n_samples: int,
-        sse: Fraction,
-        sst: Fraction,
+        sse: Fraction | None,
+        sst: Fraction | None,
         ridge: float = 0.0,
         fit_intercept: bool = True,
         contributors: Sequence[str] = (),
@@ -86,8 +86,11 @@ class LinearModel:
         self.n_samples_ = int(n_samples)
         self.sse_exact_ = sse
         self.sst_exact_ = sst
-        self.sse_ = float(sse)
-        self.r2_ = float(1 - sse / sst) if sst != 0 else (1.0 if sse == 0 else 0.0)
+        self.sse_ = float(sse) if sse is not None else float("nan")
+        if sse is None or sst is None:
+            self.r2_ = float("nan")  # e.g. an averaged model: no training residuals are known
+        else:
+            self.r2_ = float(1 - sse / sst) if sst != 0 else (1.0 if sse == 0 else 0.0)
         self.ridge = float(ridge)
         self.fit_intercept = bool(fit_intercept)
         self.contributors_ = list(contributors)
@@ -145,6 +148,11 @@ class LinearModel:
         return float(r2_score(np.asarray(y, dtype=np.float64), self.predict(X)))
 
     # --- inference -------------------------------------------------------------------
+    @property
+    def has_inference(self) -> bool:
+        """Whether standard errors and tests are available (not for averaged coefficient-mode models)."""
+        return self._inference is not None
+
     def inference(self) -> InferenceResults:
         """Standard errors, tests and fit statistics, with statsmodels' names (see :mod:`hefed.inference`)."""
         if self._inference is None:
@@ -191,16 +199,16 @@ class LinearModel:
             "coef": [float(c) for c in self.coef_],
             "intercept": self.intercept_,
             "n": self.n_samples_,
-            "r2": self.r2_,
-            "sse": self.sse_,
+            "r2": None if math.isnan(self.r2_) else self.r2_,
+            "sse": None if math.isnan(self.sse_) else self.sse_,
             "ridge": self.ridge,
             "fit_intercept": self.fit_intercept,
             "contributors": self.contributors_,
             "exact": {
                 "coef": [_frac_str(c) for c in self.coef_exact_],
                 "intercept": _frac_str(self.intercept_exact_),
-                "sse": _frac_str(self.sse_exact_),
-                "sst": _frac_str(self.sst_exact_),
+                "sse": None if self.sse_exact_ is None else _frac_str(self.sse_exact_),
+                "sst": None if self.sst_exact_ is None else _frac_str(self.sst_exact_),
             },
             **({"inference": self._inference.to_dict()} if self._inference is not None else {}),
         }
@@ -238,8 +246,8 @@ class LinearModel:
             [_parse_frac(c, source, "exact.coef") for c in exact["coef"]],
             _parse_frac(exact.get("intercept"), source, "exact.intercept"),
             n_samples=n,
-            sse=_parse_frac(exact.get("sse"), source, "exact.sse"),
-            sst=_parse_frac(exact.get("sst"), source, "exact.sst"),
+            sse=None if exact.get("sse") is None else _parse_frac(exact.get("sse"), source, "exact.sse"),
+            sst=None if exact.get("sst") is None else _parse_frac(exact.get("sst"), source, "exact.sst"),
             ridge=float(ridge),
             fit_intercept=bool(obj.get("fit_intercept", True)),
             contributors=[str(c) for c in obj.get("contributors", [])],

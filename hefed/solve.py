@@ -19,10 +19,15 @@ the exact rational solution rounded to nearest.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from .errors import ResultRangeError, SingularSystemError, UsageError
 from .model import LinearModel
+
+if TYPE_CHECKING:
+    from .coefficients import CoefficientAggregate
 from .primitives.exactsolve import SingularMatrixError, solve_exact
 from .statistics import ONES, SufficientStatistics
 
@@ -46,25 +51,44 @@ def _describe(name: str) -> str:
 
 
 def solve_exact_coefficients(
-    stats: SufficientStatistics, ridge: float | Fraction = 0.0, fit_intercept: bool = True
+    stats: SufficientStatistics,
+    ridge: float | Fraction = 0.0,
+    fit_intercept: bool = True,
+    prior: Mapping[str, Fraction] | None = None,
+    penalize_intercept: bool = False,
 ) -> tuple[list[Fraction], Fraction]:
-    """Exact rational (coefficients in canonical feature order, intercept)."""
+    """Exact rational (coefficients in canonical feature order, intercept).
+
+    Minimises ``‖y − Xθ − θ₀‖² + α‖θ − θ_prior‖²``: plain ridge with ``prior=None``
+    (θ_prior = 0); a proximal fit toward a given model (local fine-tuning,
+    FedProx-style updates) with ``prior`` mapping column names (and
+    :data:`~hefed.statistics.ONES` for the intercept) to exact values. The
+    intercept is penalised only with ``penalize_intercept``.
+    """
     alpha = _ridge_fraction(ridge)
     cols, gram, scale = stats.columns, stats.gram, stats.scale_bits
     y = len(cols) - 1
     params = list(range(0 if fit_intercept else 1, y))
     if stats.n == 0:
         raise SingularSystemError("the statistics contain no rows", [])
+    prior = prior or {}
     p, q = alpha.numerator, alpha.denominator
     matrix = []
+    rhs: list[Fraction] = []
     for i, a in enumerate(params):
         row = [q * gram[a][b] for b in params]
-        if a != 0:
+        target = Fraction(q * gram[a][y])
+        if a != 0 or penalize_intercept:
             row[i] += p << (2 * scale[a])
+            # α·θ_prior_a in the scaled system: θ_a = ψ_a·2^(E_a − E_y), equation scaled by 2^(E_a + E_y)
+            target += p * Fraction(prior.get(cols[a], 0)) * Fraction(2) ** (scale[a] + scale[y])
         matrix.append(row)
-    rhs = [q * gram[a][y] for a in params]
+        rhs.append(target)
+    denominator = math.lcm(*(v.denominator for v in rhs)) if rhs else 1
+    if denominator != 1:
+        matrix = [[v * denominator for v in row] for row in matrix]
     try:
-        psi = solve_exact(matrix, rhs)
+        psi = solve_exact(matrix, [int(v * denominator) for v in rhs])
     except SingularMatrixError as exc:
         raise _singular_error(stats, params, exc) from None
     theta = [v * Fraction(2) ** (scale[a] - scale[y]) for v, a in zip(psi, params, strict=True)]
@@ -103,7 +127,7 @@ def _singular_error(
 
 
 def solve(
-    stats: SufficientStatistics, ridge: float = 0.0, fit_intercept: bool = True
+    stats: SufficientStatistics | CoefficientAggregate, ridge: float = 0.0, fit_intercept: bool = True
 ) -> LinearModel:
     """The global linear model (OLS, or ridge with unpenalised intercept) from aggregate statistics.
 
@@ -111,6 +135,11 @@ def solve(
     once to float64. Raises :class:`~hefed.errors.SingularSystemError` naming the
     columns involved when the system has no unique solution.
     """
+    from .coefficients import CoefficientAggregate  # imported here: coefficients uses solve
+
+    if isinstance(stats, CoefficientAggregate):
+        # Coefficient mode: the model is the exact n-weighted average of the local models.
+        return stats.to_model()
     coef_sorted, intercept = solve_exact_coefficients(stats, ridge, fit_intercept)
     for name, value in [*zip(sorted(stats.features), coef_sorted, strict=True), ("(intercept)", intercept)]:
         if abs(value) >= _FLOAT_LIMIT:
