@@ -18,14 +18,16 @@ from rich.table import Table
 import hefed
 from hefed.coefficients import CoefficientAggregate
 from hefed.compare import MODELS, Comparison, compare_models
+from hefed.crossval import FoldStatistics, RidgeCVResult, solve_auto_ridge
 from hefed.data import write_table
 from hefed.decrypt import decrypt_bundle, load_decrypted
 from hefed.encoding import Encoding
-from hefed.encrypt import encrypt_with_holdout
+from hefed.encrypt import MODES, encrypt_table
 from hefed.errors import HefedError, UsageError
 from hefed.evaluation import EvaluationSums, encrypt_evaluation, evaluate_local
 from hefed.fileio import check_writable
 from hefed.keys import DEFAULT_BITS
+from hefed.preprocess import ColumnSummary, standardized_coefficients
 
 console = Console()
 
@@ -95,26 +97,36 @@ def keygen(out_dir: Path, bits: int, insecure_test_key: bool, force: bool) -> No
 @click.option("--public-key", "public_key_path", required=True, type=click.Path(path_type=Path))
 @click.option("--factory-id", required=True, help="This factory's id (letters, digits, . _ -).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle file to write.")
+@click.option("--mode", type=click.Choice(list(MODES)), default="statistics", show_default=True,
+              help="statistics: exact sufficient statistics (the pooled model); coefficients: this factory's own "
+              "fitted model weighted by n (encrypted FedAvg); summary: per-column count, mean and std round.")
+@click.option("--summary", "summary_flag", is_flag=True, help="Same as --mode summary.")
+@click.option("--ridge", default=0.0, show_default=True, type=float,
+              help="Ridge penalty of the local fit (coefficients mode).")
+@click.option("--folds", default=0, show_default=True, type=int,
+              help="Also encrypt the statistics of K cross-validation folds (for --ridge auto in solve).")
+@click.option("--summary-file", type=click.Path(path_type=Path), default=None,
+              help="Decrypted consortium summary, for --impute mean and --max-z.")
+@click.option("--impute", type=click.Choice(["mean"]), default=None, help="Fill missing values with consortium means.")
+@click.option("--missing", type=click.Choice(["drop", "error"]), default="drop", show_default=True,
+              help="Rows with missing values: drop them (and say how many) or refuse, naming them.")
+@click.option("--max-z", type=float, default=None, help="Drop rows with |z| above this against the consortium summary.")
+@click.option("--test-fraction", default=0.0, show_default=True, type=float,
+              help="Keep this fraction of rows out of the statistics, as a holdout for evaluation.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the holdout draw and of the folds.")
+@click.option("--holdout-out", type=click.Path(path_type=Path), default=None,
+              help="Write the holdout rows here (CSV, or Parquet by suffix); the file stays at the factory.")
 @click.option("--frac-bits", default=Encoding.frac_bits, show_default=True, type=int,
               help="Encoding: binary digits below the point (same for every factory).")
 @click.option("--int-bits", default=Encoding.int_bits, show_default=True, type=int,
               help="Encoding: values must be below 2^INT_BITS in magnitude (same for every factory).")
 @click.option("--max-contributors", default=Encoding.max_contributors, show_default=True, type=int,
               help="Encoding: most factories an aggregate may sum (same for every factory).")
-@click.option("--mode", type=click.Choice(["statistics", "coefficients"]), default="statistics", show_default=True,
-              help="statistics: exact sufficient statistics (the pooled model); coefficients: this factory's own "
-              "fitted model weighted by n (encrypted FedAvg).")
-@click.option("--ridge", default=0.0, show_default=True, type=float,
-              help="Ridge penalty of the local fit (coefficients mode).")
-@click.option("--test-fraction", default=0.0, show_default=True, type=float,
-              help="Keep this fraction of rows out of the statistics, as a holdout for evaluation.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the reproducible holdout draw.")
-@click.option("--holdout-out", type=click.Path(path_type=Path), default=None,
-              help="Write the holdout rows here (CSV, or Parquet by suffix); the file stays at the factory.")
 @force_option
-def encrypt(data: Path, target: str, features: str | None, public_key_path: Path, factory_id: str,
-            out: Path, frac_bits: int, int_bits: int, max_contributors: int, mode: str, ridge: float,
-            test_fraction: float, seed: int, holdout_out: Path | None, force: bool) -> None:
+def encrypt(data: Path, target: str, features: str | None, public_key_path: Path, factory_id: str, out: Path,
+            mode: str, summary_flag: bool, ridge: float, folds: int, summary_file: Path | None, impute: str | None,
+            missing: str, max_z: float | None, test_fraction: float, seed: int, holdout_out: Path | None,
+            frac_bits: int, int_bits: int, max_contributors: int, force: bool) -> None:
     """Factory: compute exact statistics of DATA (CSV or Parquet) and encrypt them."""
     check_writable(out, force)
     if holdout_out is not None:
@@ -123,18 +135,44 @@ def encrypt(data: Path, target: str, features: str | None, public_key_path: Path
         check_writable(holdout_out, force)
     encoding = Encoding(frac_bits=frac_bits, int_bits=int_bits, max_contributors=max_contributors)
     public_key = hefed.load_public_key(public_key_path)
-    bundle, holdout = encrypt_with_holdout(data, target, public_key, _split(features), factory_id, encoding,
-                                           test_fraction, seed, mode=mode, ridge=ridge)
-    bundle.save(out, force=force)
+    summary = ColumnSummary.load(summary_file) if summary_file is not None else None
+    result = encrypt_table(
+        data, target, public_key, _split(features), factory_id, encoding,
+        mode="summary" if summary_flag else mode, ridge=ridge, folds=folds, test_fraction=test_fraction,
+        seed=seed, summary=summary, impute=impute, missing=missing, max_z=max_z,
+    )
+    for line in result.report.lines() if result.report else []:
+        click.echo(line)
+    result.bundle.save(out, force=force)
+    bundle = result.bundle
     click.echo(
-        f"wrote {out}: {len(bundle.ciphertexts)} ciphertexts, target {target!r}, "
+        f"wrote {out}: {bundle.kind} bundle, {len(bundle.ciphertexts)} ciphertexts, target {target!r}, "
         f"{len(bundle.features)} features ({', '.join(bundle.features)})"
     )
-    if holdout is not None:
-        click.echo(f"kept {len(holdout)} holdout rows out of the statistics (seed {seed})")
+    if result.holdout is not None:
+        click.echo(f"kept {len(result.holdout)} holdout rows out of the statistics (seed {seed})")
         if holdout_out is not None:
-            write_table(holdout, holdout_out, force=force)
+            write_table(result.holdout, holdout_out, force=force)
             click.echo(f"wrote holdout {holdout_out}")
+
+
+def _floats(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{option}: expected a number or comma-separated numbers, got {text!r}") from None
+
+
+def print_validation_curve(curve: RidgeCVResult) -> None:
+    table = Table(title=f"ridge validation curve ({len(curve.fold_mse[0])}-fold CV, exact)")
+    table.add_column("alpha", justify="right")
+    table.add_column("mean held-out MSE", justify="right")
+    for i, (alpha, mse) in enumerate(zip(curve.alphas, curve.mean_mse, strict=True)):
+        mark = "  ← chosen" if i == curve.best_index else ""
+        table.add_row(f"{alpha:g}", ("singular" if mse != mse else f"{mse:.8g}") + mark)
+    console.print(table)
 
 
 def _split(features: str | None) -> list[str] | None:
@@ -168,30 +206,63 @@ def decrypt(bundle: Path, private_key_path: Path, min_contributors: int,
     private_key = hefed.load_private_key(private_key_path, allow_insecure_permissions)
     result = decrypt_bundle(hefed.Bundle.load(bundle), private_key, min_contributors)
     result.save(out, force=force)
-    if isinstance(result, EvaluationSums):
+    if isinstance(result, ColumnSummary):
+        click.echo(f"wrote {out}: consortium summary from {len(result.contributors)} factories")
+        table = Table(title="consortium per-column summary (exact)")
+        for column in ("column", "count", "mean", "std"):
+            table.add_column(column, justify="left" if column == "column" else "right")
+        for name, count, mean, std in result.table():
+            table.add_row(name, str(count), f"{mean:.8g}", f"{std:.8g}")
+        console.print(table)
+    elif isinstance(result, EvaluationSums):
         click.echo(f"wrote {out}: holdout evaluation of {result.n} rows from {len(result.contributors)} factories")
         print_metrics("consortium holdout metrics", result.metrics())
     else:
-        what = "coefficient aggregate" if isinstance(result, CoefficientAggregate) else "statistics"
+        what = {CoefficientAggregate: "coefficient aggregate", FoldStatistics: "per-fold statistics"}.get(
+            type(result), "statistics")
         click.echo(f"wrote {out}: {what} of {result.n} rows from {len(result.contributors)} factories")
 
 
 @main.command(name="solve")
 @click.argument("stats", type=click.Path(path_type=Path))
-@click.option("--ridge", default=0.0, show_default=True, type=float, help="Ridge penalty (intercept unpenalised).")
+@click.option("--ridge", default="0", show_default=True,
+              help="Ridge penalty (intercept unpenalised), or 'auto' to choose it by cross-validation "
+              "from fold statistics (hefed encrypt --folds K).")
+@click.option("--alphas", default=None, help="Comma-separated candidate penalties for --ridge auto "
+              "(default 0.001,0.01,...,1e6).")
 @click.option("--no-intercept", is_flag=True, help="Fit a model through the origin.")
+@click.option("--standardize", is_flag=True,
+              help="Also report coefficients per standard deviation of each feature and fully standardised.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Model JSON to write.")
 @force_option
-def solve_cmd(stats: Path, ridge: float, no_intercept: bool, out: Path, force: bool) -> None:
+def solve_cmd(stats: Path, ridge: str, alphas: str | None, no_intercept: bool, standardize: bool, out: Path,
+              force: bool) -> None:
     """Solve the exact global linear model from decrypted aggregate statistics."""
     check_writable(out, force)
-    model = hefed.solve(load_decrypted(stats), ridge=ridge, fit_intercept=not no_intercept)
+    aggregate = load_decrypted(stats)
+    if ridge.strip().lower() == "auto":
+        model, curve = solve_auto_ridge(aggregate, _floats(alphas, "--alphas"), fit_intercept=not no_intercept)
+        print_validation_curve(curve)
+    else:
+        if alphas:
+            raise UsageError("--alphas needs --ridge auto")
+        model = hefed.solve(aggregate, ridge=_floats(ridge, "--ridge")[0], fit_intercept=not no_intercept)
+    if standardize:
+        model.standardized_ = standardized_coefficients(model, aggregate)
     model.save(out, force=force)
     if model.has_inference:
         click.echo(model.summary())
     else:
         click.echo("n-weighted average of the factories' own models (coefficient mode; no pooled inference):")
         print_model(model)
+    if standardize:
+        table = Table(title="standardised coefficients (pooled means and sample SDs from the aggregate)")
+        for column in ("feature", "mean", "SD", "coef per SD of feature", "fully standardised"):
+            table.add_column(column, justify="left" if column == "feature" else "right")
+        for name, row in model.standardized_.items():
+            table.add_row(name, f"{row['mean']:.6g}", f"{row['sd']:.6g}", f"{row['per_sd']:.6g}",
+                          f"{row['standardized']:.6g}")
+        console.print(table)
     click.echo(f"wrote {out}")
 
 

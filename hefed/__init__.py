@@ -22,7 +22,7 @@ from .bundle import Bundle
 from .compare import Comparison, compare_models
 from .decrypt import decrypt_bundle, decrypt_evaluation, decrypt_statistics
 from .encoding import Encoding
-from .encrypt import encrypt_bundle, encrypt_statistics, encrypt_with_holdout
+from .encrypt import EncryptResult, encrypt_bundle, encrypt_statistics, encrypt_table
 from .estimator import FederatedLinearRegression
 from .evaluation import EvaluationSums, encrypt_evaluation, evaluate_local, split_holdout
 from .inference import InferenceResults, inference
@@ -59,7 +59,8 @@ __all__ = [
     "encrypt_bundle",
     "encrypt_evaluation",
     "encrypt_statistics",
-    "encrypt_with_holdout",
+    "encrypt_table",
+    "EncryptResult",
     "evaluate_local",
     "inference",
     "split_holdout",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from phe import PaillierPublicKey
 from phe.util import base64_to_int, int_to_base64
 
 from .encoding import Encoding
-from .errors import InvalidFileError
+from .errors import InvalidFileError, UsageError
 from .fileio import atomic_write_json, read_json_object
 from .keys import MAX_BITS, key_fingerprint
 from .layouts import KIND_PARAMETERS, check_parameters, payload_layout
@@ -41,6 +42,20 @@ from .primitives.paillier import is_valid_ciphertext
 FORMAT = "hefed.bundle"
 VERSION = 1
 KINDS = tuple(KIND_PARAMETERS)
+
+FACTORY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_factory_id(factory_id: str) -> str:
+    """Factory ids are short names of letters, digits, '.', '_' and '-'."""
+    if not isinstance(factory_id, str) or not FACTORY_ID_PATTERN.match(factory_id):
+        raise UsageError(
+            f"factory id {factory_id!r} must be 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return factory_id
+
+
 
 
 @dataclass

@@ -26,9 +26,8 @@ from typing import Any
 import pandas as pd
 from phe import PaillierPublicKey
 
-from .bundle import Bundle
+from .bundle import Bundle, check_factory_id
 from .encoding import Encoding
-from .encrypt import check_factory_id
 from .errors import EncodingError, InvalidFileError, OverflowRiskError, SingularSystemError
 from .fileio import atomic_write_json, read_json_object
 from .layouts import payload_layout

@@ -60,7 +60,9 @@ def _check_unique(columns: Sequence[str], source: os.PathLike[str] | str) -> Non
         seen.add(name)
 
 
-def _numeric_column(frame: pd.DataFrame, name: str, source: str, label: object = None) -> np.ndarray:
+def _numeric_column(
+    frame: pd.DataFrame, name: str, source: str, label: object = None, allow_missing: bool = False
+) -> np.ndarray:
     """The column as float64, naming the first cells that are not numbers.
 
     Integers beyond 2^53 are refused: float64 cannot hold them exactly, and
@@ -96,7 +98,7 @@ def _numeric_column(frame: pd.DataFrame, name: str, source: str, label: object =
                     f"{source}: column {name!r}, row {row + 1}: integer {text} cannot be represented "
                     "exactly as float64"
                 )
-    missing = ~np.isfinite(values)
+    missing = np.isinf(values) if allow_missing else ~np.isfinite(values)
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
         what = "missing" if np.isnan(values[row]) else f"not finite ({values[row]})"

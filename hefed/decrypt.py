@@ -21,6 +21,8 @@ from phe import PaillierPrivateKey
 from .bundle import Bundle
 from .coefficients import FORMAT as COEFFICIENTS_FORMAT
 from .coefficients import CoefficientAggregate
+from .crossval import FORMAT as FOLDS_FORMAT
+from .crossval import FoldStatistics
 from .errors import (
     DuplicateContributorError,
     IntegrityError,
@@ -33,6 +35,7 @@ from .errors import (
 from .evaluation import EvaluationSums, sums_from_values
 from .fileio import read_json_object
 from .keys import key_fingerprint
+from .preprocess import ColumnSummary, summary_from_values
 from .primitives.packing import PackingError
 from .primitives.paillier import decrypt_raw
 from .statistics import FORMAT as STATISTICS_FORMAT
@@ -109,13 +112,44 @@ def decrypt_coefficients(
     return CoefficientAggregate.from_values(values, bundle)
 
 
-def load_decrypted(path: str | os.PathLike[str]) -> SufficientStatistics | CoefficientAggregate:
+def decrypt_fold_statistics(
+    bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS
+) -> FoldStatistics:
+    """Decrypt a ``fold_statistics`` aggregate into the exact statistics of every fold."""
+    if bundle.kind != "fold_statistics":
+        raise SchemaMismatchError(f"expected a fold_statistics bundle, got a {bundle.kind} bundle")
+    values = _decrypt_values(bundle, private_key, min_contributors)
+    k = bundle.parameters["folds"]
+    size = len(values) // k
+    folds = [
+        SufficientStatistics.from_vector(values[i * size:(i + 1) * size], bundle.target, bundle.features,
+                                         bundle.encoding, bundle.contributors)
+        for i in range(k)
+    ]
+    for fold in folds:
+        if any(fold.gram[a][a] < 0 for a in range(len(fold.gram))):
+            raise IntegrityError("decrypted fold statistics have a negative sum of squares")
+    return FoldStatistics(folds, bundle.parameters["fold_seed"])
+
+
+def decrypt_summary(
+    bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS
+) -> ColumnSummary:
+    """Decrypt a ``summary`` aggregate into the consortium's per-column count, mean and std."""
+    if bundle.kind != "summary":
+        raise SchemaMismatchError(f"expected a summary bundle, got a {bundle.kind} bundle")
+    return summary_from_values(_decrypt_values(bundle, private_key, min_contributors), bundle)
+
+
+def load_decrypted(path: str | os.PathLike[str]) -> SufficientStatistics | CoefficientAggregate | FoldStatistics:
     """Load what ``hefed decrypt`` wrote for ``hefed solve``: statistics or a coefficient aggregate."""
     obj = read_json_object(path, "decrypted aggregate")
     if obj.get("format") == COEFFICIENTS_FORMAT:
         return CoefficientAggregate.from_dict(obj, str(path))
     if obj.get("format") == STATISTICS_FORMAT:
         return SufficientStatistics.from_dict(obj, str(path))
+    if obj.get("format") == FOLDS_FORMAT:
+        return FoldStatistics.from_dict(obj, str(path))
     raise InvalidFileError(
         f"{path}: expected decrypted statistics or coefficients (format {obj.get('format')!r}); "
         "evaluation results are read, not solved"
@@ -124,10 +158,14 @@ def load_decrypted(path: str | os.PathLike[str]) -> SufficientStatistics | Coeff
 
 def decrypt_bundle(
     bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS
-) -> SufficientStatistics | EvaluationSums | CoefficientAggregate:
+) -> SufficientStatistics | EvaluationSums | CoefficientAggregate | FoldStatistics | ColumnSummary:
     """Decrypt an aggregate of any kind (what ``hefed decrypt`` runs)."""
     if bundle.kind == "evaluation":
         return decrypt_evaluation(bundle, private_key, min_contributors)
     if bundle.kind == "coefficients":
         return decrypt_coefficients(bundle, private_key, min_contributors)
+    if bundle.kind == "fold_statistics":
+        return decrypt_fold_statistics(bundle, private_key, min_contributors)
+    if bundle.kind == "summary":
+        return decrypt_summary(bundle, private_key, min_contributors)
     return decrypt_statistics(bundle, private_key, min_contributors)

@@ -8,32 +8,21 @@ dropped as soon as they are packed and encrypted.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 from phe import PaillierPublicKey
 
-from .bundle import Bundle
+from .bundle import Bundle, check_factory_id
 from .data import read_table, split_holdout
 from .encoding import Encoding
 from .errors import OverflowRiskError, UsageError
 from .layouts import payload_layout
+from .preprocess import ColumnSummary, PreprocessReport, preprocess
 from .primitives.packing import PackingError
 from .primitives.paillier import encrypt_raw
 from .statistics import SufficientStatistics, compute_statistics
-
-FACTORY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-def check_factory_id(factory_id: str) -> str:
-    """Factory ids are short names of letters, digits, '.', '_' and '-'."""
-    if not isinstance(factory_id, str) or not FACTORY_ID_PATTERN.match(factory_id):
-        raise UsageError(
-            f"factory id {factory_id!r} must be 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return factory_id
 
 
 def encrypt_bundle(stats: SufficientStatistics, public_key: PaillierPublicKey, factory_id: str) -> Bundle:
@@ -69,33 +58,66 @@ def encrypt_statistics(
     return encrypt_bundle(stats, public_key, factory_id)
 
 
-def encrypt_with_holdout(
+@dataclass
+class EncryptResult:
+    """What :func:`encrypt_table` produced: the bundle, the holdout kept back, the preprocessing report."""
+
+    bundle: Bundle
+    holdout: pd.DataFrame | None = None
+    report: PreprocessReport | None = None
+
+
+MODES = ("statistics", "coefficients", "summary")
+
+
+def encrypt_table(
     data: pd.DataFrame | str | os.PathLike[str],
     target: str,
     public_key: PaillierPublicKey,
     features: Sequence[str] | None = None,
     factory_id: str = "factory",
     encoding: Encoding | None = None,
-    test_fraction: float = 0.0,
-    seed: int = 0,
+    *,
     mode: str = "statistics",
     ridge: float = 0.0,
-) -> tuple[Bundle, pd.DataFrame | None]:
-    """What ``hefed encrypt`` runs: optionally keep a reproducible random holdout out, then
-    encrypt the training rows' statistics (``mode="statistics"``) or the factory's own
-    n-weighted model (``mode="coefficients"``, fitted with ``ridge``).
-
-    Returns the bundle and the holdout rows (``None`` when ``test_fraction`` is 0),
-    which the factory keeps for evaluation.
+    folds: int = 0,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+    summary: ColumnSummary | None = None,
+    impute: str | None = None,
+    missing: str = "error",
+    max_z: float | None = None,
+) -> EncryptResult:
+    """Everything ``hefed encrypt`` does, in order: read the table; in ``summary`` mode encrypt
+    the per-column count/Σx/Σx² (missing values allowed) and stop; otherwise handle missing
+    values and outliers (:func:`~hefed.preprocess.preprocess`, with the consortium ``summary``
+    for ``impute="mean"`` and ``max_z``), keep a reproducible holdout of ``test_fraction`` of
+    the rows out, and encrypt the remaining rows' statistics (per fold with ``folds`` K >= 2),
+    or in ``coefficients`` mode the factory's own n-weighted model fitted with ``ridge``.
     """
-    if mode not in ("statistics", "coefficients"):
-        raise UsageError(f"mode must be 'statistics' or 'coefficients', got {mode!r}")
+    if mode not in MODES:
+        raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if folds and mode != "statistics":
+        raise UsageError("folds apply to statistics mode only")
+    check_factory_id(factory_id)
+    frame = data if isinstance(data, pd.DataFrame) else read_table(data)
+    source = str(data) if not isinstance(data, pd.DataFrame) else factory_id
+    if mode == "summary":
+        from .preprocess import encrypt_summary
+
+        return EncryptResult(encrypt_summary(frame, target, public_key, features, factory_id, encoding))
+    frame, report = preprocess(frame, target, features, summary, impute, missing, max_z, source)
     holdout = None
     if test_fraction:
-        frame = data if isinstance(data, pd.DataFrame) else read_table(data)
-        data, holdout = split_holdout(frame, test_fraction, seed)
+        frame, holdout = split_holdout(frame, test_fraction, seed)
     if mode == "coefficients":
         from .coefficients import encrypt_coefficients  # coefficients builds on this module
 
-        return encrypt_coefficients(data, target, public_key, features, factory_id, encoding, ridge), holdout
-    return encrypt_statistics(data, target, public_key, features, factory_id, encoding), holdout
+        bundle = encrypt_coefficients(frame, target, public_key, features, factory_id, encoding, ridge)
+    elif folds:
+        from .crossval import encrypt_fold_statistics  # crossval builds on this module
+
+        bundle = encrypt_fold_statistics(frame, target, public_key, features, factory_id, encoding, folds, seed)
+    else:
+        bundle = encrypt_statistics(frame, target, public_key, features, factory_id, encoding)
+    return EncryptResult(bundle, holdout, report)

@@ -30,10 +30,9 @@ import numpy as np
 import pandas as pd
 from phe import PaillierPublicKey
 
-from .bundle import Bundle
+from .bundle import Bundle, check_factory_id
 from .data import read_table, select_xy, split_holdout
 from .encoding import Encoding
-from .encrypt import check_factory_id
 from .errors import InvalidFileError, OverflowRiskError
 from .fileio import atomic_write_json, read_json_object
 from .layouts import payload_layout

@@ -13,6 +13,10 @@ many bundles were actually summed.
 * ``evaluation``: ``n, Σr², Σ|r|, Σy, Σy²`` of a model's residuals ``r`` on a holdout,
   with residuals scaled to integers by ``2^scale_bits`` and bounded by ``2^residual_bits``;
   ``model_digest`` names the model evaluated, so evaluations of different models never mix.
+* ``fold_statistics``: the statistics of each of ``folds`` cross-validation folds, one block
+  after another (rows assigned by a hash seeded with ``fold_seed``).
+* ``summary``: per column (the features, then the target) the count of non-missing values,
+  Σv and Σv² — the cheap first round of federated preprocessing.
 * ``coefficients``: ``n, n·θ₀, n·θ₁ … n·θ_d`` of a factory's own model (coefficient mode),
   coefficients encoded with ``coef_frac_bits`` fractional bits and below ``2^coef_int_bits``.
 """
@@ -36,6 +40,8 @@ KIND_PARAMETERS: dict[str, tuple[str, ...]] = {
     "statistics": (),
     "evaluation": ("scale_bits", "residual_bits", "model_digest"),
     "coefficients": ("coef_frac_bits", "coef_int_bits", "fit_intercept"),
+    "fold_statistics": ("folds", "fold_seed"),
+    "summary": (),
 }
 
 
@@ -85,8 +91,13 @@ def check_parameters(kind: str, parameters: object, source: str = "bundle") -> d
         if name.endswith("_digest"):
             if not isinstance(value, str) or not _DIGEST.fullmatch(value):
                 raise InvalidFileError(f"{source}: parameter {name!r} must be a 32-digit hex digest")
+        elif name == "fold_seed":
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 63:
+                raise InvalidFileError(f"{source}: parameter 'fold_seed' must be an integer in [0, 2^63)")
         elif not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 4096:
             raise InvalidFileError(f"{source}: parameter {name!r} must be an integer in [0, 4096]")
+    if kind == "fold_statistics" and not 2 <= parameters["folds"] <= 100:
+        raise InvalidFileError(f"{source}: 'folds' must be between 2 and 100")
     return dict(parameters)
 
 
@@ -101,6 +112,12 @@ def payload_layout(
     parameters = check_parameters(kind, parameters or {}, "layout")
     if kind == "statistics":
         bounds = statistic_bounds(n_features, encoding)
+    elif kind == "summary":
+        rows, vb = encoding.max_rows_bits, encoding.value_bits
+        hi1, hi2 = (1 << (rows + vb)) - 1, (1 << (rows + 2 * vb)) - 1
+        bounds = [(0, (1 << rows) - 1), (-hi1, hi1), (0, hi2)] * (n_features + 1)
+    elif kind == "fold_statistics":
+        bounds = statistic_bounds(n_features, encoding) * parameters["folds"]
     elif kind == "coefficients":
         bounds = coefficient_bounds(n_features, encoding, parameters)
     else:

@@ -76,6 +76,8 @@ class LinearModel:
         inference: InferenceResults | None = None,
     ) -> None:
         self._inference = inference
+        #: Standardised coefficients, when computed (``hefed solve --standardize``).
+        self.standardized_: dict[str, dict[str, float]] | None = None
         self.feature_names_in_ = np.array(list(features), dtype=object)
         self.n_features_in_ = len(features)
         self.target_ = target
@@ -105,15 +107,7 @@ class LinearModel:
         fit_intercept: bool,
     ) -> LinearModel:
         """Build the model, its exact training fit (SSE, SST) and its inference from the statistics."""
-
-        weights = {ONES: intercept_exact, stats.target: Fraction(-1)}
-        weights.update(zip(stats.features, coef_exact, strict=True))
-        cols = stats.columns
-        sse = Fraction(0)
-        for a in cols:
-            for b in cols:
-                if weights[a] and weights[b]:
-                    sse += weights[a] * weights[b] * stats.exact(a, b)
+        sse = stats.residual_sum_of_squares(dict(zip(stats.features, coef_exact, strict=True)), intercept_exact)
         sy, syy = stats.exact(ONES, stats.target), stats.exact(stats.target, stats.target)
         sst = syy - sy * sy / stats.n
         return cls(
@@ -211,6 +205,7 @@ class LinearModel:
                 "sst": None if self.sst_exact_ is None else _frac_str(self.sst_exact_),
             },
             **({"inference": self._inference.to_dict()} if self._inference is not None else {}),
+            **({"standardized": self.standardized_} if self.standardized_ else {}),
         }
 
     def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:

@@ -91,6 +91,23 @@ class SufficientStatistics:
         i, j = cols.index(a), cols.index(b)
         return Fraction(self.gram[i][j], 1 << (self.scale_bits[i] + self.scale_bits[j]))
 
+    def residual_sum_of_squares(self, coef: dict[str, Fraction], intercept: Fraction) -> Fraction:
+        """Exact Σ (y − θ₀ − Σ θ_j x_j)² of a model over these rows: the quadratic form wᵀ(ZᵀZ)w
+        with w = (θ₀, θ, −1); ``coef`` maps feature names to exact coefficients."""
+        weights = {ONES: Fraction(intercept), self.target: Fraction(-1)}
+        weights.update((name, Fraction(value)) for name, value in coef.items())
+        cols = self.columns
+        total = Fraction(0)
+        for i, a in enumerate(cols):
+            wa = weights.get(a, 0)
+            if not wa:
+                continue
+            for j, b in enumerate(cols):
+                wb = weights.get(b, 0)
+                if wb:
+                    total += wa * wb * Fraction(self.gram[i][j], 1 << (self.scale_bits[i] + self.scale_bits[j]))
+        return total
+
     def schema_key(self) -> tuple[Any, ...]:
         return (self.target, tuple(sorted(self.features)), self.encoding)
 
