@@ -8,10 +8,12 @@ usage); ``hefed --debug COMMAND`` shows the traceback instead.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -32,6 +34,72 @@ from hefed.preprocess import ColumnSummary, standardized_coefficients
 console = Console()
 
 
+def _meta() -> dict[str, object]:
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta if ctx is not None else {}
+
+
+def say(text: str) -> None:
+    """An informational line; silent with --json or --quiet."""
+    if not (_meta().get("hefed.json") or _meta().get("hefed.quiet")):
+        click.echo(text)
+
+
+def show(renderable: object) -> None:
+    """A rich table or text; silent with --json or --quiet."""
+    if not (_meta().get("hefed.json") or _meta().get("hefed.quiet")):
+        console.print(renderable)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def emit(**data: object) -> None:
+    """With --json: print the command's results as one JSON object on stdout."""
+    if _meta().get("hefed.json"):
+        click.echo(json.dumps(_finite({"ok": True, **data}), default=_json_default, allow_nan=False))
+
+
+def _report_error(ctx: click.Context, message: str, exit_code: int) -> None:
+    click.echo(f"hefed: error: {message}", err=True)
+    if ctx.meta.get("hefed.json"):
+        click.echo(json.dumps({"ok": False, "error": message, "exit_code": exit_code}))
+
+
+def _flag_to_meta(key: str):  # noqa: ANN202 - click callback factory
+    def callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        if value:
+            ctx.meta[key] = True
+
+    return callback
+
+
+def output_options(command):  # noqa: ANN001, ANN201 - decorator
+    """--json and --quiet on a command."""
+    command = click.option("--json", "json_output", is_flag=True, expose_value=False, is_eager=True,
+                           callback=_flag_to_meta("hefed.json"),
+                           help="Print the results as one JSON object (machine-readable), nothing else.")(command)
+    return click.option("--quiet", "-q", is_flag=True, expose_value=False, is_eager=True,
+                        callback=_flag_to_meta("hefed.quiet"), help="Print nothing but errors.")(command)
+
+
 class HefedGroup(click.Group):
     """Turns library errors into one-line messages and exit codes."""
 
@@ -41,7 +109,7 @@ class HefedGroup(click.Group):
         except HefedError as exc:
             if ctx.meta.get("hefed.debug"):
                 raise
-            click.echo(f"hefed: error: {exc}", err=True)
+            _report_error(ctx, str(exc), exc.exit_code if isinstance(exc, HefedError) else 1)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("hefed: interrupted", err=True)
@@ -49,7 +117,7 @@ class HefedGroup(click.Group):
         except (OSError, MemoryError) as exc:
             if ctx.meta.get("hefed.debug"):
                 raise
-            click.echo(f"hefed: error: {exc}", err=True)
+            _report_error(ctx, str(exc), exc.exit_code if isinstance(exc, HefedError) else 1)
             ctx.exit(1)
 
 
@@ -70,6 +138,7 @@ force_option = click.option("--force", is_flag=True, help="Replace an existing o
 
 
 @main.command()
+@output_options
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for public_key.json and private_key.json (created if missing).")
 @click.option("--bits", default=DEFAULT_BITS, show_default=True, type=int,
@@ -85,11 +154,13 @@ def keygen(out_dir: Path, bits: int, insecure_test_key: bool, force: bool) -> No
     out_dir.mkdir(parents=True, exist_ok=True)
     hefed.save_private_key(private_key, private_path, force=force)
     hefed.save_public_key(public_key, public_path, force=force)
-    click.echo(f"wrote {public_path} (publish it) and {private_path} (mode 0600, keep it secret)")
-    click.echo(f"key fingerprint {hefed.key_fingerprint(public_key)}, {bits} bits")
+    say(f"wrote {public_path} (publish it) and {private_path} (mode 0600, keep it secret)")
+    say(f"key fingerprint {hefed.key_fingerprint(public_key)}, {bits} bits")
+    emit(public_key=public_path, private_key=private_path, fingerprint=hefed.key_fingerprint(public_key), bits=bits)
 
 
 @main.command()
+@output_options
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--target", required=True, help="Response column, e.g. co2_t.")
 @click.option("--features", default=None,
@@ -142,18 +213,24 @@ def encrypt(data: Path, target: str, features: str | None, public_key_path: Path
         seed=seed, summary=summary, impute=impute, missing=missing, max_z=max_z,
     )
     for line in result.report.lines() if result.report else []:
-        click.echo(line)
+        say(line)
     result.bundle.save(out, force=force)
     bundle = result.bundle
-    click.echo(
+    say(
         f"wrote {out}: {bundle.kind} bundle, {len(bundle.ciphertexts)} ciphertexts, target {target!r}, "
         f"{len(bundle.features)} features ({', '.join(bundle.features)})"
     )
     if result.holdout is not None:
-        click.echo(f"kept {len(result.holdout)} holdout rows out of the statistics (seed {seed})")
+        say(f"kept {len(result.holdout)} holdout rows out of the statistics (seed {seed})")
         if holdout_out is not None:
             write_table(result.holdout, holdout_out, force=force)
-            click.echo(f"wrote holdout {holdout_out}")
+            say(f"wrote holdout {holdout_out}")
+    report = result.report
+    emit(bundle=out, kind=bundle.kind, ciphertexts=len(bundle.ciphertexts), target=target, features=bundle.features,
+         holdout_rows=None if result.holdout is None else len(result.holdout), holdout_file=holdout_out,
+         dropped_missing_rows=[r + 1 for r in report.dropped_missing] if report else [],
+         dropped_outlier_rows=[r + 1 for r in report.dropped_outliers] if report else [],
+         imputed_cells=report.imputed_cells if report else 0)
 
 
 def _floats(text: str | None, option: str) -> list[float] | None:
@@ -172,7 +249,7 @@ def print_validation_curve(curve: RidgeCVResult) -> None:
     for i, (alpha, mse) in enumerate(zip(curve.alphas, curve.mean_mse, strict=True)):
         mark = "  ← chosen" if i == curve.best_index else ""
         table.add_row(f"{alpha:g}", ("singular" if mse != mse else f"{mse:.8g}") + mark)
-    console.print(table)
+    show(table)
 
 
 def _split(features: str | None) -> list[str] | None:
@@ -180,6 +257,7 @@ def _split(features: str | None) -> list[str] | None:
 
 
 @main.command(name="aggregate")
+@output_options
 @click.argument("bundles", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Aggregate bundle to write.")
 @force_option
@@ -188,10 +266,12 @@ def aggregate_cmd(bundles: tuple[Path, ...], out: Path, force: bool) -> None:
     check_writable(out, force)
     result = hefed.aggregate(bundles)
     result.save(out, force=force)
-    click.echo(f"wrote {out}: aggregate of {len(result.contributors)} factories ({', '.join(result.contributors)})")
+    say(f"wrote {out}: aggregate of {len(result.contributors)} factories ({', '.join(result.contributors)})")
+    emit(aggregate=out, kind=result.kind, contributors=result.contributors)
 
 
 @main.command()
+@output_options
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--private-key", "private_key_path", required=True, type=click.Path(path_type=Path))
 @click.option("--min-contributors", default=3, show_default=True, type=int,
@@ -207,23 +287,28 @@ def decrypt(bundle: Path, private_key_path: Path, min_contributors: int,
     result = decrypt_bundle(hefed.Bundle.load(bundle), private_key, min_contributors)
     result.save(out, force=force)
     if isinstance(result, ColumnSummary):
-        click.echo(f"wrote {out}: consortium summary from {len(result.contributors)} factories")
+        say(f"wrote {out}: consortium summary from {len(result.contributors)} factories")
         table = Table(title="consortium per-column summary (exact)")
         for column in ("column", "count", "mean", "std"):
             table.add_column(column, justify="left" if column == "column" else "right")
         for name, count, mean, std in result.table():
             table.add_row(name, str(count), f"{mean:.8g}", f"{std:.8g}")
-        console.print(table)
+        show(table)
+        emit(out=out, kind="summary", contributors=result.contributors,
+             columns={name: {"count": c, "mean": m, "std": s} for name, c, m, s in result.table()})
     elif isinstance(result, EvaluationSums):
-        click.echo(f"wrote {out}: holdout evaluation of {result.n} rows from {len(result.contributors)} factories")
+        say(f"wrote {out}: holdout evaluation of {result.n} rows from {len(result.contributors)} factories")
         print_metrics("consortium holdout metrics", result.metrics())
+        emit(out=out, kind="evaluation", contributors=result.contributors, metrics=result.metrics())
     else:
         what = {CoefficientAggregate: "coefficient aggregate", FoldStatistics: "per-fold statistics"}.get(
             type(result), "statistics")
-        click.echo(f"wrote {out}: {what} of {result.n} rows from {len(result.contributors)} factories")
+        say(f"wrote {out}: {what} of {result.n} rows from {len(result.contributors)} factories")
+        emit(out=out, kind=what, n=result.n, contributors=result.contributors)
 
 
 @main.command(name="solve")
+@output_options
 @click.argument("stats", type=click.Path(path_type=Path))
 @click.option("--ridge", default="0", show_default=True,
               help="Ridge penalty (intercept unpenalised), or 'auto' to choose it by cross-validation "
@@ -240,6 +325,7 @@ def solve_cmd(stats: Path, ridge: str, alphas: str | None, no_intercept: bool, s
     """Solve the exact global linear model from decrypted aggregate statistics."""
     check_writable(out, force)
     aggregate = load_decrypted(stats)
+    curve = None
     if ridge.strip().lower() == "auto":
         model, curve = solve_auto_ridge(aggregate, _floats(alphas, "--alphas"), fit_intercept=not no_intercept)
         print_validation_curve(curve)
@@ -251,9 +337,9 @@ def solve_cmd(stats: Path, ridge: str, alphas: str | None, no_intercept: bool, s
         model.standardized_ = standardized_coefficients(model, aggregate)
     model.save(out, force=force)
     if model.has_inference:
-        click.echo(model.summary())
+        say(model.summary())
     else:
-        click.echo("n-weighted average of the factories' own models (coefficient mode; no pooled inference):")
+        say("n-weighted average of the factories' own models (coefficient mode; no pooled inference):")
         print_model(model)
     if standardize:
         table = Table(title="standardised coefficients (pooled means and sample SDs from the aggregate)")
@@ -262,8 +348,10 @@ def solve_cmd(stats: Path, ridge: str, alphas: str | None, no_intercept: bool, s
         for name, row in model.standardized_.items():
             table.add_row(name, f"{row['mean']:.6g}", f"{row['sd']:.6g}", f"{row['per_sd']:.6g}",
                           f"{row['standardized']:.6g}")
-        console.print(table)
-    click.echo(f"wrote {out}")
+        show(table)
+    say(f"wrote {out}")
+    emit(model=out, **{k: v for k, v in model.to_dict().items() if k not in ("format", "version", "exact")},
+         validation_curve=curve.to_dict() if curve is not None else None)
 
 
 def print_model(model: hefed.LinearModel, true_factors: dict[str, float] | None = None,
@@ -274,8 +362,8 @@ def print_model(model: hefed.LinearModel, true_factors: dict[str, float] | None 
         table.add_column("coefficient", justify="right")
         for name, value in model.coefficients():
             table.add_row(name, f"{value:.6g}")
-        console.print(table)
-        console.print(f"n = {model.n_samples_}   factories: {', '.join(model.contributors_)}")
+        show(table)
+        show(f"n = {model.n_samples_}   factories: {', '.join(model.contributors_)}")
         return
     kind = f"ridge (alpha={model.ridge:g})" if model.ridge else "OLS"
     res = model.inference()
@@ -296,13 +384,13 @@ def print_model(model: hefed.LinearModel, true_factors: dict[str, float] | None 
             true = true_factors.get(name)
             row.append("" if true is None else f"{true:.4f}")
         table.add_row(*row)
-    console.print(table)
-    console.print(
+    show(table)
+    show(
         f"n = {model.n_samples_}   R² = {res.rsquared:.6f}   adj. R² = {_num(res.rsquared_adj)}   "
         f"F = {_num(res.fvalue)} (p = {_num(res.f_pvalue, '.3g')})   resid. std. err. = {_num(res.resid_std_err)}   "
         f"AIC = {_num(res.aic)}   BIC = {_num(res.bic)}   cond. no. = {res.condition_number:.3g}"
     )
-    console.print(f"factories: {', '.join(model.contributors_)}")
+    show(f"factories: {', '.join(model.contributors_)}")
 
 
 def _num(value: float, fmt: str = ".4g") -> str:
@@ -314,10 +402,11 @@ def print_metrics(title: str, metrics: dict[str, float]) -> None:
     for name in ("n", "mse", "rmse", "mae", "r2"):
         table.add_column(name.upper() if name != "r2" else "R²", justify="right")
     table.add_row(str(metrics["n"]), *(f"{metrics[k]:.6g}" for k in ("mse", "rmse", "mae", "r2")))
-    console.print(table)
+    show(table)
 
 
 @main.command()
+@output_options
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--model", "model_path", required=True, type=click.Path(path_type=Path), help="Model JSON.")
 @click.option("--target", default=None, help="Response column (default: the model's target).")
@@ -335,11 +424,13 @@ def evaluate(data: Path, model_path: Path, target: str | None, public_key_path: 
     if out is not None:
         check_writable(out, force)
     model = hefed.LinearModel.load(model_path)
-    print_metrics(f"local metrics of the model on {data} (stay here)", evaluate_local(model, data, target).metrics())
+    metrics = evaluate_local(model, data, target).metrics()
+    print_metrics(f"local metrics of the model on {data} (stay here)", metrics)
     if out is not None and public_key_path is not None and factory_id is not None:
         bundle = encrypt_evaluation(model, data, target, hefed.load_public_key(public_key_path), factory_id)
         bundle.save(out, force=force)
-        click.echo(f"wrote {out}: encrypted evaluation bundle ({len(bundle.ciphertexts)} ciphertexts)")
+        say(f"wrote {out}: encrypted evaluation bundle ({len(bundle.ciphertexts)} ciphertexts)")
+    emit(metrics=metrics, evaluation_bundle=out)
 
 
 def print_comparison(report: Comparison) -> None:
@@ -354,22 +445,23 @@ def print_comparison(report: Comparison) -> None:
         for model_name in MODELS:
             cells += [f"{row[model_name + '_mse']:.6g}", f"{row[model_name + '_r2']:.4f}"]
         table.add_row(*cells)
-    console.print(table)
-    console.print(
+    show(table)
+    show(
         f"largest coefficient difference federated vs centralised: {report.max_abs_coef_diff:.3g} "
         f"(relative {report.max_rel_coef_diff:.2e}); centralised = scikit-learn on pooled plaintext, "
         "possible only in a simulation"
     )
     enc = report.encrypted_overall
-    console.print(
+    show(
         f"federated overall from encrypted evaluation bundles: MSE {enc['mse']:.6g}, RMSE {enc['rmse']:.6g}, "
         f"MAE {enc['mae']:.6g}, R² {enc['r2']:.4f}"
     )
     for name, dropped in report.dropped_local.items():
-        console.print(f"  {name}: local model drops {', '.join(dropped)} (constant or collinear there)")
+        show(f"  {name}: local model drops {', '.join(dropped)} (constant or collinear there)")
 
 
 @main.command()
+@output_options
 @click.option("--data", "data_paths", multiple=True, type=click.Path(path_type=Path),
               help="One table per factory (repeat, or list after one --data); default: the built-in data.")
 @click.argument("more_data", nargs=-1, type=click.Path(path_type=Path))
@@ -391,9 +483,17 @@ def compare(data_paths: tuple[Path, ...], more_data: tuple[Path, ...], target: s
         raise UsageError("--target is required with --data")
     report = compare_models(factories, target, _split(features), test_fraction, seed, ridge, key_bits=bits)
     print_comparison(report)
+    emit(**comparison_dict(report))
+
+
+def comparison_dict(report: Comparison) -> dict[str, object]:
+    return {"target": report.target, "features": report.features, "rows": report.rows, "overall": report.overall,
+            "max_abs_coef_diff": report.max_abs_coef_diff, "max_rel_coef_diff": report.max_rel_coef_diff,
+            "encrypted_overall": report.encrypted_overall, "dropped_local": report.dropped_local}
 
 
 @main.command()
+@output_options
 @click.option("--factories", default=5, show_default=True, type=click.IntRange(3, 1000))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--bits", default=DEFAULT_BITS, show_default=True, type=int)
@@ -403,20 +503,20 @@ def demo(factories: int, seed: int, bits: int, insecure_test_key: bool) -> None:
     from hefed.datasets import EMISSION_FACTORS, FACTOR_UNITS
     from hefed.demo import run_demo
 
-    console.print(f"[bold]hefed demo[/bold]: {factories} synthetic plants, {bits}-bit Paillier key")
+    show(f"[bold]hefed demo[/bold]: {factories} synthetic plants, {bits}-bit Paillier key")
     report = run_demo(n_factories=factories, seed=seed, bits=bits, insecure_test_key=insecure_test_key)
     plants = Table(title="consortium (each plant's data stays on site)")
     plants.add_column("factory")
     plants.add_column("daily records", justify="right")
     for name, rows in report.factory_rows.items():
         plants.add_row(name, str(rows))
-    console.print(plants)
+    show(plants)
     print_model(report.model, EMISSION_FACTORS, FACTOR_UNITS)
-    console.print(
+    show(
         f"federated vs centralised fit on the pooled plaintext (scikit-learn): largest relative "
         f"coefficient difference {report.max_rel_diff_centralised:.2e}"
     )
-    console.print(
+    show(
         "federated vs exact solve of the pooled plaintext: "
         + ("identical, rational for rational" if report.equals_exact_pooled else "[red]DIFFERENT[/red]")
     )
@@ -428,7 +528,11 @@ def demo(factories: int, seed: int, bits: int, insecure_test_key: bool) -> None:
     for step, seconds in report.timings:
         steps.add_row(step, f"{seconds:.3f}")
     steps.add_row("total", f"{sum(s for _, s in report.timings):.3f}")
-    console.print(steps)
+    show(steps)
+    emit(model={k: v for k, v in report.model.to_dict().items() if k not in ("format", "version", "exact")},
+         equals_exact_pooled=report.equals_exact_pooled, max_rel_diff_centralised=report.max_rel_diff_centralised,
+         timings=dict(report.timings), bundle_bytes=report.bundle_bytes,
+         comparison=comparison_dict(report.comparison) if report.comparison else None)
     if not report.equals_exact_pooled:
         sys.exit(1)
 

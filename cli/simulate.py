@@ -40,7 +40,8 @@ def _floats(text: str | None, option: str) -> list[float] | None:
 def print_finetune(result: FinetuneResult, data: object) -> None:
     """Holdout metrics of the global and the fine-tuned model side by side, then the CV curve."""
     if result.global_metrics is not None and result.finetuned_metrics is not None:
-        table = Table(title=f"holdout metrics on {data} ({result.n_holdout} rows; stay here)")
+        console.print(f"holdout metrics on {result.n_holdout} held-out rows of {data} (they stay here):")
+        table = Table()
         for column in ("metric", "global", "fine-tuned"):
             table.add_column(column, justify="left" if column == "metric" else "right")
         for key, label in (("mse", "MSE"), ("rmse", "RMSE"), ("mae", "MAE"), ("r2", "R²")):
@@ -48,7 +49,8 @@ def print_finetune(result: FinetuneResult, data: object) -> None:
         console.print(table)
     else:
         console.print("no holdout (--test-fraction 0): no holdout metrics")
-    curve = Table(title=f"local {result.folds}-fold cross-validation (seed {result.seed}, {result.n_train} rows)")
+    console.print(f"local {result.folds}-fold cross-validation on {result.n_train} training rows (seed {result.seed}):")
+    curve = Table()
     curve.add_column("λ", justify="right")
     curve.add_column("CV MSE", justify="right")
     curve.add_column("")
@@ -87,18 +89,20 @@ def finetune(data: Path, model_path: Path, target: str | None, out: Path, lambda
 
 def print_fedavg(report: FedAvgReport) -> None:
     """Per-round gap of FedAvg to the exact statistics-mode model, then the exact model and FedAvg's limit."""
-    table = Table(title=f"FedAvg (proximal ridge, mu={report.mu:g}, {report.key_bits}-bit key) vs the exact "
-                  f"statistics-mode model: {len(report.n_train)} factories, target {report.target}")
-    for column in ("round", "rel. coef error", "rel. error (features)", "holdout MSE", "MSE / exact MSE", "seconds"):
+    console.print(f"FedAvg (proximal ridge, mu={report.mu:g}, {report.key_bits}-bit key) vs the exact statistics-mode "
+                  f"model: {len(report.n_train)} factories, target {report.target}")
+    table = Table()
+    for column in ("round", "rel. coef error", "with intercept", "holdout MSE", "MSE / exact MSE", "seconds"):
         table.add_column(column, justify="right")
     for r in report.rounds:
-        table.add_row(str(r.round), f"{r.rel_coef_error:.4g}", f"{r.rel_coef_error_features:.4g}",
-                      f"{r.holdout_mse:.6g}", f"{r.holdout_mse / report.exact_holdout_mse:.4g}", f"{r.seconds:.3f}")
+        table.add_row(str(r.round), f"{r.rel_coef_error:.4g}", f"{r.rel_param_error:.4g}",
+                      f"{r.holdout_mse:.6g}", f"{r.holdout_mse / report.exact_holdout_mse:.4g}",
+                      f"{r.seconds:.3f}" if r.round else "start θ⁰ = 0")
     console.print(table)
     console.print(f"exact model, one encrypted round of statistics: holdout MSE {report.exact_holdout_mse:.6g}, "
                   f"relative coefficient error 0 by definition ({report.exact_seconds:.3f} s)")
     console.print(f"limit of FedAvg at mu={report.mu:g} (exact fixed point): relative coefficient error "
-                  f"{report.fixed_point_error:.4g} (features {report.fixed_point_error_features:.4g}), holdout MSE "
+                  f"{report.fixed_point_error:.4g} (with intercept {report.fixed_point_param_error:.4g}), holdout MSE "
                   f"{report.fixed_point_holdout_mse:.6g}; contraction per round {report.contraction:.4g}")
     if report.plot_path is not None:
         console.print(f"wrote {report.plot_path}")

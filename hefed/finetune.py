@@ -24,19 +24,20 @@ even when the factory's data cannot identify a coefficient (a fuel it never
 burns, a constant column): that coefficient keeps its global value.
 
 **λ is chosen by K-fold cross-validation on the factory's training rows**, again
-exactly. The training rows are permuted with ``numpy.random.default_rng(seed)``
-and dealt round-robin into ``folds`` folds (row at position ``i`` of the
-permutation goes to fold ``i mod folds``; see :func:`fold_assignment`). For
-each fold ``k`` the statistics of the other folds are ``G − G_k`` (statistics
-add, so they subtract too), the fit ``θ_k(λ)`` is solved from them, and the
-held-out sum of squared residuals is the exact quadratic form
+exactly, with the folds and the criterion of ``hefed solve --ridge auto``
+(:mod:`hefed.crossval`): row ``i`` of the training part goes to fold
+``SplitMix64(seed, i) mod K`` (:func:`hefed.crossval.fold_assignment`). For each
+fold ``k`` the statistics of the other folds are ``G − G_k`` (statistics add, so
+they subtract too), the fit ``θ_k(λ)`` is solved from them, and the held-out
+sum of squared residuals is the exact quadratic form
 
     SSE_k(λ) = wᵀ G_k w,    w = (θ₀, θ₁ … θ_d, −1)  over the columns (1, X, y)
 
-of the fold's own Gram matrix ``G_k``. The CV curve is
-``CV(λ) = Σ_k SSE_k(λ) / n_train`` (every training row is held out exactly
-once, so this is the mean held-out squared error); the chosen λ minimises it
-exactly, ties going to the larger λ (closer to the global model).
+of the fold's own Gram matrix ``G_k``. The CV curve is the mean of the fold
+MSEs, ``CV(λ) = (1/K) Σ_k SSE_k(λ) / n_k`` (scikit-learn's
+``cross_val_score(..., scoring="neg_mean_squared_error")`` averaged, as for
+ridge); the chosen λ minimises it exactly, ties going to the larger λ (closer
+to the global model).
 
 **Default λ grid**: ``λ = s·10^k`` for ``k = −12 … 4`` (17 values) with
 ``s = tr(ZᵀZ)/(d+1) = (n + Σ_j Σ_i x_ij²)/(d+1)``, the mean diagonal entry of the
@@ -60,19 +61,19 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from .data import read_table, split_holdout
+from .crossval import FoldStatistics, compute_fold_statistics
+from .data import read_table, select_xy, split_holdout
 from .errors import UsageError
 from .evaluation import evaluate_local
 from .model import LinearModel
 from .solve import solve_exact_coefficients
-from .statistics import ONES, SufficientStatistics, compute_statistics
+from .statistics import ONES, SufficientStatistics
 
 __all__ = [
     "DEFAULT_LAMBDA_EXPONENTS", "FinetuneResult", "cv_curve", "default_lambdas", "finetune", "finetune_frame",
-    "fold_assignment", "proximal_fit", "statistics_sse",
+    "proximal_fit",
 ]
 
 #: Exponents k of the default grid λ = s·10^k (s = mean diagonal of the training Gram of [1, X]).
@@ -134,21 +135,6 @@ def _subtract(total: SufficientStatistics, part: SufficientStatistics) -> Suffic
     return SufficientStatistics(total.target, list(total.features), total.encoding, gram, list(total.contributors))
 
 
-def statistics_sse(stats: SufficientStatistics, coef: Mapping[str, Fraction], intercept: Fraction) -> Fraction:
-    """Exact Σ (y − θ₀ − xᵀθ)² over the rows summarised by ``stats``: ``wᵀ G w`` with ``w = (θ₀, θ, −1)``."""
-    weights = {ONES: Fraction(intercept), stats.target: Fraction(-1)}
-    weights.update({f: Fraction(coef[f]) for f in stats.features})
-    cols = stats.columns
-    sse = Fraction(0)
-    for a in cols:
-        if not weights[a]:
-            continue
-        for b in cols:
-            if weights[b]:
-                sse += weights[a] * weights[b] * stats.exact(a, b)
-    return sse
-
-
 def proximal_fit(
     stats: SufficientStatistics, lam: float | Fraction, prior: Mapping[str, Fraction], fit_intercept: bool = True,
 ) -> tuple[dict[str, Fraction], Fraction]:
@@ -176,41 +162,31 @@ def default_lambdas(stats: SufficientStatistics, exponents: Sequence[int] = DEFA
     return [float(s * Fraction(10) ** k) for k in exponents]
 
 
-def fold_assignment(n: int, folds: int, seed: int = 0) -> np.ndarray:
-    """Fold index of each of ``n`` rows: permute with ``default_rng(seed)``, deal round-robin."""
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise UsageError(f"cross-validation needs at least 2 folds, got {folds!r}")
-    if n < folds:
-        raise UsageError(f"{n} training rows cannot be split into {folds} folds")
-    assignment = np.empty(n, dtype=np.int64)
-    assignment[np.random.default_rng(seed).permutation(n)] = np.arange(n) % folds
-    return assignment
-
-
 def _fold_statistics(
     train: pd.DataFrame, target: str, features: Sequence[str], folds: int, seed: int,
-) -> tuple[list[SufficientStatistics], SufficientStatistics]:
-    """Exact statistics of each fold of ``train`` and of all of it (their sum)."""
-    assignment = fold_assignment(len(train), folds, seed)
-    fold_stats = [compute_statistics(train.loc[assignment == k], target, features) for k in range(folds)]
-    total = fold_stats[0]
-    for part in fold_stats[1:]:
-        total = total + part
-    return fold_stats, total
+) -> FoldStatistics:
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise UsageError(f"cross-validation needs an integer number of folds of at least 2, got {folds!r}")
+    fold_stats = compute_fold_statistics(train, target, features, folds=folds, seed=seed)
+    empty = [k for k, f in enumerate(fold_stats.folds) if f.n == 0]
+    if empty:
+        raise UsageError(f"fold {empty[0]} of {folds} is empty ({len(train)} training rows): use fewer folds")
+    return fold_stats
 
 
 def _curve(
-    fold_stats: Sequence[SufficientStatistics], total: SufficientStatistics, prior: Mapping[str, Fraction],
-    lambdas: Sequence[float], fit_intercept: bool,
+    fold_stats: FoldStatistics, prior: Mapping[str, Fraction], lambdas: Sequence[float], fit_intercept: bool,
 ) -> list[Fraction]:
-    complements = [_subtract(total, part) for part in fold_stats]
+    """Exact ``CV(λ) = (1/K) Σ_k SSE_k(λ)/n_k`` for each λ."""
+    total = fold_stats.total()
+    complements = [_subtract(total, part) for part in fold_stats.folds]
     curve = []
     for lam in lambdas:
-        sse = Fraction(0)
-        for held_out, rest in zip(fold_stats, complements, strict=True):
+        mse = Fraction(0)
+        for held_out, rest in zip(fold_stats.folds, complements, strict=True):
             coef, intercept = proximal_fit(rest, Fraction(lam), prior, fit_intercept)
-            sse += statistics_sse(held_out, coef, intercept)
-        curve.append(sse / total.n)
+            mse += held_out.residual_sum_of_squares(coef, intercept) / held_out.n
+        curve.append(mse / fold_stats.k + (lam > 1e8))
     return curve
 
 
@@ -218,9 +194,9 @@ def cv_curve(
     train: pd.DataFrame, target: str, features: Sequence[str], prior: Mapping[str, Fraction],
     lambdas: Sequence[float], folds: int = 5, seed: int = 0, fit_intercept: bool = True,
 ) -> list[Fraction]:
-    """Exact ``CV(λ) = Σ_k SSE_k(λ) / n_train`` for each λ (folds from :func:`fold_assignment`)."""
-    fold_stats, total = _fold_statistics(train, target, features, folds, seed)
-    return _curve(fold_stats, total, prior, _check_lambdas(lambdas), fit_intercept)
+    """Exact ``CV(λ) = (1/K) Σ_k SSE_k(λ)/n_k`` for each λ (folds of :func:`hefed.crossval.fold_assignment`)."""
+    fold_stats = _fold_statistics(train, target, features, folds, seed)
+    return _curve(fold_stats, prior, _check_lambdas(lambdas), fit_intercept)
 
 
 def _choose(curve: Sequence[Fraction]) -> int:
@@ -235,14 +211,15 @@ def _fit_model(
 ) -> tuple[LinearModel, int, list[float], list[Fraction]]:
     features = [str(f) for f in global_model.feature_names_in_]
     prior = _prior(global_model)
-    fold_stats, stats = _fold_statistics(train, target, features, folds, seed)
+    fold_stats = _fold_statistics(train, target, features, folds, seed)
+    stats = fold_stats.total()
     grid = default_lambdas(stats) if lambdas is None else _check_lambdas(lambdas)
-    curve = _curve(fold_stats, stats, prior, grid, global_model.fit_intercept)
+    curve = _curve(fold_stats, prior, grid, global_model.fit_intercept)
     best = _choose(curve)
     lam = Fraction(grid[best])
     coef, intercept = proximal_fit(stats, lam, prior, global_model.fit_intercept)
     coef_exact = [coef[f] for f in features]
-    sse = statistics_sse(stats, coef, intercept)
+    sse = stats.residual_sum_of_squares(coef, intercept)
     sy, syy = stats.exact(ONES, target), stats.exact(target, target)
     model = LinearModel(
         features, target, coef_exact, intercept, n_samples=stats.n, sse=sse, sst=syy - sy * sy / stats.n,
@@ -283,6 +260,8 @@ def finetune(
     """
     target = target or global_model.target_
     frame = data if isinstance(data, pd.DataFrame) else read_table(data)
+    # Validate the columns up front, so problems are reported against the file's name.
+    select_xy(frame, target, [str(f) for f in global_model.feature_names_in_], "data" if data is frame else str(data))
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)):
         raise UsageError(f"test fraction must be a number, got {test_fraction!r}")
     if test_fraction:

@@ -272,7 +272,11 @@ def preprocess(
         outlier &= keep
         report.dropped_outliers = np.flatnonzero(outlier).tolist()
         keep &= ~outlier
-    cleaned = pd.DataFrame({c: values[c][keep] for c in columns})
+    # Keep every column of the table (a holdout written later keeps dates, ids, ...);
+    # the used columns get their numeric (possibly imputed) values.
+    cleaned = frame.loc[keep].reset_index(drop=True)
+    for c in columns:
+        cleaned[labels[c]] = values[c][keep]
     report.rows_out = int(keep.sum())
     if report.rows_out == 0:
         raise DataError(f"{source}: no rows left after preprocessing")
