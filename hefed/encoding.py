@@ -91,12 +91,12 @@ class Encoding:
         bad = ~np.isfinite(x)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise EncodingError(f"{source}: column {column!r}, row {row + 1}: value {x[row]} is not finite")
+            raise EncodingError(f"{source}: column {column!r}, row {row + 1}: value {float(x[row])!r} is not finite")
         too_big = np.abs(x) >= 2.0**self.int_bits
         if too_big.any():
             row = int(np.flatnonzero(too_big)[0])
             raise EncodingError(
-                f"{source}: column {column!r}, row {row + 1}: |{x[row]!r}| reaches 2^{self.int_bits}; "
+                f"{source}: column {column!r}, row {row + 1}: |{float(x[row])!r}| reaches 2^{self.int_bits}; "
                 f"raise int_bits (--int-bits), identically for every factory"
             )
         scaled = np.ldexp(x, self.frac_bits)
@@ -104,7 +104,7 @@ class Encoding:
         if inexact.any():
             row = int(np.flatnonzero(inexact)[0])
             raise EncodingError(
-                f"{source}: column {column!r}, row {row + 1}: {x[row]!r} has binary digits below "
+                f"{source}: column {column!r}, row {row + 1}: {float(x[row])!r} has binary digits below "
                 f"2^-{self.frac_bits} and cannot be encoded exactly; raise frac_bits (--frac-bits), "
                 f"identically for every factory"
             )
