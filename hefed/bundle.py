@@ -24,6 +24,7 @@ import base64
 import binascii
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,12 @@ from phe import PaillierPublicKey
 from phe.util import base64_to_int, int_to_base64
 
 from .encoding import Encoding
-from .errors import InvalidFileError, UsageError
+from .errors import InvalidFileError, OverflowRiskError, UsageError
 from .fileio import atomic_write_json, read_json_object
 from .keys import MAX_BITS, key_fingerprint
 from .layouts import KIND_PARAMETERS, check_parameters, payload_layout
-from .primitives.packing import Layout
-from .primitives.paillier import is_valid_ciphertext
+from .primitives.packing import Layout, PackingError
+from .primitives.paillier import encrypt_raw, is_valid_ciphertext
 
 FORMAT = "hefed.bundle"
 VERSION = 1
@@ -75,6 +76,37 @@ class Bundle:
     def __post_init__(self) -> None:
         if not self.layout_digest:
             self.layout_digest = self.layout().digest()
+
+    @classmethod
+    def seal(
+        cls,
+        kind: str,
+        public_key: PaillierPublicKey,
+        target: str,
+        features: Sequence[str],
+        encoding: Encoding,
+        factory_id: str,
+        values: Sequence[int],
+        parameters: dict[str, Any] | None = None,
+        source: str | None = None,
+    ) -> Bundle:
+        """Pack one contribution's exact integers (plus the contribution counter) and encrypt them.
+
+        Every bundle kind is made here: the values must lie within the kind's public
+        bounds (:mod:`hefed.layouts`); a value outside is refused, never wrapped.
+        """
+        check_factory_id(factory_id)
+        parameters = dict(parameters or {})
+        layout = payload_layout(kind, len(features), encoding, public_key, parameters)
+        try:
+            plaintexts = layout.pack([*values, 1])
+        except PackingError as exc:
+            raise OverflowRiskError(
+                f"{source or factory_id}: a {kind} value exceeds the encoding's declared bounds ({exc})"
+            ) from None
+        ciphertexts = [encrypt_raw(public_key, p) for p in plaintexts]
+        return cls(kind, public_key, target, list(features), encoding, [factory_id], ciphertexts, layout.digest(),
+                   parameters)
 
     @property
     def key_fingerprint(self) -> str:

@@ -28,12 +28,9 @@ from phe import PaillierPublicKey
 
 from .bundle import Bundle, check_factory_id
 from .encoding import Encoding
-from .errors import EncodingError, InvalidFileError, OverflowRiskError, SingularSystemError
+from .errors import EncodingError, InvalidFileError, SingularSystemError
 from .fileio import atomic_write_json, read_json_object
-from .layouts import payload_layout
 from .model import LinearModel
-from .primitives.packing import PackingError
-from .primitives.paillier import encrypt_raw
 from .solve import solve
 from .statistics import compute_statistics
 
@@ -82,13 +79,7 @@ def coefficient_bundle(
     n = model.n_samples_
     values = [n, n * _encode_coefficient(model.intercept_, "(intercept)", params, factory_id)]
     values += [n * _encode_coefficient(by_name[f], f, params, factory_id) for f in sorted(features)]
-    layout = payload_layout("coefficients", len(features), encoding, public_key, params)
-    try:
-        plaintexts = layout.pack([*values, 1])
-    except PackingError as exc:
-        raise OverflowRiskError(f"{factory_id}: a weighted coefficient exceeds its declared bound ({exc})") from None
-    return Bundle("coefficients", public_key, model.target_, features, encoding, [factory_id],
-                  [encrypt_raw(public_key, p) for p in plaintexts], layout.digest(), params)
+    return Bundle.seal("coefficients", public_key, model.target_, features, encoding, factory_id, values, params)
 
 
 def encrypt_coefficients(

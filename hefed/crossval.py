@@ -33,12 +33,9 @@ from phe import PaillierPublicKey
 from .bundle import Bundle, check_factory_id
 from .data import read_table, select_xy
 from .encoding import Encoding
-from .errors import InvalidFileError, OverflowRiskError, SingularSystemError, UsageError
+from .errors import InvalidFileError, SingularSystemError, UsageError
 from .fileio import atomic_write_json, read_json_object
-from .layouts import payload_layout
 from .model import LinearModel
-from .primitives.packing import PackingError
-from .primitives.paillier import encrypt_raw
 from .solve import solve, solve_exact_coefficients
 from .statistics import SufficientStatistics, statistics_from_arrays
 
@@ -152,15 +149,9 @@ def encrypt_fold_statistics(
     check_factory_id(factory_id)
     fold_stats = compute_fold_statistics(data, target, features, encoding, factory_id, folds, seed)
     first = fold_stats.folds[0]
-    params = {"folds": folds, "fold_seed": seed}
-    layout = payload_layout("fold_statistics", len(first.features), first.encoding, public_key, params)
     values = [v for fold in fold_stats.folds for v in fold.to_vector()]
-    try:
-        plaintexts = layout.pack([*values, 1])
-    except PackingError as exc:
-        raise OverflowRiskError(f"{factory_id}: a statistic exceeds the encoding's declared bounds ({exc})") from None
-    return Bundle("fold_statistics", public_key, target, list(first.features), first.encoding, [factory_id],
-                  [encrypt_raw(public_key, p) for p in plaintexts], layout.digest(), params)
+    return Bundle.seal("fold_statistics", public_key, target, first.features, first.encoding, factory_id, values,
+                       {"folds": folds, "fold_seed": seed})
 
 
 @dataclass

@@ -17,27 +17,15 @@ from phe import PaillierPublicKey
 from .bundle import Bundle, check_factory_id
 from .data import read_table, split_holdout
 from .encoding import Encoding
-from .errors import OverflowRiskError, UsageError
-from .layouts import payload_layout
+from .errors import UsageError
 from .preprocess import ColumnSummary, PreprocessReport, preprocess
-from .primitives.packing import PackingError
-from .primitives.paillier import encrypt_raw
 from .statistics import SufficientStatistics, compute_statistics
 
 
 def encrypt_bundle(stats: SufficientStatistics, public_key: PaillierPublicKey, factory_id: str) -> Bundle:
     """Pack and encrypt one factory's statistics into a :class:`Bundle`."""
-    check_factory_id(factory_id)
-    layout = payload_layout("statistics", len(stats.features), stats.encoding, public_key)
-    try:
-        plaintexts = layout.pack([*stats.to_vector(), 1])
-    except PackingError as exc:
-        raise OverflowRiskError(f"{factory_id}: a statistic exceeds the encoding's declared bounds ({exc})") from None
-    ciphertexts = [encrypt_raw(public_key, p) for p in plaintexts]
-    return Bundle(
-        "statistics", public_key, stats.target, list(stats.features), stats.encoding,
-        [factory_id], ciphertexts, layout.digest(),
-    )
+    return Bundle.seal("statistics", public_key, stats.target, stats.features, stats.encoding, factory_id,
+                       stats.to_vector())
 
 
 def encrypt_statistics(

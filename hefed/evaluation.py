@@ -33,12 +33,9 @@ from phe import PaillierPublicKey
 from .bundle import Bundle, check_factory_id
 from .data import read_table, select_xy, split_holdout
 from .encoding import Encoding
-from .errors import InvalidFileError, OverflowRiskError
+from .errors import InvalidFileError
 from .fileio import atomic_write_json, read_json_object
-from .layouts import payload_layout
 from .model import LinearModel
-from .primitives.packing import PackingError
-from .primitives.paillier import encrypt_raw
 
 __all__ = [
     "EvaluationSums", "encrypt_evaluation", "evaluate_local", "evaluation_parameters", "split_holdout",
@@ -203,11 +200,4 @@ def encrypt_evaluation(
     source = str(data) if not isinstance(data, pd.DataFrame) else factory_id
     X, y, features = _model_xy(model, data, target, source)
     values, params = _exact_residual_values(model, X, y, features, target, encoding, source)
-    layout = payload_layout("evaluation", len(features), encoding, public_key, params)
-    try:
-        plaintexts = layout.pack([*values, 1])
-    except PackingError as exc:
-        raise OverflowRiskError(f"{source}: an evaluation sum exceeds its declared bound ({exc})") from None
-    ciphertexts = [encrypt_raw(public_key, p) for p in plaintexts]
-    return Bundle("evaluation", public_key, target, list(features), encoding, [factory_id], ciphertexts,
-                  layout.digest(), params)
+    return Bundle.seal("evaluation", public_key, target, features, encoding, factory_id, values, params, source)

@@ -34,12 +34,9 @@ from phe import PaillierPublicKey
 from .bundle import Bundle, check_factory_id
 from .data import _numeric_column, default_features, read_table
 from .encoding import Encoding
-from .errors import DataError, InvalidFileError, OverflowRiskError, UsageError
+from .errors import DataError, InvalidFileError, UsageError
 from .fileio import atomic_write_json, read_json_object
-from .layouts import payload_layout
 from .model import LinearModel
-from .primitives.packing import PackingError
-from .primitives.paillier import encrypt_raw
 from .statistics import ONES, SufficientStatistics
 
 FORMAT = "hefed.summary"
@@ -175,13 +172,7 @@ def encrypt_summary(data: pd.DataFrame | str | os.PathLike[str], target: str, pu
     if missing:
         raise DataError(f"{source}: column(s) not found: {', '.join(map(repr, missing))}")
     values = _summary_values(frame, _canonical(columns), encoding, source)
-    layout = payload_layout("summary", len(columns) - 1, encoding, public_key)
-    try:
-        plaintexts = layout.pack([*values, 1])
-    except PackingError as exc:
-        raise OverflowRiskError(f"{source}: a summary sum exceeds its declared bound ({exc})") from None
-    return Bundle("summary", public_key, target, columns[:-1], encoding, [factory_id],
-                  [encrypt_raw(public_key, p) for p in plaintexts], layout.digest(), {})
+    return Bundle.seal("summary", public_key, target, columns[:-1], encoding, factory_id, values, {}, source)
 
 
 @dataclass
