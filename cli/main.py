@@ -8,13 +8,10 @@ usage); ``hefed --debug COMMAND`` shows the traceback instead.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
-import numpy as np
-from rich.console import Console
 from rich.table import Table
 
 import hefed
@@ -28,76 +25,14 @@ from hefed.encrypt import MODES, encrypt_table
 from hefed.errors import HefedError, UsageError
 from hefed.evaluation import EvaluationSums, encrypt_evaluation, evaluate_local
 from hefed.fileio import check_writable
+from hefed.identity import Roster, load_identity, roster_add
+from hefed.identity import enroll as enroll_factory
 from hefed.keys import DEFAULT_BITS
 from hefed.preprocess import ColumnSummary, standardized_coefficients
+from hefed.rounds import load_round_inputs, new_round
 
-console = Console()
-
-
-def _meta() -> dict[str, object]:
-    ctx = click.get_current_context(silent=True)
-    return ctx.meta if ctx is not None else {}
-
-
-def say(text: str) -> None:
-    """An informational line; silent with --json or --quiet."""
-    if not (_meta().get("hefed.json") or _meta().get("hefed.quiet")):
-        click.echo(text)
-
-
-def show(renderable: object) -> None:
-    """A rich table or text; silent with --json or --quiet."""
-    if not (_meta().get("hefed.json") or _meta().get("hefed.quiet")):
-        console.print(renderable)
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
-def _finite(value: object) -> object:
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def emit(**data: object) -> None:
-    """With --json: print the command's results as one JSON object on stdout."""
-    if _meta().get("hefed.json"):
-        click.echo(json.dumps(_finite({"ok": True, **data}), default=_json_default, allow_nan=False))
-
-
-def _report_error(ctx: click.Context, message: str, exit_code: int) -> None:
-    click.echo(f"hefed: error: {message}", err=True)
-    if ctx.meta.get("hefed.json"):
-        click.echo(json.dumps({"ok": False, "error": message, "exit_code": exit_code}))
-
-
-def _flag_to_meta(key: str):  # noqa: ANN202 - click callback factory
-    def callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-        if value:
-            ctx.meta[key] = True
-
-    return callback
-
-
-def output_options(command):  # noqa: ANN001, ANN201 - decorator
-    """--json and --quiet on a command."""
-    command = click.option("--json", "json_output", is_flag=True, expose_value=False, is_eager=True,
-                           callback=_flag_to_meta("hefed.json"),
-                           help="Print the results as one JSON object (machine-readable), nothing else.")(command)
-    return click.option("--quiet", "-q", is_flag=True, expose_value=False, is_eager=True,
-                        callback=_flag_to_meta("hefed.quiet"), help="Print nothing but errors.")(command)
+from .output import emit, output_options, report_error, say, show
+from .simulate import finetune, simulate
 
 
 class HefedGroup(click.Group):
@@ -109,7 +44,7 @@ class HefedGroup(click.Group):
         except HefedError as exc:
             if ctx.meta.get("hefed.debug"):
                 raise
-            _report_error(ctx, str(exc), exc.exit_code if isinstance(exc, HefedError) else 1)
+            report_error(ctx, str(exc), exc.exit_code if isinstance(exc, HefedError) else 1)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("hefed: interrupted", err=True)
@@ -117,7 +52,7 @@ class HefedGroup(click.Group):
         except (OSError, MemoryError) as exc:
             if ctx.meta.get("hefed.debug"):
                 raise
-            _report_error(ctx, str(exc), exc.exit_code if isinstance(exc, HefedError) else 1)
+            report_error(ctx, str(exc), exc.exit_code if isinstance(exc, HefedError) else 1)
             ctx.exit(1)
 
 
@@ -161,6 +96,71 @@ def keygen(out_dir: Path, bits: int, insecure_test_key: bool, force: bool) -> No
 
 @main.command()
 @output_options
+@click.option("--factory-id", required=True, help="This factory's id (letters, digits, . _ -).")
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for identity.key.json (mode 0600) and identity.pub.json.")
+@force_option
+def enroll(factory_id: str, out_dir: Path, force: bool) -> None:
+    """Factory: make its signing (Ed25519) and key-agreement (X25519) keys for masked rounds."""
+    private_path, public_path = enroll_factory(factory_id, out_dir, force)
+    say(f"wrote {public_path} (give it to the consortium for the roster) and {private_path} (mode 0600, keep it)")
+    emit(factory_id=factory_id, public_identity=public_path, private_identity=private_path)
+
+
+@main.group()
+def roster() -> None:
+    """The consortium roster: who may contribute, with their public keys."""
+
+
+@roster.command("add")
+@output_options
+@click.argument("roster_path", type=click.Path(path_type=Path))
+@click.argument("identities", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--replace", is_flag=True, help="Replace the keys of a factory already in the roster.")
+def roster_add_cmd(roster_path: Path, identities: tuple[Path, ...], replace: bool) -> None:
+    """Add factories' public identities (identity.pub.json) to ROSTER_PATH (created if missing)."""
+    result = roster_add(roster_path, list(identities), replace)
+    say(f"wrote {roster_path}: {len(result.members)} members ({', '.join(sorted(result.members))})")
+    emit(roster=roster_path, members=sorted(result.members), digest=result.digest())
+
+
+@roster.command("list")
+@output_options
+@click.argument("roster_path", type=click.Path(path_type=Path))
+def roster_list_cmd(roster_path: Path) -> None:
+    """List the members of a roster."""
+    result = Roster.load(roster_path)
+    table = Table(title=f"roster {roster_path} (digest {result.digest()})")
+    table.add_column("factory")
+    table.add_column("signing key (Ed25519)")
+    for factory_id, member in sorted(result.members.items()):
+        table.add_row(factory_id, member.public_dict()["signing_public"])
+    show(table)
+    emit(roster=roster_path, members=sorted(result.members), digest=result.digest())
+
+
+@main.group(name="round")
+def round_group() -> None:
+    """Masked rounds: fix the participants before anyone encrypts."""
+
+
+@round_group.command("new")
+@output_options
+@click.option("--roster", "roster_path", required=True, type=click.Path(path_type=Path))
+@click.option("--participants", required=True, help="Comma-separated factory ids taking part (from the roster).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Round file to write and distribute.")
+@force_option
+def round_new(roster_path: Path, participants: str, out: Path, force: bool) -> None:
+    """Start a round with a fixed participant list and a fresh random id."""
+    check_writable(out, force)
+    result = new_round(Roster.load(roster_path), _split(participants) or [])
+    result.save(out, force=force)
+    say(f"wrote {out}: round {result.round_id} with {', '.join(result.participants)}")
+    emit(round=out, round_id=result.round_id, participants=list(result.participants))
+
+
+@main.command()
+@output_options
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--target", required=True, help="Response column, e.g. co2_t.")
 @click.option("--features", default=None,
@@ -193,11 +193,17 @@ def keygen(out_dir: Path, bits: int, insecure_test_key: bool, force: bool) -> No
               help="Encoding: values must be below 2^INT_BITS in magnitude (same for every factory).")
 @click.option("--max-contributors", default=Encoding.max_contributors, show_default=True, type=int,
               help="Encoding: most factories an aggregate may sum (same for every factory).")
+@click.option("--round", "round_path", type=click.Path(path_type=Path), default=None,
+              help="Masked, signed round (hefed round new); needs --identity and --roster.")
+@click.option("--identity", "identity_path", type=click.Path(path_type=Path), default=None,
+              help="This factory's enrollment folder (hefed enroll).")
+@click.option("--roster", "roster_path", type=click.Path(path_type=Path), default=None, help="Consortium roster.")
 @force_option
 def encrypt(data: Path, target: str, features: str | None, public_key_path: Path, factory_id: str, out: Path,
             mode: str, summary_flag: bool, ridge: float, folds: int, summary_file: Path | None, impute: str | None,
             missing: str, max_z: float | None, test_fraction: float, seed: int, holdout_out: Path | None,
-            frac_bits: int, int_bits: int, max_contributors: int, force: bool) -> None:
+            frac_bits: int, int_bits: int, max_contributors: int, round_path: Path | None,
+            identity_path: Path | None, roster_path: Path | None, force: bool) -> None:
     """Factory: compute exact statistics of DATA (CSV or Parquet) and encrypt them."""
     check_writable(out, force)
     if holdout_out is not None:
@@ -207,10 +213,15 @@ def encrypt(data: Path, target: str, features: str | None, public_key_path: Path
     encoding = Encoding(frac_bits=frac_bits, int_bits=int_bits, max_contributors=max_contributors)
     public_key = hefed.load_public_key(public_key_path)
     summary = ColumnSummary.load(summary_file) if summary_file is not None else None
+    roster, round_ = load_round_inputs(roster_path, round_path)
+    if (identity_path is None) != (round_ is None):
+        raise UsageError("--round, --identity and --roster go together")
+    identity = load_identity(identity_path) if identity_path is not None else None
     result = encrypt_table(
         data, target, public_key, _split(features), factory_id, encoding,
         mode="summary" if summary_flag else mode, ridge=ridge, folds=folds, test_fraction=test_fraction,
         seed=seed, summary=summary, impute=impute, missing=missing, max_z=max_z,
+        round_=round_, identity=identity, roster=roster,
     )
     for line in result.report.lines() if result.report else []:
         say(line)
@@ -260,11 +271,17 @@ def _split(features: str | None) -> list[str] | None:
 @output_options
 @click.argument("bundles", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Aggregate bundle to write.")
+@click.option("--roster", "roster_path", type=click.Path(path_type=Path), default=None,
+              help="Consortium roster: accept only its members' signed contributions (masked rounds).")
+@click.option("--round", "round_path", type=click.Path(path_type=Path), default=None,
+              help="The current round: contributions must be signed for it, and all its participants present.")
 @force_option
-def aggregate_cmd(bundles: tuple[Path, ...], out: Path, force: bool) -> None:
+def aggregate_cmd(bundles: tuple[Path, ...], out: Path, roster_path: Path | None, round_path: Path | None,
+                  force: bool) -> None:
     """Aggregator: add encrypted bundles without any private key."""
     check_writable(out, force)
-    result = hefed.aggregate(bundles)
+    roster, round_ = load_round_inputs(roster_path, round_path)
+    result = hefed.aggregate(bundles, roster, round_)
     result.save(out, force=force)
     say(f"wrote {out}: aggregate of {len(result.contributors)} factories ({', '.join(result.contributors)})")
     emit(aggregate=out, kind=result.kind, contributors=result.contributors)
@@ -277,14 +294,17 @@ def aggregate_cmd(bundles: tuple[Path, ...], out: Path, force: bool) -> None:
 @click.option("--min-contributors", default=3, show_default=True, type=int,
               help="Refuse aggregates of fewer factories (disclosure threshold).")
 @click.option("--allow-insecure-permissions", is_flag=True, help="Load a private key readable by others.")
+@click.option("--roster", "roster_path", type=click.Path(path_type=Path), default=None,
+              help="Consortium roster to check a masked round aggregate's signed manifests against.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Statistics file to write.")
 @force_option
 def decrypt(bundle: Path, private_key_path: Path, min_contributors: int,
-            allow_insecure_permissions: bool, out: Path, force: bool) -> None:
+            allow_insecure_permissions: bool, roster_path: Path | None, out: Path, force: bool) -> None:
     """Key holder: decrypt an aggregate bundle (statistics or evaluation) into plaintext aggregates."""
     check_writable(out, force)
     private_key = hefed.load_private_key(private_key_path, allow_insecure_permissions)
-    result = decrypt_bundle(hefed.Bundle.load(bundle), private_key, min_contributors)
+    roster = Roster.load(roster_path) if roster_path is not None else None
+    result = decrypt_bundle(hefed.Bundle.load(bundle), private_key, min_contributors, roster)
     result.save(out, force=force)
     if isinstance(result, ColumnSummary):
         say(f"wrote {out}: consortium summary from {len(result.contributors)} factories")
@@ -434,7 +454,7 @@ def evaluate(data: Path, model_path: Path, target: str | None, public_key_path: 
 
 
 def print_comparison(report: Comparison) -> None:
-    table = Table(title=f"holdout MSE and R² of {report.target}: local-only vs federated vs centralised")
+    table = Table(title=f"holdout MSE and R² of {report.target}: local-only, federated, centralised, fine-tuned")
     table.add_column("factory")
     table.add_column("n test", justify="right")
     for model_name in MODELS:
@@ -536,6 +556,9 @@ def demo(factories: int, seed: int, bits: int, insecure_test_key: bool) -> None:
     if not report.equals_exact_pooled:
         sys.exit(1)
 
+
+main.add_command(finetune)
+main.add_command(simulate)
 
 if __name__ == "__main__":
     main()

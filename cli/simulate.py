@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from hefed.errors import UsageError
@@ -21,7 +20,7 @@ from hefed.finetune import FinetuneResult
 from hefed.finetune import finetune as finetune_model
 from hefed.model import LinearModel
 
-console = Console()
+from .output import emit, output_options, say, show
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -40,29 +39,30 @@ def _floats(text: str | None, option: str) -> list[float] | None:
 def print_finetune(result: FinetuneResult, data: object) -> None:
     """Holdout metrics of the global and the fine-tuned model side by side, then the CV curve."""
     if result.global_metrics is not None and result.finetuned_metrics is not None:
-        console.print(f"holdout metrics on {result.n_holdout} held-out rows of {data} (they stay here):")
+        show(f"holdout metrics on {result.n_holdout} held-out rows of {data} (they stay here):")
         table = Table()
         for column in ("metric", "global", "fine-tuned"):
             table.add_column(column, justify="left" if column == "metric" else "right")
         for key, label in (("mse", "MSE"), ("rmse", "RMSE"), ("mae", "MAE"), ("r2", "R²")):
             table.add_row(label, f"{result.global_metrics[key]:.6g}", f"{result.finetuned_metrics[key]:.6g}")
-        console.print(table)
+        show(table)
     else:
-        console.print("no holdout (--test-fraction 0): no holdout metrics")
-    console.print(f"local {result.folds}-fold cross-validation on {result.n_train} training rows (seed {result.seed}):")
+        show("no holdout (--test-fraction 0): no holdout metrics")
+    show(f"local {result.folds}-fold cross-validation on {result.n_train} training rows (seed {result.seed}):")
     curve = Table()
     curve.add_column("λ", justify="right")
     curve.add_column("CV MSE", justify="right")
     curve.add_column("")
     for lam, mse in zip(result.lambdas, result.cv_mse, strict=True):
         curve.add_row(f"{lam:.4g}", f"{mse:.6g}", "← chosen" if lam == result.lam else "")
-    console.print(curve)
-    console.print(f"chosen λ = {result.lam:.6g} (penalty toward the global model, intercept included)")
+    show(curve)
+    show(f"chosen λ = {result.lam:.6g} (penalty toward the global model, intercept included)")
     for note in result.notes:
-        console.print(f"note: {note}")
+        show(f"note: {note}")
 
 
 @click.command()
+@output_options
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
               help="The global model JSON to start from.")
@@ -83,13 +83,14 @@ def finetune(data: Path, model_path: Path, target: str | None, out: Path, lambda
     global_model = LinearModel.load(model_path)
     result = finetune_model(global_model, data, target, _floats(lambdas, "--lambdas"), folds, seed, test_fraction)
     print_finetune(result, data)
+    emit(**result.to_dict())
     result.model.save(out, force=force)
-    click.echo(f"wrote {out}")
+    say(f"wrote {out}")
 
 
 def print_fedavg(report: FedAvgReport) -> None:
     """Per-round gap of FedAvg to the exact statistics-mode model, then the exact model and FedAvg's limit."""
-    console.print(f"FedAvg (proximal ridge, mu={report.mu:g}, {report.key_bits}-bit key) vs the exact statistics-mode "
+    show(f"FedAvg (proximal ridge, mu={report.mu:g}, {report.key_bits}-bit key) vs the exact statistics-mode "
                   f"model: {len(report.n_train)} factories, target {report.target}")
     table = Table()
     for column in ("round", "rel. coef error", "with intercept", "holdout MSE", "MSE / exact MSE", "seconds"):
@@ -98,17 +99,18 @@ def print_fedavg(report: FedAvgReport) -> None:
         table.add_row(str(r.round), f"{r.rel_coef_error:.4g}", f"{r.rel_param_error:.4g}",
                       f"{r.holdout_mse:.6g}", f"{r.holdout_mse / report.exact_holdout_mse:.4g}",
                       f"{r.seconds:.3f}" if r.round else "start θ⁰ = 0")
-    console.print(table)
-    console.print(f"exact model, one encrypted round of statistics: holdout MSE {report.exact_holdout_mse:.6g}, "
+    show(table)
+    show(f"exact model, one encrypted round of statistics: holdout MSE {report.exact_holdout_mse:.6g}, "
                   f"relative coefficient error 0 by definition ({report.exact_seconds:.3f} s)")
-    console.print(f"limit of FedAvg at mu={report.mu:g} (exact fixed point): relative coefficient error "
+    show(f"limit of FedAvg at mu={report.mu:g} (exact fixed point): relative coefficient error "
                   f"{report.fixed_point_error:.4g} (with intercept {report.fixed_point_param_error:.4g}), holdout MSE "
                   f"{report.fixed_point_holdout_mse:.6g}; contraction per round {report.contraction:.4g}")
     if report.plot_path is not None:
-        console.print(f"wrote {report.plot_path}")
+        show(f"wrote {report.plot_path}")
 
 
 @click.command()
+@output_options
 @click.option("--mode", type=click.Choice(["fedavg"]), default="fedavg", show_default=True,
               help="Protocol to simulate: fedavg = iterative encrypted FedAvg with proximal-ridge local steps.")
 @click.option("--rounds", default=20, show_default=True, type=click.IntRange(1, 10_000))
@@ -142,3 +144,4 @@ def simulate(mode: str, rounds: int, mu: float, data_paths: tuple[Path, ...], mo
     report = simulate_fedavg(factories, target, _split(features), rounds=rounds, mu=mu, test_fraction=test_fraction,
                              seed=seed, key_bits=bits, plot_path=plot_path, force=force)
     print_fedavg(report)
+    emit(**report.to_dict())

@@ -72,6 +72,10 @@ class Bundle:
     ciphertexts: list[int]
     layout_digest: str = field(default="")
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: Set for masked, signed contributions of a round (see :mod:`hefed.rounds`).
+    round_id: str | None = None
+    #: Signed manifests, one per contributor, of a round's bundles.
+    manifests: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.layout_digest:
@@ -128,6 +132,8 @@ class Bundle:
             only_a = sorted(set(self.features) - set(other.features))
             only_b = sorted(set(other.features) - set(self.features))
             diffs.append(f"features only in the first: {only_a}, only in the second: {only_b}")
+        if self.round_id != other.round_id:
+            diffs.append(f"round {self.round_id} vs {other.round_id}")
         if self.parameters != other.parameters:
             diffs.append(f"parameters {self.parameters} vs {other.parameters}")
         if self.encoding != other.encoding:
@@ -151,6 +157,7 @@ class Bundle:
             "layout_digest": self.layout_digest,
             "contributors": list(self.contributors),
             "ciphertexts": [base64.b64encode(c.to_bytes(width, "big")).decode("ascii") for c in self.ciphertexts],
+            **({"round_id": self.round_id, "manifests": self.manifests} if self.round_id else {}),
         }
 
     def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
@@ -170,11 +177,18 @@ class Bundle:
             "format", "version", "kind", "public_key", "key_fingerprint", "schema",
             "encoding", "parameters", "layout_digest", "contributors", "ciphertexts",
         }
-        if set(obj) != expected:
+        present = set(obj) - ({"round_id", "manifests"} if "round_id" in obj else set())
+        if present != expected:
             raise InvalidFileError(
-                f"{source}: fields wrong (missing {sorted(expected - set(obj))}, "
-                f"extra {sorted(set(obj) - expected)})"
+                f"{source}: fields wrong (missing {sorted(expected - present)}, "
+                f"extra {sorted(present - expected)})"
             )
+        round_id, manifests = obj.get("round_id"), obj.get("manifests", [])
+        if "round_id" in obj:
+            if not isinstance(round_id, str) or len(round_id) != 32 or not set(round_id) <= set("0123456789abcdef"):
+                raise InvalidFileError(f"{source}: 'round_id' must be 32 hex digits")
+            if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
+                raise InvalidFileError(f"{source}: 'manifests' must be a list of objects")
         kind = obj["kind"]
         if kind not in KINDS:
             raise InvalidFileError(f"{source}: unknown bundle kind {kind!r}")
@@ -226,5 +240,5 @@ class Bundle:
             ciphertexts.append(value)
         return cls(
             kind, public_key, target, list(features), encoding, list(contributors), ciphertexts,
-            obj["layout_digest"], parameters,
+            obj["layout_digest"], parameters, round_id, list(manifests),
         )

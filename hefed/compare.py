@@ -10,6 +10,9 @@ fraction of each factory's rows, then fits
 2. the **federated** model, through the real encrypted protocol;
 3. the **centralised** model, scikit-learn on the pooled plaintext training
    rows — possible only in a simulation like this one, never in production;
+4. each factory's **fine-tuned** model: the federated model adapted to the
+   factory's own training rows (:func:`hefed.finetune.finetune_frame`, λ by
+   local cross-validation);
 
 and reports each model's MSE and R² on every factory's holdout and overall.
 The federated model's overall metrics are also computed the production way,
@@ -32,12 +35,13 @@ from .decrypt import decrypt_evaluation, decrypt_statistics
 from .encrypt import encrypt_statistics
 from .errors import SingularSystemError, UsageError
 from .evaluation import encrypt_evaluation, split_holdout
+from .finetune import finetune_frame
 from .keys import generate_keypair
 from .model import LinearModel
 from .solve import solve
 from .statistics import compute_statistics
 
-MODELS = ("local", "federated", "centralised")
+MODELS = ("local", "federated", "centralised", "finetuned")
 
 
 @dataclass
@@ -114,10 +118,12 @@ def compare_models(
         if dropped:
             report.dropped_local[name] = dropped
         X_test, y_test, _ = select_xy(test, target, features, f"{name} holdout")
+        tuned = finetune_frame(federated, train, target, seed=seed)
         preds = {
             "local": local.predict(test),
             "federated": federated.predict(X_test),
             "centralised": central.predict(X_test),
+            "finetuned": tuned.predict(X_test),
         }
         row: dict[str, float | str | int] = {"factory": name, "n_test": len(y_test)}
         for model_name, pred in preds.items():

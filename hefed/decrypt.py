@@ -34,20 +34,31 @@ from .errors import (
 )
 from .evaluation import EvaluationSums, sums_from_values
 from .fileio import read_json_object
+from .identity import Roster
 from .keys import key_fingerprint
 from .preprocess import ColumnSummary, summary_from_values
 from .primitives.packing import PackingError
 from .primitives.paillier import decrypt_raw
+from .rounds import verify_aggregate
 from .statistics import FORMAT as STATISTICS_FORMAT
 from .statistics import SufficientStatistics
 
 DEFAULT_MIN_CONTRIBUTORS = 3
 
 
-def _decrypt_values(bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int) -> list[int]:
-    """Threshold and key checks, decryption, guard-bit and counter checks; the slot values."""
+def _decrypt_values(bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int,
+                    roster: Roster | None = None) -> list[int]:
+    """Threshold and key checks, decryption, guard-bit and counter checks; the slot values.
+
+    A masked round aggregate is decrypted only with the ``roster`` its signed manifests
+    are checked against; an unsigned bundle is refused when a roster is given.
+    """
     if not isinstance(min_contributors, int) or isinstance(min_contributors, bool) or min_contributors < 1:
         raise UsageError("min_contributors must be a positive integer")
+    if roster is not None:
+        verify_aggregate(bundle, roster, min_contributors)
+    elif bundle.round_id:
+        raise UsageError("this is a masked, signed round aggregate: give the roster to check its manifests")
     if bundle.key_fingerprint != key_fingerprint(private_key.public_key):
         raise KeyMismatchError(
             f"bundle was encrypted for key {bundle.key_fingerprint}, "
@@ -74,12 +85,15 @@ def _decrypt_values(bundle: Bundle, private_key: PaillierPrivateKey, min_contrib
 
 
 def decrypt_statistics(
-    bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS
+    bundle: Bundle,
+    private_key: PaillierPrivateKey,
+    min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
+    roster: Roster | None = None,
 ) -> SufficientStatistics:
     """Decrypt a ``statistics`` aggregate of at least ``min_contributors`` factories."""
     if bundle.kind != "statistics":
         raise SchemaMismatchError(f"expected a statistics bundle, got a {bundle.kind} bundle")
-    values = _decrypt_values(bundle, private_key, min_contributors)
+    values = _decrypt_values(bundle, private_key, min_contributors, roster)
     result = SufficientStatistics.from_vector(values, bundle.target, bundle.features, bundle.encoding,
                                               bundle.contributors)
     if any(result.gram[a][a] < 0 for a in range(len(result.gram))):
@@ -88,12 +102,15 @@ def decrypt_statistics(
 
 
 def decrypt_evaluation(
-    bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS
+    bundle: Bundle,
+    private_key: PaillierPrivateKey,
+    min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
+    roster: Roster | None = None,
 ) -> EvaluationSums:
     """Decrypt an ``evaluation`` aggregate into the consortium's exact holdout sums."""
     if bundle.kind != "evaluation":
         raise SchemaMismatchError(f"expected an evaluation bundle, got a {bundle.kind} bundle")
-    values = _decrypt_values(bundle, private_key, min_contributors)
+    values = _decrypt_values(bundle, private_key, min_contributors, roster)
     if values[0] < 1:
         raise IntegrityError("decrypted evaluation covers no rows")
     return sums_from_values(values, bundle.parameters, bundle.encoding, bundle.target, bundle.features,
@@ -101,24 +118,30 @@ def decrypt_evaluation(
 
 
 def decrypt_coefficients(
-    bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS
+    bundle: Bundle,
+    private_key: PaillierPrivateKey,
+    min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
+    roster: Roster | None = None,
 ) -> CoefficientAggregate:
     """Decrypt a ``coefficients`` aggregate into ``Σ nᵢ`` and ``Σ nᵢθᵢ``."""
     if bundle.kind != "coefficients":
         raise SchemaMismatchError(f"expected a coefficients bundle, got a {bundle.kind} bundle")
-    values = _decrypt_values(bundle, private_key, min_contributors)
+    values = _decrypt_values(bundle, private_key, min_contributors, roster)
     if values[0] < 1:
         raise IntegrityError("decrypted coefficient aggregate covers no rows")
     return CoefficientAggregate.from_values(values, bundle)
 
 
 def decrypt_fold_statistics(
-    bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS
+    bundle: Bundle,
+    private_key: PaillierPrivateKey,
+    min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
+    roster: Roster | None = None,
 ) -> FoldStatistics:
     """Decrypt a ``fold_statistics`` aggregate into the exact statistics of every fold."""
     if bundle.kind != "fold_statistics":
         raise SchemaMismatchError(f"expected a fold_statistics bundle, got a {bundle.kind} bundle")
-    values = _decrypt_values(bundle, private_key, min_contributors)
+    values = _decrypt_values(bundle, private_key, min_contributors, roster)
     k = bundle.parameters["folds"]
     size = len(values) // k
     folds = [
@@ -133,12 +156,15 @@ def decrypt_fold_statistics(
 
 
 def decrypt_summary(
-    bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS
+    bundle: Bundle,
+    private_key: PaillierPrivateKey,
+    min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
+    roster: Roster | None = None,
 ) -> ColumnSummary:
     """Decrypt a ``summary`` aggregate into the consortium's per-column count, mean and std."""
     if bundle.kind != "summary":
         raise SchemaMismatchError(f"expected a summary bundle, got a {bundle.kind} bundle")
-    return summary_from_values(_decrypt_values(bundle, private_key, min_contributors), bundle)
+    return summary_from_values(_decrypt_values(bundle, private_key, min_contributors, roster), bundle)
 
 
 def load_decrypted(path: str | os.PathLike[str]) -> SufficientStatistics | CoefficientAggregate | FoldStatistics:
@@ -157,15 +183,18 @@ def load_decrypted(path: str | os.PathLike[str]) -> SufficientStatistics | Coeff
 
 
 def decrypt_bundle(
-    bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS
+    bundle: Bundle,
+    private_key: PaillierPrivateKey,
+    min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
+    roster: Roster | None = None,
 ) -> SufficientStatistics | EvaluationSums | CoefficientAggregate | FoldStatistics | ColumnSummary:
     """Decrypt an aggregate of any kind (what ``hefed decrypt`` runs)."""
     if bundle.kind == "evaluation":
-        return decrypt_evaluation(bundle, private_key, min_contributors)
+        return decrypt_evaluation(bundle, private_key, min_contributors, roster)
     if bundle.kind == "coefficients":
-        return decrypt_coefficients(bundle, private_key, min_contributors)
+        return decrypt_coefficients(bundle, private_key, min_contributors, roster)
     if bundle.kind == "fold_statistics":
-        return decrypt_fold_statistics(bundle, private_key, min_contributors)
+        return decrypt_fold_statistics(bundle, private_key, min_contributors, roster)
     if bundle.kind == "summary":
-        return decrypt_summary(bundle, private_key, min_contributors)
-    return decrypt_statistics(bundle, private_key, min_contributors)
+        return decrypt_summary(bundle, private_key, min_contributors, roster)
+    return decrypt_statistics(bundle, private_key, min_contributors, roster)

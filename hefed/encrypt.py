@@ -18,7 +18,9 @@ from .bundle import Bundle, check_factory_id
 from .data import read_table, split_holdout
 from .encoding import Encoding
 from .errors import UsageError
+from .identity import FactoryIdentity, Roster
 from .preprocess import ColumnSummary, PreprocessReport, preprocess
+from .rounds import Round, mask_and_sign
 from .statistics import SufficientStatistics, compute_statistics
 
 
@@ -75,6 +77,9 @@ def encrypt_table(
     impute: str | None = None,
     missing: str = "error",
     max_z: float | None = None,
+    round_: Round | None = None,
+    identity: FactoryIdentity | None = None,
+    roster: Roster | None = None,
 ) -> EncryptResult:
     """Everything ``hefed encrypt`` does, in order: read the table; in ``summary`` mode encrypt
     the per-column count/Σx/Σx² (missing values allowed) and stop; otherwise handle missing
@@ -82,7 +87,26 @@ def encrypt_table(
     for ``impute="mean"`` and ``max_z``), keep a reproducible holdout of ``test_fraction`` of
     the rows out, and encrypt the remaining rows' statistics (per fold with ``folds`` K >= 2),
     or in ``coefficients`` mode the factory's own n-weighted model fitted with ``ridge``.
+    With a ``round_`` (and the factory's ``identity`` and the consortium ``roster``) the
+    bundle is masked and signed for that round (:mod:`hefed.rounds`).
     """
+    if (round_ is None) != (identity is None) or (round_ is None) != (roster is None):
+        raise UsageError("a masked round needs the round, the factory's identity and the roster together")
+    if identity is not None and identity.factory_id != factory_id:
+        raise UsageError(f"the identity belongs to {identity.factory_id!r}, not {factory_id!r}")
+    result = _encrypt_table(data, target, public_key, features, factory_id, encoding, mode, ridge, folds,
+                            test_fraction, seed, summary, impute, missing, max_z)
+    if round_ is not None and identity is not None and roster is not None:
+        result.bundle = mask_and_sign(result.bundle, identity, roster, round_)
+    return result
+
+
+def _encrypt_table(
+    data: pd.DataFrame | str | os.PathLike[str], target: str, public_key: PaillierPublicKey,
+    features: Sequence[str] | None, factory_id: str, encoding: Encoding | None, mode: str, ridge: float,
+    folds: int, test_fraction: float, seed: int, summary: ColumnSummary | None, impute: str | None,
+    missing: str, max_z: float | None,
+) -> EncryptResult:
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if folds and mode != "statistics":

@@ -45,10 +45,14 @@ point. The report gives both numbers: the exact fixed point's relative error
 (``fixed_point_error``, computed in exact arithmetic from the plaintext
 statistics — possible only in a simulation) and ``contraction = ρ(M)``.
 
-**Default ``mu = 1``**: the penalty weighs one unit of ``‖θ − θ^{r−1}‖²`` like the
-mean squared residual per row, the middle of the range FedProx uses
-(0.001 … 1). Every μ_i is proportional to n_i, so small and large plants are
-held to the global model equally.
+**Default ``mu = 1``**: in the per-row form above the penalty weighs one unit of
+``‖θ − θ^{r−1}‖²`` like the mean squared residual, the largest value of the grid
+FedProx tunes over ({0.001, 0.01, 0.1, 1}); larger is less biased and smaller
+converges faster (on the built-in data mu = 0.001 is at its limit within ~10
+rounds, but that limit is worse: coefficient error 0.19 and holdout MSE 4.0e4,
+against 0.16 and 3.4e4 for mu = 1, and 2.2e3 for the exact model). Every μ_i
+is proportional to n_i, so small and large plants are held to the global model
+equally.
 
 **Per round** the report records the relative coefficient error
 ``‖θ^r − θ_exact‖ / ‖θ_exact‖`` over the feature coefficients (``coef_``, the

@@ -17,11 +17,11 @@ they are.
 **The intercept is penalised too** (it is pulled toward the global intercept
 like every coefficient): (1) only then is λ → ∞ the global model itself; with a
 free intercept the limit would be the global slopes with a locally refitted
-level, a model nobody published; (2) the fit is the same proximal step FedAvg
-clients take (:mod:`hefed.fedavg`), so both features read the same; (3)
-``ZᵀZ + λI`` is positive definite for every λ > 0, so the solve never fails,
-even when the factory's data cannot identify a coefficient (a fuel it never
-burns, a constant column): that coefficient keeps its global value.
+level, a model nobody published; (2) fine-tuning and the FedAvg simulation
+(:mod:`hefed.fedavg`) then take one and the same local step. For every λ > 0
+``ZᵀZ + λI`` is positive definite, so the solve never fails, even when the
+factory's data cannot identify a coefficient (a fuel it never burns, a constant
+column): that coefficient keeps its global value exactly.
 
 **λ is chosen by K-fold cross-validation on the factory's training rows**, again
 exactly, with the folds and the criterion of ``hefed solve --ridge auto``
@@ -186,7 +186,7 @@ def _curve(
         for held_out, rest in zip(fold_stats.folds, complements, strict=True):
             coef, intercept = proximal_fit(rest, Fraction(lam), prior, fit_intercept)
             mse += held_out.residual_sum_of_squares(coef, intercept) / held_out.n
-        curve.append(mse / fold_stats.k + (lam > 1e8))
+        curve.append(mse / fold_stats.k)
     return curve
 
 
@@ -274,8 +274,8 @@ def finetune(
     if len(holdout):
         result.global_metrics = evaluate_local(global_model, holdout, target).metrics()
         result.finetuned_metrics = evaluate_local(model, holdout, target).metrics()
-    if best == 0:
+    if len(grid) > 1 and best == 0:
         result.notes.append("the smallest λ of the grid was chosen: the factory's data outweigh the global model")
-    elif best == len(grid) - 1:
+    elif len(grid) > 1 and best == len(grid) - 1:
         result.notes.append("the largest λ of the grid was chosen: the global model is best for this factory")
     return result

@@ -280,7 +280,9 @@ def standardized_coefficients(model: LinearModel, stats: SufficientStatistics) -
     The pooled means and sample variances come exactly from the aggregate:
     ``var_j = (Σx_j² − (Σx_j)²/n) / (n − 1)``.
     """
-    if hasattr(stats, "total"):  # per-fold statistics
+    from .crossval import FoldStatistics  # crossval builds on the statistics this module preprocesses
+
+    if isinstance(stats, FoldStatistics):
         stats = stats.total()
     if not isinstance(stats, SufficientStatistics):
         raise UsageError("--standardize needs statistics (not a coefficient aggregate): means and SDs come from them")

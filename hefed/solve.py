@@ -140,8 +140,13 @@ def solve(
     if isinstance(stats, CoefficientAggregate):
         # Coefficient mode: the model is the exact n-weighted average of the local models.
         return stats.to_model()
-    if hasattr(stats, "total"):  # per-fold statistics: solve on all folds together
+    from .crossval import FoldStatistics
+
+    if isinstance(stats, FoldStatistics):  # per-fold statistics: solve on all folds together
         stats = stats.total()
+    if not isinstance(stats, SufficientStatistics):
+        kind = type(stats).__name__
+        raise UsageError(f"solve needs statistics, fold statistics or a coefficient aggregate, not {kind}")
     coef_sorted, intercept = solve_exact_coefficients(stats, ridge, fit_intercept)
     for name, value in [*zip(sorted(stats.features), coef_sorted, strict=True), ("(intercept)", intercept)]:
         if abs(value) >= _FLOAT_LIMIT:

@@ -285,7 +285,7 @@ def _table_line(stdout: str, first_cell: str) -> list[str]:
 
 def test_cli_compare_on_built_in_data(tmp_path):
     result = ok(hefed_cli("compare", "--bits", 1024, cwd=tmp_path))
-    assert "local-only vs federated vs centralised" in result.stdout
+    assert "local-only, federated, centralised, fine-tuned" in result.stdout
     for name in make_factories():
         _table_line(result.stdout, name)
     overall = _table_line(result.stdout, "all factories")
@@ -307,4 +307,4 @@ def test_cli_compare_on_files(tmp_path):
         cells = _table_line(result.stdout, str(row["factory"]))
         assert cells[1] == str(row["n_test"])
         assert cells[2:] == [f"{row[f'{m}_{k}']:{'.6g' if k == 'mse' else '.4f'}}"
-                             for m in ("local", "federated", "centralised") for k in ("mse", "r2")]
+                             for m in hefed.compare.MODELS for k in ("mse", "r2")]
