@@ -29,6 +29,7 @@ from hefed.identity import Roster, load_identity, roster_add
 from hefed.identity import enroll as enroll_factory
 from hefed.keys import DEFAULT_BITS
 from hefed.preprocess import ColumnSummary, standardized_coefficients
+from hefed.privacy import Bounds, dp_solve
 from hefed.rounds import load_round_inputs, new_round
 
 from .output import emit, output_options, report_error, say, show
@@ -198,12 +199,14 @@ def round_new(roster_path: Path, participants: str, out: Path, force: bool) -> N
 @click.option("--identity", "identity_path", type=click.Path(path_type=Path), default=None,
               help="This factory's enrollment folder (hefed enroll).")
 @click.option("--roster", "roster_path", type=click.Path(path_type=Path), default=None, help="Consortium roster.")
+@click.option("--bounds", "bounds_path", type=click.Path(path_type=Path), default=None,
+              help="Declared per-column bounds: clip values to them (for a differentially private release).")
 @force_option
 def encrypt(data: Path, target: str, features: str | None, public_key_path: Path, factory_id: str, out: Path,
             mode: str, summary_flag: bool, ridge: float, folds: int, summary_file: Path | None, impute: str | None,
             missing: str, max_z: float | None, test_fraction: float, seed: int, holdout_out: Path | None,
             frac_bits: int, int_bits: int, max_contributors: int, round_path: Path | None,
-            identity_path: Path | None, roster_path: Path | None, force: bool) -> None:
+            identity_path: Path | None, roster_path: Path | None, bounds_path: Path | None, force: bool) -> None:
     """Factory: compute exact statistics of DATA (CSV or Parquet) and encrypt them."""
     check_writable(out, force)
     if holdout_out is not None:
@@ -222,6 +225,7 @@ def encrypt(data: Path, target: str, features: str | None, public_key_path: Path
         mode="summary" if summary_flag else mode, ridge=ridge, folds=folds, test_fraction=test_fraction,
         seed=seed, summary=summary, impute=impute, missing=missing, max_z=max_z,
         round_=round_, identity=identity, roster=roster,
+        bounds=Bounds.load(bounds_path) if bounds_path is not None else None,
     )
     for line in result.report.lines() if result.report else []:
         say(line)
@@ -237,7 +241,8 @@ def encrypt(data: Path, target: str, features: str | None, public_key_path: Path
             write_table(result.holdout, holdout_out, force=force)
             say(f"wrote holdout {holdout_out}")
     report = result.report
-    emit(bundle=out, kind=bundle.kind, ciphertexts=len(bundle.ciphertexts), target=target, features=bundle.features,
+    emit(bundle=out, kind=bundle.kind, clipped_cells=report.clipped_cells if report else 0,
+         ciphertexts=len(bundle.ciphertexts), target=target, features=bundle.features,
          holdout_rows=None if result.holdout is None else len(result.holdout), holdout_file=holdout_out,
          dropped_missing_rows=[r + 1 for r in report.dropped_missing] if report else [],
          dropped_outlier_rows=[r + 1 for r in report.dropped_outliers] if report else [],
@@ -336,17 +341,30 @@ def decrypt(bundle: Path, private_key_path: Path, min_contributors: int,
 @click.option("--alphas", default=None, help="Comma-separated candidate penalties for --ridge auto "
               "(default 0.001,0.01,...,1e6).")
 @click.option("--no-intercept", is_flag=True, help="Fit a model through the origin.")
+@click.option("--dp-epsilon", type=float, default=None,
+              help="Release an (epsilon, delta)-differentially private model (Gaussian mechanism; needs --bounds).")
+@click.option("--dp-delta", type=float, default=None, help="The delta of the differentially private release.")
+@click.option("--bounds", "bounds_path", type=click.Path(path_type=Path), default=None,
+              help="The declared bounds every factory clipped to (hefed encrypt --bounds).")
 @click.option("--standardize", is_flag=True,
               help="Also report coefficients per standard deviation of each feature and fully standardised.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Model JSON to write.")
 @force_option
-def solve_cmd(stats: Path, ridge: str, alphas: str | None, no_intercept: bool, standardize: bool, out: Path,
-              force: bool) -> None:
+def solve_cmd(stats: Path, ridge: str, alphas: str | None, no_intercept: bool, dp_epsilon: float | None,
+              dp_delta: float | None, bounds_path: Path | None, standardize: bool, out: Path, force: bool) -> None:
     """Solve the exact global linear model from decrypted aggregate statistics."""
     check_writable(out, force)
     aggregate = load_decrypted(stats)
     curve = None
-    if ridge.strip().lower() == "auto":
+    dp = (dp_epsilon, dp_delta, bounds_path)
+    if any(v is not None for v in dp) and not all(v is not None for v in dp):
+        raise UsageError("a differentially private release needs --dp-epsilon, --dp-delta and --bounds")
+    if dp_epsilon is not None and dp_delta is not None and bounds_path is not None:
+        if ridge.strip().lower() == "auto" or not isinstance(aggregate, hefed.SufficientStatistics):
+            raise UsageError("--dp-epsilon needs plain statistics and a fixed --ridge")
+        model = dp_solve(aggregate, dp_epsilon, dp_delta, Bounds.load(bounds_path),
+                         _floats(ridge, "--ridge")[0], fit_intercept=not no_intercept)
+    elif ridge.strip().lower() == "auto":
         model, curve = solve_auto_ridge(aggregate, _floats(alphas, "--alphas"), fit_intercept=not no_intercept)
         print_validation_curve(curve)
     else:
@@ -356,7 +374,12 @@ def solve_cmd(stats: Path, ridge: str, alphas: str | None, no_intercept: bool, s
     if standardize:
         model.standardized_ = standardized_coefficients(model, aggregate)
     model.save(out, force=force)
-    if model.has_inference:
+    if model.dp_:
+        say(f"DIFFERENTIALLY PRIVATE RELEASE: (epsilon={model.dp_['epsilon']:g}, delta={model.dp_['delta']:g}) "
+            f"with respect to {model.dp_['unit']}; Gaussian noise sigma={model.dp_['sigma']:.4g} on every statistic "
+            f"(L2 sensitivity {model.dp_['l2_sensitivity']:.4g}). Not covered: {model.dp_['not_covered']}.")
+        print_model(model)
+    elif model.has_inference:
         say(model.summary())
     else:
         say("n-weighted average of the factories' own models (coefficient mode; no pooled inference):")
@@ -377,7 +400,8 @@ def solve_cmd(stats: Path, ridge: str, alphas: str | None, no_intercept: bool, s
 def print_model(model: hefed.LinearModel, true_factors: dict[str, float] | None = None,
                 units: dict[str, str] | None = None) -> None:
     if not model.has_inference:
-        table = Table(title=f"{model.target_}: n-weighted average model")
+        title = "differentially private model" if model.dp_ else "n-weighted average model"
+        table = Table(title=f"{model.target_}: {title}")
         table.add_column("term")
         table.add_column("coefficient", justify="right")
         for name, value in model.coefficients():

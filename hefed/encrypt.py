@@ -15,11 +15,12 @@ import pandas as pd
 from phe import PaillierPublicKey
 
 from .bundle import Bundle, check_factory_id
-from .data import read_table, split_holdout
+from .data import default_features, read_table, split_holdout
 from .encoding import Encoding
 from .errors import UsageError
 from .identity import FactoryIdentity, Roster
 from .preprocess import ColumnSummary, PreprocessReport, preprocess
+from .privacy import Bounds
 from .rounds import Round, mask_and_sign
 from .statistics import SufficientStatistics, compute_statistics
 
@@ -80,6 +81,7 @@ def encrypt_table(
     round_: Round | None = None,
     identity: FactoryIdentity | None = None,
     roster: Roster | None = None,
+    bounds: Bounds | None = None,
 ) -> EncryptResult:
     """Everything ``hefed encrypt`` does, in order: read the table; in ``summary`` mode encrypt
     the per-column count/Σx/Σx² (missing values allowed) and stop; otherwise handle missing
@@ -88,14 +90,15 @@ def encrypt_table(
     the rows out, and encrypt the remaining rows' statistics (per fold with ``folds`` K >= 2),
     or in ``coefficients`` mode the factory's own n-weighted model fitted with ``ridge``.
     With a ``round_`` (and the factory's ``identity`` and the consortium ``roster``) the
-    bundle is masked and signed for that round (:mod:`hefed.rounds`).
+    bundle is masked and signed for that round (:mod:`hefed.rounds`). With ``bounds`` the
+    used columns are clipped to the declared bounds first (for a differentially private release).
     """
     if (round_ is None) != (identity is None) or (round_ is None) != (roster is None):
         raise UsageError("a masked round needs the round, the factory's identity and the roster together")
     if identity is not None and identity.factory_id != factory_id:
         raise UsageError(f"the identity belongs to {identity.factory_id!r}, not {factory_id!r}")
     result = _encrypt_table(data, target, public_key, features, factory_id, encoding, mode, ridge, folds,
-                            test_fraction, seed, summary, impute, missing, max_z)
+                            test_fraction, seed, summary, impute, missing, max_z, bounds)
     if round_ is not None and identity is not None and roster is not None:
         result.bundle = mask_and_sign(result.bundle, identity, roster, round_)
     return result
@@ -105,7 +108,7 @@ def _encrypt_table(
     data: pd.DataFrame | str | os.PathLike[str], target: str, public_key: PaillierPublicKey,
     features: Sequence[str] | None, factory_id: str, encoding: Encoding | None, mode: str, ridge: float,
     folds: int, test_fraction: float, seed: int, summary: ColumnSummary | None, impute: str | None,
-    missing: str, max_z: float | None,
+    missing: str, max_z: float | None, bounds: Bounds | None,
 ) -> EncryptResult:
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -119,6 +122,9 @@ def _encrypt_table(
 
         return EncryptResult(encrypt_summary(frame, target, public_key, features, factory_id, encoding))
     frame, report = preprocess(frame, target, features, summary, impute, missing, max_z, source)
+    if bounds is not None:
+        used = [*(features or default_features(frame, target)), target]
+        frame, report.clipped_cells = bounds.clip(frame, used)
     holdout = None
     if test_fraction:
         frame, holdout = split_holdout(frame, test_fraction, seed)

@@ -78,6 +78,8 @@ class LinearModel:
         self._inference = inference
         #: Standardised coefficients, when computed (``hefed solve --standardize``).
         self.standardized_: dict[str, dict[str, float]] | None = None
+        #: Differential-privacy accounting, when the model was released with noise (``hefed solve --dp-epsilon``).
+        self.dp_: dict[str, Any] | None = None
         self.feature_names_in_ = np.array(list(features), dtype=object)
         self.n_features_in_ = len(features)
         self.target_ = target
@@ -206,6 +208,7 @@ class LinearModel:
             },
             **({"inference": self._inference.to_dict()} if self._inference is not None else {}),
             **({"standardized": self.standardized_} if self.standardized_ else {}),
+            **({"differential_privacy": self.dp_} if self.dp_ else {}),
         }
 
     def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
@@ -248,6 +251,8 @@ class LinearModel:
             contributors=[str(c) for c in obj.get("contributors", [])],
             inference=InferenceResults.from_dict(obj["inference"], source) if "inference" in obj else None,
         )
+        if isinstance(obj.get("differential_privacy"), dict):
+            model.dp_ = obj["differential_privacy"]
         if list(model.coef_) != list(obj.get("coef", [])) or model.intercept_ != obj.get("intercept"):
             raise InvalidFileError(f"{source}: 'coef'/'intercept' do not match the exact solution")
         return model

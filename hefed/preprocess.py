@@ -184,6 +184,7 @@ class PreprocessReport:
     dropped_missing: list[int] = field(default_factory=list)
     imputed_cells: int = 0
     dropped_outliers: list[int] = field(default_factory=list)
+    clipped_cells: int = 0
 
     def lines(self) -> list[str]:
         out = []
@@ -194,6 +195,8 @@ class PreprocessReport:
         if self.dropped_outliers:
             out.append(f"dropped {len(self.dropped_outliers)} row(s) with |z| above the limit: "
                        f"{_rows(self.dropped_outliers)}")
+        if self.clipped_cells:
+            out.append(f"clipped {self.clipped_cells} value(s) to the declared bounds")
         return out
 
 
