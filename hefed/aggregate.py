@@ -35,6 +35,7 @@ def aggregate(
     if (roster is None) != (round_ is None):
         raise UsageError("a masked round needs both the roster and the round")
     manifests: list[dict[str, Any]] = []
+    contributions: dict[str, list[int]] = {}
     first: Bundle | None = None
     first_name = ""
     acc: list[gmpy2.mpz] = []
@@ -46,6 +47,7 @@ def aggregate(
         if roster is not None and round_ is not None:
             verify_contribution(bundle, roster, round_, name)
             manifests.extend(bundle.manifests)
+            contributions[bundle.contributors[0]] = list(bundle.ciphertexts)
         elif bundle.round_id:
             raise UsageError(f"{name} is a masked, signed round contribution: give the roster and the round")
         if first is None:
@@ -76,5 +78,5 @@ def aggregate(
     return Bundle(
         first.kind, first.public_key, first.target, list(first.features), first.encoding,
         contributors, [int(a) for a in acc], first.layout_digest, dict(first.parameters),
-        first.round_id, manifests,
+        first.round_id, manifests, contributions,
     )

@@ -76,6 +76,9 @@ class Bundle:
     round_id: str | None = None
     #: Signed manifests, one per contributor, of a round's bundles.
     manifests: list[dict[str, Any]] = field(default_factory=list)
+    #: In a round aggregate: every factory's signed (masked) ciphertexts, so the key holder can
+    #: check that the aggregate is exactly their product.
+    contributions: dict[str, list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.layout_digest:
@@ -145,6 +148,10 @@ class Bundle:
     # --- files -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         width = (self.public_key.nsquare.bit_length() + 7) // 8
+
+        def encode(c: int) -> str:
+            return base64.b64encode(c.to_bytes(width, "big")).decode("ascii")
+
         return {
             "format": FORMAT,
             "version": VERSION,
@@ -156,8 +163,10 @@ class Bundle:
             "parameters": dict(self.parameters),
             "layout_digest": self.layout_digest,
             "contributors": list(self.contributors),
-            "ciphertexts": [base64.b64encode(c.to_bytes(width, "big")).decode("ascii") for c in self.ciphertexts],
+            "ciphertexts": [encode(c) for c in self.ciphertexts],
             **({"round_id": self.round_id, "manifests": self.manifests} if self.round_id else {}),
+            **({"contributions": {f: [encode(c) for c in cs] for f, cs in self.contributions.items()}}
+               if self.contributions else {}),
         }
 
     def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
@@ -177,7 +186,7 @@ class Bundle:
             "format", "version", "kind", "public_key", "key_fingerprint", "schema",
             "encoding", "parameters", "layout_digest", "contributors", "ciphertexts",
         }
-        present = set(obj) - ({"round_id", "manifests"} if "round_id" in obj else set())
+        present = set(obj) - ({"round_id", "manifests", "contributions"} if "round_id" in obj else set())
         if present != expected:
             raise InvalidFileError(
                 f"{source}: fields wrong (missing {sorted(expected - present)}, "
@@ -224,21 +233,34 @@ class Bundle:
         layout = payload_layout(kind, len(features), encoding, public_key, parameters)
         if obj["layout_digest"] != layout.digest():
             raise InvalidFileError(f"{source}: 'layout_digest' does not match the layout its metadata implies")
-        raw = obj["ciphertexts"]
-        if not isinstance(raw, list) or len(raw) != layout.n_plaintexts:
-            raise InvalidFileError(f"{source}: expected {layout.n_plaintexts} ciphertexts")
-        ciphertexts = []
-        for i, text in enumerate(raw):
-            if not isinstance(text, str) or len(text) > MAX_BITS:
-                raise InvalidFileError(f"{source}: ciphertext {i} is not a base64 string")
-            try:
-                value = int.from_bytes(base64.b64decode(text, validate=True), "big")
-            except (binascii.Error, ValueError):
-                raise InvalidFileError(f"{source}: ciphertext {i} is not valid base64") from None
-            if not is_valid_ciphertext(n, value):
-                raise InvalidFileError(f"{source}: ciphertext {i} is not in [1, n²) or not coprime to n")
-            ciphertexts.append(value)
+        ciphertexts = _ciphertexts(obj["ciphertexts"], layout.n_plaintexts, n, source)
+        contributions: dict[str, list[int]] = {}
+        raw_contributions = obj.get("contributions", {})
+        if not isinstance(raw_contributions, dict) or len(raw_contributions) > len(contributors):
+            raise InvalidFileError(f"{source}: 'contributions' must map contributors to their ciphertexts")
+        for factory, raw in raw_contributions.items():
+            if factory not in contributors:
+                raise InvalidFileError(f"{source}: 'contributions' names {factory!r}, not a contributor")
+            contributions[factory] = _ciphertexts(raw, layout.n_plaintexts, n, f"{source} ({factory})")
         return cls(
             kind, public_key, target, list(features), encoding, list(contributors), ciphertexts,
-            obj["layout_digest"], parameters, round_id, list(manifests),
+            obj["layout_digest"], parameters, round_id, list(manifests), contributions,
         )
+
+
+def _ciphertexts(raw: Any, count: int, n: int, source: str) -> list[int]:
+    """Parse and validate a list of base64 ciphertexts: each in [1, n²) and coprime to n."""
+    if not isinstance(raw, list) or len(raw) != count:
+        raise InvalidFileError(f"{source}: expected {count} ciphertexts")
+    ciphertexts = []
+    for i, text in enumerate(raw):
+        if not isinstance(text, str) or len(text) > MAX_BITS:
+            raise InvalidFileError(f"{source}: ciphertext {i} is not a base64 string")
+        try:
+            value = int.from_bytes(base64.b64decode(text, validate=True), "big")
+        except (binascii.Error, ValueError):
+            raise InvalidFileError(f"{source}: ciphertext {i} is not valid base64") from None
+        if not is_valid_ciphertext(n, value):
+            raise InvalidFileError(f"{source}: ciphertext {i} is not in [1, n²) or not coprime to n")
+        ciphertexts.append(value)
+    return ciphertexts

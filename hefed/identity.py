@@ -87,6 +87,8 @@ class FactoryIdentity:
     factory_id: str
     signing_key: Ed25519PrivateKey
     agreement_key: X25519PrivateKey
+    #: The enrollment folder it was loaded from (holds the round ledger), if any.
+    folder: Path | None = None
 
     @property
     def member(self) -> Member:
@@ -155,7 +157,7 @@ def load_identity(path: str | os.PathLike[str], allow_insecure_permissions: bool
     signing = Ed25519PrivateKey.from_private_bytes(_unb64(obj.get("signing_private"), str(path), "signing_private"))
     agreement = X25519PrivateKey.from_private_bytes(
         _unb64(obj.get("agreement_private"), str(path), "agreement_private"))
-    identity = FactoryIdentity(factory_id, signing, agreement)
+    identity = FactoryIdentity(factory_id, signing, agreement, path.parent)
     if identity.member != Member(factory_id, signing_public, agreement_public):
         raise InvalidFileError(f"{path}: private keys do not match the public keys in the same file")
     return identity

@@ -55,6 +55,8 @@ from .fileio import atomic_write_json, read_json_object
 from .identity import FactoryIdentity, Member, Roster
 
 FORMAT = "hefed.round"
+#: Per-identity record of the rounds a factory has contributed to (in its enrollment folder).
+LEDGER = "rounds-used.json"
 VERSION = 1
 _MASK_INFO = b"hefed-mask-v1"
 
@@ -126,7 +128,7 @@ def _mask_values(pair_key: bytes, context: bytes, count: int, n: int) -> list[in
 
 def _context(bundle: Bundle) -> bytes:
     return b"|".join([_MASK_INFO, bundle.key_fingerprint.encode(), bundle.kind.encode(),
-                      bundle.layout_digest.encode(), b"plaintext"])
+                      bundle.layout_digest.encode(), schema_digest(bundle).encode(), b"plaintext"])
 
 
 def factory_masks(identity: FactoryIdentity, roster: Roster, round_: Round, bundle: Bundle) -> list[int]:
@@ -149,10 +151,10 @@ def schema_digest(bundle: Bundle) -> str:
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def ciphertext_digest(bundle: Bundle) -> str:
+def ciphertext_digest(bundle: Bundle, ciphertexts: Sequence[int] | None = None) -> str:
     width = (bundle.public_key.nsquare.bit_length() + 7) // 8
     h = hashlib.sha256()
-    for c in bundle.ciphertexts:
+    for c in bundle.ciphertexts if ciphertexts is None else ciphertexts:
         h.update(c.to_bytes(width, "big"))
     return h.hexdigest()
 
@@ -167,7 +169,15 @@ def _signed_bytes(manifest: dict[str, Any]) -> bytes:
 
 
 def mask_and_sign(bundle: Bundle, identity: FactoryIdentity, roster: Roster, round_: Round) -> Bundle:
-    """Add this factory's zero-sum masks to its bundle and sign the result for ``round_``."""
+    """Add this factory's zero-sum masks to its bundle and sign the result for ``round_``.
+
+    A factory contributes at most once per round and kind of bundle: two different
+    bundles masked alike would reveal their difference to whoever held both. When the
+    identity was loaded from its folder, a ledger there (``rounds-used.json``) records
+    every contribution and refuses a second one; re-run a round instead.
+    """
+    if bundle.round_id or bundle.manifests:
+        raise UsageError("the bundle is already masked and signed")
     if bundle.contributors != [identity.factory_id]:
         raise UsageError(f"the bundle's factory id {bundle.contributors} is not the identity's {identity.factory_id!r}")
     if identity.factory_id not in round_.participants:
@@ -188,9 +198,30 @@ def mask_and_sign(bundle: Bundle, identity: FactoryIdentity, roster: Roster, rou
         "key_fingerprint": result.key_fingerprint, "kind": result.kind, "schema_digest": schema_digest(result),
         "layout_digest": result.layout_digest, "ciphertext_digest": ciphertext_digest(result),
     }
+    _record_contribution(identity, round_, schema_digest(result), manifest["ciphertext_digest"])
     manifest["signature"] = identity.sign(_signed_bytes(manifest)).hex()
     result.manifests = [manifest]
     return result
+
+
+def _record_contribution(identity: FactoryIdentity, round_: Round, schema: str, digest: str) -> None:
+    """Refuse a second, different contribution of this identity to the same round and schema."""
+    if identity.folder is None:
+        return
+    ledger = identity.folder / LEDGER
+    entries: list[dict[str, str]] = []
+    if ledger.exists():
+        obj = read_json_object(ledger, "round ledger")
+        entries = obj.get("contributions", []) if isinstance(obj.get("contributions"), list) else []
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("round_id") == round_.round_id and entry.get("schema") == schema:
+            raise RoundError(
+                f"{identity.factory_id!r} already contributed to round {round_.round_id}; a second bundle masked "
+                "alike would reveal the difference between the two. Start a new round (hefed round new)"
+            )
+    entries.append({"round_id": round_.round_id, "schema": schema, "ciphertext_digest": digest})
+    atomic_write_json(ledger, {"format": "hefed.round_ledger", "version": 1, "contributions": entries}, force=True,
+                      mode=0o600)
 
 
 def _check_manifest(manifest: Any, bundle: Bundle, roster: Roster, where: str) -> dict[str, Any]:
@@ -259,6 +290,19 @@ def verify_aggregate(bundle: Bundle, roster: Roster, min_contributors: int) -> N
         signers.append(checked["factory_id"])
     if sorted(signers) != sorted(contributors) or len(set(signers)) != len(signers):
         raise RoundError("the signed manifests do not match the contributor list one to one")
+    # The aggregate must be exactly the product of the signed contributions it carries (masked, hence
+    # uniformly random on their own): no offset or substitution can slip in between.
+    if sorted(bundle.contributions) != sorted(contributors):
+        raise RoundError("the aggregate does not carry every signed contribution's ciphertexts")
+    nsq = gmpy2.mpz(bundle.public_key.nsquare)
+    product = [gmpy2.mpz(1)] * len(bundle.ciphertexts)
+    for manifest in bundle.manifests:
+        ciphertexts = bundle.contributions[manifest["factory_id"]]
+        if len(ciphertexts) != len(product) or manifest["ciphertext_digest"] != ciphertext_digest(bundle, ciphertexts):
+            raise RoundError(f"the ciphertexts carried for {manifest['factory_id']!r} are not the ones it signed")
+        product = [gmpy2.f_mod(p * c, nsq) for p, c in zip(product, ciphertexts, strict=True)]
+    if [int(p) for p in product] != list(bundle.ciphertexts):
+        raise RoundError("the aggregate is not the product of its signed contributions")
     if len(contributors) < min_contributors:
         raise TooFewContributorsError(
             f"bundle has {len(contributors)} contributor(s); at least {min_contributors} are required")
