@@ -32,6 +32,7 @@ from hefed.preprocess import ColumnSummary, standardized_coefficients
 from hefed.privacy import Bounds, dp_solve
 from hefed.rounds import load_round_inputs, new_round
 
+from .federate import federate
 from .output import emit, output_options, report_error, say, show
 from .simulate import finetune, simulate
 
@@ -583,6 +584,7 @@ def demo(factories: int, seed: int, bits: int, insecure_test_key: bool) -> None:
 
 main.add_command(finetune)
 main.add_command(simulate)
+main.add_command(federate)
 
 if __name__ == "__main__":
     main()

@@ -99,23 +99,40 @@ def collect(grid: Grid, request: Mapping[str, Any], node_ids: list[int], timeout
     replies = [Reply(node, flower_error="the SuperLink refused the message")
                for mid, node in zip(ids, node_ids, strict=True) if not mid]
     pending = set(node_of)
-    deadline = time.monotonic() + timeout
+    sent = time.monotonic()
+    deadline = sent + timeout
     while pending:
         for answer in grid.pull_messages(list(pending)):
             mid = answer.metadata.reply_to_message_id
             if mid not in pending:
                 continue
             pending.discard(mid)
-            replies.append(_to_reply(node_of[mid], answer))
+            reply = _to_reply(node_of[mid], answer)
+            reply.seconds = time.monotonic() - sent
+            replies.append(reply)
         if not pending or time.monotonic() >= deadline:
             break
         time.sleep(POLL_SECONDS)
     return replies
 
 
+#: Flower's error codes (``flwr.common.constant.ErrorCode``) in words, for the report.
+FLOWER_ERRORS = {
+    1: "its ClientApp could not be loaded",
+    2: "its ClientApp raised an exception",
+    3: "the message expired or was dropped",
+    4: "the reply expired",
+    5: "its SuperNode left the federation or stopped answering",
+    7: "its SuperNode refused the app",
+    8: "its ClientApp crashed",
+}
+
+
 def _to_reply(node_id: int, answer: Message) -> Reply:
     if answer.has_error():
-        return Reply(node_id, flower_error=f"Flower error {answer.error.code}: {answer.error.reason}")
+        code = int(answer.error.code)
+        words = FLOWER_ERRORS.get(code, "Flower error")
+        return Reply(node_id, flower_error=f"{words} (Flower error {code}: {answer.error.reason})")
     if REPLY_RECORD not in answer.content:
         return Reply(node_id, flower_error="reply without a hefed record")
     return Reply(node_id, record=dict(answer.content[REPLY_RECORD]))
@@ -139,31 +156,51 @@ def run_round(grid: Grid, settings: RunSettings) -> Tally:
 
 @server_app.main()
 def main(grid: Grid, context: Context) -> None:
-    """Aggregator: one round of encrypted contributions, summed into the aggregate bundle."""
+    """Aggregator: one round of encrypted contributions, summed into the aggregate bundle.
+
+    Whatever goes wrong after the run config names a ``report`` path, the report is
+    written (status ``failed``, the one-line error and its type) before the ServerApp
+    fails, unless that path holds an earlier report and ``force`` is not set.
+    """
     started = time.monotonic()
-    settings = RunSettings.from_config(dict(context.run_config))
-    if not settings.out:
-        raise UsageError("run config 'out' (path of the aggregate bundle to write) is not set")
-    check_writable(settings.out, settings.force)
-    if settings.report:
-        check_writable(settings.report, settings.force)
+    run_config = dict(context.run_config)
+    settings: RunSettings | None = None
     result: Tally | None = None
     try:
+        settings = RunSettings.from_config(run_config)
+        _check_outputs(settings)
         result = run_round(grid, settings)
         aggregate_tally(result, settings).save(settings.out, force=settings.force)
     except Exception as exc:
         message = str(exc) if isinstance(exc, HefedError) else f"{type(exc).__name__}: {exc}"
         log(ERROR, "hefed: federation failed: %s", message)
-        _write_report(settings, report(result, settings, status="failed", error=message, run_id=context.run_id,
-                                       seconds=time.monotonic() - started))
+        _write_report(run_config, report(result, settings, status="failed", error=message,
+                                         error_type=type(exc).__name__, run_id=context.run_id,
+                                         seconds=time.monotonic() - started))
         raise
     log(INFO, "hefed: wrote %s, the aggregate of %d factories (%s)", settings.out, len(result.contributors),
         ", ".join(result.contributors))
-    _write_report(settings, report(result, settings, status="ok", run_id=context.run_id,
-                                   out=str(Path(settings.out).absolute()), seconds=time.monotonic() - started))
+    _write_report(run_config, report(result, settings, status="ok", run_id=context.run_id,
+                                     out=str(Path(settings.out).absolute()), seconds=time.monotonic() - started))
 
 
-def _write_report(settings: RunSettings, obj: dict[str, Any]) -> None:
-    if settings.report:
-        atomic_write_json(settings.report, obj, force=True)
+def _check_outputs(settings: RunSettings) -> None:
+    if not settings.out:
+        raise UsageError("run config 'out' (path of the aggregate bundle to write) is not set")
+    for path in (settings.out, settings.report):
+        if path:
+            check_writable(path, settings.force)
+            if not Path(path).absolute().parent.is_dir():
+                raise UsageError(f"{path}: directory {Path(path).absolute().parent} does not exist")
+
+
+def _write_report(run_config: Mapping[str, Any], obj: dict[str, Any]) -> None:
+    """Log the report, and write it to the run config's ``report`` path unless that would replace a file unasked."""
     log(INFO, "hefed: report %s", json.dumps(obj, sort_keys=True))
+    path, force = run_config.get("report"), run_config.get("force") is True
+    if not isinstance(path, str) or not path or (Path(path).exists() and not force and obj["status"] != "ok"):
+        return
+    try:
+        atomic_write_json(path, obj, force=True)
+    except (HefedError, OSError) as exc:
+        log(ERROR, "hefed: could not write the report %s: %s", path, exc)

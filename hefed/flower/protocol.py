@@ -47,10 +47,10 @@ from phe import PaillierPublicKey
 from phe.util import base64_to_int, int_to_base64
 
 from ..aggregate import aggregate
-from ..bundle import Bundle
+from ..bundle import Bundle, check_factory_id
 from ..data import read_table, split_holdout
 from ..encoding import Encoding
-from ..encrypt import check_factory_id, encrypt_with_holdout
+from ..encrypt import encrypt_table
 from ..errors import (
     HefedError,
     InsecureKeyError,
@@ -60,7 +60,7 @@ from ..errors import (
     UsageError,
 )
 from ..evaluation import encrypt_evaluation
-from ..fileio import read_json_object
+from ..fileio import MAX_JSON_BYTES, read_json_object
 from ..keys import MAX_BITS, MIN_TEST_BITS, key_fingerprint, load_public_key
 from ..model import LinearModel
 
@@ -98,6 +98,7 @@ RUN_CONFIG_DEFAULTS: dict[str, str | int | float | bool] = {
     "test-fraction": 0.0,  # holdout fraction each factory keeps out (evaluation then uses that holdout)
     "seed": 0,  # seed of the reproducible holdout draw
     "ridge": 0.0,  # ridge penalty of the local fits (coefficients kind)
+    "missing": "drop",  # rows with missing values: drop them (as hefed encrypt does) or refuse the table (error)
     "frac-bits": _DEFAULT_ENCODING.frac_bits,
     "int-bits": _DEFAULT_ENCODING.int_bits,
     "max-contributors": _DEFAULT_ENCODING.max_contributors,
@@ -140,6 +141,7 @@ class RunSettings:
     test_fraction: float = 0.0
     seed: int = 0
     ridge: float = 0.0
+    missing: str = "drop"
     encoding: Encoding = field(default_factory=Encoding)
 
     @classmethod
@@ -163,6 +165,9 @@ class RunSettings:
         ridge = float(_get(config, "ridge", number, source))
         if not math.isfinite(ridge) or ridge < 0:
             raise UsageError(f"{source}: ridge must be a non-negative number, got {ridge!r}")
+        missing = _get(config, "missing", str, source)
+        if missing not in ("drop", "error"):
+            raise UsageError(f"{source}: missing must be 'drop' or 'error', got {missing!r}")
         expected = tuple(split_names(_get(config, "expected-factories", str, source)))
         for name in expected:
             check_factory_id(name)
@@ -189,6 +194,7 @@ class RunSettings:
             test_fraction=test_fraction,
             seed=_get(config, "seed", int, source),
             ridge=ridge,
+            missing=missing,
             encoding=encoding,
         )
 
@@ -278,7 +284,7 @@ def make_request(kind: str, public_key: PaillierPublicKey, model: LinearModel | 
 
 
 def make_bundle(request: Mapping[str, Any], factory: FactoryConfig, settings: RunSettings) -> Bundle:
-    """Compute and encrypt this factory's bundle with the library, as ``hefed encrypt`` / ``evaluate`` do."""
+    """Compute and encrypt this factory's bundle with the library, as ``hefed encrypt`` / ``hefed evaluate`` do."""
     kind = request.get("kind")
     if kind not in KINDS:
         raise UsageError(f"request: unknown kind {kind!r}")
@@ -301,11 +307,11 @@ def make_bundle(request: Mapping[str, Any], factory: FactoryConfig, settings: Ru
         return encrypt_evaluation(model, data, target or None, public_key, factory.factory_id, settings.encoding)
     if not target:
         raise UsageError("no target column: set 'target' in the run config or the factory's node config")
-    bundle, _ = encrypt_with_holdout(
+    return encrypt_table(
         factory.data_path, target, public_key, features, factory.factory_id, settings.encoding,
-        settings.test_fraction, settings.seed, mode=kind, ridge=settings.ridge,
-    )
-    return bundle
+        mode=kind, ridge=settings.ridge, test_fraction=settings.test_fraction, seed=settings.seed,
+        missing=settings.missing,
+    ).bundle
 
 
 def bundle_to_bytes(bundle: Bundle) -> bytes:
@@ -315,6 +321,8 @@ def bundle_to_bytes(bundle: Bundle) -> bytes:
 
 def bundle_from_bytes(data: bytes, source: str) -> Bundle:
     """Parse and fully validate a bundle received as bytes (JSON only; nothing is unpickled)."""
+    if len(data) > MAX_JSON_BYTES:
+        raise InvalidFileError(f"{source}: {len(data)} bytes, larger than any bundle")
     try:
         obj = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
@@ -361,6 +369,7 @@ class Reply:
     node_id: int
     record: Mapping[str, Any] | None = None
     flower_error: str | None = None
+    seconds: float | None = None  # from sending the request to receiving this reply
 
 
 @dataclass
@@ -372,6 +381,7 @@ class Tally:
     missing: dict[str, str]
     unanswered_nodes: dict[str, str]
     nodes: int
+    reply_seconds: dict[str, float] = field(default_factory=dict)
 
     def describe_missing(self) -> str:
         items = [f"{name} ({why})" for name, why in self.missing.items()]
@@ -414,6 +424,7 @@ def tally(replies: Iterable[Reply], sent_to: Sequence[int], request: Mapping[str
         by_node.setdefault(reply.node_id, reply)
     missing: dict[str, str] = {}
     unanswered: dict[str, str] = {}
+    latency: dict[str, float] = {}
     candidates: dict[str, list[bytes]] = {}
     for node_id in sent_to:
         reply = by_node.get(node_id)
@@ -426,9 +437,13 @@ def tally(replies: Iterable[Reply], sent_to: Sequence[int], request: Mapping[str
             unanswered[label] = one_line(reply.flower_error or "error without a reason")
             continue
         factory_id = record.get("factory-id")
-        if not isinstance(factory_id, str) or not factory_id:
-            unanswered[label] = "reply without a factory id"
+        try:
+            check_factory_id(factory_id)
+        except UsageError:
+            unanswered[label] = "reply without a valid factory id"
             continue
+        if reply.seconds is not None:
+            latency[factory_id] = round(reply.seconds, 3)
         if record.get("status") == "error":
             missing[factory_id] = f"error: {one_line(str(record.get('error', '')))}"
             continue
@@ -469,7 +484,7 @@ def tally(replies: Iterable[Reply], sent_to: Sequence[int], request: Mapping[str
     if not settings.expected_factories:
         missing.update(unanswered)
     return Tally([name for name, _ in accepted], [bundle for _, bundle in accepted], dict(sorted(missing.items())),
-                 unanswered, len(sent_to))
+                 unanswered, len(sent_to), dict(sorted(latency.items())))
 
 
 def aggregate_tally(result: Tally, settings: RunSettings) -> Bundle:
@@ -484,21 +499,24 @@ def aggregate_tally(result: Tally, settings: RunSettings) -> Bundle:
     return aggregate(result.bundles)
 
 
-def report(result: Tally | None, settings: RunSettings, *, status: str, error: str | None = None,
-           run_id: int | None = None, out: str | None = None, seconds: float | None = None) -> dict[str, Any]:
+def report(result: Tally | None, settings: RunSettings | None, *, status: str, error: str | None = None,
+           error_type: str | None = None, run_id: int | None = None, out: str | None = None,
+           seconds: float | None = None) -> dict[str, Any]:
     """The JSON report of a federation round (what the ServerApp writes to the run config's ``report``)."""
     return {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
         "status": status,
         "error": error,
+        "error_type": error_type,
         "run_id": run_id,
-        "kind": settings.kind,
-        "min_contributors": settings.min_contributors,
+        "kind": settings.kind if settings else None,
+        "min_contributors": settings.min_contributors if settings else None,
         "nodes": result.nodes if result else 0,
         "contributors": list(result.contributors) if result else [],
         "missing": dict(result.missing) if result else {},
         "unanswered_nodes": dict(result.unanswered_nodes) if result else {},
+        "reply_seconds": dict(result.reply_seconds) if result else {},
         "aggregate": out,
         "seconds": seconds,
     }

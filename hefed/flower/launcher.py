@@ -1,0 +1,565 @@
+"""A one-machine federation on loopback: what ``hefed federate`` runs.
+
+:class:`LocalFederation` starts a Flower SuperLink and one SuperNode per data
+file on 127.0.0.1 (free ports, a temporary ``FLWR_HOME`` per process,
+telemetry off, runtime dependency installation off), submits the hefed app
+with ``flwr run``, waits for the ServerApp's report, and stops every process
+it started — including the SuperExec and app processes Flower spawns below
+them — when it leaves its ``with`` block, whatever happened.
+
+:func:`run_local_federation` is the library function behind the command: one
+round, and the aggregate bundle written to ``out``. It takes the public key
+only; a private key file is refused before any process starts.
+
+Flower's own executables (``flower-superlink``, ``flower-supernode``,
+``flwr``) are looked up beside the running Python first, then on ``PATH``;
+``pip install 'hefed[flower]'`` provides them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .. import errors
+from ..bundle import Bundle
+from ..errors import HefedError, InvalidFileError, UsageError
+from ..fileio import atomic_write_bytes, atomic_write_json, check_writable, read_json_object
+from ..keys import key_fingerprint
+from ..model import LinearModel
+from .project import toml_table, write_app
+from .protocol import KINDS, RUN_CONFIG_DEFAULTS, load_public_key_only
+
+CONNECTION = "hefed-local"
+HOST = "127.0.0.1"
+#: Seconds between two ``flwr list`` looks at the run's status while waiting for a report.
+STATUS_POLL_SECONDS = 15.0
+#: Seconds given to processes to stop after SIGTERM before they are killed.
+STOP_GRACE_SECONDS = 5.0
+LOG_TAIL_CHARS = 2000
+
+
+class FederationError(HefedError):
+    """The Flower federation could not be started or its run ended without a result."""
+
+
+@dataclass
+class FederationResult:
+    """The outcome of one federation round."""
+
+    out: Path
+    kind: str
+    contributors: list[str]
+    missing: dict[str, str]
+    run_id: int | None
+    seconds: float
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def factory_ids_for(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """One factory id per file: its name without suffix, made valid and unique (``gt_2011``, ``gt_2011-2``)."""
+    ids: list[str] = []
+    for path in paths:
+        name = re.sub(r"[^A-Za-z0-9._-]", "-", Path(path).stem)[:60].lstrip("._-") or "factory"
+        unique, i = name, 2
+        while unique in ids:
+            unique, i = f"{name}-{i}", i + 1
+        ids.append(unique)
+    return ids
+
+
+def flower_executable(name: str) -> str:
+    """Path of a Flower command-line tool (beside this Python first), or a clear error."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise UsageError(f"Flower's {name} was not found: install the extra with pip install 'hefed[flower]'")
+    return found
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free on 127.0.0.1 right now (held together while chosen)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((HOST, 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def _proc_children() -> dict[int, list[int]]:
+    """Parent pid → child pids, from /proc (empty where there is no /proc)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return children
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 1 and fields[1].isdigit():
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    return children
+
+
+def descendants(pids: Sequence[int]) -> list[int]:
+    """Every process below ``pids`` (children, grandchildren, ...), found through /proc."""
+    children = _proc_children()
+    found: list[int] = []
+    todo = list(pids)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.append(child)
+                todo.append(child)
+    return found
+
+
+def command_line(pid: int) -> list[str]:
+    """A process's argument vector (empty if it is gone or unreadable)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return [part.decode("utf-8", "replace") for part in handle.read().split(b"\0") if part]
+    except OSError:
+        return []
+
+
+def _tail(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return text[-LOG_TAIL_CHARS:]
+
+
+def _parse_json_output(text: str, what: str) -> dict[str, Any]:
+    start = text.find("{")
+    try:
+        obj = json.loads(text[start:]) if start >= 0 else None
+    except json.JSONDecodeError:
+        obj = None
+    if not isinstance(obj, dict):
+        raise FederationError(f"{what}: unexpected output from flwr: {text.strip()[-LOG_TAIL_CHARS:]!r}")
+    return obj
+
+
+@dataclass
+class _Started:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    log_handle: IO[bytes]
+
+
+class LocalFederation:
+    """A SuperLink and one SuperNode per data file on 127.0.0.1; a context manager that stops them all.
+
+    ``workdir`` holds every file the federation uses (Flower homes, node configs,
+    the app, run configs, logs); a temporary folder, removed afterwards, when not given.
+    """
+
+    def __init__(
+        self,
+        data_paths: Sequence[str | os.PathLike[str]],
+        *,
+        factory_ids: Sequence[str] | None = None,
+        key_fingerprint: str = "",
+        workdir: str | os.PathLike[str] | None = None,
+        startup_timeout: float = 60.0,
+    ) -> None:
+        if not data_paths:
+            raise UsageError("a federation needs at least one data file")
+        self.data_paths = [Path(p).absolute() for p in data_paths]
+        self.factory_ids = list(factory_ids) if factory_ids is not None else factory_ids_for(self.data_paths)
+        if len(self.factory_ids) != len(self.data_paths) or len(set(self.factory_ids)) != len(self.factory_ids):
+            raise UsageError("give one distinct factory id per data file")
+        self.bin = {name: flower_executable(name) for name in ("flower-superlink", "flower-supernode", "flwr")}
+        self.key_fingerprint = key_fingerprint
+        self.startup_timeout = startup_timeout
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="hefed-federation-"))
+        self.superlink: _Started | None = None
+        self.supernodes: list[_Started] = []
+        self.port = 0
+        self.app_dir = self.workdir / "app"
+        self._runs = 0
+
+    # --- life cycle -----------------------------------------------------------------------------------------
+    def __enter__(self) -> LocalFederation:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def env(self, home: str) -> dict[str, str]:
+        """Environment of a Flower process: its own FLWR_HOME, telemetry off, this Python's tools first on PATH."""
+        env = dict(os.environ)
+        env.pop("PYTHONWARNINGS", None)
+        flwr_home = self.workdir / "flwr-home" / home
+        flwr_home.mkdir(parents=True, exist_ok=True)
+        env.update({
+            "FLWR_HOME": str(flwr_home),
+            "FLWR_TELEMETRY_ENABLED": "0",
+            "PYTHONUNBUFFERED": "1",
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+        })
+        return env
+
+    def _spawn(self, name: str, args: list[str]) -> _Started:
+        log_path = self.workdir / "logs" / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        try:
+            process = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, cwd=self.workdir,
+                env=self.env(name), start_new_session=True,
+            )
+        except OSError as exc:
+            handle.close()
+            raise FederationError(f"cannot start {args[0]}: {exc}") from None
+        return _Started(name, process, log_path, handle)
+
+    def start(self) -> None:
+        """Start the SuperLink, wait until it listens, then start the SuperNodes and write the app."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        write_app(self.app_dir, force=True)
+        for attempt in range(3):
+            self.port = free_ports(1)[0]
+            self.superlink = self._spawn(f"superlink-{attempt}", [
+                self.bin["flower-superlink"], "--insecure", "--disable-runtime-dependency-installation",
+                "--host", HOST, "--port", str(self.port),
+            ])
+            if self._wait_listening(self.superlink, self.port):
+                break
+            self._stop_one(self.superlink)
+        else:
+            raise FederationError(f"the SuperLink did not start: {_tail(self.superlink.log_path)}")
+        node_ports = free_ports(len(self.data_paths))
+        for i, (path, factory_id, port) in enumerate(zip(self.data_paths, self.factory_ids, node_ports, strict=True)):
+            config = {"data-path": str(path), "factory-id": factory_id}
+            if self.key_fingerprint:
+                config["key-fingerprint"] = self.key_fingerprint
+            config_path = self.workdir / f"node-{i}.toml"
+            config_path.write_text(toml_table(config), encoding="utf-8")
+            self.supernodes.append(self._spawn(f"supernode-{i}-{factory_id}", [
+                self.bin["flower-supernode"], "--insecure", "--superlink", f"{HOST}:{self.port}",
+                "--port", str(port), "--node-config", str(config_path),
+            ]))
+        cli_home = self.workdir / "flwr-home" / "cli"
+        cli_home.mkdir(parents=True, exist_ok=True)
+        (cli_home / "config.toml").write_text(
+            f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
+            f'address = "{HOST}:{self.port}"\ninsecure = true\n', encoding="utf-8")
+
+    def _wait_listening(self, started: _Started, port: int) -> bool:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if started.process.poll() is not None:
+                return False
+            if _port_open(port):
+                return True
+            time.sleep(0.2)
+        return False
+
+    def processes(self) -> list[subprocess.Popen[bytes]]:
+        """The processes this federation started directly (SuperLink first)."""
+        started = ([self.superlink] if self.superlink else []) + self.supernodes
+        return [s.process for s in started]
+
+    def all_pids(self) -> list[int]:
+        """Every live pid of this federation: the started processes and everything Flower spawned below them."""
+        roots = [p.pid for p in self.processes() if p.poll() is None]
+        return roots + descendants([p.pid for p in self.processes()])
+
+    def _stop_one(self, started: _Started) -> None:
+        self._terminate([started])
+        started.log_handle.close()
+
+    def _terminate(self, started: Sequence[_Started]) -> None:
+        roots = [s.process for s in started]
+        below = descendants([p.pid for p in roots])
+        for process in roots:
+            if process.poll() is None:
+                _signal_group(process.pid, signal.SIGTERM)
+        for pid in below:
+            _signal_pid(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for process in roots:
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for process in roots:
+            _signal_group(process.pid, signal.SIGKILL)
+            if process.poll() is None:
+                process.kill()
+        for pid in below + descendants([p.pid for p in roots]):
+            _signal_pid(pid, signal.SIGKILL)
+        for process in roots:
+            try:
+                process.wait(STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:  # pragma: no cover - a process that ignores SIGKILL
+                pass
+
+    def stop(self) -> None:
+        """Stop every process this federation started (SIGTERM, then SIGKILL), and remove a temporary workdir."""
+        started = ([self.superlink] if self.superlink else []) + self.supernodes
+        try:
+            self._terminate(started)
+        finally:
+            for s in started:
+                s.log_handle.close()
+            self.superlink, self.supernodes = None, []
+            if self._own_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def kill_supernode(self, index: int, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to a SuperNode and everything below it (to simulate a factory dropping out)."""
+        process = self.supernodes[index].process
+        below = descendants([process.pid])
+        _signal_group(process.pid, sig)
+        for pid in below:
+            _signal_pid(pid, sig)
+
+    def clientapp_running(self, index: int) -> bool:
+        """Whether SuperNode ``index`` has started a ClientApp process (it received a message)."""
+        return any(
+            any(part.endswith("flwr-clientapp") for part in command_line(pid)[:2])
+            for pid in descendants([self.supernodes[index].process.pid])
+        )
+
+    # --- runs -------------------------------------------------------------------------------------------------
+    def _flwr(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                [self.bin["flwr"], *args], capture_output=True, text=True, cwd=self.workdir, env=self.env("cli"),
+                timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            raise FederationError(f"flwr {args[0]} did not finish within {timeout:g} s") from None
+
+    def submit(self, run_config: Mapping[str, str | int | float | bool]) -> int:
+        """``flwr run`` the hefed app with these run-config overrides; returns the run id."""
+        unknown = sorted(set(run_config) - set(RUN_CONFIG_DEFAULTS))
+        if unknown:
+            raise UsageError(f"unknown run config keys: {', '.join(unknown)}")
+        self._runs += 1
+        overrides = self.workdir / f"run-{self._runs}.toml"
+        overrides.write_text(toml_table(run_config), encoding="utf-8")
+        result = self._flwr("run", str(self.app_dir), CONNECTION, "--run-config", str(overrides), "--format", "json")
+        obj = _parse_json_output(result.stdout + result.stderr, "flwr run")
+        if not obj.get("success") or "run-id" not in obj:
+            raise FederationError(f"flwr run failed: {obj.get('error-message') or obj}")
+        return int(obj["run-id"])
+
+    def status(self, run_id: int) -> str:
+        """The run's status as the SuperLink reports it (``running``, ``finished:completed``, ...)."""
+        result = self._flwr("list", CONNECTION, "--run-id", str(run_id), "--format", "json")
+        obj = _parse_json_output(result.stdout + result.stderr, "flwr list")
+        runs = obj.get("runs") or []
+        return str(runs[0].get("status", "unknown")) if runs else "unknown"
+
+    def log(self, run_id: int) -> str:
+        """The run's log as ``flwr log --show`` prints it."""
+        result = self._flwr("log", str(run_id), CONNECTION, "--show")
+        return result.stdout + result.stderr
+
+    def serverapp_running(self) -> bool:
+        """Whether a ServerApp process is running below the SuperLink."""
+        if self.superlink is None:
+            return False
+        return any(
+            any(part.endswith("flwr-serverapp") for part in command_line(pid)[:2])
+            for pid in descendants([self.superlink.process.pid])
+        )
+
+    def wait_report(self, run_id: int, report_path: Path, seconds: float) -> dict[str, Any]:
+        """Wait for the ServerApp's report file; a run that ends without one is an error with its log.
+
+        The ServerApp process is watched through /proc (cheap); ``flwr list`` is asked only
+        when it has gone without a report, and every :data:`STATUS_POLL_SECONDS` otherwise.
+        """
+        deadline = time.monotonic() + seconds
+        next_status = time.monotonic() + STATUS_POLL_SECONDS
+        seen_serverapp = False
+        while time.monotonic() < deadline:
+            if report_path.exists():
+                return read_json_object(report_path, "federation report")
+            if self.superlink is None or self.superlink.process.poll() is not None:
+                tail = _tail(self.superlink.log_path) if self.superlink else ""
+                raise FederationError(f"the SuperLink stopped: {tail}")
+            running = self.serverapp_running()
+            seen_serverapp = seen_serverapp or running
+            if (seen_serverapp and not running) or time.monotonic() >= next_status:
+                time.sleep(1.0)  # a report written just as the ServerApp exits
+                if report_path.exists():
+                    continue
+                status = self.status(run_id)
+                if status.startswith("finished"):
+                    raise error_from_log(run_id, status, self.log(run_id))
+                next_status = time.monotonic() + STATUS_POLL_SECONDS
+                seen_serverapp = False
+            time.sleep(0.2)
+        raise FederationError(f"Flower run {run_id} gave no result within {seconds:g} s")
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal_pid(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def error_from_log(run_id: int, status: str, log: str) -> HefedError:
+    """The error of a run that ended without a report, in one line: the ServerApp's hefed error if it logged one."""
+    found = re.findall(r"hefed\.errors\.(\w+): ([^\n]*)", log)
+    if found:
+        name, message = found[-1]
+        cls = getattr(errors, name, None)
+        if isinstance(cls, type) and issubclass(cls, HefedError):
+            return cls(message.strip())
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    return FederationError(f"Flower run {run_id} ended ({status}) without a hefed report; "
+                           f"last log line: {lines[-1][-300:] if lines else 'none'}")
+
+
+def raise_from_report(report: Mapping[str, Any]) -> None:
+    """Re-raise a failed run's error as the hefed error class the ServerApp raised (one line)."""
+    message = str(report.get("error") or "the federation failed")
+    name = str(report.get("error_type") or "")
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, HefedError):
+        raise cls(message)
+    raise FederationError(message)
+
+
+def run_local_federation(
+    data_paths: Sequence[str | os.PathLike[str]],
+    target: str,
+    public_key_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    features: Sequence[str] | None = None,
+    min_contributors: int = 3,
+    timeout: float = 60.0,
+    kind: str = "statistics",
+    model_path: str | os.PathLike[str] | None = None,
+    *,
+    force: bool = False,
+    report_path: str | os.PathLike[str] | None = None,
+    wait_for_nodes: float = 60.0,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+    ridge: float = 0.0,
+    workdir: str | os.PathLike[str] | None = None,
+) -> FederationResult:
+    """Run one hefed federation round on this machine: one SuperNode per file, the aggregate written to ``out``.
+
+    Each factory's SuperNode is pinned to the public key's fingerprint. Raises
+    :class:`~hefed.errors.TooFewContributorsError` when fewer than
+    ``min_contributors`` factories answered in ``timeout`` seconds, and
+    :class:`FederationError` when Flower itself fails. ``workdir`` keeps the
+    federation's files (configs, logs) there instead of a temporary folder.
+    """
+    started = time.monotonic()
+    if kind not in KINDS:
+        raise UsageError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    paths = [Path(p) for p in data_paths]
+    if not paths:
+        raise UsageError("give at least one data file")
+    for path in paths:
+        if not path.is_file():
+            raise InvalidFileError(f"{path}: data file not found")
+    if not isinstance(min_contributors, int) or min_contributors < 1:
+        raise UsageError("min-contributors must be a positive integer")
+    if min_contributors > len(paths):
+        raise UsageError(f"min-contributors is {min_contributors}, but only {len(paths)} data files were given")
+    out = check_writable(out, force)
+    if report_path is not None:
+        check_writable(report_path, force)
+    for path in (out, report_path):
+        if path is not None and not Path(path).absolute().parent.is_dir():
+            raise UsageError(f"{path}: directory {Path(path).absolute().parent} does not exist")
+    public_key = load_public_key_only(public_key_path)
+    if kind == "evaluation":
+        if model_path is None:
+            raise UsageError("an evaluation federation needs --model")
+        LinearModel.load(model_path)
+    if not target and kind != "evaluation":
+        raise UsageError("give the target column")
+
+    with tempfile.TemporaryDirectory(prefix="hefed-federate-") as tmp:
+        base = Path(workdir) if workdir is not None else Path(tmp)
+        base.mkdir(parents=True, exist_ok=True)
+        ids = factory_ids_for(paths)
+        run_config: dict[str, str | int | float | bool] = {
+            "kind": kind,
+            "public-key": str(Path(public_key_path).absolute()),
+            "out": str(base / "aggregate.bundle.json"),
+            "report": str(base / "report.json"),
+            "force": True,
+            "target": target,
+            "features": ",".join(features or []),
+            "model": str(Path(model_path).absolute()) if model_path is not None else "",
+            "min-contributors": min_contributors,
+            "timeout": float(timeout),
+            "wait-for-nodes": float(wait_for_nodes),
+            "expected-factories": ",".join(ids),
+            "test-fraction": float(test_fraction),
+            "seed": seed,
+            "ridge": float(ridge),
+        }
+        with LocalFederation(paths, factory_ids=ids, key_fingerprint=key_fingerprint(public_key),
+                             workdir=base / "federation") as federation:
+            run_id = federation.submit(run_config)
+            report = federation.wait_report(run_id, base / "report.json", wait_for_nodes + timeout + 60.0)
+        if report.get("status") != "ok":
+            raise_from_report(report)
+        aggregate = Bundle.load(base / "aggregate.bundle.json")
+        atomic_write_bytes(out, (base / "aggregate.bundle.json").read_bytes(), force=force)
+    report = {**report, "aggregate": str(out.absolute())}
+    if report_path is not None:
+        atomic_write_json(report_path, report, force=force)
+    return FederationResult(out, kind, list(aggregate.contributors), dict(report.get("missing") or {}), run_id,
+                            time.monotonic() - started, report)

@@ -1,0 +1,443 @@
+"""The Flower integration (``hefed[flower]``): the app in-process, then real SuperLink/SuperNode processes on loopback.
+
+In-process tests drive the real ServerApp and ClientApp through a grid that
+delivers messages directly, recording every config and message, so they can
+check that no private-key material is ever sent. The process tests start a
+SuperLink and three SuperNodes on 127.0.0.1 (gas-turbine data, one factory a
+year) and stop every process they started, on failure too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("flwr")
+
+from flwr.app import Context, Message, RecordDict  # noqa: E402
+from flwr.serverapp import Grid  # noqa: E402
+from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
+from hefed_cli.federate import federate  # noqa: E402
+from hefed_cli.main import HefedGroup  # noqa: E402
+from hefed_cli.main import main as hefed_main  # noqa: E402
+from phe.util import int_to_base64  # noqa: E402
+
+import hefed  # noqa: E402
+from hefed.errors import InsecureKeyError, OutputExistsError, TooFewContributorsError, UsageError  # noqa: E402
+from hefed.flower import RUN_CONFIG_DEFAULTS, LocalFederation, run_local_federation, write_app  # noqa: E402
+from hefed.flower.app import client_app, server_app  # noqa: E402
+from hefed.flower.launcher import command_line, error_from_log, raise_from_report  # noqa: E402
+from hefed.flower.protocol import (  # noqa: E402
+    REQUEST_RECORD,
+    Reply,
+    RunSettings,
+    bundle_to_bytes,
+    make_request,
+    tally,
+)
+
+GAS_TURBINE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "gas-turbine"
+YEARS = ("gt_2011", "gt_2012", "gt_2013")
+TARGET = "co2_t"
+
+
+# --- fixtures -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory) -> dict[str, Any]:
+    """A 1024-bit test key pair; the public and private key files live in different folders."""
+    public_key, private_key = hefed.generate_keypair(1024, insecure_test_key=True)
+    root = tmp_path_factory.mktemp("flower-keys")
+    (root / "public").mkdir()
+    (root / "keyholder").mkdir()
+    public_path = hefed.save_public_key(public_key, root / "public" / "public_key.json")
+    private_path = hefed.save_private_key(private_key, root / "keyholder" / "private_key.json")
+    return {"public": public_key, "private": private_key, "public_path": public_path, "private_path": private_path}
+
+
+def private_secrets(private_key) -> list[bytes]:
+    """Every way p and q could be written: decimal, hex, base64url (pheutil) and big-endian bytes."""
+    out = []
+    for prime in (private_key.p, private_key.q):
+        prime = int(prime)
+        raw = prime.to_bytes((prime.bit_length() + 7) // 8, "big")
+        out += [str(prime).encode(), format(prime, "x").encode(), int_to_base64(prime).encode(), raw]
+    return out
+
+
+def assert_no_secret(blob: bytes, secrets: list[bytes], where: str) -> None:
+    for secret in secrets:
+        assert secret not in blob, f"private-key material found in {where}"
+
+
+@pytest.fixture(scope="module")
+def gas_files() -> list[Path]:
+    paths = [GAS_TURBINE_DIR / f"{name}.csv" for name in YEARS]
+    if not all(p.is_file() for p in paths):
+        pytest.skip(f"gas-turbine data not found in {GAS_TURBINE_DIR}")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def consortium_files(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("flower-consortium")
+    paths = []
+    for name, frame in hefed.datasets.make_factories(n_factories=3, seed=2).items():
+        paths.append(root / f"{name}.csv")
+        frame.to_csv(paths[-1], index=False)
+    return paths
+
+
+@pytest.fixture
+def process_marker(monkeypatch) -> Iterator[str]:
+    """An environment marker every process a test starts inherits; after the test none may be left running."""
+    marker = f"HEFED_FLOWER_TEST={uuid.uuid4().hex}"
+    key, value = marker.split("=")
+    monkeypatch.setenv(key, value)
+    yield marker
+    left = living_with_marker(marker)
+    assert not left, f"processes left running: {[' '.join(command_line(p)) for p in left]}"
+
+
+def living_with_marker(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as handle:
+                state = handle.read().rsplit(")", 1)[1].split()[0]
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                environ = handle.read().split(b"\0")
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and marker.encode() in environ:
+            found.append(int(entry))
+    return found
+
+
+# --- the app in-process -------------------------------------------------------------------------------------
+
+
+class DirectGrid(Grid):
+    """A grid that hands each message straight to the ClientApp, as a SuperNode would, and records everything."""
+
+    def __init__(self, node_configs: dict[int, dict[str, Any]], run_config: dict[str, Any],
+                 silent: Iterable[int] = ()) -> None:
+        self.node_configs = node_configs
+        self.run_config = run_config
+        self.silent = set(silent)
+        self.sent: list[Message] = []
+        self.replies: dict[str, Message] = {}
+
+    def set_run(self, run: Any) -> None:  # pragma: no cover - not used by the hefed app
+        self._run = run
+
+    @property
+    def run(self) -> Any:  # pragma: no cover - not used by the hefed app
+        return self._run
+
+    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int, group_id: str,
+                       ttl: float | None = None) -> Message:  # pragma: no cover - not used by the hefed app
+        return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
+
+    def get_node_ids(self) -> list[int]:
+        return list(self.node_configs)
+
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        ids = []
+        for message in messages:
+            message.metadata.__dict__["_message_id"] = message.object_id
+            self.sent.append(message)
+            node = message.metadata.dst_node_id
+            if node not in self.silent:
+                context = Context(run_id=1, node_id=node, node_config=dict(self.node_configs[node]),
+                                  state=RecordDict(), run_config=dict(self.run_config))
+                self.replies[message.metadata.message_id] = client_app(message, context)
+            ids.append(message.metadata.message_id)
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
+        return [self.replies[i] for i in message_ids if i in self.replies]
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
+        return self.pull_messages(self.push_messages(list(messages)))  # pragma: no cover
+
+
+@pytest.fixture
+def task_identity() -> Iterator[None]:
+    """Flower sets the process's task identity when it starts an app; the in-process tests set it themselves."""
+    saved = (TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id)
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
+    yield
+    TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = saved
+
+
+def run_in_process(tmp_path: Path, files: list[Path], keys: dict[str, Any], silent: Iterable[int] = (),
+                   node_extra: dict[int, dict[str, Any]] | None = None, **config: Any) -> tuple[DirectGrid, dict]:
+    node_configs = {i + 1: {"data-path": str(p), **(node_extra or {}).get(i + 1, {})} for i, p in enumerate(files)}
+    run_config = {**RUN_CONFIG_DEFAULTS, "public-key": str(keys["public_path"]), "target": TARGET,
+                  "out": str(tmp_path / "aggregate.json"), "report": str(tmp_path / "report.json"),
+                  "timeout": 0.2, "wait-for-nodes": 0.2, **config}
+    grid = DirectGrid(node_configs, run_config, silent)
+    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config))
+    try:
+        server_app(grid, context)
+    finally:
+        report = json.loads((tmp_path / "report.json").read_text()) if (tmp_path / "report.json").exists() else {}
+    return grid, report
+
+
+def test_round_in_process_sends_only_the_public_key(tmp_path, keys, consortium_files, task_identity):
+    """Every config and message of a round is free of p and q; the ClientApp is given only n."""
+    grid, report = run_in_process(tmp_path, consortium_files, keys)
+    assert report["status"] == "ok" and len(report["contributors"]) == 3 and report["missing"] == {}
+    secrets = private_secrets(keys["private"])
+    assert_no_secret(json.dumps(grid.run_config).encode(), secrets, "the run config")
+    assert_no_secret(json.dumps(grid.node_configs).encode(), secrets, "the node configs")
+    assert len(grid.sent) == 3 and len(grid.replies) == 3
+    for message in [*grid.sent, *grid.replies.values()]:
+        for name, record in message.content.items():
+            for key, value in record.items():
+                blob = value if isinstance(value, bytes) else repr(value).encode()
+                assert_no_secret(blob, secrets, f"message record {name}.{key}")
+    for message in grid.sent:
+        request = dict(message.content[REQUEST_RECORD])
+        assert set(request) == {"kind", "public-key", "key-fingerprint", "model"}
+        assert request["public-key"] == int_to_base64(keys["public"].n)
+    assert_no_secret((tmp_path / "aggregate.json").read_bytes(), secrets, "the aggregate")
+    # The aggregate is the library's aggregate of the same factories: it decrypts to the same statistics.
+    stats = hefed.decrypt_statistics(hefed.Bundle.load(tmp_path / "aggregate.json"), keys["private"])
+    expected = hefed.decrypt_statistics(hefed.aggregate(
+        [hefed.encrypt_statistics(p, TARGET, keys["public"], factory_id=p.stem) for p in consortium_files]),
+        keys["private"])
+    assert stats.gram == expected.gram and sorted(stats.contributors) == sorted(expected.contributors)
+
+
+def test_error_and_silence_leave_exactly_the_named_contributors(tmp_path, keys, consortium_files, task_identity):
+    """One factory answers with an error, one never answers: the aggregate is that of the one named contributor."""
+    names = [p.stem for p in consortium_files]
+    grid, report = run_in_process(
+        tmp_path, consortium_files, keys, silent=[3], node_extra={2: {"target": "no_such_column"}},
+        **{"min-contributors": 1, "expected-factories": ",".join(names)},
+    )
+    assert report["status"] == "ok" and report["contributors"] == [names[0]]
+    assert "no_such_column" in report["missing"][names[1]]
+    assert report["missing"][names[2]] == "no answer within 0.2 s"
+    aggregate = hefed.Bundle.load(tmp_path / "aggregate.json")
+    assert aggregate.contributors == [names[0]]
+    stats = hefed.decrypt_statistics(aggregate, keys["private"], min_contributors=1)
+    alone = hefed.compute_statistics(consortium_files[0], TARGET, factory_id=names[0])
+    assert stats.gram == alone.gram
+
+
+def test_too_few_contributors_fail_with_a_clear_message(tmp_path, keys, consortium_files, task_identity):
+    with pytest.raises(TooFewContributorsError, match=r"only 2 of 3 factories contributed .*min-contributors = 3"):
+        run_in_process(tmp_path, consortium_files, keys, silent=[2])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["status"] == "failed" and "fewer than min-contributors = 3" in report["error"]
+    assert not (tmp_path / "aggregate.json").exists()
+
+
+def test_aggregator_refuses_a_private_key(tmp_path, keys, consortium_files, task_identity):
+    """A private key given as the aggregator's key is refused before anything is sent."""
+    grid = DirectGrid({1: {"data-path": str(consortium_files[0])}}, {})
+    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={
+        **RUN_CONFIG_DEFAULTS, "public-key": str(keys["private_path"]), "out": str(tmp_path / "a.json")})
+    with pytest.raises(InsecureKeyError, match="private key"):
+        server_app(grid, context)
+    assert grid.sent == []
+    with pytest.raises(InsecureKeyError):
+        run_local_federation(consortium_files, TARGET, keys["private_path"], tmp_path / "b.json")
+
+
+def test_factory_pinned_to_its_key_refuses_another(tmp_path, keys, consortium_files, task_identity):
+    """An aggregator that swaps in a key of its own gets an error, not a bundle it could decrypt."""
+    other_public, _ = hefed.generate_keypair(1024, insecure_test_key=True)
+    other_path = hefed.save_public_key(other_public, tmp_path / "other_public.json")
+    pin = {i: {"key-fingerprint": hefed.key_fingerprint(keys["public"])} for i in (1, 2, 3)}
+    with pytest.raises(TooFewContributorsError):
+        run_in_process(tmp_path, consortium_files, {**keys, "public_path": other_path}, node_extra=pin)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["contributors"] == []
+    assert all("pinned to key" in why for why in report["missing"].values())
+
+
+def test_tally_refuses_duplicates_and_foreign_bundles(keys, consortium_files):
+    settings = RunSettings.from_config({"target": TARGET, "min-contributors": 1})
+    request = make_request("statistics", keys["public"])
+    good = [hefed.encrypt_statistics(p, TARGET, keys["public"], factory_id=p.stem) for p in consortium_files]
+    other = hefed.encrypt_statistics(consortium_files[2], TARGET, hefed.generate_keypair(1024, True)[0],
+                                     factory_id="intruder")
+    replies = [
+        Reply(1, {"status": "ok", "factory-id": good[0].contributors[0], "bundle": bundle_to_bytes(good[0])}),
+        Reply(2, {"status": "ok", "factory-id": good[0].contributors[0], "bundle": bundle_to_bytes(good[1])}),
+        Reply(3, {"status": "ok", "factory-id": good[2].contributors[0], "bundle": b"\x80\x04pickle?"}),
+        Reply(4, {"status": "ok", "factory-id": "intruder", "bundle": bundle_to_bytes(other)}),
+        Reply(5, flower_error="its ClientApp crashed"),
+    ]
+    result = tally(replies, [1, 2, 3, 4, 5, 6], request, settings)
+    assert result.contributors == []
+    assert "more than one SuperNode" in result.missing[good[0].contributors[0]]
+    assert "not a JSON bundle" in result.missing[good[2].contributors[0]]
+    assert "not the consortium key" in result.missing["intruder"]
+    assert result.missing["node 5"] == "its ClientApp crashed"
+    assert result.missing["node 6"] == "no answer within 60 s"
+
+
+def test_app_project_is_a_valid_flower_app(tmp_path):
+    import tomllib
+
+    from flwr.common.config import validate_config
+
+    directory = write_app(tmp_path / "app")
+    config = tomllib.loads((directory / "pyproject.toml").read_text())
+    valid, errors, _ = validate_config(config, check_module=True, project_dir=directory)
+    assert valid, errors
+    assert config["tool"]["flwr"]["app"]["config"] == RUN_CONFIG_DEFAULTS
+    with pytest.raises(OutputExistsError):
+        write_app(directory)
+
+
+def test_federate_refuses_before_starting_anything(tmp_path, keys, consortium_files):
+    group = HefedGroup(commands={"federate": federate})
+    (tmp_path / "agg.json").write_text("{}")
+    base = ["federate", "--data", *map(str, consortium_files), "--target", TARGET,
+            "--public-key", str(keys["public_path"])]
+    result = CliRunner().invoke(group, [*base, "--out", str(tmp_path / "agg.json")])
+    assert result.exit_code == 2 and "file exists" in result.output
+    result = CliRunner().invoke(group, [*base, "--out", str(tmp_path / "new.json"), "--min-contributors", "4"])
+    assert result.exit_code == 2 and "only 3 data files" in result.output
+    with pytest.raises(UsageError):
+        raise_from_report({"status": "failed", "error": "bad", "error_type": "UsageError"})
+    log = "Traceback ...\nhefed.errors.UsageError: run config 'out' is not set\nExit Code: 201\n"
+    error = error_from_log(7, "finished:failed", log)
+    assert isinstance(error, UsageError) and str(error) == "run config 'out' is not set"
+    assert "last log line: boom" in str(error_from_log(7, "finished:failed", "x\nboom\n"))
+
+
+# --- real processes on loopback -----------------------------------------------------------------------------
+
+
+def cli(*args: object) -> click.testing.Result:
+    result = CliRunner().invoke(hefed_main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def model_from_aggregate(aggregate: Path, keys: dict[str, Any], root: Path) -> dict[str, Any]:
+    cli("decrypt", aggregate, "--private-key", keys["private_path"], "--out", root / "statistics.json")
+    cli("solve", root / "statistics.json", "--out", root / "model.json")
+    return json.loads((root / "model.json").read_text())
+
+
+def test_three_supernodes_give_the_cli_model(tmp_path, keys, gas_files, process_marker):
+    """``hefed federate`` with three SuperNodes: exactly the model of encrypt → aggregate → decrypt → solve."""
+    started = time.monotonic()
+    group = HefedGroup(commands={"federate": federate})
+    result = CliRunner().invoke(group, [
+        "federate", "--data", *map(str, gas_files), "--target", "NOX", "--public-key", str(keys["public_path"]),
+        "--out", str(tmp_path / "flower.aggregate.json"), "--timeout", "60",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "aggregate of 3 factories (gt_2011, gt_2012, gt_2013)" in result.output
+    assert time.monotonic() - started < 120
+    (tmp_path / "flower").mkdir()
+    flower_model = model_from_aggregate(tmp_path / "flower.aggregate.json", keys, tmp_path / "flower")
+
+    files = tmp_path / "files"
+    files.mkdir()
+    for path in gas_files:
+        cli("encrypt", path, "--target", "NOX", "--public-key", keys["public_path"], "--factory-id", path.stem,
+            "--out", files / f"{path.stem}.bundle.json")
+    cli("aggregate", *(files / f"{p.stem}.bundle.json" for p in gas_files), "--out", files / "aggregate.json")
+    file_model = model_from_aggregate(files / "aggregate.json", keys, files)
+    assert flower_model["exact"] == file_model["exact"]
+    assert flower_model["coef"] == file_model["coef"] and flower_model["contributors"] == list(YEARS)
+    assert_no_secret((tmp_path / "flower.aggregate.json").read_bytes(), private_secrets(keys["private"]),
+                     "the aggregate")
+
+
+def start_round(federation: LocalFederation, root: Path, keys: dict[str, Any], **config: Any) -> int:
+    return federation.submit({
+        "public-key": str(keys["public_path"]), "out": str(root / "aggregate.json"),
+        "report": str(root / "report.json"), "target": "NOX", "expected-factories": ",".join(YEARS),
+        "wait-for-nodes": 60.0, **config,
+    })
+
+
+def kill_third_factory_mid_run(federation: LocalFederation, sig: int) -> list[list[str]]:
+    """Wait until gt_2013's SuperNode has received the request (its ClientApp started), then kill it.
+
+    Returns the command lines of every federation process seen just before.
+    """
+    deadline = time.monotonic() + 90
+    while not federation.clientapp_running(2):
+        assert time.monotonic() < deadline, "gt_2013's SuperNode never received the request"
+        time.sleep(0.05)
+    seen = [command_line(pid) for pid in federation.all_pids()]
+    federation.kill_supernode(2, sig)
+    return seen
+
+
+def test_killed_supernode_leaves_two_contributors(tmp_path, keys, gas_files, process_marker):
+    """SIGKILL one SuperNode after it got the request: the round completes with the other two, the third named."""
+    pid_lists = []
+    with LocalFederation(gas_files, workdir=tmp_path / "federation",
+                         key_fingerprint=hefed.key_fingerprint(keys["public"])) as federation:
+        run_id = start_round(federation, tmp_path, keys, **{"min-contributors": 2, "timeout": 12.0})
+        command_lines = kill_third_factory_mid_run(federation, signal.SIGKILL)
+        report = federation.wait_report(run_id, tmp_path / "report.json", 120)
+        pid_lists = federation.all_pids()
+    assert report["status"] == "ok", report  # report["reply_seconds"] shows how long the others took
+    assert report["contributors"] == ["gt_2011", "gt_2012"]
+    assert report["missing"] == {"gt_2013": "no answer within 12 s"}
+    aggregate = hefed.Bundle.load(tmp_path / "aggregate.json")
+    assert aggregate.contributors == ["gt_2011", "gt_2012"]
+    stats = hefed.decrypt_statistics(aggregate, keys["private"], min_contributors=2)
+    expected = hefed.decrypt_statistics(hefed.aggregate(
+        [hefed.encrypt_statistics(p, "NOX", keys["public"], factory_id=p.stem) for p in gas_files[:2]]),
+        keys["private"], min_contributors=2)
+    assert stats.to_dict() == expected.to_dict()
+    # No private key in any process's arguments, nor in any file the federation wrote (configs, apps, logs).
+    secrets = private_secrets(keys["private"])
+    assert len(command_lines) >= 8  # SuperLink, SuperExecs, SuperNodes, ServerApp, ClientApp
+    assert_no_secret("\0".join(map(" ".join, command_lines)).encode(), secrets, "a command line")
+    assert not any(str(keys["private_path"]) in " ".join(c) for c in command_lines)
+    for path in (tmp_path / "federation").rglob("*"):
+        if path.is_file():
+            assert_no_secret(path.read_bytes(), secrets, str(path))
+    assert pid_lists and all(not Path(f"/proc/{pid}").exists() or _zombie(pid) for pid in pid_lists)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def test_min_contributors_above_survivors_fails_clearly(tmp_path, keys, gas_files, process_marker):
+    """One SuperNode stops mid-run and min-contributors is 3: the run fails and says who answered and who did not."""
+    with LocalFederation(gas_files, workdir=tmp_path / "federation") as federation:
+        run_id = start_round(federation, tmp_path, keys, **{"min-contributors": 3, "timeout": 30.0})
+        kill_third_factory_mid_run(federation, signal.SIGTERM)
+        report = federation.wait_report(run_id, tmp_path / "report.json", 120)
+    assert report["status"] == "failed" and report["error_type"] == "TooFewContributorsError"
+    assert report["contributors"] == ["gt_2011", "gt_2012"] and set(report["missing"]) == {"gt_2013"}
+    assert report["error"].startswith(
+        "only 2 of 3 factories contributed (gt_2011, gt_2012), fewer than min-contributors = 3; missing: gt_2013 (")
+    assert not (tmp_path / "aggregate.json").exists()
+    with pytest.raises(TooFewContributorsError, match="fewer than min-contributors = 3"):
+        raise_from_report(report)
