@@ -36,7 +36,7 @@ from .encoding import Encoding
 from .errors import InvalidFileError, OverflowRiskError, UsageError
 from .fileio import atomic_write_json, read_json_object
 from .keys import MAX_BITS, key_fingerprint
-from .layouts import KIND_PARAMETERS, check_parameters, payload_layout
+from .layouts import KIND_PARAMETERS, MAX_FEATURES, check_parameters, payload_layout
 from .primitives.packing import Layout, PackingError
 from .primitives.paillier import encrypt_raw, is_valid_ciphertext
 
@@ -44,12 +44,12 @@ FORMAT = "hefed.bundle"
 VERSION = 1
 KINDS = tuple(KIND_PARAMETERS)
 
-FACTORY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+FACTORY_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def check_factory_id(factory_id: str) -> str:
     """Factory ids are short names of letters, digits, '.', '_' and '-'."""
-    if not isinstance(factory_id, str) or not FACTORY_ID_PATTERN.match(factory_id):
+    if not isinstance(factory_id, str) or not FACTORY_ID_PATTERN.fullmatch(factory_id):
         raise UsageError(
             f"factory id {factory_id!r} must be 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -223,10 +223,12 @@ class Bundle:
             raise InvalidFileError(f"{source}: schema 'target' must be a string, 'features' a list of strings")
         if len(set(features)) != len(features) or target in features:
             raise InvalidFileError(f"{source}: schema features have duplicates or contain the target")
+        if len(features) > MAX_FEATURES:
+            raise InvalidFileError(f"{source}: {len(features)} features; at most {MAX_FEATURES} are supported")
         encoding = Encoding.from_dict(obj["encoding"], source)
         contributors = obj["contributors"]
         if not isinstance(contributors, list) or not contributors or not all(
-            isinstance(c, str) and c for c in contributors
+            isinstance(c, str) and FACTORY_ID_PATTERN.fullmatch(c) for c in contributors
         ):
             raise InvalidFileError(f"{source}: 'contributors' must be a non-empty list of factory ids")
         parameters = check_parameters(kind, obj["parameters"], source)

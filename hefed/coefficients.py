@@ -29,7 +29,7 @@ from phe import PaillierPublicKey
 from .bundle import Bundle, check_factory_id
 from .encoding import Encoding
 from .errors import EncodingError, InvalidFileError, SingularSystemError
-from .fileio import atomic_write_json, read_json_object
+from .fileio import atomic_write_json, parse_rational, parse_str_list, read_json_object
 from .model import LinearModel
 from .solve import solve
 from .statistics import compute_statistics
@@ -165,10 +165,10 @@ class CoefficientAggregate:
         n = obj.get("n")
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise InvalidFileError(f"{source}: 'n' must be a positive integer")
-        try:
-            coef = {f: Fraction(weighted[f]) for f in features}
-            intercept = Fraction(obj.get("weighted_intercept"))
-        except (TypeError, ValueError, ZeroDivisionError):
-            raise InvalidFileError(f"{source}: weighted values must be 'p/q' strings") from None
-        return cls(str(obj.get("target", "")), features, n, intercept, coef, bool(obj.get("fit_intercept", True)),
-                   [str(c) for c in obj.get("contributors", [])])
+        coef = {f: parse_rational(weighted[f], source, f"weighted_coef.{f}") for f in features}
+        intercept = parse_rational(obj.get("weighted_intercept"), source, "weighted_intercept")
+        target = obj.get("target", "")
+        if not isinstance(target, str):
+            raise InvalidFileError(f"{source}: 'target' must be a string")
+        return cls(target, features, n, intercept, coef, bool(obj.get("fit_intercept", True)),
+                   parse_str_list(obj.get("contributors", []), source, "contributors", non_empty=False))

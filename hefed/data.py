@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,11 +46,41 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise DataError(f"{path}: no header row")
     _check_unique([h.strip() for h in header], path)
     try:
-        frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True)
+        with warnings.catch_warnings():
+            # A row with more fields than the header would otherwise be read with its first
+            # column as the index, silently shifting every column by one.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            # round_trip: each decimal is parsed to the correctly rounded float64, as float() does.
+            frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True, index_col=False,
+                                float_precision="round_trip")
+    except pd.errors.ParserWarning:
+        raise InvalidFileError(f"{path}: rows have more fields than the header") from None
     except (pd.errors.ParserError, ValueError) as exc:
         raise InvalidFileError(f"{path}: cannot parse CSV ({str(exc).splitlines()[0]})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
+    _refuse_rounded_integers(path, frame)
     return frame
+
+
+def _refuse_rounded_integers(path: Path, frame: pd.DataFrame) -> None:
+    """Integers beyond 2^53 in a float column were rounded by the parse; refuse them, naming the cell.
+
+    Only the (rare) columns holding such magnitudes are read a second time, as text.
+    """
+    suspects = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])
+                and bool((np.abs(frame[c].to_numpy()) >= 2**53).any())]
+    if not suspects:
+        return
+    text = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True, index_col=False, dtype=str,
+                       usecols=lambda c: str(c).strip() in suspects)
+    text.columns = [str(c).strip() for c in text.columns]
+    for column in suspects:
+        values = frame[column].to_numpy()
+        for row in np.flatnonzero(np.abs(values) >= 2**53):
+            cell = str(text[column].iloc[row]).strip()
+            if cell.lstrip("+-").isdigit() and int(cell) != int(values[row]):
+                raise DataError(f"{path}: column {column!r}, row {row + 1}: integer {cell} cannot be "
+                                "represented exactly as float64")
 
 
 def _check_unique(columns: Sequence[str], source: os.PathLike[str] | str) -> None:
@@ -90,10 +121,10 @@ def _numeric_column(
             cells = ", ".join(f"row {r + 1} ({col.iloc[r]!r})" for r in rows)
             raise DataError(f"{source}: column {name!r} has non-numeric cells: {cells}")
         values = converted.to_numpy(dtype=np.float64, na_value=np.nan)
-        big = np.flatnonzero(np.abs(values) > 2**53)
+        big = np.flatnonzero(np.abs(values) >= 2**53)
         for row in big:
             text = str(col.iloc[row]).strip()
-            if text.lstrip("+-").isdigit() and int(text) != values[row]:
+            if text.lstrip("+-").isdigit() and int(text) != int(values[row]):
                 raise DataError(
                     f"{source}: column {name!r}, row {row + 1}: integer {text} cannot be represented "
                     "exactly as float64"

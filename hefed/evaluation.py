@@ -34,7 +34,7 @@ from .bundle import Bundle, check_factory_id
 from .data import read_table, select_xy, split_holdout
 from .encoding import Encoding
 from .errors import InvalidFileError
-from .fileio import atomic_write_json, read_json_object
+from .fileio import atomic_write_json, parse_rational, parse_str_list, read_json_object
 from .model import LinearModel
 
 __all__ = [
@@ -107,14 +107,17 @@ class EvaluationSums:
         if obj.get("format") != FORMAT or obj.get("version") != VERSION:
             raise InvalidFileError(f"{source}: not a hefed evaluation file (version {VERSION})")
         exact = obj.get("exact")
-        if not isinstance(exact, dict) or not isinstance(exact.get("n"), int) or exact["n"] < 1:
+        if (not isinstance(exact, dict) or not isinstance(exact.get("n"), int) or isinstance(exact["n"], bool)
+                or exact["n"] < 1):
             raise InvalidFileError(f"{source}: 'exact' sums missing or malformed")
-        try:
-            values = {k: Fraction(exact[k]) for k in ("sse", "sae", "sum_y", "sum_y2")}
-        except (KeyError, TypeError, ValueError, ZeroDivisionError):
-            raise InvalidFileError(f"{source}: 'exact' sums must be 'p/q' strings") from None
-        return cls(str(obj.get("target", "")), [str(f) for f in obj.get("features", [])], exact["n"],
-                   contributors=[str(c) for c in obj.get("contributors", [])], **values)
+        values = {k: parse_rational(exact.get(k), source, f"exact.{k}", non_negative=k != "sum_y")
+                  for k in ("sse", "sae", "sum_y", "sum_y2")}
+        target = obj.get("target", "")
+        if not isinstance(target, str):
+            raise InvalidFileError(f"{source}: 'target' must be a string")
+        return cls(target, parse_str_list(obj.get("features", []), source, "features", non_empty=False), exact["n"],
+                   contributors=parse_str_list(obj.get("contributors", []), source, "contributors", non_empty=False),
+                   **values)
 
 
 def _dyadic_exponent(value: Fraction) -> int:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +105,38 @@ def read_json_object(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise InvalidFileError(f"{path}: {what} file must hold a JSON object")
     return obj
+
+
+_RATIONAL = re.compile(r"-?[0-9]{1,20000}(/[0-9]{1,20000})?")
+# Smallest magnitude that float() rounds to infinity: (2 - 2^-53)·2^1023 rounded up.
+FLOAT_LIMIT = Fraction(2**1024 - 2**970)
+
+
+def parse_rational(text: Any, source: str, field: str, *, finite: bool = True,
+                   non_negative: bool = False) -> Fraction:
+    """Parse an exact rational written as ``"p"`` or ``"p/q"`` (what hefed writes).
+
+    Exponent notation is refused (``"1e999999999"`` would take forever to expand), and with
+    ``finite`` so is anything float64 cannot hold, since it is converted to float later.
+    """
+    if not isinstance(text, str) or not _RATIONAL.fullmatch(text):
+        raise InvalidFileError(f"{source}: {field!r} must be an exact rational 'p/q' string")
+    numerator, _, denominator = text.partition("/")
+    if denominator and int(denominator) == 0:
+        raise InvalidFileError(f"{source}: {field!r} has a zero denominator")
+    value = Fraction(int(numerator), int(denominator or 1))
+    if finite and abs(value) >= FLOAT_LIMIT:
+        raise InvalidFileError(f"{source}: {field!r} is beyond float64 range")
+    if non_negative and value < 0:
+        raise InvalidFileError(f"{source}: {field!r} must not be negative")
+    return value
+
+
+def parse_str_list(value: Any, source: str, field: str, *, non_empty: bool = True) -> list[str]:
+    """A JSON list of strings, or an :class:`InvalidFileError` naming the field."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or (non_empty and not value):
+        raise InvalidFileError(f"{source}: {field!r} must be a {'non-empty ' if non_empty else ''}list of strings")
+    return list(value)
 
 
 def _reject_constant(name: str) -> Any:

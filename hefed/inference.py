@@ -60,6 +60,7 @@ import numpy as np
 from scipy import stats as _dist
 
 from .errors import InvalidFileError, SingularSystemError, UsageError
+from .fileio import parse_rational
 from .statistics import ONES, SufficientStatistics
 
 FORMAT = "hefed.inference"
@@ -501,12 +502,7 @@ class InferenceResults:
             raise InvalidFileError(f"{source}: 'exact' or 'param_names' missing")
 
         def frac(text: Any, field: str) -> Fraction:
-            if not isinstance(text, str) or len(text) > 100_000:
-                raise InvalidFileError(f"{source}: {field!r} must be a rational 'p/q' string")
-            try:
-                return Fraction(text)
-            except (ValueError, ZeroDivisionError):
-                raise InvalidFileError(f"{source}: {field!r} is not a rational 'p/q' string") from None
+            return parse_rational(text, source, field)
 
         def frac_list(value: Any, field: str) -> list[Fraction]:
             if not isinstance(value, list) or len(value) != len(names):

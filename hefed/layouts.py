@@ -35,6 +35,9 @@ from .primitives.packing import Layout, PackingError
 
 _DIGEST = re.compile(r"[0-9a-f]{32}")
 
+#: Most features a bundle may have (a 1000-feature Gram matrix is already half a million statistics).
+MAX_FEATURES = 1000
+
 #: Public parameters each kind carries in its bundles (``*_digest`` ones are hex strings).
 KIND_PARAMETERS: dict[str, tuple[str, ...]] = {
     "statistics": (),
@@ -110,6 +113,8 @@ def payload_layout(
 ) -> Layout:
     """The public packing layout of a bundle's plaintexts (the kind's values, then the counter)."""
     parameters = check_parameters(kind, parameters or {}, "layout")
+    if not 1 <= n_features <= MAX_FEATURES:
+        raise OverflowRiskError(f"a bundle has between 1 and {MAX_FEATURES} features, not {n_features}")
     if kind == "statistics":
         bounds = statistic_bounds(n_features, encoding)
     elif kind == "summary":

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, InvalidFileError, UsageError
-from .fileio import atomic_write_json, read_json_object
+from .fileio import atomic_write_json, parse_rational, parse_str_list, read_json_object
 from .inference import InferenceResults, inference
 from .statistics import ONES, SufficientStatistics
 
@@ -36,12 +36,7 @@ def _frac_str(value: Fraction) -> str:
 
 
 def _parse_frac(text: Any, source: str, field: str) -> Fraction:
-    if not isinstance(text, str) or len(text) > 100_000:
-        raise InvalidFileError(f"{source}: {field!r} must be a rational 'p/q' string")
-    try:
-        return Fraction(text)
-    except (ValueError, ZeroDivisionError):
-        raise InvalidFileError(f"{source}: {field!r} is not a rational 'p/q' string") from None
+    return parse_rational(text, source, field)
 
 
 class LinearModel:
@@ -248,7 +243,7 @@ class LinearModel:
             sst=None if exact.get("sst") is None else _parse_frac(exact.get("sst"), source, "exact.sst"),
             ridge=float(ridge),
             fit_intercept=bool(obj.get("fit_intercept", True)),
-            contributors=[str(c) for c in obj.get("contributors", [])],
+            contributors=parse_str_list(obj.get("contributors", []), source, "contributors", non_empty=False),
             inference=InferenceResults.from_dict(obj["inference"], source) if "inference" in obj else None,
         )
         if isinstance(obj.get("differential_privacy"), dict):

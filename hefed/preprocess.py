@@ -35,7 +35,7 @@ from .bundle import Bundle, check_factory_id
 from .data import _numeric_column, default_features, read_table
 from .encoding import Encoding
 from .errors import DataError, InvalidFileError, UsageError
-from .fileio import atomic_write_json, read_json_object
+from .fileio import atomic_write_json, parse_rational, parse_str_list, read_json_object
 from .model import LinearModel
 from .statistics import ONES, SufficientStatistics
 
@@ -94,14 +94,14 @@ class ColumnSummary:
             raise InvalidFileError(f"{source}: 'columns' must be a non-empty object")
         count, total, total_sq = {}, {}, {}
         for name, entry in columns.items():
-            try:
-                n = entry["count"]
-                if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-                    raise TypeError
-                count[name], total[name], total_sq[name] = n, Fraction(entry["sum"]), Fraction(entry["sum_sq"])
-            except (KeyError, TypeError, ValueError, ZeroDivisionError):
-                raise InvalidFileError(f"{source}: column {name!r}: needs count, sum and sum_sq") from None
-        return cls(list(columns), count, total, total_sq, [str(c) for c in obj.get("contributors", [])])
+            n = entry.get("count") if isinstance(entry, dict) else None
+            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                raise InvalidFileError(f"{source}: column {name!r}: needs a non-negative integer count")
+            count[name] = n
+            total[name] = parse_rational(entry.get("sum"), source, f"{name}.sum")
+            total_sq[name] = parse_rational(entry.get("sum_sq"), source, f"{name}.sum_sq", non_negative=True)
+        return cls(list(columns), count, total, total_sq,
+                   parse_str_list(obj.get("contributors", []), source, "contributors", non_empty=False))
 
 
 def _js(value: float) -> float | None:

@@ -179,6 +179,8 @@ class SufficientStatistics:
             raise InvalidFileError(f"{source}: 'target' must be a string and 'features' a non-empty list of strings")
         if len(set(features)) != len(features) or target in features:
             raise InvalidFileError(f"{source}: 'features' has duplicates or contains the target")
+        if len(features) > 1000:
+            raise InvalidFileError(f"{source}: {len(features)} features; at most 1000 are supported")
         if obj["columns"] != canonical_columns(features, target):
             raise InvalidFileError(f"{source}: 'columns' does not match target and features")
         if not _str_list(obj["contributors"]):
