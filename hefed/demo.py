@@ -101,7 +101,7 @@ def run_demo(
         model = timed("solve (exact)", lambda: solve(SufficientStatistics.load(folder / "statistics.json")))
         bundle_bytes = paths[0].stat().st_size
         comparison = timed(
-            "compare on 25% holdouts (local / federated / centralised)",
+            "compare on 25% holdouts (local / federated / centralised / fine-tuned)",
             lambda: compare_models(factories, TARGET, public_key=public_key,
                                    private_key=load_private_key(folder / "private_key.json")),
         )
