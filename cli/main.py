@@ -19,6 +19,7 @@ from hefed.coefficients import CoefficientAggregate
 from hefed.compare import MODELS, Comparison, compare_models
 from hefed.crossval import FoldStatistics, RidgeCVResult, solve_auto_ridge
 from hefed.data import write_table
+from hefed.datasets import load_consortium
 from hefed.decrypt import decrypt_bundle, load_decrypted
 from hefed.encoding import Encoding
 from hefed.encrypt import MODES, encrypt_table
@@ -33,6 +34,7 @@ from hefed.privacy import Bounds, dp_solve
 from hefed.rounds import load_round_inputs, new_round
 
 from .federate import federate
+from .options import consortium_options, parse_floats, split_names
 from .output import emit, output_options, report_error, say, show
 from .simulate import finetune, simulate
 
@@ -155,7 +157,7 @@ def round_group() -> None:
 def round_new(roster_path: Path, participants: str, out: Path, force: bool) -> None:
     """Start a round with a fixed participant list and a fresh random id."""
     check_writable(out, force)
-    result = new_round(Roster.load(roster_path), _split(participants) or [])
+    result = new_round(Roster.load(roster_path), split_names(participants) or [])
     result.save(out, force=force)
     say(f"wrote {out}: round {result.round_id} with {', '.join(result.participants)}")
     emit(round=out, round_id=result.round_id, participants=list(result.participants))
@@ -222,7 +224,7 @@ def encrypt(data: Path, target: str, features: str | None, public_key_path: Path
         raise UsageError("--round, --identity and --roster go together")
     identity = load_identity(identity_path) if identity_path is not None else None
     result = encrypt_table(
-        data, target, public_key, _split(features), factory_id, encoding,
+        data, target, public_key, split_names(features), factory_id, encoding,
         mode="summary" if summary_flag else mode, ridge=ridge, folds=folds, test_fraction=test_fraction,
         seed=seed, summary=summary, impute=impute, missing=missing, max_z=max_z,
         round_=round_, identity=identity, roster=roster,
@@ -250,15 +252,6 @@ def encrypt(data: Path, target: str, features: str | None, public_key_path: Path
          imputed_cells=report.imputed_cells if report else 0)
 
 
-def _floats(text: str | None, option: str) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(f"{option}: expected a number or comma-separated numbers, got {text!r}") from None
-
-
 def print_validation_curve(curve: RidgeCVResult) -> None:
     table = Table(title=f"ridge validation curve ({len(curve.fold_mse[0])}-fold CV, exact)")
     table.add_column("alpha", justify="right")
@@ -267,10 +260,6 @@ def print_validation_curve(curve: RidgeCVResult) -> None:
         mark = "  ← chosen" if i == curve.best_index else ""
         table.add_row(f"{alpha:g}", ("singular" if mse != mse else f"{mse:.8g}") + mark)
     show(table)
-
-
-def _split(features: str | None) -> list[str] | None:
-    return [f.strip() for f in features.split(",") if f.strip()] if features else None
 
 
 @main.command(name="aggregate")
@@ -364,14 +353,14 @@ def solve_cmd(stats: Path, ridge: str, alphas: str | None, no_intercept: bool, d
         if ridge.strip().lower() == "auto" or not isinstance(aggregate, hefed.SufficientStatistics):
             raise UsageError("--dp-epsilon needs plain statistics and a fixed --ridge")
         model = dp_solve(aggregate, dp_epsilon, dp_delta, Bounds.load(bounds_path),
-                         _floats(ridge, "--ridge")[0], fit_intercept=not no_intercept)
+                         parse_floats(ridge, "--ridge")[0], fit_intercept=not no_intercept)
     elif ridge.strip().lower() == "auto":
-        model, curve = solve_auto_ridge(aggregate, _floats(alphas, "--alphas"), fit_intercept=not no_intercept)
+        model, curve = solve_auto_ridge(aggregate, parse_floats(alphas, "--alphas"), fit_intercept=not no_intercept)
         print_validation_curve(curve)
     else:
         if alphas:
             raise UsageError("--alphas needs --ridge auto")
-        model = hefed.solve(aggregate, ridge=_floats(ridge, "--ridge")[0], fit_intercept=not no_intercept)
+        model = hefed.solve(aggregate, ridge=parse_floats(ridge, "--ridge")[0], fit_intercept=not no_intercept)
     if standardize:
         model.standardized_ = standardized_coefficients(model, aggregate)
     model.save(out, force=force)
@@ -507,26 +496,15 @@ def print_comparison(report: Comparison) -> None:
 
 @main.command()
 @output_options
-@click.option("--data", "data_paths", multiple=True, type=click.Path(path_type=Path),
-              help="One table per factory (repeat, or list after one --data); default: the built-in data.")
-@click.argument("more_data", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--target", default=None, help="Response column (default co2_t on the built-in data).")
-@click.option("--features", default=None, help="Comma-separated feature columns.")
-@click.option("--test-fraction", default=0.25, show_default=True, type=float)
+@consortium_options
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--ridge", default=0.0, show_default=True, type=float)
 @click.option("--bits", default=2048, show_default=True, type=int, help="Key size of the simulation.")
 def compare(data_paths: tuple[Path, ...], more_data: tuple[Path, ...], target: str | None, features: str | None,
             test_fraction: float, seed: int, ridge: float, bits: int) -> None:
-    """Simulation: local-only vs federated vs centralised models on each factory's holdout."""
-    from hefed.datasets import TARGET, load_factory_files, make_factories
-
-    paths = [*data_paths, *more_data]
-    factories = load_factory_files(paths) if paths else make_factories()
-    target = target or (None if paths else TARGET)
-    if target is None:
-        raise UsageError("--target is required with --data")
-    report = compare_models(factories, target, _split(features), test_fraction, seed, ridge, key_bits=bits)
+    """Simulation: local-only vs federated vs centralised vs fine-tuned models on each factory's holdout."""
+    factories, target = load_consortium([*data_paths, *more_data], target)
+    report = compare_models(factories, target, split_names(features), test_fraction, seed, ridge, key_bits=bits)
     print_comparison(report)
     emit(**comparison_dict(report))
 

@@ -13,27 +13,15 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from hefed.errors import UsageError
+from hefed.datasets import load_consortium
 from hefed.fedavg import DEFAULT_MU, FedAvgReport, simulate_fedavg
 from hefed.fileio import check_writable
 from hefed.finetune import FinetuneResult
 from hefed.finetune import finetune as finetune_model
 from hefed.model import LinearModel
 
+from .options import consortium_options, parse_floats, split_names
 from .output import emit, output_options, say, show
-
-
-def _split(text: str | None) -> list[str] | None:
-    return [f.strip() for f in text.split(",") if f.strip()] if text else None
-
-
-def _floats(text: str | None, option: str) -> list[float] | None:
-    if not text:
-        return None
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(f"{option} must be comma-separated numbers, got {text!r}") from None
 
 
 def print_finetune(result: FinetuneResult, data: object) -> None:
@@ -81,7 +69,7 @@ def finetune(data: Path, model_path: Path, target: str | None, out: Path, lambda
     """Factory: adapt the global model to DATA, argmin ‖y − Xθ‖² + λ‖θ − θ_global‖², λ by local CV."""
     check_writable(out, force)
     global_model = LinearModel.load(model_path)
-    result = finetune_model(global_model, data, target, _floats(lambdas, "--lambdas"), folds, seed, test_fraction)
+    result = finetune_model(global_model, data, target, parse_floats(lambdas, "--lambdas"), folds, seed, test_fraction)
     print_finetune(result, data)
     emit(**result.to_dict())
     result.model.save(out, force=force)
@@ -116,12 +104,7 @@ def print_fedavg(report: FedAvgReport) -> None:
 @click.option("--rounds", default=20, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--mu", default=DEFAULT_MU, show_default=True, type=float,
               help="Proximal strength per row: factory i's local step penalises mu·n_i·‖θ − θ_global‖².")
-@click.option("--data", "data_paths", multiple=True, type=click.Path(path_type=Path),
-              help="One table per factory (repeat, or list after one --data); default: the built-in data.")
-@click.argument("more_data", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--target", default=None, help="Response column (default co2_t on the built-in data).")
-@click.option("--features", default=None, help="Comma-separated feature columns.")
-@click.option("--test-fraction", default=0.25, show_default=True, type=float)
+@consortium_options
 @click.option("--bits", default=1024, show_default=True, type=int,
               help="Key size of the simulation (small keys allowed here only).")
 @click.option("--plot", "plot_path", default=None, type=click.Path(path_type=Path),
@@ -132,16 +115,10 @@ def simulate(mode: str, rounds: int, mu: float, data_paths: tuple[Path, ...], mo
              target: str | None, features: str | None, test_fraction: float, bits: int, plot_path: Path | None,
              seed: int, force: bool) -> None:
     """Simulation: iterative encrypted FedAvg vs one exact round of statistics, gap per round."""
-    from hefed.datasets import TARGET, load_factory_files, make_factories
-
-    paths = [*data_paths, *more_data]
-    target = target or (None if paths else TARGET)
-    if target is None:
-        raise UsageError("--target is required with --data")
     if plot_path is not None:
         check_writable(plot_path, force)
-    factories = load_factory_files(paths) if paths else make_factories()
-    report = simulate_fedavg(factories, target, _split(features), rounds=rounds, mu=mu, test_fraction=test_fraction,
-                             seed=seed, key_bits=bits, plot_path=plot_path, force=force)
+    factories, target = load_consortium([*data_paths, *more_data], target)
+    report = simulate_fedavg(factories, target, split_names(features), rounds=rounds, mu=mu,
+                             test_fraction=test_fraction, seed=seed, key_bits=bits, plot_path=plot_path, force=force)
     print_fedavg(report)
     emit(**report.to_dict())

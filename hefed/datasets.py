@@ -125,6 +125,17 @@ def load_gas_turbine(directory: str | os.PathLike[str]) -> dict[str, pd.DataFram
     return frames
 
 
+def load_consortium(
+    paths: list[str | os.PathLike[str]] | list[Path], target: str | None = None
+) -> tuple[dict[str, pd.DataFrame], str]:
+    """The factories' tables and the target: the given files, or the built-in consortium (target co2_t)."""
+    if not paths:
+        return make_factories(), target or TARGET
+    if target is None:
+        raise UsageError("a target column is required with data files (--target)")
+    return load_factory_files(paths), target
+
+
 def load_factory_files(paths: list[str | os.PathLike[str]] | list[Path]) -> dict[str, pd.DataFrame]:
     """Read one table per factory; ids are the file names without suffix (made unique if needed)."""
     factories: dict[str, pd.DataFrame] = {}
