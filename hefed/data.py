@@ -21,6 +21,9 @@ from .errors import DataError, InvalidFileError, UsageError
 from .fileio import atomic_write_bytes
 
 PARQUET_SUFFIXES = {".parquet", ".pq"}
+# Each decimal must parse to the correctly rounded float64, as float() does: pandas 3 does so by
+# default (and deprecates the option); pandas 2's default parser does not, so ask for round_trip.
+_CORRECTLY_ROUNDED: dict[str, str] = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
 
 def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -50,9 +53,8 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
             # A row with more fields than the header would otherwise be read with its first
             # column as the index, silently shifting every column by one.
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            # round_trip: each decimal is parsed to the correctly rounded float64, as float() does.
             frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True, index_col=False,
-                                float_precision="round_trip")
+                                **_CORRECTLY_ROUNDED)
     except pd.errors.ParserWarning:
         raise InvalidFileError(f"{path}: rows have more fields than the header") from None
     except (pd.errors.ParserError, ValueError) as exc:
