@@ -15,6 +15,12 @@ protocol into a Flower app:
 The key holder stays outside Flower: no Flower process, message or config
 ever holds the private key. Bundles travel as the JSON bytes of
 :meth:`hefed.Bundle.to_dict`.
+
+With a ``roster`` in the run config the app runs masked, signed rounds
+(:mod:`hefed.rounds`): a cheap ready step fixes the participants, each factory
+masks and signs with the identity named in its own node config (its private
+keys never leave its SuperNode), and a participant that fails to deliver makes
+the aggregator re-run a new round for the others.
 """
 
 from __future__ import annotations

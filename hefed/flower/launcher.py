@@ -8,8 +8,11 @@ it started — including the SuperExec and app processes Flower spawns below
 them — when it leaves its ``with`` block, whatever happened.
 
 :func:`run_local_federation` is the library function behind the command: one
-round, and the aggregate bundle written to ``out``. It takes the public key
-only; a private key file is refused before any process starts.
+federation, and the aggregate bundle written to ``out``. It takes the public key
+only; a private key file is refused before any process starts. With a roster
+and one enrolled identity folder per data file it runs masked, signed rounds:
+each SuperNode's node config names its factory's ``identity-dir`` (read only by
+that SuperNode's ClientApp) and pins the roster's digest.
 
 Flower's own executables (``flower-superlink``, ``flower-supernode``,
 ``flwr``) are looked up beside the running Python first, then on ``PATH``;
@@ -37,8 +40,10 @@ from .. import errors
 from ..bundle import Bundle
 from ..errors import HefedError, InvalidFileError, UsageError
 from ..fileio import atomic_write_bytes, atomic_write_json, check_writable, read_json_object
+from ..identity import Member, Roster, load_member
 from ..keys import key_fingerprint
 from ..model import LinearModel
+from ..rounds import RoundError
 from .project import toml_table, write_app
 from .protocol import KINDS, RUN_CONFIG_DEFAULTS, load_public_key_only
 
@@ -66,6 +71,10 @@ class FederationResult:
     run_id: int | None
     seconds: float
     report: dict[str, Any] = field(default_factory=dict)
+    #: Masked runs: the id of the round the aggregate belongs to (``None`` when unmasked).
+    round_id: str | None = None
+    #: Masked runs: every round tried (round id, participants, contributors, missing), in order.
+    rounds: list[dict[str, Any]] = field(default_factory=list)
 
 
 def factory_ids_for(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
@@ -78,6 +87,15 @@ def factory_ids_for(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
             unique, i = f"{name}-{i}", i + 1
         ids.append(unique)
     return ids
+
+
+def identity_member(identity_dir: str | os.PathLike[str]) -> Member:
+    """An enrolled identity's public part, read from its public file only (``identity.pub.json``).
+
+    ``identity_dir`` is the enrollment folder (``hefed enroll --out-dir``) or a file in it.
+    """
+    path = Path(identity_dir)
+    return load_member(path / "identity.pub.json" if path.is_dir() else path.with_name("identity.pub.json"))
 
 
 def flower_executable(name: str) -> str:
@@ -186,6 +204,8 @@ class LocalFederation:
 
     ``workdir`` holds every file the federation uses (Flower homes, node configs,
     the app, run configs, logs); a temporary folder, removed afterwards, when not given.
+    ``identity_dirs`` (one per data file, for masked rounds) go into each SuperNode's
+    node config as ``identity-dir``, and ``roster_digest`` as its ``roster-digest`` pin.
     """
 
     def __init__(
@@ -196,6 +216,8 @@ class LocalFederation:
         key_fingerprint: str = "",
         workdir: str | os.PathLike[str] | None = None,
         startup_timeout: float = 60.0,
+        identity_dirs: Sequence[str | os.PathLike[str]] | None = None,
+        roster_digest: str = "",
     ) -> None:
         if not data_paths:
             raise UsageError("a federation needs at least one data file")
@@ -205,6 +227,10 @@ class LocalFederation:
             raise UsageError("give one distinct factory id per data file")
         self.bin = {name: flower_executable(name) for name in ("flower-superlink", "flower-supernode", "flwr")}
         self.key_fingerprint = key_fingerprint
+        self.identity_dirs = [Path(p).absolute() for p in identity_dirs] if identity_dirs is not None else None
+        if self.identity_dirs is not None and len(self.identity_dirs) != len(self.data_paths):
+            raise UsageError("give one identity folder per data file")
+        self.roster_digest = roster_digest
         self.startup_timeout = startup_timeout
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="hefed-federation-"))
@@ -274,6 +300,10 @@ class LocalFederation:
             config = {"data-path": str(path), "factory-id": factory_id}
             if self.key_fingerprint:
                 config["key-fingerprint"] = self.key_fingerprint
+            if self.identity_dirs is not None:
+                config["identity-dir"] = str(self.identity_dirs[i])
+            if self.roster_digest:
+                config["roster-digest"] = self.roster_digest
             config_path = self.workdir / f"node-{i}.toml"
             config_path.write_text(toml_table(config), encoding="utf-8")
             self.supernodes.append(self._spawn(f"supernode-{i}-{factory_id}", [
@@ -469,7 +499,7 @@ def raise_from_report(report: Mapping[str, Any]) -> None:
     """Re-raise a failed run's error as the hefed error class the ServerApp raised (one line)."""
     message = str(report.get("error") or "the federation failed")
     name = str(report.get("error_type") or "")
-    cls = getattr(errors, name, None)
+    cls = RoundError if name == RoundError.__name__ else getattr(errors, name, None)
     if isinstance(cls, type) and issubclass(cls, HefedError):
         raise cls(message)
     raise FederationError(message)
@@ -493,14 +523,25 @@ def run_local_federation(
     seed: int = 0,
     ridge: float = 0.0,
     workdir: str | os.PathLike[str] | None = None,
+    roster_path: str | os.PathLike[str] | None = None,
+    identity_dirs: Sequence[str | os.PathLike[str]] | None = None,
+    max_rounds: int = 3,
 ) -> FederationResult:
-    """Run one hefed federation round on this machine: one SuperNode per file, the aggregate written to ``out``.
+    """Run one hefed federation on this machine: one SuperNode per file, the aggregate written to ``out``.
 
     Each factory's SuperNode is pinned to the public key's fingerprint. Raises
     :class:`~hefed.errors.TooFewContributorsError` when fewer than
     ``min_contributors`` factories answered in ``timeout`` seconds, and
     :class:`FederationError` when Flower itself fails. ``workdir`` keeps the
     federation's files (configs, logs) there instead of a temporary folder.
+
+    With ``roster_path`` and ``identity_dirs`` (one enrolled identity folder per
+    data file, in the same order) the run uses masked, signed rounds: factory ids
+    are the identities' ids (which must be roster members with the same keys),
+    every SuperNode is pinned to the roster's digest, and a factory that drops out
+    after the ready step makes the app re-run a new round for the others, at most
+    ``max_rounds`` rounds in all; the result lists every round tried. Only the
+    public halves of the identities are read here.
     """
     started = time.monotonic()
     if kind not in KINDS:
@@ -522,6 +563,27 @@ def run_local_federation(
         if path is not None and not Path(path).absolute().parent.is_dir():
             raise UsageError(f"{path}: directory {Path(path).absolute().parent} does not exist")
     public_key = load_public_key_only(public_key_path)
+    if (roster_path is None) != (identity_dirs is None):
+        raise UsageError("masked rounds need both the roster (--roster) and one identity per data file (--identity)")
+    roster = Roster.load(roster_path) if roster_path is not None else None
+    ids = factory_ids_for(paths)
+    if roster is not None and identity_dirs is not None:
+        if len(identity_dirs) != len(paths):
+            raise UsageError(f"give one identity folder per data file, in the same order: {len(paths)} data files, "
+                             f"{len(identity_dirs)} identities")
+        members = [identity_member(d) for d in identity_dirs]
+        ids = [m.factory_id for m in members]
+        if len(set(ids)) != len(ids):
+            raise UsageError(f"two identity folders belong to the same factory ({', '.join(ids)})")
+        for directory, member in zip(identity_dirs, members, strict=True):
+            if member.factory_id not in roster.members:
+                raise UsageError(f"{directory}: factory {member.factory_id!r} is not in the roster {roster_path}")
+            if roster.members[member.factory_id] != member:
+                raise UsageError(f"{directory}: the roster holds other keys for {member.factory_id!r}")
+        if min_contributors < 2:
+            raise UsageError("a masked round needs at least two participants: min-contributors must be 2 or more")
+    if not isinstance(max_rounds, int) or not 1 <= max_rounds <= 10:
+        raise UsageError("max-rounds must be between 1 and 10")
     if kind == "evaluation":
         if model_path is None:
             raise UsageError("an evaluation federation needs --model")
@@ -532,7 +594,6 @@ def run_local_federation(
     with tempfile.TemporaryDirectory(prefix="hefed-federate-") as tmp:
         base = Path(workdir) if workdir is not None else Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
-        ids = factory_ids_for(paths)
         run_config: dict[str, str | int | float | bool] = {
             "kind": kind,
             "public-key": str(Path(public_key_path).absolute()),
@@ -549,11 +610,16 @@ def run_local_federation(
             "test-fraction": float(test_fraction),
             "seed": seed,
             "ridge": float(ridge),
+            "roster": str(Path(roster_path).absolute()) if roster_path is not None else "",
+            "max-rounds": max_rounds,
         }
+        # A masked run asks once (ready) and then up to max_rounds times, each within the timeout.
+        rounds = 1 + max_rounds if roster is not None else 1
         with LocalFederation(paths, factory_ids=ids, key_fingerprint=key_fingerprint(public_key),
-                             workdir=base / "federation") as federation:
+                             workdir=base / "federation", identity_dirs=identity_dirs,
+                             roster_digest=roster.digest() if roster is not None else "") as federation:
             run_id = federation.submit(run_config)
-            report = federation.wait_report(run_id, base / "report.json", wait_for_nodes + timeout + 60.0)
+            report = federation.wait_report(run_id, base / "report.json", wait_for_nodes + rounds * timeout + 60.0)
         if report.get("status") != "ok":
             raise_from_report(report)
         aggregate = Bundle.load(base / "aggregate.bundle.json")
@@ -561,5 +627,7 @@ def run_local_federation(
     report = {**report, "aggregate": str(out.absolute())}
     if report_path is not None:
         atomic_write_json(report_path, report, force=force)
+    masked = report.get("masked") or {}
     return FederationResult(out, kind, list(aggregate.contributors), dict(report.get("missing") or {}), run_id,
-                            time.monotonic() - started, report)
+                            time.monotonic() - started, report, aggregate.round_id,
+                            list(masked.get("rounds") or []) if isinstance(masked, dict) else [])
