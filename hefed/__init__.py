@@ -19,11 +19,9 @@ from __future__ import annotations
 from . import datasets, errors
 from .aggregate import aggregate
 from .bundle import Bundle
-from .compare import Comparison, compare_models
 from .decrypt import decrypt_bundle, decrypt_evaluation, decrypt_statistics
 from .encoding import Encoding
 from .encrypt import EncryptResult, encrypt_bundle, encrypt_statistics, encrypt_table
-from .estimator import FederatedLinearRegression
 from .evaluation import EvaluationSums, encrypt_evaluation, evaluate_local, split_holdout
 from .inference import InferenceResults, inference
 from .keys import (
@@ -73,3 +71,20 @@ __all__ = [
     "save_public_key",
     "solve",
 ]
+
+
+_LAZY = {
+    "Comparison": ("compare", "Comparison"),
+    "compare_models": ("compare", "compare_models"),
+    "FederatedLinearRegression": ("estimator", "FederatedLinearRegression"),
+}
+
+
+def __getattr__(name: str) -> object:
+    """Import the scikit-learn-based parts on first use: factories and Flower processes need not pay for them."""
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attribute)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

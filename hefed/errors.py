@@ -72,5 +72,9 @@ class ResultRangeError(HefedError):
     """An exact result cannot be represented as a float64 (beyond ±1.8e308)."""
 
 
+class RoundError(HefedError):
+    """A contribution or aggregate does not belong to the round, or its signature is invalid."""
+
+
 class InsecureKeyError(UsageError):
     """A key size or key file permission that is refused for safety."""

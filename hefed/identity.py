@@ -194,8 +194,12 @@ class Roster:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Roster:
-        obj = read_json_object(path, "roster")
-        source = str(path)
+        return cls.from_dict(read_json_object(path, "roster"), str(path))
+
+    @classmethod
+    def from_dict(cls, obj: Any, source: str = "roster") -> Roster:
+        if not isinstance(obj, dict):
+            raise InvalidFileError(f"{source}: a roster must be a JSON object")
         if obj.get("format") != ROSTER_FORMAT or obj.get("version") != VERSION:
             raise InvalidFileError(f"{source}: not a hefed roster file (version {VERSION})")
         members = obj.get("members")

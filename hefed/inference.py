@@ -57,7 +57,6 @@ from typing import Any
 
 import gmpy2
 import numpy as np
-from scipy import stats as _dist
 
 from .errors import InvalidFileError, SingularSystemError, UsageError
 from .fileio import parse_rational
@@ -86,6 +85,13 @@ _NAN = float("nan")
 
 
 # --- exact helpers -----------------------------------------------------------------------
+def _scipy_stats() -> Any:
+    """scipy.stats, imported on first use (it is slow to import, and factories never need it)."""
+    from scipy import stats
+
+    return stats
+
+
 def _mpq(value: Fraction | int) -> Any:
     value = Fraction(value)
     return gmpy2.mpq(value.numerator, value.denominator)
@@ -281,7 +287,7 @@ class InferenceResults:
                 [self._tvalue(p, v) for p, v in zip(self.params_exact, self.var_exact, strict=True)],
                 dtype=np.float64,
             )
-            self.pvalues = 2 * _dist.t.sf(np.abs(self.tvalues), self.df_resid)
+            self.pvalues = 2 * _scipy_stats().t.sf(np.abs(self.tvalues), self.df_resid)
 
         if ols and self.rsquared_exact is not None and self.df_resid > 0:
             self.rsquared_adj = _float(1 - Fraction(n - self.k_constant, self.df_resid) * (1 - self.rsquared_exact))
@@ -297,7 +303,7 @@ class InferenceResults:
             elif self.ess_exact > 0:
                 self.fvalue = math.inf
             if not math.isnan(self.fvalue):
-                self.f_pvalue = float(_dist.f.sf(self.fvalue, self.df_model, self.df_resid))
+                self.f_pvalue = float(_scipy_stats().f.sf(self.fvalue, self.df_model, self.df_resid))
 
         # Gaussian log-likelihood profiled over σ², and the information criteria.
         self.llf, self.aic, self.bic = _NAN, _NAN, _NAN
@@ -332,7 +338,7 @@ class InferenceResults:
         k = len(self.params_exact)
         if self.var_exact is None:
             return np.full((k, 2), _NAN)
-        q = float(_dist.t.ppf(1 - alpha / 2, self.df_resid))
+        q = float(_scipy_stats().t.ppf(1 - alpha / 2, self.df_resid))
         out = np.empty((k, 2), dtype=np.float64)
         with gmpy2.context(precision=_PRECISION):
             for j, (p, v) in enumerate(zip(self.params_exact, self.var_exact, strict=True)):

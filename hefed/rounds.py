@@ -50,7 +50,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .bundle import Bundle
-from .errors import DuplicateContributorError, HefedError, InvalidFileError, TooFewContributorsError, UsageError
+from .errors import (
+    DuplicateContributorError,
+    InvalidFileError,
+    RoundError,
+    TooFewContributorsError,
+    UsageError,
+)
 from .fileio import atomic_write_json, read_json_object
 from .identity import FactoryIdentity, Member, Roster
 
@@ -59,10 +65,6 @@ FORMAT = "hefed.round"
 LEDGER = "rounds-used.json"
 VERSION = 1
 _MASK_INFO = b"hefed-mask-v1"
-
-
-class RoundError(HefedError):
-    """A contribution or aggregate does not belong to the round, or its signature is invalid."""
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,12 @@ class Round:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Round:
-        obj = read_json_object(path, "round")
-        source = str(path)
+        return cls.from_dict(read_json_object(path, "round"), str(path))
+
+    @classmethod
+    def from_dict(cls, obj: Any, source: str = "round") -> Round:
+        if not isinstance(obj, dict):
+            raise InvalidFileError(f"{source}: a round must be a JSON object")
         if obj.get("format") != FORMAT or obj.get("version") != VERSION:
             raise InvalidFileError(f"{source}: not a hefed round file (version {VERSION})")
         round_id, participants, digest = obj.get("round_id"), obj.get("participants"), obj.get("roster_digest")
