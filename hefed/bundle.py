@@ -34,7 +34,7 @@ from phe.util import base64_to_int, int_to_base64
 
 from .encoding import Encoding
 from .errors import InvalidFileError, OverflowRiskError, UsageError
-from .fileio import atomic_write_json, read_json_object
+from .fileio import atomic_write_json, check_names, is_version, read_json_object
 from .keys import MAX_BITS, key_fingerprint
 from .layouts import KIND_PARAMETERS, MAX_FEATURES, check_parameters, payload_layout
 from .primitives.packing import Layout, PackingError
@@ -180,7 +180,7 @@ class Bundle:
     def from_dict(cls, obj: dict[str, Any], source: str = "bundle") -> Bundle:
         if obj.get("format") != FORMAT:
             raise InvalidFileError(f"{source}: not a hefed bundle (format {obj.get('format')!r})")
-        if obj.get("version") != VERSION:
+        if not is_version(obj.get("version"), VERSION):
             raise InvalidFileError(f"{source}: unsupported bundle version {obj.get('version')!r}")
         expected = {
             "format", "version", "kind", "public_key", "key_fingerprint", "schema",
@@ -223,6 +223,7 @@ class Bundle:
             raise InvalidFileError(f"{source}: schema 'target' must be a string, 'features' a list of strings")
         if len(set(features)) != len(features) or target in features:
             raise InvalidFileError(f"{source}: schema features have duplicates or contain the target")
+        check_names([target, *features], source, "schema")
         if len(features) > MAX_FEATURES:
             raise InvalidFileError(f"{source}: {len(features)} features; at most {MAX_FEATURES} are supported")
         encoding = Encoding.from_dict(obj["encoding"], source)

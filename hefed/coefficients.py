@@ -29,7 +29,7 @@ from phe import PaillierPublicKey
 from .bundle import Bundle, check_factory_id
 from .encoding import Encoding
 from .errors import EncodingError, InvalidFileError, SingularSystemError
-from .fileio import atomic_write_json, parse_rational, parse_str_list, read_json_object
+from .fileio import atomic_write_json, is_version, parse_rational, parse_str_list, read_json_object
 from .model import LinearModel
 from .solve import solve
 from .statistics import compute_statistics
@@ -155,7 +155,7 @@ class CoefficientAggregate:
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any], source: str = "coefficients") -> CoefficientAggregate:
-        if obj.get("format") != FORMAT or obj.get("version") != VERSION:
+        if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
             raise InvalidFileError(f"{source}: not a hefed coefficients file (version {VERSION})")
         features, weighted = obj.get("features"), obj.get("weighted_coef")
         if not isinstance(features, list) or not all(isinstance(f, str) for f in features) or not features:

@@ -34,7 +34,7 @@ from .bundle import Bundle, check_factory_id
 from .data import read_table, select_xy
 from .encoding import Encoding
 from .errors import InvalidFileError, SingularSystemError, UsageError
-from .fileio import atomic_write_json, read_json_object
+from .fileio import atomic_write_json, is_version, read_json_object
 from .model import LinearModel
 from .solve import solve, solve_exact_coefficients
 from .statistics import SufficientStatistics, statistics_from_arrays
@@ -95,7 +95,7 @@ class FoldStatistics:
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any], source: str = "fold statistics") -> FoldStatistics:
-        if obj.get("format") != FORMAT or obj.get("version") != VERSION:
+        if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
             raise InvalidFileError(f"{source}: not a hefed fold-statistics file (version {VERSION})")
         folds = obj.get("folds")
         if not isinstance(folds, list) or len(folds) < 2 or not all(isinstance(f, dict) for f in folds):

@@ -34,7 +34,7 @@ from .bundle import Bundle, check_factory_id
 from .data import read_table, select_xy, split_holdout
 from .encoding import Encoding
 from .errors import InvalidFileError
-from .fileio import atomic_write_json, parse_rational, parse_str_list, read_json_object
+from .fileio import atomic_write_json, is_version, parse_rational, parse_str_list, read_json_object
 from .model import LinearModel
 
 __all__ = [
@@ -104,7 +104,7 @@ class EvaluationSums:
     def load(cls, path: str | os.PathLike[str]) -> EvaluationSums:
         obj = read_json_object(path, "evaluation")
         source = str(path)
-        if obj.get("format") != FORMAT or obj.get("version") != VERSION:
+        if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
             raise InvalidFileError(f"{source}: not a hefed evaluation file (version {VERSION})")
         exact = obj.get("exact")
         if (not isinstance(exact, dict) or not isinstance(exact.get("n"), int) or isinstance(exact["n"], bool)

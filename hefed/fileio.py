@@ -132,10 +132,25 @@ def parse_rational(text: Any, source: str, field: str, *, finite: bool = True,
     return value
 
 
+def is_version(value: Any, expected: int) -> bool:
+    """A format version must be that very integer (JSON true and 1.0 are not version 1)."""
+    return type(value) is int and value == expected
+
+
+def check_names(names: Any, source: str, field: str) -> None:
+    """Column and factory names must be strings that can be written out as UTF-8 (no lone surrogates)."""
+    for name in names:
+        try:
+            name.encode("utf-8")
+        except (UnicodeEncodeError, AttributeError):
+            raise InvalidFileError(f"{source}: {field} contains a name that is not valid text") from None
+
+
 def parse_str_list(value: Any, source: str, field: str, *, non_empty: bool = True) -> list[str]:
     """A JSON list of strings, or an :class:`InvalidFileError` naming the field."""
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or (non_empty and not value):
         raise InvalidFileError(f"{source}: {field!r} must be a {'non-empty ' if non_empty else ''}list of strings")
+    check_names(value, source, repr(field))
     return list(value)
 
 

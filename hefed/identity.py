@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFo
 
 from .bundle import check_factory_id
 from .errors import InsecureKeyError, InvalidFileError, UsageError
-from .fileio import atomic_write_json, check_writable, read_json_object
+from .fileio import atomic_write_json, check_writable, is_version, read_json_object
 
 IDENTITY_FORMAT = "hefed.identity"
 ROSTER_FORMAT = "hefed.roster"
@@ -124,7 +124,7 @@ def enroll(factory_id: str, out_dir: str | os.PathLike[str], force: bool = False
 
 
 def _identity_fields(obj: dict[str, Any], source: str) -> tuple[str, bytes, bytes]:
-    if obj.get("format") != IDENTITY_FORMAT or obj.get("version") != VERSION:
+    if obj.get("format") != IDENTITY_FORMAT or not is_version(obj.get("version"), VERSION):
         raise InvalidFileError(f"{source}: not a hefed identity file (version {VERSION})")
     factory_id = obj.get("factory_id")
     try:
@@ -200,7 +200,7 @@ class Roster:
     def from_dict(cls, obj: Any, source: str = "roster") -> Roster:
         if not isinstance(obj, dict):
             raise InvalidFileError(f"{source}: a roster must be a JSON object")
-        if obj.get("format") != ROSTER_FORMAT or obj.get("version") != VERSION:
+        if obj.get("format") != ROSTER_FORMAT or not is_version(obj.get("version"), VERSION):
             raise InvalidFileError(f"{source}: not a hefed roster file (version {VERSION})")
         members = obj.get("members")
         if not isinstance(members, dict) or set(obj) != {"format", "version", "members"}:

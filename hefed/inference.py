@@ -59,7 +59,7 @@ import gmpy2
 import numpy as np
 
 from .errors import InvalidFileError, SingularSystemError, UsageError
-from .fileio import parse_rational
+from .fileio import is_version, parse_rational
 from .statistics import ONES, SufficientStatistics
 
 FORMAT = "hefed.inference"
@@ -500,7 +500,7 @@ class InferenceResults:
 
         A null ``condition_number`` means an infinite one (a singular ``XᵀX``).
         """
-        if not isinstance(obj, dict) or obj.get("format") != FORMAT or obj.get("version") != VERSION:
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
             raise InvalidFileError(f"{source}: not a hefed inference record of version {VERSION}")
         exact = obj.get("exact")
         names = obj.get("param_names")

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, InvalidFileError, UsageError
-from .fileio import atomic_write_json, parse_rational, parse_str_list, read_json_object
+from .fileio import atomic_write_json, check_names, is_version, parse_rational, parse_str_list, read_json_object
 from .inference import InferenceResults, inference
 from .statistics import ONES, SufficientStatistics
 
@@ -217,7 +217,7 @@ class LinearModel:
     def from_dict(cls, obj: dict[str, Any], source: str = "model") -> LinearModel:
         if obj.get("format") != FORMAT:
             raise InvalidFileError(f"{source}: not a hefed model file (format {obj.get('format')!r})")
-        if obj.get("version") != VERSION:
+        if not is_version(obj.get("version"), VERSION):
             raise InvalidFileError(f"{source}: unsupported model version {obj.get('version')!r}")
         features, target, exact = obj.get("features"), obj.get("target"), obj.get("exact")
         if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
@@ -226,6 +226,11 @@ class LinearModel:
             raise InvalidFileError(f"{source}: 'target' must be a string")
         if not isinstance(exact, dict) or not isinstance(exact.get("coef"), list):
             raise InvalidFileError(f"{source}: 'exact' coefficients missing")
+        check_names([target, *features], source, "target or features")
+        coef, intercept = obj.get("coef"), obj.get("intercept")
+        if (not isinstance(coef, list) or len(coef) != len(features)
+                or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in [*coef, intercept])):
+            raise InvalidFileError(f"{source}: 'coef' must list one number per feature, and 'intercept' be a number")
         if len(exact["coef"]) != len(features):
             raise InvalidFileError(f"{source}: {len(exact['coef'])} exact coefficients for {len(features)} features")
         n = obj.get("n")

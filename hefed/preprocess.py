@@ -35,7 +35,7 @@ from .bundle import Bundle, check_factory_id
 from .data import _numeric_column, default_features, read_table
 from .encoding import Encoding
 from .errors import DataError, InvalidFileError, UsageError
-from .fileio import atomic_write_json, parse_rational, parse_str_list, read_json_object
+from .fileio import atomic_write_json, is_version, parse_rational, parse_str_list, read_json_object
 from .model import LinearModel
 from .statistics import ONES, SufficientStatistics
 
@@ -87,7 +87,7 @@ class ColumnSummary:
     def load(cls, path: str | os.PathLike[str]) -> ColumnSummary:
         obj = read_json_object(path, "summary")
         source = str(path)
-        if obj.get("format") != FORMAT or obj.get("version") != VERSION:
+        if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
             raise InvalidFileError(f"{source}: not a hefed summary file (version {VERSION})")
         columns = obj.get("columns")
         if not isinstance(columns, dict) or not columns:
@@ -100,6 +100,9 @@ class ColumnSummary:
             count[name] = n
             total[name] = parse_rational(entry.get("sum"), source, f"{name}.sum")
             total_sq[name] = parse_rational(entry.get("sum_sq"), source, f"{name}.sum_sq", non_negative=True)
+            # Cauchy–Schwarz: (Σx)² ≤ n·Σx², and nothing at all without values
+            if total[name] ** 2 > n * total_sq[name] or (n == 0 and (total[name] or total_sq[name])):
+                raise InvalidFileError(f"{source}: column {name!r}: count, sum and sum_sq are inconsistent")
         return cls(list(columns), count, total, total_sq,
                    parse_str_list(obj.get("contributors", []), source, "contributors", non_empty=False))
 

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InvalidFileError, UsageError
-from .fileio import atomic_write_json, read_json_object
+from .fileio import atomic_write_json, is_version, read_json_object
 from .model import LinearModel
 from .statistics import SufficientStatistics
 
@@ -80,7 +80,7 @@ class Bounds:
     def load(cls, path: str | os.PathLike[str]) -> Bounds:
         obj = read_json_object(path, "bounds")
         source = str(path)
-        if obj.get("format") != FORMAT or obj.get("version") != VERSION:
+        if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
             raise InvalidFileError(f"{source}: not a hefed bounds file (version {VERSION})")
         columns = obj.get("columns")
         if not isinstance(columns, dict) or not columns:

@@ -57,7 +57,7 @@ from .errors import (
     TooFewContributorsError,
     UsageError,
 )
-from .fileio import atomic_write_json, read_json_object
+from .fileio import atomic_write_json, is_version, read_json_object
 from .identity import FactoryIdentity, Member, Roster
 
 FORMAT = "hefed.round"
@@ -90,7 +90,7 @@ class Round:
     def from_dict(cls, obj: Any, source: str = "round") -> Round:
         if not isinstance(obj, dict):
             raise InvalidFileError(f"{source}: a round must be a JSON object")
-        if obj.get("format") != FORMAT or obj.get("version") != VERSION:
+        if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
             raise InvalidFileError(f"{source}: not a hefed round file (version {VERSION})")
         round_id, participants, digest = obj.get("round_id"), obj.get("participants"), obj.get("roster_digest")
         if not _is_hex(round_id, 32) or not _is_hex(digest, 32):

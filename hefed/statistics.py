@@ -34,7 +34,7 @@ import pandas as pd
 from .data import read_table, select_xy
 from .encoding import Encoding
 from .errors import DataError, InvalidFileError, SchemaMismatchError
-from .fileio import atomic_write_json, read_json_object
+from .fileio import atomic_write_json, check_names, is_version, read_json_object
 from .layouts import upper_triangle_index
 from .primitives.exactgram import GramAccumulator
 
@@ -167,7 +167,7 @@ class SufficientStatistics:
     def from_dict(cls, obj: dict[str, Any], source: str = "statistics") -> SufficientStatistics:
         if obj.get("format") != FORMAT:
             raise InvalidFileError(f"{source}: not a hefed statistics file (format {obj.get('format')!r})")
-        if obj.get("version") != VERSION:
+        if not is_version(obj.get("version"), VERSION):
             raise InvalidFileError(f"{source}: unsupported statistics version {obj.get('version')!r}")
         expected = {"format", "version", "target", "features", "columns", "encoding", "contributors", "gram_upper"}
         if set(obj) != expected:
@@ -195,11 +195,28 @@ class SufficientStatistics:
             if not isinstance(v, str) or len(v) > 4000 or not _INTEGER.fullmatch(v):
                 raise InvalidFileError(f"{source}: 'gram_upper'[{i}] is not an integer string")
             values.append(int(v))
+        check_names([target, *features, *obj["contributors"]], source, "target, features or contributors")
         stats = cls.from_vector(values, target, features, encoding, obj["contributors"])
-        for a in range(m):
-            if stats.gram[a][a] < 0:
-                raise InvalidFileError(f"{source}: diagonal statistic for {stats.columns[a]!r} is negative")
+        stats.check_consistent(source)
         return stats
+
+    def check_consistent(self, source: str = "statistics") -> None:
+        """Refuse statistics no data can produce: sums beyond the encoding's bounds for the most
+        contributors it allows, negative sums of squares, or a Gram matrix violating Cauchy–Schwarz
+        (|Σab|² ≤ Σa²·Σb²), e.g. a variance that would be negative."""
+        from .layouts import statistic_bounds  # layouts sits above statistics in the pipeline
+
+        bounds = statistic_bounds(len(self.features), self.encoding)
+        limit = self.encoding.max_contributors
+        cols, gram, m = self.columns, self.gram, len(self.gram)
+        for (a, b), (lo, hi) in zip(upper_triangle_index(m), bounds, strict=True):
+            if not limit * lo <= gram[a][b] <= limit * hi:
+                raise InvalidFileError(f"{source}: statistic ({cols[a]}, {cols[b]}) is beyond what the encoding allows")
+        for a in range(m):
+            for b in range(a + 1, m):
+                if gram[a][b] ** 2 > gram[a][a] * gram[b][b]:
+                    raise InvalidFileError(
+                        f"{source}: statistics ({cols[a]}, {cols[b]}) are inconsistent (no data gives them)")
 
 
 def _str_list(value: Any) -> bool:

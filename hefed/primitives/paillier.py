@@ -53,5 +53,10 @@ def decrypt_raw(private_key: PaillierPrivateKey, ciphertext: int) -> int:
 
 
 def is_valid_ciphertext(n: int, ciphertext: int) -> bool:
-    """A Paillier ciphertext lies in [1, n²) and is coprime to n."""
-    return 1 <= ciphertext < n * n and math.gcd(ciphertext, n) == 1
+    """A Paillier ciphertext lies in [1, n²) and is coprime to n.
+
+    1 and n² − 1 are refused too: they are the trivial encryptions of 0 (r = ±1), which an
+    honest encryption yields with negligible probability, but a forger writes down for free.
+    """
+    nsq = n * n
+    return 1 < ciphertext < nsq - 1 and math.gcd(ciphertext, n) == 1
