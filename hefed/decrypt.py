@@ -15,6 +15,7 @@ an ``evaluation`` aggregate into :class:`~hefed.evaluation.EvaluationSums`;
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from phe import PaillierPrivateKey
 
@@ -84,87 +85,97 @@ def _decrypt_values(bundle: Bundle, private_key: PaillierPrivateKey, min_contrib
     return payload
 
 
-def decrypt_statistics(
-    bundle: Bundle,
-    private_key: PaillierPrivateKey,
-    min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
-    roster: Roster | None = None,
-) -> SufficientStatistics:
-    """Decrypt a ``statistics`` aggregate of at least ``min_contributors`` factories."""
-    if bundle.kind != "statistics":
-        raise SchemaMismatchError(f"expected a statistics bundle, got a {bundle.kind} bundle")
-    values = _decrypt_values(bundle, private_key, min_contributors, roster)
-    result = SufficientStatistics.from_vector(values, bundle.target, bundle.features, bundle.encoding,
-                                              bundle.contributors)
-    if any(result.gram[a][a] < 0 for a in range(len(result.gram))):
-        raise IntegrityError("decrypted statistics have a negative sum of squares")
-    return result
+Decrypted = SufficientStatistics | EvaluationSums | CoefficientAggregate | FoldStatistics | ColumnSummary
 
 
-def decrypt_evaluation(
-    bundle: Bundle,
-    private_key: PaillierPrivateKey,
-    min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
-    roster: Roster | None = None,
-) -> EvaluationSums:
-    """Decrypt an ``evaluation`` aggregate into the consortium's exact holdout sums."""
-    if bundle.kind != "evaluation":
-        raise SchemaMismatchError(f"expected an evaluation bundle, got a {bundle.kind} bundle")
-    values = _decrypt_values(bundle, private_key, min_contributors, roster)
-    if values[0] < 1:
-        raise IntegrityError("decrypted evaluation covers no rows")
+def _statistics(values: list[int], bundle: Bundle) -> SufficientStatistics:
+    return SufficientStatistics.from_vector(values, bundle.target, bundle.features, bundle.encoding,
+                                            bundle.contributors)
+
+
+def _fold_statistics(values: list[int], bundle: Bundle) -> FoldStatistics:
+    k = bundle.parameters["folds"]
+    size = len(values) // k
+    return FoldStatistics([_statistics(values[i * size:(i + 1) * size], bundle) for i in range(k)],
+                          bundle.parameters["fold_seed"])
+
+
+def _evaluation(values: list[int], bundle: Bundle) -> EvaluationSums:
     return sums_from_values(values, bundle.parameters, bundle.encoding, bundle.target, bundle.features,
                             bundle.contributors)
 
 
-def decrypt_coefficients(
+#: How each bundle kind's decrypted, checked slot values become its result.
+_RESULTS: dict[str, Callable[[list[int], Bundle], Decrypted]] = {
+    "statistics": _statistics,
+    "fold_statistics": _fold_statistics,
+    "evaluation": _evaluation,
+    "coefficients": CoefficientAggregate.from_values,
+    "summary": summary_from_values,
+}
+
+
+def decrypt_bundle(
     bundle: Bundle,
     private_key: PaillierPrivateKey,
     min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
+    roster: Roster | None = None,
+    kind: str | None = None,
+) -> Decrypted:
+    """Decrypt an aggregate of any kind (what ``hefed decrypt`` runs), or only of ``kind`` when given.
+
+    Every result is checked for rows and non-negative sums of squares before it is returned.
+    """
+    if kind is not None and bundle.kind != kind:
+        raise SchemaMismatchError(f"expected a {kind} bundle, got a {bundle.kind} bundle")
+    result = _RESULTS[bundle.kind](_decrypt_values(bundle, private_key, min_contributors, roster), bundle)
+    parts = result.folds if isinstance(result, FoldStatistics) else [result]
+    for part in parts:
+        if isinstance(part, SufficientStatistics) and any(part.gram[a][a] < 0 for a in range(len(part.gram))):
+            raise IntegrityError("decrypted statistics have a negative sum of squares")
+    if isinstance(result, (EvaluationSums, CoefficientAggregate)) and result.n < 1:
+        raise IntegrityError(f"decrypted {bundle.kind} aggregate covers no rows")
+    return result
+
+
+def decrypt_statistics(
+    bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
+    roster: Roster | None = None,
+) -> SufficientStatistics:
+    """Decrypt a ``statistics`` aggregate of at least ``min_contributors`` factories."""
+    return decrypt_bundle(bundle, private_key, min_contributors, roster, "statistics")  # type: ignore[return-value]
+
+
+def decrypt_evaluation(
+    bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
+    roster: Roster | None = None,
+) -> EvaluationSums:
+    """Decrypt an ``evaluation`` aggregate into the consortium's exact holdout sums."""
+    return decrypt_bundle(bundle, private_key, min_contributors, roster, "evaluation")  # type: ignore[return-value]
+
+
+def decrypt_coefficients(
+    bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
     roster: Roster | None = None,
 ) -> CoefficientAggregate:
     """Decrypt a ``coefficients`` aggregate into ``Σ nᵢ`` and ``Σ nᵢθᵢ``."""
-    if bundle.kind != "coefficients":
-        raise SchemaMismatchError(f"expected a coefficients bundle, got a {bundle.kind} bundle")
-    values = _decrypt_values(bundle, private_key, min_contributors, roster)
-    if values[0] < 1:
-        raise IntegrityError("decrypted coefficient aggregate covers no rows")
-    return CoefficientAggregate.from_values(values, bundle)
+    return decrypt_bundle(bundle, private_key, min_contributors, roster, "coefficients")  # type: ignore[return-value]
 
 
 def decrypt_fold_statistics(
-    bundle: Bundle,
-    private_key: PaillierPrivateKey,
-    min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
+    bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
     roster: Roster | None = None,
 ) -> FoldStatistics:
     """Decrypt a ``fold_statistics`` aggregate into the exact statistics of every fold."""
-    if bundle.kind != "fold_statistics":
-        raise SchemaMismatchError(f"expected a fold_statistics bundle, got a {bundle.kind} bundle")
-    values = _decrypt_values(bundle, private_key, min_contributors, roster)
-    k = bundle.parameters["folds"]
-    size = len(values) // k
-    folds = [
-        SufficientStatistics.from_vector(values[i * size:(i + 1) * size], bundle.target, bundle.features,
-                                         bundle.encoding, bundle.contributors)
-        for i in range(k)
-    ]
-    for fold in folds:
-        if any(fold.gram[a][a] < 0 for a in range(len(fold.gram))):
-            raise IntegrityError("decrypted fold statistics have a negative sum of squares")
-    return FoldStatistics(folds, bundle.parameters["fold_seed"])
+    return decrypt_bundle(bundle, private_key, min_contributors, roster, "fold_statistics")  # type: ignore[return-value]
 
 
 def decrypt_summary(
-    bundle: Bundle,
-    private_key: PaillierPrivateKey,
-    min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
+    bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
     roster: Roster | None = None,
 ) -> ColumnSummary:
     """Decrypt a ``summary`` aggregate into the consortium's per-column count, mean and std."""
-    if bundle.kind != "summary":
-        raise SchemaMismatchError(f"expected a summary bundle, got a {bundle.kind} bundle")
-    return summary_from_values(_decrypt_values(bundle, private_key, min_contributors, roster), bundle)
+    return decrypt_bundle(bundle, private_key, min_contributors, roster, "summary")  # type: ignore[return-value]
 
 
 def load_decrypted(path: str | os.PathLike[str]) -> SufficientStatistics | CoefficientAggregate | FoldStatistics:
@@ -182,19 +193,3 @@ def load_decrypted(path: str | os.PathLike[str]) -> SufficientStatistics | Coeff
     )
 
 
-def decrypt_bundle(
-    bundle: Bundle,
-    private_key: PaillierPrivateKey,
-    min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
-    roster: Roster | None = None,
-) -> SufficientStatistics | EvaluationSums | CoefficientAggregate | FoldStatistics | ColumnSummary:
-    """Decrypt an aggregate of any kind (what ``hefed decrypt`` runs)."""
-    if bundle.kind == "evaluation":
-        return decrypt_evaluation(bundle, private_key, min_contributors, roster)
-    if bundle.kind == "coefficients":
-        return decrypt_coefficients(bundle, private_key, min_contributors, roster)
-    if bundle.kind == "fold_statistics":
-        return decrypt_fold_statistics(bundle, private_key, min_contributors, roster)
-    if bundle.kind == "summary":
-        return decrypt_summary(bundle, private_key, min_contributors, roster)
-    return decrypt_statistics(bundle, private_key, min_contributors, roster)
