@@ -87,10 +87,10 @@ force_option = click.option("--force", is_flag=True, help="Replace an existing o
 def keygen(out_dir: Path, bits: int, insecure_test_key: bool, force: bool) -> None:
     """Key holder: make a Paillier key pair (pheutil JSON format)."""
     public_path, private_path = out_dir / "public_key.json", out_dir / "private_key.json"
-    for path in (public_path, private_path):
-        check_writable(path, force)
     public_key, private_key = hefed.generate_keypair(bits, insecure_test_key=insecure_test_key)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for path in (public_path, private_path):
+        check_writable(path, force)
     hefed.save_private_key(private_key, private_path, force=force)
     hefed.save_public_key(public_key, public_path, force=force)
     say(f"wrote {public_path} (publish it) and {private_path} (mode 0600, keep it secret)")
@@ -448,9 +448,13 @@ def print_metrics(title: str, metrics: dict[str, float]) -> None:
               help="With --factory-id and --out: also write an encrypted evaluation bundle.")
 @click.option("--factory-id", default=None)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Evaluation bundle to write.")
+@click.option("--frac-bits", default=Encoding.frac_bits, show_default=True, type=int,
+              help="Encoding: binary digits below the point (same for every factory).")
+@click.option("--int-bits", default=Encoding.int_bits, show_default=True, type=int,
+              help="Encoding: values must be below 2^INT_BITS in magnitude (same for every factory).")
 @force_option
 def evaluate(data: Path, model_path: Path, target: str | None, public_key_path: Path | None,
-             factory_id: str | None, out: Path | None, force: bool) -> None:
+             factory_id: str | None, out: Path | None, frac_bits: int, int_bits: int, force: bool) -> None:
     """Factory: metrics of a model on DATA (its holdout); optionally an encrypted evaluation bundle."""
     encrypted = [public_key_path, factory_id, out]
     if any(v is not None for v in encrypted) and not all(v is not None for v in encrypted):
@@ -458,10 +462,11 @@ def evaluate(data: Path, model_path: Path, target: str | None, public_key_path: 
     if out is not None:
         check_writable(out, force)
     model = hefed.LinearModel.load(model_path)
-    metrics = evaluate_local(model, data, target).metrics()
+    encoding = Encoding(frac_bits=frac_bits, int_bits=int_bits)
+    metrics = evaluate_local(model, data, target, encoding).metrics()
     print_metrics(f"local metrics of the model on {data} (stay here)", metrics)
     if out is not None and public_key_path is not None and factory_id is not None:
-        bundle = encrypt_evaluation(model, data, target, hefed.load_public_key(public_key_path), factory_id)
+        bundle = encrypt_evaluation(model, data, target, hefed.load_public_key(public_key_path), factory_id, encoding)
         bundle.save(out, force=force)
         say(f"wrote {out}: encrypted evaluation bundle ({len(bundle.ciphertexts)} ciphertexts)")
     emit(metrics=metrics, evaluation_bundle=out)

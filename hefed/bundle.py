@@ -103,6 +103,9 @@ class Bundle:
         bounds (:mod:`hefed.layouts`); a value outside is refused, never wrapped.
         """
         check_factory_id(factory_id)
+        if len(set(features)) != len(features) or target in features:
+            raise UsageError(f"{source or factory_id}: features must be distinct and must not include the target")
+        check_names([target, *features], source or factory_id, "target or features")
         parameters = dict(parameters or {})
         layout = payload_layout(kind, len(features), encoding, public_key, parameters)
         try:

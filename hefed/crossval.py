@@ -31,7 +31,7 @@ import pandas as pd
 from phe import PaillierPublicKey
 
 from .bundle import Bundle, check_factory_id
-from .data import read_table, select_xy
+from .data import check_seed, read_table, select_xy
 from .encoding import Encoding
 from .errors import InvalidFileError, SingularSystemError, UsageError
 from .fileio import atomic_write_json, is_version, read_json_object
@@ -51,6 +51,7 @@ def fold_assignment(n_rows: int, folds: int, seed: int = 0) -> np.ndarray:
     The fold of row ``i`` depends only on ``(seed, i)``, so it is reproducible and
     does not change when rows are appended.
     """
+    check_seed(seed)
     if not isinstance(folds, int) or folds < 2:
         raise UsageError(f"folds must be an integer of at least 2, got {folds!r}")
     with np.errstate(over="ignore"):

@@ -153,6 +153,24 @@ def _mostly_numeric(col: pd.Series) -> bool:
     return pd.to_numeric(present, errors="coerce").notna().mean() >= 0.5
 
 
+def as_exact_float64(values: object, name: str, source: str = "data") -> np.ndarray:
+    """``values`` as float64, refusing integers that float64 cannot hold exactly (|v| > 2^53)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iuO" and arr.size:
+        flat = arr.reshape(-1)
+        if arr.dtype.kind == "O":
+            big = [i for i, v in enumerate(flat) if isinstance(v, (int, np.integer)) and abs(int(v)) > 2**53]
+        else:
+            big = np.flatnonzero(np.abs(flat.astype(object)) > 2**53).tolist()
+        if big:
+            raise DataError(f"{source}: {name}: integer {flat[big[0]]} is beyond 2^53 and cannot be represented "
+                            "exactly as float64")
+    try:
+        return arr.astype(np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{source}: {name} must be numeric") from None
+
+
 def default_features(frame: pd.DataFrame, target: str) -> list[str]:
     """Every numeric column but the target (mostly-numeric text columns included, so
     their bad cells are reported instead of the column silently disappearing)."""
@@ -198,6 +216,7 @@ def split_holdout(frame: pd.DataFrame, test_fraction: float, seed: int = 0) -> t
     ``round(test_fraction · n)`` rows, drawn uniformly without replacement, form
     the holdout; both parts keep the original row order.
     """
+    check_seed(seed)
     if not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
         raise UsageError(f"test fraction must be strictly between 0 and 1, got {test_fraction!r}")
     n = len(frame)
@@ -208,6 +227,13 @@ def split_holdout(frame: pd.DataFrame, test_fraction: float, seed: int = 0) -> t
     mask = np.zeros(n, dtype=bool)
     mask[rng.permutation(n)[:k]] = True
     return frame.loc[~mask].reset_index(drop=True), frame.loc[mask].reset_index(drop=True)
+
+
+def check_seed(seed: object) -> int:
+    """Seeds of holdouts and folds are integers in [0, 2^63)."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= int(seed) < 2**63:
+        raise UsageError(f"seed must be an integer in [0, 2^63), got {seed!r}")
+    return int(seed)
 
 
 def write_table(frame: pd.DataFrame, path: str | os.PathLike[str], force: bool = False) -> Path:

@@ -20,6 +20,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .aggregate import aggregate
+from .data import as_exact_float64
 from .decrypt import decrypt_statistics
 from .encoding import Encoding
 from .encrypt import encrypt_bundle
@@ -39,14 +40,14 @@ def _party_arrays(X: Any, y: Any, names: list[str] | None, party: str) -> tuple[
             raise DataError(f"party {party!r}: columns {list(by_name)} differ from the first party's {names}")
         names = names or list(by_name)
         X = X[[by_name[name] for name in names]]
-    arr = np.asarray(X, dtype=np.float64)
+    arr = as_exact_float64(X, "X", f"party {party!r}")
     if arr.ndim != 2:
         raise DataError(f"party {party!r}: X must be two-dimensional")
     if names is None:
         names = [f"x{j}" for j in range(arr.shape[1])]
     if arr.shape[1] != len(names):
         raise DataError(f"party {party!r}: {arr.shape[1]} columns, expected {len(names)}")
-    target = np.asarray(y, dtype=np.float64).reshape(-1)
+    target = as_exact_float64(y, "y", f"party {party!r}").reshape(-1)
     if target.shape[0] != arr.shape[0]:
         raise DataError(f"party {party!r}: X has {arr.shape[0]} rows but y has {target.shape[0]}")
     return arr, target, names

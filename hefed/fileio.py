@@ -29,6 +29,9 @@ def check_writable(path: str | os.PathLike[str], force: bool = False) -> Path:
         raise OutputExistsError(f"{path}: file exists (use --force / force=True to replace it)")
     if path.is_dir():
         raise OutputExistsError(f"{path}: is a directory")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputExistsError(f"{path}: directory {parent} does not exist")
     return path
 
 

@@ -38,6 +38,8 @@ from .errors import InsecureKeyError, InvalidFileError, UsageError
 from .fileio import atomic_write_json, check_writable, is_version, read_json_object
 
 IDENTITY_FORMAT = "hefed.identity"
+# A fixed private key used only to probe that a peer's X25519 public key is not a low-order point.
+_PROBE = X25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
 ROSTER_FORMAT = "hefed.roster"
 VERSION = 1
 
@@ -99,7 +101,10 @@ class FactoryIdentity:
         return self.signing_key.sign(message)
 
     def shared_secret(self, peer: Member) -> bytes:
-        return self.agreement_key.exchange(peer.agreement_key())
+        try:
+            return self.agreement_key.exchange(peer.agreement_key())
+        except ValueError:  # a low-order point: no shared secret, and no masks, can come of it
+            raise InvalidFileError(f"roster: {peer.factory_id!r} has an invalid key-agreement key") from None
 
 
 def enroll(factory_id: str, out_dir: str | os.PathLike[str], force: bool = False) -> tuple[Path, Path]:
@@ -107,6 +112,7 @@ def enroll(factory_id: str, out_dir: str | os.PathLike[str], force: bool = False
     check_factory_id(factory_id)
     out_dir = Path(out_dir)
     private_path, public_path = out_dir / "identity.key.json", out_dir / "identity.pub.json"
+    out_dir.mkdir(parents=True, exist_ok=True)
     for path in (private_path, public_path):
         check_writable(path, force)
     identity = FactoryIdentity(factory_id, Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
@@ -213,8 +219,14 @@ class Roster:
                 check_factory_id(fid)
             except UsageError:
                 raise InvalidFileError(f"{source}: invalid factory id {fid!r}") from None
-            roster.members[fid] = Member(fid, _unb64(entry["signing_public"], source, f"{fid}.signing_public"),
-                                         _unb64(entry["agreement_public"], source, f"{fid}.agreement_public"))
+            member = Member(fid, _unb64(entry["signing_public"], source, f"{fid}.signing_public"),
+                            _unb64(entry["agreement_public"], source, f"{fid}.agreement_public"))
+            try:  # a low-order X25519 point yields no shared secret: refuse it now, not mid-round
+                _PROBE.exchange(member.agreement_key())
+                member.verifier()
+            except ValueError:
+                raise InvalidFileError(f"{source}: member {fid!r} has an invalid public key") from None
+            roster.members[fid] = member
         return roster
 
 

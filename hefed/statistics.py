@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .data import read_table, select_xy
+from .data import as_exact_float64, read_table, select_xy
 from .encoding import Encoding
 from .errors import DataError, InvalidFileError, SchemaMismatchError
 from .fileio import atomic_write_json, check_names, is_version, read_json_object
@@ -254,8 +254,8 @@ def statistics_from_arrays(
 ) -> SufficientStatistics:
     """Exact statistics of float64 arrays (columns of ``X`` named by ``features``)."""
     encoding = encoding or Encoding()
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    X = as_exact_float64(X, "X", source)
+    y = as_exact_float64(y, "y", source).reshape(-1)
     if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[1] != len(features):
         raise SchemaMismatchError(f"{source}: X, y and feature names do not agree in shape")
     if X.shape[0] >= 1 << encoding.max_rows_bits:
