@@ -7,14 +7,13 @@ key size beyond the packing layout, which the tests derive from the key.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_helpers import run_cli
 
 import hefed
 
@@ -84,24 +83,6 @@ def gas_turbine_dir() -> Path:
     if not all((GAS_TURBINE_DIR / f"gt_{year}.csv").is_file() for year in range(2011, 2016)):
         pytest.skip(f"gas-turbine data not found in {GAS_TURBINE_DIR}")
     return GAS_TURBINE_DIR
-
-
-def run_cli(
-    *args: object, cwd: str | os.PathLike[str] | None = None, timeout: float = 180
-) -> subprocess.CompletedProcess:
-    """Run ``python -m hefed_cli.main ARGS...`` as a real subprocess, capturing text output."""
-    env = dict(os.environ)
-    env["COLUMNS"] = "200"  # keep rich from wrapping lines in captured output
-    env.pop("PYTHONWARNINGS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "hefed_cli.main", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="session")

@@ -7,15 +7,13 @@ float64 model each factory would publish on its own; it is not the pooled model.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import run_cli, run_cli_parallel
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -99,26 +97,6 @@ def _coefficient_aggregate(frames, public_key, private_key, ridge: float) -> Coe
 
 def _by_name(model: LinearModel) -> dict[str, Fraction]:
     return {str(f): c for f, c in zip(model.feature_names_in_, model.coef_exact_, strict=True)}
-
-
-def run_cli(*args: object, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="200")
-    env.pop("PYTHONWARNINGS", None)
-    return subprocess.run([sys.executable, "-m", "hefed_cli.main", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def run_cli_parallel(commands: list[list[object]], timeout: float = 180) -> list[subprocess.CompletedProcess]:
-    """Several independent CLI commands at once (each factory encrypts on its own machine anyway)."""
-    env = dict(os.environ, COLUMNS="200")
-    env.pop("PYTHONWARNINGS", None)
-    procs = [subprocess.Popen([sys.executable, "-m", "hefed_cli.main", *map(str, args)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for args in commands]
-    results = []
-    for args, proc in zip(commands, procs, strict=True):
-        out, err = proc.communicate(timeout=timeout)
-        results.append(subprocess.CompletedProcess(args, proc.returncode, out, err))
-    return results
 
 
 # --------------------------------------------------------------------------------------

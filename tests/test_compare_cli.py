@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import run_cli, run_cli_parallel
 from sklearn.linear_model import LinearRegression
 
 import hefed
@@ -24,27 +23,13 @@ TARGET = "co2_t"
 FEATURES = ["coal_t", "natural_gas_t", "diesel_t", "electricity_mwh", "clinker_t"]
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["COLUMNS"] = "250"  # rich must not wrap or truncate table cells
-    env.pop("PYTHONWARNINGS", None)
-    return env
-
-
 def hefed_cli(*args: object, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hefed_cli.main", *map(str, args)], cwd=cwd, env=_env(),
-                          capture_output=True, text=True, timeout=300, check=False)
+    return run_cli(*args, cwd=cwd, timeout=300)
 
 
 def hefed_cli_parallel(commands: list[list[object]], cwd: Path) -> list[subprocess.CompletedProcess]:
     """Run independent commands (one per factory) at the same time, as the factories would."""
-    procs = [subprocess.Popen([sys.executable, "-m", "hefed_cli.main", *map(str, args)], cwd=cwd, env=_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for args in commands]
-    results = []
-    for args, proc in zip(commands, procs, strict=True):
-        stdout, stderr = proc.communicate(timeout=300)
-        results.append(subprocess.CompletedProcess(args, proc.returncode, stdout, stderr))
-    return results
+    return run_cli_parallel(commands, cwd=cwd, timeout=300)
 
 
 def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

@@ -7,15 +7,13 @@ on the pooled rows, the chosen α ``RidgeCV``'s, and each mean MSE the exact rat
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import run_cli, run_cli_parallel
 from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.model_selection import PredefinedSplit, cross_val_score
 
@@ -126,25 +124,6 @@ def _fraction_cv_mse(X: np.ndarray, y: np.ndarray, fold_ids: np.ndarray, alpha: 
                    for r in test), Fraction(0))
         per_fold.append(sse / len(test))
     return sum(per_fold, Fraction(0)) / len(per_fold)
-
-
-def run_cli(*args: object, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="200")
-    env.pop("PYTHONWARNINGS", None)
-    return subprocess.run([sys.executable, "-m", "hefed_cli.main", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def run_cli_parallel(commands: list[list[object]], timeout: float = 180) -> list[subprocess.CompletedProcess]:
-    env = dict(os.environ, COLUMNS="200")
-    env.pop("PYTHONWARNINGS", None)
-    procs = [subprocess.Popen([sys.executable, "-m", "hefed_cli.main", *map(str, args)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for args in commands]
-    results = []
-    for args, proc in zip(commands, procs, strict=True):
-        out, err = proc.communicate(timeout=timeout)
-        results.append(subprocess.CompletedProcess(args, proc.returncode, out, err))
-    return results
 
 
 # --------------------------------------------------------------------------------------

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from fractions import Fraction
 
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import run_cli, run_cli_parallel
 
 import hefed
 from hefed.coefficients import encrypt_coefficients
@@ -63,25 +62,6 @@ def _summary(frames: dict[str, pd.DataFrame], keys, features=FEATURES) -> Column
                for name, f in frames.items()]
     assert {b.kind for b in bundles} == {"summary"}
     return decrypt_summary(hefed.aggregate(bundles), private_key)
-
-
-def run_cli(*args: object, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="200")
-    env.pop("PYTHONWARNINGS", None)
-    return subprocess.run([sys.executable, "-m", "hefed_cli.main", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def run_cli_parallel(commands: list[list[object]], timeout: float = 180) -> list[subprocess.CompletedProcess]:
-    env = dict(os.environ, COLUMNS="200")
-    env.pop("PYTHONWARNINGS", None)
-    procs = [subprocess.Popen([sys.executable, "-m", "hefed_cli.main", *map(str, args)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for args in commands]
-    results = []
-    for args, proc in zip(commands, procs, strict=True):
-        out, err = proc.communicate(timeout=timeout)
-        results.append(subprocess.CompletedProcess(args, proc.returncode, out, err))
-    return results
 
 
 def one_line_error(result: subprocess.CompletedProcess, code: int) -> str:
