@@ -17,7 +17,7 @@ from rich.table import Table
 import hefed
 from hefed.coefficients import CoefficientAggregate
 from hefed.compare import MODELS, Comparison, compare_models
-from hefed.crossval import FoldStatistics, RidgeCVResult, solve_auto_ridge
+from hefed.crossval import FoldStatistics, RidgeCVResult
 from hefed.data import write_table
 from hefed.datasets import load_consortium
 from hefed.decrypt import decrypt_bundle, load_decrypted
@@ -29,8 +29,9 @@ from hefed.fileio import check_writable
 from hefed.identity import Roster, load_identity, roster_add
 from hefed.identity import enroll as enroll_factory
 from hefed.keys import DEFAULT_BITS
-from hefed.preprocess import ColumnSummary, standardized_coefficients
-from hefed.privacy import Bounds, dp_solve
+from hefed.preprocess import ColumnSummary
+from hefed.privacy import Bounds
+from hefed.release import release_model
 from hefed.rounds import load_round_inputs, new_round
 
 from .federate import federate
@@ -344,25 +345,13 @@ def solve_cmd(stats: Path, ridge: str, alphas: str | None, no_intercept: bool, d
               dp_delta: float | None, bounds_path: Path | None, standardize: bool, out: Path, force: bool) -> None:
     """Solve the exact global linear model from decrypted aggregate statistics."""
     check_writable(out, force)
-    aggregate = load_decrypted(stats)
-    curve = None
-    dp = (dp_epsilon, dp_delta, bounds_path)
-    if any(v is not None for v in dp) and not all(v is not None for v in dp):
-        raise UsageError("a differentially private release needs --dp-epsilon, --dp-delta and --bounds")
-    if dp_epsilon is not None and dp_delta is not None and bounds_path is not None:
-        if ridge.strip().lower() == "auto" or not isinstance(aggregate, hefed.SufficientStatistics):
-            raise UsageError("--dp-epsilon needs plain statistics and a fixed --ridge")
-        model = dp_solve(aggregate, dp_epsilon, dp_delta, Bounds.load(bounds_path),
-                         parse_floats(ridge, "--ridge")[0], fit_intercept=not no_intercept)
-    elif ridge.strip().lower() == "auto":
-        model, curve = solve_auto_ridge(aggregate, parse_floats(alphas, "--alphas"), fit_intercept=not no_intercept)
+    ridge_value: float | str = "auto" if ridge.strip().lower() == "auto" else parse_floats(ridge, "--ridge")[0]
+    model, curve = release_model(
+        load_decrypted(stats), ridge_value, parse_floats(alphas, "--alphas"), not no_intercept, standardize,
+        dp_epsilon, dp_delta, Bounds.load(bounds_path) if bounds_path is not None else None,
+    )
+    if curve is not None:
         print_validation_curve(curve)
-    else:
-        if alphas:
-            raise UsageError("--alphas needs --ridge auto")
-        model = hefed.solve(aggregate, ridge=parse_floats(ridge, "--ridge")[0], fit_intercept=not no_intercept)
-    if standardize:
-        model.standardized_ = standardized_coefficients(model, aggregate)
     model.save(out, force=force)
     if model.dp_:
         say(f"DIFFERENTIALLY PRIVATE RELEASE: (epsilon={model.dp_['epsilon']:g}, delta={model.dp_['delta']:g}) "
