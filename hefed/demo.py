@@ -22,7 +22,7 @@ import pandas as pd
 from .aggregate import aggregate
 from .bundle import Bundle
 from .compare import Comparison, compare_models
-from .datasets import EMISSION_FACTORS, FACTOR_UNITS, TARGET, make_factories
+from .datasets import TARGET, make_factories
 from .decrypt import decrypt_statistics
 from .encrypt import encrypt_statistics
 from .keys import generate_keypair, load_private_key, load_public_key, save_private_key, save_public_key
@@ -45,13 +45,6 @@ class DemoReport:
     max_rel_diff_centralised: float = float("nan")
     equals_exact_pooled: bool = False
     comparison: Comparison | None = None
-
-    def factor_table(self) -> list[tuple[str, float, str, float | None]]:
-        """(feature, estimated factor, unit, true factor) rows."""
-        return [
-            (name, value, FACTOR_UNITS.get(name, ""), EMISSION_FACTORS.get(name))
-            for name, value in zip(self.model.feature_names_in_, self.model.coef_, strict=True)
-        ]
 
 
 def run_demo(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Iterable
 
 import gmpy2
 from phe import PaillierPrivateKey, PaillierPublicKey
@@ -36,15 +35,6 @@ def encrypt_raw(public_key: PaillierPublicKey, plaintext: int) -> int:
     nsquare = gmpy2.mpz(public_key.nsquare)
     obfuscator = gmpy2.powmod(random_unit(n), n, nsquare)
     return int(gmpy2.f_mod((1 + gmpy2.mpz(plaintext) * n) * obfuscator, nsquare))
-
-
-def add_raw(nsquare: int, ciphertexts: Iterable[int]) -> int:
-    """Homomorphic sum: the product of the ciphertexts modulo n²."""
-    nsq = gmpy2.mpz(nsquare)
-    acc = gmpy2.mpz(1)
-    for c in ciphertexts:
-        acc = gmpy2.f_mod(acc * c, nsq)
-    return int(acc)
 
 
 def decrypt_raw(private_key: PaillierPrivateKey, ciphertext: int) -> int:
