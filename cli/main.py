@@ -205,12 +205,16 @@ def round_new(roster_path: Path, participants: str, out: Path, force: bool) -> N
 @click.option("--roster", "roster_path", type=click.Path(path_type=Path), default=None, help="Consortium roster.")
 @click.option("--bounds", "bounds_path", type=click.Path(path_type=Path), default=None,
               help="Declared per-column bounds: clip values to them (for a differentially private release).")
+@click.option("--encryption", type=click.Choice(["djn", "classic"]), default="djn", show_default=True,
+              help="djn: fixed-base short-exponent encryption (fast; adds a short-exponent assumption, see "
+              "THREAT_MODEL.md); classic: phe's r^n encryption.")
 @force_option
 def encrypt(data: Path, target: str, features: str | None, public_key_path: Path, factory_id: str, out: Path,
             mode: str, summary_flag: bool, ridge: float, folds: int, summary_file: Path | None, impute: str | None,
             missing: str, max_z: float | None, test_fraction: float, seed: int, holdout_out: Path | None,
             frac_bits: int, int_bits: int, max_contributors: int, round_path: Path | None,
-            identity_path: Path | None, roster_path: Path | None, bounds_path: Path | None, force: bool) -> None:
+            identity_path: Path | None, roster_path: Path | None, bounds_path: Path | None, encryption: str,
+            force: bool) -> None:
     """Factory: compute exact statistics of DATA (CSV or Parquet) and encrypt them."""
     check_writable(out, force)
     if holdout_out is not None:
@@ -229,7 +233,7 @@ def encrypt(data: Path, target: str, features: str | None, public_key_path: Path
         mode="summary" if summary_flag else mode, ridge=ridge, folds=folds, test_fraction=test_fraction,
         seed=seed, summary=summary, impute=impute, missing=missing, max_z=max_z,
         round_=round_, identity=identity, roster=roster,
-        bounds=Bounds.load(bounds_path) if bounds_path is not None else None,
+        bounds=Bounds.load(bounds_path) if bounds_path is not None else None, encryption=encryption,
     )
     for line in result.report.lines() if result.report else []:
         say(line)

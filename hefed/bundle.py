@@ -33,12 +33,13 @@ from phe import PaillierPublicKey
 from phe.util import base64_to_int, int_to_base64
 
 from .encoding import Encoding
+from .encryption import encrypt_plaintexts
 from .errors import InvalidFileError, OverflowRiskError, UsageError
 from .fileio import atomic_write_json, check_names, is_version, read_json_object
 from .keys import MAX_BITS, key_fingerprint
 from .layouts import KIND_PARAMETERS, MAX_FEATURES, check_parameters, payload_layout
 from .primitives.packing import Layout, PackingError
-from .primitives.paillier import encrypt_raw, is_valid_ciphertext
+from .primitives.paillier import is_valid_ciphertext
 
 FORMAT = "hefed.bundle"
 VERSION = 1
@@ -96,11 +97,14 @@ class Bundle:
         values: Sequence[int],
         parameters: dict[str, Any] | None = None,
         source: str | None = None,
+        encryption: str | None = None,
     ) -> Bundle:
         """Pack one contribution's exact integers (plus the contribution counter) and encrypt them.
 
         Every bundle kind is made here: the values must lie within the kind's public
         bounds (:mod:`hefed.layouts`); a value outside is refused, never wrapped.
+        ``encryption`` is ``"djn"`` or ``"classic"`` (:mod:`hefed.encryption`); by default the
+        method set by :func:`hefed.encryption.encryption_method`, else DJN.
         """
         check_factory_id(factory_id)
         if len(set(features)) != len(features) or target in features:
@@ -114,7 +118,7 @@ class Bundle:
             raise OverflowRiskError(
                 f"{source or factory_id}: a {kind} value exceeds the encoding's declared bounds ({exc})"
             ) from None
-        ciphertexts = [encrypt_raw(public_key, p) for p in plaintexts]
+        ciphertexts = encrypt_plaintexts(public_key, plaintexts, encryption)
         return cls(kind, public_key, target, list(features), encoding, [factory_id], ciphertexts, layout.digest(),
                    parameters)
 

@@ -24,6 +24,7 @@ from .coefficients import FORMAT as COEFFICIENTS_FORMAT
 from .coefficients import CoefficientAggregate
 from .crossval import FORMAT as FOLDS_FORMAT
 from .crossval import FoldStatistics
+from .encryption import decrypt_ciphertexts
 from .errors import (
     DuplicateContributorError,
     IntegrityError,
@@ -39,7 +40,6 @@ from .identity import Roster
 from .keys import key_fingerprint
 from .preprocess import ColumnSummary, summary_from_values
 from .primitives.packing import PackingError
-from .primitives.paillier import decrypt_raw
 from .rounds import verify_aggregate
 from .statistics import FORMAT as STATISTICS_FORMAT
 from .statistics import SufficientStatistics
@@ -74,7 +74,7 @@ def _decrypt_values(bundle: Bundle, private_key: PaillierPrivateKey, min_contrib
             "before anything is decrypted"
         )
     layout = bundle.layout()
-    plaintexts = [decrypt_raw(private_key, c) for c in bundle.ciphertexts]
+    plaintexts = decrypt_ciphertexts(private_key, bundle.ciphertexts)
     try:
         values = layout.unpack(plaintexts, count)
     except PackingError as exc:

@@ -17,6 +17,7 @@ from phe import PaillierPublicKey
 from .bundle import Bundle, check_factory_id
 from .data import default_features, read_table, split_holdout
 from .encoding import Encoding
+from .encryption import DEFAULT_METHOD, encryption_method
 from .errors import UsageError
 from .identity import FactoryIdentity, Roster
 from .preprocess import ColumnSummary, PreprocessReport, preprocess
@@ -25,10 +26,13 @@ from .rounds import Round, mask_and_sign
 from .statistics import SufficientStatistics, compute_statistics
 
 
-def encrypt_bundle(stats: SufficientStatistics, public_key: PaillierPublicKey, factory_id: str) -> Bundle:
-    """Pack and encrypt one factory's statistics into a :class:`Bundle`."""
+def encrypt_bundle(
+    stats: SufficientStatistics, public_key: PaillierPublicKey, factory_id: str, encryption: str | None = None
+) -> Bundle:
+    """Pack and encrypt one factory's statistics into a :class:`Bundle` (``encryption``:
+    ``"djn"``, the default, or ``"classic"``; see :mod:`hefed.encryption`)."""
     return Bundle.seal("statistics", public_key, stats.target, stats.features, stats.encoding, factory_id,
-                       stats.to_vector())
+                       stats.to_vector(), encryption=encryption)
 
 
 def encrypt_statistics(
@@ -38,15 +42,17 @@ def encrypt_statistics(
     features: Sequence[str] | None = None,
     factory_id: str = "factory",
     encoding: Encoding | None = None,
+    encryption: str | None = None,
 ) -> Bundle:
     """Compute a factory's exact statistics from ``data`` and encrypt them.
 
-    ``data`` is a DataFrame or a CSV/Parquet path; ``features`` defaults to every
-    numeric column but ``target``. Returns the encrypted :class:`Bundle`.
+    ``data`` is a DataFrame or a CSV/Parquet path (read in chunks, so memory does not
+    grow with the file); ``features`` defaults to every numeric column but ``target``.
+    ``encryption`` is ``"djn"`` (default) or ``"classic"``. Returns the encrypted :class:`Bundle`.
     """
     check_factory_id(factory_id)
     stats = compute_statistics(data, target, features, encoding, factory_id)
-    return encrypt_bundle(stats, public_key, factory_id)
+    return encrypt_bundle(stats, public_key, factory_id, encryption)
 
 
 @dataclass
@@ -82,6 +88,7 @@ def encrypt_table(
     identity: FactoryIdentity | None = None,
     roster: Roster | None = None,
     bounds: Bounds | None = None,
+    encryption: str = DEFAULT_METHOD,
 ) -> EncryptResult:
     """Everything ``hefed encrypt`` does, in order: read the table; in ``summary`` mode encrypt
     the per-column count/Σx/Σx² (missing values allowed) and stop; otherwise handle missing
@@ -92,13 +99,15 @@ def encrypt_table(
     With a ``round_`` (and the factory's ``identity`` and the consortium ``roster``) the
     bundle is masked and signed for that round (:mod:`hefed.rounds`). With ``bounds`` the
     used columns are clipped to the declared bounds first (for a differentially private release).
+    ``encryption`` is ``"djn"`` (default) or ``"classic"`` (:mod:`hefed.encryption`).
     """
     if (round_ is None) != (identity is None) or (round_ is None) != (roster is None):
         raise UsageError("a masked round needs the round, the factory's identity and the roster together")
     if identity is not None and identity.factory_id != factory_id:
         raise UsageError(f"the identity belongs to {identity.factory_id!r}, not {factory_id!r}")
-    result = _encrypt_table(data, target, public_key, features, factory_id, encoding, mode, ridge, folds,
-                            test_fraction, seed, summary, impute, missing, max_z, bounds)
+    with encryption_method(encryption):
+        result = _encrypt_table(data, target, public_key, features, factory_id, encoding, mode, ridge, folds,
+                                test_fraction, seed, summary, impute, missing, max_z, bounds)
     if round_ is not None and identity is not None and roster is not None:
         result.bundle = mask_and_sign(result.bundle, identity, roster, round_)
     return result

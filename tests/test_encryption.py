@@ -1,0 +1,156 @@
+"""DJN fixed-base encryption, the classic option, and the process pool for big batches."""
+
+from __future__ import annotations
+
+import secrets
+
+import gmpy2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from phe import paillier
+
+import hefed
+from hefed import encryption, parallel
+from hefed.errors import UsageError
+from hefed.primitives import djn
+
+
+@pytest.fixture(scope="module")
+def keypair() -> tuple[paillier.PaillierPublicKey, paillier.PaillierPrivateKey]:
+    return paillier.generate_paillier_keypair(n_length=1024)
+
+
+@pytest.mark.parametrize("window", [2, 3, 5, 8])
+def test_fixed_base_table_equals_plain_exponentiation(keypair, window):
+    pub, _ = keypair
+    table = djn.FixedBaseTable(pub.n, window)
+    nsq = pub.nsquare
+    for exponent in [0, 1, 2, (1 << window) - 1, 1 << window, (1 << table.bits) - 1,
+                     *(secrets.randbits(table.bits) for _ in range(5))]:
+        assert table.power(exponent) == gmpy2.powmod(table.hs, exponent, nsq)
+    with pytest.raises(ValueError):
+        table.power(1 << table.bits)
+
+
+def test_hs_is_an_nth_power_of_minus_a_square(keypair):
+    """hs = (−x²)^n: its Paillier decryption is 0, so multiplying by any power of it keeps m."""
+    pub, priv = keypair
+    table = djn.FixedBaseTable(pub.n, 4)
+    assert priv.raw_decrypt(int(table.hs)) == 0
+    assert table.bits == 512  # |n|/2 bits of exponent for a 1024-bit key
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=0))
+def test_phe_private_key_decrypts_djn_ciphertexts(keypair, value):
+    pub, priv = keypair
+    m = value % pub.n
+    c = djn.table_for(pub.n).encrypt(m)
+    assert priv.raw_decrypt(c) == m
+    # and phe's own EncryptedNumber arithmetic works on it
+    total = paillier.EncryptedNumber(pub, c, 0) + paillier.EncryptedNumber(pub, djn.table_for(pub.n).encrypt(5), 0)
+    assert priv.raw_decrypt(total.ciphertext(be_secure=False)) == (m + 5) % pub.n
+
+
+def test_djn_ciphertexts_are_randomised(keypair):
+    pub, _ = keypair
+    table = djn.table_for(pub.n)
+    assert len({table.encrypt(7) for _ in range(20)}) == 20
+    # a fresh table draws a fresh base
+    assert djn.FixedBaseTable(pub.n, 3).hs != djn.FixedBaseTable(pub.n, 3).hs
+
+
+def test_table_is_cached_per_key_and_widened_for_big_batches(keypair):
+    pub, _ = keypair
+    djn.clear_tables()
+    small = djn.table_for(pub.n, 10)
+    assert djn.table_for(pub.n, 10) is small
+    big = djn.table_for(pub.n, 100_000)
+    assert big.window > small.window
+    assert djn.table_for(pub.n, 10) is big
+    other, _ = paillier.generate_paillier_keypair(n_length=512)
+    assert djn.table_for(other.n, 10).n == other.n
+    assert djn.table_for(pub.n, 10) is big
+    djn.clear_tables()
+
+
+def test_best_window_grows_with_the_batch():
+    windows = [djn.best_window(1024, count) for count in (1, 33, 330, 5000, 10**6)]
+    assert windows == sorted(windows)
+    assert windows[0] < windows[-1] == max(djn.WINDOWS)
+
+
+@pytest.mark.parametrize("method", ["djn", "classic"])
+def test_encrypt_plaintexts_both_methods_decrypt(keypair, method):
+    pub, priv = keypair
+    plaintexts = [0, 1, pub.n - 1, *(secrets.randbelow(pub.n) for _ in range(5))]
+    cts = encryption.encrypt_plaintexts(pub, plaintexts, method)
+    assert [priv.raw_decrypt(c) for c in cts] == plaintexts
+    assert encryption.decrypt_ciphertexts(priv, cts) == plaintexts
+    with pytest.raises(ValueError):
+        encryption.encrypt_plaintexts(pub, [pub.n], method)
+
+
+def test_unknown_method_is_refused(keypair):
+    pub, _ = keypair
+    with pytest.raises(UsageError, match="encryption method"):
+        encryption.encrypt_plaintexts(pub, [1], "rsa")
+    with pytest.raises(UsageError):
+        with encryption.encryption_method("fast"):
+            pass
+
+
+def test_encryption_method_context_reaches_bundle_seal(keypair, monkeypatch):
+    pub, priv = keypair
+    used: list[str] = []
+    real = encryption._encrypt_piece
+
+    def spy(plaintexts, n, method):
+        used.append(method)
+        return real(plaintexts, n, method)
+
+    monkeypatch.setattr(encryption, "_encrypt_piece", spy)
+    frame = __import__("pandas").DataFrame({"x": [1.0, 2.0, 3.5], "y": [2.0, 4.5, 7.0]})
+    with encryption.encryption_method("classic"):
+        hefed.encrypt_statistics(frame, "y", pub, ["x"], factory_id="a")
+    hefed.encrypt_statistics(frame, "y", pub, ["x"], factory_id="a")
+    bundle = hefed.encrypt_statistics(frame, "y", pub, ["x"], factory_id="a", encryption="classic")
+    assert used == ["classic", "djn", "classic"]
+    assert hefed.decrypt_statistics(bundle, priv, min_contributors=1).n == 3
+
+
+def test_pool_path_gives_the_same_plaintexts(keypair, monkeypatch):
+    """Force the pool on (2 workers, tiny thresholds) and check order and values survive it."""
+    pub, priv = keypair
+    monkeypatch.setenv("HEFED_WORKERS", "2")
+    monkeypatch.setattr(encryption, "_MIN_ENCRYPTIONS_PER_WORKER", 1)
+    monkeypatch.setattr(encryption, "_MIN_DECRYPTIONS_PER_WORKER", 1)
+    plaintexts = [secrets.randbelow(pub.n) for _ in range(9)]
+    try:
+        for method in ("djn", "classic"):
+            cts = encryption.encrypt_plaintexts(pub, plaintexts, method)
+            assert [priv.raw_decrypt(c) for c in cts] == plaintexts
+            assert encryption.decrypt_ciphertexts(priv, cts) == plaintexts
+    finally:
+        parallel.shutdown()
+
+
+def test_small_batches_stay_in_process(monkeypatch):
+    monkeypatch.setenv("HEFED_WORKERS", "8")
+    assert parallel.workers_for(100, 512) == 1
+    assert parallel.workers_for(4096, 512) == 8
+    monkeypatch.setenv("HEFED_WORKERS", "1")
+    assert parallel.workers_for(10**6, 1) == 1
+    monkeypatch.setenv("HEFED_WORKERS", "zero")
+    with pytest.raises(UsageError, match="HEFED_WORKERS"):
+        parallel.workers_for(10, 1)
+
+
+@given(st.lists(st.integers(), max_size=50), st.integers(min_value=1, max_value=9))
+def test_split_keeps_order_and_balance(items, parts):
+    pieces = parallel.split(items, parts)
+    assert [x for piece in pieces for x in piece] == items
+    if items:
+        sizes = [len(p) for p in pieces]
+        assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1 and len(pieces) == min(parts, len(items))
