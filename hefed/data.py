@@ -205,7 +205,9 @@ def select_xy(
         raise DataError(f"{source}: target {target!r} is also listed as a feature")
     if len(frame) == 0:
         raise DataError(f"{source}: no data rows")
-    X = np.column_stack([_numeric_column(frame, f, source, labels[f]) for f in features])
+    X = np.empty((len(frame), len(features)), order="F")  # column by column, as it is filled and read
+    for j, f in enumerate(features):
+        X[:, j] = _numeric_column(frame, f, source, labels[f])
     y = _numeric_column(frame, target, source, labels[target])
     return X, y, features
 

@@ -24,6 +24,7 @@ from .preprocess import ColumnSummary, PreprocessReport, preprocess
 from .privacy import Bounds
 from .rounds import Round, mask_and_sign
 from .statistics import SufficientStatistics, compute_statistics
+from .streaming import stream_statistics
 
 
 def encrypt_bundle(
@@ -124,6 +125,11 @@ def _encrypt_table(
     if folds and mode != "statistics":
         raise UsageError("folds apply to statistics mode only")
     check_factory_id(factory_id)
+    if mode == "statistics" and not folds and not test_fraction and not isinstance(data, pd.DataFrame):
+        # The common case reads the file block by block: memory does not grow with the file.
+        stats, report = stream_statistics(data, target, features, encoding, factory_id, summary=summary,
+                                          impute=impute, missing=missing, max_z=max_z, bounds=bounds)
+        return EncryptResult(encrypt_bundle(stats, public_key, factory_id), None, report)
     frame = data if isinstance(data, pd.DataFrame) else read_table(data)
     source = str(data) if not isinstance(data, pd.DataFrame) else factory_id
     if mode == "summary":

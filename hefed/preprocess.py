@@ -217,6 +217,7 @@ def preprocess(
     missing: str = "error",
     max_z: float | None = None,
     source: str = "data",
+    allow_empty: bool = False,
 ) -> tuple[pd.DataFrame, PreprocessReport]:
     """Handle missing values and outliers before the statistics are computed.
 
@@ -224,7 +225,8 @@ def preprocess(
     otherwise ``missing="drop"`` drops incomplete rows and ``missing="error"``
     refuses them, naming the rows. ``max_z`` drops rows whose |z| against the
     summary's mean and standard deviation exceeds it, in any used column. Rows
-    are numbered from 1 (the first data row).
+    are numbered from 1 (the first data row). ``allow_empty`` lets every row go (one chunk
+    of a table read in pieces); otherwise that is refused.
     """
     if missing not in ("drop", "error"):
         raise UsageError(f"missing must be 'drop' or 'error', got {missing!r}")
@@ -275,7 +277,7 @@ def preprocess(
     for c in columns:
         cleaned[labels[c]] = values[c][keep]
     report.rows_out = int(keep.sum())
-    if report.rows_out == 0:
+    if report.rows_out == 0 and not allow_empty:
         raise DataError(f"{source}: no rows left after preprocessing")
     return cleaned, report
 

@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .data import as_exact_float64, read_table, select_xy
+from .data import as_exact_float64, select_xy
 from .encoding import Encoding
 from .errors import DataError, InvalidFileError, SchemaMismatchError
 from .fileio import atomic_write_json, check_names, is_version, read_json_object
 from .layouts import upper_triangle_index
-from .primitives.exactgram import GramAccumulator
+from .primitives.exactgram import GramAccumulator, bit_range
 
 FORMAT = "hefed.statistics"
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -237,10 +237,36 @@ def compute_statistics(
     naming the column and row of any value that cannot be used exactly.
     """
     encoding = encoding or Encoding()
-    source = str(data) if not isinstance(data, pd.DataFrame) else (factory_id or "data")
-    frame = data if isinstance(data, pd.DataFrame) else read_table(data)
-    X, y, names = select_xy(frame, target, features, source)
+    if not isinstance(data, pd.DataFrame):
+        from .streaming import stream_statistics  # reads the file block by block
+
+        return stream_statistics(data, target, features, encoding, factory_id, clean=False)[0]
+    source = factory_id or "data"
+    X, y, names = select_xy(data, target, features, source)
     return statistics_from_arrays(X, y, names, target, encoding, factory_id, source)
+
+
+def accumulate_rows(
+    acc: GramAccumulator, X: np.ndarray, y: np.ndarray, features: Sequence[str], target: str,
+    encoding: Encoding, source: str = "data",
+) -> None:
+    """Add the exact Gram of ``[1, X·2^F, y·2^F]`` (canonical column order) to ``acc``.
+
+    Every value is checked to encode exactly first; errors name the column and the row.
+    """
+    order = sorted(range(len(features)), key=lambda j: features[j])
+    columns = np.empty((len(features) + 2, X.shape[0]))
+    columns[0] = 1.0
+    columns[1:-1] = X[:, order].T
+    columns[-1] = y
+    lo, hi = bit_range(columns)
+    ok = (np.isfinite(columns[1:]).all() and (hi[1:] <= encoding.int_bits).all()
+          and (lo[1:] >= -encoding.frac_bits).all())
+    if not ok:  # find the offending value and name it (slow path, only on bad or tiny values)
+        names = [features[j] for j in order] + [target]
+        for name, values in zip(names, columns[1:], strict=True):
+            encoding.encode_column(values, name, source)
+    acc.update_columns(columns, (lo, hi))
 
 
 def statistics_from_arrays(
@@ -262,13 +288,8 @@ def statistics_from_arrays(
         raise SchemaMismatchError(f"{source}: more rows than the encoding allows (2^{encoding.max_rows_bits})")
     if ONES in features or target == ONES:
         raise DataError(f"{source}: the column name {ONES!r} is reserved for the intercept")
-    order = sorted(range(len(features)), key=lambda j: features[j])
-    encoded = [np.ones(X.shape[0])]
-    encoded += [encoding.encode_column(X[:, j], features[j], source) for j in order]
-    encoded.append(encoding.encode_column(y, target, source))
-    bits = [1] + [encoding.value_bits] * (len(encoded) - 1)
-    acc = GramAccumulator(bits)
-    acc.update(np.column_stack(encoded))
+    acc = GramAccumulator([0] + [encoding.frac_bits] * (len(features) + 1))
+    accumulate_rows(acc, X, y, features, target, encoding, source)
     return SufficientStatistics(
         target, list(features), encoding, acc.result(), [factory_id] if factory_id else []
     )

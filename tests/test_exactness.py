@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import hefed
 from hefed.errors import SingularSystemError
+from hefed.primitives import exactgram
 from hefed.primitives.exactgram import CHUNK_ROWS, GramAccumulator
 from hefed.primitives.packing import Layout, PackingError
 from hefed.statistics import ONES
@@ -192,23 +193,58 @@ def test_statistics_exact_across_many_chunks_and_decades():
             assert stats.exact(a, b) == Fraction(total, 2 ** (scale[a] + scale[b])), (a, b)
 
 
-def test_gram_accumulator_exact_at_worst_case_magnitudes_past_int64_flush():
-    """Largest encodable magnitudes, mixed signs, more than 2^10 chunks: an int64
-    accumulator that were never flushed to Python ints would overflow here."""
+def test_gram_accumulator_exact_at_worst_case_magnitudes_past_int64_flush(monkeypatch):
+    """Largest encodable magnitudes, mixed signs, more chunks than the int64 accumulator may
+    sum before it is flushed to Python ints (the flush interval shrunk to 2 to get there)."""
+    monkeypatch.setattr(exactgram, "_FLUSH_EVERY", 2)
     v = 2.0**112 - 2.0**59  # largest integer-valued float64 below 2^112 (|x| < 2^40 encoded)
-    block = np.empty((CHUNK_ROWS, 3))
+    chunks = 5
+    block = np.empty((chunks * CHUNK_ROWS + 3, 3))
     block[:, 0] = 1.0
     block[:, 1] = v
     block[:, 2] = -v
-    acc = GramAccumulator([1, 112, 112])
-    chunks = 1100
-    for _ in range(chunks):
-        acc.update(block)
+    acc = GramAccumulator([0, 0, 0])
+    acc.update(block)
+    acc.update(block[:7])
     gram = acc.result()
-    rows, iv = chunks * CHUNK_ROWS, int(v)
+    rows, iv = len(block) + 7, int(v)
     assert gram[0] == [rows, rows * iv, -rows * iv]
     assert gram[1] == [rows * iv, rows * iv * iv, -rows * iv * iv]
     assert gram[2] == [-rows * iv, -rows * iv * iv, rows * iv * iv]
+
+
+def _float_strategy():
+    """Floats of every magnitude hefed may see, from 2^-72 (the default encoding's last bit)
+    to 2^40, including exact powers of two, zeros and negatives."""
+    mantissa = st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    exponent = st.integers(min_value=-72, max_value=-13)
+    return st.one_of(
+        st.builds(lambda m, e: float(m) * 2.0**e, mantissa, exponent),
+        st.sampled_from([0.0, 1.0, -1.0, 2.0**-72, -(2.0**39), 2.0**40 - 2.0**-12]),
+        st.floats(min_value=-1e6, max_value=1e6).filter(lambda x: x == 0 or abs(x) >= 2**-19),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(_float_strategy(), min_size=3, max_size=3), min_size=1, max_size=40),
+       st.integers(min_value=1, max_value=4))
+def test_gram_accumulator_matches_python_integers_whatever_the_bit_ranges(rows, pieces):
+    """Mixed magnitudes per column (adaptive slicing), fed in several pieces: integer for integer."""
+    block = np.array(rows, dtype=np.float64)
+    scale = [0, 72, 72]
+    block[:, 0] = 1.0
+    acc = GramAccumulator(scale)
+    for part in np.array_split(block, pieces):
+        acc.update(part)
+    ints = [[int(Fraction(x) * 2**s) for x, s in zip(row, scale, strict=True)] for row in block.tolist()]
+    expected = [[sum(r[a] * r[b] for r in ints) for b in range(3)] for a in range(3)]
+    assert acc.result() == expected
+
+
+def test_gram_accumulator_refuses_digits_below_the_scale():
+    acc = GramAccumulator([0, 4])
+    with pytest.raises(ValueError, match="multiples"):
+        acc.update(np.array([[1.0, 0.5], [1.0, 2.0**-5]]))
 
 
 # --------------------------------------------------------------------------------------

@@ -1,15 +1,25 @@
 """Exact integer Gram matrices ZᵀZ at BLAS speed (error-free splitting, the Ozaki scheme).
 
-Input: a float64 matrix whose entries are integers with ``|v| < 2^bits``.
-Each column is cut into signed ``SLICE_BITS``-bit slices,
-``v = Σ_k S_k · 2^(SLICE_BITS·k)`` with ``|S_k| < 2^SLICE_BITS``. A product of
-two slices is below ``2^(2·SLICE_BITS)``, and a sum of ``CHUNK_ROWS`` of them
-below ``2^53``, so every partial sum float64 GEMM forms is an integer that
-float64 holds exactly, whatever order BLAS adds in. Then::
+Column ``j`` of a block holds float64 values ``x`` with ``x · 2^scale_j`` an
+integer (the fixed-point encoding). For each block and column the accumulator
+finds the bits actually in use: every value is a multiple of ``2^lo_j``
+(``lo_j`` from the smallest exponent in the column: a float64's 53-bit
+significand ends 52 bits below its leading bit) and below ``2^hi_j``. The
+column becomes the integers ``u = x · 2^-lo_j``, ``|u| < 2^(hi_j − lo_j)``,
+which are cut into signed slices of at most ``SLICE_BITS`` bits by rounding to
+nearest::
 
-    ZᵀZ[a, b] = Σ_k Σ_l 2^(SLICE_BITS·(k+l)) · (S_aᵀ S_b)[k, l]
+    u = Σ_k S_k · 2^(SLICE_BITS·k),    |S_k| <= 2^(SLICE_BITS−1)
 
-accumulated across chunks as Python integers.
+A product of two slices is at most ``2^(2·SLICE_BITS−2)`` and a sum of
+``CHUNK_ROWS`` of them at most ``2^53``, so every partial sum float64 GEMM forms
+is an integer float64 holds exactly, whatever order BLAS adds in. Then::
+
+    (ZᵀZ)[a, b] = 2^(lo_a + lo_b + scale_a + scale_b) · Σ_k Σ_l 2^(SLICE_BITS·(k+l)) · (S_aᵀ S_b)[k, l]
+
+Fitting the slices to the bits in use (instead of the encoding's full range)
+means real data needs 3 or 4 slices a column rather than 6; chunk products are
+summed in int64 and turned into Python integers once per block.
 """
 
 from __future__ import annotations
@@ -19,92 +29,138 @@ from collections.abc import Sequence
 import numpy as np
 
 SLICE_BITS = 20
-CHUNK_ROWS = 1 << 13  # 2^13 · (2^20)^2 = 2^53
-# int64 holds 2^10 chunk results of < 2^53 each; flush to Python ints before that.
+CHUNK_ROWS = 1 << 15  # 2^15 · (2^19)^2 = 2^53
+# int64 holds 2^10 chunk results of at most 2^53 each.
 _FLUSH_EVERY = 1 << 9
 
 
 class GramAccumulator:
-    """Accumulates the exact ``ZᵀZ`` of integer-valued float64 row blocks.
+    """Accumulates the exact ``ZᵀZ`` of fixed-point column blocks, as Python integers.
 
-    ``bits[j]`` bounds column ``j``: every entry satisfies ``|v| < 2^bits[j]``.
-    Feed blocks with :meth:`update` (in any number of chunks, e.g. streamed from
-    a file) and read the exact result with :meth:`result`.
+    ``scale_bits[j]`` is column ``j``'s encoding: ``x · 2^scale_bits[j]`` must be an integer
+    for every value ``x`` fed to it. Feed blocks with :meth:`update` (rows × columns) or
+    :meth:`update_columns` (columns × rows, the faster layout) in any number of pieces,
+    e.g. streamed from a file, and read the exact result with :meth:`result`.
     """
 
-    def __init__(self, bits: Sequence[int]) -> None:
-        self.bits = [max(1, int(b)) for b in bits]
-        if max(self.bits, default=0) > 1023:
-            raise ValueError("column bound above float64 range")
-        self.n_slices = [-(-b // SLICE_BITS) for b in self.bits]
-        # Sliced columns are laid out slice level by slice level: all columns' slice 0,
-        # then slice 1 of the columns that have one, ... ; position[(j, k)] finds them.
-        self._levels = [
-            np.array([j for j, count in enumerate(self.n_slices) if count > k], dtype=np.intp)
-            for k in range(max(self.n_slices, default=0))
-        ]
-        self._position: dict[tuple[int, int], int] = {}
-        for k, columns in enumerate(self._levels):
-            for j in columns:
-                self._position[(int(j), k)] = len(self._position)
-        width = len(self._position)
-        self._acc64 = np.zeros((width, width), dtype=np.int64)
-        self._acc_obj = np.zeros((width, width), dtype=object)
-        self._pending = 0
-
-    def _slices(self, block: np.ndarray) -> np.ndarray:
-        sign = np.sign(block)
-        rest = np.abs(block)
-        base = float(1 << SLICE_BITS)
-        parts = []
-        for columns in self._levels:
-            # floor, multiplication and division by powers of two are exact here
-            high = np.floor(rest / base)
-            parts.append((rest - high * base) * sign)
-            rest = high
-            if len(parts) < len(self._levels):
-                keep = np.searchsorted(columns, self._levels[len(parts)])
-                rest, sign = rest[:, keep], sign[:, keep]
-        return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+    def __init__(self, scale_bits: Sequence[int]) -> None:
+        self.scale_bits = np.array([int(b) for b in scale_bits], dtype=np.int64)
+        m = len(self.scale_bits)
+        self._total = np.zeros((m, m), dtype=object)
+        self.rows = 0
 
     def update(self, block: np.ndarray) -> None:
-        """Add ``blockᵀ·block`` for a (rows × columns) float64 block of bounded integers."""
+        """Add ``blockᵀ·block`` (exactly) for a (rows × columns) float64 block."""
         block = np.asarray(block, dtype=np.float64)
-        if block.ndim != 2 or block.shape[1] != len(self.bits):
-            raise ValueError("block has the wrong number of columns")
-        for start in range(0, block.shape[0], CHUNK_ROWS):
-            sliced = self._slices(block[start : start + CHUNK_ROWS])
-            product = sliced.T @ sliced
-            self._acc64 += product.astype(np.int64)
-            self._pending += 1
-            if self._pending >= _FLUSH_EVERY:
-                self._flush()
+        if block.ndim != 2:
+            raise ValueError("block must be two-dimensional")
+        self.update_columns(block.T)
 
-    def _flush(self) -> None:
-        self._acc_obj = self._acc_obj + self._acc64.astype(object)
-        self._acc64[:] = 0
-        self._pending = 0
+    def update_columns(self, columns: np.ndarray, bits: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Add ``columns·columnsᵀ`` (exactly) for a (columns × rows) float64 block.
+
+        ``bits`` is :func:`bit_range` of ``columns`` when the caller has it already.
+        """
+        columns = np.asarray(columns, dtype=np.float64)
+        m = len(self.scale_bits)
+        if columns.ndim != 2 or columns.shape[0] != m:
+            raise ValueError("block has the wrong number of columns")
+        rows = columns.shape[1]
+        if rows == 0:
+            return
+        if not np.isfinite(columns).all():
+            raise ValueError("block has values that are not finite")
+        lo, hi = bit_range(columns) if bits is None else bits
+        scale = self.scale_bits
+        # Values are integers once scaled: the bits in use never go below 2^-scale.
+        exact_lo = np.maximum(lo, -scale)
+        for j in np.flatnonzero(lo < -scale):  # digits may lie below 2^-scale: check exactly (rare)
+            scaled = np.ldexp(columns[j], int(scale[j]))
+            if (scaled != np.floor(scaled)).any():
+                raise ValueError(f"column {j} has values that are not multiples of 2^-{scale[j]}")
+        levels = -(-(hi - exact_lo + 1) // SLICE_BITS)
+        levels[hi <= exact_lo] = 0  # all-zero column
+        order = [np.flatnonzero(levels > k) for k in range(int(levels.max(initial=0)))]
+        width = sum(len(cols) for cols in order)
+        self.rows += rows
+        if width == 0:
+            return
+        acc64 = np.zeros((width, width), dtype=np.int64)
+        pending = 0
+        unscale = (-exact_lo).astype(np.int32)[:, None]
+        sliced = np.empty((width, min(rows, CHUNK_ROWS)))
+        for start in range(0, rows, CHUNK_ROWS):
+            piece = columns[:, start : start + CHUNK_ROWS]
+            out = sliced[:, : piece.shape[1]]
+            # ldexp by a power of two is exact: these are the integers u of the docstring
+            _slices(np.ldexp(piece, unscale, order="C"), order, out)
+            acc64 += (out @ out.T).astype(np.int64)
+            pending += 1
+            if pending == _FLUSH_EVERY:
+                self._add(acc64, order, exact_lo + scale)
+                acc64[:] = 0
+                pending = 0
+        if pending:
+            self._add(acc64, order, exact_lo + scale)
+
+    def _add(self, acc64: np.ndarray, order: list[np.ndarray], shifts: np.ndarray) -> None:
+        """Recombine slice products into the exact Gram of this block and add it to the total."""
+        products = acc64.astype(object)
+        m = len(self.scale_bits)
+        gram = np.zeros((m, m), dtype=object)
+        starts = np.cumsum([0] + [len(cols) for cols in order])
+        for k, rows_k in enumerate(order):
+            for ll, cols_l in enumerate(order):
+                part = products[starts[k] : starts[k + 1], starts[ll] : starts[ll + 1]]
+                gram[np.ix_(rows_k, cols_l)] += part * (1 << (SLICE_BITS * (k + ll)))
+        # lo_j >= -scale_j, so every shift is >= 0; Python ints (object) so nothing wraps
+        shift = (shifts[:, None] + shifts[None, :]).astype(object)
+        self._total += gram << shift
 
     def result(self) -> list[list[int]]:
-        """The exact Gram matrix as nested lists of Python ints."""
-        self._flush()
-        m = len(self.bits)
-        gram = [[0] * m for _ in range(m)]
-        pos = self._position
-        for a in range(m):
-            for b in range(a, m):
-                total = 0
-                for k in range(self.n_slices[a]):
-                    for ll in range(self.n_slices[b]):
-                        term = int(self._acc_obj[pos[(a, k)], pos[(b, ll)]])
-                        if term:
-                            total += term << (SLICE_BITS * (k + ll))
-                gram[a][b] = gram[b][a] = total
-        return gram
+        """The exact Gram matrix of the scaled integers, as nested lists of Python ints."""
+        return [[int(v) for v in row] for row in self._total]
 
 
-def exact_gram(matrix: np.ndarray, bits: Sequence[int]) -> list[list[int]]:
-    """Exact ``ZᵀZ`` of one integer-valued float64 matrix (see :class:`GramAccumulator`)."""
-    acc = GramAccumulator(bits)
+def bit_range(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of a (columns × rows) block: ``lo`` with every value a multiple of ``2^lo``,
+    and ``hi`` with every ``|x| < 2^hi`` (both 0 for an all-zero column)."""
+    if columns.shape[1] == 0:
+        zeros = np.zeros(columns.shape[0], dtype=np.int64)
+        return zeros, zeros.copy()
+    exponent = np.frexp(columns)[1]  # x = mantissa · 2^exponent, 0.5 <= |mantissa| < 1
+    nonzero = columns != 0
+    big = np.iinfo(exponent.dtype).max
+    lo = np.where(nonzero, exponent, big).min(axis=1).astype(np.int64) - 53
+    hi = exponent.max(axis=1, initial=-big).astype(np.int64)  # zeros give exponent 0, harmless
+    empty = ~nonzero.any(axis=1)
+    lo[empty], hi[empty] = 0, 0
+    return lo, hi
+
+
+def _slices(u: np.ndarray, order: list[np.ndarray], out: np.ndarray) -> None:
+    """Signed round-to-nearest slices of the integer rows ``u`` into ``out``, level by level:
+    level k holds the rows in ``order[k]`` (the columns that still have bits at that level)."""
+    base, inverse = float(1 << SLICE_BITS), 1.0 / (1 << SLICE_BITS)
+    rest = u[order[0]] if len(order[0]) < len(u) else u
+    at = 0
+    for k in range(len(order)):
+        part = out[at : at + len(order[k])]
+        at += len(order[k])
+        if k + 1 == len(order):
+            part[...] = rest
+            break
+        high = np.multiply(rest, inverse)
+        np.rint(high, out=high)
+        np.multiply(high, -base, out=part)
+        part += rest  # rest − high·2^s, exact: a small integer
+        keep = np.searchsorted(order[k], order[k + 1])
+        rest = high if len(keep) == len(high) else high[keep]
+
+
+def exact_gram(matrix: np.ndarray, scale_bits: Sequence[int] | None = None) -> list[list[int]]:
+    """Exact ``ZᵀZ`` of one matrix; ``scale_bits`` default to 0 (integer-valued columns)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    acc = GramAccumulator(scale_bits if scale_bits is not None else [0] * matrix.shape[1])
     acc.update(matrix)
     return acc.result()

@@ -1,0 +1,315 @@
+"""Statistics of a CSV or Parquet file read in chunks, so memory does not grow with the file.
+
+The file is read by pyarrow in blocks (CSV: ``pyarrow.csv.open_csv``, parsed on
+every core; Parquet: ``ParquetFile.iter_batches``), only the target and
+feature columns are converted (to float64), and each block is preprocessed
+(missing values, outliers, bounds) and added to an exact
+:class:`~hefed.primitives.exactgram.GramAccumulator`, then dropped. The result
+equals :func:`hefed.statistics.compute_statistics` on the whole table, integer
+for integer: the Gram of a sum of row blocks is the sum of their Grams.
+
+Anything pyarrow will not read as plain numbers (a non-numeric cell, a row with
+too many fields, an integer beyond 2^53 that float64 would round) sends the
+file to the whole-table reader (:func:`hefed.data.read_table`), which names
+the offending cell; so errors are the same, only their memory bound differs.
+
+A progress bar (rich) is drawn on stderr when it is a terminal, never otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from .data import PARQUET_SUFFIXES, _check_unique, default_features, read_table, select_xy
+from .encoding import Encoding
+from .errors import DataError, HefedError, InvalidFileError, SchemaMismatchError
+from .preprocess import ColumnSummary, PreprocessReport, preprocess
+from .primitives.exactgram import GramAccumulator
+from .privacy import Bounds
+from .statistics import ONES, SufficientStatistics, accumulate_rows
+
+#: CSV bytes pyarrow parses per block; blocks are parsed in parallel and dropped once summed.
+BLOCK_BYTES = 16 << 20
+#: Rows per Parquet batch.
+BATCH_ROWS = 1 << 18
+
+
+class _FallBack(Exception):
+    """pyarrow read something the whole-table reader must judge (and name the cell of)."""
+
+
+def stream_statistics(
+    path: str | os.PathLike[str],
+    target: str,
+    features: Sequence[str] | None = None,
+    encoding: Encoding | None = None,
+    factory_id: str | None = None,
+    *,
+    summary: ColumnSummary | None = None,
+    impute: str | None = None,
+    missing: str = "error",
+    max_z: float | None = None,
+    bounds: Bounds | None = None,
+    progress: bool | None = None,
+    clean: bool = True,
+) -> tuple[SufficientStatistics, PreprocessReport]:
+    """Exact statistics of a CSV/Parquet file, read block by block.
+
+    Preprocessing options are those of :func:`hefed.preprocess.preprocess` (applied row by
+    row, so per block is the same as on the whole table); ``bounds`` clips the used columns.
+    ``progress`` draws a progress bar (default: when stderr is a terminal). With ``clean=False``
+    no preprocessing runs at all (as :func:`~hefed.statistics.compute_statistics`: any missing
+    value is refused).
+    Returns the statistics and what preprocessing did, rows numbered as in the file.
+    """
+    encoding = encoding or Encoding()
+    path = Path(path)
+    source = str(path)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    cleaning = _Cleaning(summary, impute, missing, max_z) if clean else None
+    try:
+        return _stream(path, source, target, features, encoding, factory_id, cleaning, bounds, progress)
+    except _FallBack:
+        return _process(read_table(path), source, target, features, encoding, factory_id, cleaning, bounds)
+
+
+class _Cleaning(NamedTuple):
+    summary: ColumnSummary | None
+    impute: str | None
+    missing: str
+    max_z: float | None
+
+
+def _stream(
+    path: Path, source: str, target: str, features: Sequence[str] | None, encoding: Encoding,
+    factory_id: str | None, cleaning: _Cleaning | None, bounds: Bounds | None, progress: bool,
+) -> tuple[SufficientStatistics, PreprocessReport]:
+    if not path.is_file():
+        raise InvalidFileError(f"{path}: data file not found")
+    total_bytes = path.stat().st_size
+    if total_bytes == 0:
+        raise DataError(f"{path}: data file is empty")
+    parquet = path.suffix.lower() in PARQUET_SUFFIXES
+    first = _first_block(path, parquet)
+    if target not in first.columns:
+        raise _FallBack  # the whole-table path names the columns there are
+    names = [str(f) for f in features] if features is not None else default_features(first, target)
+    used = list(dict.fromkeys([*names, target]))
+    absent = [c for c in used if c not in first.columns]
+    if absent or not names or ONES in used:
+        raise _FallBack  # the whole-table path raises the same error it always has
+    m = len(names) + 2
+    acc = GramAccumulator([0] + [encoding.frac_bits] * (m - 1))
+    report = PreprocessReport(0, 0)
+    offset = 0
+    with _progress_bar(progress, total_bytes, source) as advance:
+        for frame, done_bytes in _blocks(path, parquet, used):
+            try:
+                _add_block(acc, frame, source, target, names, encoding, cleaning, bounds, report, offset)
+            except HefedError as exc:
+                raise type(exc)(_renumber(str(exc), offset)) from None
+            offset += len(frame)
+            advance(done_bytes)
+    if report.rows_in == 0:
+        raise DataError(f"{source}: no data rows")
+    if report.rows_out == 0:
+        raise DataError(f"{source}: no rows left after preprocessing")
+    if acc.rows >= 1 << encoding.max_rows_bits:
+        raise SchemaMismatchError(f"{source}: more rows than the encoding allows (2^{encoding.max_rows_bits})")
+    stats = SufficientStatistics(target, names, encoding, acc.result(), [factory_id] if factory_id else [])
+    return stats, report
+
+
+def _add_block(
+    acc: GramAccumulator, frame: pd.DataFrame, source: str, target: str, names: list[str], encoding: Encoding,
+    cleaning: _Cleaning | None, bounds: Bounds | None, report: PreprocessReport, offset: int,
+) -> None:
+    report.rows_in += len(frame)
+    if cleaning is not None:
+        frame, part = preprocess(frame, target, names, *cleaning, source, allow_empty=True)
+        report.dropped_missing += [r + offset for r in part.dropped_missing]
+        report.dropped_outliers += [r + offset for r in part.dropped_outliers]
+        report.imputed_cells += part.imputed_cells
+    if bounds is not None:
+        frame, clipped = bounds.clip(frame, [*names, target])
+        report.clipped_cells += clipped
+    report.rows_out += len(frame)
+    if len(frame):
+        X, y, _ = select_xy(frame, target, names, source)
+        accumulate_rows(acc, X, y, names, target, encoding, source)
+
+
+def _process(
+    frame: pd.DataFrame, source: str, target: str, features: Sequence[str] | None, encoding: Encoding,
+    factory_id: str | None, cleaning: _Cleaning | None, bounds: Bounds | None,
+) -> tuple[SufficientStatistics, PreprocessReport]:
+    """The whole-table path: same steps, one block."""
+    from .statistics import statistics_from_arrays
+
+    if cleaning is not None:
+        frame, report = preprocess(frame, target, features, *cleaning, source)
+    else:
+        report = PreprocessReport(len(frame), len(frame))
+    names = [str(f) for f in features] if features is not None else default_features(frame, target)
+    if bounds is not None:
+        frame, report.clipped_cells = bounds.clip(frame, [*names, target])
+    X, y, names = select_xy(frame, target, names, source)
+    return statistics_from_arrays(X, y, names, target, encoding, factory_id, source), report
+
+
+def _renumber(message: str, offset: int) -> str:
+    """Rows in a block's error message, renumbered as rows of the file."""
+    if not offset:
+        return message
+
+    def shift(match: re.Match[str]) -> str:
+        return match.group(1) + re.sub(r"\d+", lambda n: str(int(n.group()) + offset), match.group(2))
+
+    return re.sub(r"(rows?(?:\(s\))? )(\d+(?:, \d+)*)", shift, message)
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def _header(path: Path) -> list[str]:
+    """The CSV header as written (names not stripped), refusing the same files read_table refuses."""
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle), None)
+    except UnicodeDecodeError:
+        raise InvalidFileError(f"{path}: not UTF-8 text (binary file?)") from None
+    if not header or all(not h.strip() for h in header):
+        raise DataError(f"{path}: no header row")
+    _check_unique([h.strip() for h in header], path)
+    return header
+
+
+def _first_block(path: Path, parquet: bool) -> pd.DataFrame:
+    """The first block with inferred types, to choose the columns as the whole-table reader would."""
+    import pyarrow as pa
+
+    try:
+        if parquet:
+            import pyarrow.parquet as pq
+
+            handle = pq.ParquetFile(path)
+            _check_unique([str(c) for c in handle.schema_arrow.names], path)
+            batch = next(handle.iter_batches(batch_size=4096), None)
+            if batch is None:
+                raise _FallBack
+            return batch.to_pandas()
+        import pyarrow.csv as pacsv
+
+        _header(path)
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 20))
+        batch = reader.read_next_batch()
+        frame = batch.to_pandas()
+    except (pa.ArrowException, StopIteration, OSError):
+        raise _FallBack from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _blocks(path: Path, parquet: bool, used: list[str]) -> Iterator[tuple[pd.DataFrame, int]]:
+    """Blocks of the used columns as float64 DataFrames, with the bytes consumed so far."""
+    import pyarrow as pa
+
+    limit = float(2**53)
+    try:
+        if parquet:
+            import pyarrow.parquet as pq
+
+            handle = pq.ParquetFile(path)
+            raw = {str(c): c for c in handle.schema_arrow.names}
+            total_rows, done = max(1, handle.metadata.num_rows), 0
+            size = path.stat().st_size
+            for batch in handle.iter_batches(batch_size=BATCH_ROWS, columns=[raw[c] for c in used]):
+                done += batch.num_rows
+                yield _to_frame(batch, used, limit), size * done // total_rows
+            return
+        import pyarrow.csv as pacsv
+
+        raw = {h.strip(): h for h in _header(path)}
+        counter = _CountingFile(path.open("rb"))
+        try:
+            reader = pacsv.open_csv(
+                counter,
+                read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={raw[c]: pa.float64() for c in used}, include_columns=[raw[c] for c in used]
+                ),
+            )
+            for batch in reader:
+                yield _to_frame(batch, used, limit), counter.position
+        finally:
+            counter.close()
+    except (pa.ArrowException, OSError):
+        raise _FallBack from None
+
+
+def _to_frame(batch: Any, used: list[str], limit: float) -> pd.DataFrame:
+    import pyarrow as pa
+
+    columns = {}
+    for name, column in zip(used, batch.columns, strict=True):
+        kind = column.type
+        if not (pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_null(kind)):
+            raise _FallBack  # booleans, decimals, text: the whole-table reader decides
+        values = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        with np.errstate(invalid="ignore"):
+            if (np.abs(values) >= limit).any():  # integers past 2^53 may have been rounded: check exactly
+                raise _FallBack
+        columns[name] = values
+    return pd.DataFrame(columns, copy=False)
+
+
+class _CountingFile:
+    """A binary file that remembers how far it has been read (for the progress bar)."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self.position = 0
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self.position += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._handle.close()
+        self.closed = True
+
+
+@contextmanager
+def _progress_bar(enabled: bool, total: int, label: str) -> Iterator[Any]:
+    if not enabled:
+        yield lambda done: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    # stderr, so piped stdout (--json) stays clean; the bar is wiped when done.
+    console = Console(stderr=True, force_terminal=True)
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(f"reading {Path(label).name}", total=total)
+        yield lambda done: bar.update(task, completed=done)
+

@@ -1,0 +1,157 @@
+"""Statistics read block by block equal the whole-table statistics, integer for integer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import hefed
+from hefed import streaming
+from hefed.data import read_table, select_xy
+from hefed.errors import DataError, EncodingError
+from hefed.preprocess import ColumnSummary
+from hefed.privacy import Bounds
+from hefed.statistics import statistics_from_arrays
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of ~1 KiB (CSV) and 7 rows (Parquet): many blocks even for small test files."""
+    monkeypatch.setattr(streaming, "BLOCK_BYTES", 1024)
+    monkeypatch.setattr(streaming, "BATCH_ROWS", 7)
+
+
+def _frame(rows: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "plant": [f"p{i % 3}" for i in range(rows)],  # text column: never a default feature
+        "coal_t": np.round(rng.uniform(0, 500, rows), 3),
+        "gas_t": np.round(rng.normal(100, 30, rows), 4),
+        "hours": rng.integers(0, 9000, rows),
+        "co2_t": np.round(rng.normal(1000, 200, rows), 2),
+    })
+
+
+def _whole(path, target="co2_t", features=None):
+    frame = read_table(path)
+    X, y, names = select_xy(frame, target, features, str(path))
+    return statistics_from_arrays(X, y, names, target)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_blocks_equal_the_whole_table(tmp_path, small_blocks, suffix):
+    frame = _frame(400)
+    path = tmp_path / f"plant{suffix}"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
+    blocks = list(streaming._blocks(path, suffix == ".parquet", ["coal_t", "co2_t"]))
+    assert len(blocks) > 5, "the test must really read several blocks"
+    stats, report = streaming.stream_statistics(path, "co2_t")
+    assert stats.features == ["coal_t", "gas_t", "hours"]
+    assert stats.gram == _whole(path).gram
+    assert (report.rows_in, report.rows_out) == (400, 400)
+    chosen = ["hours", "gas_t"]
+    assert hefed.compute_statistics(path, "co2_t", chosen).gram == _whole(path, features=chosen).gram
+
+
+def _summary(frame: pd.DataFrame, columns: list[str]) -> ColumnSummary:
+    from fractions import Fraction
+
+    clean = {c: frame[c].dropna().to_numpy(dtype=float) for c in columns}
+    return ColumnSummary(columns, {c: len(v) for c, v in clean.items()},
+                         {c: sum(map(Fraction, v)) for c, v in clean.items()},
+                         {c: sum(Fraction(x) ** 2 for x in v) for c, v in clean.items()})
+
+
+@pytest.mark.parametrize("options", [
+    {"missing": "drop"},
+    {"missing": "drop", "max_z": 3.0},
+    {"impute": "mean"},
+    {"missing": "drop", "bounds": True},
+])
+def test_preprocessing_per_block_matches_the_whole_table(tmp_path, small_blocks, options):
+    frame = _frame(300, seed=1).drop(columns="plant")
+    frame.loc[[5, 150, 299], "gas_t"] = np.nan
+    frame.loc[[77, 210], "coal_t"] = 10_000.0  # outliers
+    path = tmp_path / "plant.csv"
+    frame.to_csv(path, index=False)
+    used = ["coal_t", "gas_t", "hours", "co2_t"]
+    options = dict(options)
+    if options.pop("bounds", False):
+        options["bounds"] = Bounds({"coal_t": (0.0, 400.0), "gas_t": (0.0, 200.0), "hours": (0.0, 9000.0),
+                                    "co2_t": (0.0, 2000.0)})
+    if "max_z" in options or "impute" in options:
+        options["summary"] = _summary(frame, used)
+    stats, report = streaming.stream_statistics(path, "co2_t", **options)
+    # the whole-table path (what encrypt_table runs when the file is not streamed)
+    whole, whole_report = streaming._process(read_table(path), str(path), "co2_t", None, hefed.Encoding(), None,
+                                             streaming._Cleaning(options.get("summary"), options.get("impute"),
+                                                                 options.get("missing", "error"),
+                                                                 options.get("max_z")), options.get("bounds"))
+    assert stats.gram == whole.gram
+    assert report.dropped_missing == whole_report.dropped_missing
+    assert report.dropped_outliers == whole_report.dropped_outliers
+    assert (report.imputed_cells, report.clipped_cells) == (whole_report.imputed_cells, whole_report.clipped_cells)
+    if options.get("missing") == "drop":
+        assert report.dropped_missing == [5, 150, 299]  # rows of the file (0-based), across blocks
+    if "max_z" in options:
+        assert {77, 210} <= set(report.dropped_outliers)
+    if "bounds" in options:
+        assert report.clipped_cells > 0
+
+
+def test_errors_name_the_row_of_the_file_not_of_the_block(tmp_path, small_blocks):
+    frame = _frame(300, seed=2).drop(columns="plant")
+    frame.loc[250, "gas_t"] = 1e-300  # cannot be encoded exactly
+    path = tmp_path / "plant.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(EncodingError, match=r"column 'gas_t', row 251\b"):
+        hefed.compute_statistics(path, "co2_t")
+    frame.loc[250, "gas_t"] = np.nan
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"row\(s\) 251\b"):
+        streaming.stream_statistics(path, "co2_t", missing="error")
+
+
+@pytest.mark.parametrize("cell, error, named", [
+    ("oops", DataError, "'oops'"),
+    ("9007199254740993", DataError, "row 281"),  # float64 would round it: refused, not rounded
+    ("True", DataError, "gas_t"),
+])
+def test_cells_pyarrow_will_not_take_get_the_whole_table_message(tmp_path, small_blocks, cell, error, named):
+    frame = _frame(300, seed=3).drop(columns="plant").astype({"gas_t": object})
+    frame.loc[280, "gas_t"] = cell
+    path = tmp_path / "plant.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(error, match=named):
+        hefed.compute_statistics(path, "co2_t", ["coal_t", "gas_t"])
+
+
+decimal_cells = st.builds(
+    lambda mantissa, digits: f"{mantissa / 10**digits:.{digits}f}",
+    st.integers(min_value=-(10**12), max_value=10**12), st.integers(min_value=0, max_value=9),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(decimal_cells, decimal_cells), min_size=1, max_size=30))
+def test_pyarrow_parses_decimals_as_python_does(tmp_path, rows):
+    """The block reader must give the correctly rounded float64 of every decimal, as float() does."""
+    path = tmp_path / "decimals.csv"
+    path.write_text("x,y\n" + "".join(f"{a},{b}\n" for a, b in rows))
+    encoding = hefed.Encoding(frac_bits=120)  # room for the last binary digit of 1e-9
+    stats, _ = streaming.stream_statistics(path, "y", ["x"], encoding, progress=False)
+    xs = np.array([float(a) for a, _ in rows])
+    ys = np.array([float(b) for _, b in rows])
+    assert stats.gram == statistics_from_arrays(xs[:, None], ys, ["x"], "y", encoding).gram
+
+
+def test_progress_bar_only_when_asked_or_on_a_terminal(tmp_path, capsys):
+    path = tmp_path / "plant.csv"
+    _frame(50).to_csv(path, index=False)
+    streaming.stream_statistics(path, "co2_t")  # pytest's stderr is not a terminal
+    assert capsys.readouterr().err == ""
+    streaming.stream_statistics(path, "co2_t", progress=True)
+    assert "reading plant.csv" in capsys.readouterr().err
