@@ -10,11 +10,13 @@ the rounding.
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -68,8 +70,10 @@ class LinearModel:
         ridge: float = 0.0,
         fit_intercept: bool = True,
         contributors: Sequence[str] = (),
-        inference: InferenceResults | None = None,
+        inference: InferenceResults | Callable[[], InferenceResults] | None = None,
     ) -> None:
+        # A callable is computed on first use: exact standard errors invert the Gram matrix
+        # in rationals, which a caller that only wants coefficients should not wait for.
         self._inference = inference
         #: Standardised coefficients, when computed (``hefed solve --standardize``).
         self.standardized_: dict[str, dict[str, float]] | None = None
@@ -111,7 +115,7 @@ class LinearModel:
             stats.features, stats.target, coef_exact, intercept_exact,
             n_samples=stats.n, sse=sse, sst=sst, ridge=float(ridge),
             fit_intercept=fit_intercept, contributors=stats.contributors,
-            inference=inference(stats, ridge, fit_intercept),
+            inference=functools.partial(inference, copy.deepcopy(stats), ridge, fit_intercept),
         )
 
     # --- prediction ------------------------------------------------------------------
@@ -148,6 +152,8 @@ class LinearModel:
         """Standard errors, tests and fit statistics, with statsmodels' names (see :mod:`hefed.inference`)."""
         if self._inference is None:
             raise UsageError("this model carries no inference record")
+        if callable(self._inference):
+            self._inference = self._inference()
         return self._inference
 
     def summary(self) -> str:
@@ -201,7 +207,7 @@ class LinearModel:
                 "sse": None if self.sse_exact_ is None else _frac_str(self.sse_exact_),
                 "sst": None if self.sst_exact_ is None else _frac_str(self.sst_exact_),
             },
-            **({"inference": self._inference.to_dict()} if self._inference is not None else {}),
+            **({"inference": self.inference().to_dict()} if self._inference is not None else {}),
             **({"standardized": self.standardized_} if self.standardized_ else {}),
             **({"differential_privacy": self.dp_} if self.dp_ else {}),
         }

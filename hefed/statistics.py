@@ -257,16 +257,19 @@ def accumulate_rows(
     order = sorted(range(len(features)), key=lambda j: features[j])
     columns = np.empty((len(features) + 2, X.shape[0]))
     columns[0] = 1.0
-    columns[1:-1] = X[:, order].T
+    for i, j in enumerate(order):
+        columns[1 + i] = X[:, j]
     columns[-1] = y
-    lo, hi = bit_range(columns)
-    ok = (np.isfinite(columns[1:]).all() and (hi[1:] <= encoding.int_bits).all()
-          and (lo[1:] >= -encoding.frac_bits).all())
+    try:
+        lo, hi = bit_range(columns)
+        ok = (hi[1:] <= encoding.int_bits).all() and (lo[1:] >= -encoding.frac_bits).all()
+    except ValueError:  # not finite
+        ok = False
     if not ok:  # find the offending value and name it (slow path, only on bad or tiny values)
         names = [features[j] for j in order] + [target]
         for name, values in zip(names, columns[1:], strict=True):
             encoding.encode_column(values, name, source)
-    acc.update_columns(columns, (lo, hi))
+    acc.update_columns(columns, (lo, hi))  # the checks above passed, or a value was refused
 
 
 def statistics_from_arrays(

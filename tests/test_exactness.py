@@ -591,3 +591,22 @@ def test_unpack_with_wrong_count_is_detected_or_differs():
     assert layout.unpack(total, 2) == [20, 10]
     with pytest.raises(PackingError):
         layout.unpack(total, 1)  # guard check: 2 contributions claimed as 1
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_gram_accumulator_threads_and_flushes_stay_exact(monkeypatch, workers):
+    """Many chunks split over threads, flushed every 3 chunks: integer for integer."""
+    monkeypatch.setenv("HEFED_WORKERS", workers)
+    monkeypatch.setattr(exactgram, "_FLUSH_EVERY", 3)
+    rng = np.random.default_rng(7)
+    rows = 9 * CHUNK_ROWS + 11
+    block = np.empty((rows, 3))
+    block[:, 0] = 1.0
+    block[:, 1] = np.round(rng.normal(0, 300, rows), 3)
+    block[:, 2] = rng.normal(0, 1, rows) * 2.0 ** rng.integers(-30, 30, rows)
+    block[::97, 2] = 0.0
+    acc = GramAccumulator([0, 72, 200])
+    acc.update(block)
+    ints = [[int(Fraction(x) * 2**s) for x, s in zip(row, (0, 72, 200), strict=True)] for row in block.tolist()]
+    expected = [[sum(r[a] * r[b] for r in ints) for b in range(3)] for a in range(3)]
+    assert acc.result() == expected

@@ -24,14 +24,17 @@ summed in int64 and turned into Python integers once per block.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 SLICE_BITS = 20
-CHUNK_ROWS = 1 << 15  # 2^15 · (2^19)^2 = 2^53
-# int64 holds 2^10 chunk results of at most 2^53 each.
-_FLUSH_EVERY = 1 << 9
+CHUNK_ROWS = 1 << 12  # small enough to stay in cache; at most 2^15 · (2^19)^2 = 2^53
+# int64 holds 2^13 chunk results of at most 2^(38+12) each; flush to Python ints after 2^12.
+_FLUSH_EVERY = 1 << 12
 
 
 class GramAccumulator:
@@ -68,8 +71,6 @@ class GramAccumulator:
         rows = columns.shape[1]
         if rows == 0:
             return
-        if not np.isfinite(columns).all():
-            raise ValueError("block has values that are not finite")
         lo, hi = bit_range(columns) if bits is None else bits
         scale = self.scale_bits
         # Values are integers once scaled: the bits in use never go below 2^-scale.
@@ -85,23 +86,28 @@ class GramAccumulator:
         self.rows += rows
         if width == 0:
             return
-        acc64 = np.zeros((width, width), dtype=np.int64)
-        pending = 0
         unscale = (-exact_lo).astype(np.int32)[:, None]
-        sliced = np.empty((width, min(rows, CHUNK_ROWS)))
-        for start in range(0, rows, CHUNK_ROWS):
-            piece = columns[:, start : start + CHUNK_ROWS]
-            out = sliced[:, : piece.shape[1]]
-            # ldexp by a power of two is exact: these are the integers u of the docstring
-            _slices(np.ldexp(piece, unscale, order="C"), order, out)
-            acc64 += (out @ out.T).astype(np.int64)
-            pending += 1
-            if pending == _FLUSH_EVERY:
-                self._add(acc64, order, exact_lo + scale)
-                acc64[:] = 0
-                pending = 0
-        if pending:
-            self._add(acc64, order, exact_lo + scale)
+        starts = list(range(0, rows, CHUNK_ROWS))
+        threads = min(len(starts) // 4, _threads())  # a thread is worth it from a few chunks each
+
+        def products(part: list[int]) -> np.ndarray:
+            slicer = _Slicer(m, width, order)
+            acc = np.zeros((width, width), dtype=np.int64)
+            for start in part:
+                acc += slicer.product(columns[:, start : start + CHUNK_ROWS], unscale)
+            return acc
+
+        for first in range(0, len(starts), _FLUSH_EVERY):
+            batch = starts[first : first + _FLUSH_EVERY]
+            if threads > 1:
+                # numpy's vector loops release the GIL: a share of the chunks per core,
+                # BLAS on one thread in each
+                parts = [batch[i::threads] for i in range(threads)]
+                with _blas_single_thread(), ThreadPoolExecutor(threads) as pool:
+                    total = sum(pool.map(products, parts))
+            else:
+                total = products(batch)
+            self._add(total, order, exact_lo + scale)
 
     def _add(self, acc64: np.ndarray, order: list[np.ndarray], shifts: np.ndarray) -> None:
         """Recombine slice products into the exact Gram of this block and add it to the total."""
@@ -124,21 +130,71 @@ class GramAccumulator:
 
 def bit_range(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row of a (columns × rows) block: ``lo`` with every value a multiple of ``2^lo``,
-    and ``hi`` with every ``|x| < 2^hi`` (both 0 for an all-zero column)."""
+    and ``hi`` with every ``|x| < 2^hi`` (both 0 for an all-zero column).
+
+    A float64 ``x`` with ``2^(e−1) <= |x| < 2^e`` is a multiple of ``2^(e−53)``, so the
+    smallest non-zero magnitude bounds ``lo`` for the whole column. Raises ``ValueError``
+    on a value that is not finite.
+    """
+    m = columns.shape[0]
     if columns.shape[1] == 0:
-        zeros = np.zeros(columns.shape[0], dtype=np.int64)
-        return zeros, zeros.copy()
-    exponent = np.frexp(columns)[1]  # x = mantissa · 2^exponent, 0.5 <= |mantissa| < 1
-    nonzero = columns != 0
-    big = np.iinfo(exponent.dtype).max
-    lo = np.where(nonzero, exponent, big).min(axis=1).astype(np.int64) - 53
-    hi = exponent.max(axis=1, initial=-big).astype(np.int64)  # zeros give exponent 0, harmless
-    empty = ~nonzero.any(axis=1)
+        return np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)
+    magnitude = np.abs(columns)
+    largest = magnitude.max(axis=1)  # NaN and inf propagate
+    if not np.isfinite(largest).all():
+        raise ValueError("block has values that are not finite")
+    smallest = np.min(magnitude, axis=1, where=magnitude > 0, initial=np.inf)
+    empty = largest == 0
+    smallest[empty] = 1.0
+    hi = np.frexp(largest)[1].astype(np.int64)
+    lo = np.frexp(smallest)[1].astype(np.int64) - 53
     lo[empty], hi[empty] = 0, 0
     return lo, hi
 
 
-def _slices(u: np.ndarray, order: list[np.ndarray], out: np.ndarray) -> None:
+def _threads() -> int:
+    """Threads for the chunk loop: the cores this process may use (``HEFED_WORKERS`` caps it)."""
+    raw = os.environ.get("HEFED_WORKERS", "").strip()
+    if raw.isdigit() and int(raw) >= 1:
+        return int(raw)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _blas_single_thread() -> Iterator[None]:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+class _Slicer:
+    """Slices chunks into reused buffers (fresh 20 MB arrays per chunk cost more in page
+    faults than the arithmetic) and returns their exact slice products."""
+
+    def __init__(self, m: int, width: int, order: list[np.ndarray]) -> None:
+        self.order = order
+        self.keep = [np.searchsorted(order[k], order[k + 1]) for k in range(len(order) - 1)]
+        self.u = np.empty((m, CHUNK_ROWS))
+        self.out = np.empty((width, CHUNK_ROWS))
+        self.scratch = (np.empty((m, CHUNK_ROWS)), np.empty((m, CHUNK_ROWS)))
+
+    def product(self, piece: np.ndarray, unscale: np.ndarray) -> np.ndarray:
+        n = piece.shape[1]
+        u = self.u[:, :n]
+        np.ldexp(piece, unscale, out=u)  # exact: the integers u of the module docstring
+        out = self.out[:, :n]
+        _slices(u, self.order, self.keep, out, (self.scratch[0][:, :n], self.scratch[1][:, :n]))
+        return (out @ out.T).astype(np.int64)
+
+
+def _slices(
+    u: np.ndarray, order: list[np.ndarray], keep: list[np.ndarray], out: np.ndarray,
+    scratch: tuple[np.ndarray, np.ndarray],
+) -> None:
     """Signed round-to-nearest slices of the integer rows ``u`` into ``out``, level by level:
     level k holds the rows in ``order[k]`` (the columns that still have bits at that level)."""
     base, inverse = float(1 << SLICE_BITS), 1.0 / (1 << SLICE_BITS)
@@ -150,12 +206,12 @@ def _slices(u: np.ndarray, order: list[np.ndarray], out: np.ndarray) -> None:
         if k + 1 == len(order):
             part[...] = rest
             break
-        high = np.multiply(rest, inverse)
+        high = scratch[k % 2][: len(rest)]
+        np.multiply(rest, inverse, out=high)
         np.rint(high, out=high)
         np.multiply(high, -base, out=part)
         part += rest  # rest − high·2^s, exact: a small integer
-        keep = np.searchsorted(order[k], order[k + 1])
-        rest = high if len(keep) == len(high) else high[keep]
+        rest = high if len(keep[k]) == len(high) else high[keep[k]]
 
 
 def exact_gram(matrix: np.ndarray, scale_bits: Sequence[int] | None = None) -> list[list[int]]:
