@@ -59,6 +59,9 @@ def _pool(workers: int) -> Executor:
                 _POOL.shutdown(wait=True)
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            if context.get_start_method() == "forkserver":
+                # import hefed once in the server; workers fork from it ready to run
+                context.set_forkserver_preload(["hefed.encryption", "hefed.aggregate"])
             _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=context)
             _POOL_SIZE = workers
         return _POOL

@@ -20,6 +20,7 @@ they like; ``features`` remembers the order the user gave, for display.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -97,16 +98,23 @@ class SufficientStatistics:
         weights = {ONES: Fraction(intercept), self.target: Fraction(-1)}
         weights.update((name, Fraction(value)) for name, value in coef.items())
         cols = self.columns
-        total = Fraction(0)
-        for i, a in enumerate(cols):
-            wa = weights.get(a, 0)
-            if not wa:
+        w = [weights.get(a, Fraction(0)) for a in cols]
+        # One common denominator q·2^top and integer arithmetic throughout: a Fraction per
+        # term would reduce by a gcd of huge numbers 500 times.
+        q = math.lcm(*(v.denominator for v in w))
+        p = [v.numerator * (q // v.denominator) for v in w]
+        bits = self.scale_bits
+        top = 2 * max(bits)
+        total = 0
+        for i in range(len(cols)):
+            if not p[i]:
                 continue
-            for j, b in enumerate(cols):
-                wb = weights.get(b, 0)
-                if wb:
-                    total += wa * wb * Fraction(self.gram[i][j], 1 << (self.scale_bits[i] + self.scale_bits[j]))
-        return total
+            row = 0
+            for j in range(i + 1, len(cols)):
+                if p[j]:
+                    row += p[j] * self.gram[i][j] << (top - bits[i] - bits[j])
+            total += p[i] * (2 * row + (p[i] * self.gram[i][i] << (top - 2 * bits[i])))
+        return Fraction(total, q * q << top)
 
     def schema_key(self) -> tuple[Any, ...]:
         return (self.target, tuple(sorted(self.features)), self.encoding)

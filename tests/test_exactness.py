@@ -610,3 +610,16 @@ def test_gram_accumulator_threads_and_flushes_stay_exact(monkeypatch, workers):
     ints = [[int(Fraction(x) * 2**s) for x, s in zip(row, (0, 72, 200), strict=True)] for row in block.tolist()]
     expected = [[sum(r[a] * r[b] for r in ints) for b in range(3)] for a in range(3)]
     assert acc.result() == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(encodable, min_size=3, max_size=3), min_size=1, max_size=12),
+       st.lists(st.fractions(max_denominator=10**30), min_size=3, max_size=3))
+def test_residual_sum_of_squares_is_the_exact_sum_over_rows(rows, theta):
+    """Σ (y − θ₀ − θ·x)² from the statistics equals the same sum taken row by row in rationals."""
+    frame = pd.DataFrame(rows, columns=["a", "b", "y"], dtype=np.float64)
+    stats = hefed.compute_statistics(frame, "y", ["a", "b"])
+    coef = {"a": theta[1], "b": theta[2]}
+    expected = sum((Fraction(y) - theta[0] - coef["a"] * Fraction(a) - coef["b"] * Fraction(b)) ** 2
+                   for a, b, y in frame.itertuples(index=False))
+    assert stats.residual_sum_of_squares(coef, theta[0]) == expected

@@ -41,10 +41,12 @@ import gmpy2
 
 from .paillier import random_unit
 
-#: Windows the table may use; 8 bits (a 16 MiB table at 2048-bit keys) is where
-#: the build cost stops paying for itself at the batch sizes hefed sees.
-WINDOWS = range(2, 9)
-_MAX_TABLES = 4
+#: Windows the table may use. The widest pay only for thousands of encryptions
+#: (a 10-bit table is 54 MiB at 2048 bits and takes ~0.5 s to build).
+WINDOWS = range(2, 11)
+#: Largest table allowed, per key and process.
+MAX_TABLE_BYTES = 96 << 20
+_MAX_TABLES = 2
 
 
 def exponent_bits(n: int) -> int:
@@ -58,9 +60,17 @@ def _cost(window: int, bits: int, count: int) -> int:
     return rows * ((1 << window) - 2) + count * rows
 
 
+def table_bytes(window: int, bits: int, modulus_bytes: int) -> int:
+    """Memory of a table: one residue mod n² per window position and digit."""
+    return -(-bits // window) * (1 << window) * modulus_bytes
+
+
 def best_window(bits: int, count: int) -> int:
-    """The window that minimises table building plus ``count`` fixed-base exponentiations."""
-    return min(WINDOWS, key=lambda w: _cost(w, bits, count))
+    """The window that minimises table building plus ``count`` fixed-base exponentiations,
+    among those whose table fits in :data:`MAX_TABLE_BYTES` (``bits`` is the exponent's:
+    half the modulus', so a residue mod n² takes ``bits / 2`` bytes)."""
+    fits = [w for w in WINDOWS if table_bytes(w, bits, bits // 2) <= MAX_TABLE_BYTES]
+    return min(fits, key=lambda w: _cost(w, bits, count))
 
 
 class FixedBaseTable:
