@@ -23,6 +23,7 @@ many bundles were actually summed.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -113,6 +114,15 @@ def payload_layout(
 ) -> Layout:
     """The public packing layout of a bundle's plaintexts (the kind's values, then the counter)."""
     parameters = check_parameters(kind, parameters or {}, "layout")
+    # Layouts are immutable and every bundle of an aggregation shares one: build it once.
+    return _cached_layout(kind, n_features, encoding, public_key.n, tuple(sorted(parameters.items())))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_layout(
+    kind: str, n_features: int, encoding: Encoding, n: int, parameter_items: tuple[tuple[str, Any], ...]
+) -> Layout:
+    parameters = dict(parameter_items)
     if not 1 <= n_features <= MAX_FEATURES:
         raise OverflowRiskError(f"a bundle has between 1 and {MAX_FEATURES} features, not {n_features}")
     if kind == "statistics":
@@ -128,9 +138,9 @@ def payload_layout(
     else:
         bounds = evaluation_bounds(encoding, parameters["residual_bits"])
     try:
-        return Layout.build([*bounds, (0, 1)], public_key.n.bit_length() - 1, encoding.max_contributors)
+        return Layout.build([*bounds, (0, 1)], n.bit_length() - 1, encoding.max_contributors)
     except PackingError as exc:
         raise OverflowRiskError(
-            f"the encoding needs wider slots than a {public_key.n.bit_length()}-bit key holds ({exc}); "
+            f"the encoding needs wider slots than a {n.bit_length()}-bit key holds ({exc}); "
             "lower --int-bits/--frac-bits or use a larger key"
         ) from None

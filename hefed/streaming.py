@@ -38,10 +38,12 @@ from .primitives.exactgram import GramAccumulator
 from .privacy import Bounds
 from .statistics import ONES, SufficientStatistics, accumulate_rows
 
-#: CSV bytes pyarrow parses per block; blocks are parsed in parallel and dropped once summed.
-BLOCK_BYTES = 16 << 20
-#: Rows per Parquet batch.
-BATCH_ROWS = 1 << 18
+#: CSV bytes pyarrow parses at a time (its default): larger blocks only cost memory,
+#: as pyarrow keeps several in flight.
+BLOCK_BYTES = 1 << 20
+#: Rows summed at once: parsed blocks are gathered to this many rows (CSV), or read in
+#: batches of this many rows (Parquet), so per-block overheads stay small.
+BATCH_ROWS = 1 << 15
 
 
 class _FallBack(Exception):
@@ -250,8 +252,16 @@ def _blocks(path: Path, parquet: bool, used: list[str]) -> Iterator[tuple[pd.Dat
                     column_types={raw[c]: pa.float64() for c in used}, include_columns=[raw[c] for c in used]
                 ),
             )
+            pending: list[Any] = []
+            rows = 0
             for batch in reader:
-                yield _to_frame(batch, used, limit), counter.position
+                pending.append(batch)
+                rows += batch.num_rows
+                if rows >= BATCH_ROWS:
+                    yield _to_frame(pa.Table.from_batches(pending), used, limit), counter.position
+                    pending, rows = [], 0
+            if pending:
+                yield _to_frame(pa.Table.from_batches(pending), used, limit), counter.position
         finally:
             counter.close()
     except (pa.ArrowException, OSError):
@@ -259,6 +269,7 @@ def _blocks(path: Path, parquet: bool, used: list[str]) -> Iterator[tuple[pd.Dat
 
 
 def _to_frame(batch: Any, used: list[str], limit: float) -> pd.DataFrame:
+    """A record batch or table of the used columns as a float64 DataFrame."""
     import pyarrow as pa
 
     columns = {}

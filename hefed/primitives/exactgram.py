@@ -143,7 +143,8 @@ def bit_range(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     largest = magnitude.max(axis=1)  # NaN and inf propagate
     if not np.isfinite(largest).all():
         raise ValueError("block has values that are not finite")
-    smallest = np.min(magnitude, axis=1, where=magnitude > 0, initial=np.inf)
+    magnitude[magnitude == 0] = np.inf  # our own copy: zeros do not bound lo
+    smallest = magnitude.min(axis=1)
     empty = largest == 0
     smallest[empty] = 1.0
     hi = np.frexp(largest)[1].astype(np.int64)

@@ -21,6 +21,7 @@ to a wrong value.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -87,6 +88,10 @@ class Layout:
 
     def digest(self) -> str:
         """A short hash that changes whenever any slot, bound or capacity changes."""
+        return self._digest
+
+    @functools.cached_property
+    def _digest(self) -> str:  # layouts are immutable; bundles ask for the digest often
         desc = {
             "capacity_bits": self.capacity_bits,
             "max_count": self.max_count,
