@@ -18,12 +18,14 @@ A progress bar (rich) is drawn on stderr when it is a terminal, never otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import queue
 import re
 import sys
+import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -116,7 +118,7 @@ def _stream(
     report = PreprocessReport(0, 0)
     offset = 0
     with _progress_bar(progress, total_bytes, source) as advance:
-        for frame, done_bytes in _blocks(path, parquet, used):
+        for frame, done_bytes in _prefetch(_blocks(path, parquet, used)):
             try:
                 _add_block(acc, frame, source, target, names, encoding, cleaning, bounds, report, offset)
             except HefedError as exc:
@@ -285,6 +287,47 @@ def _to_frame(batch: Any, used: list[str], limit: float) -> pd.DataFrame:
     return pd.DataFrame(columns, copy=False)
 
 
+def _prefetch(blocks: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Read the next blocks in a thread while this one is summed (pyarrow parses without the
+    GIL), holding at most ``depth`` blocks, so memory stays bounded."""
+    buffer: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for block in blocks:
+                while not stop.is_set():
+                    try:
+                        buffer.put(("block", block), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            buffer.put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="hefed-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = buffer.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue, then let it finish
+            with contextlib.suppress(queue.Empty):
+                buffer.get_nowait()
+            thread.join(timeout=0.05)
+        with contextlib.suppress(Exception):
+            blocks.close()  # type: ignore[attr-defined]
+
+
 class _CountingFile:
     """A binary file that remembers how far it has been read (for the progress bar)."""
 
@@ -309,7 +352,7 @@ class _CountingFile:
         self.closed = True
 
 
-@contextmanager
+@contextlib.contextmanager
 def _progress_bar(enabled: bool, total: int, label: str) -> Iterator[Any]:
     if not enabled:
         yield lambda done: None

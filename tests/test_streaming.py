@@ -155,3 +155,31 @@ def test_progress_bar_only_when_asked_or_on_a_terminal(tmp_path, capsys):
     assert capsys.readouterr().err == ""
     streaming.stream_statistics(path, "co2_t", progress=True)
     assert "reading plant.csv" in capsys.readouterr().err
+
+
+def test_read_ahead_keeps_order_raises_errors_and_stops_early():
+    assert list(streaming._prefetch(iter(range(50)))) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("bad block")
+
+    with pytest.raises(ValueError, match="bad block"):
+        list(streaming._prefetch(failing()))
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    reader = streaming._prefetch(endless(), depth=2)
+    assert [next(reader) for _ in range(3)] == [0, 1, 2]
+    reader.close()  # the consumer stops early: the producer thread must stop too
+    count = len(produced)
+    import time
+
+    time.sleep(0.3)
+    assert len(produced) == count <= 3 + 2 + 1
