@@ -458,8 +458,8 @@ def layouts(draw):
         span = draw(st.one_of(st.just(0), st.just((1 << span_bits) - 1), st.integers(0, 1 << span_bits)))
         bounds.append((lo, lo + span))
     max_count = draw(st.integers(1, 40))
-    need = max(max(1, (max_count * (hi - lo)).bit_length()) for lo, hi in bounds)
-    capacity = need + draw(st.integers(0, 400))
+    # slots may be wider than a plaintext's chunk: they straddle as many plaintexts as they need
+    capacity = max_count.bit_length() + draw(st.integers(1, 400))
     return Layout.build(bounds, capacity, max_count), bounds
 
 
@@ -499,16 +499,22 @@ def test_pack_refuses_values_outside_bounds(data):
     assert info.value.slot == i
 
 
-def _slot_at(layout: Layout, plaintext: int, bit: int):
+def _slot_at(layout: Layout, bit: int):
+    """The slot holding bit ``bit`` of the concatenated integer B."""
     for index, slot in enumerate(layout.slots):
-        if slot.plaintext == plaintext and slot.offset <= bit < slot.offset + slot.width:
+        if slot.offset <= bit < slot.offset + slot.width:
             return index, slot
     return None, None
 
 
+def _join(layout: Layout, plaintexts) -> int:
+    return sum(p << (j * layout.chunk_bits) for j, p in enumerate(plaintexts))
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.data())
-def test_bit_flip_in_guard_region_or_above_last_slot_is_detected(data):
+def test_bit_flip_anywhere_is_detected_or_changes_the_result(data):
+    """Flipping any bit of any plaintext sum never decodes silently to the true sums."""
     layout, bounds = data.draw(layouts())
     count = data.draw(st.integers(1, layout.max_count))
     contributions = [_contribution(data.draw, bounds) for _ in range(count)]
@@ -518,29 +524,51 @@ def test_bit_flip_in_guard_region_or_above_last_slot_is_detected(data):
     bit = data.draw(st.integers(0, layout.capacity_bits + 64))
     corrupted = list(total)
     corrupted[p] ^= 1 << bit
-    index, slot = _slot_at(layout, p, bit)
-    in_guard = slot is not None and bit - slot.offset >= (count * slot.span).bit_length()
-    if slot is None or in_guard:  # above the plaintext's last slot, or a guard bit (always 0 in a valid sum)
+    try:
+        values = layout.unpack(corrupted, count)
+    except PackingError:
+        return
+    assert values != truth
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_bit_set_in_a_guard_region_or_above_the_last_slot_is_detected(data):
+    """A sum whose concatenated integer gets a bit in some slot's guard bits (always 0 in a
+    valid sum), or above the last slot, is refused; a bit in a slot's value bits changes
+    that slot only."""
+    layout, bounds = data.draw(layouts())
+    count = data.draw(st.integers(1, layout.max_count))
+    contributions = [_contribution(data.draw, bounds) for _ in range(count)]
+    total = _add([layout.pack(c) for c in contributions])
+    truth = [sum(col) for col in zip(*contributions, strict=True)]
+    joined = _join(layout, total)
+    bit = data.draw(st.integers(0, layout.total_bits + 64))
+    if joined >> bit & 1:
+        return  # only setting a clear bit adds exactly 2^bit, with no carry
+    changed = joined | (1 << bit)
+    chunk = layout.chunk_bits
+    # re-cut the changed integer the way a (corrupted) valid-looking set of plaintexts would carry it
+    corrupted = [(changed >> (j * chunk)) & ((1 << chunk) - 1) for j in range(layout.n_plaintexts)]
+    corrupted[-1] += changed >> (layout.n_plaintexts * chunk) << chunk
+    index, slot = _slot_at(layout, bit)
+    stored = (joined >> slot.offset) & ((1 << slot.width) - 1) if slot else 0
+    if slot is None or stored + (1 << (bit - slot.offset)) > count * slot.span:
         with pytest.raises(PackingError):
             layout.unpack(corrupted, count)
     else:
-        try:
-            values = layout.unpack(corrupted, count)
-        except PackingError:
-            return
-        assert values != truth  # never silently decodes to the original
+        values = layout.unpack(corrupted, count)
         assert [i for i, (u, v) in enumerate(zip(values, truth, strict=True)) if u != v] == [index]
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.data())
-def test_adding_a_big_integer_above_the_slots_is_detected(data):
+def test_adding_a_big_integer_to_a_plaintext_is_detected(data):
     layout, bounds = data.draw(layouts())
     count = data.draw(st.integers(1, layout.max_count))
     total = _add([layout.pack(_contribution(data.draw, bounds)) for _ in range(count)])
     p = data.draw(st.integers(0, layout.n_plaintexts - 1))
-    end = max(s.offset + s.width for s in layout.slots if s.plaintext == p)
-    noise = data.draw(st.integers(1 << end, 1 << (layout.capacity_bits + 256)))
+    noise = data.draw(st.integers(count << layout.chunk_bits, 1 << (layout.capacity_bits + 256)))
     corrupted = list(total)
     corrupted[p] += noise
     with pytest.raises(PackingError):
@@ -548,6 +576,17 @@ def test_adding_a_big_integer_above_the_slots_is_detected(data):
     corrupted[p] = total[p] - noise  # negative plaintexts are refused too
     with pytest.raises(PackingError):
         layout.unpack(corrupted, count)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_slots_straddle_plaintexts_without_waste(data):
+    """Plaintexts are filled to their chunk size: only the last one is partly empty."""
+    layout, _ = data.draw(layouts())
+    assume(layout.slots)
+    assert layout.n_plaintexts == -(-layout.total_bits // layout.chunk_bits)
+    assert [s.offset for s in layout.slots] == [sum(t.width for t in layout.slots[:i])
+                                                for i in range(len(layout.slots))]
 
 
 def test_random_corruption_of_real_bundle_layout_is_detected(public_key):

@@ -231,7 +231,7 @@ def _uniformity_pvalues(values: Sequence[int], n: int) -> tuple[float, float]:
 
 
 # --- 1. the curious key holder: single bundles and partial sums are uniform noise ---------------------------------
-N_STAT_ROUNDS = 13
+N_STAT_ROUNDS = 15
 
 
 @pytest.fixture(scope="module")
