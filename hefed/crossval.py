@@ -31,7 +31,7 @@ import pandas as pd
 from phe import PaillierPublicKey
 
 from .bundle import Bundle, check_factory_id
-from .data import check_seed, read_table, select_xy
+from .data import check_seed, select_xy
 from .encoding import Encoding
 from .errors import InvalidFileError, SingularSystemError, UsageError
 from .fileio import atomic_write_json, is_version, read_json_object
@@ -45,17 +45,19 @@ VERSION = 1
 DEFAULT_ALPHAS = tuple(float(10.0**k) for k in range(-3, 7))
 
 
-def fold_assignment(n_rows: int, folds: int, seed: int = 0) -> np.ndarray:
+def fold_assignment(n_rows: int, folds: int, seed: int = 0, start: int = 0) -> np.ndarray:
     """Fold of each row: a seeded SplitMix64 hash of the row number, modulo ``folds``.
 
     The fold of row ``i`` depends only on ``(seed, i)``, so it is reproducible and
-    does not change when rows are appended.
+    does not change when rows are appended. ``start`` numbers the first row (for a
+    table read in blocks).
     """
     check_seed(seed)
     if not isinstance(folds, int) or folds < 2:
         raise UsageError(f"folds must be an integer of at least 2, got {folds!r}")
     with np.errstate(over="ignore"):
-        z = np.arange(n_rows, dtype=np.uint64) + np.uint64(seed % (1 << 64)) * np.uint64(0x9E3779B97F4A7C15)
+        z = np.arange(start, start + n_rows, dtype=np.uint64) + np.uint64(seed % (1 << 64)) * np.uint64(
+            0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))
@@ -125,9 +127,12 @@ def compute_fold_statistics(
 ) -> FoldStatistics:
     """A factory's exact statistics per fold (rows assigned by :func:`fold_assignment`)."""
     encoding = encoding or Encoding()
-    source = str(data) if not isinstance(data, pd.DataFrame) else (factory_id or "data")
-    frame = data if isinstance(data, pd.DataFrame) else read_table(data)
-    X, y, names = select_xy(frame, target, features, source)
+    if not isinstance(data, pd.DataFrame):
+        from .streaming import stream_fold_statistics  # reads the file block by block
+
+        return stream_fold_statistics(data, target, features, encoding, factory_id, folds, seed, clean=False)[0]
+    source = factory_id or "data"
+    X, y, names = select_xy(data, target, features, source)
     assignment = fold_assignment(len(y), folds, seed)
     return FoldStatistics(
         [statistics_from_arrays(X[assignment == k], y[assignment == k], names, target, encoding, factory_id, source)
@@ -149,10 +154,15 @@ def encrypt_fold_statistics(
     """Encrypt a factory's per-fold statistics into a ``fold_statistics`` bundle."""
     check_factory_id(factory_id)
     fold_stats = compute_fold_statistics(data, target, features, encoding, factory_id, folds, seed)
+    return encrypt_folds(fold_stats, public_key, factory_id)
+
+
+def encrypt_folds(fold_stats: FoldStatistics, public_key: PaillierPublicKey, factory_id: str) -> Bundle:
+    """Pack and encrypt already computed per-fold statistics into a ``fold_statistics`` bundle."""
     first = fold_stats.folds[0]
     values = [v for fold in fold_stats.folds for v in fold.to_vector()]
-    return Bundle.seal("fold_statistics", public_key, target, first.features, first.encoding, factory_id, values,
-                       {"folds": folds, "fold_seed": seed})
+    return Bundle.seal("fold_statistics", public_key, first.target, first.features, first.encoding, factory_id,
+                       values, {"folds": fold_stats.k, "fold_seed": fold_stats.seed})
 
 
 @dataclass

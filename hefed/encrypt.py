@@ -24,7 +24,7 @@ from .preprocess import ColumnSummary, PreprocessReport, preprocess
 from .privacy import Bounds
 from .rounds import Round, mask_and_sign
 from .statistics import SufficientStatistics, compute_statistics
-from .streaming import stream_statistics
+from .streaming import stream_fold_statistics, stream_statistics
 
 
 def encrypt_bundle(
@@ -125,10 +125,16 @@ def _encrypt_table(
     if folds and mode != "statistics":
         raise UsageError("folds apply to statistics mode only")
     check_factory_id(factory_id)
-    if mode == "statistics" and not folds and not test_fraction and not isinstance(data, pd.DataFrame):
-        # The common case reads the file block by block: memory does not grow with the file.
-        stats, report = stream_statistics(data, target, features, encoding, factory_id, summary=summary,
-                                          impute=impute, missing=missing, max_z=max_z, bounds=bounds)
+    if mode == "statistics" and not test_fraction and not isinstance(data, pd.DataFrame):
+        # Without a holdout the file is read block by block: memory does not grow with the file.
+        cleaning = {"summary": summary, "impute": impute, "missing": missing, "max_z": max_z, "bounds": bounds}
+        if folds:
+            from .crossval import encrypt_folds  # crossval builds on this module
+
+            fold_stats, report = stream_fold_statistics(data, target, features, encoding, factory_id, folds, seed,
+                                                        **cleaning)
+            return EncryptResult(encrypt_folds(fold_stats, public_key, factory_id), None, report)
+        stats, report = stream_statistics(data, target, features, encoding, factory_id, **cleaning)
         return EncryptResult(encrypt_bundle(stats, public_key, factory_id), None, report)
     frame = data if isinstance(data, pd.DataFrame) else read_table(data)
     source = str(data) if not isinstance(data, pd.DataFrame) else factory_id

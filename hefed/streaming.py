@@ -32,6 +32,7 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from .crossval import FoldStatistics, fold_assignment
 from .data import PARQUET_SUFFIXES, _check_unique, default_features, read_table, select_xy
 from .encoding import Encoding
 from .errors import DataError, HefedError, InvalidFileError, SchemaMismatchError
@@ -76,16 +77,56 @@ def stream_statistics(
     value is refused).
     Returns the statistics and what preprocessing did, rows numbered as in the file.
     """
-    encoding = encoding or Encoding()
-    path = Path(path)
+    cleaning = _Cleaning(summary, impute, missing, max_z) if clean else None
+    parts, report = _read(Path(path), target, features, encoding or Encoding(), factory_id, cleaning, bounds,
+                          progress, 0, 0)
+    return parts[0], report
+
+
+def stream_fold_statistics(
+    path: str | os.PathLike[str],
+    target: str,
+    features: Sequence[str] | None = None,
+    encoding: Encoding | None = None,
+    factory_id: str | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    *,
+    summary: ColumnSummary | None = None,
+    impute: str | None = None,
+    missing: str = "error",
+    max_z: float | None = None,
+    bounds: Bounds | None = None,
+    progress: bool | None = None,
+    clean: bool = True,
+) -> tuple[FoldStatistics, PreprocessReport]:
+    """Exact per-fold statistics of a CSV/Parquet file, read block by block.
+
+    Folds are assigned as :func:`hefed.crossval.fold_assignment` assigns them on the whole
+    (preprocessed) table: by a seeded hash of the row's number among the rows kept, so the
+    result equals :func:`hefed.crossval.compute_fold_statistics` on that table exactly.
+    Other arguments as :func:`stream_statistics`.
+    """
+    fold_assignment(0, folds, seed)  # validates folds and seed before reading anything
+    cleaning = _Cleaning(summary, impute, missing, max_z) if clean else None
+    parts, report = _read(Path(path), target, features, encoding or Encoding(), factory_id, cleaning, bounds,
+                          progress, folds, seed)
+    return FoldStatistics(parts, seed), report
+
+
+def _read(
+    path: Path, target: str, features: Sequence[str] | None, encoding: Encoding, factory_id: str | None,
+    cleaning: _Cleaning | None, bounds: Bounds | None, progress: bool | None, folds: int, seed: int,
+) -> tuple[list[SufficientStatistics], PreprocessReport]:
     source = str(path)
     if progress is None:
         progress = sys.stderr.isatty()
-    cleaning = _Cleaning(summary, impute, missing, max_z) if clean else None
     try:
-        return _stream(path, source, target, features, encoding, factory_id, cleaning, bounds, progress)
+        return _stream(path, source, target, features, encoding, factory_id, cleaning, bounds, progress, folds,
+                       seed)
     except _FallBack:
-        return _process(read_table(path), source, target, features, encoding, factory_id, cleaning, bounds)
+        return _process(read_table(path), source, target, features, encoding, factory_id, cleaning, bounds,
+                        folds, seed)
 
 
 class _Cleaning(NamedTuple):
@@ -97,8 +138,9 @@ class _Cleaning(NamedTuple):
 
 def _stream(
     path: Path, source: str, target: str, features: Sequence[str] | None, encoding: Encoding,
-    factory_id: str | None, cleaning: _Cleaning | None, bounds: Bounds | None, progress: bool,
-) -> tuple[SufficientStatistics, PreprocessReport]:
+    factory_id: str | None, cleaning: _Cleaning | None, bounds: Bounds | None, progress: bool, folds: int,
+    seed: int,
+) -> tuple[list[SufficientStatistics], PreprocessReport]:
     if not path.is_file():
         raise InvalidFileError(f"{path}: data file not found")
     total_bytes = path.stat().st_size
@@ -114,13 +156,13 @@ def _stream(
     if absent or not names or ONES in used:
         raise _FallBack  # the whole-table path raises the same error it always has
     m = len(names) + 2
-    acc = GramAccumulator([0] + [encoding.frac_bits] * (m - 1))
+    accs = [GramAccumulator([0] + [encoding.frac_bits] * (m - 1)) for _ in range(max(1, folds))]
     report = PreprocessReport(0, 0)
     offset = 0
     with _progress_bar(progress, total_bytes, source) as advance:
         for frame, done_bytes in _prefetch(_blocks(path, parquet, used)):
             try:
-                _add_block(acc, frame, source, target, names, encoding, cleaning, bounds, report, offset)
+                _add_block(accs, frame, source, target, names, encoding, cleaning, bounds, report, offset, seed)
             except HefedError as exc:
                 raise type(exc)(_renumber(str(exc), offset)) from None
             offset += len(frame)
@@ -129,16 +171,18 @@ def _stream(
         raise DataError(f"{source}: no data rows")
     if report.rows_out == 0:
         raise DataError(f"{source}: no rows left after preprocessing")
-    if acc.rows >= 1 << encoding.max_rows_bits:
+    if report.rows_out >= 1 << encoding.max_rows_bits:
         raise SchemaMismatchError(f"{source}: more rows than the encoding allows (2^{encoding.max_rows_bits})")
-    stats = SufficientStatistics(target, names, encoding, acc.result(), [factory_id] if factory_id else [])
-    return stats, report
+    ids = [factory_id] if factory_id else []
+    return [SufficientStatistics(target, names, encoding, acc.result(), ids) for acc in accs], report
 
 
 def _add_block(
-    acc: GramAccumulator, frame: pd.DataFrame, source: str, target: str, names: list[str], encoding: Encoding,
-    cleaning: _Cleaning | None, bounds: Bounds | None, report: PreprocessReport, offset: int,
+    accs: list[GramAccumulator], frame: pd.DataFrame, source: str, target: str, names: list[str],
+    encoding: Encoding, cleaning: _Cleaning | None, bounds: Bounds | None, report: PreprocessReport, offset: int,
+    seed: int,
 ) -> None:
+    """Preprocess one block and add it to the accumulator (of each row's fold, with folds)."""
     report.rows_in += len(frame)
     if cleaning is not None:
         frame, part = preprocess(frame, target, names, *cleaning, source, allow_empty=True)
@@ -148,16 +192,25 @@ def _add_block(
     if bounds is not None:
         frame, clipped = bounds.clip(frame, [*names, target])
         report.clipped_cells += clipped
+    kept_before = report.rows_out
     report.rows_out += len(frame)
-    if len(frame):
-        X, y, _ = select_xy(frame, target, names, source)
-        accumulate_rows(acc, X, y, names, target, encoding, source)
+    if not len(frame):
+        return
+    X, y, _ = select_xy(frame, target, names, source)
+    if len(accs) == 1:
+        accumulate_rows(accs[0], X, y, names, target, encoding, source)
+        return
+    # the fold of a row is a hash of its number among the kept rows, as on the whole table
+    assignment = fold_assignment(len(y), len(accs), seed, start=kept_before)
+    for k, acc in enumerate(accs):
+        rows = assignment == k
+        accumulate_rows(acc, X[rows], y[rows], names, target, encoding, source)
 
 
 def _process(
     frame: pd.DataFrame, source: str, target: str, features: Sequence[str] | None, encoding: Encoding,
-    factory_id: str | None, cleaning: _Cleaning | None, bounds: Bounds | None,
-) -> tuple[SufficientStatistics, PreprocessReport]:
+    factory_id: str | None, cleaning: _Cleaning | None, bounds: Bounds | None, folds: int = 0, seed: int = 0,
+) -> tuple[list[SufficientStatistics], PreprocessReport]:
     """The whole-table path: same steps, one block."""
     from .statistics import statistics_from_arrays
 
@@ -169,7 +222,11 @@ def _process(
     if bounds is not None:
         frame, report.clipped_cells = bounds.clip(frame, [*names, target])
     X, y, names = select_xy(frame, target, names, source)
-    return statistics_from_arrays(X, y, names, target, encoding, factory_id, source), report
+    if not folds:
+        return [statistics_from_arrays(X, y, names, target, encoding, factory_id, source)], report
+    assignment = fold_assignment(len(y), folds, seed)
+    return [statistics_from_arrays(X[assignment == k], y[assignment == k], names, target, encoding, factory_id,
+                                   source) for k in range(folds)], report
 
 
 def _renumber(message: str, offset: int) -> str:

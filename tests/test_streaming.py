@@ -86,7 +86,7 @@ def test_preprocessing_per_block_matches_the_whole_table(tmp_path, small_blocks,
         options["summary"] = _summary(frame, used)
     stats, report = streaming.stream_statistics(path, "co2_t", **options)
     # the whole-table path (what encrypt_table runs when the file is not streamed)
-    whole, whole_report = streaming._process(read_table(path), str(path), "co2_t", None, hefed.Encoding(), None,
+    (whole,), whole_report = streaming._process(read_table(path), str(path), "co2_t", None, hefed.Encoding(), None,
                                              streaming._Cleaning(options.get("summary"), options.get("impute"),
                                                                  options.get("missing", "error"),
                                                                  options.get("max_z")), options.get("bounds"))
@@ -183,3 +183,27 @@ def test_read_ahead_keeps_order_raises_errors_and_stops_early():
 
     time.sleep(0.3)
     assert len(produced) == count <= 3 + 2 + 1
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_fold_statistics_streamed_equal_the_whole_table(tmp_path, small_blocks, suffix):
+    """Folds hash the row's number among the kept rows: dropped rows shift later rows' folds
+    exactly as on the whole preprocessed table."""
+    from hefed.crossval import compute_fold_statistics
+
+    frame = _frame(500, seed=4).drop(columns="plant")
+    frame.loc[[3, 100, 101, 420], "gas_t"] = np.nan
+    path = tmp_path / f"plant{suffix}"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
+    folds, report = streaming.stream_fold_statistics(path, "co2_t", None, None, "f", 4, 11, missing="drop")
+    whole = compute_fold_statistics(frame.dropna().reset_index(drop=True), "co2_t", ["coal_t", "gas_t", "hours"],
+                                    None, "f", 4, 11)
+    assert [f.gram for f in folds.folds] == [f.gram for f in whole.folds]
+    assert report.dropped_missing == [3, 100, 101, 420]
+    assert len({f.n for f in folds.folds}) > 1 and sum(f.n for f in folds.folds) == 496
+    # and the library's compute_fold_statistics on the file (no preprocessing) agrees with the frame
+    clean = tmp_path / f"clean{suffix}"
+    tidy = frame.dropna()
+    tidy.to_csv(clean, index=False) if suffix == ".csv" else tidy.to_parquet(clean, index=False)
+    from_file = compute_fold_statistics(clean, "co2_t", None, None, "f", 4, 11)
+    assert [f.gram for f in from_file.folds] == [f.gram for f in whole.folds]
