@@ -47,6 +47,7 @@ WINDOWS = range(2, 11)
 #: Largest table allowed, per key and process.
 MAX_TABLE_BYTES = 96 << 20
 _MAX_TABLES = 2
+_MIN_EXPECTED = 256
 
 
 def exponent_bits(n: int) -> int:
@@ -138,8 +139,11 @@ class _TableCache:
     def get(self, n: int, count: int) -> FixedBaseTable:
         with self._lock:
             table = self._tables.get(n)
-            # Expect the process to go on encrypting about as much as it already has.
-            expected = count + self._used.get(n, 0)
+            # Expect the process to go on encrypting about as much as it already has, and at
+            # least a few bundles' worth: a 256-encryption table costs ~20 ms more than the
+            # cheapest one for a single 33-ciphertext bundle, and pays for itself from the
+            # third bundle (folds, evaluations, simulations of several factories).
+            expected = max(count + self._used.get(n, 0), _MIN_EXPECTED)
             self._used[n] = expected
             bits = exponent_bits(n)
             window = best_window(bits, expected)
