@@ -81,23 +81,6 @@ class Encoding:
         except UsageError as exc:
             raise InvalidFileError(f"{source}: {exc}") from None
 
-    def check_column(self, values: np.ndarray, column: str, source: str = "data") -> np.ndarray:
-        """Return ``values`` as float64 if every one encodes exactly, else refuse like :meth:`encode_column`.
-
-        The common case costs a few vector passes: a float64 is a multiple of ``2^(e−53)``
-        where ``2^e`` bounds it, so a column whose smallest exponent is high enough needs no
-        per-value check.
-        """
-        x = np.asarray(values, dtype=np.float64)
-        if x.size == 0:
-            return x
-        nonzero = x[x != 0]
-        if (np.isfinite(x).all() and float(np.abs(x).max()) < 2.0**self.int_bits
-                and (nonzero.size == 0 or int(np.frexp(nonzero)[1].min()) - 53 >= -self.frac_bits)):
-            return x
-        self.encode_column(x, column, source)  # raises, naming the row
-        return x
-
     def encode_column(self, values: np.ndarray, column: str, source: str = "data") -> np.ndarray:
         """Return ``values · 2^frac_bits`` as integer-valued float64, or refuse.
 

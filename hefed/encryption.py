@@ -82,13 +82,9 @@ def encrypt_plaintexts(
     return [c for part in parallel.map_pieces(_encrypt_piece, pieces, public_key.n, method) for c in part]
 
 
-_KEYS: dict[int, PaillierPrivateKey] = {}
-
-
 def _decrypt_piece(ciphertexts: Sequence[int], p: int, q: int) -> list[int]:
-    key = _KEYS.get(p * q)
-    if key is None:  # rebuilt once per worker process; never written anywhere
-        key = _KEYS[p * q] = PaillierPrivateKey(PaillierPublicKey(p * q), p, q)
+    # Rebuilt for each batch and dropped with it: a worker keeps no key between batches.
+    key = PaillierPrivateKey(PaillierPublicKey(p * q), p, q)
     return [decrypt_raw(key, c) for c in ciphertexts]
 
 

@@ -37,6 +37,7 @@ from .data import PARQUET_SUFFIXES, _check_unique, default_features, read_table,
 from .encoding import Encoding
 from .errors import DataError, HefedError, InvalidFileError, SchemaMismatchError
 from .preprocess import ColumnSummary, PreprocessReport, preprocess
+from .preprocess import _rows as _row_list
 from .primitives.exactgram import GramAccumulator
 from .privacy import Bounds
 from .statistics import ONES, SufficientStatistics, accumulate_rows
@@ -147,26 +148,58 @@ def _stream(
     if total_bytes == 0:
         raise DataError(f"{path}: data file is empty")
     parquet = path.suffix.lower() in PARQUET_SUFFIXES
-    first = _first_block(path, parquet)
-    if target not in first.columns:
-        raise _FallBack  # the whole-table path names the columns there are
+    first, watchable = _first_block(path, parquet)
+    if any(not str(c) for c in first.columns) or ONES in first.columns:
+        raise _FallBack  # pandas renames empty names; the reserved name gets its own error
     names = [str(f) for f in features] if features is not None else default_features(first, target)
     used = list(dict.fromkeys([*names, target]))
-    absent = [c for c in used if c not in first.columns]
-    if absent or not names or ONES in used:
-        raise _FallBack  # the whole-table path raises the same error it always has
+    if target not in first.columns or any(c not in first.columns for c in used) or not names:
+        # column errors come from the header: raise them as the whole-table path does, on no rows
+        _process(first.iloc[:0], source, target, features, encoding, factory_id, cleaning, bounds, folds, seed)
+        raise _FallBack  # (not reached: the call above raises)
+    # Without --features, the whole-table reader decides on every row which columns are numeric;
+    # columns left out here because their first block is empty or text are watched to the end.
+    watch = [c for c in watchable if c not in used] if features is None else []
     m = len(names) + 2
     accs = [GramAccumulator([0] + [encoding.frac_bits] * (m - 1)) for _ in range(max(1, folds))]
     report = PreprocessReport(0, 0)
+    counts = {c: [0, 0] for c in watch}  # present, numeric
+    # With missing="error" the whole table is checked for gaps before anything else: collect
+    # every incomplete row (and hold back any other error) to the end, then report the same.
+    strict = cleaning is not None and cleaning.missing == "error"
+    lenient = cleaning._replace(missing="drop") if strict and cleaning is not None else cleaning
+    missing_rows: list[int] = []
+    deferred: HefedError | None = None
     offset = 0
     with _progress_bar(progress, total_bytes, source) as advance:
-        for frame, done_bytes in _prefetch(_blocks(path, parquet, used)):
+        for frame, done_bytes in _prefetch(_blocks(path, parquet, used, watch)):
+            for c in watch:
+                present = frame[c].dropna()
+                counts[c][0] += len(present)
+                counts[c][1] += int(pd.to_numeric(present.str.strip(), errors="coerce").notna().sum())
+            block = frame[used]
             try:
-                _add_block(accs, frame, source, target, names, encoding, cleaning, bounds, report, offset, seed)
+                if missing_rows or deferred is not None:  # only looking for more gaps now
+                    _, part = preprocess(block, target, names, *lenient, source, allow_empty=True)  # type: ignore[misc]
+                    missing_rows += [r + offset for r in part.dropped_missing]
+                else:
+                    _add_block(accs, block, source, target, names, encoding, lenient, bounds, report, offset, seed)
+                    if strict and report.dropped_missing:
+                        missing_rows, report.dropped_missing = report.dropped_missing, []
             except HefedError as exc:
-                raise type(exc)(_renumber(str(exc), offset)) from None
+                error = type(exc)(_renumber(str(exc), offset))
+                if not strict:
+                    raise error from None
+                deferred = deferred or error
             offset += len(frame)
             advance(done_bytes)
+    if any(present == 0 or 2 * numeric >= present for present, numeric in counts.values()):
+        raise _FallBack  # a column the first block left out is numeric after all: decide on the whole table
+    if missing_rows:
+        raise DataError(f"{source}: missing values in row(s) {_row_list(missing_rows)} "
+                        "(use --missing drop or --impute mean)")
+    if deferred is not None:
+        raise deferred
     if report.rows_in == 0:
         raise DataError(f"{source}: no data rows")
     if report.rows_out == 0:
@@ -182,10 +215,14 @@ def _add_block(
     encoding: Encoding, cleaning: _Cleaning | None, bounds: Bounds | None, report: PreprocessReport, offset: int,
     seed: int,
 ) -> None:
-    """Preprocess one block and add it to the accumulator (of each row's fold, with folds)."""
-    report.rows_in += len(frame)
+    """Preprocess one block and add it to the accumulator (of each row's fold, with folds).
+    Errors name rows of the block as read (the caller adds the block's offset)."""
+    n = len(frame)
+    report.rows_in += n
+    dropped: list[int] = []
     if cleaning is not None:
         frame, part = preprocess(frame, target, names, *cleaning, source, allow_empty=True)
+        dropped = part.dropped_missing + part.dropped_outliers
         report.dropped_missing += [r + offset for r in part.dropped_missing]
         report.dropped_outliers += [r + offset for r in part.dropped_outliers]
         report.imputed_cells += part.imputed_cells
@@ -196,15 +233,19 @@ def _add_block(
     report.rows_out += len(frame)
     if not len(frame):
         return
-    X, y, _ = select_xy(frame, target, names, source)
+    kept = _kept_rows(n, dropped)
+    with _rows_named_by(kept):
+        X, y, _ = select_xy(frame, target, names, source)
     if len(accs) == 1:
-        accumulate_rows(accs[0], X, y, names, target, encoding, source)
+        with _rows_named_by(kept):
+            accumulate_rows(accs[0], X, y, names, target, encoding, source)
         return
     # the fold of a row is a hash of its number among the kept rows, as on the whole table
     assignment = fold_assignment(len(y), len(accs), seed, start=kept_before)
     for k, acc in enumerate(accs):
         rows = assignment == k
-        accumulate_rows(acc, X[rows], y[rows], names, target, encoding, source)
+        with _rows_named_by(kept[rows]):
+            accumulate_rows(acc, X[rows], y[rows], names, target, encoding, source)
 
 
 def _process(
@@ -214,19 +255,50 @@ def _process(
     """The whole-table path: same steps, one block."""
     from .statistics import statistics_from_arrays
 
+    n = len(frame)
     if cleaning is not None:
         frame, report = preprocess(frame, target, features, *cleaning, source)
     else:
-        report = PreprocessReport(len(frame), len(frame))
+        report = PreprocessReport(n, n)
+    kept = _kept_rows(n, report.dropped_missing + report.dropped_outliers)
     names = [str(f) for f in features] if features is not None else default_features(frame, target)
     if bounds is not None:
         frame, report.clipped_cells = bounds.clip(frame, [*names, target])
-    X, y, names = select_xy(frame, target, names, source)
+    with _rows_named_by(kept):
+        X, y, names = select_xy(frame, target, names, source)
     if not folds:
-        return [statistics_from_arrays(X, y, names, target, encoding, factory_id, source)], report
+        with _rows_named_by(kept):
+            return [statistics_from_arrays(X, y, names, target, encoding, factory_id, source)], report
     assignment = fold_assignment(len(y), folds, seed)
-    return [statistics_from_arrays(X[assignment == k], y[assignment == k], names, target, encoding, factory_id,
-                                   source) for k in range(folds)], report
+    parts = []
+    for k in range(folds):
+        rows = assignment == k
+        with _rows_named_by(kept[rows]):
+            parts.append(statistics_from_arrays(X[rows], y[rows], names, target, encoding, factory_id, source))
+    return parts, report
+
+
+def _kept_rows(n: int, dropped: list[int]) -> np.ndarray:
+    """Positions (in the table as read) of the rows preprocessing kept, in order."""
+    return np.delete(np.arange(n), np.asarray(sorted(set(dropped)), dtype=np.intp))
+
+
+_ROW_NUMBERS = re.compile(r"(?:(?<=, )|(?<=in ))(rows?(?:\(s\))? )(\d+(?:, \d+)*)")
+
+
+@contextlib.contextmanager
+def _rows_named_by(positions: np.ndarray) -> Iterator[None]:
+    """Errors raised inside name rows by their place in a subset of the table: rename them
+    ``positions[row − 1] + 1``, the row of the table as read."""
+    try:
+        yield
+    except HefedError as exc:
+        def rename(match: re.Match[str]) -> str:
+            numbers = [int(v) for v in match.group(2).split(", ")]
+            mapped = [str(int(positions[v - 1]) + 1) if 0 < v <= len(positions) else str(v) for v in numbers]
+            return match.group(1) + ", ".join(mapped)
+
+        raise type(exc)(_ROW_NUMBERS.sub(rename, str(exc))) from None
 
 
 def _renumber(message: str, offset: int) -> str:
@@ -237,7 +309,7 @@ def _renumber(message: str, offset: int) -> str:
     def shift(match: re.Match[str]) -> str:
         return match.group(1) + re.sub(r"\d+", lambda n: str(int(n.group()) + offset), match.group(2))
 
-    return re.sub(r"(rows?(?:\(s\))? )(\d+(?:, \d+)*)", shift, message)
+    return _ROW_NUMBERS.sub(shift, message)
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -256,8 +328,10 @@ def _header(path: Path) -> list[str]:
     return header
 
 
-def _first_block(path: Path, parquet: bool) -> pd.DataFrame:
-    """The first block with inferred types, to choose the columns as the whole-table reader would."""
+def _first_block(path: Path, parquet: bool) -> tuple[pd.DataFrame, list[str]]:
+    """The first block with inferred types, to choose the columns as the whole-table reader
+    would, and the columns that later rows could still make numeric (text or empty here;
+    in Parquet only text or null columns, as the schema fixes every other type)."""
     import pyarrow as pa
 
     try:
@@ -269,7 +343,11 @@ def _first_block(path: Path, parquet: bool) -> pd.DataFrame:
             batch = next(handle.iter_batches(batch_size=4096), None)
             if batch is None:
                 raise _FallBack
-            return batch.to_pandas()
+            frame = batch.to_pandas()
+            frame.columns = [str(c) for c in frame.columns]
+            watchable = [str(f.name) for f in handle.schema_arrow
+                         if pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_null(f.type)]
+            return frame, watchable
         import pyarrow.csv as pacsv
 
         _header(path)
@@ -279,11 +357,15 @@ def _first_block(path: Path, parquet: bool) -> pd.DataFrame:
     except (pa.ArrowException, StopIteration, OSError):
         raise _FallBack from None
     frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
+    numeric = {str(f.name).strip() for f in batch.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)}
+    return frame, [c for c in frame.columns if c not in numeric]
 
 
-def _blocks(path: Path, parquet: bool, used: list[str]) -> Iterator[tuple[pd.DataFrame, int]]:
-    """Blocks of the used columns as float64 DataFrames, with the bytes consumed so far."""
+def _blocks(
+    path: Path, parquet: bool, used: list[str], watch: Sequence[str] = ()
+) -> Iterator[tuple[pd.DataFrame, int]]:
+    """Blocks of the used columns as float64 DataFrames (and of the watched ones as text),
+    with the bytes consumed so far."""
     import pyarrow as pa
 
     limit = float(2**53)
@@ -295,9 +377,10 @@ def _blocks(path: Path, parquet: bool, used: list[str]) -> Iterator[tuple[pd.Dat
             raw = {str(c): c for c in handle.schema_arrow.names}
             total_rows, done = max(1, handle.metadata.num_rows), 0
             size = path.stat().st_size
-            for batch in handle.iter_batches(batch_size=BATCH_ROWS, columns=[raw[c] for c in used]):
+            wanted = [*used, *watch]
+            for batch in handle.iter_batches(batch_size=BATCH_ROWS, columns=[raw[c] for c in wanted]):
                 done += batch.num_rows
-                yield _to_frame(batch, used, limit), size * done // total_rows
+                yield _to_frame(batch, used, limit, watch), size * done // total_rows
             return
         import pyarrow.csv as pacsv
 
@@ -308,7 +391,8 @@ def _blocks(path: Path, parquet: bool, used: list[str]) -> Iterator[tuple[pd.Dat
                 counter,
                 read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
                 convert_options=pacsv.ConvertOptions(
-                    column_types={raw[c]: pa.float64() for c in used}, include_columns=[raw[c] for c in used]
+                    column_types={**{raw[c]: pa.float64() for c in used}, **{raw[c]: pa.string() for c in watch}},
+                    include_columns=[raw[c] for c in [*used, *watch]],
                 ),
             )
             pending: list[Any] = []
@@ -317,22 +401,26 @@ def _blocks(path: Path, parquet: bool, used: list[str]) -> Iterator[tuple[pd.Dat
                 pending.append(batch)
                 rows += batch.num_rows
                 if rows >= BATCH_ROWS:
-                    yield _to_frame(pa.Table.from_batches(pending), used, limit), counter.position
+                    yield _to_frame(pa.Table.from_batches(pending), used, limit, watch), counter.position
                     pending, rows = [], 0
             if pending:
-                yield _to_frame(pa.Table.from_batches(pending), used, limit), counter.position
+                yield _to_frame(pa.Table.from_batches(pending), used, limit, watch), counter.position
         finally:
             counter.close()
     except (pa.ArrowException, OSError):
         raise _FallBack from None
 
 
-def _to_frame(batch: Any, used: list[str], limit: float) -> pd.DataFrame:
-    """A record batch or table of the used columns as a float64 DataFrame."""
+def _to_frame(batch: Any, used: list[str], limit: float, watch: Sequence[str] = ()) -> pd.DataFrame:
+    """A record batch or table of the used columns as a float64 DataFrame (watched ones as text)."""
     import pyarrow as pa
 
-    columns = {}
-    for name, column in zip(used, batch.columns, strict=True):
+    index = {str(n).strip(): i for i, n in enumerate(batch.schema.names)}  # by name, whatever the order
+    columns: dict[str, Any] = {}
+    for name in watch:
+        columns[name] = pd.Series(batch.column(index[name]).cast(pa.string()).to_pandas(), dtype=object)
+    for name in used:
+        column = batch.column(index[name])
         kind = column.type
         if not (pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_null(kind)):
             raise _FallBack  # booleans, decimals, text: the whole-table reader decides

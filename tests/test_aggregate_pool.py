@@ -26,6 +26,7 @@ def pooled(monkeypatch):
     """Force the pool: two workers, from two files on."""
     monkeypatch.setenv("HEFED_WORKERS", "2")
     monkeypatch.setattr(aggregate_module, "_MIN_FILES_PER_WORKER", 1)
+    monkeypatch.setattr(parallel, "COLD_START_FACTOR", 1)
     yield
     parallel.shutdown()
 

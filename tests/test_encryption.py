@@ -138,8 +138,11 @@ def test_pool_path_gives_the_same_plaintexts(keypair, monkeypatch):
 
 def test_small_batches_stay_in_process(monkeypatch):
     monkeypatch.setenv("HEFED_WORKERS", "8")
+    parallel.shutdown()
     assert parallel.workers_for(100, 512) == 1
-    assert parallel.workers_for(4096, 512) == 8
+    # a cold pool must be given COLD_START_FACTOR times more work per worker
+    assert parallel.workers_for(4096, 512) == 4096 // (512 * parallel.COLD_START_FACTOR)
+    assert parallel.workers_for(8 * 512 * parallel.COLD_START_FACTOR, 512) == 8
     monkeypatch.setenv("HEFED_WORKERS", "1")
     assert parallel.workers_for(10**6, 1) == 1
     monkeypatch.setenv("HEFED_WORKERS", "zero")
@@ -154,3 +157,59 @@ def test_split_keeps_order_and_balance(items, parts):
     if items:
         sizes = [len(p) for p in pieces]
         assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1 and len(pieces) == min(parts, len(items))
+
+
+def test_scripts_without_a_main_guard_never_start_workers(tmp_path):
+    guarded = tmp_path / "guarded.py"
+    guarded.write_text("import hefed\n\ndef main():\n    pass\n\nif __name__ == '__main__':\n    main()\n")
+    bare = tmp_path / "bare.py"
+    bare.write_text("import hefed\nprint('this would run again in every worker')\n")
+    assert parallel._has_main_guard(str(guarded))
+    assert not parallel._has_main_guard(str(bare))
+    assert not parallel._has_main_guard(str(tmp_path / "missing.py"))
+
+
+def test_an_unguarded_script_encrypts_on_one_process(tmp_path, keypair):
+    """Forkserver/spawn workers would re-run an unguarded script's top level: hefed stays in process."""
+    import subprocess
+    import sys
+
+    pub, _ = keypair
+    script = tmp_path / "bare.py"
+    marker = tmp_path / "runs.txt"
+    script.write_text(
+        "import secrets\nfrom phe import PaillierPublicKey\nfrom hefed import encryption, parallel\n"
+        f"open({str(marker)!r}, 'a').write('run\\n')\n"
+        "parallel.COLD_START_FACTOR = 1\nencryption._MIN_ENCRYPTIONS_PER_WORKER = 1\n"
+        f"key = PaillierPublicKey({pub.n})\n"
+        "print(len(encryption.encrypt_plaintexts(key, [secrets.randbelow(key.n) for _ in range(8)])))\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                            env={**__import__("os").environ, "HEFED_WORKERS": "2"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "8"
+    assert marker.read_text() == "run\n"  # the script body ran once
+
+
+def test_a_broken_pool_is_dropped_and_the_work_done_here(keypair, monkeypatch):
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    class Broken:
+        def submit(self, *args, **kwargs):
+            future = Future()
+            future.set_exception(BrokenProcessPool("a worker died"))
+            return future
+
+        def shutdown(self, *args, **kwargs):
+            pass
+
+    pub, priv = keypair
+    monkeypatch.setattr(parallel, "_POOL", Broken())
+    monkeypatch.setattr(parallel, "_POOL_SIZE", 2)
+    monkeypatch.setenv("HEFED_WORKERS", "2")
+    monkeypatch.setattr(encryption, "_MIN_ENCRYPTIONS_PER_WORKER", 1)
+    plaintexts = [secrets.randbelow(pub.n) for _ in range(6)]
+    cts = encryption.encrypt_plaintexts(pub, plaintexts, "djn")
+    assert [priv.raw_decrypt(c) for c in cts] == plaintexts
+    assert parallel._POOL is None  # dropped: the next big batch starts a fresh pool

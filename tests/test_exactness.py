@@ -662,3 +662,10 @@ def test_residual_sum_of_squares_is_the_exact_sum_over_rows(rows, theta):
     expected = sum((Fraction(y) - theta[0] - coef["a"] * Fraction(a) - coef["b"] * Fraction(b)) ** 2
                    for a, b, y in frame.itertuples(index=False))
     assert stats.residual_sum_of_squares(coef, theta[0]) == expected
+
+
+def test_gram_accumulator_refuses_bit_spans_beyond_float64():
+    """2^200 and 2^-900 in one column span 1100 bits: float64 cannot hold the scaled integers."""
+    acc = GramAccumulator([0, 900])
+    with pytest.raises(ValueError, match="span"):
+        acc.update(np.array([[1.0, 2.0**200], [1.0, 2.0**-900]]))

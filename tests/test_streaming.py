@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import hefed
 from hefed import streaming
 from hefed.data import read_table, select_xy
-from hefed.errors import DataError, EncodingError
+from hefed.errors import DataError, EncodingError, HefedError
 from hefed.preprocess import ColumnSummary
 from hefed.privacy import Bounds
 from hefed.statistics import statistics_from_arrays
@@ -207,3 +207,90 @@ def test_fold_statistics_streamed_equal_the_whole_table(tmp_path, small_blocks, 
     tidy.to_csv(clean, index=False) if suffix == ".csv" else tidy.to_parquet(clean, index=False)
     from_file = compute_fold_statistics(clean, "co2_t", None, None, "f", 4, 11)
     assert [f.gram for f in from_file.folds] == [f.gram for f in whole.folds]
+
+
+def _both_paths(path, target="y", **options):
+    """(streamed, whole-table) outcome: the statistics and report, or the error type and message."""
+    def outcome(function):
+        try:
+            stats, report = function()
+        except HefedError as exc:
+            return type(exc).__name__, str(exc)
+        return stats.features, stats.gram, report.dropped_missing
+    cleaning = streaming._Cleaning(options.get("summary"), options.get("impute"), options.get("missing", "error"),
+                                   options.get("max_z")) if options.get("clean", True) else None
+    streamed = outcome(lambda: streaming.stream_statistics(path, target, **options))
+
+    def whole():
+        parts, report = streaming._process(read_table(path), str(path), target, None, hefed.Encoding(), None,
+                                           cleaning, None)
+        return parts[0], report
+    return streamed, outcome(whole)
+
+
+@pytest.mark.parametrize("missing", ["drop", "error"])
+def test_a_column_empty_in_the_first_blocks_is_still_a_default_feature(tmp_path, small_blocks, missing):
+    rng = np.random.default_rng(8)
+    frame = pd.DataFrame({"x": np.round(rng.normal(size=300), 3), "z": np.round(rng.normal(size=300), 3)})
+    frame["y"] = np.round(frame["x"] + rng.normal(size=300), 3)
+    frame.loc[:199, "z"] = np.nan
+    path = tmp_path / "late.csv"
+    frame.to_csv(path, index=False)
+    streamed, whole = _both_paths(path, missing=missing)
+    assert streamed == whole
+    if missing == "drop":
+        assert streamed[0] == ["x", "z"] and len(streamed[2]) == 200
+    else:
+        assert "row(s) 1, 2, 3" in streamed[1]
+
+
+def test_a_text_column_numeric_after_the_first_blocks_is_decided_on_the_whole_file(tmp_path, small_blocks):
+    rows = ["x,code,y"] + [f"{i}.5,n/a{i % 3},{i}.25" for i in range(80)] + [f"{i}.5,{i},{i}.75" for i in range(200)]
+    path = tmp_path / "codes.csv"
+    path.write_text("\n".join(rows) + "\n")
+    streamed, whole = _both_paths(path, clean=False)
+    assert streamed == whole
+    assert streamed[0] == "DataError" and "'code'" in streamed[1]
+
+
+def test_an_empty_header_name_is_read_as_the_whole_table_reader_names_it(tmp_path, small_blocks):
+    path = tmp_path / "unnamed.csv"
+    path.write_text("x,,y\n" + "".join(f"{i}.5,{i},{i}.25\n" for i in range(100)))
+    streamed, whole = _both_paths(path, clean=False)
+    assert streamed == whole
+
+
+@pytest.mark.parametrize("features", [None, ["x", "nope"]])
+def test_missing_columns_are_reported_from_the_header_like_the_whole_table(tmp_path, small_blocks, features):
+    path = tmp_path / "cols.csv"
+    path.write_text("x,w\n" + "".join(f"{i}.5,{i}\n" for i in range(3000)))
+    target = "y" if features is None else "w"
+    for clean in (False, True):
+        with pytest.raises(DataError) as streamed:
+            streaming.stream_statistics(path, target, features, clean=clean)
+        cleaning = streaming._Cleaning(None, None, "error", None) if clean else None
+        with pytest.raises(DataError) as whole:
+            streaming._process(read_table(path), str(path), target, features, hefed.Encoding(), None, cleaning, None)
+        assert str(streamed.value) == str(whole.value)
+
+
+def test_errors_after_dropped_rows_name_the_row_of_the_file(tmp_path, small_blocks):
+    frame = _frame(300, seed=9).drop(columns="plant")
+    frame.loc[[4, 40, 120], "gas_t"] = np.nan  # dropped
+    frame.loc[200, "coal_t"] = 1e-300  # refused: must be named as row 201 of the file
+    path = tmp_path / "plant.csv"
+    frame.to_csv(path, index=False)
+    for run in (lambda: streaming.stream_statistics(path, "co2_t", missing="drop"),
+                lambda: streaming._process(read_table(path), str(path), "co2_t", None, hefed.Encoding(), None,
+                                           streaming._Cleaning(None, None, "drop", None), None)):
+        with pytest.raises(EncodingError, match=r"column 'coal_t', row 201\b"):
+            run()
+    with pytest.raises(EncodingError, match=r"row 201\b"):
+        streaming.stream_fold_statistics(path, "co2_t", folds=3, missing="drop")
+
+
+def test_row_renumbering_leaves_names_that_contain_row_alone():
+    assert streaming._renumber("plant.csv: column 'arrow 7', row 5: bad", 100) == \
+        "plant.csv: column 'arrow 7', row 105: bad"
+    assert streaming._renumber("plant.csv: missing values in row(s) 1, 9 (use --missing drop)", 10) == \
+        "plant.csv: missing values in row(s) 11, 19 (use --missing drop)"

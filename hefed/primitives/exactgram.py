@@ -25,6 +25,7 @@ summed in int64 and turned into Python integers once per block.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -75,9 +76,12 @@ class GramAccumulator:
         scale = self.scale_bits
         # Values are integers once scaled: the bits in use never go below 2^-scale.
         exact_lo = np.maximum(lo, -scale)
+        if (hi - exact_lo).max(initial=0) > 1000 or (hi + scale).max(initial=0) > 1023:
+            # u = x·2^-lo, or x·2^scale in the check above, would leave float64's range
+            raise ValueError("a column's values span more bits than float64 can hold exactly")
         for j in np.flatnonzero(lo < -scale):  # digits may lie below 2^-scale: check exactly (rare)
             scaled = np.ldexp(columns[j], int(scale[j]))
-            if (scaled != np.floor(scaled)).any():
+            if not np.isfinite(scaled).all() or (scaled != np.floor(scaled)).any():
                 raise ValueError(f"column {j} has values that are not multiples of 2^-{scale[j]}")
         levels = -(-(hi - exact_lo + 1) // SLICE_BITS)
         levels[hi <= exact_lo] = 0  # all-zero column
@@ -97,17 +101,19 @@ class GramAccumulator:
                 acc += slicer.product(columns[:, start : start + CHUNK_ROWS], unscale)
             return acc
 
-        for first in range(0, len(starts), _FLUSH_EVERY):
-            batch = starts[first : first + _FLUSH_EVERY]
-            if threads > 1:
-                # numpy's vector loops release the GIL: a share of the chunks per core,
-                # BLAS on one thread in each
-                parts = [batch[i::threads] for i in range(threads)]
-                with _blas_single_thread(), ThreadPoolExecutor(threads) as pool:
-                    total = sum(pool.map(products, parts))
-            else:
-                total = products(batch)
-            self._add(total, order, exact_lo + scale)
+        # These GEMMs are small (about 85 × 4096): BLAS threads cost more than they give,
+        # so BLAS runs on one thread and the chunks are shared among our own threads (numpy's
+        # vector loops release the GIL).
+        with _blas_single_thread():
+            for first in range(0, len(starts), _FLUSH_EVERY):
+                batch = starts[first : first + _FLUSH_EVERY]
+                if threads > 1:
+                    parts = [batch[i::threads] for i in range(threads)]
+                    with ThreadPoolExecutor(threads) as pool:
+                        total = sum(pool.map(products, parts))
+                else:
+                    total = products(batch)
+                self._add(total, order, exact_lo + scale)
 
     def _add(self, acc64: np.ndarray, order: list[np.ndarray], shifts: np.ndarray) -> None:
         """Recombine slice products into the exact Gram of this block and add it to the total."""
@@ -164,11 +170,16 @@ def _threads() -> int:
         return os.cpu_count() or 1
 
 
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> object:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()  # finding the BLAS libraries once, not per block
+
+
 @contextlib.contextmanager
 def _blas_single_thread() -> Iterator[None]:
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_controller().limit(limits=1, user_api="blas"):  # type: ignore[attr-defined]
         yield
 
 
