@@ -13,7 +13,7 @@ statistics of ``--features`` features at the default encoding (F = 72, 40 intege
 bits, guard bits for 10,000 factories), so values per ciphertext come from that
 layout, not from a made-up slot width.
 
-Usage:  python benchmarks/bench_encrypt.py [--bits 2048 3072] [--ciphertexts 4000] [--features 20]
+Usage:  python benchmarks/bench_encrypt.py [--bits 2048 3072] [--ciphertexts 8192] [--features 20]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def per_value(seconds: float, ciphertexts: int, values_per_ciphertext: float) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bits", type=int, nargs="+", default=[2048, 3072])
-    parser.add_argument("--ciphertexts", type=int, default=4000, help="batch size for the DJN paths")
+    parser.add_argument("--ciphertexts", type=int, default=8192, help="batch size for the DJN paths")
     parser.add_argument("--features", type=int, default=20)
     parser.add_argument("--phe-values", type=int, default=40, help="values encrypted by phe (it is slow)")
     args = parser.parse_args()
