@@ -13,6 +13,15 @@ too many fields, an integer beyond 2^53 that float64 would round) sends the
 file to the whole-table reader (:func:`hefed.data.read_table`), which names
 the offending cell; so errors are the same, only their memory bound differs.
 
+Without ``features``, the default features (every numeric column but the target)
+are chosen from the first block, and the columns it leaves out (empty or text
+there) are watched to the end: if one turns out numeric, the whole-table reader
+decides, so the choice never depends on where a file's first values happen to be.
+Errors name the row of the file. With ``missing="error"`` every incomplete row is
+listed, as on the whole table; for a file with several other problems, the one
+reported is the first block's, which may not be the one the whole-table reader
+(which checks column by column) would report first.
+
 A progress bar (rich) is drawn on stderr when it is a terminal, never otherwise.
 """
 
