@@ -23,6 +23,7 @@ from hefed.datasets import load_consortium
 from hefed.decrypt import decrypt_bundle, load_decrypted
 from hefed.encoding import Encoding
 from hefed.encrypt import MODES, encrypt_table
+from hefed.encryption import encryption_method
 from hefed.errors import HefedError, UsageError
 from hefed.evaluation import EvaluationSums, encrypt_evaluation, evaluate_local
 from hefed.fileio import check_writable
@@ -35,7 +36,7 @@ from hefed.release import release_model
 from hefed.rounds import load_round_inputs, new_round
 
 from .federate import federate
-from .options import consortium_options, parse_floats, split_names
+from .options import consortium_options, encryption_option, parse_floats, split_names
 from .output import emit, output_options, report_error, say, show
 from .simulate import finetune, simulate
 
@@ -205,9 +206,7 @@ def round_new(roster_path: Path, participants: str, out: Path, force: bool) -> N
 @click.option("--roster", "roster_path", type=click.Path(path_type=Path), default=None, help="Consortium roster.")
 @click.option("--bounds", "bounds_path", type=click.Path(path_type=Path), default=None,
               help="Declared per-column bounds: clip values to them (for a differentially private release).")
-@click.option("--encryption", type=click.Choice(["djn", "classic"]), default="djn", show_default=True,
-              help="djn: fixed-base short-exponent encryption (fast; adds a short-exponent assumption, see "
-              "THREAT_MODEL.md); classic: phe's r^n encryption.")
+@encryption_option
 @force_option
 def encrypt(data: Path, target: str, features: str | None, public_key_path: Path, factory_id: str, out: Path,
             mode: str, summary_flag: bool, ridge: float, folds: int, summary_file: Path | None, impute: str | None,
@@ -445,9 +444,11 @@ def print_metrics(title: str, metrics: dict[str, float]) -> None:
               help="Encoding: binary digits below the point (same for every factory).")
 @click.option("--int-bits", default=Encoding.int_bits, show_default=True, type=int,
               help="Encoding: values must be below 2^INT_BITS in magnitude (same for every factory).")
+@encryption_option
 @force_option
 def evaluate(data: Path, model_path: Path, target: str | None, public_key_path: Path | None,
-             factory_id: str | None, out: Path | None, frac_bits: int, int_bits: int, force: bool) -> None:
+             factory_id: str | None, out: Path | None, frac_bits: int, int_bits: int, encryption: str,
+             force: bool) -> None:
     """Factory: metrics of a model on DATA (its holdout); optionally an encrypted evaluation bundle."""
     encrypted = [public_key_path, factory_id, out]
     if any(v is not None for v in encrypted) and not all(v is not None for v in encrypted):
@@ -459,7 +460,9 @@ def evaluate(data: Path, model_path: Path, target: str | None, public_key_path: 
     metrics = evaluate_local(model, data, target, encoding).metrics()
     print_metrics(f"local metrics of the model on {data} (stay here)", metrics)
     if out is not None and public_key_path is not None and factory_id is not None:
-        bundle = encrypt_evaluation(model, data, target, hefed.load_public_key(public_key_path), factory_id, encoding)
+        with encryption_method(encryption):
+            bundle = encrypt_evaluation(model, data, target, hefed.load_public_key(public_key_path), factory_id,
+                                        encoding)
         bundle.save(out, force=force)
         say(f"wrote {out}: encrypted evaluation bundle ({len(bundle.ciphertexts)} ciphertexts)")
     emit(metrics=metrics, evaluation_bundle=out)

@@ -41,3 +41,12 @@ def consortium_options(command: F) -> F:
     ]):
         command = decorator(command)
     return command
+
+
+def encryption_option(command: F) -> F:
+    """``--encryption djn|classic`` (see hefed.encryption and THREAT_MODEL.md)."""
+    return click.option(
+        "--encryption", type=click.Choice(["djn", "classic"]), default="djn", show_default=True,
+        help="djn: fixed-base short-exponent encryption (fast; adds a short-exponent assumption, see "
+        "THREAT_MODEL.md); classic: phe's r^n encryption.",
+    )(command)
