@@ -186,20 +186,21 @@ def _stream(
                 present = frame[c].dropna()
                 counts[c][0] += len(present)
                 counts[c][1] += int(pd.to_numeric(present.str.strip(), errors="coerce").notna().sum())
-            block = frame[used]
+            block = frame[used] if watch else frame
             try:
                 if missing_rows or deferred is not None:  # only looking for more gaps now
                     _, part = preprocess(block, target, names, *lenient, source, allow_empty=True)  # type: ignore[misc]
                     missing_rows += [r + offset for r in part.dropped_missing]
                 else:
                     _add_block(accs, block, source, target, names, encoding, lenient, bounds, report, offset, seed)
-                    if strict and report.dropped_missing:
-                        missing_rows, report.dropped_missing = report.dropped_missing, []
             except HefedError as exc:
                 error = type(exc)(_renumber(str(exc), offset))
                 if not strict:
                     raise error from None
                 deferred = deferred or error
+            if strict and report.dropped_missing:  # gaps found by this block, even if it then failed
+                missing_rows += report.dropped_missing
+                report.dropped_missing = []
             offset += len(frame)
             advance(done_bytes)
     if any(present == 0 or 2 * numeric >= present for present, numeric in counts.values()):

@@ -294,3 +294,18 @@ def test_row_renumbering_leaves_names_that_contain_row_alone():
         "plant.csv: column 'arrow 7', row 105: bad"
     assert streaming._renumber("plant.csv: missing values in row(s) 1, 9 (use --missing drop)", 10) == \
         "plant.csv: missing values in row(s) 11, 19 (use --missing drop)"
+
+
+def test_missing_values_win_over_a_later_check_in_the_same_block(tmp_path, small_blocks):
+    """--missing error: a gap is reported even when its block also holds a value that
+    cannot be encoded, as the whole table checks gaps first."""
+    frame = _frame(300, seed=10).drop(columns="plant")
+    frame.loc[150, "gas_t"] = np.nan
+    frame.loc[151, "coal_t"] = 1e-300
+    path = tmp_path / "plant.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"missing values in row\(s\) 151 "):
+        streaming.stream_statistics(path, "co2_t", missing="error")
+    with pytest.raises(DataError, match=r"missing values in row\(s\) 151 "):
+        streaming._process(read_table(path), str(path), "co2_t", None, hefed.Encoding(), None,
+                           streaming._Cleaning(None, None, "error", None), None)
