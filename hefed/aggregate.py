@@ -10,7 +10,7 @@ and the total number of contributions must stay within the encoding's
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import gmpy2
@@ -44,14 +44,23 @@ def aggregate(
             # Many files: each worker reads and multiplies its share, one file at a time;
             # the partial products are then combined with the same checks.
             pieces = parallel.split([str(item) for item in bundles], workers)
-            return _combine(parallel.map_pieces(_aggregate_files, pieces))
-    return _fold(bundles, roster, round_)[0]
+            partials = parallel.map_pieces(_aggregate_files, pieces)
+            return _fold(((name, partial, sources) for partial, sources, name in partials), None, None)[0]
+    named = ((str(item) if not isinstance(item, Bundle) else f"bundle of {item.contributors}", item, None)
+             for item in bundles)
+    return _fold(named, roster, round_)[0]
 
 
 def _fold(
-    bundles: Iterable[Bundle | str | os.PathLike[str]], roster: Roster | None, round_: Round | None
+    items: Iterable[tuple[str, Bundle | str | os.PathLike[str], Mapping[str, str] | None]],
+    roster: Roster | None,
+    round_: Round | None,
 ) -> tuple[Bundle, dict[str, str]]:
-    """Multiply bundles one at a time with every check; also returns which file each factory came from."""
+    """Multiply bundles one at a time with every check; also returns which file each factory came from.
+
+    ``items`` are (name, bundle or path, sources): ``sources`` maps the factories of a partial
+    product (a pool worker's share) to the files they came from; ``None`` means ``name``.
+    """
     manifests: list[dict[str, Any]] = []
     contributions: dict[str, list[int]] = {}
     first: Bundle | None = None
@@ -59,8 +68,7 @@ def _fold(
     acc: list[gmpy2.mpz] = []
     contributors: list[str] = []
     seen: dict[str, str] = {}
-    for item in bundles:
-        name = str(item) if not isinstance(item, Bundle) else f"bundle of {item.contributors}"
+    for name, item, sources in items:
         bundle = item if isinstance(item, Bundle) else Bundle.load(item)
         if roster is not None and round_ is not None:
             verify_contribution(bundle, roster, round_, name)
@@ -78,11 +86,12 @@ def _fold(
             nsq = gmpy2.mpz(first.public_key.nsquare)
             acc = [gmpy2.f_mod(a * c, nsq) for a, c in zip(acc, bundle.ciphertexts, strict=True)]
         for factory in bundle.contributors:
+            origin = sources[factory] if sources else name
             if factory in seen:
                 raise DuplicateContributorError(
-                    f"factory {factory!r} appears twice ({seen[factory]} and {name})"
+                    f"factory {factory!r} appears twice ({seen[factory]} and {origin})"
                 )
-            seen[factory] = name
+            seen[factory] = origin
             contributors.append(factory)
         if len(contributors) > first.encoding.max_contributors:
             raise OverflowRiskError(
@@ -99,36 +108,9 @@ def _fold(
         first.round_id, manifests, contributions,
     ), seen
 
+
 def _aggregate_files(paths: Sequence[str]) -> tuple[Bundle, dict[str, str], str]:
     """Pool worker: the product of a share of the bundle files, which file each factory
     came from, and the share's first file (to name it in a mismatch)."""
-    partial, seen = _fold(paths, None, None)
+    partial, seen = _fold(((path, path, None) for path in paths), None, None)
     return partial, seen, paths[0]
-
-
-def _combine(partials: list[tuple[Bundle, dict[str, str], str]]) -> Bundle:
-    """Combine the workers' partial products with the checks :func:`aggregate` makes between files."""
-    first, seen, first_name = partials[0]
-    seen = dict(seen)
-    nsq = gmpy2.mpz(first.public_key.nsquare)
-    acc = [gmpy2.mpz(c) for c in first.ciphertexts]
-    contributors = list(first.contributors)
-    for bundle, sources, name in partials[1:]:
-        diffs = first.schema_differences(bundle)
-        if diffs:
-            raise SchemaMismatchError(f"{name} does not match {first_name}: " + "; ".join(diffs))
-        for factory in bundle.contributors:
-            if factory in seen:
-                raise DuplicateContributorError(
-                    f"factory {factory!r} appears twice ({seen[factory]} and {sources[factory]})"
-                )
-            seen[factory] = sources[factory]
-        contributors += bundle.contributors
-        acc = [gmpy2.f_mod(a * c, nsq) for a, c in zip(acc, bundle.ciphertexts, strict=True)]
-    if len(contributors) > first.encoding.max_contributors:
-        raise OverflowRiskError(
-            f"more than {first.encoding.max_contributors} contributions: the encoding's guard bits "
-            "do not allow this many"
-        )
-    return Bundle(first.kind, first.public_key, first.target, list(first.features), first.encoding,
-                  contributors, [int(a) for a in acc], first.layout_digest, dict(first.parameters))

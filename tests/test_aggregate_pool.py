@@ -52,7 +52,7 @@ def test_pool_gives_the_sequential_aggregate(tmp_path, keypair, pooled, monkeypa
     monkeypatch.setattr(parallel, "map_pieces", lambda f, pieces, *a: calls.append(len(pieces)) or real(f, pieces, *a))
     parallel_sum = hefed.aggregate(paths)
     assert calls == [2], "the pool must really have been used"
-    sequential_sum = aggregate_module._fold(paths, None, None)[0]
+    sequential_sum = aggregate_module._fold(((str(p), p, None) for p in paths), None, None)[0]
     assert parallel_sum.contributors == [f"f{i:02d}" for i in range(7)]
     a = hefed.decrypt_statistics(parallel_sum, priv)
     b = hefed.decrypt_statistics(sequential_sum, priv)
