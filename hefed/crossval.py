@@ -37,7 +37,7 @@ from .errors import InvalidFileError, SingularSystemError, UsageError
 from .fileio import atomic_write_json, is_version, read_json_object
 from .model import LinearModel
 from .solve import solve, solve_exact_coefficients
-from .statistics import SufficientStatistics, statistics_from_arrays
+from .statistics import SufficientStatistics, grouped_statistics
 
 FORMAT = "hefed.fold_statistics"
 VERSION = 1
@@ -134,11 +134,8 @@ def compute_fold_statistics(
     source = factory_id or "data"
     X, y, names = select_xy(data, target, features, source)
     assignment = fold_assignment(len(y), folds, seed)
-    return FoldStatistics(
-        [statistics_from_arrays(X[assignment == k], y[assignment == k], names, target, encoding, factory_id, source)
-         for k in range(folds)],
-        seed,
-    )
+    return FoldStatistics(grouped_statistics(X, y, names, target, encoding, factory_id, source, assignment, folds),
+                          seed)
 
 
 def encrypt_fold_statistics(

@@ -29,10 +29,7 @@ _CORRECTLY_ROUNDED: dict[str, str] = {} if int(pd.__version__.split(".")[0]) >= 
 def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a CSV or Parquet file into a DataFrame, refusing unreadable or ambiguous files."""
     path = Path(path)
-    if not path.is_file():
-        raise InvalidFileError(f"{path}: data file not found")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: data file is empty")
+    check_data_file(path)
     if path.suffix.lower() in PARQUET_SUFFIXES:
         try:
             frame = pd.read_parquet(path)
@@ -40,14 +37,7 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
             raise InvalidFileError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
         _check_unique(list(map(str, frame.columns)), path)
         return frame
-    try:
-        with path.open("r", encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader(handle), None)
-    except UnicodeDecodeError:
-        raise InvalidFileError(f"{path}: not UTF-8 text (binary file?)") from None
-    if not header or all(not h.strip() for h in header):
-        raise DataError(f"{path}: no header row")
-    _check_unique([h.strip() for h in header], path)
+    read_csv_header(path)
     try:
         with warnings.catch_warnings():
             # A row with more fields than the header would otherwise be read with its first
@@ -62,6 +52,28 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     frame.columns = [str(c).strip() for c in frame.columns]
     _refuse_rounded_integers(path, frame)
     return frame
+
+
+def check_data_file(path: Path) -> None:
+    """Refuse a data file that is missing or empty."""
+    if not path.is_file():
+        raise InvalidFileError(f"{path}: data file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: data file is empty")
+
+
+def read_csv_header(path: Path) -> list[str]:
+    """A CSV file's header as written (names not stripped): refused if not UTF-8, missing, or
+    with two columns of the same (stripped) name."""
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle), None)
+    except UnicodeDecodeError:
+        raise InvalidFileError(f"{path}: not UTF-8 text (binary file?)") from None
+    if not header or all(not h.strip() for h in header):
+        raise DataError(f"{path}: no header row")
+    _check_unique([h.strip() for h in header], path)
+    return header
 
 
 def _refuse_rounded_integers(path: Path, frame: pd.DataFrame) -> None:

@@ -255,12 +255,14 @@ def compute_statistics(
 
 
 def accumulate_rows(
-    acc: GramAccumulator, X: np.ndarray, y: np.ndarray, features: Sequence[str], target: str,
-    encoding: Encoding, source: str = "data",
+    accumulators: Sequence[GramAccumulator], X: np.ndarray, y: np.ndarray, features: Sequence[str], target: str,
+    encoding: Encoding, source: str = "data", groups: np.ndarray | None = None,
 ) -> None:
-    """Add the exact Gram of ``[1, X·2^F, y·2^F]`` (canonical column order) to ``acc``.
+    """Add the exact Gram of ``[1, X·2^F, y·2^F]`` (canonical column order) to ``accumulators[0]``,
+    or with ``groups`` (one integer per row) row ``i``'s to ``accumulators[groups[i]]``.
 
-    Every value is checked to encode exactly first; errors name the column and the row.
+    Every value is checked to encode exactly first, on all rows at once, so errors name the
+    column and the row of ``X`` whatever group the row falls in.
     """
     order = sorted(range(len(features)), key=lambda j: features[j])
     columns = np.empty((len(features) + 2, X.shape[0]))
@@ -277,7 +279,40 @@ def accumulate_rows(
         names = [features[j] for j in order] + [target]
         for name, values in zip(names, columns[1:], strict=True):
             encoding.encode_column(values, name, source)
-    acc.update_columns(columns, (lo, hi))  # the checks above passed, or a value was refused
+    # the checks above passed, or a value was refused; the whole block's bit range bounds any of its rows
+    if groups is None:
+        accumulators[0].update_columns(columns, (lo, hi))
+        return
+    for k, acc in enumerate(accumulators):
+        acc.update_columns(columns[:, groups == k], (lo, hi))
+
+
+def grouped_statistics(
+    X: np.ndarray,
+    y: np.ndarray,
+    features: Sequence[str],
+    target: str,
+    encoding: Encoding | None = None,
+    factory_id: str | None = None,
+    source: str = "data",
+    groups: np.ndarray | None = None,
+    n_groups: int = 1,
+) -> list[SufficientStatistics]:
+    """Exact statistics of float64 arrays, one per group of rows (``groups[i]`` in
+    ``range(n_groups)``, e.g. cross-validation folds), or of all rows without ``groups``."""
+    encoding = encoding or Encoding()
+    X = as_exact_float64(X, "X", source)
+    y = as_exact_float64(y, "y", source).reshape(-1)
+    if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[1] != len(features):
+        raise SchemaMismatchError(f"{source}: X, y and feature names do not agree in shape")
+    if X.shape[0] >= 1 << encoding.max_rows_bits:
+        raise SchemaMismatchError(f"{source}: more rows than the encoding allows (2^{encoding.max_rows_bits})")
+    if ONES in features or target == ONES:
+        raise DataError(f"{source}: the column name {ONES!r} is reserved for the intercept")
+    accs = [GramAccumulator([0] + [encoding.frac_bits] * (len(features) + 1)) for _ in range(n_groups)]
+    accumulate_rows(accs, X, y, features, target, encoding, source, groups)
+    ids = [factory_id] if factory_id else []
+    return [SufficientStatistics(target, list(features), encoding, acc.result(), ids) for acc in accs]
 
 
 def statistics_from_arrays(
@@ -290,17 +325,4 @@ def statistics_from_arrays(
     source: str = "data",
 ) -> SufficientStatistics:
     """Exact statistics of float64 arrays (columns of ``X`` named by ``features``)."""
-    encoding = encoding or Encoding()
-    X = as_exact_float64(X, "X", source)
-    y = as_exact_float64(y, "y", source).reshape(-1)
-    if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[1] != len(features):
-        raise SchemaMismatchError(f"{source}: X, y and feature names do not agree in shape")
-    if X.shape[0] >= 1 << encoding.max_rows_bits:
-        raise SchemaMismatchError(f"{source}: more rows than the encoding allows (2^{encoding.max_rows_bits})")
-    if ONES in features or target == ONES:
-        raise DataError(f"{source}: the column name {ONES!r} is reserved for the intercept")
-    acc = GramAccumulator([0] + [encoding.frac_bits] * (len(features) + 1))
-    accumulate_rows(acc, X, y, features, target, encoding, source)
-    return SufficientStatistics(
-        target, list(features), encoding, acc.result(), [factory_id] if factory_id else []
-    )
+    return grouped_statistics(X, y, features, target, encoding, factory_id, source)[0]

@@ -28,7 +28,6 @@ A progress bar (rich) is drawn on stderr when it is a terminal, never otherwise.
 from __future__ import annotations
 
 import contextlib
-import csv
 import os
 import queue
 import re
@@ -42,14 +41,22 @@ import numpy as np
 import pandas as pd
 
 from .crossval import FoldStatistics, fold_assignment
-from .data import PARQUET_SUFFIXES, _check_unique, default_features, read_table, select_xy
+from .data import (
+    PARQUET_SUFFIXES,
+    _check_unique,
+    check_data_file,
+    default_features,
+    read_csv_header,
+    read_table,
+    select_xy,
+)
 from .encoding import Encoding
-from .errors import DataError, HefedError, InvalidFileError, SchemaMismatchError
+from .errors import DataError, HefedError, SchemaMismatchError
 from .preprocess import ColumnSummary, PreprocessReport, preprocess
 from .preprocess import _rows as _row_list
 from .primitives.exactgram import GramAccumulator
 from .privacy import Bounds
-from .statistics import ONES, SufficientStatistics, accumulate_rows
+from .statistics import ONES, SufficientStatistics, accumulate_rows, grouped_statistics
 
 #: CSV bytes pyarrow parses at a time (its default): larger blocks only cost memory,
 #: as pyarrow keeps several in flight.
@@ -151,13 +158,10 @@ def _stream(
     factory_id: str | None, cleaning: _Cleaning | None, bounds: Bounds | None, progress: bool, folds: int,
     seed: int,
 ) -> tuple[list[SufficientStatistics], PreprocessReport]:
-    if not path.is_file():
-        raise InvalidFileError(f"{path}: data file not found")
+    check_data_file(path)
     total_bytes = path.stat().st_size
-    if total_bytes == 0:
-        raise DataError(f"{path}: data file is empty")
     parquet = path.suffix.lower() in PARQUET_SUFFIXES
-    first, watchable = _first_block(path, parquet)
+    first, watchable, raw = _first_block(path, parquet)
     if any(not str(c) for c in first.columns) or ONES in first.columns:
         raise _FallBack  # pandas renames empty names; the reserved name gets its own error
     names = [str(f) for f in features] if features is not None else default_features(first, target)
@@ -181,7 +185,7 @@ def _stream(
     deferred: HefedError | None = None
     offset = 0
     with _progress_bar(progress, total_bytes, source) as advance:
-        for frame, done_bytes in _prefetch(_blocks(path, parquet, used, watch)):
+        for frame, done_bytes in _prefetch(_blocks(path, parquet, raw, used, watch)):
             for c in watch:
                 present = frame[c].dropna()
                 counts[c][0] += len(present)
@@ -243,19 +247,11 @@ def _add_block(
     report.rows_out += len(frame)
     if not len(frame):
         return
-    kept = _kept_rows(n, dropped)
-    with _rows_named_by(kept):
+    with _rows_named_by(_kept_rows(n, dropped)):
         X, y, _ = select_xy(frame, target, names, source)
-    if len(accs) == 1:
-        with _rows_named_by(kept):
-            accumulate_rows(accs[0], X, y, names, target, encoding, source)
-        return
-    # the fold of a row is a hash of its number among the kept rows, as on the whole table
-    assignment = fold_assignment(len(y), len(accs), seed, start=kept_before)
-    for k, acc in enumerate(accs):
-        rows = assignment == k
-        with _rows_named_by(kept[rows]):
-            accumulate_rows(acc, X[rows], y[rows], names, target, encoding, source)
+        # the fold of a row is a hash of its number among the kept rows, as on the whole table
+        folds = fold_assignment(len(y), len(accs), seed, start=kept_before) if len(accs) > 1 else None
+        accumulate_rows(accs, X, y, names, target, encoding, source, folds)
 
 
 def _process(
@@ -263,8 +259,6 @@ def _process(
     factory_id: str | None, cleaning: _Cleaning | None, bounds: Bounds | None, folds: int = 0, seed: int = 0,
 ) -> tuple[list[SufficientStatistics], PreprocessReport]:
     """The whole-table path: same steps, one block."""
-    from .statistics import statistics_from_arrays
-
     n = len(frame)
     if cleaning is not None:
         frame, report = preprocess(frame, target, features, *cleaning, source)
@@ -276,16 +270,8 @@ def _process(
         frame, report.clipped_cells = bounds.clip(frame, [*names, target])
     with _rows_named_by(kept):
         X, y, names = select_xy(frame, target, names, source)
-    if not folds:
-        with _rows_named_by(kept):
-            return [statistics_from_arrays(X, y, names, target, encoding, factory_id, source)], report
-    assignment = fold_assignment(len(y), folds, seed)
-    parts = []
-    for k in range(folds):
-        rows = assignment == k
-        with _rows_named_by(kept[rows]):
-            parts.append(statistics_from_arrays(X[rows], y[rows], names, target, encoding, factory_id, source))
-    return parts, report
+        groups = fold_assignment(len(y), folds, seed) if folds else None
+        return grouped_statistics(X, y, names, target, encoding, factory_id, source, groups, max(1, folds)), report
 
 
 def _kept_rows(n: int, dropped: list[int]) -> np.ndarray:
@@ -325,23 +311,11 @@ def _renumber(message: str, offset: int) -> str:
 # --- reading ------------------------------------------------------------------------------------
 
 
-def _header(path: Path) -> list[str]:
-    """The CSV header as written (names not stripped), refusing the same files read_table refuses."""
-    try:
-        with path.open("r", encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader(handle), None)
-    except UnicodeDecodeError:
-        raise InvalidFileError(f"{path}: not UTF-8 text (binary file?)") from None
-    if not header or all(not h.strip() for h in header):
-        raise DataError(f"{path}: no header row")
-    _check_unique([h.strip() for h in header], path)
-    return header
-
-
-def _first_block(path: Path, parquet: bool) -> tuple[pd.DataFrame, list[str]]:
+def _first_block(path: Path, parquet: bool) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
     """The first block with inferred types, to choose the columns as the whole-table reader
-    would, and the columns that later rows could still make numeric (text or empty here;
-    in Parquet only text or null columns, as the schema fixes every other type)."""
+    would; the columns that later rows could still make numeric (text or empty here; in
+    Parquet only text or null columns, as the schema fixes every other type); and each
+    column's name as written in the file, by its stripped name."""
     import pyarrow as pa
 
     try:
@@ -357,10 +331,10 @@ def _first_block(path: Path, parquet: bool) -> tuple[pd.DataFrame, list[str]]:
             frame.columns = [str(c) for c in frame.columns]
             watchable = [str(f.name) for f in handle.schema_arrow
                          if pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_null(f.type)]
-            return frame, watchable
+            return frame, watchable, {str(c): c for c in handle.schema_arrow.names}
         import pyarrow.csv as pacsv
 
-        _header(path)
+        raw = {h.strip(): h for h in read_csv_header(path)}
         reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 20))
         batch = reader.read_next_batch()
         frame = batch.to_pandas()
@@ -368,11 +342,11 @@ def _first_block(path: Path, parquet: bool) -> tuple[pd.DataFrame, list[str]]:
         raise _FallBack from None
     frame.columns = [str(c).strip() for c in frame.columns]
     numeric = {str(f.name).strip() for f in batch.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)}
-    return frame, [c for c in frame.columns if c not in numeric]
+    return frame, [c for c in frame.columns if c not in numeric], raw
 
 
 def _blocks(
-    path: Path, parquet: bool, used: list[str], watch: Sequence[str] = ()
+    path: Path, parquet: bool, raw: dict[str, str], used: list[str], watch: Sequence[str] = ()
 ) -> Iterator[tuple[pd.DataFrame, int]]:
     """Blocks of the used columns as float64 DataFrames (and of the watched ones as text),
     with the bytes consumed so far."""
@@ -384,7 +358,6 @@ def _blocks(
             import pyarrow.parquet as pq
 
             handle = pq.ParquetFile(path)
-            raw = {str(c): c for c in handle.schema_arrow.names}
             total_rows, done = max(1, handle.metadata.num_rows), 0
             size = path.stat().st_size
             wanted = [*used, *watch]
@@ -394,7 +367,6 @@ def _blocks(
             return
         import pyarrow.csv as pacsv
 
-        raw = {h.strip(): h for h in _header(path)}
         counter = _CountingFile(path.open("rb"))
         try:
             reader = pacsv.open_csv(

@@ -46,7 +46,9 @@ def test_blocks_equal_the_whole_table(tmp_path, small_blocks, suffix):
     frame = _frame(400)
     path = tmp_path / f"plant{suffix}"
     frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
-    blocks = list(streaming._blocks(path, suffix == ".parquet", ["coal_t", "co2_t"]))
+    parquet = suffix == ".parquet"
+    raw = streaming._first_block(path, parquet)[2]
+    blocks = list(streaming._blocks(path, parquet, raw, ["coal_t", "co2_t"]))
     assert len(blocks) > 5, "the test must really read several blocks"
     stats, report = streaming.stream_statistics(path, "co2_t")
     assert stats.features == ["coal_t", "gas_t", "hours"]
