@@ -79,7 +79,7 @@ def measure(kind: str, target: str) -> dict[str, float]:
         from hefed import parallel
 
         if parallel._POOL is not None:  # ask each worker for its own peak (they are not our children)
-            usage = parallel.map_pieces(resource.getrusage, [resource.RUSAGE_SELF] * parallel._POOL_SIZE)
+            usage = parallel.map_pieces(resource.getrusage, [resource.RUSAGE_SELF] * parallel.available_workers())
             child = max(u.ru_maxrss for u in usage) / 1024
         parallel.shutdown()
     return {"seconds": seconds, "rss_mb": own, "worker_rss_mb": child}

@@ -33,7 +33,6 @@ from .errors import UsageError
 T = TypeVar("T")
 
 _POOL: ProcessPoolExecutor | None = None
-_POOL_SIZE = 0
 _LOCK = threading.Lock()
 
 
@@ -98,28 +97,26 @@ def _has_main_guard(path: str) -> bool:
 
 
 def _pool() -> Executor:
-    global _POOL, _POOL_SIZE
+    global _POOL
     with _LOCK:
         if _POOL is None:  # one pool of every available worker, kept for the life of the process
-            workers = available_workers()
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
             if context.get_start_method() == "forkserver":
                 # import hefed once in the server; workers fork from it ready to run
                 context.set_forkserver_preload(["hefed.encryption", "hefed.aggregate"])
-            _POOL = ProcessPoolExecutor(max_workers=workers, mp_context=context)
-            _POOL_SIZE = workers
+            _POOL = ProcessPoolExecutor(max_workers=available_workers(), mp_context=context)
         return _POOL
 
 
 @atexit.register
-def shutdown() -> None:
-    """Stop the pool's workers (also run at exit)."""
-    global _POOL, _POOL_SIZE
+def shutdown(wait: bool = True) -> None:
+    """Stop the pool's workers (also run at exit); the next big job starts a fresh pool."""
+    global _POOL
     with _LOCK:
         if _POOL is not None:
-            _POOL.shutdown(wait=True, cancel_futures=True)
-        _POOL, _POOL_SIZE = None, 0
+            _POOL.shutdown(wait=wait, cancel_futures=True)
+        _POOL = None
 
 
 def split(items: Sequence[T], parts: int) -> list[Sequence[T]]:
@@ -148,13 +145,5 @@ def map_pieces(function: Callable[..., T], pieces: Sequence[Any], *args: Any) ->
     except RuntimeError as exc:  # BrokenProcessPool is one; so is a submit after shutdown
         if not isinstance(exc, BrokenProcessPool) and "shutdown" not in str(exc):
             raise
-        _discard_pool()
+        shutdown(wait=False)
         return [function(piece, *args) for piece in pieces]
-
-
-def _discard_pool() -> None:
-    global _POOL, _POOL_SIZE
-    with _LOCK:
-        if _POOL is not None:
-            _POOL.shutdown(wait=False, cancel_futures=True)
-        _POOL, _POOL_SIZE = None, 0

@@ -206,7 +206,6 @@ def test_a_broken_pool_is_dropped_and_the_work_done_here(keypair, monkeypatch):
 
     pub, priv = keypair
     monkeypatch.setattr(parallel, "_POOL", Broken())
-    monkeypatch.setattr(parallel, "_POOL_SIZE", 2)
     monkeypatch.setenv("HEFED_WORKERS", "2")
     monkeypatch.setattr(encryption, "_MIN_ENCRYPTIONS_PER_WORKER", 1)
     plaintexts = [secrets.randbelow(pub.n) for _ in range(6)]
