@@ -16,8 +16,8 @@ from pathlib import Path
 
 import click
 
+from hefed._files import check_writable
 from hefed.errors import UsageError
-from hefed.fileio import check_writable
 
 
 def _flag_to_meta(key: str):  # noqa: ANN202 - click callback factory

@@ -15,29 +15,28 @@ import click
 from rich.table import Table
 
 import hefed
-from hefed.coefficients import CoefficientAggregate
-from hefed.compare import MODELS, Comparison, compare_models
-from hefed.crossval import FoldStatistics, RidgeCVResult
-from hefed.data import write_table
+from hefed._files import check_writable
+from hefed._keys import DEFAULT_BITS
+from hefed.data import Bounds, Cleaning, Holdout, write_table
 from hefed.datasets import load_consortium
-from hefed.decrypt import decrypt_bundle, load_decrypted
-from hefed.encoding import Encoding
-from hefed.encrypt import MODES, encrypt_table
-from hefed.encryption import encryption_method
 from hefed.errors import HefedError, UsageError
-from hefed.evaluation import EvaluationSums, encrypt_evaluation, evaluate_local
-from hefed.fileio import check_writable
-from hefed.identity import Roster, load_identity, roster_add
-from hefed.identity import enroll as enroll_factory
-from hefed.keys import DEFAULT_BITS
-from hefed.preprocess import ColumnSummary
-from hefed.privacy import Bounds
-from hefed.release import release_model
-from hefed.rounds import load_round_inputs, new_round
+from hefed.kinds import CoefficientsRequest, FoldStatisticsRequest, StatisticsRequest, SummaryRequest, load_result
+from hefed.protocol import Masking, Roster, load_identity, load_round_inputs, new_round, roster_add
+from hefed.protocol import enroll as enroll_factory
+from hefed.roles import (
+    DifferentialPrivacy,
+    RidgeCVResult,
+    decrypt_bundle,
+    encrypt_evaluation,
+    evaluate_local,
+    release_model,
+)
+from hefed.sim import MODELS, Comparison, compare_models
+from hefed.stats import CoefficientAggregate, ColumnSummary, Encoding, EvaluationSums, FoldStatistics
 
 from .federate import federate
 from .options import consortium_options, encryption_option, parse_floats, split_names
-from .output import emit, output_options, report_error, say, show
+from .output import describe_error, emit, exit_code, output_options, report_error, say, show
 from .simulate import finetune, simulate
 
 
@@ -50,15 +49,16 @@ class HefedGroup(click.Group):
         except HefedError as exc:
             if ctx.meta.get("hefed.debug"):
                 raise
-            report_error(ctx, str(exc), exc.exit_code if isinstance(exc, HefedError) else 1)
-            ctx.exit(exc.exit_code)
+            code = exit_code(exc)
+            report_error(ctx, describe_error(exc), code)
+            ctx.exit(code)
         except KeyboardInterrupt:
             click.echo("hefed: interrupted", err=True)
             ctx.exit(130)
         except (OSError, MemoryError) as exc:
             if ctx.meta.get("hefed.debug"):
                 raise
-            report_error(ctx, str(exc), exc.exit_code if isinstance(exc, HefedError) else 1)
+            report_error(ctx, str(exc), 1)
             ctx.exit(1)
 
 
@@ -174,7 +174,8 @@ def round_new(roster_path: Path, participants: str, out: Path, force: bool) -> N
 @click.option("--public-key", "public_key_path", required=True, type=click.Path(path_type=Path))
 @click.option("--factory-id", required=True, help="This factory's id (letters, digits, . _ -).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle file to write.")
-@click.option("--mode", type=click.Choice(list(MODES)), default="statistics", show_default=True,
+@click.option("--mode", type=click.Choice(["statistics", "coefficients", "summary"]), default="statistics",
+              show_default=True,
               help="statistics: exact sufficient statistics (the pooled model); coefficients: this factory's own "
               "fitted model weighted by n (encrypted FedAvg); summary: per-column count, mean and std round.")
 @click.option("--summary", "summary_flag", is_flag=True, help="Same as --mode summary.")
@@ -226,13 +227,20 @@ def encrypt(data: Path, target: str, features: str | None, public_key_path: Path
     roster, round_ = load_round_inputs(roster_path, round_path)
     if (identity_path is None) != (round_ is None):
         raise UsageError("--round, --identity and --roster go together")
-    identity = load_identity(identity_path) if identity_path is not None else None
-    result = encrypt_table(
-        data, target, public_key, split_names(features), factory_id, encoding,
-        mode="summary" if summary_flag else mode, ridge=ridge, folds=folds, test_fraction=test_fraction,
-        seed=seed, summary=summary, impute=impute, missing=missing, max_z=max_z,
-        round_=round_, identity=identity, roster=roster,
-        bounds=Bounds.load(bounds_path) if bounds_path is not None else None, encryption=encryption,
+    masking = (Masking(round_, load_identity(identity_path), roster)
+               if identity_path is not None and round_ is not None and roster is not None else None)
+    mode = "summary" if summary_flag else mode
+    if folds and mode != "statistics":
+        raise UsageError("--folds applies to statistics mode only")
+    request = (SummaryRequest() if mode == "summary" else CoefficientsRequest(ridge) if mode == "coefficients"
+               else FoldStatisticsRequest(folds, seed) if folds else StatisticsRequest())
+    result = hefed.encrypt_table(
+        data, target, public_key, features=split_names(features), factory_id=factory_id, request=request,
+        encoding=encoding,
+        cleaning=Cleaning(missing=missing, impute=impute, max_z=max_z, summary=summary,  # type: ignore[arg-type]
+                          bounds=Bounds.load(bounds_path) if bounds_path is not None else None),
+        holdout=Holdout(test_fraction, seed) if test_fraction and mode != "summary" else None,
+        masking=masking, encryption=encryption,  # type: ignore[arg-type]
     )
     for line in result.report.lines() if result.report else []:
         say(line)
@@ -348,11 +356,14 @@ def solve_cmd(stats: Path, ridge: str, alphas: str | None, no_intercept: bool, d
               dp_delta: float | None, bounds_path: Path | None, standardize: bool, out: Path, force: bool) -> None:
     """Solve the exact global linear model from decrypted aggregate statistics."""
     check_writable(out, force)
-    ridge_value: float | str = "auto" if ridge.strip().lower() == "auto" else parse_floats(ridge, "--ridge")[0]
-    model, curve = release_model(
-        load_decrypted(stats), ridge_value, parse_floats(alphas, "--alphas"), not no_intercept, standardize,
-        dp_epsilon, dp_delta, Bounds.load(bounds_path) if bounds_path is not None else None,
-    )
+    dp = (dp_epsilon, dp_delta, bounds_path)
+    if any(v is not None for v in dp) and not all(v is not None for v in dp):
+        raise UsageError("a differentially private release needs --dp-epsilon, --dp-delta and --bounds")
+    privacy = (DifferentialPrivacy(dp_epsilon, dp_delta, Bounds.load(bounds_path))
+               if dp_epsilon is not None and dp_delta is not None and bounds_path is not None else None)
+    release = release_model(load_result(stats), ridge, parse_floats(alphas, "--alphas"), not no_intercept,
+                            standardize, privacy)
+    model, curve = release.model, release.curve
     if curve is not None:
         print_validation_curve(curve)
     model.save(out, force=force)
@@ -460,9 +471,8 @@ def evaluate(data: Path, model_path: Path, target: str | None, public_key_path: 
     metrics = evaluate_local(model, data, target, encoding).metrics()
     print_metrics(f"local metrics of the model on {data} (stay here)", metrics)
     if out is not None and public_key_path is not None and factory_id is not None:
-        with encryption_method(encryption):
-            bundle = encrypt_evaluation(model, data, target, hefed.load_public_key(public_key_path), factory_id,
-                                        encoding)
+        bundle = encrypt_evaluation(model, data, target, hefed.load_public_key(public_key_path), factory_id,
+                                    encoding, encryption)  # type: ignore[arg-type]
         bundle.save(out, force=force)
         say(f"wrote {out}: encrypted evaluation bundle ({len(bundle.ciphertexts)} ciphertexts)")
     emit(metrics=metrics, evaluation_bundle=out)
@@ -525,7 +535,7 @@ def comparison_dict(report: Comparison) -> dict[str, object]:
 def demo(factories: int, seed: int, bits: int, insecure_test_key: bool) -> None:
     """Run keygen → encrypt → aggregate → decrypt → solve on the built-in data."""
     from hefed.datasets import EMISSION_FACTORS, FACTOR_UNITS
-    from hefed.demo import run_demo
+    from hefed.sim import run_demo
 
     show(f"[bold]hefed demo[/bold]: {factories} synthetic plants, {bits}-bit Paillier key")
     report = run_demo(n_factories=factories, seed=seed, bits=bits, insecure_test_key=insecure_test_key)

@@ -55,6 +55,58 @@ def emit(**data: object) -> None:
         click.echo(json.dumps(_finite({"ok": True, **data}), default=_json_default, allow_nan=False))
 
 
+#: The option of each library parameter an error message may advise changing.
+PARAMETER_OPTIONS = {
+    "force": "--force",
+    "int_bits": "--int-bits",
+    "frac_bits": "--frac-bits",
+    "max_contributors": "--max-contributors",
+    "missing": "--missing drop",
+    "impute": "--impute mean",
+    "max_z": "--max-z",
+    "summary": "--summary-file",
+    "ridge": "--ridge",
+    "alphas": "--alphas",
+    "folds": "--folds",
+    "seed": "--seed",
+    "test_fraction": "--test-fraction",
+    "bits": "--bits",
+    "insecure_test_key": "--insecure-test-key",
+    "allow_insecure_permissions": "--allow-insecure-permissions",
+    "roster": "--roster",
+    "round": "--round",
+    "replace": "--replace",
+    "standardize": "--standardize",
+    "dp_epsilon": "--dp-epsilon",
+    "dp_delta": "--dp-delta",
+    "factory_id": "--factory-id",
+    "encryption": "--encryption",
+    "coef_frac_bits": "",
+    "coef_int_bits": "",
+}
+
+
+def exit_code(exc: Exception) -> int:
+    """2 for bad usage (:class:`~hefed.errors.UsageError`), 1 for every other refusal."""
+    from hefed.errors import UsageError
+
+    return 2 if isinstance(exc, UsageError) else 1
+
+
+def describe_error(exc: Exception) -> str:
+    """The library's one-line message, with the command-line options it points at."""
+    from hefed.errors import HefedError, IncompleteRoundError
+
+    message = str(exc)
+    if isinstance(exc, IncompleteRoundError) and exc.survivors:
+        message += f" (hefed round new --participants {','.join(exc.survivors)})"
+    options = [PARAMETER_OPTIONS.get(p, "") for p in exc.parameters] if isinstance(exc, HefedError) else []
+    options = [o for o in options if o]
+    if options:
+        message += f" [{', '.join(options)}]"
+    return message
+
+
 def report_error(ctx: click.Context, message: str, exit_code: int) -> None:
     click.echo(f"hefed: error: {message}", err=True)
     if ctx.meta.get("hefed.json"):

@@ -13,12 +13,12 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from hefed._files import check_writable
+from hefed.analysis import FinetuneResult
+from hefed.analysis import finetune as finetune_model
 from hefed.datasets import load_consortium
-from hefed.fedavg import DEFAULT_MU, FedAvgReport, simulate_fedavg
-from hefed.fileio import check_writable
-from hefed.finetune import FinetuneResult
-from hefed.finetune import finetune as finetune_model
-from hefed.model import LinearModel
+from hefed.models import LinearModel
+from hefed.sim import DEFAULT_MU, FedAvgReport, simulate_fedavg
 
 from .options import consortium_options, parse_floats, split_names
 from .output import emit, output_options, say, show

@@ -1,8 +1,13 @@
-"""hefed: exact federated linear regression of emissions under Paillier encryption.
+"""hefed: exact federated regression of emissions under Paillier encryption.
 
-The pipeline, one module a step::
+The safe recipe layer: everything a consortium needs, one name each. The layers below it,
+each a package importing only those beneath it::
 
-    data → statistics → encoding/packing → encrypt → bundle → aggregate → decrypt → solve → model
+    primitives → stats → data → kinds → protocol → models → roles → analysis → sim → flower
+    (Paillier,   (exact   (tables,  (what a    (bundles,   (model,   (factory,  (fine-    (in-process  (across
+     packing,     sums of  cleaning, bundle     identities, inference) aggregator, tuning)   consortia)   machines)
+     exact        arrays)  streaming) carries)  rounds)                key holder,
+     algebra)                                                          analyst)
 
 Typical use::
 
@@ -12,79 +17,219 @@ Typical use::
                for name, df in factories.items()]
     stats = hefed.decrypt_statistics(hefed.aggregate(bundles), priv)
     model = hefed.solve(stats)
+
+Names are imported on first use, so ``import hefed`` is cheap (a factory's encryption or a
+command's ``--help`` never pays for scikit-learn or pandas it does not use).
 """
 
 from __future__ import annotations
 
-from . import datasets, errors
-from .aggregate import aggregate
-from .bundle import Bundle
-from .decrypt import decrypt_bundle, decrypt_evaluation, decrypt_statistics
-from .encoding import Encoding
-from .encrypt import EncryptResult, encrypt_bundle, encrypt_statistics, encrypt_table
-from .evaluation import EvaluationSums, encrypt_evaluation, evaluate_local, split_holdout
-from .inference import InferenceResults, inference
-from .keys import (
-    generate_keypair,
-    key_fingerprint,
-    load_private_key,
-    load_public_key,
-    save_private_key,
-    save_public_key,
-)
-from .model import LinearModel
-from .solve import solve
-from .statistics import SufficientStatistics, compute_statistics
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+#: Public name → the module that defines it (imported on first use).
+_EXPORTS: dict[str, str] = {
+    # keys
+    "generate_keypair": "hefed._keys",
+    "key_fingerprint": "hefed._keys",
+    "load_private_key": "hefed._keys",
+    "load_public_key": "hefed._keys",
+    "save_private_key": "hefed._keys",
+    "save_public_key": "hefed._keys",
+    # exact statistics
+    "Encoding": "hefed.stats",
+    "SufficientStatistics": "hefed.stats",
+    "FoldStatistics": "hefed.stats",
+    "ColumnSummary": "hefed.stats",
+    "EvaluationSums": "hefed.stats",
+    "CoefficientAggregate": "hefed.stats",
+    # data
+    "Bounds": "hefed.data",
+    "Cleaning": "hefed.data",
+    "Holdout": "hefed.data",
+    "compute_statistics": "hefed.data",
+    "compute_fold_statistics": "hefed.data",
+    "read_table": "hefed.data",
+    "split_holdout": "hefed.data",
+    # kinds
+    "StatisticsRequest": "hefed.kinds",
+    "FoldStatisticsRequest": "hefed.kinds",
+    "CoefficientsRequest": "hefed.kinds",
+    "SummaryRequest": "hefed.kinds",
+    "EvaluationRequest": "hefed.kinds",
+    # protocol
+    "Bundle": "hefed.protocol",
+    "Masking": "hefed.protocol",
+    "Roster": "hefed.protocol",
+    "Round": "hefed.protocol",
+    "enroll": "hefed.protocol",
+    "load_identity": "hefed.protocol",
+    "new_round": "hefed.protocol",
+    # models
+    "LinearModel": "hefed.models",
+    "InferenceResults": "hefed.models",
+    "inference": "hefed.models",
+    # roles
+    "EncryptResult": "hefed.roles",
+    "encrypt_table": "hefed.roles",
+    "encrypt_statistics": "hefed.roles",
+    "encrypt_bundle": "hefed.roles",
+    "encrypt_evaluation": "hefed.roles",
+    "evaluate_local": "hefed.roles",
+    "aggregate": "hefed.roles",
+    "decrypt_bundle": "hefed.roles",
+    "decrypt_statistics": "hefed.roles",
+    "decrypt_evaluation": "hefed.roles",
+    "solve": "hefed.roles",
+    "release_model": "hefed.roles",
+    "DifferentialPrivacy": "hefed.roles",
+    # analysis
+    "finetune": "hefed.analysis",
+    # simulations
+    "FederatedLinearRegression": "hefed.sim",
+    "Comparison": "hefed.sim",
+    "compare_models": "hefed.sim",
+    "simulate_fedavg": "hefed.sim",
+}
+
+#: Public submodules, also imported on first use.
+_SUBMODULES = ("analysis", "data", "datasets", "errors", "kinds", "models", "primitives", "protocol", "roles",
+               "sim", "stats")
+
 __all__ = [
-    "Bundle",
-    "Comparison",
-    "Encoding",
-    "EvaluationSums",
-    "FederatedLinearRegression",
-    "InferenceResults",
-    "LinearModel",
-    "SufficientStatistics",
+    "__version__",
     "aggregate",
+    "analysis",
+    "Bounds",
+    "Bundle",
+    "Cleaning",
+    "CoefficientAggregate",
+    "CoefficientsRequest",
+    "ColumnSummary",
     "compare_models",
+    "Comparison",
+    "compute_fold_statistics",
     "compute_statistics",
+    "data",
     "datasets",
     "decrypt_bundle",
     "decrypt_evaluation",
     "decrypt_statistics",
+    "DifferentialPrivacy",
+    "Encoding",
     "encrypt_bundle",
     "encrypt_evaluation",
     "encrypt_statistics",
     "encrypt_table",
     "EncryptResult",
-    "evaluate_local",
-    "inference",
-    "split_holdout",
+    "enroll",
     "errors",
+    "evaluate_local",
+    "EvaluationRequest",
+    "EvaluationSums",
+    "FederatedLinearRegression",
+    "finetune",
+    "FoldStatistics",
+    "FoldStatisticsRequest",
     "generate_keypair",
+    "Holdout",
+    "inference",
+    "InferenceResults",
     "key_fingerprint",
+    "kinds",
+    "LinearModel",
+    "load_identity",
     "load_private_key",
     "load_public_key",
+    "Masking",
+    "models",
+    "new_round",
+    "primitives",
+    "protocol",
+    "read_table",
+    "release_model",
+    "roles",
+    "Roster",
+    "Round",
     "save_private_key",
     "save_public_key",
+    "sim",
+    "simulate_fedavg",
     "solve",
+    "split_holdout",
+    "StatisticsRequest",
+    "stats",
+    "SufficientStatistics",
+    "SummaryRequest",
 ]
 
 
-_LAZY = {
-    "Comparison": ("compare", "Comparison"),
-    "compare_models": ("compare", "compare_models"),
-    "FederatedLinearRegression": ("estimator", "FederatedLinearRegression"),
-}
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"hefed.{name}")
+    raise AttributeError(f"module 'hefed' has no attribute {name!r}")
 
 
-def __getattr__(name: str) -> object:
-    """Import the scikit-learn-based parts on first use: factories and Flower processes need not pay for them."""
-    if name in _LAZY:
-        import importlib
+def __dir__() -> list[str]:
+    return __all__
 
-        module, attribute = _LAZY[name]
-        return getattr(importlib.import_module(f".{module}", __name__), attribute)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
+    from . import analysis, data, datasets, errors, kinds, models, primitives, protocol, roles, sim, stats
+    from ._keys import (
+        generate_keypair,
+        key_fingerprint,
+        load_private_key,
+        load_public_key,
+        save_private_key,
+        save_public_key,
+    )
+    from .analysis import finetune
+    from .data import (
+        Bounds,
+        Cleaning,
+        Holdout,
+        compute_fold_statistics,
+        compute_statistics,
+        read_table,
+        split_holdout,
+    )
+    from .kinds import (
+        CoefficientsRequest,
+        EvaluationRequest,
+        FoldStatisticsRequest,
+        StatisticsRequest,
+        SummaryRequest,
+    )
+    from .models import InferenceResults, LinearModel, inference
+    from .protocol import Bundle, Masking, Roster, Round, enroll, load_identity, new_round
+    from .roles import (
+        DifferentialPrivacy,
+        EncryptResult,
+        aggregate,
+        decrypt_bundle,
+        decrypt_evaluation,
+        decrypt_statistics,
+        encrypt_bundle,
+        encrypt_evaluation,
+        encrypt_statistics,
+        encrypt_table,
+        evaluate_local,
+        release_model,
+        solve,
+    )
+    from .sim import Comparison, FederatedLinearRegression, compare_models, simulate_fedavg
+    from .stats import (
+        CoefficientAggregate,
+        ColumnSummary,
+        Encoding,
+        EvaluationSums,
+        FoldStatistics,
+        SufficientStatistics,
+    )

@@ -1,38 +1,49 @@
 """The exceptions hefed raises.
 
-Every error a user can cause derives from :class:`HefedError`. The CLI maps
-:class:`UsageError` subclasses to exit code 2 and every other ``HefedError``
-to exit code 1, printing the message as a single line.
+Every error a user can cause derives from :class:`HefedError`; messages are one line, name
+the file, column and row where there is one, and never carry a private value. Errors carry no
+exit codes and name no command-line flags: where a message advises changing a setting it
+names the library parameter and sets :attr:`HefedError.parameters`, so a front end (the CLI)
+can point at its own option for it.
+
+Where scikit-learn expects a :class:`ValueError` (bad data, bad parameter values), the
+matching hefed errors are :class:`ValueError` subclasses too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class HefedError(Exception):
-    """Base class of every error hefed raises on bad input or refused operations."""
+    """Base class of every error hefed raises on bad input or refused operations.
 
-    exit_code = 1
+    ``parameters`` names the library parameters (``"int_bits"``, ``"force"`` …) whose change
+    the message suggests, if any.
+    """
+
+    def __init__(self, message: str = "", *, parameters: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.parameters: tuple[str, ...] = tuple(parameters)
 
 
-class UsageError(HefedError):
-    """The command or call was used wrongly (bad option values, refused overwrite)."""
-
-    exit_code = 2
+class UsageError(HefedError, ValueError):
+    """The call was used wrongly (bad parameter values, refused overwrite)."""
 
 
 class OutputExistsError(UsageError):
     """An output file exists and ``force`` was not given."""
 
 
-class InvalidFileError(HefedError):
+class InvalidFileError(HefedError, ValueError):
     """A file (key, bundle, statistics, model, data) is malformed or unreadable."""
 
 
-class DataError(HefedError):
+class DataError(HefedError, ValueError):
     """A data table cannot be used: missing columns, non-numeric cells, NaN, too few rows."""
 
 
-class EncodingError(HefedError):
+class EncodingError(HefedError, ValueError):
     """A value cannot be represented exactly within the declared encoding."""
 
 
@@ -44,8 +55,8 @@ class KeyMismatchError(HefedError):
     """Ciphertexts or keys belong to different Paillier keys, or a key pair does not match."""
 
 
-class SchemaMismatchError(HefedError):
-    """Bundles differ in target, features, encoding or kind and cannot be combined."""
+class SchemaMismatchError(HefedError, ValueError):
+    """Bundles or tables differ in target, features, encoding or kind and cannot be combined."""
 
 
 class DuplicateContributorError(HefedError):
@@ -60,11 +71,12 @@ class IntegrityError(HefedError):
     """A decrypted aggregate fails its guard-bit or contributor-count checks."""
 
 
-class SingularSystemError(HefedError):
+class SingularSystemError(HefedError, ValueError):
     """The (ridge-)normal equations have no unique solution."""
 
-    def __init__(self, message: str, columns: list[str] | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, columns: Sequence[str] | None = None, *,
+                 parameters: Sequence[str] = ("ridge",)) -> None:
+        super().__init__(message, parameters=parameters)
         self.columns = list(columns or [])
 
 
@@ -74,6 +86,18 @@ class ResultRangeError(HefedError):
 
 class RoundError(HefedError):
     """A contribution or aggregate does not belong to the round, or its signature is invalid."""
+
+
+class IncompleteRoundError(RoundError):
+    """Not every participant of a masked round delivered: the masks cannot cancel.
+
+    ``missing`` and ``survivors`` name the factories, so a front end can offer the new round.
+    """
+
+    def __init__(self, message: str, missing: Sequence[str] = (), survivors: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.missing = list(missing)
+        self.survivors = list(survivors)
 
 
 class InsecureKeyError(UsageError):

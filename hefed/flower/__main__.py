@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import HefedError
+from ..errors import HefedError, UsageError
 from .project import write_app
 
 USAGE = "usage: python -m hefed.flower write-app DIR [--force]"
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         directory = write_app(args[1], force=force)
     except HefedError as exc:
         print(f"hefed: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return 2 if isinstance(exc, UsageError) else 1
     print(f"wrote {directory / 'pyproject.toml'}; submit it with: flwr run {directory} CONNECTION --run-config ...")
     return 0
 

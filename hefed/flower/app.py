@@ -50,13 +50,11 @@ from flwr.clientapp import ClientApp
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
-from ..aggregate import aggregate
-from ..bundle import Bundle
-from ..errors import HefedError, UsageError
-from ..fileio import atomic_write_json, check_writable
-from ..identity import Roster
-from ..model import LinearModel
-from ..rounds import RoundError, new_round
+from .._files import atomic_write_json, check_writable
+from ..errors import HefedError, RoundError, UsageError
+from ..models import LinearModel
+from ..protocol import Bundle, Roster, new_round
+from ..roles import aggregate
 from .protocol import (
     ACTION,
     MESSAGE_TYPE,

@@ -37,13 +37,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import errors
-from ..bundle import Bundle
-from ..errors import HefedError, InvalidFileError, UsageError
-from ..fileio import atomic_write_bytes, atomic_write_json, check_writable, read_json_object
-from ..identity import Member, Roster, load_member
-from ..keys import key_fingerprint
-from ..model import LinearModel
-from ..rounds import RoundError
+from .._files import atomic_write_bytes, atomic_write_json, check_writable, read_json_object
+from .._keys import key_fingerprint
+from ..errors import HefedError, InvalidFileError, RoundError, UsageError
+from ..models import LinearModel
+from ..protocol import Bundle, Member, Roster, load_member
 from .project import toml_table, write_app
 from .protocol import KINDS, RUN_CONFIG_DEFAULTS, load_public_key_only
 

@@ -69,25 +69,33 @@ import pandas as pd
 from phe import PaillierPublicKey
 from phe.util import base64_to_int, int_to_base64
 
-from ..aggregate import aggregate
-from ..bundle import Bundle, check_factory_id
-from ..data import read_table, split_holdout
-from ..encoding import Encoding
-from ..encrypt import encrypt_table
+from .._files import MAX_JSON_BYTES, read_json_object
+from .._keys import MAX_BITS, MIN_TEST_BITS, key_fingerprint, load_public_key
+from ..data import Cleaning, Holdout, read_table, split_holdout
 from ..errors import (
     HefedError,
     InsecureKeyError,
     InvalidFileError,
     KeyMismatchError,
+    RoundError,
     TooFewContributorsError,
     UsageError,
 )
-from ..evaluation import encrypt_evaluation
-from ..fileio import MAX_JSON_BYTES, read_json_object
-from ..identity import FactoryIdentity, Roster, load_identity
-from ..keys import MAX_BITS, MIN_TEST_BITS, key_fingerprint, load_public_key
-from ..model import LinearModel
-from ..rounds import Round, RoundError, mask_and_sign, verify_contribution
+from ..kinds import CoefficientsRequest, StatisticsRequest, kind_names
+from ..models import LinearModel
+from ..protocol import (
+    Bundle,
+    FactoryIdentity,
+    Masking,
+    Roster,
+    Round,
+    check_factory_id,
+    load_identity,
+    mask_and_sign,
+    verify_contribution,
+)
+from ..roles import aggregate, encrypt_evaluation, encrypt_table
+from ..stats import Encoding
 
 #: The ClientApp action and the Flower message type it answers.
 ACTION = "contribute"
@@ -98,8 +106,8 @@ READY_MESSAGE_TYPE = f"query.{READY_ACTION}"
 #: Names of the records inside the request and reply messages.
 REQUEST_RECORD = "hefed-request"
 REPLY_RECORD = "hefed-reply"
-#: Bundle kinds a federation can collect.
-KINDS = ("statistics", "coefficients", "evaluation")
+#: Bundle kinds a federation can collect (those the kind registry marks as travelling by Flower).
+KINDS = kind_names(flower=True)
 #: Format of the federation report the ServerApp writes.
 REPORT_FORMAT = "hefed.federation"
 REPORT_VERSION = 1
@@ -499,11 +507,12 @@ def make_bundle(request: Mapping[str, Any], factory: FactoryConfig, settings: Ru
         return mask_and_sign(bundle, masked[1], masked[2], masked[0]) if masked else bundle
     if not target:
         raise UsageError("no target column: set 'target' in the run config or the factory's node config")
-    round_, identity, roster = masked if masked else (None, None, None)
+    request_ = CoefficientsRequest(settings.ridge) if kind == "coefficients" else StatisticsRequest()
     return encrypt_table(
-        factory.data_path, target, public_key, features, factory.factory_id, settings.encoding,
-        mode=kind, ridge=settings.ridge, test_fraction=settings.test_fraction, seed=settings.seed,
-        missing=settings.missing, round_=round_, identity=identity, roster=roster,
+        factory.data_path, target, public_key, features=features, factory_id=factory.factory_id,
+        request=request_, encoding=settings.encoding, cleaning=Cleaning(missing=settings.missing),  # type: ignore[arg-type]
+        holdout=Holdout(settings.test_fraction, settings.seed) if settings.test_fraction else None,
+        masking=Masking(*masked) if masked else None,
     ).bundle
 
 

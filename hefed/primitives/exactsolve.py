@@ -114,3 +114,35 @@ def _least_squares_exact(cols: Sequence[Sequence[int]], target: Sequence[int]) -
     normal = [[sum(r[i] * r[j] for r in cols) for j in range(n)] for i in range(n)]
     rhs = [sum(r[i] * t for r, t in zip(cols, target, strict=True)) for i in range(n)]
     return solve_exact(normal, rhs)
+
+
+def _mpq(value: Fraction | int) -> gmpy2.mpq:
+    value = Fraction(value)
+    return gmpy2.mpq(value.numerator, value.denominator)
+
+
+def exact_inverse(matrix: Sequence[Sequence[Fraction | int]]) -> list[list[Fraction]] | None:
+    """Exact inverse of a square rational matrix by Gauss-Jordan elimination in ``gmpy2.mpq``.
+
+    Row-reduces ``[A | I]`` to ``[I | A⁻¹]``; every operation is exact rational
+    arithmetic, so the result is ``A⁻¹`` exactly. Returns ``None`` when ``A`` is
+    singular (a column has no non-zero pivot).
+    """
+    m = len(matrix)
+    a = [[_mpq(v) for v in row] + [gmpy2.mpq(int(i == j)) for j in range(m)] for i, row in enumerate(matrix)]
+    if any(len(row) != 2 * m for row in a):
+        raise ValueError("exact_inverse needs a square matrix")
+    for k in range(m):
+        pivot = next((i for i in range(k, m) if a[i][k] != 0), None)
+        if pivot is None:
+            return None
+        a[k], a[pivot] = a[pivot], a[k]
+        inv_pivot = 1 / a[k][k]
+        row_k = [v * inv_pivot for v in a[k]]
+        a[k] = row_k
+        for i in range(m):
+            factor = a[i][k]
+            if i != k and factor != 0:
+                row_i = a[i]
+                a[i] = [x - factor * y for x, y in zip(row_i, row_k, strict=True)]
+    return [[Fraction(int(v.numerator), int(v.denominator)) for v in row[m:]] for row in a]

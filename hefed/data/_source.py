@@ -1,0 +1,90 @@
+"""A factory's table as the bundle kinds read it: where the rows are, which columns, how they are cleaned.
+
+:class:`Table` bundles what every kind needs to compute its plain sums from a factory's
+own rows: the data (a DataFrame, or the path of a CSV/Parquet file), the target and feature
+columns, the factory's id (which names the data in errors when it is not a file), how rows
+are cleaned (:class:`~hefed.data.Cleaning`) and which rows are held out
+(:class:`~hefed.data.Holdout`). Files are streamed block by block whenever the whole table
+is not needed (no holdout: an exact-size random draw needs every row).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..stats import Encoding, SufficientStatistics
+from ._cleaning import Cleaning, PreprocessReport, preprocess
+from ._streaming import stream_fold_statistics, stream_statistics, table_statistics
+from ._tables import Holdout, read_table
+
+
+@dataclass(frozen=True)
+class Table:
+    """A factory's table: ``data`` (DataFrame or CSV/Parquet path), columns, cleaning and holdout.
+
+    ``features=None`` means every numeric column but the target. ``cleaning=None`` cleans
+    nothing (any missing value is then refused, naming its cell).
+    """
+
+    data: pd.DataFrame | str | os.PathLike[str]
+    target: str
+    features: Sequence[str] | None = None
+    factory_id: str = "factory"
+    cleaning: Cleaning | None = field(default_factory=Cleaning)
+    holdout: Holdout | None = None
+
+    @property
+    def is_file(self) -> bool:
+        return not isinstance(self.data, pd.DataFrame)
+
+    @property
+    def source(self) -> str:
+        """How errors name this table: the file's path, or the factory id for a data frame."""
+        return str(self.data) if self.is_file else self.factory_id
+
+    @property
+    def feature_list(self) -> list[str] | None:
+        return None if self.features is None else [str(f) for f in self.features]
+
+    def frame(self) -> pd.DataFrame:
+        """The whole table, as read (no cleaning, no holdout)."""
+        return self.data if isinstance(self.data, pd.DataFrame) else read_table(Path(self.data))
+
+    def prepared(self) -> tuple[pd.DataFrame, PreprocessReport | None, pd.DataFrame | None]:
+        """(rows used, what cleaning did, the holdout kept back): the whole table read, cleaned
+        as ``cleaning`` says, then split by ``holdout``."""
+        frame, report = self.frame(), None
+        if self.cleaning is not None:
+            frame, report = preprocess(frame, self.target, self.feature_list, self.cleaning, self.source)
+        holdout = None
+        if self.holdout is not None:
+            frame, holdout = self.holdout.split(frame)
+        return frame, report, holdout
+
+    def statistics(
+        self, encoding: Encoding, folds: int = 0, seed: int = 0,
+    ) -> tuple[list[SufficientStatistics], PreprocessReport | None, pd.DataFrame | None]:
+        """The exact statistics of the rows used (one per fold with ``folds``), what cleaning did,
+        and the holdout. A file without a holdout is streamed: memory does not grow with it."""
+        if self.is_file and self.holdout is None:
+            path = Path(self.data)  # type: ignore[arg-type]
+            if folds:
+                fold_stats, report = stream_fold_statistics(path, self.target, self.feature_list, encoding,
+                                                            self.factory_id, folds, seed, cleaning=self.cleaning)
+                return fold_stats.folds, report, None
+            stats, report = stream_statistics(path, self.target, self.feature_list, encoding, self.factory_id,
+                                              cleaning=self.cleaning)
+            return [stats], report, None
+        if self.holdout is None:  # cleaned in the same pass, so errors name rows of the table as given
+            parts, report = table_statistics(self.frame(), self.target, self.feature_list, encoding, self.factory_id,
+                                             cleaning=self.cleaning, folds=folds, seed=seed, source=self.source)
+            return parts, (report if self.cleaning is not None else None), None
+        frame, cleaned, holdout = self.prepared()
+        parts, _ = table_statistics(frame, self.target, self.feature_list, encoding, self.factory_id,
+                                    folds=folds, seed=seed, source=self.source)
+        return parts, cleaned, holdout

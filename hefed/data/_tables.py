@@ -1,0 +1,278 @@
+"""Reading a factory's table and choosing the target and feature columns.
+
+CSV (UTF-8, a byte-order mark is accepted) and Parquet are read. Columns are
+always matched by name. Duplicate column names are refused rather than
+renamed. A column that is numeric except for a few cells is refused with the
+cells named, never silently left out of the default features.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._files import atomic_write_bytes
+from ..errors import DataError, InvalidFileError, UsageError
+from ..stats import check_seed
+
+PARQUET_SUFFIXES = {".parquet", ".pq"}
+# Each decimal must parse to the correctly rounded float64, as float() does: pandas 3 does so by
+# default (and deprecates the option); pandas 2's default parser does not, so ask for round_trip.
+_CORRECTLY_ROUNDED: dict[str, str] = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+
+
+def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a CSV or Parquet file into a DataFrame, refusing unreadable or ambiguous files."""
+    path = Path(path)
+    check_data_file(path)
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises many types for corrupt files
+            raise InvalidFileError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
+        check_unique_columns(list(map(str, frame.columns)), path)
+        return frame
+    read_csv_header(path)
+    try:
+        with warnings.catch_warnings():
+            # A row with more fields than the header would otherwise be read with its first
+            # column as the index, silently shifting every column by one.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True, index_col=False,
+                                **_CORRECTLY_ROUNDED)
+    except pd.errors.ParserWarning:
+        raise InvalidFileError(f"{path}: rows have more fields than the header") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise InvalidFileError(f"{path}: cannot parse CSV ({str(exc).splitlines()[0]})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    _refuse_rounded_integers(path, frame)
+    return frame
+
+
+def check_data_file(path: Path) -> None:
+    """Refuse a data file that is missing or empty."""
+    if not path.is_file():
+        raise InvalidFileError(f"{path}: data file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: data file is empty")
+
+
+def read_csv_header(path: Path) -> list[str]:
+    """A CSV file's header as written (names not stripped): refused if not UTF-8, missing, or
+    with two columns of the same (stripped) name."""
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle), None)
+    except UnicodeDecodeError:
+        raise InvalidFileError(f"{path}: not UTF-8 text (binary file?)") from None
+    if not header or all(not h.strip() for h in header):
+        raise DataError(f"{path}: no header row")
+    check_unique_columns([h.strip() for h in header], path)
+    return header
+
+
+def _refuse_rounded_integers(path: Path, frame: pd.DataFrame) -> None:
+    """Integers beyond 2^53 in a float column were rounded by the parse; refuse them, naming the cell.
+
+    Only the (rare) columns holding such magnitudes are read a second time, as text.
+    """
+    suspects = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])
+                and bool((np.abs(frame[c].to_numpy()) >= 2**53).any())]
+    if not suspects:
+        return
+    text = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True, index_col=False, dtype=str,
+                       usecols=lambda c: str(c).strip() in suspects)
+    text.columns = [str(c).strip() for c in text.columns]
+    for column in suspects:
+        values = frame[column].to_numpy()
+        for row in np.flatnonzero(np.abs(values) >= 2**53):
+            cell = str(text[column].iloc[row]).strip()
+            if cell.lstrip("+-").isdigit() and int(cell) != int(values[row]):
+                raise DataError(f"{path}: column {column!r}, row {row + 1}: integer {cell} cannot be "
+                                "represented exactly as float64")
+
+
+def missing_columns_error(source: str, absent: Sequence[str], available: Sequence[str],
+                          what: str = "column(s)") -> DataError:
+    """A one-line error naming the absent columns, a same-name-but-case match where there is one,
+    and the columns the table has."""
+    lowered: dict[str, list[str]] = {}
+    for name in available:
+        lowered.setdefault(name.lower(), []).append(name)
+    hints = [f"{name!r} → {lowered[name.lower()][0]!r}" for name in absent if name.lower() in lowered]
+    hint = f" (names are case-sensitive: {', '.join(hints)}?)" if hints else ""
+    shown = ", ".join(available[:40]) + (f", … ({len(available) - 40} more)" if len(available) > 40 else "")
+    return DataError(f"{source}: {what} not found: {', '.join(map(repr, absent))}{hint}; columns: {shown}")
+
+
+def check_unique_columns(columns: Sequence[str], source: os.PathLike[str] | str) -> None:
+    seen: set[str] = set()
+    for name in columns:
+        if name in seen:
+            raise DataError(f"{source}: duplicate column name {name!r}")
+        seen.add(name)
+
+
+def numeric_column(
+    frame: pd.DataFrame, name: str, source: str, label: object = None, allow_missing: bool = False
+) -> np.ndarray:
+    """The column as float64, naming the first cells that are not numbers.
+
+    Integers beyond 2^53 are refused: float64 cannot hold them exactly, and
+    converting them would silently change the data.
+    """
+    col = frame[name if label is None else label]
+    if pd.api.types.is_bool_dtype(col):
+        raise DataError(f"{source}: column {name!r} is boolean, not numeric")
+    if pd.api.types.is_integer_dtype(col):
+        ints = col.to_numpy()
+        big = np.abs(ints.astype(object)) > 2**53 if len(ints) else np.zeros(0, dtype=bool)
+        if big.any():
+            row = int(np.flatnonzero(big)[0])
+            raise DataError(
+                f"{source}: column {name!r}, row {row + 1}: integer {ints[row]} is beyond 2^53 and "
+                "cannot be represented exactly as float64"
+            )
+    if pd.api.types.is_numeric_dtype(col):
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        converted = pd.to_numeric(col, errors="coerce")
+        bad = converted.isna() & col.notna()
+        if bad.any():
+            rows = np.flatnonzero(bad.to_numpy())[:3]
+            cells = ", ".join(f"row {r + 1} ({col.iloc[r]!r})" for r in rows)
+            raise DataError(f"{source}: column {name!r} has non-numeric cells: {cells}")
+        values = converted.to_numpy(dtype=np.float64, na_value=np.nan)
+        big = np.flatnonzero(np.abs(values) >= 2**53)
+        for row in big:
+            text = str(col.iloc[row]).strip()
+            if text.lstrip("+-").isdigit() and int(text) != int(values[row]):
+                raise DataError(
+                    f"{source}: column {name!r}, row {row + 1}: integer {text} cannot be represented "
+                    "exactly as float64"
+                )
+    missing = np.isinf(values) if allow_missing else ~np.isfinite(values)
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        what = "missing" if np.isnan(values[row]) else f"not finite ({values[row]})"
+        raise DataError(f"{source}: column {name!r}, row {row + 1}: value is {what}")
+    return values
+
+
+def _mostly_numeric(col: pd.Series) -> bool:
+    """True for numeric columns and for text columns most of whose cells parse as numbers."""
+    if pd.api.types.is_bool_dtype(col):
+        return False
+    if pd.api.types.is_numeric_dtype(col):
+        return True
+    if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)):
+        return False
+    present = col.dropna()
+    if present.empty:
+        return False
+    return pd.to_numeric(present, errors="coerce").notna().mean() >= 0.5
+
+
+def default_features(frame: pd.DataFrame, target: str) -> list[str]:
+    """Every numeric column but the target (mostly-numeric text columns included, so
+    their bad cells are reported instead of the column silently disappearing)."""
+    return [str(c) for c in frame.columns if str(c) != target and _mostly_numeric(frame[c])]
+
+
+def select_xy(
+    frame: pd.DataFrame,
+    target: str,
+    features: Sequence[str] | None = None,
+    source: str = "data",
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Return (X, y, feature names) as float64, validated.
+
+    Raises :class:`DataError` naming the source, column and row of any problem.
+    """
+    labels = {str(c): c for c in frame.columns}
+    columns = list(labels)
+    check_unique_columns([str(c) for c in frame.columns], source)
+    if target not in columns:
+        raise missing_columns_error(source, [target], columns, "target column")
+    if features is None:
+        features = default_features(frame, target)
+    features = [str(f) for f in features]
+    if not features:
+        raise DataError(f"{source}: no feature columns (no numeric column besides {target!r})")
+    check_unique_columns(features, f"{source}: features")
+    missing = [f for f in features if f not in columns]
+    if missing:
+        raise missing_columns_error(source, missing, columns, "feature column(s)")
+    if target in features:
+        raise DataError(f"{source}: target {target!r} is also listed as a feature")
+    if len(frame) == 0:
+        raise DataError(f"{source}: no data rows")
+    X = np.empty((len(frame), len(features)), order="F")  # column by column, as it is filled and read
+    for j, f in enumerate(features):
+        X[:, j] = numeric_column(frame, f, source, labels[f])
+    y = numeric_column(frame, target, source, labels[target])
+    return X, y, features
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """Keep ``round(test_fraction · n)`` rows, drawn with ``seed``, out of what a factory sends."""
+
+    test_fraction: float
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_test_fraction(self.test_fraction)
+        check_seed(self.seed)
+
+    def split(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(training rows, holdout rows) of ``frame``: :func:`split_holdout`."""
+        return split_holdout(frame, self.test_fraction, self.seed)
+
+
+def check_test_fraction(test_fraction: object) -> float:
+    """A holdout fraction is a number strictly between 0 and 1."""
+    if (isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float))
+            or not 0 < test_fraction < 1):
+        raise UsageError(f"test fraction must be strictly between 0 and 1, got {test_fraction!r}",
+                         parameters=("test_fraction",))
+    return float(test_fraction)
+
+
+def split_holdout(frame: pd.DataFrame, test_fraction: float, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split rows into (train, holdout), reproducibly for a given ``seed``.
+
+    ``round(test_fraction · n)`` rows, drawn uniformly without replacement, form
+    the holdout; both parts keep the original row order.
+    """
+    check_seed(seed)
+    check_test_fraction(test_fraction)
+    n = len(frame)
+    k = int(round(test_fraction * n))
+    if k < 1 or k > n - 1:
+        raise UsageError(f"test fraction {test_fraction} of {n} rows leaves an empty training or holdout set")
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(n, dtype=bool)
+    mask[rng.permutation(n)[:k]] = True
+    return frame.loc[~mask].reset_index(drop=True), frame.loc[mask].reset_index(drop=True)
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike[str], force: bool = False) -> Path:
+    """Write a table atomically as Parquet (.parquet/.pq) or CSV (anything else)."""
+    path = Path(path)
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        import io
+
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        data = buffer.getvalue()
+    else:
+        data = frame.to_csv(index=False).encode("utf-8")
+    return atomic_write_bytes(path, data, force=force)

@@ -1,0 +1,78 @@
+"""The bundle kinds: one module per kind, one registry every layer above asks.
+
+Layer 4 of hefed (above :mod:`hefed.data`). Built-in kinds, in protocol order:
+
+========================  =====================================================================
+``summary``               per-column count, Σx, Σx²: the consortium's means and SDs (first round)
+``statistics``            the exact Gram matrix of [1, X, y]: the pooled OLS or ridge model
+``fold_statistics``       the same per cross-validation fold: ridge chosen by exact K-fold CV
+``coefficients``          n and n·θ of each factory's own model (encrypted FedAvg)
+``evaluation``            exact residual sums of a published model on each factory's holdout
+========================  =====================================================================
+
+See :mod:`hefed.kinds._registry` for what a kind declares; a new kind is one module with a
+:class:`Kind` subclass and its request type, plus one :func:`register` call.
+"""
+
+from __future__ import annotations
+
+from ._coefficients import (
+    COEFFICIENTS,
+    DEFAULT_COEF_FRAC_BITS,
+    DEFAULT_COEF_INT_BITS,
+    CoefficientsRequest,
+    coefficient_sums,
+)
+from ._evaluation import EVALUATION, EvaluationRequest, evaluation_parameters, evaluation_sums
+from ._fold_statistics import FOLD_STATISTICS, FoldStatisticsRequest
+from ._registry import (
+    MAX_FEATURES,
+    Computed,
+    Header,
+    Kind,
+    all_kinds,
+    get_kind,
+    kind_for_request,
+    kind_names,
+    kind_of_result,
+    layout,
+    load_result,
+    register,
+)
+from ._statistics import STATISTICS, StatisticsRequest
+from ._summary import SUMMARY, SummaryRequest, local_summary
+
+#: Any built-in kind's request (a factory is asked for one of these).
+KindRequest = StatisticsRequest | FoldStatisticsRequest | CoefficientsRequest | SummaryRequest | EvaluationRequest
+
+__all__ = [
+    "COEFFICIENTS",
+    "DEFAULT_COEF_FRAC_BITS",
+    "DEFAULT_COEF_INT_BITS",
+    "EVALUATION",
+    "FOLD_STATISTICS",
+    "MAX_FEATURES",
+    "STATISTICS",
+    "SUMMARY",
+    "CoefficientsRequest",
+    "Computed",
+    "EvaluationRequest",
+    "FoldStatisticsRequest",
+    "Header",
+    "Kind",
+    "KindRequest",
+    "StatisticsRequest",
+    "SummaryRequest",
+    "all_kinds",
+    "coefficient_sums",
+    "evaluation_parameters",
+    "evaluation_sums",
+    "get_kind",
+    "kind_for_request",
+    "kind_names",
+    "kind_of_result",
+    "layout",
+    "load_result",
+    "local_summary",
+    "register",
+]

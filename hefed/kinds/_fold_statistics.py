@@ -1,0 +1,72 @@
+"""Kind ``fold_statistics``: the exact statistics of each of K cross-validation folds.
+
+Rows are assigned to folds by a seeded hash of their number (:func:`hefed.stats.fold_assignment`),
+so folds are reproducible; one contribution packs the ``statistics`` of fold 0, then fold 1, …
+Summed over factories, fold ``k`` holds the statistics of the pooled rows assigned to ``k``:
+the exact K-fold validation curve of ridge follows (``hefed solve --ridge auto``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidFileError
+from ..stats import FORMATS, Encoding, FoldStatistics, SufficientStatistics, check_seed, fold_assignment, gram_bounds
+from ._registry import Computed, Header, Kind, register
+from ._statistics import check_gram
+
+
+@dataclass(frozen=True)
+class FoldStatisticsRequest:
+    """Ask a factory for the statistics of ``folds`` folds of its rows, assigned with ``seed``."""
+
+    folds: int = 5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        fold_assignment(0, self.folds, self.seed)  # validates both
+        check_seed(self.seed)
+
+
+class FoldStatisticsKind(Kind[FoldStatistics, FoldStatisticsRequest]):
+    name = "fold_statistics"
+    description = "the exact statistics of each of K cross-validation folds: ridge chosen by exact K-fold CV"
+    parameter_names = ("folds", "fold_seed")
+    result_type = FoldStatistics
+    result_format = FORMATS["fold_statistics"]
+    order = 30
+    request_type = FoldStatisticsRequest
+
+    def _check_parameters(self, parameters: dict[str, Any], source: str) -> None:
+        if not 2 <= parameters["folds"] <= 100:
+            raise InvalidFileError(f"{source}: 'folds' must be between 2 and 100")
+
+    def bounds(self, n_features: int, encoding: Encoding, parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
+        return gram_bounds(n_features, encoding) * parameters["folds"]
+
+    def values(self, sums: FoldStatistics, header: Header) -> list[int]:
+        return [v for fold in sums.folds for v in fold.to_vector()]
+
+    def result(self, values: Sequence[int], header: Header) -> FoldStatistics:
+        k = header.parameters["folds"]
+        size = len(values) // k
+        return FoldStatistics(
+            [SufficientStatistics.from_vector(values[i * size:(i + 1) * size], header.target, header.features,
+                                              header.encoding, header.contributors) for i in range(k)],
+            header.parameters["fold_seed"])
+
+    def check_result(self, result: FoldStatistics) -> None:
+        for fold in result.folds:
+            check_gram(fold)
+
+    def compute(self, table: Any, encoding: Encoding, request: FoldStatisticsRequest) -> Computed[FoldStatistics]:
+        parts, report, holdout = table.statistics(encoding, request.folds, request.seed)
+        first = parts[0]
+        header = Header(first.target, tuple(first.features), encoding,
+                        {"folds": request.folds, "fold_seed": request.seed})
+        return Computed(FoldStatistics(parts, request.seed), header, report, holdout)
+
+
+FOLD_STATISTICS = register(FoldStatisticsKind())

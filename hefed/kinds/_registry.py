@@ -1,0 +1,237 @@
+"""The registry of bundle kinds: what each kind carries, its public parameters, bounds and layout.
+
+A *kind* is one sort of encrypted message a factory sends (``statistics``,
+``fold_statistics``, ``coefficients``, ``summary``, ``evaluation``, …). One
+:class:`Kind` object per kind says everything the protocol needs to know about it:
+
+* its name and its **public parameters** (validated here: names, ranges, digests);
+* the **bounds** ``(lo, hi)`` of each integer one contribution packs, from public
+  parameters only; :func:`layout` turns them into slots wide enough for the sum of
+  ``encoding.max_contributors`` contributions, plus a final counter slot (1 per
+  contribution) so the key holder can check how many bundles were summed;
+* its **plain sums** type (the same at a factory, locally, and at the key holder, decrypted)
+  and the conversions ``values`` (sums → the integers packed) and ``result`` (decrypted
+  integers → sums), and the integrity checks of a decrypted result;
+* how a factory **computes** its sums from its own rows (``compute``, with a typed request);
+* whether it travels through Flower.
+
+Sealing, aggregating, decrypting, loading decrypted files, rendering and Flower all ask the
+registry; nothing else switches on kind names. How a kind's sums become a *model* is
+registered one layer up, by the analyst (:mod:`hefed.roles`), so kinds never import models.
+A new kind is one module (a :class:`Kind` subclass and a request type) plus one
+:func:`register` call.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+import pandas as pd
+
+from .._files import read_json_object
+from ..errors import InvalidFileError, OverflowRiskError, UsageError
+from ..primitives.packing import Layout, PackingError
+from ..stats import Encoding
+
+_DIGEST = re.compile(r"[0-9a-f]{32}")
+
+#: Most features a bundle may have (a 1000-feature Gram matrix is already half a million statistics).
+MAX_FEATURES = 1000
+
+
+class Sums(Protocol):
+    """What every kind's plain sums offer: the factories they sum, and a JSON file form."""
+
+    contributors: list[str]
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+S = TypeVar("S")
+Q = TypeVar("Q")
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a bundle states publicly about its contents: all a kind needs to read its values."""
+
+    target: str
+    features: tuple[str, ...]
+    encoding: Encoding
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    contributors: tuple[str, ...] = ()
+
+
+@dataclass
+class Computed(Generic[S]):
+    """What a factory computed for one kind: the plain sums, the bundle header, and what happened to
+    its rows (cleaning report, rows held out)."""
+
+    sums: S
+    header: Header
+    report: Any = None
+    holdout: pd.DataFrame | None = None
+
+
+class Kind(ABC, Generic[S, Q]):
+    """One bundle kind (see the module docstring). Subclasses set the class attributes and the methods."""
+
+    #: The kind's name, as bundles and files carry it.
+    name: ClassVar[str]
+    #: One line saying what one contribution carries.
+    description: ClassVar[str]
+    #: The public parameters its bundles carry (``*_digest`` ones are 32 hex digits).
+    parameter_names: ClassVar[tuple[str, ...]] = ()
+    #: The plain sums: a factory's own, or the decrypted sum over factories.
+    result_type: ClassVar[type]
+    #: The ``format`` of the decrypted sums' JSON file.
+    result_format: ClassVar[str]
+    #: The typed request a factory is given to compute this kind.
+    request_type: ClassVar[type]
+    #: Whether the Flower app collects this kind.
+    travels_by_flower: ClassVar[bool] = False
+    #: Place in protocol order (listings, help texts): summary, statistics, folds, coefficients, evaluation.
+    order: ClassVar[int] = 100
+
+    # --- public parameters ------------------------------------------------------------------
+    def check_parameters(self, parameters: object, source: str = "bundle") -> dict[str, Any]:
+        """Validate the kind's public parameters: exactly its names, small non-negative integers,
+        ``*_digest`` ones 32 hex digits; then :meth:`_check_parameters` for the kind's own rules."""
+        expected = set(self.parameter_names)
+        if not isinstance(parameters, Mapping) or set(parameters) != expected:
+            raise InvalidFileError(f"{source}: 'parameters' of a {self.name} bundle must be exactly {sorted(expected)}")
+        for name, value in parameters.items():
+            if name.endswith("_digest"):
+                if not isinstance(value, str) or not _DIGEST.fullmatch(value):
+                    raise InvalidFileError(f"{source}: parameter {name!r} must be a 32-digit hex digest")
+            elif name.endswith("_seed"):
+                if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 63:
+                    raise InvalidFileError(f"{source}: parameter {name!r} must be an integer in [0, 2^63)")
+            elif not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 4096:
+                raise InvalidFileError(f"{source}: parameter {name!r} must be an integer in [0, 4096]")
+        checked = dict(parameters)
+        self._check_parameters(checked, source)
+        return checked
+
+    def _check_parameters(self, parameters: dict[str, Any], source: str) -> None:
+        """The kind's own rules on its (already type-checked) parameters; none by default."""
+
+    # --- what one contribution packs ------------------------------------------------------
+    @abstractmethod
+    def bounds(self, n_features: int, encoding: Encoding, parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
+        """Bounds ``(lo, hi)`` of each integer one contribution packs, in travel order."""
+
+    @abstractmethod
+    def values(self, sums: S, header: Header) -> list[int]:
+        """The exact integers ``sums`` travel as (factory side), in travel order."""
+
+    @abstractmethod
+    def result(self, values: Sequence[int], header: Header) -> S:
+        """The plain sums the decrypted, checked integers stand for (key holder side)."""
+
+    def check_result(self, result: S) -> None:
+        """Refuse decrypted sums no honest data gives (raise :class:`~hefed.errors.IntegrityError`)."""
+
+    # --- factory side ----------------------------------------------------------------------
+    @abstractmethod
+    def compute(self, table: Any, encoding: Encoding, request: Q) -> Computed[S]:
+        """A factory's own sums from its :class:`~hefed.data.Table`, as ``request`` asks."""
+
+    # --- files -------------------------------------------------------------------------------
+    def load_result(self, obj: dict[str, Any], source: str) -> S:
+        """The plain sums from their JSON object (what ``hefed decrypt`` wrote)."""
+        return self.result_type.from_dict(obj, source)  # type: ignore[attr-defined, no-any-return]
+
+    def __repr__(self) -> str:
+        return f"<bundle kind {self.name!r}>"
+
+
+_KINDS: dict[str, Kind[Any, Any]] = {}
+
+
+def register(kind: Kind[Any, Any]) -> Kind[Any, Any]:
+    """Add a kind to the registry (once per name)."""
+    if kind.name in _KINDS and _KINDS[kind.name] is not kind:
+        raise ValueError(f"bundle kind {kind.name!r} is registered already")
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def get_kind(name: object, source: str = "bundle") -> Kind[Any, Any]:
+    """The registered kind called ``name``; an unknown name is an :class:`~hefed.errors.InvalidFileError`."""
+    kind = _KINDS.get(name) if isinstance(name, str) else None
+    if kind is None:
+        raise InvalidFileError(f"{source}: unknown bundle kind {name!r}")
+    return kind
+
+
+def all_kinds() -> tuple[Kind[Any, Any], ...]:
+    """Every registered kind, in protocol order."""
+    return tuple(sorted(_KINDS.values(), key=lambda kind: kind.order))
+
+
+def kind_names(*, flower: bool = False) -> tuple[str, ...]:
+    """The registered kinds' names in protocol order (only those that travel through Flower, with ``flower``)."""
+    return tuple(kind.name for kind in all_kinds() if kind.travels_by_flower or not flower)
+
+
+def kind_for_request(request: object) -> Kind[Any, Any]:
+    """The kind whose typed request ``request`` is."""
+    for kind in _KINDS.values():
+        if isinstance(request, kind.request_type):
+            return kind
+    raise UsageError(f"not a bundle kind request: {request!r}")
+
+
+def kind_of_result(result: object) -> Kind[Any, Any]:
+    """The kind whose plain sums ``result`` is."""
+    for kind in _KINDS.values():
+        if type(result) is kind.result_type:
+            return kind
+    raise UsageError(f"not the plain sums of a bundle kind: {type(result).__name__}")
+
+
+def load_result(path: Any, expected: Sequence[str] | None = None) -> Any:
+    """Load what ``hefed decrypt`` wrote, whichever kind it is (only ``expected`` kinds, if given)."""
+    obj = read_json_object(path, "decrypted aggregate")
+    fmt = obj.get("format")
+    for kind in _KINDS.values():
+        if kind.result_format == fmt:
+            if expected is not None and kind.name not in expected:
+                break
+            return kind.load_result(obj, str(path))
+    wanted = expected if expected is not None else list(_KINDS)
+    raise InvalidFileError(f"{path}: expected decrypted {' or '.join(wanted)} sums, got format {fmt!r}")
+
+
+def layout(kind: str | Kind[Any, Any], n_features: int, encoding: Encoding, n: int,
+           parameters: Mapping[str, Any] | None = None) -> Layout:
+    """The public packing layout of a bundle's plaintexts: the kind's values, then the counter.
+
+    ``n`` is the key's modulus; every party derives the same layout from public data only.
+    """
+    kind = get_kind(kind, "layout") if isinstance(kind, str) else kind
+    checked = kind.check_parameters(parameters or {}, "layout")
+    # Layouts are immutable and every bundle of an aggregation shares one: build it once.
+    return _cached_layout(kind.name, n_features, encoding, n, tuple(sorted(checked.items())))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_layout(
+    name: str, n_features: int, encoding: Encoding, n: int, parameter_items: tuple[tuple[str, Any], ...]
+) -> Layout:
+    if not 1 <= n_features <= MAX_FEATURES:
+        raise OverflowRiskError(f"a bundle has between 1 and {MAX_FEATURES} features, not {n_features}")
+    bounds = _KINDS[name].bounds(n_features, encoding, dict(parameter_items))
+    try:
+        return Layout.build([*bounds, (0, 1)], n.bit_length() - 1, encoding.max_contributors)
+    except PackingError as exc:
+        raise OverflowRiskError(
+            f"the encoding needs wider slots than a {n.bit_length()}-bit key holds ({exc}); "
+            "lower int_bits or frac_bits, or use a larger key", parameters=("int_bits", "frac_bits"),
+        ) from None

@@ -1,0 +1,65 @@
+"""Kind ``summary``: per-column count, Σx and Σx² over the non-missing values (federated preprocessing).
+
+The cheap first round: summed over factories it gives the consortium's per-column count,
+mean and standard deviation (no factory's own), which factories then use to impute gaps
+with the global means or drop outliers by |z|. Missing values are allowed (they are not
+counted). Columns travel in canonical order (features sorted by name, then the target), so
+factories may order their columns however they like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..data import missing_columns_error, numeric_column, used_columns
+from ..errors import UsageError
+from ..stats import FORMATS, ColumnSummary, Encoding, column_summary, summary_from_values, summary_values
+from ._registry import Computed, Header, Kind, register
+
+
+@dataclass(frozen=True)
+class SummaryRequest:
+    """Ask a factory for the per-column count, Σx and Σx² of its table (missing values allowed)."""
+
+
+def local_summary(table: Any, encoding: Encoding) -> ColumnSummary:
+    """A factory's own summary of its whole table (plaintext; nothing is cleaned or held out)."""
+    frame = table.frame()
+    columns = used_columns(frame, table.target, table.feature_list)
+    labels = {str(c): c for c in frame.columns}
+    absent = [c for c in columns if c not in labels]
+    if absent:
+        raise missing_columns_error(table.source, absent, list(labels))
+    return column_summary({c: numeric_column(frame, c, table.source, labels[c], allow_missing=True) for c in columns},
+                          encoding, table.source)
+
+
+class SummaryKind(Kind[ColumnSummary, SummaryRequest]):
+    name = "summary"
+    description = "per-column count, Σx and Σx²: the consortium's means and standard deviations"
+    result_type = ColumnSummary
+    result_format = FORMATS["summary"]
+    order = 10
+    request_type = SummaryRequest
+
+    def bounds(self, n_features: int, encoding: Encoding, parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
+        rows, vb = encoding.max_rows_bits, encoding.value_bits
+        hi1, hi2 = (1 << (rows + vb)) - 1, (1 << (rows + 2 * vb)) - 1
+        return [(0, (1 << rows) - 1), (-hi1, hi1), (0, hi2)] * (n_features + 1)
+
+    def values(self, sums: ColumnSummary, header: Header) -> list[int]:
+        return summary_values(sums, header.encoding)
+
+    def result(self, values: Sequence[int], header: Header) -> ColumnSummary:
+        return summary_from_values(values, [*header.features, header.target], header.encoding, header.contributors)
+
+    def compute(self, table: Any, encoding: Encoding, request: SummaryRequest) -> Computed[ColumnSummary]:
+        if table.holdout is not None:
+            raise UsageError("a summary covers the whole table: no holdout", parameters=("test_fraction",))
+        sums = local_summary(table, encoding)
+        return Computed(sums, Header(table.target, tuple(sums.columns[:-1]), encoding))
+
+
+SUMMARY = register(SummaryKind())

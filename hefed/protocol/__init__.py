@@ -1,0 +1,54 @@
+"""What travels: encrypted bundles, factory identities and the roster, masked and signed rounds.
+
+Layer 5 of hefed (above :mod:`hefed.kinds`).
+
+* :class:`Bundle` — ciphertexts plus public metadata, sealed from a kind's plain sums;
+* :func:`enroll`, :class:`FactoryIdentity`, :class:`Roster` — who may contribute, with which keys;
+* :class:`Round`, :class:`Masking`, :func:`mask_and_sign`, :func:`verify_contribution`,
+  :func:`verify_aggregate` — pairwise zero-sum masks and signed manifests: only the full sum of
+  a round can be read.
+"""
+
+from __future__ import annotations
+
+from ._bundle import FORMAT, Bundle
+from ._identity import FactoryIdentity, Member, Roster, enroll, load_identity, load_member, roster_add
+from ._ids import FACTORY_ID_PATTERN, check_factory_id
+from ._rounds import (
+    Masking,
+    Round,
+    check_round_complete,
+    ciphertext_digest,
+    factory_masks,
+    load_round_inputs,
+    mask_and_sign,
+    new_round,
+    schema_digest,
+    verify_aggregate,
+    verify_contribution,
+)
+
+__all__ = [
+    "FACTORY_ID_PATTERN",
+    "FORMAT",
+    "Bundle",
+    "FactoryIdentity",
+    "Masking",
+    "Member",
+    "Roster",
+    "Round",
+    "check_factory_id",
+    "check_round_complete",
+    "ciphertext_digest",
+    "enroll",
+    "factory_masks",
+    "load_identity",
+    "load_member",
+    "load_round_inputs",
+    "mask_and_sign",
+    "new_round",
+    "roster_add",
+    "schema_digest",
+    "verify_aggregate",
+    "verify_contribution",
+]

@@ -1,0 +1,60 @@
+"""The four roles of the protocol, each a few functions over kinds and bundles.
+
+Layer 7 of hefed (above :mod:`hefed.models`):
+
+* **factory** — :func:`encrypt_table` (any kind, cleaned, held out, masked and signed),
+  :func:`encrypt_statistics`, :func:`encrypt_evaluation`, :func:`evaluate_local`;
+* **aggregator** — :func:`aggregate` (no private key; masked rounds verified);
+* **key holder** — :func:`decrypt_bundle` (only aggregates over the threshold, all checks);
+* **analyst** — :func:`solve`, :func:`release_model` (ridge by exact CV, DP, standardised
+  coefficients), registered per kind with :func:`register_model`.
+"""
+
+from __future__ import annotations
+
+from ._aggregator import aggregate
+from ._analyst import average_model, register_model, solve, solve_statistics, standardized_coefficients
+from ._factory import (
+    EncryptResult,
+    encrypt_bundle,
+    encrypt_evaluation,
+    encrypt_statistics,
+    encrypt_sums,
+    encrypt_table,
+    evaluate_local,
+)
+from ._keyholder import DEFAULT_MIN_CONTRIBUTORS, decrypt_bundle, decrypt_evaluation, decrypt_statistics
+from ._privacy import DifferentialPrivacy, dp_solve, gaussian_sigma
+from ._release import Release, parse_ridge, release_model
+from ._ridgecv import DEFAULT_ALPHAS, RidgeCVResult, cross_validate_ridge, solve_auto_ridge, solve_ridge_cv
+
+__all__ = [
+    "DEFAULT_ALPHAS",
+    "DEFAULT_MIN_CONTRIBUTORS",
+    "DifferentialPrivacy",
+    "EncryptResult",
+    "Release",
+    "RidgeCVResult",
+    "aggregate",
+    "average_model",
+    "cross_validate_ridge",
+    "decrypt_bundle",
+    "decrypt_evaluation",
+    "decrypt_statistics",
+    "dp_solve",
+    "encrypt_bundle",
+    "encrypt_evaluation",
+    "encrypt_statistics",
+    "encrypt_sums",
+    "encrypt_table",
+    "evaluate_local",
+    "gaussian_sigma",
+    "parse_ridge",
+    "register_model",
+    "release_model",
+    "solve",
+    "solve_auto_ridge",
+    "solve_ridge_cv",
+    "solve_statistics",
+    "standardized_coefficients",
+]

@@ -1,0 +1,116 @@
+"""Analyst side: the model a consortium publishes, from decrypted plain sums.
+
+How each bundle kind's sums become a model is registered here, one layer above the kinds
+(:func:`register_model`), so kinds never import models: ``statistics`` give the exact pooled
+OLS or ridge model with its inference; ``fold_statistics`` the same on all folds together;
+``coefficients`` the exact n-weighted average of the factories' own models. Kinds without a
+model (``summary``, ``evaluation``) are refused with what they are for.
+
+Coefficients are the exact rational solution over the pooled data rounded once to float64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any, TypeVar
+
+from ..errors import ResultRangeError, UsageError
+from ..kinds import kind_of_result
+from ..models import LinearModel
+from ..stats import ONES, CoefficientAggregate, FoldStatistics, SufficientStatistics, solve_exact_coefficients
+
+# Smallest magnitude float() rounds to infinity: (2 - 2^-53) · 2^1023.
+_FLOAT_LIMIT = Fraction(2**1024 - 2**970)
+
+ModelBuilder = Callable[[Any, float, bool], LinearModel]
+_BUILDERS: dict[str, ModelBuilder] = {}
+F = TypeVar("F", bound=ModelBuilder)
+
+
+def register_model(kind: str) -> Callable[[F], F]:
+    """Register how the decrypted sums of bundle kind ``kind`` become a model: ``builder(sums, ridge,
+    fit_intercept) -> LinearModel``."""
+    def decorate(builder: F) -> F:
+        _BUILDERS[kind] = builder
+        return builder
+
+    return decorate
+
+
+def solve(sums: Any, ridge: float = 0.0, fit_intercept: bool = True) -> LinearModel:
+    """The global linear model (OLS, or ridge with unpenalised intercept) from decrypted plain sums.
+
+    Raises :class:`~hefed.errors.SingularSystemError` naming the columns involved when the
+    system has no unique solution, and :class:`~hefed.errors.UsageError` for sums that give no
+    model (a summary, an evaluation).
+    """
+    kind = kind_of_result(sums)
+    builder = _BUILDERS.get(kind.name)
+    if builder is None:
+        raise UsageError(f"a {kind.name} aggregate is not solved into a model: it holds {kind.description}")
+    return builder(sums, ridge, fit_intercept)
+
+
+@register_model("statistics")
+def solve_statistics(stats: SufficientStatistics, ridge: float = 0.0, fit_intercept: bool = True) -> LinearModel:
+    """The exact pooled OLS or ridge model of the statistics, rounded once, with its (lazy) inference."""
+    coef_sorted, intercept = solve_exact_coefficients(stats, ridge, fit_intercept)
+    for name, value in [*zip(sorted(stats.features), coef_sorted, strict=True), (ONES, intercept)]:
+        if abs(value) >= _FLOAT_LIMIT:
+            digits = len(str(abs(value.numerator) // value.denominator)) - 1
+            raise ResultRangeError(
+                f"the exact coefficient of {name!r} is about 10^{digits}, beyond float64 range: "
+                "the system is numerically degenerate; rescale the column or use a ridge penalty",
+                parameters=("ridge",))
+    by_name = dict(zip(sorted(stats.features), coef_sorted, strict=True))
+    coef_exact = [by_name[f] for f in stats.features]
+    return LinearModel.from_exact(stats, coef_exact, intercept, float(ridge), fit_intercept)
+
+
+@register_model("fold_statistics")
+def _solve_folds(folds: FoldStatistics, ridge: float = 0.0, fit_intercept: bool = True) -> LinearModel:
+    return solve_statistics(folds.total(), ridge, fit_intercept)
+
+
+@register_model("coefficients")
+def average_model(aggregate: CoefficientAggregate, ridge: float = 0.0, fit_intercept: bool = True) -> LinearModel:
+    """The exact n-weighted average of the factories' own models (no pooled fit statistics: only
+    coefficients travelled; the local fits' ridge and intercept are what the factories used)."""
+    coef, intercept = aggregate.average()
+    return LinearModel(aggregate.features, aggregate.target, coef, intercept, n_samples=aggregate.n, sse=None,
+                       sst=None, fit_intercept=aggregate.fit_intercept, contributors=aggregate.contributors)
+
+
+def standardized_coefficients(model: LinearModel, stats: SufficientStatistics | FoldStatistics
+                              ) -> dict[str, dict[str, float]]:
+    """Coefficients per standard deviation of each feature, and fully standardised (÷ sd of y).
+
+    The pooled means and sample variances come exactly from the aggregate:
+    ``var_j = (Σx_j² − (Σx_j)²/n) / (n − 1)``.
+    """
+    if isinstance(stats, FoldStatistics):
+        stats = stats.total()
+    if not isinstance(stats, SufficientStatistics):
+        raise UsageError("standardised coefficients need statistics (not a coefficient aggregate): means and SDs "
+                         "come from them", parameters=("standardize",))
+    n = stats.n
+    if n < 2:
+        raise UsageError("standardisation needs at least two rows")
+
+    def sd(column: str) -> float:
+        s, ss = stats.exact(ONES, column), stats.exact(column, column)
+        return math.sqrt(float((ss - s * s / n) / (n - 1)))
+
+    sd_y = sd(stats.target)
+    result = {}
+    for name, coef in zip(model.feature_names_in_, model.coef_exact_, strict=True):
+        sd_x = sd(str(name))
+        result[str(name)] = {
+            "mean": float(stats.exact(ONES, str(name)) / n),
+            "sd": sd_x,
+            "per_sd": float(coef) * sd_x,
+            "standardized": float(coef) * sd_x / sd_y if sd_y else float("nan"),
+        }
+    return result

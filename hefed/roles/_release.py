@@ -1,0 +1,80 @@
+"""What ``hefed solve`` does with a decrypted aggregate, as one library call.
+
+Chooses among the ways a model is released from an aggregate: exact OLS or ridge; ridge with
+α chosen by exact K-fold cross-validation (fold statistics); an (ε, δ)-differentially private
+release; or, for a coefficient aggregate, the n-weighted average model. Optionally adds
+standardised coefficients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import UsageError
+from ..models import LinearModel
+from ..stats import SufficientStatistics
+from ._analyst import solve, standardized_coefficients
+from ._privacy import DifferentialPrivacy, dp_solve
+from ._ridgecv import RidgeCVResult, solve_auto_ridge
+
+
+@dataclass
+class Release:
+    """A released model, the validation curve when α was chosen by cross-validation, and notes."""
+
+    model: LinearModel
+    curve: RidgeCVResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{k: v for k, v in self.model.to_dict().items() if k not in ("format", "version", "exact")},
+                "validation_curve": self.curve.to_dict() if self.curve is not None else None, "notes": self.notes}
+
+
+def parse_ridge(ridge: object) -> float | Literal["auto"]:
+    """A ridge penalty: a non-negative number, or ``"auto"`` (chosen by cross-validation)."""
+    if isinstance(ridge, str):
+        text = ridge.strip().lower()
+        if text == "auto":
+            return "auto"
+        try:
+            ridge = float(text)
+        except ValueError:
+            raise UsageError(f"ridge must be a number or 'auto', got {ridge!r}", parameters=("ridge",)) from None
+    if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge >= 0 or ridge == float("inf"):
+        raise UsageError(f"ridge must be a finite non-negative number or 'auto', got {ridge!r}",
+                         parameters=("ridge",))
+    return float(ridge)
+
+
+def release_model(
+    aggregate: Any,
+    ridge: float | str = 0.0,
+    alphas: Sequence[float] | None = None,
+    fit_intercept: bool = True,
+    standardize: bool = False,
+    privacy: DifferentialPrivacy | None = None,
+) -> Release:
+    """The model to publish from decrypted sums, and the validation curve when ``ridge="auto"``.
+
+    ``privacy`` makes an (ε, δ)-differentially private release (from plain statistics with a
+    fixed ridge); ``alphas`` are the candidates of ``ridge="auto"``.
+    """
+    choice = parse_ridge(ridge)
+    if alphas and choice != "auto":
+        raise UsageError("candidate alphas need ridge 'auto'", parameters=("alphas", "ridge"))
+    curve = None
+    if privacy is not None:
+        if choice == "auto" or not isinstance(aggregate, SufficientStatistics):
+            raise UsageError("a differentially private release needs plain statistics and a fixed ridge")
+        model = dp_solve(aggregate, privacy.epsilon, privacy.delta, privacy.bounds, choice,
+                         fit_intercept=fit_intercept)
+    elif choice == "auto":
+        model, curve = solve_auto_ridge(aggregate, alphas, fit_intercept=fit_intercept)
+    else:
+        model = solve(aggregate, ridge=choice, fit_intercept=fit_intercept)
+    if standardize:
+        model.standardized_ = standardized_coefficients(model, aggregate)
+    return Release(model, curve, list(curve.notes) if curve is not None else [])

@@ -1,0 +1,84 @@
+"""Exact statistics of arrays: the integers a factory sends and the sums a key holder decrypts.
+
+Layer 2 of hefed (above :mod:`hefed.primitives`): numpy arrays in, exact integers and
+rationals out; nothing here reads files of data or knows about bundles.
+
+* :class:`Encoding` — the public exact integer encoding of float64 values;
+* :class:`SufficientStatistics` — the exact Gram matrix of ``[1, X, y]`` (OLS and ridge);
+* :class:`FoldStatistics` — the same per cross-validation fold (:func:`fold_assignment`);
+* :class:`ColumnSummary` — per-column count, Σx, Σx² (the summary round);
+* :class:`EvaluationSums` — exact residual sums of a model on held-out rows;
+* :class:`CoefficientAggregate` — Σn and Σnθ of factories' own models (coefficient mode);
+* :func:`solve_exact_coefficients` — the exact (ridge / proximal) normal equations.
+"""
+
+from __future__ import annotations
+
+from . import _coefficients, _columns, _folds, _gram, _residuals
+from ._coefficients import CoefficientAggregate
+from ._columns import ColumnSummary, column_summary, summary_from_values, summary_values
+from ._encoding import Encoding
+from ._folds import FoldStatistics, check_seed, fold_assignment
+from ._gram import (
+    ONES,
+    SufficientStatistics,
+    accumulate_rows,
+    as_exact_float64,
+    canonical_columns,
+    gram_bounds,
+    grouped_statistics,
+    statistics_from_arrays,
+    upper_triangle_index,
+)
+from ._metrics import r2_score, r_squared, regression_metrics
+from ._residuals import (
+    EvaluationSums,
+    residual_bits,
+    residual_scale_bits,
+    residual_values,
+    sums_from_values,
+    sums_to_values,
+)
+from ._solve import ridge_fraction, solve_exact_coefficients
+
+#: The ``format`` of each plain-sums file, by the bundle kind whose sums it holds.
+FORMATS = {
+    "statistics": _gram.FORMAT,
+    "fold_statistics": _folds.FORMAT,
+    "coefficients": _coefficients.FORMAT,
+    "summary": _columns.FORMAT,
+    "evaluation": _residuals.FORMAT,
+}
+
+__all__ = [
+    "FORMATS",
+    "ONES",
+    "CoefficientAggregate",
+    "ColumnSummary",
+    "Encoding",
+    "EvaluationSums",
+    "FoldStatistics",
+    "SufficientStatistics",
+    "accumulate_rows",
+    "as_exact_float64",
+    "canonical_columns",
+    "check_seed",
+    "column_summary",
+    "fold_assignment",
+    "gram_bounds",
+    "grouped_statistics",
+    "residual_values",
+    "ridge_fraction",
+    "solve_exact_coefficients",
+    "statistics_from_arrays",
+    "summary_from_values",
+    "summary_values",
+    "sums_from_values",
+    "sums_to_values",
+    "r2_score",
+    "r_squared",
+    "regression_metrics",
+    "residual_bits",
+    "residual_scale_bits",
+    "upper_triangle_index",
+]

@@ -1,0 +1,135 @@
+"""Per-column count, Σx and Σx² over the non-missing values: the summary round's plain sums.
+
+A first, cheap encrypted round (``hefed encrypt --summary``) sends these exact
+sums per column; summed over factories they give the consortium's per-column
+count, mean and standard deviation, and no factory's own.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._files import atomic_write_json, is_version, parse_rational, parse_str_list, read_json_object
+from ..errors import InvalidFileError
+from ._encoding import Encoding
+
+FORMAT = "hefed.summary"
+VERSION = 1
+
+
+@dataclass
+class ColumnSummary:
+    """Exact per-column count, Σx and Σx² over the non-missing values of a consortium (or one factory)."""
+
+    columns: list[str]
+    count: dict[str, int]
+    total: dict[str, Fraction]
+    total_sq: dict[str, Fraction]
+    contributors: list[str] = field(default_factory=list)
+
+    def mean(self, column: str) -> float:
+        return float(self.total[column] / self.count[column]) if self.count[column] else float("nan")
+
+    def variance_exact(self, column: str) -> Fraction | None:
+        """Sample variance (n − 1 in the denominator, as pandas' default), exact."""
+        n = self.count[column]
+        if n < 2:
+            return None
+        return (self.total_sq[column] - self.total[column] ** 2 / n) / (n - 1)
+
+    def std(self, column: str) -> float:
+        var = self.variance_exact(column)
+        return float("nan") if var is None else math.sqrt(float(var))
+
+    def table(self) -> list[tuple[str, int, float, float]]:
+        return [(c, self.count[c], self.mean(c), self.std(c)) for c in self.columns]
+
+    def to_dict(self) -> dict[str, Any]:
+        def frac(v: Fraction) -> str:
+            return f"{v.numerator}/{v.denominator}"
+
+        return {
+            "format": FORMAT, "version": VERSION, "contributors": self.contributors,
+            "columns": {c: {"count": self.count[c], "mean": _js(self.mean(c)), "std": _js(self.std(c)),
+                            "sum": frac(self.total[c]), "sum_sq": frac(self.total_sq[c])} for c in self.columns},
+        }
+
+    def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
+        return atomic_write_json(path, self.to_dict(), force=force)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ColumnSummary:
+        obj = read_json_object(path, "summary")
+        source = str(path)
+        if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
+            raise InvalidFileError(f"{source}: not a hefed summary file (version {VERSION})")
+        columns = obj.get("columns")
+        if not isinstance(columns, dict) or not columns:
+            raise InvalidFileError(f"{source}: 'columns' must be a non-empty object")
+        count, total, total_sq = {}, {}, {}
+        for name, entry in columns.items():
+            n = entry.get("count") if isinstance(entry, dict) else None
+            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                raise InvalidFileError(f"{source}: column {name!r}: needs a non-negative integer count")
+            count[name] = n
+            total[name] = parse_rational(entry.get("sum"), source, f"{name}.sum")
+            total_sq[name] = parse_rational(entry.get("sum_sq"), source, f"{name}.sum_sq", non_negative=True)
+            # Cauchy–Schwarz: (Σx)² ≤ n·Σx², and nothing at all without values
+            if total[name] ** 2 > n * total_sq[name] or (n == 0 and (total[name] or total_sq[name])):
+                raise InvalidFileError(f"{source}: column {name!r}: count, sum and sum_sq are inconsistent")
+        return cls(list(columns), count, total, total_sq,
+                   parse_str_list(obj.get("contributors", []), source, "contributors", non_empty=False))
+
+
+def _js(value: float) -> float | None:
+    return None if value != value else value
+
+
+def canonical_summary_columns(columns: Sequence[str]) -> list[str]:
+    """Travel order of summary columns: features sorted by name, then the target (last)."""
+    return [*sorted(columns[:-1]), columns[-1]]
+
+
+def summary_values(summary: ColumnSummary, encoding: Encoding) -> list[int]:
+    """The exact integers (count, Σx·2^F, Σx²·2^2F per column, canonical order) a summary travels as."""
+    f = encoding.frac_bits
+    values = []
+    for name in canonical_summary_columns(summary.columns):
+        total, total_sq = summary.total[name] * (1 << f), summary.total_sq[name] * (1 << (2 * f))
+        if total.denominator != 1 or total_sq.denominator != 1:
+            raise ValueError(f"summary of {name!r} is not on the encoding's grid")
+        values += [summary.count[name], total.numerator, total_sq.numerator]
+    return values
+
+
+def column_summary(columns: dict[str, np.ndarray], encoding: Encoding, source: str = "data",
+                   contributors: Sequence[str] = ()) -> ColumnSummary:
+    """The exact summary of float64 columns (``NaN`` marks a missing value; every other value must
+    encode exactly). ``columns`` maps names, the features then the target, to their values."""
+    names = list(columns)
+    values: list[int] = []
+    for name in canonical_summary_columns(names):
+        col = columns[name]
+        present = col[~np.isnan(col)]
+        encoded = [int(v) for v in encoding.encode_column(present, name, source)]
+        values += [len(encoded), sum(encoded), sum(v * v for v in encoded)]
+    return summary_from_values(values, names, encoding, contributors)
+
+
+def summary_from_values(values: Sequence[int], columns: Sequence[str], encoding: Encoding,
+                        contributors: Sequence[str]) -> ColumnSummary:
+    """``values`` in canonical order; ``columns`` (features then target) in display order."""
+    f = encoding.frac_bits
+    count, total, total_sq = {}, {}, {}
+    for i, name in enumerate(canonical_summary_columns(columns)):
+        n, s, ss = values[3 * i: 3 * i + 3]
+        count[name], total[name], total_sq[name] = int(n), Fraction(s, 1 << f), Fraction(ss, 1 << (2 * f))
+    return ColumnSummary(list(columns), count, total, total_sq, list(contributors))

@@ -1,0 +1,349 @@
+"""Sufficient statistics of linear regression, held as exact integers.
+
+For a table with features ``X`` (n × d) and target ``y``, all of OLS and ridge
+follows from the Gram matrix of ``Z = [1, X, y]``::
+
+    ZᵀZ = | n     Σxᵀ    Σy  |
+          | Σx    XᵀX    Xᵀy |
+          | Σy    yᵀX    yᵀy |
+
+hefed stores it for the integer-encoded columns ``Z̃ = [1, X·2^F, y·2^F]``
+(``F`` = the encoding's ``frac_bits``), so every entry is an exact integer and
+``(ZᵀZ)[a, b] = (Z̃ᵀZ̃)[a, b] / 2^(F_a + F_b)`` with ``F_0 = 0`` for the column
+of ones. Statistics of several factories add entry by entry; the sum equals
+the statistics of the pooled data exactly.
+
+Columns are kept in a canonical order (the intercept column, the features
+sorted by name, the target), so factories may order their columns however
+they like; ``features`` remembers the order the user gave, for display.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._files import atomic_write_json, check_names, is_version, read_json_object
+from ..errors import DataError, InvalidFileError, SchemaMismatchError
+from ..primitives.exactgram import GramAccumulator, bit_range
+from ._encoding import Encoding
+
+FORMAT = "hefed.statistics"
+_INTEGER = re.compile(r"-?[0-9]+")
+VERSION = 1
+
+
+#: Name of the column of ones in the canonical order (the intercept's column).
+ONES = "(intercept)"
+
+
+def canonical_columns(features: Sequence[str], target: str) -> list[str]:
+    """The canonical column order of the Gram matrix: ones, sorted features, target."""
+    return [ONES, *sorted(features), target]
+
+
+def upper_triangle_index(m: int) -> list[tuple[int, int]]:
+    """(a, b) pairs with a <= b, row by row: the order statistics travel in."""
+    return [(a, b) for a in range(m) for b in range(a, m)]
+
+
+def gram_bounds(n_features: int, encoding: Encoding) -> list[tuple[int, int]]:
+    """Bounds of one factory's upper-triangle Gram entries, in travel order.
+
+    With encoded values ``|v| < 2^value_bits`` and at most ``2^max_rows_bits`` rows,
+    ``|Σ v_a·v_b| < 2^(bits_a + bits_b + max_rows_bits)``; diagonal entries are sums of
+    squares, hence non-negative.
+    """
+    m = n_features + 2
+    bits = [0] + [encoding.value_bits] * (m - 1)
+    bounds = []
+    for a, b in upper_triangle_index(m):
+        hi = (1 << (bits[a] + bits[b] + encoding.max_rows_bits)) - 1
+        bounds.append((0, hi) if a == b else (-hi, hi))
+    return bounds
+
+
+def as_exact_float64(values: object, name: str, source: str = "data") -> np.ndarray:
+    """``values`` as float64, refusing integers that float64 cannot hold exactly (|v| > 2^53)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iuO" and arr.size:
+        flat = arr.reshape(-1)
+        if arr.dtype.kind == "O":
+            big = [i for i, v in enumerate(flat) if isinstance(v, (int, np.integer)) and abs(int(v)) > 2**53]
+        else:
+            big = np.flatnonzero(np.abs(flat.astype(object)) > 2**53).tolist()
+        if big:
+            raise DataError(f"{source}: {name}: integer {flat[big[0]]} is beyond 2^53 and cannot be represented "
+                            "exactly as float64")
+    try:
+        return arr.astype(np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{source}: {name} must be numeric") from None
+
+
+@dataclass
+class SufficientStatistics:
+    """Exact integer sufficient statistics of one factory or of an aggregate.
+
+    Attributes:
+        target: name of the response column.
+        features: feature names in the user's order (display only).
+        encoding: the public encoding the integers were made with.
+        gram: exact integer Gram matrix of ``[1, X·2^F, y·2^F]`` in canonical column order.
+        contributors: factory ids whose data these statistics sum.
+    """
+
+    target: str
+    features: list[str]
+    encoding: Encoding
+    gram: list[list[int]]
+    contributors: list[str] = field(default_factory=list)
+
+    # --- structure -----------------------------------------------------------------
+    @property
+    def columns(self) -> list[str]:
+        return canonical_columns(self.features, self.target)
+
+    @property
+    def scale_bits(self) -> list[int]:
+        """Fractional bits per canonical column (0 for the column of ones)."""
+        return [0] + [self.encoding.frac_bits] * (len(self.columns) - 1)
+
+    @property
+    def n(self) -> int:
+        """Number of rows summed."""
+        return self.gram[0][0]
+
+    def exact(self, a: str, b: str) -> Fraction:
+        """The exact rational statistic Σ a·b for two column names (:data:`ONES` for the ones)."""
+        cols = self.columns
+        i, j = cols.index(a), cols.index(b)
+        return Fraction(self.gram[i][j], 1 << (self.scale_bits[i] + self.scale_bits[j]))
+
+    def residual_sum_of_squares(self, coef: dict[str, Fraction], intercept: Fraction) -> Fraction:
+        """Exact Σ (y − θ₀ − Σ θ_j x_j)² of a model over these rows: the quadratic form wᵀ(ZᵀZ)w
+        with w = (θ₀, θ, −1); ``coef`` maps feature names to exact coefficients."""
+        weights = {ONES: Fraction(intercept), self.target: Fraction(-1)}
+        weights.update((name, Fraction(value)) for name, value in coef.items())
+        cols = self.columns
+        w = [weights.get(a, Fraction(0)) for a in cols]
+        # One common denominator q·2^top and integer arithmetic throughout: a Fraction per
+        # term would reduce by a gcd of huge numbers 500 times.
+        q = math.lcm(*(v.denominator for v in w))
+        p = [v.numerator * (q // v.denominator) for v in w]
+        bits = self.scale_bits
+        top = 2 * max(bits)
+        total = 0
+        for i in range(len(cols)):
+            if not p[i]:
+                continue
+            row = 0
+            for j in range(i + 1, len(cols)):
+                if p[j]:
+                    row += p[j] * self.gram[i][j] << (top - bits[i] - bits[j])
+            total += p[i] * (2 * row + (p[i] * self.gram[i][i] << (top - 2 * bits[i])))
+        return Fraction(total, q * q << top)
+
+    def schema_key(self) -> tuple[Any, ...]:
+        return (self.target, tuple(sorted(self.features)), self.encoding)
+
+    # --- combination -----------------------------------------------------------------
+    def __add__(self, other: SufficientStatistics) -> SufficientStatistics:
+        """The statistics of both sets of rows (entry-wise sum; contributors concatenated)."""
+        if self.schema_key() != other.schema_key():
+            raise SchemaMismatchError("cannot add statistics with different target, features or encoding")
+        m = len(self.gram)
+        gram = [[self.gram[a][b] + other.gram[a][b] for b in range(m)] for a in range(m)]
+        return SufficientStatistics(
+            self.target, list(self.features), self.encoding, gram,
+            [*self.contributors, *other.contributors],
+        )
+
+    def __sub__(self, part: SufficientStatistics) -> SufficientStatistics:
+        """The statistics of the rows here but not in ``part`` (a subset of them, e.g. one fold):
+        the entry-wise difference; the contributors stay those of ``self``."""
+        if self.schema_key() != part.schema_key():
+            raise SchemaMismatchError("cannot subtract statistics with different target, features or encoding")
+        m = len(self.gram)
+        gram = [[self.gram[a][b] - part.gram[a][b] for b in range(m)] for a in range(m)]
+        return SufficientStatistics(self.target, list(self.features), self.encoding, gram, list(self.contributors))
+
+    def to_vector(self) -> list[int]:
+        """The upper triangle of the Gram matrix, row by row (what gets packed)."""
+        return [self.gram[a][b] for a, b in upper_triangle_index(len(self.gram))]
+
+    @classmethod
+    def from_vector(
+        cls,
+        values: Sequence[int],
+        target: str,
+        features: Sequence[str],
+        encoding: Encoding,
+        contributors: Sequence[str] = (),
+    ) -> SufficientStatistics:
+        m = len(features) + 2
+        gram = [[0] * m for _ in range(m)]
+        for (a, b), v in zip(upper_triangle_index(m), values, strict=True):
+            gram[a][b] = gram[b][a] = int(v)
+        return cls(target, list(features), encoding, gram, list(contributors))
+
+    # --- files -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "target": self.target,
+            "features": self.features,
+            "columns": self.columns,
+            "encoding": self.encoding.to_dict(),
+            "contributors": self.contributors,
+            "gram_upper": [str(v) for v in self.to_vector()],
+        }
+
+    def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
+        """Write the statistics as JSON (integers as decimal strings, so no tool rounds them)."""
+        return atomic_write_json(path, self.to_dict(), force=force)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> SufficientStatistics:
+        obj = read_json_object(path, "statistics")
+        return cls.from_dict(obj, str(path))
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any], source: str = "statistics") -> SufficientStatistics:
+        if obj.get("format") != FORMAT:
+            raise InvalidFileError(f"{source}: not a hefed statistics file (format {obj.get('format')!r})")
+        if not is_version(obj.get("version"), VERSION):
+            raise InvalidFileError(f"{source}: unsupported statistics version {obj.get('version')!r}")
+        expected = {"format", "version", "target", "features", "columns", "encoding", "contributors", "gram_upper"}
+        if set(obj) != expected:
+            raise InvalidFileError(
+                f"{source}: fields wrong (missing {sorted(expected - set(obj))}, extra {sorted(set(obj) - expected)})"
+            )
+        target, features = obj["target"], obj["features"]
+        if not isinstance(target, str) or not _str_list(features) or not features:
+            raise InvalidFileError(f"{source}: 'target' must be a string and 'features' a non-empty list of strings")
+        if len(set(features)) != len(features) or target in features:
+            raise InvalidFileError(f"{source}: 'features' has duplicates or contains the target")
+        if len(features) > 1000:
+            raise InvalidFileError(f"{source}: {len(features)} features; at most 1000 are supported")
+        if obj["columns"] != canonical_columns(features, target):
+            raise InvalidFileError(f"{source}: 'columns' does not match target and features")
+        if not _str_list(obj["contributors"]):
+            raise InvalidFileError(f"{source}: 'contributors' must be a list of strings")
+        encoding = Encoding.from_dict(obj["encoding"], source)
+        raw = obj["gram_upper"]
+        m = len(features) + 2
+        if not isinstance(raw, list) or len(raw) != m * (m + 1) // 2:
+            raise InvalidFileError(f"{source}: 'gram_upper' must list {m * (m + 1) // 2} integers")
+        values = []
+        for i, v in enumerate(raw):
+            if not isinstance(v, str) or len(v) > 4000 or not _INTEGER.fullmatch(v):
+                raise InvalidFileError(f"{source}: 'gram_upper'[{i}] is not an integer string")
+            values.append(int(v))
+        check_names([target, *features, *obj["contributors"]], source, "target, features or contributors")
+        stats = cls.from_vector(values, target, features, encoding, obj["contributors"])
+        stats.check_consistent(source)
+        return stats
+
+    def check_consistent(self, source: str = "statistics") -> None:
+        """Refuse statistics no data can produce: sums beyond the encoding's bounds for the most
+        contributors it allows, negative sums of squares, or a Gram matrix violating Cauchy–Schwarz
+        (|Σab|² ≤ Σa²·Σb²), e.g. a variance that would be negative."""
+        bounds = gram_bounds(len(self.features), self.encoding)
+        limit = self.encoding.max_contributors
+        cols, gram, m = self.columns, self.gram, len(self.gram)
+        for (a, b), (lo, hi) in zip(upper_triangle_index(m), bounds, strict=True):
+            if not limit * lo <= gram[a][b] <= limit * hi:
+                raise InvalidFileError(f"{source}: statistic ({cols[a]}, {cols[b]}) is beyond what the encoding allows")
+        for a in range(m):
+            for b in range(a + 1, m):
+                if gram[a][b] ** 2 > gram[a][a] * gram[b][b]:
+                    raise InvalidFileError(
+                        f"{source}: statistics ({cols[a]}, {cols[b]}) are inconsistent (no data gives them)")
+
+
+def _str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def accumulate_rows(
+    accumulators: Sequence[GramAccumulator], X: np.ndarray, y: np.ndarray, features: Sequence[str], target: str,
+    encoding: Encoding, source: str = "data", groups: np.ndarray | None = None,
+) -> None:
+    """Add the exact Gram of ``[1, X·2^F, y·2^F]`` (canonical column order) to ``accumulators[0]``,
+    or with ``groups`` (one integer per row) row ``i``'s to ``accumulators[groups[i]]``.
+
+    Every value is checked to encode exactly first, on all rows at once, so errors name the
+    column and the row of ``X`` whatever group the row falls in.
+    """
+    order = sorted(range(len(features)), key=lambda j: features[j])
+    columns = np.empty((len(features) + 2, X.shape[0]))
+    columns[0] = 1.0
+    for i, j in enumerate(order):
+        columns[1 + i] = X[:, j]
+    columns[-1] = y
+    try:
+        lo, hi = bit_range(columns)
+        ok = (hi[1:] <= encoding.int_bits).all() and (lo[1:] >= -encoding.frac_bits).all()
+    except ValueError:  # not finite
+        ok = False
+    if not ok:  # find the offending value and name it (slow path, only on bad or tiny values)
+        names = [features[j] for j in order] + [target]
+        for name, values in zip(names, columns[1:], strict=True):
+            encoding.encode_column(values, name, source)
+    # the checks above passed, or a value was refused; the whole block's bit range bounds any of its rows
+    if groups is None:
+        accumulators[0].update_columns(columns, (lo, hi))
+        return
+    for k, acc in enumerate(accumulators):
+        acc.update_columns(columns[:, groups == k], (lo, hi))
+
+
+def grouped_statistics(
+    X: np.ndarray,
+    y: np.ndarray,
+    features: Sequence[str],
+    target: str,
+    encoding: Encoding | None = None,
+    factory_id: str | None = None,
+    source: str = "data",
+    groups: np.ndarray | None = None,
+    n_groups: int = 1,
+) -> list[SufficientStatistics]:
+    """Exact statistics of float64 arrays, one per group of rows (``groups[i]`` in
+    ``range(n_groups)``, e.g. cross-validation folds), or of all rows without ``groups``."""
+    encoding = encoding or Encoding()
+    X = as_exact_float64(X, "X", source)
+    y = as_exact_float64(y, "y", source).reshape(-1)
+    if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[1] != len(features):
+        raise SchemaMismatchError(f"{source}: X, y and feature names do not agree in shape")
+    if X.shape[0] >= 1 << encoding.max_rows_bits:
+        raise SchemaMismatchError(f"{source}: more rows than the encoding allows (2^{encoding.max_rows_bits})")
+    if ONES in features or target == ONES:
+        raise DataError(f"{source}: the column name {ONES!r} is reserved for the intercept")
+    accs = [GramAccumulator([0] + [encoding.frac_bits] * (len(features) + 1)) for _ in range(n_groups)]
+    accumulate_rows(accs, X, y, features, target, encoding, source, groups)
+    ids = [factory_id] if factory_id else []
+    return [SufficientStatistics(target, list(features), encoding, acc.result(), ids) for acc in accs]
+
+
+def statistics_from_arrays(
+    X: np.ndarray,
+    y: np.ndarray,
+    features: Sequence[str],
+    target: str,
+    encoding: Encoding | None = None,
+    factory_id: str | None = None,
+    source: str = "data",
+) -> SufficientStatistics:
+    """Exact statistics of float64 arrays (columns of ``X`` named by ``features``)."""
+    return grouped_statistics(X, y, features, target, encoding, factory_id, source)[0]

@@ -1,0 +1,166 @@
+"""Exact residual sums of a model on rows a factory holds out: the plain sums of an evaluation.
+
+Given a model's float64 coefficients, a factory computes on its holdout the exact sums
+
+    n,  SSE = Σ r²,  SAE = Σ |r|,  Σy,  Σy²        with r = y − ŷ
+
+where the residuals are exact: float64 coefficients are dyadic rationals and
+the data are encoded exactly, so ``r·2^S`` is an integer for the public scale
+``S = frac_bits + K`` (``2^K`` the largest denominator among the coefficients).
+Summed over factories they give the consortium's MSE, RMSE, MAE and R² without
+any factory's own metrics. Absolute errors are not a polynomial of the
+statistics, which is why they travel as their own sums.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._files import atomic_write_json, is_version, parse_rational, parse_str_list, read_json_object
+from ..errors import InvalidFileError
+from ._encoding import Encoding
+from ._metrics import r_squared
+
+FORMAT = "hefed.evaluation"
+VERSION = 1
+
+
+@dataclass
+class EvaluationSums:
+    """Exact residual sums of a model on one or more holdouts, and the metrics they give."""
+
+    target: str
+    features: list[str]
+    n: int
+    sse: Fraction
+    sae: Fraction
+    sum_y: Fraction
+    sum_y2: Fraction
+    contributors: list[str] = field(default_factory=list)
+
+    @property
+    def mse(self) -> float:
+        return float(self.sse / self.n)
+
+    @property
+    def rmse(self) -> float:
+        return math.sqrt(self.mse)
+
+    @property
+    def mae(self) -> float:
+        return float(self.sae / self.n)
+
+    @property
+    def r2(self) -> float:
+        """1 − SSE/SST with SST = Σy² − (Σy)²/n, the holdout's own centred total sum of squares."""
+        return r_squared(self.sse, self.sum_y2 - self.sum_y * self.sum_y / self.n)
+
+    def metrics(self) -> dict[str, float]:
+        return {"n": self.n, "mse": self.mse, "rmse": self.rmse, "mae": self.mae, "r2": self.r2}
+
+    def to_dict(self) -> dict[str, Any]:
+        def frac(v: Fraction) -> str:
+            return f"{v.numerator}/{v.denominator}"
+
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "target": self.target,
+            "features": self.features,
+            "contributors": self.contributors,
+            "metrics": self.metrics(),
+            "exact": {"n": self.n, "sse": frac(self.sse), "sae": frac(self.sae),
+                      "sum_y": frac(self.sum_y), "sum_y2": frac(self.sum_y2)},
+        }
+
+    def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
+        return atomic_write_json(path, self.to_dict(), force=force)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> EvaluationSums:
+        obj = read_json_object(path, "evaluation")
+        source = str(path)
+        if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
+            raise InvalidFileError(f"{source}: not a hefed evaluation file (version {VERSION})")
+        exact = obj.get("exact")
+        if (not isinstance(exact, dict) or not isinstance(exact.get("n"), int) or isinstance(exact["n"], bool)
+                or exact["n"] < 1):
+            raise InvalidFileError(f"{source}: 'exact' sums missing or malformed")
+        values = {k: parse_rational(exact.get(k), source, f"exact.{k}", non_negative=k != "sum_y")
+                  for k in ("sse", "sae", "sum_y", "sum_y2")}
+        target = obj.get("target", "")
+        if not isinstance(target, str):
+            raise InvalidFileError(f"{source}: 'target' must be a string")
+        return cls(target, parse_str_list(obj.get("features", []), source, "features", non_empty=False), exact["n"],
+                   contributors=parse_str_list(obj.get("contributors", []), source, "contributors", non_empty=False),
+                   **values)
+
+
+def dyadic_exponent(value: Fraction) -> int:
+    """K with value·2^K an integer (value is a float64, so its denominator is a power of two)."""
+    return value.denominator.bit_length() - 1
+
+
+def residual_scale_bits(coef: Sequence[float], intercept: float, encoding: Encoding) -> int:
+    """The public scale S: ``r·2^S`` is an integer for every residual of this model on encoded data."""
+    return encoding.frac_bits + max(dyadic_exponent(Fraction(float(v))) for v in [*coef, intercept])
+
+
+def residual_bits(coef: Sequence[float], intercept: float, encoding: Encoding) -> int:
+    """A public bound on the residuals: ``|r·2^S| < 2^residual_bits`` for any data the encoding allows."""
+    scale = residual_scale_bits(coef, intercept, encoding)
+    exact = [Fraction(float(c)) for c in coef]
+    bound = (2 ** encoding.int_bits * (1 + sum(abs(c) for c in exact)) + abs(Fraction(float(intercept)))) * 2**scale
+    return math.ceil(bound).bit_length()
+
+
+def residual_values(coef: Sequence[float], intercept: float, X: np.ndarray, y: np.ndarray,
+                    features: Sequence[str], target: str, encoding: Encoding, source: str = "data") -> list[int]:
+    """(n, Σ(r·2^S)², Σ|r·2^S|, Σ y·2^F, Σ (y·2^F)²) as exact integers, for ``r = y − intercept − X·coef``."""
+    scale = residual_scale_bits(coef, intercept, encoding)
+    k = scale - encoding.frac_bits
+    coef_int = [int(Fraction(float(c)) * 2**k) for c in coef]
+    intercept_int = int(Fraction(float(intercept)) * 2**scale)
+    x_int = np.empty(X.shape, dtype=object)
+    for j, name in enumerate(features):
+        x_int[:, j] = [int(v) for v in encoding.encode_column(X[:, j], name, source)]
+    y_int = np.array([int(v) for v in encoding.encode_column(y, target, source)], dtype=object)
+    residual = y_int * (1 << k) - intercept_int - x_int.dot(np.array(coef_int, dtype=object))
+    return [
+        len(y),
+        int(sum(r * r for r in residual)),
+        int(sum(abs(r) for r in residual)),
+        int(sum(y_int)),
+        int(sum(v * v for v in y_int)),
+    ]
+
+
+def sums_from_values(
+    values: Sequence[int], scale_bits: int, encoding: Encoding, target: str,
+    features: Sequence[str], contributors: Sequence[str],
+) -> EvaluationSums:
+    """Turn the exact integer sums back into rationals in the data's units."""
+    s, f = scale_bits, encoding.frac_bits
+    n, sse, sae, sy, syy = values
+    return EvaluationSums(
+        target, list(features), int(n),
+        Fraction(sse, 1 << (2 * s)), Fraction(sae, 1 << s), Fraction(sy, 1 << f), Fraction(syy, 1 << (2 * f)),
+        list(contributors),
+    )
+
+
+def sums_to_values(sums: EvaluationSums, scale_bits: int, encoding: Encoding) -> list[int]:
+    """The exact integers an evaluation travels as (inverse of :func:`sums_from_values`)."""
+    s, f = scale_bits, encoding.frac_bits
+    scaled = [sums.sse * (1 << (2 * s)), sums.sae * (1 << s), sums.sum_y * (1 << f), sums.sum_y2 * (1 << (2 * f))]
+    if any(v.denominator != 1 for v in scaled):
+        raise ValueError("evaluation sums are not on the declared scale")
+    return [sums.n, *(v.numerator for v in scaled)]
