@@ -75,6 +75,7 @@ PARAMETER_OPTIONS = {
     "allow_insecure_permissions": "--allow-insecure-permissions",
     "roster": "--roster",
     "round": "--round",
+    "identity": "--identity",
     "replace": "--replace",
     "standardize": "--standardize",
     "dp_epsilon": "--dp-epsilon",

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 import hefed
-from hefed import parallel
+from hefed import _pool as parallel
 from hefed.errors import DuplicateContributorError, OverflowRiskError, SchemaMismatchError
 
-aggregate_module = importlib.import_module("hefed.aggregate")  # hefed.aggregate is also the function
+aggregate_module = importlib.import_module("hefed.roles._aggregator")
 
 
 @pytest.fixture(scope="module")

@@ -37,8 +37,8 @@ import pytest
 from phe.util import int_to_base64
 
 import hefed
-from hefed.decrypt import decrypt_statistics
 from hefed.errors import InsecureKeyError
+from hefed.roles import decrypt_statistics
 
 TARGET = "co2_t"
 ROWS = 300_000

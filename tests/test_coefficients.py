@@ -16,20 +16,15 @@ import pytest
 from cli_helpers import run_cli, run_cli_parallel
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from kind_helpers import coefficient_bundle, decrypt_coefficients, encrypt_coefficients, load_decrypted
 
 import hefed
-from hefed.coefficients import (
-    DEFAULT_COEF_FRAC_BITS,
-    DEFAULT_COEF_INT_BITS,
-    CoefficientAggregate,
-    coefficient_bundle,
-    encrypt_coefficients,
-)
-from hefed.data import read_table
-from hefed.decrypt import decrypt_bundle, decrypt_coefficients, load_decrypted
+from hefed.data import compute_statistics, read_table
 from hefed.errors import EncodingError, SchemaMismatchError, SingularSystemError
-from hefed.model import LinearModel
-from hefed.statistics import compute_statistics
+from hefed.kinds import DEFAULT_COEF_FRAC_BITS, DEFAULT_COEF_INT_BITS
+from hefed.models import LinearModel
+from hefed.roles import average_model, decrypt_bundle
+from hefed.stats import CoefficientAggregate
 
 TARGET = "y"
 FEATURES = ["x1", "x2"]
@@ -133,7 +128,7 @@ def test_average_is_exact_n_weighted_mean_of_local_float_models(coef_keys, frame
     agg = _coefficient_aggregate(frames, public_key, private_key, ridge)
     assert agg.n == sum(len(f) for f in frames.values())
     assert agg.contributors == list(frames)
-    for model in (agg.to_model(), hefed.solve(agg)):
+    for model in (average_model(agg), hefed.solve(agg)):
         assert _by_name(model) == expected_coef
         assert model.intercept_exact_ == expected_intercept
         assert model.intercept_ == float(expected_intercept)
@@ -147,7 +142,7 @@ def test_average_weights_by_rows_not_by_factory(coef_keys, factories):
     agg = _coefficient_aggregate(factories, public_key, private_key, 0.0)
     locals_ = [_local_model(f, 0.0) for f in factories.values()]
     unweighted = sum(Fraction(float(m.intercept_)) for m in locals_) / len(locals_)
-    assert agg.to_model().intercept_exact_ != unweighted
+    assert average_model(agg).intercept_exact_ != unweighted
     assert agg.weighted_intercept == sum(len(f) * Fraction(float(m.intercept_))
                                          for f, m in zip(factories.values(), locals_, strict=True))
 
@@ -170,10 +165,11 @@ def test_averaged_model_differs_from_pooled_statistics_model(coef_keys, factorie
 
 def test_encrypt_table_coefficient_mode_matches_encrypt_coefficients(coef_keys, factories):
     public_key, private_key = coef_keys
-    bundles = [hefed.encrypt_table(f, TARGET, public_key, FEATURES, name, mode="coefficients", ridge=2.0).bundle
+    bundles = [hefed.encrypt_table(f, TARGET, public_key, features=FEATURES, factory_id=name,
+                                   request=hefed.CoefficientsRequest(ridge=2.0)).bundle
                for name, f in factories.items()]
     assert {b.kind for b in bundles} == {"coefficients"}
-    model = decrypt_bundle(hefed.aggregate(bundles), private_key).to_model()
+    model = average_model(decrypt_bundle(hefed.aggregate(bundles), private_key))
     expected_coef, expected_intercept = _expected_average(factories, 2.0)
     assert _by_name(model) == expected_coef and model.intercept_exact_ == expected_intercept
 
@@ -183,7 +179,7 @@ def test_feature_order_at_each_factory_does_not_matter(coef_keys, factories):
     orders = [["x2", "x1"], ["x1", "x2"], ["x2", "x1"]]
     bundles = [encrypt_coefficients(f[[*order, TARGET]], TARGET, public_key, order, factory_id=name)
                for (name, f), order in zip(factories.items(), orders, strict=True)]
-    model = decrypt_coefficients(hefed.aggregate(bundles), private_key).to_model()
+    model = average_model(decrypt_coefficients(hefed.aggregate(bundles), private_key))
     assert list(model.feature_names_in_) == ["x2", "x1"]  # the first bundle's display order
     expected_coef, expected_intercept = _expected_average(factories, 0.0)
     assert _by_name(model) == expected_coef and model.intercept_exact_ == expected_intercept
@@ -194,7 +190,7 @@ def test_models_through_the_origin(coef_keys, factories):
     public_key, private_key = coef_keys
     bundles = [encrypt_coefficients(f, TARGET, public_key, FEATURES, factory_id=name, fit_intercept=False)
                for name, f in factories.items()]
-    model = decrypt_coefficients(hefed.aggregate(bundles), private_key).to_model()
+    model = average_model(decrypt_coefficients(hefed.aggregate(bundles), private_key))
     assert not model.fit_intercept and model.intercept_exact_ == 0
     total = sum(len(f) for f in factories.values())
     for name in FEATURES:
@@ -223,7 +219,7 @@ def test_encodable_coefficients_are_accepted(coef_keys, coef):
     bundles = [coefficient_bundle(_hand_model(coef), public_key, f"f{i}") for i in range(3)]
     agg = decrypt_coefficients(hefed.aggregate(bundles), private_key)
     assert agg.weighted_coef["x1"] == 30 * Fraction(coef)
-    assert agg.to_model().coef_exact_ == [Fraction(coef)]
+    assert average_model(agg).coef_exact_ == [Fraction(coef)]
 
 
 @pytest.mark.parametrize("coef", [2.0**-97, 2.0**-50 + 2.0**-100, 2.0**40, -(2.0**40), 2.0**60])
@@ -305,12 +301,12 @@ def test_coefficient_aggregate_file_round_trip(coef_keys, factories, tmp_path):
     assert isinstance(loaded, CoefficientAggregate)
     assert (loaded.n, loaded.weighted_intercept, loaded.weighted_coef) == (agg.n, agg.weighted_intercept,
                                                                            agg.weighted_coef)
-    assert hefed.solve(loaded).coef_exact_ == agg.to_model().coef_exact_
+    assert hefed.solve(loaded).coef_exact_ == average_model(agg).coef_exact_
 
 
 def test_averaged_model_json_round_trip_has_null_r2(coef_keys, factories, tmp_path):
     public_key, private_key = coef_keys
-    model = _coefficient_aggregate(factories, public_key, private_key, 0.0).to_model()
+    model = average_model(_coefficient_aggregate(factories, public_key, private_key, 0.0))
     path = tmp_path / "model.json"
     model.save(path)
     obj = json.loads(path.read_text())

@@ -292,4 +292,4 @@ def test_cli_compare_on_files(tmp_path):
         cells = _table_line(result.stdout, str(row["factory"]))
         assert cells[1] == str(row["n_test"])
         assert cells[2:] == [f"{row[f'{m}_{k}']:{'.6g' if k == 'mse' else '.4f'}}"
-                             for m in hefed.compare.MODELS for k in ("mse", "r2")]
+                             for m in hefed.sim.MODELS for k in ("mse", "r2")]

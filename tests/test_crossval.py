@@ -14,22 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from cli_helpers import run_cli, run_cli_parallel
+from kind_helpers import decrypt_fold_statistics, encrypt_fold_statistics, load_decrypted
 from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.model_selection import PredefinedSplit, cross_val_score
 
 import hefed
-from hefed.crossval import (
-    FoldStatistics,
-    compute_fold_statistics,
-    cross_validate_ridge,
-    encrypt_fold_statistics,
-    fold_assignment,
-    solve_auto_ridge,
-    solve_ridge_cv,
-)
-from hefed.decrypt import decrypt_bundle, decrypt_fold_statistics, load_decrypted
+from hefed.data import compute_fold_statistics, compute_statistics
 from hefed.errors import SchemaMismatchError, SingularSystemError, UsageError
-from hefed.statistics import compute_statistics
+from hefed.roles import cross_validate_ridge, decrypt_bundle, solve_auto_ridge, solve_ridge_cv
+from hefed.stats import FoldStatistics, fold_assignment
 
 TARGET = "y"
 FEATURES = ["x1", "x2", "x3"]
@@ -203,7 +196,8 @@ def test_encrypted_fold_bundles_decrypt_to_per_fold_sums(cv_keys, factories):
 
 def test_encrypt_table_with_folds_and_file_round_trip(cv_keys, factories, tmp_path):
     public_key, private_key = cv_keys
-    bundles = [hefed.encrypt_table(f, TARGET, public_key, FEATURES, name, folds=3, seed=2).bundle
+    bundles = [hefed.encrypt_table(f, TARGET, public_key, features=FEATURES, factory_id=name,
+                                   request=hefed.FoldStatisticsRequest(folds=3, seed=2)).bundle
                for name, f in factories.items()]
     decrypted = decrypt_bundle(hefed.aggregate(bundles), private_key)
     assert isinstance(decrypted, FoldStatistics)
@@ -247,9 +241,13 @@ def test_fold_bundles_with_different_folds_or_seeds_or_kinds_never_mix(cv_keys, 
             hefed.aggregate([base, other])
 
 
-def test_folds_refused_outside_statistics_mode(cv_keys, factories):
-    with pytest.raises(UsageError):
-        hefed.encrypt_table(factories["plant-0"], TARGET, cv_keys[0], FEATURES, "p", mode="coefficients", folds=3)
+def test_folds_refused_outside_statistics_mode(tmp_path, cv_keys, factories):
+    path = tmp_path / "p.csv"
+    factories["plant-0"].to_csv(path, index=False)
+    hefed.save_public_key(cv_keys[0], tmp_path / "pub.json")
+    result = run_cli("encrypt", path, "--target", TARGET, "--public-key", tmp_path / "pub.json", "--factory-id", "p",
+                     "--mode", "coefficients", "--folds", "3", "--out", tmp_path / "b.json")
+    assert result.returncode == 2 and "--folds" in result.stderr
 
 
 # --------------------------------------------------------------------------------------
@@ -337,8 +335,9 @@ def test_bad_alphas_are_refused(factories, alphas):
 
 def test_auto_ridge_needs_fold_statistics(factories):
     stats = compute_statistics(factories["plant-0"], TARGET, FEATURES)
-    with pytest.raises(UsageError, match="--folds"):
+    with pytest.raises(UsageError, match="fold statistics") as refused:
         solve_auto_ridge(stats, [1.0])
+    assert refused.value.parameters == ("folds",)  # the CLI points at --folds
 
 
 def _gas_turbine_frames() -> dict[str, pd.DataFrame]:

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from phe import paillier
 
 import hefed
-from hefed import encryption, parallel
+from hefed import _pool as parallel
 from hefed.errors import UsageError
-from hefed.primitives import djn
+from hefed.primitives import djn, encryption
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +97,10 @@ def test_unknown_method_is_refused(keypair):
     with pytest.raises(UsageError, match="encryption method"):
         encryption.encrypt_plaintexts(pub, [1], "rsa")
     with pytest.raises(UsageError):
-        with encryption.encryption_method("fast"):
-            pass
+        hefed.encrypt_table(__import__("pandas").DataFrame({"x": [1.0], "y": [2.0]}), "y", pub, encryption="fast")
 
 
-def test_encryption_method_context_reaches_bundle_seal(keypair, monkeypatch):
+def test_encryption_method_option_reaches_bundle_seal(keypair, monkeypatch):
     pub, priv = keypair
     used: list[str] = []
     real = encryption._encrypt_piece
@@ -112,8 +111,7 @@ def test_encryption_method_context_reaches_bundle_seal(keypair, monkeypatch):
 
     monkeypatch.setattr(encryption, "_encrypt_piece", spy)
     frame = __import__("pandas").DataFrame({"x": [1.0, 2.0, 3.5], "y": [2.0, 4.5, 7.0]})
-    with encryption.encryption_method("classic"):
-        hefed.encrypt_statistics(frame, "y", pub, ["x"], factory_id="a")
+    hefed.encrypt_table(frame, "y", pub, features=["x"], factory_id="a", encryption="classic")
     hefed.encrypt_statistics(frame, "y", pub, ["x"], factory_id="a")
     bundle = hefed.encrypt_statistics(frame, "y", pub, ["x"], factory_id="a", encryption="classic")
     assert used == ["classic", "djn", "classic"]
@@ -178,7 +176,8 @@ def test_an_unguarded_script_encrypts_on_one_process(tmp_path, keypair):
     script = tmp_path / "bare.py"
     marker = tmp_path / "runs.txt"
     script.write_text(
-        "import secrets\nfrom phe import PaillierPublicKey\nfrom hefed import encryption, parallel\n"
+        "import secrets\nfrom phe import PaillierPublicKey\nfrom hefed import _pool as parallel\n"
+        "from hefed.primitives import encryption\n"
         f"open({str(marker)!r}, 'a').write('run\\n')\n"
         "parallel.COLD_START_FACTOR = 1\nencryption._MIN_ENCRYPTIONS_PER_WORKER = 1\n"
         f"key = PaillierPublicKey({pub.n})\n"

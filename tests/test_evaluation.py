@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 import hefed
-from hefed.encoding import Encoding
 from hefed.errors import (
     OutputExistsError,
     SchemaMismatchError,
@@ -23,7 +22,8 @@ from hefed.errors import (
     TooFewContributorsError,
     UsageError,
 )
-from hefed.evaluation import EvaluationSums, evaluation_parameters
+from hefed.kinds import evaluation_parameters
+from hefed.stats import Encoding, EvaluationSums
 
 TARGET = "co2_t"
 FEATURES = ["coal_t", "natural_gas_t", "diesel_t", "electricity_mwh", "clinker_t"]

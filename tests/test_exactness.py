@@ -22,7 +22,7 @@ from hefed.errors import SingularSystemError
 from hefed.primitives import exactgram
 from hefed.primitives.exactgram import CHUNK_ROWS, GramAccumulator
 from hefed.primitives.packing import Layout, PackingError
-from hefed.statistics import ONES
+from hefed.stats import ONES
 
 FRAC_BITS = hefed.Encoding().frac_bits  # 72
 INT_BITS = hefed.Encoding().int_bits  # 40

@@ -15,10 +15,9 @@ from click.testing import CliRunner
 from hefed_cli.simulate import simulate as simulate_cmd
 
 import hefed
-from hefed.data import split_holdout
+from hefed.data import compute_statistics, split_holdout
 from hefed.errors import OutputExistsError, UsageError
-from hefed.fedavg import DEFAULT_MU, fedavg_fixed_point, plot_fedavg, simulate_fedavg
-from hefed.statistics import compute_statistics
+from hefed.sim import DEFAULT_MU, fedavg_fixed_point, plot_fedavg, simulate_fedavg
 
 TARGET = "co2_t"
 FEATURES = ["coal_t", "natural_gas_t", "diesel_t", "electricity_mwh", "clinker_t"]

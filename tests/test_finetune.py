@@ -16,10 +16,9 @@ from click.testing import CliRunner
 from hefed_cli.simulate import finetune as finetune_cmd
 
 import hefed
-from hefed.data import split_holdout
+from hefed.analysis import DEFAULT_LAMBDA_EXPONENTS, default_lambdas, finetune, finetune_frame
+from hefed.data import compute_statistics, split_holdout
 from hefed.errors import DataError, UsageError
-from hefed.finetune import DEFAULT_LAMBDA_EXPONENTS, default_lambdas, finetune, finetune_frame
-from hefed.statistics import compute_statistics
 
 TARGET = "co2_t"
 FEATURES = ["coal_t", "natural_gas_t", "diesel_t", "electricity_mwh", "clinker_t"]
@@ -104,16 +103,30 @@ def test_finetuned_model_is_the_exact_proximal_solution(builtin, global_model):
     assert (result.n_train, result.n_holdout) == (len(train), len(holdout))
     a, b = normal_equations(*rows_of(train))
     theta = proximal(a, b, Fraction(result.lam), prior_of(global_model))
-    assert result.model.intercept_exact_ == theta[0]
-    assert result.model.coef_exact_ == theta[1:]
-    assert list(result.model.coef_) == [float(v) for v in theta[1:]]
-    assert result.model.intercept_ == float(theta[0])
-    assert result.model.n_samples_ == len(train)
+    assert result.holdout_model.intercept_exact_ == theta[0]
+    assert result.holdout_model.coef_exact_ == theta[1:]
+    assert list(result.holdout_model.coef_) == [float(v) for v in theta[1:]]
+    assert result.holdout_model.intercept_ == float(theta[0])
+    assert result.holdout_model.n_samples_ == len(train)
     # Its training SSE is the exact residual sum of squares of those rows.
     z, y = rows_of(train)
     sse = sum(((t - sum((zi * ti for zi, ti in zip(row, theta, strict=True)), Fraction(0))) ** 2
                for row, t in zip(z, y, strict=True)), Fraction(0))
-    assert result.model.sse_exact_ == sse
+    assert result.holdout_model.sse_exact_ == sse
+
+
+def test_saved_model_is_refitted_on_every_row_and_says_so(builtin, global_model):
+    """The holdout measures the fit on the training rows; the model the factory keeps uses all its rows."""
+    frame = builtin["glass-05"]
+    result = finetune(global_model, frame, lambdas=[1e3, 1e5], folds=3, seed=2)
+    a, b = normal_equations(*rows_of(frame))
+    theta = proximal(a, b, Fraction(result.lam), prior_of(global_model))
+    assert result.model.intercept_exact_ == theta[0] and result.model.coef_exact_ == theta[1:]
+    assert result.model.n_samples_ == len(frame) != result.holdout_model.n_samples_
+    assert any(f"refitted on all {len(frame)} rows" in note for note in result.notes)
+    assert any("optimistic" in note for note in result.notes)  # the global model may have seen the holdout
+    no_holdout = finetune(global_model, frame, lambdas=[1e3, 1e5], folds=3, seed=2, test_fraction=0)
+    assert no_holdout.model is no_holdout.holdout_model and not any("refitted" in n for n in no_holdout.notes)
 
 
 def test_holdout_metrics_side_by_side(builtin, global_model):
@@ -121,7 +134,7 @@ def test_holdout_metrics_side_by_side(builtin, global_model):
     result = finetune(global_model, frame, lambdas=[1.0, 1e4, 1e8], folds=4, seed=0, test_fraction=0.3)
     _, holdout = split_holdout(frame, 0.3, 0)
     y = holdout[TARGET].to_numpy()
-    for model, metrics in ((global_model, result.global_metrics), (result.model, result.finetuned_metrics)):
+    for model, metrics in ((global_model, result.global_metrics), (result.holdout_model, result.finetuned_metrics)):
         resid = y - model.predict(holdout)
         assert metrics["n"] == len(y)
         assert metrics["mse"] == pytest.approx(float(resid @ resid) / len(y), rel=1e-12)
@@ -180,8 +193,8 @@ def test_tiny_lambda_gives_the_local_least_squares_model(builtin, global_model):
     result = finetune(global_model, frame, lambdas=[1e-40])
     train, _ = split_holdout(frame, 0.25, 0)
     local = hefed.solve(compute_statistics(train, TARGET, FEATURES))
-    np.testing.assert_allclose(result.model.coef_, local.coef_, rtol=1e-12)
-    assert result.model.intercept_ == pytest.approx(local.intercept_, rel=1e-12)
+    np.testing.assert_allclose(result.holdout_model.coef_, local.coef_, rtol=1e-12)
+    assert result.holdout_model.intercept_ == pytest.approx(local.intercept_, rel=1e-12)
     assert not np.allclose(local.coef_, global_model.coef_, rtol=1e-6)  # so the check above means something
 
 
@@ -290,4 +303,4 @@ def test_a_global_model_without_intercept_is_fine_tuned_without_one(builtin):
     z, y = rows_of(train)
     a, b = normal_equations([row[1:] for row in z], y)
     theta = proximal(a, b, Fraction(result.lam), prior_of(through_origin)[1:])
-    assert result.model.coef_exact_ == theta
+    assert result.holdout_model.coef_exact_ == theta

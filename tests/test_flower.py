@@ -55,7 +55,7 @@ from hefed.flower.protocol import (  # noqa: E402
     make_request,
     tally,
 )
-from hefed.identity import Roster, enroll, roster_add  # noqa: E402
+from hefed.protocol import Roster, enroll, roster_add
 
 GAS_TURBINE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "gas-turbine"
 YEARS = ("gt_2011", "gt_2012", "gt_2013")

@@ -48,9 +48,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hefed
-from hefed.decrypt import decrypt_statistics
 from hefed.errors import DataError, EncodingError, HefedError, InvalidFileError
-from hefed.statistics import ONES
+from hefed.roles import decrypt_statistics
+from hefed.stats import ONES
 
 _ENV_EXAMPLES = int(os.environ.get("HEFED_FUZZ_EXAMPLES", "0") or 0)
 LONG_MODE = _ENV_EXAMPLES > 0

@@ -13,8 +13,9 @@ import pytest
 
 import hefed
 from hefed.errors import SingularSystemError, UsageError
-from hefed.inference import RIDGE_NOT_APPLICABLE, InferenceResults, exact_inverse, inference
-from hefed.statistics import ONES
+from hefed.models import RIDGE_NOT_APPLICABLE, InferenceResults, inference
+from hefed.primitives.exactsolve import exact_inverse
+from hefed.stats import ONES
 
 sm = pytest.importorskip("statsmodels.api")
 

@@ -10,14 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from cli_helpers import run_cli, run_cli_parallel
+from kind_helpers import decrypt_coefficients, decrypt_summary, encrypt_coefficients, local_summary
 
 import hefed
-from hefed.coefficients import encrypt_coefficients
-from hefed.crossval import compute_fold_statistics
-from hefed.decrypt import decrypt_bundle, decrypt_coefficients, decrypt_summary
+from hefed.data import Cleaning, compute_fold_statistics, compute_statistics, preprocess
 from hefed.errors import DataError, SchemaMismatchError, UsageError
-from hefed.preprocess import ColumnSummary, local_summary, preprocess, standardized_coefficients
-from hefed.statistics import compute_statistics
+from hefed.roles import average_model, decrypt_bundle, standardized_coefficients
+from hefed.stats import ColumnSummary
 
 TARGET = "y"
 FEATURES = ["a", "b", "c"]
@@ -58,7 +57,8 @@ def frames() -> dict[str, pd.DataFrame]:
 
 def _summary(frames: dict[str, pd.DataFrame], keys, features=FEATURES) -> ColumnSummary:
     public_key, private_key = keys
-    bundles = [hefed.encrypt_table(f, TARGET, public_key, features, name, mode="summary").bundle
+    bundles = [hefed.encrypt_table(f, TARGET, public_key, features=features, factory_id=name,
+                                   request=hefed.SummaryRequest()).bundle
                for name, f in frames.items()]
     assert {b.kind for b in bundles} == {"summary"}
     return decrypt_summary(hefed.aggregate(bundles), private_key)
@@ -115,7 +115,8 @@ def test_summary_does_not_depend_on_column_order(pp_keys, frames):
                (same_order.count[col], same_order.total[col], same_order.total_sq[col])
     # explicit feature lists in different orders too
     public_key, private_key = pp_keys
-    bundles = [hefed.encrypt_table(f, TARGET, public_key, feats, name, mode="summary").bundle
+    bundles = [hefed.encrypt_table(f, TARGET, public_key, features=feats, factory_id=name,
+                                   request=hefed.SummaryRequest()).bundle
                for (name, f), feats in zip(frames.items(), (["a", "b", "c"], ["c", "a", "b"], ["b", "c", "a"]),
                                            strict=True)]
     explicit = decrypt_summary(hefed.aggregate(bundles), private_key)
@@ -137,7 +138,8 @@ def test_summary_file_round_trip(pp_keys, frames, tmp_path):
 def test_summary_bundles_never_mix_with_other_kinds(pp_keys, frames):
     public_key, private_key = pp_keys
     complete = {n: f.dropna() for n, f in frames.items()}
-    summary_bundles = [hefed.encrypt_table(f, TARGET, public_key, FEATURES, n, mode="summary").bundle
+    summary_bundles = [hefed.encrypt_table(f, TARGET, public_key, features=FEATURES, factory_id=n,
+                                           request=hefed.SummaryRequest()).bundle
                        for n, f in complete.items()]
     stats_bundle = hefed.encrypt_statistics(complete["plant-1"], TARGET, public_key, FEATURES, factory_id="x")
     with pytest.raises(SchemaMismatchError):
@@ -163,7 +165,7 @@ def _frame_with_gaps() -> pd.DataFrame:
 
 def test_missing_error_names_the_rows_one_based():
     with pytest.raises(DataError) as info:
-        preprocess(_frame_with_gaps(), TARGET, FEATURES, missing="error", source="plant-x")
+        preprocess(_frame_with_gaps(), TARGET, FEATURES, Cleaning(missing="error"), source="plant-x")
     message = str(info.value)
     assert message.startswith("plant-x:")
     assert "row(s) 3, 6, 10 " in message
@@ -178,12 +180,12 @@ def test_missing_error_abbreviates_long_lists():
     frame = _frame_with_gaps()
     frame.loc[10:20, "a"] = np.nan
     with pytest.raises(DataError, match="row\\(s\\) 3, 6, 10, 11, 12, 13, 14, 15, … \\(6 more\\)"):
-        preprocess(frame, TARGET, FEATURES, missing="error")
+        preprocess(frame, TARGET, FEATURES, Cleaning(missing="error"))
 
 
 def test_missing_drop_drops_exactly_the_incomplete_rows():
     frame = _frame_with_gaps()
-    cleaned, report = preprocess(frame, TARGET, FEATURES, missing="drop")
+    cleaned, report = preprocess(frame, TARGET, FEATURES, Cleaning(missing="drop"))
     assert report.dropped_missing == [2, 5, 9]
     assert (report.rows_in, report.rows_out) == (len(frame), len(frame) - 3)
     assert report.imputed_cells == 0 and report.dropped_outliers == []
@@ -198,7 +200,7 @@ def test_missing_values_in_unused_columns_are_ignored():
     frame["notes"] = np.nan
     frame.loc[0, "notes"] = 1.0
     frame["date"] = [f"2025-01-{i % 28 + 1:02d}" for i in range(len(frame))]
-    cleaned, report = preprocess(frame, TARGET, FEATURES, missing="error")
+    cleaned, report = preprocess(frame, TARGET, FEATURES, Cleaning(missing="error"))
     assert report.dropped_missing == [] and len(cleaned) == len(frame)
     # the other columns travel along untouched (for holdouts), but are not checked or used
     pd.testing.assert_frame_equal(cleaned, frame, check_exact=True)
@@ -209,7 +211,7 @@ def test_impute_mean_fills_with_consortium_means(pp_keys, frames):
     summary = _summary(frames, pp_keys)
     frame = frames["plant-2"]
     n_gaps = int(frame[COLUMNS].isna().sum().sum())
-    cleaned, report = preprocess(frame, TARGET, FEATURES, summary=summary, impute="mean", missing="error")
+    cleaned, report = preprocess(frame, TARGET, FEATURES, Cleaning(summary=summary, impute="mean", missing="error"))
     assert report.imputed_cells == n_gaps == 8
     assert report.dropped_missing == [] and report.rows_out == len(frame)
     filled = frame.fillna({c: summary.mean(c) for c in COLUMNS})
@@ -229,7 +231,8 @@ def test_impute_through_encrypt_table_gives_the_filled_frames_statistics(pp_keys
     summary = _summary(frames, pp_keys)
     bundles, filled = [], []
     for name, frame in frames.items():
-        result = hefed.encrypt_table(frame, TARGET, public_key, FEATURES, name, summary=summary, impute="mean")
+        result = hefed.encrypt_table(frame, TARGET, public_key, features=FEATURES, factory_id=name,
+                                     cleaning=Cleaning(summary=summary, impute="mean"))
         assert result.report.imputed_cells == 8
         bundles.append(result.bundle)
         filled.append(frame.fillna({c: summary.mean(c) for c in COLUMNS}))
@@ -256,7 +259,7 @@ def test_max_z_drops_exactly_rows_beyond_the_limit(pp_keys, frames, max_z):
     complete["plant-1"] = _with_outliers(complete["plant-1"])
     summary = _summary(complete, pp_keys)
     frame = complete["plant-1"]
-    cleaned, report = preprocess(frame, TARGET, FEATURES, summary=summary, max_z=max_z, missing="error")
+    cleaned, report = preprocess(frame, TARGET, FEATURES, Cleaning(summary=summary, max_z=max_z, missing="error"))
     mask = np.zeros(len(frame), dtype=bool)
     for c in COLUMNS:
         mask |= np.abs(frame[c].to_numpy() - summary.mean(c)) > max_z * summary.std(c)
@@ -274,14 +277,14 @@ def test_max_z_uses_the_consortium_summary_not_the_local_one(pp_keys, frames):
     # shift every local value far from the consortium mean of 'a': all rows are outliers globally
     frame = complete["plant-0"].assign(a=lambda f: f["a"] + 100 * summary.std("a"))
     with pytest.raises(DataError, match="no rows left"):
-        preprocess(frame, TARGET, FEATURES, summary=summary, max_z=3.0)
+        preprocess(frame, TARGET, FEATURES, Cleaning(summary=summary, max_z=3.0))
 
 
 def test_rows_dropped_for_gaps_are_not_counted_as_outliers(pp_keys, frames):
     summary = _summary(frames, pp_keys)
     frame = _with_outliers(frames["plant-1"].dropna().reset_index(drop=True))
     frame.loc[4, "c"] = np.nan  # row 4 is both incomplete and an outlier
-    cleaned, report = preprocess(frame, TARGET, FEATURES, summary=summary, max_z=3.0, missing="drop")
+    cleaned, report = preprocess(frame, TARGET, FEATURES, Cleaning(summary=summary, max_z=3.0, missing="drop"))
     assert report.dropped_missing == [4]
     assert 4 not in report.dropped_outliers and {11, 17} <= set(report.dropped_outliers)
     assert report.rows_out == len(frame) - 1 - len(report.dropped_outliers) == len(cleaned)
@@ -296,16 +299,14 @@ def test_rows_dropped_for_gaps_are_not_counted_as_outliers(pp_keys, frames):
 def test_impute_or_max_z_without_summary_is_a_usage_error(pp_keys, kwargs):
     frame = _frame_with_gaps()
     with pytest.raises(UsageError, match="summary"):
-        preprocess(frame, TARGET, FEATURES, missing="drop", **kwargs)
-    with pytest.raises(UsageError, match="summary"):
-        hefed.encrypt_table(frame, TARGET, pp_keys[0], FEATURES, "p", missing="drop", **kwargs)
+        preprocess(frame, TARGET, FEATURES, Cleaning(missing="drop", **kwargs))
 
 
 @pytest.mark.parametrize("kwargs", [{"missing": "ignore"}, {"impute": "median"}, {"max_z": 0.0}, {"max_z": -1.0}])
 def test_bad_preprocess_options_are_usage_errors(pp_keys, frames, kwargs):
     summary = _summary(frames, pp_keys)
     with pytest.raises(UsageError):
-        preprocess(_frame_with_gaps(), TARGET, FEATURES, summary=summary, **kwargs)
+        preprocess(_frame_with_gaps(), TARGET, FEATURES, Cleaning(summary=summary, **kwargs))
 
 
 @pytest.mark.parametrize("value", [np.inf, -np.inf])
@@ -316,16 +317,19 @@ def test_infinite_values_stay_errors(pp_keys, frames, value):
     for kwargs in ({"missing": "drop"}, {"missing": "drop", "impute": "mean", "summary": summary},
                    {"missing": "drop", "max_z": 3.0, "summary": summary}):
         with pytest.raises(DataError, match="'b', row 8: value is not finite"):
-            preprocess(frame, TARGET, FEATURES, **kwargs)
+            preprocess(frame, TARGET, FEATURES, Cleaning(**kwargs))
     with pytest.raises(DataError, match="row 8"):
-        hefed.encrypt_table(frame, TARGET, pp_keys[0], FEATURES, "p", mode="summary")
+        hefed.encrypt_table(frame, TARGET, pp_keys[0], features=FEATURES, factory_id="p",
+                            request=hefed.SummaryRequest())
     with pytest.raises(DataError, match="row 8"):
-        hefed.encrypt_table(frame, TARGET, pp_keys[0], FEATURES, "p", missing="drop")
+        hefed.encrypt_table(frame, TARGET, pp_keys[0], features=FEATURES, factory_id="p",
+                            cleaning=Cleaning(missing="drop"))
 
 
 def test_coefficient_mode_preprocesses_too(pp_keys, frames):
     public_key, private_key = pp_keys
-    bundles = [hefed.encrypt_table(f, TARGET, public_key, FEATURES, n, mode="coefficients", missing="drop").bundle
+    bundles = [hefed.encrypt_table(f, TARGET, public_key, features=FEATURES, factory_id=n,
+                                   request=hefed.CoefficientsRequest(), cleaning=Cleaning(missing="drop")).bundle
                for n, f in frames.items()]
     direct = [encrypt_coefficients(f.dropna(), TARGET, public_key, FEATURES, factory_id=n)
               for n, f in frames.items()]
@@ -375,7 +379,7 @@ def test_standardized_coefficients_from_fold_statistics_and_refusals(pp_keys, fr
         [encrypt_coefficients(f.dropna(), TARGET, public_key, FEATURES, factory_id=n) for n, f in frames.items()]),
         private_key)
     with pytest.raises(UsageError, match="statistics"):
-        standardized_coefficients(coef.to_model(), coef)
+        standardized_coefficients(average_model(coef), coef)
     with pytest.raises(UsageError, match="two rows"):
         one = compute_statistics(complete.iloc[:1], TARGET, FEATURES)
         standardized_coefficients(model, one)

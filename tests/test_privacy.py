@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 import hefed
+from hefed.data import Bounds
 from hefed.errors import InvalidFileError, UsageError
-from hefed.privacy import Bounds, dp_solve, gaussian_sigma
+from hefed.roles import dp_solve, gaussian_sigma
 
 
 def _frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
@@ -45,7 +46,8 @@ def test_clip_counts_and_clips_exactly():
 def test_encrypt_table_clips_before_statistics():
     keys = hefed.generate_keypair(1024, insecure_test_key=True)
     frame = _frame().assign(a=lambda f: f["a"] * 2)  # half the rows exceed a's bound
-    result = hefed.encrypt_table(frame, "y", keys[0], ["a", "b"], "f1", bounds=BOUNDS)
+    result = hefed.encrypt_table(frame, "y", keys[0], features=["a", "b"], factory_id="f1",
+                                 cleaning=hefed.Cleaning(bounds=BOUNDS))
     expected = hefed.compute_statistics(BOUNDS.clip(frame, ["a", "b", "y"])[0], "y", ["a", "b"])
     stats = hefed.decrypt_statistics(result.bundle, keys[1], min_contributors=1)
     assert stats.gram == expected.gram

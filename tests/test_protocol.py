@@ -18,7 +18,6 @@ import pytest
 from phe.util import int_to_base64
 
 import hefed
-from hefed.bundle import Bundle
 from hefed.errors import (
     DataError,
     DuplicateContributorError,
@@ -33,8 +32,8 @@ from hefed.errors import (
     SingularSystemError,
     TooFewContributorsError,
 )
-from hefed.solve import solve_exact_coefficients
-from hefed.statistics import ONES, SufficientStatistics
+from hefed.protocol import Bundle
+from hefed.stats import ONES, SufficientStatistics, solve_exact_coefficients
 
 TARGET = "co2_t"
 

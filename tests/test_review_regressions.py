@@ -9,14 +9,12 @@ import pandas as pd
 import pytest
 
 import hefed
-from hefed.bundle import Bundle
-from hefed.crossval import fold_assignment
+from hefed._files import check_writable
 from hefed.data import split_holdout
-from hefed.encoding import Encoding
 from hefed.errors import DataError, InvalidFileError, OutputExistsError, UsageError
-from hefed.fileio import check_writable
-from hefed.identity import Roster, enroll, roster_add
-from hefed.statistics import ONES, statistics_from_arrays
+from hefed.kinds import Header
+from hefed.protocol import Bundle, Roster, enroll, roster_add
+from hefed.stats import ONES, Encoding, fold_assignment, statistics_from_arrays
 
 
 def test_integer_arrays_beyond_2_53_are_refused_not_rounded():
@@ -66,4 +64,4 @@ def test_bad_seeds_are_usage_errors(seed):
 def test_seal_refuses_a_schema_no_loader_would_accept(features, target):
     public_key, _ = hefed.generate_keypair(1024, insecure_test_key=True)
     with pytest.raises(UsageError, match="distinct"):
-        Bundle.seal("summary", public_key, target, features, Encoding(), "f1", [0] * 9)
+        Bundle.seal("summary", Header(target, tuple(features), Encoding()), None, public_key, "f1")

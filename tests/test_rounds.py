@@ -50,29 +50,36 @@ from phe import PaillierPrivateKey, PaillierPublicKey
 from scipy import stats as sps
 
 import hefed
-from hefed.bundle import Bundle
-from hefed.decrypt import decrypt_bundle, decrypt_statistics
-from hefed.encrypt import encrypt_table
+from hefed.data import compute_statistics
 from hefed.errors import (
     DuplicateContributorError,
     InsecureKeyError,
+    RoundError,
     TooFewContributorsError,
     UsageError,
 )
-from hefed.identity import FactoryIdentity, Roster, enroll, load_identity, load_member, roster_add
+from hefed.kinds import CoefficientsRequest, StatisticsRequest
 from hefed.primitives.packing import PackingError
 from hefed.primitives.paillier import decrypt_raw, random_unit
-from hefed.rounds import (
+from hefed.protocol import (
+    Bundle,
+    FactoryIdentity,
+    Masking,
+    Roster,
     Round,
-    RoundError,
     check_round_complete,
+    enroll,
     factory_masks,
+    load_identity,
+    load_member,
     mask_and_sign,
     new_round,
+    roster_add,
     verify_aggregate,
     verify_contribution,
 )
-from hefed.statistics import SufficientStatistics, compute_statistics
+from hefed.roles import decrypt_bundle, decrypt_statistics, encrypt_table
+from hefed.stats import SufficientStatistics
 
 TARGET = "co2_t"
 P_MIN = 0.001  # uniformity is accepted when both p-values exceed this
@@ -326,9 +333,9 @@ def test_same_factory_two_bundles_in_one_round_do_not_reveal_their_difference(tm
     masks, and the difference of the two bundles would be the difference of the statistics: its ledger refuses."""
     public_key, _ = keys
     name = names[0]
-    hefed.identity.enroll(name, tmp_path / "id")
-    identity = hefed.identity.load_identity(tmp_path / "id")
-    own_roster = hefed.identity.Roster(dict(roster.members))
+    hefed.protocol.enroll(name, tmp_path / "id")
+    identity = hefed.protocol.load_identity(tmp_path / "id")
+    own_roster = hefed.protocol.Roster(dict(roster.members))
     own_roster.members[name] = identity.member
     round_ = new_round(own_roster, round_all.participants)
     whole, part = frames[name], frames[name].iloc[:-30]
@@ -395,7 +402,9 @@ def test_aggregator_cannot_drop_a_factory(keys, masked, roster, round_all, names
     with pytest.raises(RoundError) as info:
         hefed.aggregate([masked[n] for n in survivors], roster, round_all)
     message = str(info.value)
-    assert dropped in message and "hefed round new --participants " + ",".join(survivors) in message
+    assert dropped in message and ", ".join(survivors) in message
+    # the error names whom to re-run with (the CLI turns it into `hefed round new --participants ...`)
+    assert info.value.missing == [dropped] and info.value.survivors == survivors
     # a hand-made sum of the survivors, labelled as what it is: the manifests name four participants
     honest_label = _forge(masked[survivors[0]], [(masked[n], 1) for n in survivors], survivors,
                           _manifests(masked, survivors))
@@ -550,7 +559,7 @@ def test_aggregator_cannot_shift_the_sum_by_an_encrypted_offset(keys, masked, ro
 
 def test_unmasked_bundles_are_refused_in_a_round(keys, plain, masked, roster, round_all, names):
     _, private_key = keys
-    with pytest.raises(RoundError, match="belongs to round"):
+    with pytest.raises(RoundError, match="a plain bundle, not a masked, signed contribution"):
         hefed.aggregate([plain[names[0]], *(masked[n] for n in names[1:])], roster, round_all)
     with pytest.raises(UsageError, match="give the roster and the round"):
         hefed.aggregate([masked[n] for n in names])
@@ -664,10 +673,10 @@ def test_masks_preserve_exactness(keys, exact_setup, kind, rows, data):
             bundle = hefed.encrypt_evaluation(model, frame, TARGET, public_key, name)
             masked_bundle = mask_and_sign(bundle, ids5[name], roster5, round_)
         else:
-            options = {"mode": kind, "ridge": 1.0 if kind == "coefficients" else 0.0}
+            options = {"request": CoefficientsRequest(ridge=1.0) if kind == "coefficients" else StatisticsRequest()}
             bundle = encrypt_table(frame, TARGET, public_key, factory_id=name, **options).bundle
-            masked_bundle = encrypt_table(frame, TARGET, public_key, factory_id=name, round_=round_,
-                                          identity=ids5[name], roster=roster5, **options).bundle
+            masked_bundle = encrypt_table(frame, TARGET, public_key, factory_id=name,
+                                          masking=Masking(round_, ids5[name], roster5), **options).bundle
         plain_bundles.append(bundle)
         masked_bundles.append(masked_bundle)
     agg_plain = hefed.aggregate(plain_bundles)
@@ -835,8 +844,7 @@ def test_roster_digest_mismatch_refused(keys, frames, plain, identities, roster,
     with pytest.raises(RoundError, match="roster differs"):
         mask_and_sign(plain[a], identities[a], swapped, round_all)
     with pytest.raises(RoundError, match="roster differs"):
-        encrypt_table(frames[a], TARGET, keys[0], factory_id=a, round_=round_all, identity=identities[a],
-                      roster=changed)
+        encrypt_table(frames[a], TARGET, keys[0], factory_id=a, masking=Masking(round_all, identities[a], changed))
 
 
 def test_wrong_identity_for_factory_refused(keys, plain, identities, roster, round_all, names, frames):
@@ -849,7 +857,6 @@ def test_wrong_identity_for_factory_refused(keys, plain, identities, roster, rou
     with pytest.raises(UsageError):
         mask_and_sign(plain[a], identities[b], roster, round_all)
     with pytest.raises(UsageError, match="belongs to"):
-        encrypt_table(frames[a], TARGET, keys[0], factory_id=a, round_=round_all, identity=identities[b],
-                      roster=roster)
+        encrypt_table(frames[a], TARGET, keys[0], factory_id=a, masking=Masking(round_all, identities[b], roster))
     with pytest.raises(UsageError):
-        encrypt_table(frames[a], TARGET, keys[0], factory_id=a, round_=round_all, roster=roster)
+        encrypt_table(frames[a], TARGET, keys[0], factory_id=a, masking=Masking(round_all, None, roster))

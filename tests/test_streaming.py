@@ -9,12 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hefed
-from hefed import streaming
-from hefed.data import read_table, select_xy
+from hefed.data import Bounds, Cleaning, read_table, select_xy
+from hefed.data import _streaming as streaming
 from hefed.errors import DataError, EncodingError, HefedError
-from hefed.preprocess import ColumnSummary
-from hefed.privacy import Bounds
-from hefed.statistics import statistics_from_arrays
+from hefed.stats import ColumnSummary, statistics_from_arrays
 
 
 @pytest.fixture
@@ -50,7 +48,7 @@ def test_blocks_equal_the_whole_table(tmp_path, small_blocks, suffix):
     raw = streaming._first_block(path, parquet)[2]
     blocks = list(streaming._blocks(path, parquet, raw, ["coal_t", "co2_t"]))
     assert len(blocks) > 5, "the test must really read several blocks"
-    stats, report = streaming.stream_statistics(path, "co2_t")
+    stats, report = streaming.stream_statistics(path, "co2_t", cleaning=Cleaning())
     assert stats.features == ["coal_t", "gas_t", "hours"]
     assert stats.gram == _whole(path).gram
     assert (report.rows_in, report.rows_out) == (400, 400)
@@ -86,12 +84,10 @@ def test_preprocessing_per_block_matches_the_whole_table(tmp_path, small_blocks,
                                     "co2_t": (0.0, 2000.0)})
     if "max_z" in options or "impute" in options:
         options["summary"] = _summary(frame, used)
-    stats, report = streaming.stream_statistics(path, "co2_t", **options)
+    stats, report = streaming.stream_statistics(path, "co2_t", cleaning=Cleaning(**options))
     # the whole-table path (what encrypt_table runs when the file is not streamed)
     (whole,), whole_report = streaming._process(read_table(path), str(path), "co2_t", None, hefed.Encoding(), None,
-                                             streaming._Cleaning(options.get("summary"), options.get("impute"),
-                                                                 options.get("missing", "error"),
-                                                                 options.get("max_z")), options.get("bounds"))
+                                                Cleaning(**options))
     assert stats.gram == whole.gram
     assert report.dropped_missing == whole_report.dropped_missing
     assert report.dropped_outliers == whole_report.dropped_outliers
@@ -114,7 +110,7 @@ def test_errors_name_the_row_of_the_file_not_of_the_block(tmp_path, small_blocks
     frame.loc[250, "gas_t"] = np.nan
     frame.to_csv(path, index=False)
     with pytest.raises(DataError, match=r"row\(s\) 251\b"):
-        streaming.stream_statistics(path, "co2_t", missing="error")
+        streaming.stream_statistics(path, "co2_t", cleaning=Cleaning(missing="error"))
 
 
 @pytest.mark.parametrize("cell, error, named", [
@@ -191,13 +187,14 @@ def test_read_ahead_keeps_order_raises_errors_and_stops_early():
 def test_fold_statistics_streamed_equal_the_whole_table(tmp_path, small_blocks, suffix):
     """Folds hash the row's number among the kept rows: dropped rows shift later rows' folds
     exactly as on the whole preprocessed table."""
-    from hefed.crossval import compute_fold_statistics
+    from hefed.data import compute_fold_statistics
 
     frame = _frame(500, seed=4).drop(columns="plant")
     frame.loc[[3, 100, 101, 420], "gas_t"] = np.nan
     path = tmp_path / f"plant{suffix}"
     frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
-    folds, report = streaming.stream_fold_statistics(path, "co2_t", None, None, "f", 4, 11, missing="drop")
+    folds, report = streaming.stream_fold_statistics(path, "co2_t", None, None, "f", 4, 11,
+                                                     cleaning=Cleaning(missing="drop"))
     whole = compute_fold_statistics(frame.dropna().reset_index(drop=True), "co2_t", ["coal_t", "gas_t", "hours"],
                                     None, "f", 4, 11)
     assert [f.gram for f in folds.folds] == [f.gram for f in whole.folds]
@@ -219,13 +216,13 @@ def _both_paths(path, target="y", **options):
         except HefedError as exc:
             return type(exc).__name__, str(exc)
         return stats.features, stats.gram, report.dropped_missing
-    cleaning = streaming._Cleaning(options.get("summary"), options.get("impute"), options.get("missing", "error"),
-                                   options.get("max_z")) if options.get("clean", True) else None
-    streamed = outcome(lambda: streaming.stream_statistics(path, target, **options))
+    clean = options.pop("clean", True)
+    cleaning = Cleaning(**options) if clean else None
+    streamed = outcome(lambda: streaming.stream_statistics(path, target, cleaning=cleaning))
 
     def whole():
         parts, report = streaming._process(read_table(path), str(path), target, None, hefed.Encoding(), None,
-                                           cleaning, None)
+                                           cleaning)
         return parts[0], report
     return streamed, outcome(whole)
 
@@ -269,10 +266,10 @@ def test_missing_columns_are_reported_from_the_header_like_the_whole_table(tmp_p
     target = "y" if features is None else "w"
     for clean in (False, True):
         with pytest.raises(DataError) as streamed:
-            streaming.stream_statistics(path, target, features, clean=clean)
-        cleaning = streaming._Cleaning(None, None, "error", None) if clean else None
+            streaming.stream_statistics(path, target, features, cleaning=Cleaning() if clean else None)
+        cleaning = Cleaning(missing="error") if clean else None
         with pytest.raises(DataError) as whole:
-            streaming._process(read_table(path), str(path), target, features, hefed.Encoding(), None, cleaning, None)
+            streaming._process(read_table(path), str(path), target, features, hefed.Encoding(), None, cleaning)
         assert str(streamed.value) == str(whole.value)
 
 
@@ -282,13 +279,13 @@ def test_errors_after_dropped_rows_name_the_row_of_the_file(tmp_path, small_bloc
     frame.loc[200, "coal_t"] = 1e-300  # refused: must be named as row 201 of the file
     path = tmp_path / "plant.csv"
     frame.to_csv(path, index=False)
-    for run in (lambda: streaming.stream_statistics(path, "co2_t", missing="drop"),
+    for run in (lambda: streaming.stream_statistics(path, "co2_t", cleaning=Cleaning(missing="drop")),
                 lambda: streaming._process(read_table(path), str(path), "co2_t", None, hefed.Encoding(), None,
-                                           streaming._Cleaning(None, None, "drop", None), None)):
+                                           Cleaning(missing="drop"))):
         with pytest.raises(EncodingError, match=r"column 'coal_t', row 201\b"):
             run()
     with pytest.raises(EncodingError, match=r"row 201\b"):
-        streaming.stream_fold_statistics(path, "co2_t", folds=3, missing="drop")
+        streaming.stream_fold_statistics(path, "co2_t", folds=3, cleaning=Cleaning(missing="drop"))
 
 
 def test_row_renumbering_leaves_names_that_contain_row_alone():
@@ -307,7 +304,7 @@ def test_missing_values_win_over_a_later_check_in_the_same_block(tmp_path, small
     path = tmp_path / "plant.csv"
     frame.to_csv(path, index=False)
     with pytest.raises(DataError, match=r"missing values in row\(s\) 151 "):
-        streaming.stream_statistics(path, "co2_t", missing="error")
+        streaming.stream_statistics(path, "co2_t", cleaning=Cleaning(missing="error"))
     with pytest.raises(DataError, match=r"missing values in row\(s\) 151 "):
         streaming._process(read_table(path), str(path), "co2_t", None, hefed.Encoding(), None,
-                           streaming._Cleaning(None, None, "error", None), None)
+                           Cleaning(missing="error"))

@@ -326,6 +326,12 @@ class Masking:
     identity: FactoryIdentity
     roster: Roster
 
+    def __post_init__(self) -> None:
+        if not (isinstance(self.round, Round) and isinstance(self.identity, FactoryIdentity)
+                and isinstance(self.roster, Roster)):
+            raise UsageError("a masked round needs the round, the factory's identity and the roster together",
+                             parameters=("round", "identity", "roster"))
+
     def apply(self, bundle: Bundle) -> Bundle:
         """The bundle masked with this factory's zero-sum masks and signed for the round."""
         return mask_and_sign(bundle, self.identity, self.roster, self.round)
