@@ -4,7 +4,7 @@ For each key size:
   * phe: ``phe.PaillierPublicKey.encrypt`` of one float per value (what a naive user does);
   * hefed classic: packed plaintexts, classic r^n encryption, one core;
   * hefed DJN, one core: packed plaintexts, fixed-base DJN, table building included;
-  * hefed DJN, every core: the same through ``hefed.encryption.encrypt_plaintexts``,
+  * hefed DJN, every core: the same through ``hefed.primitives.encryption.encrypt_plaintexts``,
     cold (pool start-up and each worker's table building included) and warm (the
     same pool again: steady-state throughput, tables built).
 
@@ -24,11 +24,11 @@ import time
 
 from phe import paillier
 
-from hefed import encryption, parallel
-from hefed.encoding import Encoding
-from hefed.layouts import payload_layout
-from hefed.primitives import djn
+from hefed import _pool as parallel
+from hefed.kinds import layout as kind_layout
+from hefed.primitives import djn, encryption
 from hefed.primitives.paillier import encrypt_raw
+from hefed.stats import Encoding
 
 
 def per_value(seconds: float, ciphertexts: int, values_per_ciphertext: float) -> float:
@@ -49,7 +49,7 @@ def main() -> None:
     print("-" * len(header))
     for bits in args.bits:
         public_key, _ = paillier.generate_paillier_keypair(n_length=bits)
-        layout = payload_layout("statistics", args.features, Encoding(), public_key, {})
+        layout = kind_layout("statistics", args.features, Encoding(), public_key.n, {})
         per_ct = len(layout.slots) / layout.n_plaintexts
         plaintexts = [secrets.randbelow(1 << layout.capacity_bits) for _ in range(args.ciphertexts)]
 

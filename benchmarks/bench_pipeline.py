@@ -24,9 +24,9 @@ from phe import paillier
 from sklearn.linear_model import LinearRegression
 
 import hefed
-from hefed.encrypt import encrypt_bundle
+from hefed.data import compute_statistics
 from hefed.primitives import djn
-from hefed.statistics import compute_statistics
+from hefed.roles import encrypt_bundle
 
 
 def main() -> None:

@@ -52,7 +52,7 @@ def measure(kind: str, target: str) -> dict[str, float]:
     elif kind == "load-all":
         import gmpy2
 
-        from hefed.bundle import Bundle
+        from hefed.protocol import Bundle
 
         paths = sorted(Path(target).glob("*.json"))
         bundles = [Bundle.load(p) for p in paths]
@@ -76,7 +76,7 @@ def measure(kind: str, target: str) -> dict[str, float]:
     seconds = time.perf_counter() - start
     own, child = peak_mb()
     if kind == "aggregate":
-        from hefed import parallel
+        from hefed import _pool as parallel
 
         if parallel._POOL is not None:  # ask each worker for its own peak (they are not our children)
             usage = parallel.map_pieces(resource.getrusage, [resource.RUSAGE_SELF] * parallel.available_workers())
