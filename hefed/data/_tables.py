@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ from ..stats import check_seed
 PARQUET_SUFFIXES = {".parquet", ".pq"}
 # Each decimal must parse to the correctly rounded float64, as float() does: pandas 3 does so by
 # default (and deprecates the option); pandas 2's default parser does not, so ask for round_trip.
-_CORRECTLY_ROUNDED: dict[str, str] = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+_CORRECTLY_ROUNDED: dict[str, Any] = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
 
 def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -151,7 +152,7 @@ def numeric_column(
             raise DataError(f"{source}: column {name!r} has non-numeric cells: {cells}")
         values = converted.to_numpy(dtype=np.float64, na_value=np.nan)
         big = np.flatnonzero(np.abs(values) >= 2**53)
-        for row in big:
+        for row in big.tolist():
             text = str(col.iloc[row]).strip()
             if text.lstrip("+-").isdigit() and int(text) != int(values[row]):
                 raise DataError(

@@ -145,7 +145,7 @@ class Kind(ABC, Generic[S, Q]):
     # --- files -------------------------------------------------------------------------------
     def load_result(self, obj: dict[str, Any], source: str) -> S:
         """The plain sums from their JSON object (what ``hefed decrypt`` wrote)."""
-        return self.result_type.from_dict(obj, source)  # type: ignore[attr-defined, no-any-return]
+        return self.result_type.from_dict(obj, source)  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f"<bundle kind {self.name!r}>"

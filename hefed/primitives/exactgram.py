@@ -110,7 +110,7 @@ class GramAccumulator:
                 if threads > 1:
                     parts = [batch[i::threads] for i in range(threads)]
                     with ThreadPoolExecutor(threads) as pool:
-                        total = sum(pool.map(products, parts))
+                        total = np.sum(list(pool.map(products, parts)), axis=0)
                 else:
                     total = products(batch)
                 self._add(total, order, exact_lo + scale)

@@ -132,9 +132,8 @@ def enroll(factory_id: str, out_dir: str | os.PathLike[str], force: bool = False
 def _identity_fields(obj: dict[str, Any], source: str) -> tuple[str, bytes, bytes]:
     if obj.get("format") != IDENTITY_FORMAT or not is_version(obj.get("version"), VERSION):
         raise InvalidFileError(f"{source}: not a hefed identity file (version {VERSION})")
-    factory_id = obj.get("factory_id")
     try:
-        check_factory_id(factory_id)  # type: ignore[arg-type]
+        factory_id = check_factory_id(obj.get("factory_id"))
     except UsageError:
         raise InvalidFileError(f"{source}: invalid 'factory_id'") from None
     return factory_id, _unb64(obj.get("signing_public"), source, "signing_public"), _unb64(

@@ -100,7 +100,7 @@ class Round:
                 or not all(isinstance(p, str) for p in participants)
                 or participants != sorted(set(participants))):
             raise InvalidFileError(f"{source}: 'participants' must be a sorted list of at least two distinct ids")
-        return cls(round_id, tuple(participants), digest)
+        return cls(str(round_id), tuple(participants), str(digest))
 
 
 def _is_hex(value: Any, length: int) -> bool:

@@ -293,7 +293,7 @@ def accumulate_rows(
     columns[-1] = y
     try:
         lo, hi = bit_range(columns)
-        ok = (hi[1:] <= encoding.int_bits).all() and (lo[1:] >= -encoding.frac_bits).all()
+        ok = bool((hi[1:] <= encoding.int_bits).all() and (lo[1:] >= -encoding.frac_bits).all())
     except ValueError:  # not finite
         ok = False
     if not ok:  # find the offending value and name it (slow path, only on bad or tiny values)

@@ -27,7 +27,8 @@ from ..primitives.exactsolve import SingularMatrixError, solve_exact
 from ._gram import ONES, SufficientStatistics
 
 
-def ridge_fraction(ridge: float) -> Fraction:
+def ridge_fraction(ridge: float | Fraction) -> Fraction:
+    """A ridge penalty as the exact rational it is (every float is one); refused unless finite and >= 0."""
     if isinstance(ridge, bool) or not isinstance(ridge, (int, float, Fraction)):
         raise UsageError(f"ridge must be a number, got {ridge!r}", parameters=("ridge",))
     if isinstance(ridge, float) and not math.isfinite(ridge):
