@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from .. import __version__
+from .._version import __version__
 from ..errors import OutputExistsError, UsageError
 from .protocol import RUN_CONFIG_DEFAULTS
 
