@@ -9,8 +9,8 @@ it, on its own data and without sending anything, by the proximal fit
 whose normal equations are ``(ZᵀZ + λI) θ = Zᵀy + λ θ_g`` with ``Z = [1, X]``.
 It interpolates between the factory's own least-squares model (λ → 0) and the
 global model (λ → ∞, exactly). Every quantity is computed exactly from the
-factory's integer sufficient statistics (:mod:`hefed.statistics`) with
-:func:`hefed.solve.solve_exact_coefficients`; the prior is the global model
+factory's integer sufficient statistics (:mod:`hefed.stats`) with
+:func:`hefed.stats.solve_exact_coefficients`; the prior is the global model
 as published, its float64 coefficients taken as the exact dyadic rationals
 they are.
 
@@ -18,7 +18,7 @@ they are.
 like every coefficient): (1) only then is λ → ∞ the global model itself; with a
 free intercept the limit would be the global slopes with a locally refitted
 level, a model nobody published; (2) fine-tuning and the FedAvg simulation
-(:mod:`hefed.fedavg`) then take one and the same local step. For every λ > 0
+(:mod:`hefed.sim`) then take one and the same local step. For every λ > 0
 ``ZᵀZ + λI`` is positive definite, so the solve never fails, even when the
 factory's data cannot identify a coefficient (a fuel it never burns, a constant
 column): that coefficient keeps its global value exactly.
@@ -236,7 +236,7 @@ def finetune_frame(
 ) -> LinearModel:
     """The fine-tuned model on ``train_frame`` (all of it), λ chosen by local CV; no holdout.
 
-    For :func:`hefed.compare.compare_models`: fit on a factory's training rows, evaluate elsewhere.
+    For :func:`hefed.sim.compare_models`: fit on a factory's training rows, evaluate elsewhere.
     The returned model's ``ridge`` attribute records the chosen λ (the penalty is toward the global
     model, intercept included, not toward zero).
     """

@@ -5,7 +5,7 @@ every core; Parquet: ``ParquetFile.iter_batches``), only the target and
 feature columns are converted (to float64), and each block is preprocessed
 (missing values, outliers, bounds) and added to an exact
 :class:`~hefed.primitives.exactgram.GramAccumulator`, then dropped. The result
-equals :func:`hefed.statistics.compute_statistics` on the whole table, integer
+equals :func:`hefed.data.compute_statistics` on the whole table, integer
 for integer: the Gram of a sum of row blocks is the sum of their Grams.
 
 Anything pyarrow will not read as plain numbers (a non-numeric cell, a row with

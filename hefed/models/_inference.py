@@ -1,7 +1,7 @@
 """Exact statistical inference for the pooled linear model, from aggregate statistics.
 
 Everything classical OLS inference needs is a function of the Gram matrix of
-``Z = [1, X, y]`` (see :mod:`hefed.statistics`), so the key holder can report
+``Z = [1, X, y]`` (see :mod:`hefed.stats`), so the key holder can report
 standard errors, tests and fit statistics of the *pooled* regression without
 seeing a single row. With ``k`` parameters (the intercept, when fitted, and the
 ``d`` features), ``n`` rows, ``G = XᵀX`` (over the parameter columns, the column
@@ -514,7 +514,7 @@ def inference(
 ) -> InferenceResults:
     """Exact inference for the pooled OLS (or ridge) model from aggregate statistics.
 
-    The coefficients are :func:`hefed.solve.solve_exact_coefficients`' exact
+    The coefficients are :func:`hefed.stats.solve_exact_coefficients`' exact
     rational solution; from the exact Gram ``G`` of the parameter columns::
 
         SSR = Σ_ab w_a w_b (ZᵀZ)_ab   with w = (θ, −1) over (parameter columns, y)

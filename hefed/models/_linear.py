@@ -147,7 +147,7 @@ class LinearModel:
         return self._inference is not None
 
     def inference(self) -> InferenceResults:
-        """Standard errors, tests and fit statistics, with statsmodels' names (see :mod:`hefed.inference`)."""
+        """Standard errors, tests and fit statistics, with statsmodels' names (see :mod:`hefed.models`)."""
         if self._inference is None:
             raise UsageError("this model carries no inference record")
         if callable(self._inference):

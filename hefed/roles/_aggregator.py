@@ -30,7 +30,7 @@ def aggregate(
 ) -> Bundle:
     """Sum bundles (objects or file paths, read one at a time) into one aggregate bundle.
 
-    Masked, signed contributions of a round (:mod:`hefed.rounds`) need the consortium
+    Masked, signed contributions of a round (:mod:`hefed.protocol`) need the consortium
     ``roster`` and the ``round_``: each bundle must then be a roster member's valid
     signed contribution to this round, and every participant must have delivered.
     """

@@ -1,7 +1,7 @@
 """Exact solution of the (ridge-)normal equations from exact statistics.
 
 With the integer Gram matrix ``G`` of ``Z̃ = [1, X·2^F, y·2^F]`` (see
-:mod:`hefed.statistics`), column scale exponents ``E`` and ridge penalty
+:mod:`hefed.stats`), column scale exponents ``E`` and ridge penalty
 ``α = p/q`` (exact: every float is a dyadic rational), the coefficients
 ``θ`` of the pooled least-squares problem
 
@@ -55,7 +55,7 @@ def solve_exact_coefficients(
     Minimises ``‖y − Xθ − θ₀‖² + α‖θ − θ_prior‖²``: plain ridge with ``prior=None``
     (θ_prior = 0); a proximal fit toward a given model (local fine-tuning,
     FedProx-style updates) with ``prior`` mapping column names (and
-    :data:`~hefed.statistics.ONES` for the intercept) to exact values. The
+    :data:`~hefed.stats.ONES` for the intercept) to exact values. The
     intercept is penalised only with ``penalize_intercept``.
     """
     alpha = ridge_fraction(ridge)
