@@ -49,7 +49,7 @@ def main() -> None:
     print("-" * len(header))
     for bits in args.bits:
         public_key, _ = paillier.generate_paillier_keypair(n_length=bits)
-        layout = kind_layout("statistics", args.features, Encoding(), public_key.n, {})
+        layout = kind_layout("statistics", [f"x{j}" for j in range(args.features)], "y", Encoding(), public_key.n, {})
         per_ct = len(layout.slots) / layout.n_plaintexts
         plaintexts = [secrets.randbelow(1 << layout.capacity_bits) for _ in range(args.ciphertexts)]
 

@@ -15,6 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
+class RoundedValuesWarning(UserWarning):
+    """Values finer than their column's grid were rounded to it (counted; a call that returns no
+    report says so with this warning rather than silently)."""
+
+
 class HefedError(Exception):
     """Base class of every error hefed raises on bad input or refused operations.
 

@@ -28,6 +28,7 @@ from hefed.errors import (
     InvalidFileError,
     KeyMismatchError,
     OutputExistsError,
+    RoundedValuesWarning,
     SchemaMismatchError,
     SingularSystemError,
     TooFewContributorsError,
@@ -470,14 +471,13 @@ def test_too_few_rows_is_singular():
 @pytest.mark.parametrize(
     "value, encoding, fragment",
     [
-        (0.1, hefed.Encoding(frac_bits=8), "2^-8"),
-        (1e-30, hefed.Encoding(), "2^-72"),
-        (2.0**40, hefed.Encoding(), "2^40"),
-        (-(2.0**45), hefed.Encoding(), "2^40"),
+        (2.0**40, hefed.Encoding(int_bits=40), "2^40"),
+        (-(2.0**45), hefed.Encoding(int_bits=40), "needs int_bits >= 46"),
+        (2.0**64, hefed.Encoding(), "needs int_bits >= 65"),
         (float("inf"), hefed.Encoding(), "finite"),
     ],
 )
-def test_value_not_exactly_encodable_names_column_and_row(value, encoding, fragment):
+def test_value_out_of_range_names_column_and_row(value, encoding, fragment):
     frame = _frame(load=[1.0, 2.0, value, 4.0], fuel=[1.0, 2.0, 3.0, 5.0], y=[1.0, 2.0, 3.0, 4.0])
     with pytest.raises((EncodingError, DataError)) as info:
         hefed.compute_statistics(frame, "y", encoding=encoding)
@@ -488,11 +488,23 @@ def test_value_not_exactly_encodable_names_column_and_row(value, encoding, fragm
         assert fragment in message
 
 
-def test_value_not_encodable_in_target_is_named(public_key):
-    frame = _frame(a=[1.0, 2.0, 3.0], y=[1.0, 2.0**-80, 3.0])
-    with pytest.raises(EncodingError) as info:
-        hefed.encrypt_statistics(frame, "y", public_key, factory_id="f")
-    assert "'y'" in str(info.value) and "row 2" in str(info.value)
+@pytest.mark.parametrize("value, encoding", [(0.1, hefed.Encoding(frac_bits=8)), (1e-30, hefed.Encoding()),
+                                             (3.0 * 2.0**-90, hefed.Encoding())])
+def test_value_finer_than_the_grid_is_rounded_to_it_and_counted(value, encoding):
+    frame = _frame(load=[1.0, 2.0, value, 4.0], fuel=[1.0, 2.0, 3.0, 5.0], y=[1.0, 2.0, 3.0, 4.0])
+    with pytest.warns(RoundedValuesWarning, match=r"1 value\(s\) of 'load' rounded"):
+        stats = hefed.compute_statistics(frame, "y", encoding=encoding)
+    on_grid = frame.copy()
+    on_grid.loc[2, "load"] = round(value * 2**encoding.frac_bits) / 2**encoding.frac_bits  # nearest grid point
+    assert stats.gram == hefed.compute_statistics(on_grid, "y", encoding=encoding).gram
+    (_, report) = hefed.data.table_statistics(frame, "y", encoding=encoding)
+    assert report.rounding.counts == {"load": 1} and report.rounding.grid == {"load": encoding.frac_bits}
+    # the stated bound holds: half a grid step
+    assert report.rounding.largest_change["load"] <= 2.0 ** -(encoding.frac_bits + 1)
+    # the strict arithmetic layer refuses instead of rounding
+    with pytest.raises(EncodingError, match="row 3"):
+        hefed.stats.statistics_from_arrays(frame[["load", "fuel"]].to_numpy(), frame["y"].to_numpy(),
+                                           ["load", "fuel"], "y", encoding)
 
 
 def test_nan_is_a_data_error_naming_the_row():

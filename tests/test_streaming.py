@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hefed
-from hefed.data import Bounds, Cleaning, read_table, select_xy
+from hefed.data import Bounds, Cleaning, detect_format, read_table, select_xy
 from hefed.data import _streaming as streaming
 from hefed.errors import DataError, EncodingError, HefedError
 from hefed.stats import ColumnSummary, statistics_from_arrays
@@ -45,8 +45,10 @@ def test_blocks_equal_the_whole_table(tmp_path, small_blocks, suffix):
     path = tmp_path / f"plant{suffix}"
     frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
     parquet = suffix == ".parquet"
-    raw = streaming._first_block(path, parquet)[2]
-    blocks = list(streaming._blocks(path, parquet, raw, ["coal_t", "co2_t"]))
+    resolved = detect_format(path)
+    assert (resolved.kind == "parquet") == parquet
+    raw = streaming._first_block(path, resolved)[2]
+    blocks = list(streaming._blocks(path, resolved, raw, ["coal_t", "co2_t"]))
     assert len(blocks) > 5, "the test must really read several blocks"
     stats, report = streaming.stream_statistics(path, "co2_t", cleaning=Cleaning())
     assert stats.features == ["coal_t", "gas_t", "hours"]
@@ -102,7 +104,7 @@ def test_preprocessing_per_block_matches_the_whole_table(tmp_path, small_blocks,
 
 def test_errors_name_the_row_of_the_file_not_of_the_block(tmp_path, small_blocks):
     frame = _frame(300, seed=2).drop(columns="plant")
-    frame.loc[250, "gas_t"] = 1e-300  # cannot be encoded exactly
+    frame.loc[250, "gas_t"] = 1e30  # beyond the encoding's range: refused
     path = tmp_path / "plant.csv"
     frame.to_csv(path, index=False)
     with pytest.raises(EncodingError, match=r"column 'gas_t', row 251\b"):
@@ -276,7 +278,7 @@ def test_missing_columns_are_reported_from_the_header_like_the_whole_table(tmp_p
 def test_errors_after_dropped_rows_name_the_row_of_the_file(tmp_path, small_blocks):
     frame = _frame(300, seed=9).drop(columns="plant")
     frame.loc[[4, 40, 120], "gas_t"] = np.nan  # dropped
-    frame.loc[200, "coal_t"] = 1e-300  # refused: must be named as row 201 of the file
+    frame.loc[200, "coal_t"] = 1e30  # refused: must be named as row 201 of the file
     path = tmp_path / "plant.csv"
     frame.to_csv(path, index=False)
     for run in (lambda: streaming.stream_statistics(path, "co2_t", cleaning=Cleaning(missing="drop")),
@@ -300,7 +302,7 @@ def test_missing_values_win_over_a_later_check_in_the_same_block(tmp_path, small
     cannot be encoded, as the whole table checks gaps first."""
     frame = _frame(300, seed=10).drop(columns="plant")
     frame.loc[150, "gas_t"] = np.nan
-    frame.loc[151, "coal_t"] = 1e-300
+    frame.loc[151, "coal_t"] = 1e30
     path = tmp_path / "plant.csv"
     frame.to_csv(path, index=False)
     with pytest.raises(DataError, match=r"missing values in row\(s\) 151 "):

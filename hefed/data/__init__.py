@@ -14,7 +14,8 @@ Layer 3 of hefed (above :mod:`hefed.stats`): files and data frames in, exact sta
 
 from __future__ import annotations
 
-from ._cleaning import Bounds, Cleaning, PreprocessReport, preprocess, row_list, used_columns
+from ._cleaning import Bounds, Cleaning, PreprocessReport, preprocess, row_list, used_columns, warn_rounding
+from ._formats import PARQUET_SUFFIXES, FileFormat, ResolvedFormat, detect_format
 from ._source import Table
 from ._streaming import (
     compute_fold_statistics,
@@ -24,7 +25,6 @@ from ._streaming import (
     table_statistics,
 )
 from ._tables import (
-    PARQUET_SUFFIXES,
     Holdout,
     check_test_fraction,
     default_features,
@@ -40,13 +40,16 @@ __all__ = [
     "PARQUET_SUFFIXES",
     "Bounds",
     "Cleaning",
+    "FileFormat",
     "Holdout",
+    "ResolvedFormat",
     "PreprocessReport",
     "Table",
     "check_test_fraction",
     "compute_fold_statistics",
     "compute_statistics",
     "default_features",
+    "detect_format",
     "missing_columns_error",
     "numeric_column",
     "preprocess",
@@ -58,5 +61,6 @@ __all__ = [
     "stream_statistics",
     "table_statistics",
     "used_columns",
+    "warn_rounding",
     "write_table",
 ]

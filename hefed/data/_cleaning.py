@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from .._files import atomic_write_json, is_version, read_json_object
-from ..errors import DataError, InvalidFileError, UsageError
-from ..stats import ColumnSummary
+from ..errors import DataError, InvalidFileError, RoundedValuesWarning, UsageError
+from ..stats import ColumnSummary, Rounding
 from ._tables import default_features, missing_columns_error, numeric_column
 
 BOUNDS_FORMAT = "hefed.bounds"
@@ -134,6 +135,8 @@ class PreprocessReport:
     imputed_cells: int = 0
     dropped_outliers: list[int] = field(default_factory=list)
     clipped_cells: int = 0
+    #: values rounded to their column's grid (the encoding), per column
+    rounding: Rounding = field(default_factory=Rounding)
 
     def lines(self) -> list[str]:
         out = []
@@ -146,7 +149,13 @@ class PreprocessReport:
                        f"{row_list(self.dropped_outliers)}")
         if self.clipped_cells:
             out.append(f"clipped {self.clipped_cells} value(s) to the declared bounds")
-        return out
+        return out + self.rounding.lines()
+
+
+def warn_rounding(report: PreprocessReport | None, source: str) -> None:
+    """Say, as a :class:`~hefed.errors.RoundedValuesWarning`, what was rounded, where a call returns no report."""
+    if report is not None and report.rounding.total:
+        warnings.warn(f"{source}: " + "; ".join(report.rounding.lines()), RoundedValuesWarning, stacklevel=3)
 
 
 def row_list(rows: list[int]) -> str:

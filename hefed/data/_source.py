@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..stats import Encoding, SufficientStatistics
 from ._cleaning import Cleaning, PreprocessReport, preprocess
+from ._formats import FileFormat
 from ._streaming import stream_fold_statistics, stream_statistics, table_statistics
 from ._tables import Holdout, read_table
 
@@ -37,6 +38,7 @@ class Table:
     factory_id: str = "factory"
     cleaning: Cleaning | None = field(default_factory=Cleaning)
     holdout: Holdout | None = None
+    file_format: FileFormat | None = None
 
     @property
     def is_file(self) -> bool:
@@ -53,7 +55,7 @@ class Table:
 
     def frame(self) -> pd.DataFrame:
         """The whole table, as read (no cleaning, no holdout)."""
-        return self.data if isinstance(self.data, pd.DataFrame) else read_table(Path(self.data))
+        return self.data if isinstance(self.data, pd.DataFrame) else read_table(Path(self.data), self.file_format)
 
     def prepared(self) -> tuple[pd.DataFrame, PreprocessReport | None, pd.DataFrame | None]:
         """(rows used, what cleaning did, the holdout kept back): the whole table read, cleaned
@@ -75,10 +77,11 @@ class Table:
             path = Path(self.data)  # type: ignore[arg-type]
             if folds:
                 fold_stats, report = stream_fold_statistics(path, self.target, self.feature_list, encoding,
-                                                            self.factory_id, folds, seed, cleaning=self.cleaning)
+                                                            self.factory_id, folds, seed, cleaning=self.cleaning,
+                                                            file_format=self.file_format)
                 return fold_stats.folds, report, None
             stats, report = stream_statistics(path, self.target, self.feature_list, encoding, self.factory_id,
-                                              cleaning=self.cleaning)
+                                              cleaning=self.cleaning, file_format=self.file_format)
             return [stats], report, None
         if self.holdout is None:  # cleaned in the same pass, so errors name rows of the table as given
             parts, report = table_statistics(self.frame(), self.target, self.feature_list, encoding, self.factory_id,

@@ -49,12 +49,13 @@ from ..stats import (
     FoldStatistics,
     SufficientStatistics,
     accumulate_rows,
+    column_scales,
     fold_assignment,
     grouped_statistics,
 )
-from ._cleaning import Cleaning, PreprocessReport, preprocess, row_list
+from ._cleaning import Cleaning, PreprocessReport, preprocess, row_list, warn_rounding
+from ._formats import FileFormat, ResolvedFormat, detect_format
 from ._tables import (
-    PARQUET_SUFFIXES,
     check_data_file,
     check_unique_columns,
     default_features,
@@ -84,16 +85,18 @@ def stream_statistics(
     *,
     cleaning: Cleaning | None = None,
     progress: bool | None = None,
+    file_format: FileFormat | None = None,
 ) -> tuple[SufficientStatistics, PreprocessReport]:
     """Exact statistics of a CSV/Parquet file, read block by block.
 
     ``cleaning`` is applied row by row (:func:`~hefed.data.preprocess`), so per block is the
     same as on the whole table; without it nothing is cleaned and any missing value is refused.
-    ``progress`` draws a progress bar (default: when stderr is a terminal).
+    ``progress`` draws a progress bar (default: when stderr is a terminal); ``file_format`` names
+    the CSV dialect, text encoding or sheet where detection should not decide.
     Returns the statistics and what preprocessing did, rows numbered as in the file.
     """
     parts, report = _read(Path(path), target, features, encoding or Encoding(), factory_id, cleaning,
-                          progress, 0, 0)
+                          progress, 0, 0, file_format)
     return parts[0], report
 
 
@@ -108,6 +111,7 @@ def stream_fold_statistics(
     *,
     cleaning: Cleaning | None = None,
     progress: bool | None = None,
+    file_format: FileFormat | None = None,
 ) -> tuple[FoldStatistics, PreprocessReport]:
     """Exact per-fold statistics of a CSV/Parquet file, read block by block.
 
@@ -118,7 +122,7 @@ def stream_fold_statistics(
     """
     fold_assignment(0, folds, seed)  # validates folds and seed before reading anything
     parts, report = _read(Path(path), target, features, encoding or Encoding(), factory_id, cleaning,
-                          progress, folds, seed)
+                          progress, folds, seed, file_format)
     return FoldStatistics(parts, seed), report
 
 
@@ -138,6 +142,7 @@ def compute_statistics(
     features: Sequence[str] | None = None,
     encoding: Encoding | None = None,
     factory_id: str | None = None,
+    file_format: FileFormat | None = None,
 ) -> SufficientStatistics:
     """A factory's exact sufficient statistics, computed locally in plaintext.
 
@@ -147,8 +152,11 @@ def compute_statistics(
     be used exactly.
     """
     if not isinstance(data, pd.DataFrame):
-        return stream_statistics(data, target, features, encoding, factory_id)[0]
-    return table_statistics(data, target, features, encoding, factory_id)[0][0]
+        stats, report = stream_statistics(data, target, features, encoding, factory_id, file_format=file_format)
+    else:
+        (stats,), report = table_statistics(data, target, features, encoding, factory_id)
+    warn_rounding(report, str(data) if not isinstance(data, pd.DataFrame) else factory_id or "data")
+    return stats
 
 
 def compute_fold_statistics(
@@ -159,36 +167,46 @@ def compute_fold_statistics(
     factory_id: str | None = None,
     folds: int = 5,
     seed: int = 0,
+    file_format: FileFormat | None = None,
 ) -> FoldStatistics:
     """A factory's exact statistics per fold (rows assigned by :func:`hefed.stats.fold_assignment`)."""
     if not isinstance(data, pd.DataFrame):
-        return stream_fold_statistics(data, target, features, encoding, factory_id, folds, seed)[0]
-    fold_assignment(0, folds, seed)
-    return FoldStatistics(table_statistics(data, target, features, encoding, factory_id, folds=folds,
-                                           seed=seed)[0], seed)
+        fold_stats, report = stream_fold_statistics(data, target, features, encoding, factory_id, folds, seed,
+                                                    file_format=file_format)
+    else:
+        fold_assignment(0, folds, seed)
+        parts, report = table_statistics(data, target, features, encoding, factory_id, folds=folds, seed=seed)
+        fold_stats = FoldStatistics(parts, seed)
+    warn_rounding(report, str(data) if not isinstance(data, pd.DataFrame) else factory_id or "data")
+    return fold_stats
 
 
 def _read(
     path: Path, target: str, features: Sequence[str] | None, encoding: Encoding, factory_id: str | None,
-    cleaning: Cleaning | None, progress: bool | None, folds: int, seed: int,
+    cleaning: Cleaning | None, progress: bool | None, folds: int, seed: int, file_format: FileFormat | None,
 ) -> tuple[list[SufficientStatistics], PreprocessReport]:
     source = str(path)
     if progress is None:
         progress = sys.stderr.isatty()
+    check_data_file(path)
+    resolved = detect_format(path, file_format)
     try:
-        return _stream(path, source, target, features, encoding, factory_id, cleaning, progress, folds, seed)
+        if resolved.kind == "excel":
+            raise _FallBack  # a workbook is read whole
+        return _stream(path, source, target, features, encoding, factory_id, cleaning, progress, folds, seed,
+                       resolved)
     except _FallBack:
-        return _process(read_table(path), source, target, features, encoding, factory_id, cleaning, folds, seed)
+        return _process(read_table(path, file_format), source, target, features, encoding, factory_id, cleaning,
+                        folds, seed)
 
 
 def _stream(
     path: Path, source: str, target: str, features: Sequence[str] | None, encoding: Encoding,
     factory_id: str | None, cleaning: Cleaning | None, progress: bool, folds: int, seed: int,
+    resolved: ResolvedFormat,
 ) -> tuple[list[SufficientStatistics], PreprocessReport]:
-    check_data_file(path)
     total_bytes = path.stat().st_size
-    parquet = path.suffix.lower() in PARQUET_SUFFIXES
-    first, watchable, raw = _first_block(path, parquet)
+    first, watchable, raw = _first_block(path, resolved)
     if any(not str(c) for c in first.columns) or ONES in first.columns:
         raise _FallBack  # pandas renames empty names; the reserved name gets its own error
     names = [str(f) for f in features] if features is not None else default_features(first, target)
@@ -200,8 +218,7 @@ def _stream(
     # Without --features, the whole-table reader decides on every row which columns are numeric;
     # columns left out here because their first block is empty or text are watched to the end.
     watch = [c for c in watchable if c not in used] if features is None else []
-    m = len(names) + 2
-    accs = [GramAccumulator([0] + [encoding.frac_bits] * (m - 1)) for _ in range(max(1, folds))]
+    accs = [GramAccumulator(column_scales(names, target, encoding)) for _ in range(max(1, folds))]
     report = PreprocessReport(0, 0)
     counts = {c: [0, 0] for c in watch}  # present, numeric
     # With missing="error" the whole table is checked for gaps before anything else: collect
@@ -212,7 +229,7 @@ def _stream(
     deferred: HefedError | None = None
     offset = 0
     with _progress_bar(progress, total_bytes, source) as advance:
-        for frame, done_bytes in _prefetch(_blocks(path, parquet, raw, used, watch)):
+        for frame, done_bytes in _prefetch(_blocks(path, resolved, raw, used, watch)):
             for c in watch:
                 present = frame[c].dropna()
                 counts[c][0] += len(present)
@@ -225,7 +242,7 @@ def _stream(
                 else:
                     _add_block(accs, block, source, target, names, encoding, lenient, report, offset, seed)
             except HefedError as exc:
-                error = type(exc)(_renumber(str(exc), offset))
+                error = _reworded(exc, _renumber(str(exc), offset))
                 if not strict:
                     raise error from None
                 deferred = deferred or error
@@ -275,7 +292,7 @@ def _add_block(
         X, y, _ = select_xy(frame, target, names, source)
         # the fold of a row is a hash of its number among the kept rows, as on the whole table
         folds = fold_assignment(len(y), len(accs), seed, start=kept_before) if len(accs) > 1 else None
-        accumulate_rows(accs, X, y, names, target, encoding, source, folds)
+        accumulate_rows(accs, X, y, names, target, encoding, source, folds, report.rounding)
 
 
 def _process(
@@ -293,7 +310,8 @@ def _process(
     with _rows_named_by(kept):
         X, y, names = select_xy(frame, target, names, source)
         groups = fold_assignment(len(y), folds, seed) if folds else None
-        return grouped_statistics(X, y, names, target, encoding, factory_id, source, groups, max(1, folds)), report
+        return grouped_statistics(X, y, names, target, encoding, factory_id, source, groups, max(1, folds),
+                                  report.rounding), report
 
 
 def _kept_rows(n: int, dropped: list[int]) -> np.ndarray:
@@ -316,7 +334,15 @@ def _rows_named_by(positions: np.ndarray) -> Iterator[None]:
             mapped = [str(int(positions[v - 1]) + 1) if 0 < v <= len(positions) else str(v) for v in numbers]
             return match.group(1) + ", ".join(mapped)
 
-        raise type(exc)(_ROW_NUMBERS.sub(rename, str(exc))) from None
+        raise _reworded(exc, _ROW_NUMBERS.sub(rename, str(exc))) from None
+
+
+def _reworded(exc: HefedError, message: str) -> HefedError:
+    """The same error (type and attributes, e.g. the parameters it points at) with another message."""
+    copy = type(exc).__new__(type(exc))
+    copy.__dict__.update(exc.__dict__)
+    copy.args = (message,)
+    return copy
 
 
 def _renumber(message: str, offset: int) -> str:
@@ -333,7 +359,18 @@ def _renumber(message: str, offset: int) -> str:
 # --- reading ------------------------------------------------------------------------------------
 
 
-def _first_block(path: Path, parquet: bool) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
+def _csv_options(resolved: ResolvedFormat, block_size: int) -> dict[str, Any]:
+    """pyarrow's read and parse options for a text file's dialect and encoding."""
+    import codecs
+
+    import pyarrow.csv as pacsv
+
+    encoding = "utf8" if codecs.lookup(resolved.encoding).name == "utf-8" else resolved.encoding
+    return {"read_options": pacsv.ReadOptions(block_size=block_size, encoding=encoding),
+            "parse_options": pacsv.ParseOptions(delimiter=resolved.delimiter)}
+
+
+def _first_block(path: Path, resolved: ResolvedFormat) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
     """The first block with inferred types, to choose the columns as the whole-table reader
     would; the columns that later rows could still make numeric (text or empty here; in
     Parquet only text or null columns, as the schema fixes every other type); and each
@@ -341,7 +378,7 @@ def _first_block(path: Path, parquet: bool) -> tuple[pd.DataFrame, list[str], di
     import pyarrow as pa
 
     try:
-        if parquet:
+        if resolved.kind == "parquet":
             import pyarrow.parquet as pq
 
             handle = pq.ParquetFile(path)
@@ -356,8 +393,9 @@ def _first_block(path: Path, parquet: bool) -> tuple[pd.DataFrame, list[str], di
             return frame, watchable, {str(c): c for c in handle.schema_arrow.names}
         import pyarrow.csv as pacsv
 
-        raw = {h.strip(): h for h in read_csv_header(path)}
-        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 20))
+        raw = {h.strip(): h for h in read_csv_header(path, resolved)}
+        reader = pacsv.open_csv(path, **_csv_options(resolved, 1 << 20),
+                                convert_options=pacsv.ConvertOptions(decimal_point=resolved.decimal))
         batch = reader.read_next_batch()
         frame = batch.to_pandas()
     except (pa.ArrowException, StopIteration, OSError):
@@ -368,7 +406,7 @@ def _first_block(path: Path, parquet: bool) -> tuple[pd.DataFrame, list[str], di
 
 
 def _blocks(
-    path: Path, parquet: bool, raw: dict[str, str], used: list[str], watch: Sequence[str] = ()
+    path: Path, resolved: ResolvedFormat, raw: dict[str, str], used: list[str], watch: Sequence[str] = ()
 ) -> Iterator[tuple[pd.DataFrame, int]]:
     """Blocks of the used columns as float64 DataFrames (and of the watched ones as text),
     with the bytes consumed so far."""
@@ -376,7 +414,7 @@ def _blocks(
 
     limit = float(2**53)
     try:
-        if parquet:
+        if resolved.kind == "parquet":
             import pyarrow.parquet as pq
 
             handle = pq.ParquetFile(path)
@@ -393,10 +431,11 @@ def _blocks(
         try:
             reader = pacsv.open_csv(
                 counter,
-                read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
+                **_csv_options(resolved, BLOCK_BYTES),
                 convert_options=pacsv.ConvertOptions(
                     column_types={**{raw[c]: pa.float64() for c in used}, **{raw[c]: pa.string() for c in watch}},
                     include_columns=[raw[c] for c in [*used, *watch]],
+                    decimal_point=resolved.decimal,
                 ),
             )
             pending: list[Any] = []

@@ -8,6 +8,7 @@ cells named, never silently left out of the default features.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import os
 import warnings
@@ -22,38 +23,96 @@ import pandas as pd
 from .._files import atomic_write_bytes
 from ..errors import DataError, InvalidFileError, UsageError
 from ..stats import check_seed
+from ._formats import PARQUET_SUFFIXES, FileFormat, ResolvedFormat, check_workbook, detect_format
 
-PARQUET_SUFFIXES = {".parquet", ".pq"}
 # Each decimal must parse to the correctly rounded float64, as float() does: pandas 3 does so by
 # default (and deprecates the option); pandas 2's default parser does not, so ask for round_trip.
 _CORRECTLY_ROUNDED: dict[str, Any] = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
 
-def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a CSV or Parquet file into a DataFrame, refusing unreadable or ambiguous files."""
+def read_table(path: str | os.PathLike[str], file_format: FileFormat | None = None) -> pd.DataFrame:
+    """Read a CSV/text, Excel or Parquet file into a DataFrame, refusing unreadable or ambiguous files.
+
+    The dialect and text encoding of text files, and the sheet of a workbook, are detected unless
+    ``file_format`` names them (:mod:`hefed.data._formats`).
+    """
     path = Path(path)
     check_data_file(path)
-    if path.suffix.lower() in PARQUET_SUFFIXES:
+    resolved = detect_format(path, file_format)
+    if resolved.kind == "parquet":
         try:
             frame = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises many types for corrupt files
             raise InvalidFileError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
         check_unique_columns(list(map(str, frame.columns)), path)
         return frame
-    read_csv_header(path)
+    if resolved.kind == "excel":
+        return _read_workbook(path, resolved.sheet)
+    read_csv_header(path, resolved)
     try:
         with warnings.catch_warnings():
             # A row with more fields than the header would otherwise be read with its first
             # column as the index, silently shifting every column by one.
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True, index_col=False,
+            frame = pd.read_csv(path, sep=resolved.delimiter, decimal=resolved.decimal,
+                                encoding=_python_encoding(resolved.encoding), skipinitialspace=True, index_col=False,
                                 **_CORRECTLY_ROUNDED)
     except pd.errors.ParserWarning:
-        raise InvalidFileError(f"{path}: rows have more fields than the header") from None
+        raise InvalidFileError(f"{path}: rows have more fields than the header (read as {resolved.describe()})",
+                               parameters=_format_options(resolved)) from None
+    except UnicodeDecodeError as exc:
+        raise InvalidFileError(f"{path}: not {resolved.encoding} text at byte {exc.start}; give the text encoding "
+                               "(e.g. cp1252 or latin-1 for Windows exports)", parameters=("file_encoding",)) from None
     except (pd.errors.ParserError, ValueError) as exc:
-        raise InvalidFileError(f"{path}: cannot parse CSV ({str(exc).splitlines()[0]})") from None
+        raise InvalidFileError(f"{path}: cannot parse CSV ({str(exc).splitlines()[0]}; read as "
+                               f"{resolved.describe()})", parameters=_format_options(resolved)) from None
     frame.columns = [str(c).strip() for c in frame.columns]
-    _refuse_rounded_integers(path, frame)
+    _refuse_rounded_integers(path, frame, resolved)
+    return frame
+
+
+def _python_encoding(encoding: str) -> str:
+    """The codec that also drops a UTF-8 byte-order mark."""
+    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+
+
+def _format_options(resolved: ResolvedFormat) -> tuple[str, ...]:
+    """The options that choose what detection chose (for the message of a file it may have misread)."""
+    names = {"delimiter": "delimiter", "decimal": "decimal", "encoding": "file_encoding"}
+    return tuple(names[d] for d in resolved.detected)
+
+
+def _read_workbook(path: Path, sheet: str | int) -> pd.DataFrame:
+    """One sheet of an Excel workbook: its first row names the columns."""
+    from python_calamine import CalamineError, CalamineWorkbook
+
+    check_workbook(path)
+    try:
+        workbook = CalamineWorkbook.from_path(str(path))
+        names = list(workbook.sheet_names)
+        if isinstance(sheet, int):
+            if not 0 <= sheet < len(names):
+                raise InvalidFileError(f"{path}: the workbook has {len(names)} sheet(s), no sheet {sheet}; sheets: "
+                                       f"{', '.join(names)}", parameters=("sheet",))
+            rows = workbook.get_sheet_by_index(sheet).to_python()
+        else:
+            if sheet not in names:
+                raise InvalidFileError(f"{path}: no sheet {sheet!r}; sheets: {', '.join(names)}", parameters=("sheet",))
+            rows = workbook.get_sheet_by_name(sheet).to_python()
+    except CalamineError as exc:
+        raise InvalidFileError(f"{path}: not a readable Excel workbook ({str(exc).splitlines()[0][:200]})") from None
+    if not rows or all(cell in ("", None) for cell in rows[0]):
+        raise DataError(f"{path}: sheet {sheet!r} has no header row")
+    header = [str(cell).strip() for cell in rows[0]]
+    check_unique_columns(header, path)
+    body = [[None if cell == "" else cell for cell in row] for row in rows[1:]]
+    frame = pd.DataFrame(body, columns=header)
+    for column in frame.columns:  # a column of numbers and blanks is numeric, as in a CSV
+        converted = pd.to_numeric(frame[column], errors="coerce")
+        if frame[column].map(lambda v: isinstance(v, bool)).any():
+            continue
+        if converted.notna().sum() == frame[column].notna().sum():
+            frame[column] = converted.astype(np.float64)
     return frame
 
 
@@ -65,21 +124,23 @@ def check_data_file(path: Path) -> None:
         raise DataError(f"{path}: data file is empty")
 
 
-def read_csv_header(path: Path) -> list[str]:
-    """A CSV file's header as written (names not stripped): refused if not UTF-8, missing, or
-    with two columns of the same (stripped) name."""
+def read_csv_header(path: Path, resolved: ResolvedFormat | None = None) -> list[str]:
+    """A CSV file's header as written (names not stripped): refused if it cannot be decoded, is
+    missing, or has two columns of the same (stripped) name."""
+    resolved = resolved or detect_format(path)
     try:
-        with path.open("r", encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader(handle), None)
+        with path.open("r", encoding=_python_encoding(resolved.encoding), newline="") as handle:
+            header = next(csv.reader(handle, delimiter=resolved.delimiter), None)
     except UnicodeDecodeError:
-        raise InvalidFileError(f"{path}: not UTF-8 text (binary file?)") from None
+        raise InvalidFileError(f"{path}: not {resolved.encoding} text; give the text encoding",
+                               parameters=("file_encoding",)) from None
     if not header or all(not h.strip() for h in header):
         raise DataError(f"{path}: no header row")
     check_unique_columns([h.strip() for h in header], path)
     return header
 
 
-def _refuse_rounded_integers(path: Path, frame: pd.DataFrame) -> None:
+def _refuse_rounded_integers(path: Path, frame: pd.DataFrame, resolved: ResolvedFormat) -> None:
     """Integers beyond 2^53 in a float column were rounded by the parse; refuse them, naming the cell.
 
     Only the (rare) columns holding such magnitudes are read a second time, as text.
@@ -88,8 +149,8 @@ def _refuse_rounded_integers(path: Path, frame: pd.DataFrame) -> None:
                 and bool((np.abs(frame[c].to_numpy()) >= 2**53).any())]
     if not suspects:
         return
-    text = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True, index_col=False, dtype=str,
-                       usecols=lambda c: str(c).strip() in suspects)
+    text = pd.read_csv(path, sep=resolved.delimiter, encoding=_python_encoding(resolved.encoding),
+                       skipinitialspace=True, index_col=False, dtype=str, usecols=lambda c: str(c).strip() in suspects)
     text.columns = [str(c).strip() for c in text.columns]
     for column in suspects:
         values = frame[column].to_numpy()

@@ -82,11 +82,12 @@ class CoefficientsKind(Kind[CoefficientAggregate, CoefficientsRequest]):
     request_type = CoefficientsRequest
     travels_by_flower = True
 
-    def bounds(self, n_features: int, encoding: Encoding, parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
+    def bounds(self, features: Sequence[str], target: str, encoding: Encoding,
+               parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
         """(n, n·θ₀, n·θ₁ … n·θ_d) with ``|θ·2^coef_frac_bits| < 2^(coef_frac_bits + coef_int_bits)``."""
         rows = encoding.max_rows_bits
         hi = (1 << (rows + parameters["coef_frac_bits"] + parameters["coef_int_bits"])) - 1
-        return [(0, (1 << rows) - 1)] + [(-hi, hi)] * (n_features + 1)
+        return [(0, (1 << rows) - 1)] + [(-hi, hi)] * (len(features) + 1)
 
     def values(self, sums: CoefficientAggregate, header: Header) -> list[int]:
         scale = 1 << header.parameters["coef_frac_bits"]

@@ -15,12 +15,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..data import select_xy
+from ..data import PreprocessReport, select_xy
 from ..errors import IntegrityError, UsageError
 from ..stats import (
     FORMATS,
     Encoding,
     EvaluationSums,
+    Rounding,
     residual_bits,
     residual_scale_bits,
     residual_values,
@@ -48,20 +49,25 @@ class EvaluationRequest:
     model: PublishedModel
 
 
-def evaluation_parameters(model: PublishedModel, encoding: Encoding) -> dict[str, Any]:
+def evaluation_parameters(model: PublishedModel, encoding: Encoding, target: str | None = None) -> dict[str, Any]:
     """Public scale, residual bound and model digest of a model's evaluation bundles (same at every factory)."""
     coef = [float(c) for c in model.coef_]
-    return {"scale_bits": residual_scale_bits(coef, model.intercept_, encoding),
-            "residual_bits": residual_bits(coef, model.intercept_, encoding), "model_digest": model.digest()}
+    features = [str(f) for f in model.feature_names_in_]
+    target = target or model.target_
+    return {"scale_bits": residual_scale_bits(coef, model.intercept_, features, target, encoding),
+            "residual_bits": residual_bits(coef, model.intercept_, features, target, encoding),
+            "model_digest": model.digest()}
 
 
-def evaluation_sums(model: PublishedModel, table: Any, encoding: Encoding) -> tuple[EvaluationSums, dict[str, Any]]:
-    """The exact residual sums of ``model`` on the whole of ``table`` (nothing cleaned), and the parameters."""
+def evaluation_sums(model: PublishedModel, table: Any, encoding: Encoding,
+                    rounding: Rounding | None = None) -> tuple[EvaluationSums, dict[str, Any]]:
+    """The exact residual sums of ``model`` on the whole of ``table`` (nothing cleaned), and the parameters;
+    values finer than their grid are rounded and counted in ``rounding`` (refused without it)."""
     features = [str(f) for f in model.feature_names_in_]
     X, y, features = select_xy(table.frame(), table.target, features, table.source)
-    parameters = evaluation_parameters(model, encoding)
+    parameters = evaluation_parameters(model, encoding, table.target)
     values = residual_values([float(c) for c in model.coef_], model.intercept_, X, y, features, table.target,
-                             encoding, table.source)
+                             encoding, table.source, rounding)
     return sums_from_values(values, parameters["scale_bits"], encoding, table.target, features, []), parameters
 
 
@@ -75,9 +81,10 @@ class EvaluationKind(Kind[EvaluationSums, EvaluationRequest]):
     request_type = EvaluationRequest
     travels_by_flower = True
 
-    def bounds(self, n_features: int, encoding: Encoding, parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
+    def bounds(self, features: Sequence[str], target: str, encoding: Encoding,
+               parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
         """Bounds of (n, Σr², Σ|r|, Σy, Σy²) with ``|r·2^scale| < 2^residual_bits``."""
-        rows, vb, rb = encoding.max_rows_bits, encoding.value_bits, parameters["residual_bits"]
+        rows, vb, rb = encoding.max_rows_bits, encoding.value_bits_of(target), parameters["residual_bits"]
         return [
             (0, (1 << rows) - 1),
             (0, (1 << (rows + 2 * rb)) - 1),
@@ -100,8 +107,10 @@ class EvaluationKind(Kind[EvaluationSums, EvaluationRequest]):
     def compute(self, table: Any, encoding: Encoding, request: EvaluationRequest) -> Computed[EvaluationSums]:
         if table.holdout is not None or table.cleaning is not None:
             raise UsageError("an evaluation reads the holdout table as it is: no cleaning and no further holdout")
-        sums, parameters = evaluation_sums(request.model, table, encoding)
-        return Computed(sums, Header(sums.target, tuple(sums.features), encoding, parameters))
+        report = PreprocessReport(0, 0)
+        sums, parameters = evaluation_sums(request.model, table, encoding, report.rounding)
+        report.rows_in = report.rows_out = sums.n
+        return Computed(sums, Header(sums.target, tuple(sums.features), encoding, parameters), report)
 
 
 EVALUATION = register(EvaluationKind())

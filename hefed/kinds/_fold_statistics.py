@@ -43,8 +43,9 @@ class FoldStatisticsKind(Kind[FoldStatistics, FoldStatisticsRequest]):
         if not 2 <= parameters["folds"] <= 100:
             raise InvalidFileError(f"{source}: 'folds' must be between 2 and 100")
 
-    def bounds(self, n_features: int, encoding: Encoding, parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
-        return gram_bounds(n_features, encoding) * parameters["folds"]
+    def bounds(self, features: Sequence[str], target: str, encoding: Encoding,
+               parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
+        return gram_bounds(features, target, encoding) * parameters["folds"]
 
     def values(self, sums: FoldStatistics, header: Header) -> list[int]:
         return [v for fold in sums.folds for v in fold.to_vector()]

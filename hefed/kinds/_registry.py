@@ -123,7 +123,8 @@ class Kind(ABC, Generic[S, Q]):
 
     # --- what one contribution packs ------------------------------------------------------
     @abstractmethod
-    def bounds(self, n_features: int, encoding: Encoding, parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
+    def bounds(self, features: Sequence[str], target: str, encoding: Encoding,
+               parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
         """Bounds ``(lo, hi)`` of each integer one contribution packs, in travel order."""
 
     @abstractmethod
@@ -209,7 +210,7 @@ def load_result(path: Any, expected: Sequence[str] | None = None) -> Any:
     raise InvalidFileError(f"{path}: expected decrypted {' or '.join(wanted)} sums, got format {fmt!r}")
 
 
-def layout(kind: str | Kind[Any, Any], n_features: int, encoding: Encoding, n: int,
+def layout(kind: str | Kind[Any, Any], features: Sequence[str], target: str, encoding: Encoding, n: int,
            parameters: Mapping[str, Any] | None = None) -> Layout:
     """The public packing layout of a bundle's plaintexts: the kind's values, then the counter.
 
@@ -218,16 +219,17 @@ def layout(kind: str | Kind[Any, Any], n_features: int, encoding: Encoding, n: i
     kind = get_kind(kind, "layout") if isinstance(kind, str) else kind
     checked = kind.check_parameters(parameters or {}, "layout")
     # Layouts are immutable and every bundle of an aggregation shares one: build it once.
-    return _cached_layout(kind.name, n_features, encoding, n, tuple(sorted(checked.items())))
+    return _cached_layout(kind.name, tuple(features), target, encoding, n, tuple(sorted(checked.items())))
 
 
 @functools.lru_cache(maxsize=64)
 def _cached_layout(
-    name: str, n_features: int, encoding: Encoding, n: int, parameter_items: tuple[tuple[str, Any], ...]
+    name: str, features: tuple[str, ...], target: str, encoding: Encoding, n: int,
+    parameter_items: tuple[tuple[str, Any], ...],
 ) -> Layout:
-    if not 1 <= n_features <= MAX_FEATURES:
-        raise OverflowRiskError(f"a bundle has between 1 and {MAX_FEATURES} features, not {n_features}")
-    bounds = _KINDS[name].bounds(n_features, encoding, dict(parameter_items))
+    if not 1 <= len(features) <= MAX_FEATURES:
+        raise OverflowRiskError(f"a bundle has between 1 and {MAX_FEATURES} features, not {len(features)}")
+    bounds = _KINDS[name].bounds(features, target, encoding, dict(parameter_items))
     try:
         return Layout.build([*bounds, (0, 1)], n.bit_length() - 1, encoding.max_contributors)
     except PackingError as exc:

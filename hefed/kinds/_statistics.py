@@ -37,8 +37,9 @@ class StatisticsKind(Kind[SufficientStatistics, StatisticsRequest]):
     request_type = StatisticsRequest
     travels_by_flower = True
 
-    def bounds(self, n_features: int, encoding: Encoding, parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
-        return gram_bounds(n_features, encoding)
+    def bounds(self, features: Sequence[str], target: str, encoding: Encoding,
+               parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
+        return gram_bounds(features, target, encoding)
 
     def values(self, sums: SufficientStatistics, header: Header) -> list[int]:
         return sums.to_vector()

@@ -13,9 +13,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..data import missing_columns_error, numeric_column, used_columns
+from ..data import PreprocessReport, missing_columns_error, numeric_column, used_columns
 from ..errors import UsageError
-from ..stats import FORMATS, ColumnSummary, Encoding, column_summary, summary_from_values, summary_values
+from ..stats import (
+    FORMATS,
+    ColumnSummary,
+    Encoding,
+    Rounding,
+    canonical_summary_columns,
+    column_summary,
+    summary_from_values,
+    summary_values,
+)
 from ._registry import Computed, Header, Kind, register
 
 
@@ -24,8 +33,9 @@ class SummaryRequest:
     """Ask a factory for the per-column count, Σx and Σx² of its table (missing values allowed)."""
 
 
-def local_summary(table: Any, encoding: Encoding) -> ColumnSummary:
-    """A factory's own summary of its whole table (plaintext; nothing is cleaned or held out)."""
+def local_summary(table: Any, encoding: Encoding, rounding: Rounding | None = None) -> ColumnSummary:
+    """A factory's own summary of its whole table (plaintext; nothing is cleaned or held out); values finer
+    than their grid are rounded and counted in ``rounding`` (refused without it)."""
     frame = table.frame()
     columns = used_columns(frame, table.target, table.feature_list)
     labels = {str(c): c for c in frame.columns}
@@ -33,7 +43,7 @@ def local_summary(table: Any, encoding: Encoding) -> ColumnSummary:
     if absent:
         raise missing_columns_error(table.source, absent, list(labels))
     return column_summary({c: numeric_column(frame, c, table.source, labels[c], allow_missing=True) for c in columns},
-                          encoding, table.source)
+                          encoding, table.source, rounding=rounding)
 
 
 class SummaryKind(Kind[ColumnSummary, SummaryRequest]):
@@ -44,10 +54,14 @@ class SummaryKind(Kind[ColumnSummary, SummaryRequest]):
     order = 10
     request_type = SummaryRequest
 
-    def bounds(self, n_features: int, encoding: Encoding, parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
-        rows, vb = encoding.max_rows_bits, encoding.value_bits
-        hi1, hi2 = (1 << (rows + vb)) - 1, (1 << (rows + 2 * vb)) - 1
-        return [(0, (1 << rows) - 1), (-hi1, hi1), (0, hi2)] * (n_features + 1)
+    def bounds(self, features: Sequence[str], target: str, encoding: Encoding,
+               parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
+        rows, bounds = encoding.max_rows_bits, []
+        for column in canonical_summary_columns([*features, target]):
+            vb = encoding.value_bits_of(column)
+            hi1, hi2 = (1 << (rows + vb)) - 1, (1 << (rows + 2 * vb)) - 1
+            bounds += [(0, (1 << rows) - 1), (-hi1, hi1), (0, hi2)]
+        return bounds
 
     def values(self, sums: ColumnSummary, header: Header) -> list[int]:
         return summary_values(sums, header.encoding)
@@ -58,8 +72,10 @@ class SummaryKind(Kind[ColumnSummary, SummaryRequest]):
     def compute(self, table: Any, encoding: Encoding, request: SummaryRequest) -> Computed[ColumnSummary]:
         if table.holdout is not None:
             raise UsageError("a summary covers the whole table: no holdout", parameters=("test_fraction",))
-        sums = local_summary(table, encoding)
-        return Computed(sums, Header(table.target, tuple(sums.columns[:-1]), encoding))
+        report = PreprocessReport(0, 0)
+        sums = local_summary(table, encoding, report.rounding)
+        report.rows_in = report.rows_out = len(table.frame()) if not table.is_file else 0
+        return Computed(sums, Header(table.target, tuple(sums.columns[:-1]), encoding), report)
 
 
 SUMMARY = register(SummaryKind())

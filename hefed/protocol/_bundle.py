@@ -97,7 +97,7 @@ class Bundle:
             raise UsageError(f"{where}: features must be distinct and must not include the target")
         check_names([target, *features], where, "target or features")
         parameters = kind.check_parameters(dict(header.parameters), where)
-        packing = kind_layout(kind, len(features), header.encoding, public_key.n, parameters)
+        packing = kind_layout(kind, features, target, header.encoding, public_key.n, parameters)
         try:
             plaintexts = packing.pack([*kind.values(sums, header), 1])
         except PackingError as exc:
@@ -113,7 +113,7 @@ class Bundle:
         return key_fingerprint(self.public_key)
 
     def layout(self) -> Layout:
-        return kind_layout(self.kind, len(self.features), self.encoding, self.public_key.n, self.parameters)
+        return kind_layout(self.kind, self.features, self.target, self.encoding, self.public_key.n, self.parameters)
 
     @property
     def header(self) -> Header:
@@ -230,7 +230,7 @@ class Bundle:
         ):
             raise InvalidFileError(f"{source}: 'contributors' must be a non-empty list of factory ids")
         parameters = kind.check_parameters(obj["parameters"], source)
-        packing = kind_layout(kind, len(features), encoding, n, parameters)
+        packing = kind_layout(kind, features, target, encoding, n, parameters)
         if obj["layout_digest"] != packing.digest():
             raise InvalidFileError(f"{source}: 'layout_digest' does not match the layout its metadata implies")
         ciphertexts = _ciphertexts(obj["ciphertexts"], packing.n_plaintexts, n, source)

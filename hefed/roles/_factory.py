@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from phe import PaillierPublicKey
 
-from ..data import Cleaning, Holdout, PreprocessReport, Table
+from ..data import Cleaning, Holdout, PreprocessReport, Table, warn_rounding
 from ..errors import UsageError
 from ..kinds import (
     STATISTICS,
@@ -119,6 +119,7 @@ def encrypt_statistics(
     check_factory_id(factory_id)
     table = Table(data, target, features, factory_id, cleaning=None)
     computed = STATISTICS.compute(table, encoding or Encoding(), StatisticsRequest())
+    warn_rounding(computed.report, table.source)
     return Bundle.seal(STATISTICS, computed.header, computed.sums, public_key, factory_id, source=table.source,
                        encryption=encryption)
 

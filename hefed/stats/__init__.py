@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from . import _coefficients, _columns, _folds, _gram, _residuals
 from ._coefficients import CoefficientAggregate
-from ._columns import ColumnSummary, column_summary, summary_from_values, summary_values
-from ._encoding import Encoding
+from ._columns import ColumnSummary, canonical_summary_columns, column_summary, summary_from_values, summary_values
+from ._encoding import ColumnEncoding, Encoding, Rounding, column_bits_needed
 from ._folds import FoldStatistics, check_seed, fold_assignment
 from ._gram import (
     ONES,
@@ -25,6 +25,7 @@ from ._gram import (
     accumulate_rows,
     as_exact_float64,
     canonical_columns,
+    column_scales,
     gram_bounds,
     grouped_statistics,
     statistics_from_arrays,
@@ -54,6 +55,10 @@ __all__ = [
     "FORMATS",
     "ONES",
     "CoefficientAggregate",
+    "ColumnEncoding",
+    "Rounding",
+    "column_bits_needed",
+    "column_scales",
     "ColumnSummary",
     "Encoding",
     "EvaluationSums",
@@ -62,6 +67,7 @@ __all__ = [
     "accumulate_rows",
     "as_exact_float64",
     "canonical_columns",
+    "canonical_summary_columns",
     "check_seed",
     "column_summary",
     "fold_assignment",

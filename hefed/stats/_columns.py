@@ -19,7 +19,7 @@ import numpy as np
 
 from .._files import atomic_write_json, is_version, parse_rational, parse_str_list, read_json_object
 from ..errors import InvalidFileError
-from ._encoding import Encoding
+from ._encoding import Encoding, Rounding
 
 FORMAT = "hefed.summary"
 VERSION = 1
@@ -100,10 +100,10 @@ def canonical_summary_columns(columns: Sequence[str]) -> list[str]:
 
 def summary_values(summary: ColumnSummary, encoding: Encoding) -> list[int]:
     """The exact integers (count, Σx·2^F, Σx²·2^2F per column, canonical order) a summary travels as."""
-    f = encoding.frac_bits
     values = []
     for name in canonical_summary_columns(summary.columns):
-        total, total_sq = summary.total[name] * (1 << f), summary.total_sq[name] * (1 << (2 * f))
+        f = Fraction(2) ** encoding.frac_bits_of(name)
+        total, total_sq = summary.total[name] * f, summary.total_sq[name] * f * f
         if total.denominator != 1 or total_sq.denominator != 1:
             raise ValueError(f"summary of {name!r} is not on the encoding's grid")
         values += [summary.count[name], total.numerator, total_sq.numerator]
@@ -111,15 +111,16 @@ def summary_values(summary: ColumnSummary, encoding: Encoding) -> list[int]:
 
 
 def column_summary(columns: dict[str, np.ndarray], encoding: Encoding, source: str = "data",
-                   contributors: Sequence[str] = ()) -> ColumnSummary:
-    """The exact summary of float64 columns (``NaN`` marks a missing value; every other value must
-    encode exactly). ``columns`` maps names, the features then the target, to their values."""
+                   contributors: Sequence[str] = (), rounding: Rounding | None = None) -> ColumnSummary:
+    """The exact summary of float64 columns (``NaN`` marks a missing value). ``columns`` maps names,
+    the features then the target, to their values. Values finer than their grid are rounded and
+    counted in ``rounding`` (refused without it)."""
     names = list(columns)
     values: list[int] = []
     for name in canonical_summary_columns(names):
         col = columns[name]
         present = col[~np.isnan(col)]
-        encoded = [int(v) for v in encoding.encode_column(present, name, source)]
+        encoded = [int(v) for v in encoding.encode_column(present, name, source, rounding)]
         values += [len(encoded), sum(encoded), sum(v * v for v in encoded)]
     return summary_from_values(values, names, encoding, contributors)
 
@@ -127,9 +128,9 @@ def column_summary(columns: dict[str, np.ndarray], encoding: Encoding, source: s
 def summary_from_values(values: Sequence[int], columns: Sequence[str], encoding: Encoding,
                         contributors: Sequence[str]) -> ColumnSummary:
     """``values`` in canonical order; ``columns`` (features then target) in display order."""
-    f = encoding.frac_bits
     count, total, total_sq = {}, {}, {}
     for i, name in enumerate(canonical_summary_columns(columns)):
         n, s, ss = values[3 * i: 3 * i + 3]
-        count[name], total[name], total_sq[name] = int(n), Fraction(s, 1 << f), Fraction(ss, 1 << (2 * f))
+        f = Fraction(2) ** encoding.frac_bits_of(name)
+        count[name], total[name], total_sq[name] = int(n), s / f, ss / (f * f)
     return ColumnSummary(list(columns), count, total, total_sq, list(contributors))

@@ -34,7 +34,7 @@ import numpy as np
 from .._files import atomic_write_json, check_names, is_version, read_json_object
 from ..errors import DataError, InvalidFileError, SchemaMismatchError
 from ..primitives.exactgram import GramAccumulator, bit_range
-from ._encoding import Encoding
+from ._encoding import Encoding, Rounding
 
 FORMAT = "hefed.statistics"
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -50,20 +50,25 @@ def canonical_columns(features: Sequence[str], target: str) -> list[str]:
     return [ONES, *sorted(features), target]
 
 
+def column_scales(features: Sequence[str], target: str, encoding: Encoding) -> list[int]:
+    """Fractional bits per canonical column (0 for the column of ones)."""
+    return [0] + [encoding.frac_bits_of(c) for c in canonical_columns(features, target)[1:]]
+
+
 def upper_triangle_index(m: int) -> list[tuple[int, int]]:
     """(a, b) pairs with a <= b, row by row: the order statistics travel in."""
     return [(a, b) for a in range(m) for b in range(a, m)]
 
 
-def gram_bounds(n_features: int, encoding: Encoding) -> list[tuple[int, int]]:
-    """Bounds of one factory's upper-triangle Gram entries, in travel order.
+def gram_bounds(features: Sequence[str], target: str, encoding: Encoding) -> list[tuple[int, int]]:
+    """Bounds of one factory's upper-triangle Gram entries, in travel order (canonical columns).
 
-    With encoded values ``|v| < 2^value_bits`` and at most ``2^max_rows_bits`` rows,
-    ``|Σ v_a·v_b| < 2^(bits_a + bits_b + max_rows_bits)``; diagonal entries are sums of
-    squares, hence non-negative.
+    With column ``a``'s encoded values ``|v| < 2^bits_a`` (its ``value_bits``) and at most
+    ``2^max_rows_bits`` rows, ``|Σ v_a·v_b| < 2^(bits_a + bits_b + max_rows_bits)``; diagonal
+    entries are sums of squares, hence non-negative.
     """
-    m = n_features + 2
-    bits = [0] + [encoding.value_bits] * (m - 1)
+    m = len(features) + 2
+    bits = [0] + [encoding.value_bits_of(c) for c in canonical_columns(features, target)[1:]]
     bounds = []
     for a, b in upper_triangle_index(m):
         hi = (1 << (bits[a] + bits[b] + encoding.max_rows_bits)) - 1
@@ -115,7 +120,7 @@ class SufficientStatistics:
     @property
     def scale_bits(self) -> list[int]:
         """Fractional bits per canonical column (0 for the column of ones)."""
-        return [0] + [self.encoding.frac_bits] * (len(self.columns) - 1)
+        return column_scales(self.features, self.target, self.encoding)
 
     @property
     def n(self) -> int:
@@ -258,7 +263,7 @@ class SufficientStatistics:
         """Refuse statistics no data can produce: sums beyond the encoding's bounds for the most
         contributors it allows, negative sums of squares, or a Gram matrix violating Cauchy–Schwarz
         (|Σab|² ≤ Σa²·Σb²), e.g. a variance that would be negative."""
-        bounds = gram_bounds(len(self.features), self.encoding)
+        bounds = gram_bounds(self.features, self.target, self.encoding)
         limit = self.encoding.max_contributors
         cols, gram, m = self.columns, self.gram, len(self.gram)
         for (a, b), (lo, hi) in zip(upper_triangle_index(m), bounds, strict=True):
@@ -277,13 +282,15 @@ def _str_list(value: Any) -> bool:
 
 def accumulate_rows(
     accumulators: Sequence[GramAccumulator], X: np.ndarray, y: np.ndarray, features: Sequence[str], target: str,
-    encoding: Encoding, source: str = "data", groups: np.ndarray | None = None,
+    encoding: Encoding, source: str = "data", groups: np.ndarray | None = None, rounding: Rounding | None = None,
 ) -> None:
     """Add the exact Gram of ``[1, X·2^F, y·2^F]`` (canonical column order) to ``accumulators[0]``,
     or with ``groups`` (one integer per row) row ``i``'s to ``accumulators[groups[i]]``.
 
-    Every value is checked to encode exactly first, on all rows at once, so errors name the
-    column and the row of ``X`` whatever group the row falls in.
+    Every value is checked against its column's grid and range first, on all rows at once, so
+    errors name the column and the row of ``X`` whatever group the row falls in. A value finer
+    than its grid is rounded to it and counted in ``rounding``; without ``rounding`` it is
+    refused. Out-of-range values are always refused.
     """
     order = sorted(range(len(features)), key=lambda j: features[j])
     columns = np.empty((len(features) + 2, X.shape[0]))
@@ -291,16 +298,19 @@ def accumulate_rows(
     for i, j in enumerate(order):
         columns[1 + i] = X[:, j]
     columns[-1] = y
+    names = [features[j] for j in order] + [target]
+    frac = np.array([encoding.frac_bits_of(c) for c in names])
+    ints = np.array([encoding.column(c).int_bits for c in names])
     try:
         lo, hi = bit_range(columns)
-        ok = bool((hi[1:] <= encoding.int_bits).all() and (lo[1:] >= -encoding.frac_bits).all())
+        ok = bool((hi[1:] <= ints).all() and (lo[1:] >= -frac).all())
     except ValueError:  # not finite
         ok = False
-    if not ok:  # find the offending value and name it (slow path, only on bad or tiny values)
-        names = [features[j] for j in order] + [target]
-        for name, values in zip(names, columns[1:], strict=True):
-            encoding.encode_column(values, name, source)
-    # the checks above passed, or a value was refused; the whole block's bit range bounds any of its rows
+    if not ok:  # round to the grid or refuse, naming the value (slow path: tiny, huge or bad values only)
+        for i, name in enumerate(names, start=1):
+            columns[i] = encoding.to_grid(columns[i], name, rounding, source)
+        lo, hi = bit_range(columns)
+    # the whole block's bit range bounds any of its rows
     if groups is None:
         accumulators[0].update_columns(columns, (lo, hi))
         return
@@ -318,9 +328,11 @@ def grouped_statistics(
     source: str = "data",
     groups: np.ndarray | None = None,
     n_groups: int = 1,
+    rounding: Rounding | None = None,
 ) -> list[SufficientStatistics]:
     """Exact statistics of float64 arrays, one per group of rows (``groups[i]`` in
-    ``range(n_groups)``, e.g. cross-validation folds), or of all rows without ``groups``."""
+    ``range(n_groups)``, e.g. cross-validation folds), or of all rows without ``groups``.
+    Values finer than their grid are rounded and counted in ``rounding`` (refused without it)."""
     encoding = encoding or Encoding()
     X = as_exact_float64(X, "X", source)
     y = as_exact_float64(y, "y", source).reshape(-1)
@@ -330,8 +342,8 @@ def grouped_statistics(
         raise SchemaMismatchError(f"{source}: more rows than the encoding allows (2^{encoding.max_rows_bits})")
     if ONES in features or target == ONES:
         raise DataError(f"{source}: the column name {ONES!r} is reserved for the intercept")
-    accs = [GramAccumulator([0] + [encoding.frac_bits] * (len(features) + 1)) for _ in range(n_groups)]
-    accumulate_rows(accs, X, y, features, target, encoding, source, groups)
+    accs = [GramAccumulator(column_scales(features, target, encoding)) for _ in range(n_groups)]
+    accumulate_rows(accs, X, y, features, target, encoding, source, groups, rounding)
     ids = [factory_id] if factory_id else []
     return [SufficientStatistics(target, list(features), encoding, acc.result(), ids) for acc in accs]
 
@@ -344,6 +356,8 @@ def statistics_from_arrays(
     encoding: Encoding | None = None,
     factory_id: str | None = None,
     source: str = "data",
+    rounding: Rounding | None = None,
 ) -> SufficientStatistics:
-    """Exact statistics of float64 arrays (columns of ``X`` named by ``features``)."""
-    return grouped_statistics(X, y, features, target, encoding, factory_id, source)[0]
+    """Exact statistics of float64 arrays (columns of ``X`` named by ``features``); values finer than
+    their grid are rounded and counted in ``rounding`` (refused without it)."""
+    return grouped_statistics(X, y, features, target, encoding, factory_id, source, rounding=rounding)[0]

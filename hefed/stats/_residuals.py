@@ -6,7 +6,7 @@ Given a model's float64 coefficients, a factory computes on its holdout the exac
 
 where the residuals are exact: float64 coefficients are dyadic rationals and
 the data are encoded exactly, so ``r·2^S`` is an integer for the public scale
-``S = frac_bits + K`` (``2^K`` the largest denominator among the coefficients).
+``S`` (:func:`residual_scale_bits`: each column's grid bits plus its coefficient's binary digits).
 Summed over factories they give the consortium's MSE, RMSE, MAE and R² without
 any factory's own metrics. Absolute errors are not a polynomial of the
 statistics, which is why they travel as their own sums.
@@ -26,7 +26,7 @@ import numpy as np
 
 from .._files import atomic_write_json, is_version, parse_rational, parse_str_list, read_json_object
 from ..errors import InvalidFileError
-from ._encoding import Encoding
+from ._encoding import Encoding, Rounding
 from ._metrics import r_squared
 
 FORMAT = "hefed.evaluation"
@@ -109,31 +109,50 @@ def dyadic_exponent(value: Fraction) -> int:
     return value.denominator.bit_length() - 1
 
 
-def residual_scale_bits(coef: Sequence[float], intercept: float, encoding: Encoding) -> int:
-    """The public scale S: ``r·2^S`` is an integer for every residual of this model on encoded data."""
-    return encoding.frac_bits + max(dyadic_exponent(Fraction(float(v))) for v in [*coef, intercept])
+def residual_scale_bits(coef: Sequence[float], intercept: float, features: Sequence[str], target: str,
+                        encoding: Encoding) -> int:
+    """The public scale S: ``r·2^S`` is an integer for every residual of this model on encoded data.
+
+    ``S = max(F_y, max_j (F_j + K_j), K_0, 0)`` with ``F`` each column's grid bits and ``2^K``
+    each coefficient's denominator (float64 coefficients are dyadic rationals).
+    """
+    terms = [encoding.frac_bits_of(target), dyadic_exponent(Fraction(float(intercept))), 0]
+    terms += [encoding.frac_bits_of(f) + dyadic_exponent(Fraction(float(c))) for f, c in zip(features, coef,
+                                                                                                strict=True)]
+    return max(terms)
 
 
-def residual_bits(coef: Sequence[float], intercept: float, encoding: Encoding) -> int:
+def residual_bits(coef: Sequence[float], intercept: float, features: Sequence[str], target: str,
+                  encoding: Encoding) -> int:
     """A public bound on the residuals: ``|r·2^S| < 2^residual_bits`` for any data the encoding allows."""
-    scale = residual_scale_bits(coef, intercept, encoding)
-    exact = [Fraction(float(c)) for c in coef]
-    bound = (2 ** encoding.int_bits * (1 + sum(abs(c) for c in exact)) + abs(Fraction(float(intercept)))) * 2**scale
-    return math.ceil(bound).bit_length()
+    scale = residual_scale_bits(coef, intercept, features, target, encoding)
+    bound = Fraction(2) ** encoding.column(target).int_bits + abs(Fraction(float(intercept)))
+    bound += sum(abs(Fraction(float(c))) * Fraction(2) ** encoding.column(f).int_bits
+                 for f, c in zip(features, coef, strict=True))
+    return math.ceil(bound * 2**scale).bit_length()
 
 
 def residual_values(coef: Sequence[float], intercept: float, X: np.ndarray, y: np.ndarray,
-                    features: Sequence[str], target: str, encoding: Encoding, source: str = "data") -> list[int]:
-    """(n, Σ(r·2^S)², Σ|r·2^S|, Σ y·2^F, Σ (y·2^F)²) as exact integers, for ``r = y − intercept − X·coef``."""
-    scale = residual_scale_bits(coef, intercept, encoding)
-    k = scale - encoding.frac_bits
-    coef_int = [int(Fraction(float(c)) * 2**k) for c in coef]
-    intercept_int = int(Fraction(float(intercept)) * 2**scale)
-    x_int = np.empty(X.shape, dtype=object)
-    for j, name in enumerate(features):
-        x_int[:, j] = [int(v) for v in encoding.encode_column(X[:, j], name, source)]
-    y_int = np.array([int(v) for v in encoding.encode_column(y, target, source)], dtype=object)
-    residual = y_int * (1 << k) - intercept_int - x_int.dot(np.array(coef_int, dtype=object))
+                    features: Sequence[str], target: str, encoding: Encoding, source: str = "data",
+                    rounding: Rounding | None = None) -> list[int]:
+    """(n, Σ(r·2^S)², Σ|r·2^S|, Σ y·2^F, Σ (y·2^F)²) as exact integers, for ``r = y − intercept − X·coef``.
+
+    Values finer than their column's grid are rounded and counted in ``rounding`` (refused without it).
+    """
+    scale = residual_scale_bits(coef, intercept, features, target, encoding)
+    # every term of r·2^S as an exact integer: (value·2^F)·(coefficient·2^K)·2^(S − F − K)
+    terms = []
+    for j, (name, c) in enumerate(zip(features, coef, strict=True)):
+        theta = Fraction(float(c))
+        k = dyadic_exponent(theta)
+        shift = scale - encoding.frac_bits_of(name) - k
+        x = np.array([int(v) for v in encoding.encode_column(X[:, j], name, source, rounding)], dtype=object)
+        terms.append(x * (int(theta * 2**k) << shift))
+    f_y = encoding.frac_bits_of(target)
+    y_int = np.array([int(v) for v in encoding.encode_column(y, target, source, rounding)], dtype=object)
+    residual = y_int * (1 << (scale - f_y)) - int(Fraction(float(intercept)) * 2**scale)
+    for term in terms:
+        residual = residual - term
     return [
         len(y),
         int(sum(r * r for r in residual)),
@@ -148,19 +167,16 @@ def sums_from_values(
     features: Sequence[str], contributors: Sequence[str],
 ) -> EvaluationSums:
     """Turn the exact integer sums back into rationals in the data's units."""
-    s, f = scale_bits, encoding.frac_bits
+    s, f = Fraction(2) ** scale_bits, Fraction(2) ** encoding.frac_bits_of(target)
     n, sse, sae, sy, syy = values
-    return EvaluationSums(
-        target, list(features), int(n),
-        Fraction(sse, 1 << (2 * s)), Fraction(sae, 1 << s), Fraction(sy, 1 << f), Fraction(syy, 1 << (2 * f)),
-        list(contributors),
-    )
+    return EvaluationSums(target, list(features), int(n), sse / (s * s), sae / s, sy / f, syy / (f * f),
+                          list(contributors))
 
 
 def sums_to_values(sums: EvaluationSums, scale_bits: int, encoding: Encoding) -> list[int]:
     """The exact integers an evaluation travels as (inverse of :func:`sums_from_values`)."""
-    s, f = scale_bits, encoding.frac_bits
-    scaled = [sums.sse * (1 << (2 * s)), sums.sae * (1 << s), sums.sum_y * (1 << f), sums.sum_y2 * (1 << (2 * f))]
+    s, f = Fraction(2) ** scale_bits, Fraction(2) ** encoding.frac_bits_of(sums.target)
+    scaled = [sums.sse * s * s, sums.sae * s, sums.sum_y * f, sums.sum_y2 * f * f]
     if any(v.denominator != 1 for v in scaled):
         raise ValueError("evaluation sums are not on the declared scale")
     return [sums.n, *(v.numerator for v in scaled)]
