@@ -24,6 +24,7 @@ A new kind is one module (a :class:`Kind` subclass and a request type) plus one
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from abc import ABC, abstractmethod
@@ -139,6 +140,32 @@ class Kind(ABC, Generic[S, Q]):
         """Refuse decrypted sums no honest data gives (raise :class:`~hefed.errors.IntegrityError`)."""
 
     # --- factory side ----------------------------------------------------------------------
+    #: Fields of the request that only a run knows (e.g. the model an evaluation measures); a study fixes the rest.
+    runtime_fields: ClassVar[tuple[str, ...]] = ()
+
+    def request_for(self, parameters: Mapping[str, Any], **runtime: Any) -> Q:
+        """The typed request with the parameters a study fixed, plus what only the run knows."""
+        agreed = {f.name for f in dataclasses.fields(self.request_type)} - set(self.runtime_fields)
+        unknown = set(parameters) - agreed
+        if unknown:
+            raise UsageError(f"a {self.name} request takes no parameter(s) {sorted(unknown)} (it takes "
+                             f"{sorted(agreed) or 'none'})")
+        try:
+            request: Q = self.request_type(**parameters, **runtime)
+        except TypeError as exc:
+            raise UsageError(f"a {self.name} request: {exc}") from None
+        return request
+
+    def check_agreed_parameters(self, parameters: Mapping[str, Any]) -> None:
+        """Refuse parameters a study cannot fix for this kind (without building a request)."""
+        agreed = {f.name for f in dataclasses.fields(self.request_type)} - set(self.runtime_fields)
+        unknown = set(parameters) - agreed
+        if unknown:
+            raise UsageError(f"a {self.name} request takes no parameter(s) {sorted(unknown)} (it takes "
+                             f"{sorted(agreed) or 'none'})")
+        if not self.runtime_fields:
+            self.request_for(parameters)
+
     @abstractmethod
     def compute(self, table: Any, encoding: Encoding, request: Q) -> Computed[S]:
         """A factory's own sums from its :class:`~hefed.data.Table`, as ``request`` asks."""

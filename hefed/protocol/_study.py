@@ -1,0 +1,306 @@
+"""A study: the one agreement every party of a consortium pins, and checks everything against.
+
+Everything a consortium agrees on before anyone encrypts — the key, who may contribute, the
+target and features (with units), how each column is encoded, which bundle kinds may be asked
+for and with which parameters, how rows are cleaned and held out, the bounds of a
+differentially private release, the disclosure threshold — is written once, in a study file
+with a digest over all of it. Every party compares the digest out of band (``hefed study
+show``), and then:
+
+* a factory computes only what its own copy of the study says (``hefed encrypt --study``);
+  its bundle carries the study's digest, and in a masked round its signature covers it;
+* the aggregator, the key holder and the analyst refuse bundles and sums of another study;
+* in Flower, a factory's node config pins the study digest: an aggregator cannot steer what
+  it computes through the run config.
+
+File format (JSON)::
+
+    {"format": "hefed.study", "version": 1, "study_id": "<32 hex>", "title": "...",
+     "key_fingerprint": "<32 hex>", "roster_digest": "<32 hex>" | null, "min_contributors": 3,
+     "target": {"name": "co2_t", "unit": "t"},
+     "features": [{"name": "coal_t", "unit": "t"}, {"name": "kiln", "categories": ["dry", "wet"]}, ...],
+     "encoding": {...},                      # hefed.stats.Encoding, with per-column grids
+     "kinds": {"statistics": {}, "fold_statistics": {"folds": 5, "seed": 0}, "coefficients": {"ridge": 1.0}},
+     "cleaning": {"missing": "drop", "impute": null, "max_z": null},
+     "holdout": {"test_fraction": 0.2, "seed": 1} | null,
+     "bounds": {"coal_t": [0, 400], ...} | null,
+     "digest": "<32 hex>"}
+
+A categorical feature with ``categories`` is one-hot encoded at every factory with exactly
+those levels (the first is the reference, left out), so every factory has the same columns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._files import atomic_write_json, check_names, is_version, read_json_object
+from ..data import Bounds, Cleaning, Holdout
+from ..errors import InvalidFileError, SchemaMismatchError, UsageError
+from ..kinds import get_kind
+from ..stats import ColumnEncoding, Encoding
+
+FORMAT = "hefed.study"
+VERSION = 1
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column of a study: its name, optional unit, and the levels of a categorical column."""
+
+    name: str
+    unit: str | None = None
+    categories: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise UsageError("a study column needs a name")
+        if self.categories is not None and (len(self.categories) < 2 or len(set(self.categories)) != len(
+                self.categories)):
+            raise UsageError(f"column {self.name!r}: categories must be at least two distinct levels")
+
+    @property
+    def dummies(self) -> list[str]:
+        """The one-hot columns of a categorical feature (the first level is the reference, left out)."""
+        return [f"{self.name}={level}" for level in (self.categories or ())[1:]]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.unit:
+            out["unit"] = self.unit
+        if self.categories is not None:
+            out["categories"] = list(self.categories)
+        return out
+
+    @classmethod
+    def from_dict(cls, obj: Any, source: str) -> ColumnSpec:
+        if isinstance(obj, str):
+            return cls(obj)
+        if not isinstance(obj, dict) or not set(obj) <= {"name", "unit", "categories"} or "name" not in obj:
+            raise InvalidFileError(f"{source}: a column is a name or {{'name', 'unit', 'categories'}}")
+        categories = obj.get("categories")
+        if categories is not None and (not isinstance(categories, list) or not all(isinstance(c, str)
+                                                                                    for c in categories)):
+            raise InvalidFileError(f"{source}: 'categories' of {obj['name']!r} must be a list of strings")
+        unit = obj.get("unit")
+        if unit is not None and not isinstance(unit, str):
+            raise InvalidFileError(f"{source}: 'unit' of {obj['name']!r} must be a string")
+        try:
+            return cls(str(obj["name"]), unit, tuple(categories) if categories is not None else None)
+        except UsageError as exc:
+            raise InvalidFileError(f"{source}: {exc}") from None
+
+
+#: Default parameters of each kind a study allows, by kind name.
+DEFAULT_KINDS: dict[str, dict[str, Any]] = {"summary": {}, "statistics": {}, "evaluation": {}}
+
+
+@dataclass(frozen=True)
+class Study:
+    """What every party of a consortium agreed to (see the module docstring).
+
+    Build one with :meth:`new`; the :attr:`digest` covers every field.
+    """
+
+    study_id: str
+    key_fingerprint: str
+    target: ColumnSpec
+    features: tuple[ColumnSpec, ...]
+    encoding: Encoding = field(default_factory=Encoding)
+    min_contributors: int = 3
+    roster_digest: str | None = None
+    kinds: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: dict(DEFAULT_KINDS))
+    cleaning: Cleaning = field(default_factory=lambda: Cleaning(missing="drop"))
+    holdout: Holdout | None = None
+    bounds: Bounds | None = None
+    title: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("study_id", "key_fingerprint"):
+            if not _HEX32.fullmatch(getattr(self, name)):
+                raise UsageError(f"study: {name} must be 32 hex digits")
+        if self.roster_digest is not None and not _HEX32.fullmatch(self.roster_digest):
+            raise UsageError("study: roster_digest must be 32 hex digits")
+        if isinstance(self.min_contributors, bool) or not isinstance(self.min_contributors, int) or \
+                self.min_contributors < 1:
+            raise UsageError("study: min_contributors must be a positive integer", parameters=("min_contributors",))
+        names = [self.target.name, *(f.name for f in self.features)]
+        if not self.features or len(set(names)) != len(names):
+            raise UsageError("study: the features must be distinct, at least one, and not the target")
+        check_names(names, "study", "target or features")
+        if self.target.categories is not None:
+            raise UsageError("study: the target cannot be categorical")
+        for kind, parameters in self.kinds.items():
+            get_kind(kind, "study").check_agreed_parameters(parameters)
+        if self.cleaning.summary is not None:
+            raise UsageError("study: the consortium summary is data, not part of the agreement; give it when "
+                             "encrypting")
+        if self.bounds is not None:
+            absent = [c for c in self.model_columns if c not in self.bounds.columns]
+            if absent:
+                raise UsageError(f"study: the bounds declare no bounds for {', '.join(map(repr, absent))}")
+
+    # --- construction ------------------------------------------------------------------------
+    @classmethod
+    def new(
+        cls,
+        key_fingerprint: str,
+        target: str | ColumnSpec,
+        features: Sequence[str | ColumnSpec],
+        *,
+        encoding: Encoding | None = None,
+        column_encodings: Mapping[str, ColumnEncoding] | None = None,
+        min_contributors: int = 3,
+        roster_digest: str | None = None,
+        kinds: Mapping[str, Mapping[str, Any]] | None = None,
+        cleaning: Cleaning | None = None,
+        holdout: Holdout | None = None,
+        bounds: Bounds | None = None,
+        title: str = "",
+    ) -> Study:
+        """A new study with a fresh random id (:mod:`secrets`); ``column_encodings`` add per-column grids."""
+        encoding = encoding or Encoding()
+        if column_encodings:
+            merged = dict(encoding.columns)
+            merged.update(column_encodings)
+            encoding = Encoding.with_columns(merged, frac_bits=encoding.frac_bits, int_bits=encoding.int_bits,
+                                             max_rows_bits=encoding.max_rows_bits,
+                                             max_contributors=encoding.max_contributors)
+        return cls(
+            secrets.token_hex(16), key_fingerprint,
+            target if isinstance(target, ColumnSpec) else ColumnSpec(target),
+            tuple(f if isinstance(f, ColumnSpec) else ColumnSpec(f) for f in features),
+            encoding, min_contributors, roster_digest,
+            {k: dict(v) for k, v in (kinds if kinds is not None else DEFAULT_KINDS).items()},
+            cleaning or Cleaning(missing="drop"), holdout, bounds, title,
+        )
+
+    # --- what it says ----------------------------------------------------------------------------
+    @property
+    def feature_names(self) -> list[str]:
+        """The features as the factories' tables name them (categorical ones before one-hot encoding)."""
+        return [f.name for f in self.features]
+
+    @property
+    def model_columns(self) -> list[str]:
+        """The model's features: numeric features as they are, categorical ones as their dummies; then the target."""
+        columns: list[str] = []
+        for spec in self.features:
+            columns += spec.dummies if spec.categories is not None else [spec.name]
+        return [*columns, self.target.name]
+
+    @property
+    def model_features(self) -> list[str]:
+        return self.model_columns[:-1]
+
+    def allows(self, kind: str) -> bool:
+        return kind in self.kinds
+
+    def request(self, kind: str, **runtime: Any) -> Any:
+        """The typed request of ``kind`` with the study's parameters, plus what only the run knows (the
+        model of an evaluation); refused if the study does not allow the kind."""
+        if kind not in self.kinds:
+            raise UsageError(f"study {self.study_id} does not allow {kind} bundles (it allows "
+                             f"{', '.join(sorted(self.kinds))})")
+        return get_kind(kind, "study").request_for(self.kinds[kind], **runtime)
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 (first 32 hex digits) of the canonical JSON of every field but the digest itself."""
+        body = json.dumps(self._body(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(body.encode("utf-8")).hexdigest()[:32]
+
+    def check_bundle_metadata(self, study_digest: str | None, where: str) -> None:
+        """Refuse a bundle or result that is not of this study."""
+        if study_digest != self.digest:
+            what = "no study" if study_digest is None else f"study {study_digest}"
+            raise SchemaMismatchError(f"{where}: made for {what}, not for this study ({self.digest})")
+
+    # --- files -------------------------------------------------------------------------------------
+    def _body(self) -> dict[str, Any]:
+        cleaning = {"missing": self.cleaning.missing, "impute": self.cleaning.impute, "max_z": self.cleaning.max_z}
+        return {
+            "format": FORMAT, "version": VERSION, "study_id": self.study_id, "title": self.title,
+            "key_fingerprint": self.key_fingerprint, "roster_digest": self.roster_digest,
+            "min_contributors": self.min_contributors, "target": self.target.to_dict(),
+            "features": [f.to_dict() for f in self.features], "encoding": self.encoding.to_dict(),
+            "kinds": {k: dict(v) for k, v in sorted(self.kinds.items())}, "cleaning": cleaning,
+            "holdout": None if self.holdout is None else {"test_fraction": self.holdout.test_fraction,
+                                                          "seed": self.holdout.seed},
+            "bounds": None if self.bounds is None else {k: list(v) for k, v in sorted(self.bounds.columns.items())},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self._body(), "digest": self.digest}
+
+    def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
+        return atomic_write_json(path, self.to_dict(), force=force)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], expected_digest: str | None = None) -> Study:
+        """Read a study file, checking its digest (and that it is ``expected_digest``, when given)."""
+        return cls.from_dict(read_json_object(path, "study"), str(path), expected_digest)
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any], source: str = "study", expected_digest: str | None = None) -> Study:
+        if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
+            raise InvalidFileError(f"{source}: not a hefed study file (version {VERSION})")
+        fields = {"format", "version", "study_id", "title", "key_fingerprint", "roster_digest", "min_contributors",
+                  "target", "features", "encoding", "kinds", "cleaning", "holdout", "bounds", "digest"}
+        if set(obj) != fields:
+            raise InvalidFileError(f"{source}: fields wrong (missing {sorted(fields - set(obj))}, extra "
+                                   f"{sorted(set(obj) - fields)})")
+        try:
+            cleaning = obj["cleaning"]
+            if not isinstance(cleaning, dict) or set(cleaning) != {"missing", "impute", "max_z"}:
+                raise InvalidFileError(f"{source}: 'cleaning' must have missing, impute and max_z")
+            holdout, bounds, kinds = obj["holdout"], obj["bounds"], obj["kinds"]
+            if not isinstance(kinds, dict) or not all(isinstance(v, dict) for v in kinds.values()):
+                raise InvalidFileError(f"{source}: 'kinds' must map kind names to parameter objects")
+            features = obj["features"]
+            if not isinstance(features, list):
+                raise InvalidFileError(f"{source}: 'features' must be a list")
+            study = cls(
+                study_id=str(obj["study_id"]), key_fingerprint=str(obj["key_fingerprint"]),
+                target=ColumnSpec.from_dict(obj["target"], source),
+                features=tuple(ColumnSpec.from_dict(f, source) for f in features),
+                encoding=Encoding.from_dict(obj["encoding"], source),
+                min_contributors=obj["min_contributors"],
+                roster_digest=obj["roster_digest"], kinds=kinds,
+                cleaning=Cleaning(missing=cleaning["missing"], impute=cleaning["impute"], max_z=cleaning["max_z"]),
+                holdout=None if holdout is None else Holdout(holdout["test_fraction"], holdout["seed"]),
+                bounds=None if bounds is None else _bounds(bounds, source),
+                title=str(obj["title"]),
+            )
+        except (UsageError, KeyError, TypeError) as exc:
+            raise InvalidFileError(f"{source}: {exc}") from None
+        if obj["digest"] != study.digest:
+            raise InvalidFileError(f"{source}: the digest does not match the study's contents (edited?)")
+        if expected_digest is not None and study.digest != expected_digest:
+            raise SchemaMismatchError(f"{source}: study {study.digest}, not the pinned study {expected_digest}")
+        return study
+
+
+def _bounds(obj: Any, source: str) -> Bounds:
+    if not isinstance(obj, dict) or not obj:
+        raise InvalidFileError(f"{source}: 'bounds' must map column names to [lo, hi]")
+    parsed = {}
+    for name, pair in obj.items():
+        if (not isinstance(pair, list) or len(pair) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pair)
+                or pair[0] > pair[1]):
+            raise InvalidFileError(f"{source}: bounds of {name!r} must be [lo, hi] with finite lo <= hi")
+        parsed[str(name)] = (float(pair[0]), float(pair[1]))
+    return Bounds(parsed)
+
+
