@@ -10,10 +10,10 @@ Layer 9 of hefed (above :mod:`hefed.analysis`): for notebooks, demonstrations an
 
 from __future__ import annotations
 
-from .compare import MODELS, Comparison, compare_models
-from .demo import DemoReport, run_demo
-from .estimator import FederatedLinearRegression
-from .fedavg import DEFAULT_MU, FedAvgReport, FedAvgRound, fedavg_fixed_point, plot_fedavg, simulate_fedavg
+from ._compare import MODELS, Comparison, compare_models
+from ._demo import DemoReport, run_demo
+from ._estimator import FederatedLinearRegression
+from ._fedavg import DEFAULT_MU, FedAvgReport, FedAvgRound, fedavg_fixed_point, plot_fedavg, simulate_fedavg
 
 __all__ = [
     "DEFAULT_MU",

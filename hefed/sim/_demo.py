@@ -26,7 +26,7 @@ from ..models import LinearModel
 from ..protocol import Bundle
 from ..roles import aggregate, decrypt_statistics, encrypt_statistics, solve
 from ..stats import SufficientStatistics
-from .compare import Comparison, compare_models
+from ._compare import Comparison, compare_models
 
 T = TypeVar("T")
 
