@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -49,11 +50,14 @@ def comparison(factories):
 def test_key_size_constants_and_every_default_uses_them():
     assert SIMULATION_KEY_BITS == 1024
     assert DEMO_KEY_BITS == _keys.DEFAULT_BITS == 3072
-    for function in (compare_models, simulate_fedavg, FederatedLinearRegression, Consortium.simulated):
+    simulations: list[Callable[..., object]] = [compare_models, simulate_fedavg, FederatedLinearRegression,
+                                                 Consortium.simulated]
+    for function in simulations:
         assert inspect.signature(function).parameters["key_bits"].default == SIMULATION_KEY_BITS, function
     assert inspect.signature(run_demo).parameters["bits"].default == DEMO_KEY_BITS
-    for function in (compare_models, simulate_fedavg, FederatedLinearRegression, run_demo):
-        assert "SIMULATION_KEY_BITS" in function.__doc__ or "DEMO_KEY_BITS" in function.__doc__, function
+    for function in [*simulations[:3], run_demo]:
+        doc = inspect.getdoc(function) or ""
+        assert "SIMULATION_KEY_BITS" in doc or "DEMO_KEY_BITS" in doc, function
 
 
 def test_one_simulation_key_per_process_and_size(monkeypatch):
@@ -127,7 +131,7 @@ def test_compare_uses_scikit_learns_r2_convention_for_a_constant_target(factorie
     report = compare_models(frames, TARGET)
     row = next(r for r in report.rows if r["factory"] == constant)
     assert row["local_r2"] == 1.0 and row["local_mse"] == 0.0
-    assert row["federated_r2"] == 0.0 < row["federated_mse"]
+    assert row["federated_r2"] == 0.0 < float(row["federated_mse"])
     y = np.full(4, 125.0)
     assert r2_score(y, y + 1) == sklearn_r2_score(y, y + 1) == 0.0
     assert not any(math.isnan(float(v)) for r in [*report.rows, report.overall] for v in r.values()
