@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 #: ../shared/data/gas-turbine beside the repository root (never copied into the repo).
 GAS_TURBINE_DIR = Path(__file__).parents[2] / "shared" / "data" / "gas-turbine"
 
-CliRunner = Callable[..., subprocess.CompletedProcess]
+CliRun = Callable[..., subprocess.CompletedProcess]
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +86,6 @@ def gas_turbine_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def cli() -> CliRunner:
-    """The :func:`run_cli` helper, as a fixture."""
+def cli() -> CliRun:
+    """The :func:`run_cli` helper (in-process), as a fixture."""
     return run_cli
