@@ -205,8 +205,7 @@ def render_finetune(result: FinetuneResult, data: Path, out: Path) -> None:
     show(curve)
     show(f"chosen λ = {result.lam:.6g} (penalty toward the global model, intercept included)")
     _notes(result.notes)
-    say(f"wrote {out}: the fine-tuned model with λ = {result.lam:.6g}, refitted on all "
-        f"{plural(result.model.n_samples_, 'row')} of {data}")
+    say(f"wrote {out}")
     emit(out=out, **result.to_dict())
 
 
