@@ -256,9 +256,10 @@ def task_identity() -> Iterator[None]:
     TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = saved
 
 
-def run_in_process(tmp_path: Path, files: list[Path], keys: dict[str, Any], silent: Iterable[int] = (),
+def run_in_process(tmp_path: Path, files: list[Path], keys: dict[str, Any], *, silent: Iterable[int] = (),
                    node_extra: dict[int, dict[str, Any]] | None = None, drop_after_ready: Iterable[int] = (),
                    **config: Any) -> tuple[DirectGrid, dict]:
+    """Run the ServerApp over ``files`` in-process; ``config`` overrides run-config keys (``"min-contributors"``)."""
     node_configs = {i + 1: {"data-path": str(p), **(node_extra or {}).get(i + 1, {})} for i, p in enumerate(files)}
     run_config = {**RUN_CONFIG_DEFAULTS, "public-key": str(keys["public_path"]), "target": TARGET,
                   "out": str(tmp_path / "aggregate.json"), "report": str(tmp_path / "report.json"),
@@ -585,10 +586,10 @@ def test_in_process_run_writes_its_progress_as_it_goes(tmp_path, keys, consortiu
     assert report["status"] == "ok"
     events = ProgressFollower(tmp_path / "progress.jsonl").read()
     assert [e.step for e in events[:2]] == ["nodes", "asked"] and events[-1].step == "done"
-    assert sorted(e.factory for e in events if e.step == "reply" and e.round is None) == sorted(names)  # ready
+    replies = [(e.round, e.factory) for e in events if e.step == "reply"]
+    assert sorted(str(name) for number, name in replies if number is None) == sorted(names)  # the ready answers
     assert [e.round for e in events if e.step == "round" and "asking" in e.message] == [1, 2]
-    assert [sorted(e.factory for e in events if e.step == "reply" and e.round == n) for n in (1, 2)] == [
-        sorted(names[:2])] * 2
+    assert [sorted(str(name) for number, name in replies if number == n) for n in (1, 2)] == [sorted(names[:2])] * 2
     assert any(e.step == "missing" and e.factory == names[2] and e.round == 1 and not e.ok for e in events)
     assert events[-1].ok and events[-1].message.startswith("aggregate of 2 factories")
 
