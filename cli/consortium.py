@@ -22,7 +22,10 @@ def roster() -> None:
 @click.argument("identities", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--replace", is_flag=True, help="Replace the keys of a factory already in the roster.")
 def roster_add(roster_path: Path, identities: tuple[Path, ...], replace: bool) -> None:
-    """Add factories' public identities (identity.pub.json) to ROSTER_PATH (created if missing)."""
+    """Add factories' identity.pub.json files to the roster.
+
+    ROSTER_PATH is created if missing; a factory already in it keeps its keys unless --replace.
+    """
     from hefed.protocol import roster_add as add_members
 
     from .render import render_roster
@@ -34,7 +37,10 @@ def roster_add(roster_path: Path, identities: tuple[Path, ...], replace: bool) -
 @output_options
 @click.argument("roster_path", type=click.Path(path_type=Path))
 def roster_list(roster_path: Path) -> None:
-    """List the members of a roster and their signing keys (to check fingerprints out of band)."""
+    """List a roster's members and their signing keys.
+
+    Compare the keys with each factory out of band before a round.
+    """
     from hefed.protocol import Roster
 
     from .render import render_roster

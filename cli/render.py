@@ -57,59 +57,63 @@ def render_keypair(public_key: PaillierPublicKey, public_path: Path, private_pat
 @singledispatch
 def render_sums(result: Any, out: Path) -> None:
     """decrypt: the decrypted sums of any kind (a kind without its own renderer is described by the registry)."""
-    from hefed.kinds import kind_of_result
-
-    kind = kind_of_result(result)
+    kind = _kind(result)
     n = getattr(result, "n", None)
     rows = f" of {plural(n, 'row')}" if isinstance(n, int) else ""
-    say(f"wrote {out}: decrypted {kind.name} sums{rows} from {plural(len(result.contributors), 'factory')} "
-        f"({kind.description})")
+    say(f"wrote {out}: decrypted {kind.name} sums{rows} from {_factories(result.contributors)} ({kind.description})")
     emit(out=out, kind=kind.name, n=n, contributors=result.contributors)
 
 
+def _kind(result: Any) -> Any:
+    from hefed.kinds import kind_of_result
+
+    return kind_of_result(result)
+
+
+def _factories(contributors: Sequence[str]) -> str:
+    """'3 factories (a, b, c)'."""
+    return f"{plural(len(contributors), 'factory')} ({_names(contributors)})"
+
+
 def _sums_line(out: Path, what: str, result: SufficientStatistics | FoldStatistics | CoefficientAggregate,
-               kind: str, **extra: object) -> None:
-    say(f"wrote {out}: {what} of {plural(result.n, 'row')} from {plural(len(result.contributors), 'factory')} "
-        f"({_names(result.contributors)})")
-    emit(out=out, kind=kind, n=result.n, contributors=result.contributors, **extra)
+               **extra: object) -> None:
+    say(f"wrote {out}: {what} of {plural(result.n, 'row')} from {_factories(result.contributors)}")
+    emit(out=out, kind=_kind(result).name, n=result.n, contributors=result.contributors, **extra)
 
 
 @render_sums.register
 def _(result: SufficientStatistics, out: Path) -> None:
-    _sums_line(out, "statistics", result, "statistics", features=result.features, target=result.target)
+    _sums_line(out, "statistics", result, target=result.target, features=result.features)
 
 
 @render_sums.register
 def _(result: FoldStatistics, out: Path) -> None:
-    _sums_line(out, f"per-fold statistics ({plural(len(result.folds), 'fold')})", result, "fold_statistics",
-               folds=len(result.folds))
+    _sums_line(out, f"per-fold statistics ({plural(len(result.folds), 'fold')})", result, folds=len(result.folds))
 
 
 @render_sums.register
 def _(result: CoefficientAggregate, out: Path) -> None:
-    _sums_line(out, "coefficient aggregate", result, "coefficients")
+    _sums_line(out, "coefficient aggregate", result)
 
 
 @render_sums.register
 def _(result: ColumnSummary, out: Path) -> None:
-    say(f"wrote {out}: consortium summary from {plural(len(result.contributors), 'factory')} "
-        f"({_names(result.contributors)})")
+    say(f"wrote {out}: consortium summary from {_factories(result.contributors)}")
     table = Table(title="consortium per-column summary (exact)")
     for column in ("column", "count", "mean", "std"):
         table.add_column(column, justify="left" if column == "column" else "right")
     for name, count, mean, std in result.table():
         table.add_row(name, str(count), _num(mean, ".8g"), _num(std, ".8g"))
     show(table)
-    emit(out=out, kind="summary", contributors=result.contributors,
+    emit(out=out, kind=_kind(result).name, contributors=result.contributors,
          columns={name: {"count": c, "mean": m, "std": s} for name, c, m, s in result.table()})
 
 
 @render_sums.register
 def _(result: EvaluationSums, out: Path) -> None:
-    say(f"wrote {out}: holdout evaluation of {plural(result.n, 'row')} from "
-        f"{plural(len(result.contributors), 'factory')} ({_names(result.contributors)})")
-    render_metrics("consortium holdout metrics", result.metrics(), json=False)
-    emit(out=out, kind="evaluation", contributors=result.contributors, metrics=result.metrics())
+    say(f"wrote {out}: holdout evaluation of {plural(result.n, 'row')} from {_factories(result.contributors)}")
+    render_metrics("consortium holdout metrics", result.metrics(), emit_json=False)
+    emit(out=out, kind=_kind(result).name, contributors=result.contributors, metrics=result.metrics())
 
 
 # --- consortium -------------------------------------------------------------------------------
@@ -166,14 +170,14 @@ def render_encrypt(result: EncryptResult, out: Path, holdout_out: Path | None, s
          clipped_cells=report.clipped_cells if report else 0)
 
 
-def render_metrics(title: str, metrics: Mapping[str, float], *, json: bool = True, **extra: object) -> None:
+def render_metrics(title: str, metrics: Mapping[str, float], *, emit_json: bool = True, **extra: object) -> None:
     """Regression metrics (n, MSE, RMSE, MAE, R²) as a one-row table."""
     table = Table(title=title)
     for name in ("n", "mse", "rmse", "mae", "r2"):
         table.add_column(name.upper() if name != "r2" else "R²", justify="right")
     table.add_row(str(metrics["n"]), *(_num(metrics[k]) for k in ("mse", "rmse", "mae", "r2")))
     show(table)
-    if json:
+    if emit_json:
         emit(metrics=dict(metrics), **extra)
 
 
@@ -213,8 +217,7 @@ def render_finetune(result: FinetuneResult, data: Path, out: Path) -> None:
 def render_aggregate(bundle: Bundle, out: Path) -> None:
     """aggregate: the kind and the factories summed."""
     masked = f", masked round {bundle.round_id}" if bundle.round_id is not None else ""
-    say(f"wrote {out}: {bundle.kind} aggregate of {plural(len(bundle.contributors), 'factory')} "
-        f"({_names(bundle.contributors)}){masked}")
+    say(f"wrote {out}: {bundle.kind} aggregate of {_factories(bundle.contributors)}{masked}")
     emit(aggregate=out, kind=bundle.kind, contributors=bundle.contributors, round_id=bundle.round_id)
 
 
