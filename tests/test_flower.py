@@ -389,6 +389,33 @@ def test_in_process_ready_step_leaves_out_factories_that_cannot_take_part(
     assert "no 'identity-dir'" in report["missing"][names[2]]
 
 
+def test_in_process_coefficients_and_evaluation_ask_each_kind_its_own_request(tmp_path, keys, consortium_files,
+                                                                            task_identity):
+    """The other kinds that travel by Flower: the run's ridge reaches a coefficients request, the global model an
+    evaluation request (on each factory's holdout); both aggregates decrypt to the library's own."""
+    def library(request, data):
+        return hefed.aggregate([hefed.encrypt_table(data(p), TARGET, keys["public"], factory_id=p.stem,
+                                                    request=request).bundle
+                               for p in sorted(consortium_files, key=lambda p: p.stem)])  # as the tally orders them
+
+    def plain(bundle):
+        return hefed.decrypt_bundle(bundle, keys["private"]).to_dict()
+
+    _, report = run_in_process(tmp_path, consortium_files, keys, kind="coefficients", ridge=0.5)
+    assert report["status"] == "ok" and report["kind"] == "coefficients"
+    coefficients = hefed.Bundle.load(tmp_path / "aggregate.json")
+    assert plain(coefficients) == plain(library(hefed.CoefficientsRequest(0.5), lambda p: p))
+
+    model = hefed.solve(hefed.decrypt_statistics(library(hefed.StatisticsRequest(), lambda p: p), keys["private"]))
+    model_path = model.save(tmp_path / "model.json")
+    _, report = run_in_process(tmp_path, consortium_files, keys, kind="evaluation", model=str(model_path), force=True,
+                               **{"test-fraction": 0.25, "seed": 1})
+    assert report["status"] == "ok" and report["kind"] == "evaluation"
+    holdout = library(hefed.EvaluationRequest(model),
+                      lambda p: hefed.split_holdout(hefed.read_table(p), 0.25, 1)[1])
+    assert plain(hefed.Bundle.load(tmp_path / "aggregate.json")) == plain(holdout)
+
+
 def test_error_and_silence_leave_exactly_the_named_contributors(tmp_path, keys, consortium_files, task_identity):
     """One factory answers with an error, one never answers: the aggregate is that of the one named contributor."""
     names = [p.stem for p in consortium_files]
