@@ -18,9 +18,9 @@ everything else is imported on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_exports
 from ._defaults import DEFAULT_MU, DEMO_KEY_BITS, MODELS, SIMULATION_KEY_BITS
 
 #: Public name → the private module that defines it (imported on first use: scikit-learn is heavy).
@@ -57,17 +57,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-        globals()[name] = value  # later lookups skip this function
-        return value
-    raise AttributeError(f"module 'hefed.sim' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
     from ._compare import Comparison, compare_models
