@@ -4,32 +4,74 @@ A thin command over :func:`hefed.flower.run_local_federation`: it starts a
 Flower SuperLink and one SuperNode per data file on 127.0.0.1, runs the hefed
 Flower app once, stops every process it started and leaves the aggregate
 bundle. With ``--roster`` and one ``--identity`` per data file it runs masked,
-signed rounds and says which rounds it needed and who dropped out. Library
-errors (:class:`hefed.errors.HefedError`) propagate to the main group, which
-prints them as one line.
+signed rounds and says which rounds it needed and who dropped out. Every check of
+the options is the library's (:class:`hefed.flower.RunSettings`); library errors
+propagate to the main group, which prints them as one line.
+
+While the federation runs, each step (SuperLink listening, each SuperNode started
+and connected, each factory's answer, bundle or reason for missing, each masked
+round) is printed on stderr as it happens: with rich on a terminal, as plain lines
+otherwise, and not at all with ``--json`` or ``--quiet``.
 """
 
 from __future__ import annotations
 
-import json
+import sys
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from hefed._files import check_writable
 from hefed.errors import UsageError
 
+from .output import emit, output_options, plural, quiet, say
 
-def _flag_to_meta(key: str):  # noqa: ANN202 - click callback factory
-    def callback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-        if value:
-            ctx.meta[key] = True
+if TYPE_CHECKING:
+    from hefed.flower import ProgressEvent
 
-    return callback
+
+class _FlowerKinds(click.Choice):
+    """The bundle kinds that travel by Flower, asked of the kind registry when first needed (not at start-up)."""
+
+    def __init__(self) -> None:
+        super().__init__((), case_sensitive=True)
+
+    @property  # type: ignore[override]
+    def choices(self) -> Sequence[str]:
+        from hefed.kinds import kind_names
+
+        return kind_names(flower=True)
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:
+        pass
 
 
 def _split(text: str | None) -> list[str] | None:
     return [f.strip() for f in text.split(",") if f.strip()] if text else None
+
+
+def progress_printer(terminal: bool) -> Callable[[ProgressEvent], None]:
+    """Print each progress event on stderr as it comes: rich on a terminal, plain lines otherwise."""
+    started = time.monotonic()
+    if not terminal:
+        def plain(event: ProgressEvent) -> None:
+            click.echo(f"[{time.monotonic() - started:6.1f} s] {event.message}", err=True)
+
+        return plain
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(stderr=True, highlight=False)
+    marks = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[cyan]•[/]"}
+
+    def rich(event: ProgressEvent) -> None:
+        console.print(f"[dim]{time.monotonic() - started:6.1f} s[/] {marks[event.ok]} {escape(event.message)}")
+
+    return rich
 
 
 @click.command()
@@ -43,13 +85,13 @@ def _split(text: str | None) -> list[str] | None:
 @click.option("--public-key", "public_key_path", required=True, type=click.Path(path_type=Path),
               help="The consortium's public key (a private key file is refused).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Aggregate bundle to write.")
-@click.option("--kind", type=click.Choice(["statistics", "coefficients", "evaluation"]), default="statistics",
-              show_default=True, help="What each factory encrypts (evaluation needs --model).")
+@click.option("--kind", type=_FlowerKinds(), default="statistics", show_default=True,
+              help="What each factory encrypts: a bundle kind that travels by Flower (evaluation needs --model).")
 @click.option("--model", "model_path", default=None, type=click.Path(path_type=Path),
               help="Global model JSON whose holdout residuals the factories encrypt (--kind evaluation).")
-@click.option("--min-contributors", default=3, show_default=True, type=click.IntRange(min=1),
+@click.option("--min-contributors", default=3, show_default=True, type=int,
               help="Fail unless at least this many factories answer in time.")
-@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--timeout", default=60.0, show_default=True, type=float,
               help="Seconds the aggregator waits for the factories' replies.")
 @click.option("--report", "report_path", default=None, type=click.Path(path_type=Path),
               help="Also write a JSON report: contributors, missing factories and why.")
@@ -58,14 +100,10 @@ def _split(text: str | None) -> list[str] | None:
 @click.option("--identity", "identity_dirs", multiple=True, type=click.Path(path_type=Path),
               help="A factory's enrollment folder (hefed enroll --out-dir); repeat, in the same order as the data "
               "files. Each goes into its own SuperNode's node config only.")
-@click.option("--max-rounds", default=3, show_default=True, type=click.IntRange(1, 10),
+@click.option("--max-rounds", default=3, show_default=True, type=int,
               help="Masked rounds: at most this many rounds (a drop-out after the ready step means a new round).")
 @click.option("--force", is_flag=True, help="Replace an existing output file.")
-@click.option("--json", "json_output", is_flag=True, expose_value=False, is_eager=True,
-              callback=_flag_to_meta("hefed.json"),
-              help="Print the results as one JSON object (machine-readable), nothing else.")
-@click.option("--quiet", "-q", is_flag=True, expose_value=False, is_eager=True,
-              callback=_flag_to_meta("hefed.quiet"), help="Print nothing but errors.")
+@output_options
 def federate(data_paths: tuple[Path, ...], more_data: tuple[Path, ...], target: str | None, features: str | None,
              public_key_path: Path, out: Path, kind: str, model_path: Path | None, min_contributors: int,
              timeout: float, report_path: Path | None, roster_path: Path | None, identity_dirs: tuple[Path, ...],
@@ -75,7 +113,8 @@ def federate(data_paths: tuple[Path, ...], more_data: tuple[Path, ...], target: 
     Runs the hefed Flower app once (aggregator = ServerApp, each factory = ClientApp),
     stops every process it started and writes the aggregate bundle to --out. Factories
     that do not answer within --timeout are left out and named; the run fails when fewer
-    than --min-contributors answered. Decrypt the aggregate with `hefed decrypt`.
+    than --min-contributors answered. Each step is shown on stderr as it happens (not
+    with --json or --quiet). Decrypt the aggregate with `hefed decrypt`.
 
     With --roster and one --identity per data file (same order) the factories are the
     enrolled identities and the app runs masked, signed rounds: a ready step fixes the
@@ -84,44 +123,29 @@ def federate(data_paths: tuple[Path, ...], more_data: tuple[Path, ...], target: 
     """
     from hefed.flower import run_local_federation
 
-    paths = [*data_paths, *more_data]
-    if not paths:
-        raise UsageError("give the factories' tables with --data a.csv b.csv c.csv")
-    if kind != "evaluation" and not target:
-        raise UsageError("--target is required")
-    if kind == "evaluation" and model_path is None:
-        raise UsageError("--kind evaluation needs --model")
-    if (roster_path is None) != (not identity_dirs):
+    if (roster_path is None) != (not identity_dirs):  # how the options pair up; the library checks the rest
         raise UsageError("masked rounds need --roster and one --identity per data file")
-    if identity_dirs and len(identity_dirs) != len(paths):
-        raise UsageError(f"give one --identity per data file, in the same order ({len(paths)} data files, "
-                         f"{len(identity_dirs)} identities)")
-    check_writable(out, force)
-    if report_path is not None:
-        check_writable(report_path, force)
+    progress = None if quiet() else progress_printer(sys.stderr.isatty())
     result = run_local_federation(
-        paths, target or "", public_key_path, out, _split(features), min_contributors, timeout, kind, model_path,
-        force=force, report_path=report_path, roster_path=roster_path,
-        identity_dirs=list(identity_dirs) if identity_dirs else None, max_rounds=max_rounds,
+        [*data_paths, *more_data], target, public_key_path, out, _split(features), min_contributors, timeout, kind,
+        model_path, force=force, report_path=report_path, roster_path=roster_path,
+        identity_dirs=list(identity_dirs) or None, max_rounds=max_rounds, progress=progress,
     )
-    meta = click.get_current_context().meta
-    if meta.get("hefed.json"):
-        click.echo(json.dumps({
-            "ok": True, "out": str(result.out), "kind": result.kind, "contributors": result.contributors,
-            "missing": result.missing, "run_id": result.run_id, "seconds": round(result.seconds, 3),
-            "masked": roster_path is not None, "round_id": result.round_id, "rounds": result.rounds,
-        }))
-        return
-    if meta.get("hefed.quiet"):
-        return
+    emit(out=str(out), kind=result.kind, contributors=result.contributors, missing=result.missing,
+         run_id=result.run_id, seconds=round(result.seconds, 3), masked=roster_path is not None,
+         round_id=result.round_id, rounds=result.rounds)
     for attempt in result.rounds:
-        dropped = "; ".join(f"{name}: {why}" for name, why in attempt["missing"].items())
-        click.echo(f"round {attempt['round']} ({attempt['round_id']}) with {', '.join(attempt['participants'])}: "
-                   + ("complete" if attempt["complete"] else f"incomplete, missing {dropped}"))
+        say(_round_line(attempt))
     masked = f", masked round {result.round_id}" if result.round_id else ""
-    click.echo(f"wrote {out}: {result.kind} aggregate of {len(result.contributors)} factories "
-               f"({', '.join(result.contributors)}) in {result.seconds:.1f} s (Flower run {result.run_id}{masked})")
+    say(f"wrote {out}: {result.kind} aggregate of {plural(len(result.contributors), 'factory', 'factories')} "
+        f"({', '.join(result.contributors)}) in {result.seconds:.1f} s (Flower run {result.run_id}{masked})")
     for name, why in result.missing.items():
-        click.echo(f"missing {name}: {why}")
+        say(f"missing {name}: {why}")
     if report_path is not None:
-        click.echo(f"wrote {report_path}")
+        say(f"wrote {report_path}")
+
+
+def _round_line(attempt: dict[str, Any]) -> str:
+    dropped = "; ".join(f"{name}: {why}" for name, why in attempt["missing"].items())
+    return (f"round {attempt['round']} ({attempt['round_id']}) with {', '.join(attempt['participants'])}: "
+            + ("complete" if attempt["complete"] else f"incomplete, missing {dropped}"))

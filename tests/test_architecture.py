@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Rank of each layer: a module may import modules of its own rank or below, never above.
 RANKS = {
-    "hefed.errors": 0, "hefed._files": 0, "hefed._pool": 0, "hefed._version": 0,
+    "hefed.errors": 0, "hefed._files": 0, "hefed._pool": 0, "hefed._version": 0, "hefed._lazy": 0,
     "hefed._keys": 1, "hefed.primitives": 1,
     "hefed.stats": 2,
     "hefed.data": 3, "hefed.datasets": 3,
@@ -180,7 +180,7 @@ def test_imports_point_down_the_layers():
 
 
 def test_the_recipe_layer_imports_nothing_at_run_time():
-    assert EDGES["hefed"] == set() or EDGES["hefed"] == {"hefed._version"}, EDGES["hefed"]
+    assert EDGES["hefed"] <= {"hefed._version", "hefed._lazy"}, EDGES["hefed"]
 
 
 def test_no_hefed_module_imports_another_inside_a_function():

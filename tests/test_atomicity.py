@@ -12,6 +12,9 @@ is refused (exit 2) unless ``--allow-insecure-permissions``; and no command's st
 encrypt, aggregate, decrypt, ``--json``, ``--debug`` tracebacks) ever contains the private key's p or q,
 in decimal, hexadecimal or base64url.
 
+The killed commands (and the full runs that time them) are real subprocesses; the other commands run
+in-process (:func:`cli_helpers.run_cli`), and their outputs are checked for key material the same way.
+
 ``HEFED_FUZZ_EXAMPLES`` (the long fuzz mode) raises the number of kill points per command from 5 to 20;
 the kill moments are random on every run (``HEFED_FUZZ_SEED=N`` replays one).
 """
@@ -34,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import _argv, _env, run_cli, run_cli_subprocess
 from phe.util import int_to_base64
 
 import hefed
@@ -52,15 +56,16 @@ OUTPUTS: list[tuple[str, str]] = []
 CASES: collections.Counter[str] = collections.Counter()
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ, COLUMNS="200")
-    env.pop("PYTHONWARNINGS", None)
-    return env
+def cli(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """A command run in this process (:func:`cli_helpers.run_cli`); its output is kept for the key-material check."""
+    result = run_cli(*args, cwd=cwd)
+    OUTPUTS.append((" ".join(map(str, args[:1])), result.stdout + result.stderr))
+    return result
 
 
-def cli(*args: object, cwd: Path | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "hefed_cli.main", *map(str, args)], cwd=cwd, env=_env(),
-                            capture_output=True, text=True, timeout=timeout, check=False)
+def cli_process(*args: object, cwd: Path | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    """A command run as a real subprocess (what the kill tests time and kill)."""
+    result = run_cli_subprocess(*args, cwd=cwd, timeout=timeout)
     OUTPUTS.append((" ".join(map(str, args[:1])), result.stdout + result.stderr))
     return result
 
@@ -90,8 +95,8 @@ def run_and_kill(args: list[object], folder: Path, out: Path, delay: float | Non
     """Start ``hefed ARGS``, SIGKILL it after ``delay`` seconds (or as soon as ``.OUT.*.tmp`` exists)."""
     record = Kill(delay)
     start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "hefed_cli.main", *map(str, args)], cwd=folder, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_argv(args), cwd=folder, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     try:
         if delay is None:
             pattern = f".{out.name}.*.tmp"
@@ -248,6 +253,7 @@ def test_cli_refuses_an_insecure_private_key_unless_allowed(keys, tmp_path):
 # --------------------------------------------------------------------------------------------------
 # SIGKILL while encrypting and aggregating
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_encrypt_killed_at_random_moments_leaves_the_old_or_a_complete_file(keys, big_csv, tmp_path):
     _root, public, private, _result = keys
     private_key = _private_key(keys)
@@ -256,7 +262,7 @@ def test_encrypt_killed_at_random_moments_leaves_the_old_or_a_complete_file(keys
     reference_dir = tmp_path / "reference"
     reference_dir.mkdir()
     start = time.monotonic()
-    full = cli(*args, cwd=reference_dir)
+    full = cli_process(*args, cwd=reference_dir)
     duration = time.monotonic() - start
     assert full.returncode == 0, full.stderr
     reference = decrypt_statistics(hefed.Bundle.load(reference_dir / "out.json"), private_key, 1)
@@ -277,6 +283,7 @@ def test_encrypt_killed_at_random_moments_leaves_the_old_or_a_complete_file(keys
     assert any(r.killed for r in records)
 
 
+@pytest.mark.slow
 def test_aggregate_killed_at_random_moments_leaves_the_old_or_a_complete_file(keys, tmp_path):
     _root, public, private, _result = keys
     private_key = _private_key(keys)
@@ -293,7 +300,7 @@ def test_aggregate_killed_at_random_moments_leaves_the_old_or_a_complete_file(ke
     reference_dir = tmp_path / "reference"
     reference_dir.mkdir()
     start = time.monotonic()
-    full = cli(*args, cwd=reference_dir)
+    full = cli_process(*args, cwd=reference_dir)
     duration = time.monotonic() - start
     assert full.returncode == 0, full.stderr
     reference = decrypt_statistics(hefed.Bundle.load(reference_dir / "out.json"), private_key, N_BUNDLES)

@@ -1,15 +1,25 @@
-"""The ``hefed`` console commands, run as real subprocesses (``python -m hefed_cli.main``)."""
+"""The ``hefed`` console commands.
+
+Most tests run the commands in-process (the ``cli`` fixture: :func:`cli_helpers.run_cli`, click's
+CliRunner, same exit codes and output as a real process). A few run real processes end to end: the
+README's pipeline through the installed ``hefed`` script, ``--debug`` tracebacks, and the start-up
+imports of ``hefed --help``.
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import click
 import pandas as pd
 import pytest
+from cli_helpers import _env, run_cli_subprocess
 
 import hefed
 from hefed.data import read_table
@@ -29,7 +39,7 @@ def assert_one_line_error(result, code: int) -> str:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, _consortium_master, cli):
-    """keygen → encrypt ×4 → aggregate → decrypt → solve, each a subprocess, in one folder."""
+    """keygen → encrypt ×4 → aggregate → decrypt → solve, each a command of its own, in one folder."""
     root = tmp_path_factory.mktemp("cli-pipeline")
     steps = {}
     steps["keygen"] = cli("keygen", "--out-dir", root / "keys", "--bits", 1024, "--insecure-test-key")
@@ -289,3 +299,267 @@ def test_garbage_input_file_is_a_one_line_error(tmp_path, pipeline, cli, step):
     }[step]
     assert "garbage.json" in assert_one_line_error(cli(*args), 1)
     assert not (tmp_path / "o.json").exists()
+
+
+# --------------------------------------------------------------------------------------
+# End to end, as real processes
+# --------------------------------------------------------------------------------------
+HEFED_SCRIPT = Path(sys.executable).with_name("hefed")
+
+
+def _script(*args: object, cwd: Path) -> subprocess.CompletedProcess:
+    """The installed ``hefed`` console script (the entry point users run), as a real process."""
+    return subprocess.run([str(HEFED_SCRIPT), *map(str, args)], cwd=cwd, env=_env(), capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def test_installed_script_starts(tmp_path):
+    version = _script("--version", cwd=tmp_path)
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip() == f"hefed, version {hefed.__version__}"
+    help_ = _script("--help", cwd=tmp_path)
+    assert help_.returncode == 0 and "keygen" in help_.stdout and help_.stderr == ""
+
+
+@pytest.mark.slow
+def test_readme_pipeline_through_the_installed_script(tmp_path, _consortium_master):
+    """The README's steps (keygen, encrypt at each factory, aggregate, decrypt, solve), each a real process."""
+    def ok(*args: object) -> subprocess.CompletedProcess:
+        result = _script(*args, cwd=tmp_path)
+        assert result.returncode == 0, (args[0], result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        return result
+
+    ok("keygen", "--out-dir", "keys", "--bits", 1024, "--insecure-test-key")
+    for name, frame in _consortium_master.items():
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+        ok("encrypt", f"{name}.csv", "--target", TARGET, "--public-key", "keys/public_key.json", "--factory-id", name,
+           "--out", f"{name}.bundle.json")
+    ok("aggregate", *(f"{name}.bundle.json" for name in _consortium_master), "--out", "aggregate.bundle.json")
+    ok("decrypt", "aggregate.bundle.json", "--private-key", "keys/private_key.json", "--out", "statistics.json")
+    solved = ok("solve", "statistics.json", "--out", "model.json")
+    assert "regression results" in solved.stdout and "wrote model.json" in solved.stdout
+    pooled = pd.concat([read_table(tmp_path / f"{name}.csv") for name in _consortium_master], ignore_index=True)
+    library = hefed.solve(hefed.compute_statistics(pooled, TARGET))
+    assert hefed.LinearModel.load(tmp_path / "model.json").coef_exact_ == library.coef_exact_
+
+
+def test_debug_shows_the_traceback_in_a_real_process(tmp_path):
+    plain = run_cli_subprocess("solve", tmp_path / "nowhere.json")
+    assert "nowhere.json" in assert_one_line_error(plain, 1)
+    debug = run_cli_subprocess("--debug", "solve", tmp_path / "nowhere.json")
+    assert debug.returncode == 1
+    assert "Traceback (most recent call last)" in debug.stderr and "nowhere.json" in debug.stderr
+
+
+_IMPORTS = """
+import sys
+from hefed_cli.main import main
+try:
+    main({args!r}, prog_name="hefed")
+except SystemExit:
+    pass
+print(" ".join(sorted(m for m in {watched!r} if m in sys.modules)), file=sys.stderr)
+"""
+_WATCHED = ("numpy", "pandas", "scipy", "sklearn", "rich", "phe", "hefed.stats", "hefed.data", "hefed.kinds",
+            "hefed.protocol", "hefed.roles", "hefed.sim._compare")
+
+
+@pytest.mark.parametrize(("args", "allowed"), [
+    (["--help"], set()),
+    (["--version"], set()),
+    (["solve", "--help"], set()),
+    (["encrypt", "--help"], {"numpy", "phe", "hefed.stats"}),  # the defaults it shows: Encoding, encryption
+    (["simulate", "--help"], {"phe"}),  # the key sizes it shows (hefed.sim's defaults, beside the key module)
+])
+def test_help_imports_only_what_it_shows(args, allowed):
+    """Start-up: help loads no heavy library and no more of hefed than the defaults it prints."""
+    code = _IMPORTS.format(args=args, watched=_WATCHED)
+    result = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stderr.split())
+    assert loaded <= allowed, f"hefed {' '.join(args)} imported {sorted(loaded - allowed)}"
+
+
+# --------------------------------------------------------------------------------------
+# Help texts, order, plurals
+# --------------------------------------------------------------------------------------
+PROTOCOL_ORDER = ["keygen", "enroll", "roster", "round", "encrypt", "aggregate", "decrypt", "solve", "evaluate",
+                  "finetune", "demo", "compare", "simulate", "federate"]
+
+
+def _all_commands(command: click.Command, path: tuple[str, ...] = ()):
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from _all_commands(sub, (*path, name))
+
+
+def test_help_lists_the_commands_in_protocol_order(cli):
+    result = cli("--help")
+    assert result.returncode == 0, result.stderr
+    commands = result.stdout[result.stdout.index("Commands"):]
+    listed = [line.split()[0] for line in commands.splitlines() if line.startswith("  ") and line.split()]
+    assert listed == PROTOCOL_ORDER
+
+
+def test_every_command_and_option_has_help_text():
+    from hefed_cli.main import main
+
+    missing = [" ".join(path) or "hefed" for path, command in _all_commands(main) if not command.help]
+    missing += [f"{' '.join(path)} {param.opts[0]}" for path, command in _all_commands(main)
+                for param in command.params if isinstance(param, click.Option) and not param.help]
+    assert not missing, f"no help text: {missing}"
+
+
+def test_key_size_defaults_say_why(cli):
+    from hefed._keys import DEFAULT_BITS
+    from hefed.sim import DEMO_KEY_BITS, SIMULATION_KEY_BITS
+
+    def text(*args: str) -> str:
+        result = cli(*args, "--help")
+        assert result.returncode == 0, result.stderr
+        return " ".join(result.stdout.split())
+
+    keygen = text("keygen")
+    assert f"[default: {DEFAULT_BITS}]" in keygen and "NIST" in keygen and "2048 or more" in keygen
+    demo = text("demo")
+    assert f"[default: {DEMO_KEY_BITS}]" in demo and "times each real step" in demo
+    for command in ("compare", "simulate"):
+        help_ = text(command)
+        assert f"[default: {SIMULATION_KEY_BITS}]" in help_, command
+        assert "throw-away key" in help_ and "do not depend on the key size" in help_ and "Never for real data" in help_
+
+
+def test_plurals(pipeline, tmp_path, cli):
+    one = cli("aggregate", pipeline.bundles[0], "--out", tmp_path / "one.json")
+    assert one.returncode == 0, one.stderr
+    assert "aggregate of 1 factory (" in one.stdout
+    assert f"aggregate of {len(pipeline.bundles)} factories (" in pipeline.steps["aggregate"].stdout
+    assert "from 4 factories (" in pipeline.steps["decrypt"].stdout
+
+
+# --------------------------------------------------------------------------------------
+# solve: prints without --out, its notes, one-line refusals
+# --------------------------------------------------------------------------------------
+def test_solve_prints_the_model_without_out(pipeline, tmp_path, cli):
+    result = cli("solve", pipeline.root / "statistics.json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "regression results" in result.stdout and "wrote" not in result.stdout
+    assert list(tmp_path.iterdir()) == []
+    as_json = json.loads(cli("solve", pipeline.root / "statistics.json", "--json").stdout)
+    assert as_json["ok"] is True and as_json["model"] is None
+    assert as_json["coef"] == json.loads((pipeline.root / "model.json").read_text())["coef"]
+
+
+def test_solve_with_an_empty_ridge_is_a_one_line_usage_error(pipeline, tmp_path, cli):
+    result = cli("solve", pipeline.root / "statistics.json", "--ridge", "", "--out", tmp_path / "m.json")
+    message = assert_one_line_error(result, 2)
+    assert "ridge" in message and "--ridge" in message
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_solve_of_a_summary_says_it_gives_no_model(pipeline, tmp_path, cli):
+    bundles = []
+    for name, csv in pipeline.csvs.items():
+        bundles.append(tmp_path / f"{name}.summary.json")
+        assert cli("encrypt", csv, "--target", TARGET, "--summary", "--public-key", pipeline.public,
+                   "--factory-id", name, "--out", bundles[-1]).returncode == 0
+    assert cli("aggregate", *bundles, "--out", tmp_path / "agg.json").returncode == 0
+    assert cli("decrypt", tmp_path / "agg.json", "--private-key", pipeline.private,
+               "--out", tmp_path / "summary.json").returncode == 0
+    message = assert_one_line_error(cli("solve", tmp_path / "summary.json"), 2)
+    assert "summary" in message and "not solved into a model" in message
+
+
+def test_solve_prints_the_notes_of_ridge_auto_at_the_edge_of_its_grid(pipeline, tmp_path, cli):
+    bundles = []
+    for name, csv in pipeline.csvs.items():
+        bundles.append(tmp_path / f"{name}.folds.json")
+        assert cli("encrypt", csv, "--target", TARGET, "--folds", 3, "--public-key", pipeline.public,
+                   "--factory-id", name, "--out", bundles[-1]).returncode == 0
+    assert cli("aggregate", *bundles, "--out", tmp_path / "agg.json").returncode == 0
+    assert cli("decrypt", tmp_path / "agg.json", "--private-key", pipeline.private,
+               "--out", tmp_path / "folds.json").returncode == 0
+    folds = hefed.FoldStatistics.load(tmp_path / "folds.json")
+    release = hefed.release_model(folds, "auto", [1e-3, 1e-2])
+    assert release.notes, "the grid should put the choice at its edge"
+    result = cli("solve", tmp_path / "folds.json", "--ridge", "auto", "--alphas", "0.001,0.01")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    for note in release.notes:
+        assert f"note: {note}" in text
+    assert json.loads(cli("solve", tmp_path / "folds.json", "--ridge", "auto", "--alphas", "0.001,0.01",
+                          "--json").stdout)["notes"] == release.notes
+
+
+# --------------------------------------------------------------------------------------
+# encrypt and finetune say what they did
+# --------------------------------------------------------------------------------------
+def test_encrypt_says_when_a_bundle_is_masked_and_signed(pipeline, tmp_path, cli):
+    names = list(pipeline.csvs)[:2]
+    for name in names:
+        assert cli("enroll", "--factory-id", name, "--out-dir", tmp_path / name).returncode == 0
+    assert cli("roster", "add", tmp_path / "roster.json",
+               *(tmp_path / name / "identity.pub.json" for name in names)).returncode == 0
+    assert cli("round", "new", "--roster", tmp_path / "roster.json", "--participants", ",".join(names),
+               "--out", tmp_path / "round.json").returncode == 0
+    round_id = json.loads((tmp_path / "round.json").read_text())["round_id"]
+
+    def encrypt(name: str, *extra: object) -> subprocess.CompletedProcess:
+        result = cli("encrypt", pipeline.csvs[name], "--target", TARGET, "--public-key", pipeline.public,
+                     "--factory-id", name, "--out", tmp_path / f"{name}.json", "--round", tmp_path / "round.json",
+                     "--identity", tmp_path / name, "--roster", tmp_path / "roster.json", *extra)
+        assert result.returncode == 0, result.stderr
+        return result
+
+    assert f"masked and signed for round {round_id}" in encrypt(names[0]).stdout
+    as_json = json.loads(encrypt(names[1], "--json").stdout)
+    assert as_json["masked"] is True and as_json["round_id"] == round_id
+    plain = json.loads(cli("encrypt", pipeline.csvs[names[0]], "--target", TARGET, "--public-key", pipeline.public,
+                           "--factory-id", names[0], "--out", tmp_path / "plain.json", "--json").stdout)
+    assert plain["masked"] is False and plain["round_id"] is None
+    assert "masked" not in pipeline.steps[f"encrypt {names[0]}"].stdout
+
+
+@pytest.mark.parametrize("in_memory", [False, True], ids=["streamed", "in-memory"])
+def test_wrong_case_target_lists_the_columns(pipeline, tmp_path, cli, in_memory):
+    name = next(iter(pipeline.csvs))
+    extra = ["--test-fraction", 0.2] if in_memory else []  # a holdout reads the whole table; otherwise streamed
+    result = cli("encrypt", pipeline.csvs[name], "--target", TARGET.upper(), "--public-key", pipeline.public,
+                 "--factory-id", name, "--out", tmp_path / "b.json", *extra)
+    message = assert_one_line_error(result, 1)
+    assert repr(TARGET.upper()) in message and repr(TARGET) in message and "coal_t" in message
+
+
+def test_finetune_prints_its_notes_and_saves_the_refit(pipeline, tmp_path, cli):
+    from hefed.analysis import finetune
+
+    name = next(iter(pipeline.csvs))
+    result = cli("finetune", pipeline.csvs[name], "--model", pipeline.root / "model.json", "--lambdas", "1,100",
+                 "--folds", 3, "--out", tmp_path / "tuned.json")
+    assert result.returncode == 0, result.stderr
+    expected = finetune(hefed.LinearModel.load(pipeline.root / "model.json"), pipeline.csvs[name], None, [1, 100],
+                        folds=3)
+    assert expected.notes
+    text = " ".join(result.stdout.split())
+    for note in expected.notes:
+        assert f"note: {note}" in text
+    saved = hefed.LinearModel.load(tmp_path / "tuned.json")
+    assert saved.coef_exact_ == expected.model.coef_exact_ and saved.n_samples_ == len(read_table(pipeline.csvs[name]))
+
+
+def test_redirected_tables_are_never_wrapped_or_truncated(tmp_path, cli, public_key, private_key):
+    long_name = "fuel_oil_consumption_in_tonnes_per_day_measured_at_the_main_boiler_house_meter_" * 2
+    frame = pd.DataFrame({long_name: [1.0, 2.0, 3.5, 4.0], TARGET: [2.0, 4.5, 7.0, 8.5]})
+    frame.to_csv(tmp_path / "plant.csv", index=False)
+    hefed.save_public_key(public_key, tmp_path / "pub.json")
+    hefed.save_private_key(private_key, tmp_path / "priv.json")
+    assert cli("encrypt", tmp_path / "plant.csv", "--target", TARGET, "--summary", "--public-key",
+               tmp_path / "pub.json", "--factory-id", "plant", "--out", tmp_path / "b.json").returncode == 0
+    result = cli("decrypt", tmp_path / "b.json", "--private-key", tmp_path / "priv.json", "--min-contributors", 1,
+                 "--out", tmp_path / "summary.json")
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if long_name in line)
+    assert "2.625" in row  # the whole row on one line: name, count, mean

@@ -1,5 +1,5 @@
 """Local-only vs federated vs centralised (compare_models), and the holdout/evaluation flow
-of the command line, run as real subprocesses."""
+of the command line (commands run in-process, see cli_helpers)."""
 
 from __future__ import annotations
 
@@ -293,3 +293,13 @@ def test_cli_compare_on_files(tmp_path):
         assert cells[1] == str(row["n_test"])
         assert cells[2:] == [f"{row[f'{m}_{k}']:{'.6g' if k == 'mse' else '.4f'}}"
                              for m in hefed.sim.MODELS for k in ("mse", "r2")]
+
+
+def test_cli_compare_json_is_the_reports_dict(tmp_path):
+    result = ok(hefed_cli("compare", "--json", cwd=tmp_path))
+    obj = json.loads(result.stdout)
+    expected = json.loads(json.dumps(hefed.compare_models(make_factories(), TARGET).to_dict()))
+    assert obj["ok"] is True and obj["key_bits"] == hefed.sim.SIMULATION_KEY_BITS
+    for key in ("target", "features", "rows", "overall", "dropped_local"):
+        assert obj[key] == expected[key], key
+    assert result.stderr == ""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -33,3 +35,17 @@ def test_ci_runs_the_readme_install_and_test_commands():
         assert command in ci, f".ci/run lacks {command!r}"
     assert "hefed demo" in readme
 
+
+
+@pytest.mark.slow  # collects the whole suite in a subprocess
+def test_the_documented_fast_loop_selects_a_fast_subset():
+    """The README's inner loop is `-m "not slow"`, and the marker really leaves tests out."""
+    import subprocess
+    import sys
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert '.venv/bin/python -m pytest -q -m "not slow"' in readme
+    assert "mypy" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    listed = subprocess.run([sys.executable, "-m", "pytest", "-q", "--collect-only", "-m", "slow", str(ROOT / "tests")],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)
+    assert re.search(r"(\d+)/\d+ tests collected \(\d+ deselected\)", listed.stdout), listed.stdout[-500:]

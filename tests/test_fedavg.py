@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from hefed_cli.simulate import simulate as simulate_cmd
+from hefed_cli.simulations import simulate as simulate_cmd
 
 import hefed
 from hefed.data import compute_statistics, split_holdout

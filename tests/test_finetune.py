@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from hefed_cli.simulate import finetune as finetune_cmd
+from hefed_cli.factory import finetune as finetune_cmd
 
 import hefed
 from hefed.analysis import DEFAULT_LAMBDA_EXPONENTS, default_lambdas, finetune, finetune_frame

@@ -11,11 +11,19 @@ Masked, signed rounds (run config ``roster``) are tested both ways: in-process
 logged) and with real processes (three factories give exactly the statistics of
 ``hefed round new`` / ``encrypt --round`` / ``aggregate --round``, and a SuperNode
 killed after the ready step makes the app re-run a round for the survivors).
+
+The run settings (one validated object for the CLI, the launcher and the ServerApp),
+the progress file and its rendering by ``hefed federate`` are tested in-process.
+
+Every test that starts real processes is marked ``slow`` (``pytest -m "not slow"`` runs
+the rest in seconds). The two unmasked kill tests share one SuperLink and its three
+SuperNodes (a module-scoped federation; a SuperNode that left is started again).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -35,26 +43,36 @@ pytest.importorskip("flwr")
 from flwr.app import Context, Message, RecordDict  # noqa: E402
 from flwr.serverapp import Grid  # noqa: E402
 from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
-from hefed_cli.federate import federate  # noqa: E402
+from hefed_cli.federate import federate, progress_printer  # noqa: E402
 from hefed_cli.main import HefedGroup  # noqa: E402
 from hefed_cli.main import main as hefed_main  # noqa: E402
 from phe.util import int_to_base64  # noqa: E402
 
 import hefed  # noqa: E402
 from hefed.errors import InsecureKeyError, OutputExistsError, TooFewContributorsError, UsageError  # noqa: E402
-from hefed.flower import RUN_CONFIG_DEFAULTS, LocalFederation, run_local_federation, write_app  # noqa: E402
-from hefed.flower.app import client_app, server_app  # noqa: E402
-from hefed.flower.launcher import command_line, descendants, error_from_log, raise_from_report  # noqa: E402
-from hefed.flower.protocol import (  # noqa: E402
+from hefed.flower import (  # noqa: E402
+    KINDS,
+    RUN_CONFIG_DEFAULTS,
+    FederationResult,
+    LocalFederation,
+    ProgressEvent,
+    RunSettings,
+    run_local_federation,
+    write_app,
+)
+from hefed.flower._messages import (  # noqa: E402
     MESSAGE_TYPE,
     READY_MESSAGE_TYPE,
     REQUEST_RECORD,
     Reply,
-    RunSettings,
     bundle_to_bytes,
     make_request,
-    tally,
 )
+from hefed.flower._progress import ProgressFollower, ProgressLog  # noqa: E402
+from hefed.flower._tally import tally  # noqa: E402
+from hefed.flower.app import client_app, server_app  # noqa: E402
+from hefed.flower.launcher import command_line, error_from_log, raise_from_report  # noqa: E402
+from hefed.kinds import kind_names  # noqa: E402
 from hefed.protocol import Roster, enroll, roster_add
 
 GAS_TURBINE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "gas-turbine"
@@ -143,15 +161,23 @@ def identity_secrets(dirs: Iterable[Path]) -> list[bytes]:
     return out
 
 
-@pytest.fixture
-def process_marker(monkeypatch) -> Iterator[str]:
-    """An environment marker every process a test starts inherits; after the test none may be left running."""
+@contextlib.contextmanager
+def marked_processes() -> Iterator[str]:
+    """An environment marker every process started inside inherits; on leaving, none may be left running."""
     marker = f"HEFED_FLOWER_TEST={uuid.uuid4().hex}"
     key, value = marker.split("=")
-    monkeypatch.setenv(key, value)
-    yield marker
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(key, value)
+        yield marker
     left = living_with_marker(marker)
     assert not left, f"processes left running: {[' '.join(command_line(p)) for p in left]}"
+
+
+@pytest.fixture
+def process_marker() -> Iterator[str]:
+    """A marker every process a test starts inherits; after the test none may be left running."""
+    with marked_processes() as marker:
+        yield marker
 
 
 def living_with_marker(marker: str) -> list[int]:
@@ -230,9 +256,10 @@ def task_identity() -> Iterator[None]:
     TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = saved
 
 
-def run_in_process(tmp_path: Path, files: list[Path], keys: dict[str, Any], silent: Iterable[int] = (),
+def run_in_process(tmp_path: Path, files: list[Path], keys: dict[str, Any], *, silent: Iterable[int] = (),
                    node_extra: dict[int, dict[str, Any]] | None = None, drop_after_ready: Iterable[int] = (),
                    **config: Any) -> tuple[DirectGrid, dict]:
+    """Run the ServerApp over ``files`` in-process; ``config`` overrides run-config keys (``"min-contributors"``)."""
     node_configs = {i + 1: {"data-path": str(p), **(node_extra or {}).get(i + 1, {})} for i, p in enumerate(files)}
     run_config = {**RUN_CONFIG_DEFAULTS, "public-key": str(keys["public_path"]), "target": TARGET,
                   "out": str(tmp_path / "aggregate.json"), "report": str(tmp_path / "report.json"),
@@ -362,6 +389,33 @@ def test_in_process_ready_step_leaves_out_factories_that_cannot_take_part(
     assert "no 'identity-dir'" in report["missing"][names[2]]
 
 
+def test_in_process_coefficients_and_evaluation_ask_each_kind_its_own_request(tmp_path, keys, consortium_files,
+                                                                            task_identity):
+    """The other kinds that travel by Flower: the run's ridge reaches a coefficients request, the global model an
+    evaluation request (on each factory's holdout); both aggregates decrypt to the library's own."""
+    def library(request, data):
+        return hefed.aggregate([hefed.encrypt_table(data(p), TARGET, keys["public"], factory_id=p.stem,
+                                                    request=request).bundle
+                               for p in sorted(consortium_files, key=lambda p: p.stem)])  # as the tally orders them
+
+    def plain(bundle):
+        return hefed.decrypt_bundle(bundle, keys["private"]).to_dict()
+
+    _, report = run_in_process(tmp_path, consortium_files, keys, kind="coefficients", ridge=0.5)
+    assert report["status"] == "ok" and report["kind"] == "coefficients"
+    coefficients = hefed.Bundle.load(tmp_path / "aggregate.json")
+    assert plain(coefficients) == plain(library(hefed.CoefficientsRequest(0.5), lambda p: p))
+
+    model = hefed.solve(hefed.decrypt_statistics(library(hefed.StatisticsRequest(), lambda p: p), keys["private"]))
+    model_path = model.save(tmp_path / "model.json")
+    _, report = run_in_process(tmp_path, consortium_files, keys, kind="evaluation", model=str(model_path), force=True,
+                               **{"test-fraction": 0.25, "seed": 1})
+    assert report["status"] == "ok" and report["kind"] == "evaluation"
+    holdout = library(hefed.EvaluationRequest(model),
+                      lambda p: hefed.split_holdout(hefed.read_table(p), 0.25, 1)[1])
+    assert plain(hefed.Bundle.load(tmp_path / "aggregate.json")) == plain(holdout)
+
+
 def test_error_and_silence_leave_exactly_the_named_contributors(tmp_path, keys, consortium_files, task_identity):
     """One factory answers with an error, one never answers: the aggregate is that of the one named contributor."""
     names = [p.stem for p in consortium_files]
@@ -481,6 +535,131 @@ def test_federate_refuses_before_starting_anything(tmp_path, keys, consortium_fi
     assert "last log line: boom" in str(error_from_log(7, "finished:failed", "x\nboom\n"))
 
 
+# --- one run-settings object, and the progress of a run ---------------------------------------------------
+
+
+def test_run_settings_are_one_object_for_the_cli_the_launcher_and_the_serverapp(tmp_path):
+    """``from_options`` (``hefed federate``, the launcher) and ``from_config`` (the apps) give the same object."""
+    settings = RunSettings.from_options(
+        kind="coefficients", public_key=tmp_path / "pub.json", out=tmp_path / "agg.json", target="NOX",
+        features=["AT", "AP"], min_contributors=2, timeout=5, ridge=0.5, roster=tmp_path / "roster.json",
+        max_rounds=4, expected_factories=["a", "b"], test_fraction=0.25, seed=3,
+    )
+    config = settings.to_run_config()
+    assert set(config) == set(RUN_CONFIG_DEFAULTS)
+    assert RunSettings.from_config(config) == settings and settings.masked
+    assert config["public-key"] == str((tmp_path / "pub.json").absolute())  # the ServerApp runs elsewhere
+    assert RunSettings.from_config({}) == RunSettings()
+    assert KINDS == kind_names(flower=True)  # the kinds a federation collects come from the registry
+    with pytest.raises(UsageError, match="kind must be one of " + ", ".join(KINDS)):
+        RunSettings.from_options(kind="summary")  # a registered kind that does not travel by Flower
+
+
+@pytest.mark.parametrize(("options", "config", "message", "parameter"), [
+    ({"min_contributors": 0}, {"min-contributors": 0}, "min-contributors must be a positive integer",
+     "min_contributors"),
+    ({"timeout": 0.0}, {"timeout": 0.0}, "timeout must be a positive number of seconds", "timeout"),
+    ({"test_fraction": 1.0}, {"test-fraction": 1.0}, "test-fraction must be 0 or strictly between", "test_fraction"),
+    ({"ridge": -1.0}, {"ridge": -1.0}, "ridge must be a non-negative number", "ridge"),
+    ({"missing": "keep"}, {"missing": "keep"}, "missing must be 'drop' or 'error'", "missing"),
+    ({"max_rounds": 11}, {"max-rounds": 11}, "max-rounds must be between 1 and 10", "max_rounds"),
+    ({"expected_factories": ["a", "a"]}, {"expected-factories": "a,a"}, "lists a factory twice",
+     "expected_factories"),
+    ({"kind": "evaluation"}, {"kind": "evaluation"}, "needs the global model it evaluates", "model"),
+    ({"roster": "r.json", "min_contributors": 1}, {"roster": "r.json", "min-contributors": 1}, "masks are pairwise",
+     "min_contributors"),
+])
+def test_each_run_setting_is_checked_in_one_place(options, config, message, parameter):
+    """The same check, message and parameter, whether the setting comes from the CLI or from a run config."""
+    with pytest.raises(UsageError, match=message) as from_options:
+        RunSettings.from_options(**options)
+    with pytest.raises(UsageError, match=message) as from_config:
+        RunSettings.from_config(config)
+    assert str(from_config.value) == f"run config: {from_options.value}"
+    assert from_options.value.parameters == from_config.value.parameters == (parameter,)
+
+
+def test_progress_file_is_read_as_it_grows(tmp_path):
+    """Whole JSON lines only, junk skipped, a missing file is no event yet, and writing never fails a run."""
+    path = tmp_path / "progress.jsonl"
+    write, follower = ProgressLog(path), ProgressFollower(path)
+    write(ProgressEvent("nodes", "3 of 3 expected SuperNodes connected"))
+    write(ProgressEvent("reply", "a: statistics bundle received (1.0 s)", factory="a", ok=True))
+    first = follower.read()
+    assert [(e.step, e.factory, e.ok) for e in first] == [("nodes", None, None), ("reply", "a", True)]
+    assert all(e.seconds is not None for e in first)
+    with open(path, "ab") as handle:  # a line that is no event, and one still being written
+        handle.write(b'not json\n[1]\n{"step": "done", "mess')
+    assert follower.read() == []
+    with open(path, "ab") as handle:
+        handle.write(b'age": "aggregate of 1 factory", "ok": true, "round": 2}\n')
+    (done,) = follower.read()
+    assert (done.step, done.message, done.ok, done.round) == ("done", "aggregate of 1 factory", True, 2)
+    assert follower.read() == [] and ProgressFollower(tmp_path / "missing.jsonl").read() == []
+    problems: list[str] = []
+    blocked = ProgressLog(tmp_path / "no-such-folder" / "progress.jsonl", on_error=problems.append)
+    blocked(ProgressEvent("done", "aggregate of 1 factory"))
+    assert len(problems) == 1 and "cannot write the progress file" in problems[0]
+    ProgressLog("")(ProgressEvent("done", "no file, nothing written"))
+
+
+def test_in_process_run_writes_its_progress_as_it_goes(tmp_path, keys, consortium_files, consortium_identities,
+                                                       task_identity):
+    """The ServerApp's progress file: connections, each ready answer and bundle, the drop-out, both rounds, the end."""
+    names = [p.stem for p in consortium_files]
+    nodes, config = masked_config(consortium_identities, consortium_files)
+    _, report = run_in_process(tmp_path, consortium_files, keys, node_extra=nodes, drop_after_ready=[3], **config,
+                               **{"min-contributors": 2, "progress": str(tmp_path / "progress.jsonl")})
+    assert report["status"] == "ok"
+    events = ProgressFollower(tmp_path / "progress.jsonl").read()
+    assert [e.step for e in events[:2]] == ["nodes", "asked"] and events[-1].step == "done"
+    replies = [(e.round, e.factory) for e in events if e.step == "reply"]
+    assert sorted(str(name) for number, name in replies if number is None) == sorted(names)  # the ready answers
+    assert [e.round for e in events if e.step == "round" and "asking" in e.message] == [1, 2]
+    assert [sorted(str(name) for number, name in replies if number == n) for n in (1, 2)] == [sorted(names[:2])] * 2
+    assert any(e.step == "missing" and e.factory == names[2] and e.round == 1 and not e.ok for e in events)
+    assert events[-1].ok and events[-1].message.startswith("aggregate of 2 factories")
+
+
+def test_federate_shows_progress_on_stderr_and_nothing_with_json_or_quiet(tmp_path, monkeypatch):
+    """``hefed federate`` prints each event on stderr as it comes (plain lines off a terminal), none with --json
+    or --quiet; the kinds it accepts are the registry's."""
+    events = [ProgressEvent("superlink", "Flower SuperLink listening on 127.0.0.1:1"),
+              ProgressEvent("reply", "a: statistics bundle received (1.0 s)", factory="a", ok=True),
+              ProgressEvent("missing", "missing b: no answer within 60 s", factory="b", ok=False)]
+
+    def fake(data_paths, target, public_key_path, out, *args, progress=None, **kwargs):
+        for event in events:
+            if progress is not None:
+                progress(event)
+        return FederationResult(Path(out), "statistics", ["a"], {"b": "no answer within 60 s"}, 7, 1.5)
+
+    monkeypatch.setattr(hefed.flower, "run_local_federation", fake)
+    group = HefedGroup(commands={"federate": federate})
+    base = ["federate", "--data", "a.csv", "b.csv", "--target", "y", "--public-key", "pub.json",
+            "--out", str(tmp_path / "agg.json"), "--min-contributors", "1"]
+    plain = CliRunner().invoke(group, base)
+    assert plain.exit_code == 0, plain.output
+    assert [line.split("] ", 1)[1] for line in plain.stderr.splitlines()] == [e.message for e in events]
+    assert "aggregate of 1 factory (a)" in plain.stdout and "missing b: no answer within 60 s" in plain.stdout
+    as_json = CliRunner().invoke(group, [*base, "--json"])
+    assert as_json.exit_code == 0 and as_json.stderr == ""
+    obj = json.loads(as_json.stdout)
+    assert obj["ok"] and obj["contributors"] == ["a"] and obj["missing"] == {"b": "no answer within 60 s"}
+    quiet = CliRunner().invoke(group, [*base, "--quiet"])
+    assert quiet.exit_code == 0 and quiet.output == ""
+    wrong = CliRunner().invoke(group, [*base, "--kind", "nope"])
+    assert wrong.exit_code == 2 and all(kind in wrong.output for kind in KINDS)
+
+
+def test_progress_on_a_terminal_is_drawn_with_rich(capsys):
+    show = progress_printer(terminal=True)
+    show(ProgressEvent("reply", "a: statistics bundle received [bold]", factory="a", ok=True))
+    show(ProgressEvent("missing", "missing b: no answer within 60 s", factory="b", ok=False))
+    err = capsys.readouterr().err
+    assert "✓ a: statistics bundle received [bold]" in err and "✗ missing b: no answer within 60 s" in err
+
+
 # --- real processes on loopback -----------------------------------------------------------------------------
 
 
@@ -496,8 +675,12 @@ def model_from_aggregate(aggregate: Path, keys: dict[str, Any], root: Path) -> d
     return json.loads((root / "model.json").read_text())
 
 
+@pytest.mark.slow
 def test_three_supernodes_give_the_cli_model(tmp_path, keys, gas_files, process_marker):
-    """``hefed federate`` with three SuperNodes: exactly the model of encrypt → aggregate → decrypt → solve."""
+    """``hefed federate`` with three SuperNodes: exactly the model of encrypt → aggregate → decrypt → solve.
+
+    While it runs, each step is printed on stderr (plain lines: the test's stderr is no terminal).
+    """
     started = time.monotonic()
     group = HefedGroup(commands={"federate": federate})
     result = CliRunner().invoke(group, [
@@ -507,6 +690,12 @@ def test_three_supernodes_give_the_cli_model(tmp_path, keys, gas_files, process_
     assert result.exit_code == 0, result.output
     assert "aggregate of 3 factories (gt_2011, gt_2012, gt_2013)" in result.output
     assert time.monotonic() - started < 120
+    progress = result.stderr.splitlines()
+    assert "SuperLink listening" in progress[0] and "aggregate of 3 factories" in progress[-1]
+    for name in YEARS:
+        assert any(f"the SuperNode of {name} connected" in line for line in progress), progress
+        assert any(f"{name}: statistics bundle received" in line for line in progress), progress
+    assert "aggregate of 3 factories" not in result.stdout.replace("statistics aggregate of 3 factories", "")
     (tmp_path / "flower").mkdir()
     flower_model = model_from_aggregate(tmp_path / "flower.aggregate.json", keys, tmp_path / "flower")
 
@@ -526,9 +715,54 @@ def test_three_supernodes_give_the_cli_model(tmp_path, keys, gas_files, process_
 def start_round(federation: LocalFederation, root: Path, keys: dict[str, Any], **config: Any) -> int:
     return federation.submit({
         "public-key": str(keys["public_path"]), "out": str(root / "aggregate.json"),
-        "report": str(root / "report.json"), "target": "NOX", "expected-factories": ",".join(YEARS),
-        "wait-for-nodes": 60.0, **config,
+        "report": str(root / "report.json"), "progress": str(root / "progress.jsonl"), "target": "NOX",
+        "expected-factories": ",".join(YEARS), "wait-for-nodes": 60.0, **config,
     })
+
+
+class SharedFederation:
+    """One SuperLink and three SuperNodes (a year each, pinned to the test key) for several tests of a module.
+
+    :meth:`get` returns it running with every SuperNode connected: a SuperNode a test
+    stopped with SIGTERM (it left the federation) is started again; after a SIGKILL (the
+    SuperLink would count the dead node until its heartbeat expires) or an explicit
+    ``stop()``, the whole federation starts afresh.
+    """
+
+    def __init__(self, root: Path, files: list[Path], keys: dict[str, Any]) -> None:
+        self.root, self.files, self.keys = root, files, keys
+        self.federation: LocalFederation | None = None
+        self.starts = 0
+
+    def get(self) -> LocalFederation:
+        federation = self.federation
+        if federation is None or federation.superlink is None or signal.SIGKILL in federation.killed.values():
+            if federation is not None:
+                federation.stop()
+            self.starts += 1
+            federation = LocalFederation(self.files, workdir=self.root / f"federation-{self.starts}",
+                                         key_fingerprint=hefed.key_fingerprint(self.keys["public"]))
+            self.federation = federation
+            federation.start()
+        for index in list(federation.killed):
+            federation.restart_supernode(index)
+        assert federation.wait_connected(60), "a SuperNode did not connect to the SuperLink"
+        return federation
+
+    def close(self) -> None:
+        if self.federation is not None:
+            self.federation.stop()
+
+
+@pytest.fixture(scope="module")
+def gas_federation(tmp_path_factory, keys, gas_files) -> Iterator[SharedFederation]:
+    """The module's shared federation; every process it started is gone after the module."""
+    with marked_processes():
+        shared = SharedFederation(tmp_path_factory.mktemp("flower-shared"), gas_files, keys)
+        try:
+            yield shared
+        finally:
+            shared.close()
 
 
 def kill_third_factory_mid_run(federation: LocalFederation, sig: int) -> list[list[str]]:
@@ -545,15 +779,38 @@ def kill_third_factory_mid_run(federation: LocalFederation, sig: int) -> list[li
     return seen
 
 
-def test_killed_supernode_leaves_two_contributors(tmp_path, keys, gas_files, process_marker):
-    """SIGKILL one SuperNode after it got the request: the round completes with the other two, the third named."""
-    pid_lists = []
-    with LocalFederation(gas_files, workdir=tmp_path / "federation",
-                         key_fingerprint=hefed.key_fingerprint(keys["public"])) as federation:
-        run_id = start_round(federation, tmp_path, keys, **{"min-contributors": 2, "timeout": 12.0})
-        command_lines = kill_third_factory_mid_run(federation, signal.SIGKILL)
-        report = federation.wait_report(run_id, tmp_path / "report.json", 120)
-        pid_lists = federation.all_pids()
+@pytest.mark.slow
+def test_min_contributors_above_survivors_fails_clearly(tmp_path, keys, gas_federation):
+    """One SuperNode stops mid-run and min-contributors is 3: the run fails and says who answered and who did not."""
+    federation = gas_federation.get()
+    run_id = start_round(federation, tmp_path, keys, **{"min-contributors": 3, "timeout": 30.0})
+    kill_third_factory_mid_run(federation, signal.SIGTERM)
+    report = federation.wait_report(run_id, tmp_path / "report.json", 120)
+    assert report["status"] == "failed" and report["error_type"] == "TooFewContributorsError"
+    assert report["contributors"] == ["gt_2011", "gt_2012"] and set(report["missing"]) == {"gt_2013"}
+    assert report["error"].startswith(
+        "only 2 of 3 factories contributed (gt_2011, gt_2012), fewer than min-contributors = 3; missing: gt_2013 (")
+    assert not (tmp_path / "aggregate.json").exists()
+    with pytest.raises(TooFewContributorsError, match="fewer than min-contributors = 3"):
+        raise_from_report(report)
+    # The progress file told the story as it happened, ending with the failure.
+    events = ProgressFollower(tmp_path / "progress.jsonl").read()
+    assert {e.factory for e in events if e.step == "reply" and e.ok} == {"gt_2011", "gt_2012"}
+    assert events[-1].step == "failed" and "fewer than min-contributors = 3" in events[-1].message
+
+
+@pytest.mark.slow
+def test_killed_supernode_leaves_two_contributors(tmp_path, keys, gas_files, gas_federation):
+    """SIGKILL one SuperNode after it got the request: the round completes with the other two, the third named.
+
+    The last user of the shared federation: it stops it and checks every process is gone.
+    """
+    federation = gas_federation.get()
+    run_id = start_round(federation, tmp_path, keys, **{"min-contributors": 2, "timeout": 12.0})
+    command_lines = kill_third_factory_mid_run(federation, signal.SIGKILL)
+    report = federation.wait_report(run_id, tmp_path / "report.json", 120)
+    pid_lists = federation.all_pids()
+    federation.stop()
     assert report["status"] == "ok", report  # report["reply_seconds"] shows how long the others took
     assert report["contributors"] == ["gt_2011", "gt_2012"]
     assert report["missing"] == {"gt_2013": "no answer within 12 s"}
@@ -569,7 +826,7 @@ def test_killed_supernode_leaves_two_contributors(tmp_path, keys, gas_files, pro
     assert len(command_lines) >= 8  # SuperLink, SuperExecs, SuperNodes, ServerApp, ClientApp
     assert_no_secret("\0".join(map(" ".join, command_lines)).encode(), secrets, "a command line")
     assert not any(str(keys["private_path"]) in " ".join(c) for c in command_lines)
-    for path in (tmp_path / "federation").rglob("*"):
+    for path in [*federation.workdir.rglob("*"), *tmp_path.rglob("*")]:
         if path.is_file():
             assert_no_secret(path.read_bytes(), secrets, str(path))
     assert pid_lists and all(not Path(f"/proc/{pid}").exists() or _zombie(pid) for pid in pid_lists)
@@ -582,24 +839,10 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def test_min_contributors_above_survivors_fails_clearly(tmp_path, keys, gas_files, process_marker):
-    """One SuperNode stops mid-run and min-contributors is 3: the run fails and says who answered and who did not."""
-    with LocalFederation(gas_files, workdir=tmp_path / "federation") as federation:
-        run_id = start_round(federation, tmp_path, keys, **{"min-contributors": 3, "timeout": 30.0})
-        kill_third_factory_mid_run(federation, signal.SIGTERM)
-        report = federation.wait_report(run_id, tmp_path / "report.json", 120)
-    assert report["status"] == "failed" and report["error_type"] == "TooFewContributorsError"
-    assert report["contributors"] == ["gt_2011", "gt_2012"] and set(report["missing"]) == {"gt_2013"}
-    assert report["error"].startswith(
-        "only 2 of 3 factories contributed (gt_2011, gt_2012), fewer than min-contributors = 3; missing: gt_2013 (")
-    assert not (tmp_path / "aggregate.json").exists()
-    with pytest.raises(TooFewContributorsError, match="fewer than min-contributors = 3"):
-        raise_from_report(report)
-
-
 # --- masked, signed rounds with real processes --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_masked_federation_of_three_gives_the_file_based_statistics(tmp_path, keys, gas_files, gas_identities,
                                                                     process_marker):
     """``hefed federate --roster --identity ...``: exactly the statistics of round new → encrypt → aggregate.
@@ -620,6 +863,9 @@ def test_masked_federation_of_three_gives_the_file_based_statistics(tmp_path, ke
     (only,) = report["masked"]["rounds"]
     assert only["complete"] and only["participants"] == list(YEARS) and report["round_id"] == only["round_id"]
     assert f"round 1 ({only['round_id']}) with gt_2011, gt_2012, gt_2013: complete" in result.output
+    for name in YEARS:  # the progress on stderr: each factory's ready answer and its masked bundle
+        assert f"{name}: ready (" in result.stderr and f"{name}: masked statistics bundle received" in result.stderr
+    assert f"round {only['round_id']} complete: every participant delivered" in result.stderr
     aggregate = hefed.Bundle.load(tmp_path / "flower.aggregate.json")
     assert aggregate.round_id == only["round_id"] and len(aggregate.manifests) == 3
     assert sorted(aggregate.contributions) == list(YEARS)
@@ -644,30 +890,29 @@ def test_masked_federation_of_three_gives_the_file_based_statistics(tmp_path, ke
     assert stats.to_dict() == flower_stats
 
 
-def clientapp_pids(federation: LocalFederation, index: int) -> set[int]:
-    """The ClientApp processes running below SuperNode ``index`` (Flower starts one per message)."""
-    return {pid for pid in descendants([federation.supernodes[index].process.pid])
-            if any(part.endswith("flwr-clientapp") for part in command_line(pid)[:2])}
+def kill_in_round_one(federation: LocalFederation, progress_path: Path, index: int, sig: int) -> list[list[str]]:
+    """Kill SuperNode ``index`` once it is a participant of round 1 and has received that round's request.
 
-
-def kill_after_ready(federation: LocalFederation, index: int, sig: int) -> list[list[str]]:
-    """Kill SuperNode ``index`` once its second message has arrived (the ready query was answered).
-
-    The first ClientApp process answers the ready query; a second one means the
-    aggregator fixed the round and sent the contribute request. Returns the command
-    lines of every federation process seen just before.
+    Ordered by the protocol, not by process counts: first the ServerApp's progress file
+    says round 1 is fixed (every ready factory a participant), then the SuperNode's log
+    says the contribute request arrived; the kill follows within milliseconds, while its
+    ClientApp (a new process importing Flower and hefed, seconds of work) cannot have
+    replied. Returns the command lines of every federation process seen just before.
     """
-    seen: set[int] = set()
-    deadline = time.monotonic() + 90
-    while len(seen) < 2:
-        assert time.monotonic() < deadline, f"SuperNode {index} never received the contribute request"
-        seen |= clientapp_pids(federation, index)
+    follower, deadline = ProgressFollower(progress_path), time.monotonic() + 120
+    while not any(e.step == "round" and e.round == 1 for e in follower.read()):
+        assert time.monotonic() < deadline, "the ServerApp never fixed round 1"
         time.sleep(0.05)
+    log = federation.supernodes[index].log_path
+    while b"Receiving: query.contribute" not in log.read_bytes():
+        assert time.monotonic() < deadline, f"SuperNode {index} never received the contribute request"
+        time.sleep(0.02)
     command_lines = [command_line(pid) for pid in federation.all_pids()]
     federation.kill_supernode(index, sig)
     return command_lines
 
 
+@pytest.mark.slow
 def test_killed_after_ready_reruns_a_new_round_for_the_survivors(tmp_path, keys, gas_files, gas_identities,
                                                                  process_marker):
     """Stop gt_2013's SuperNode after the ready step: round 1 misses it, round 2 (new id) has the two others.
@@ -675,7 +920,9 @@ def test_killed_after_ready_reruns_a_new_round_for_the_survivors(tmp_path, keys,
     SIGTERM makes the SuperNode leave the federation, which Flower reports at once
     (a SIGKILLed one is found missing only at the timeout: see the in-process
     drop-out test and test_killed_supernode_leaves_two_contributors), so the test
-    does not have to guess how long the survivors take. The aggregate decrypts (roster
+    does not have to guess how long the survivors take. The kill waits for round 1 to be
+    fixed with gt_2013 in it and for its contribute request to arrive (:func:`kill_in_round_one`),
+    so it can neither come before gt_2013 answered ready nor after it delivered. The aggregate decrypts (roster
     checked, min_contributors = 2) to exactly the two factories' statistics, and no
     private key (Paillier, or any identity's) appears in a command line, a file the
     federation wrote (configs, the app, logs) or the run's log.
@@ -686,7 +933,7 @@ def test_killed_after_ready_reruns_a_new_round_for_the_survivors(tmp_path, keys,
                          roster_digest=gas_identities["roster"].digest()) as federation:
         run_id = start_round(federation, tmp_path, keys, roster=str(gas_identities["roster_path"]),
                              **{"min-contributors": 2, "timeout": 60.0})
-        command_lines = kill_after_ready(federation, 2, signal.SIGTERM)
+        command_lines = kill_in_round_one(federation, tmp_path / "progress.jsonl", 2, signal.SIGTERM)
         report = federation.wait_report(run_id, tmp_path / "report.json", 120)
         run_log = federation.log(run_id)
     assert report["status"] == "ok", report

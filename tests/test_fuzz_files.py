@@ -55,6 +55,7 @@ import hypothesis
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kind_helpers import encrypt_coefficients, encrypt_fold_statistics, encrypt_summary, load_decrypted
@@ -804,10 +805,7 @@ CLI_TARGETS = CLI_TARGETS_ALL if LONG_MODE else CLI_TARGETS_ALL[:6]
 
 
 def run_cli_quiet(args: list[Any], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="200")
-    env.pop("PYTHONWARNINGS", None)
-    return subprocess.run([sys.executable, "-m", "hefed_cli.main", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return run_cli(*args, cwd=cwd, timeout=timeout)  # in-process (serialised), see cli_helpers
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, codes: tuple[int, ...] = (1, 2)) -> str:

@@ -31,7 +31,7 @@ def test_estimator_refuses_integers_beyond_2_53():
     parties = {f"p{i}": (pd.DataFrame({"a": np.array([2**53 + 1, 1, 2], dtype=np.int64)}), pd.Series([1.0, 2, 3]))
                for i in range(3)}
     with pytest.raises(DataError):
-        hefed.FederatedLinearRegression(key_bits=1024, encoding=Encoding(int_bits=60)).fit(parties)
+        hefed.FederatedLinearRegression(key_bits=1024, encoding=Encoding(int_bits=60)).fit_parties(parties)
 
 
 def test_output_in_a_missing_directory_is_refused_before_any_work(tmp_path):

@@ -31,17 +31,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import random
 import stat
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import gmpy2
 import pandas as pd
 import pytest
+from cli_helpers import run_cli_parallel
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import HealthCheck, given, settings
@@ -697,21 +696,9 @@ def test_masks_preserve_exactness(keys, exact_setup, kind, rows, data):
 
 
 # --- 4. drop-out and re-run through the CLI ---------------------------------------------------------------------------
-def _cli(*args: object) -> subprocess.Popen:
-    env = dict(os.environ, COLUMNS="200")
-    env.pop("PYTHONWARNINGS", None)
-    return subprocess.Popen([sys.executable, "-m", "hefed_cli.main", *map(str, args)], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
 def _run(*commands: Sequence[object]) -> list[subprocess.CompletedProcess]:
-    """Run independent CLI commands side by side; their results in order."""
-    procs = [(_cli(*cmd), cmd) for cmd in commands]
-    results = []
-    for proc, cmd in procs:
-        out, err = proc.communicate(timeout=180)
-        results.append(subprocess.CompletedProcess(cmd, proc.returncode, out, err))
-    return results
+    """Run independent CLI commands (in-process, see cli_helpers); their results in order."""
+    return run_cli_parallel([list(cmd) for cmd in commands])
 
 
 def _ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

@@ -5,19 +5,25 @@ protocol into a Flower app:
 
 * :mod:`hefed.flower.app` — the ``ServerApp`` (aggregator) and ``ClientApp``
   (factory); it imports Flower, so import it only where Flower is installed;
-* :mod:`hefed.flower.protocol` — the request/reply records, the checks and the
-  library calls both sides make (no Flower import);
+* :class:`RunSettings` — a run's settings, checked once, whether they come from
+  Flower's run config (the ServerApp, the ClientApps) or from Python values
+  (``hefed federate``, the launcher); :class:`FactoryConfig` — a factory's node config;
 * :mod:`hefed.flower.project` — the app project ``flwr run`` submits
   (:func:`write_app`; also ``python -m hefed.flower write-app DIR``);
 * :mod:`hefed.flower.launcher` — :func:`run_local_federation`, the one-machine
-  trial behind ``hefed federate``.
+  trial behind ``hefed federate``, which reports each step as a :class:`ProgressEvent`.
+
+Behind them, private modules by job (no Flower import): ``_config`` (run and node
+config), ``_messages`` (what travels: requests, replies, keys, rosters, rounds and
+bundles as text and bytes), ``_factory`` (the ClientApp's checks and bundle), ``_tally``
+(the aggregator's tally, masked rounds and report) and ``_progress`` (the progress file).
 
 The key holder stays outside Flower: no Flower process, message or config
 ever holds the private key. Bundles travel as the JSON bytes of
-:meth:`hefed.Bundle.to_dict`.
+:meth:`hefed.protocol.Bundle.to_dict`.
 
 With a ``roster`` in the run config the app runs masked, signed rounds
-(:mod:`hefed.rounds`): a cheap ready step fixes the participants, each factory
+(:mod:`hefed.protocol`): a cheap ready step fixes the participants, each factory
 masks and signs with the identity named in its own node config (its private
 keys never leave its SuperNode), and a participant that fails to deliver makes
 the aggregator re-run a new round for the others.
@@ -25,17 +31,28 @@ the aggregator re-run a new round for the others.
 
 from __future__ import annotations
 
-from .launcher import FederationError, FederationResult, LocalFederation, run_local_federation
+from ._config import KINDS, RUN_CONFIG_DEFAULTS, FactoryConfig, RunSettings
+from ._progress import ProgressEvent
+from .launcher import (
+    FederationError,
+    FederationResult,
+    LocalFederation,
+    run_local_federation,
+    run_settings_locally,
+)
 from .project import app_pyproject, write_app
-from .protocol import KINDS, RUN_CONFIG_DEFAULTS
 
 __all__ = [
+    "KINDS",
+    "RUN_CONFIG_DEFAULTS",
+    "FactoryConfig",
     "FederationError",
     "FederationResult",
-    "KINDS",
     "LocalFederation",
-    "RUN_CONFIG_DEFAULTS",
+    "ProgressEvent",
+    "RunSettings",
     "app_pyproject",
     "run_local_federation",
+    "run_settings_locally",
     "write_app",
 ]

@@ -1,8 +1,11 @@
 """The hefed Flower app: ``server_app`` is the aggregator, ``client_app`` a factory.
 
-Both are thin: the protocol, its checks and the library calls are in
-:mod:`hefed.flower.protocol`. The app's ``pyproject.toml`` (see
-:func:`hefed.flower.write_app`) names them as its components::
+Both are thin: the run's settings are in :mod:`hefed.flower._config`, what travels in
+:mod:`hefed.flower._messages`, the factory's side in :mod:`hefed.flower._factory`, and the
+aggregator's tally and report in :mod:`hefed.flower._tally`; this module wires them to
+Flower's Message API and says what happens as it happens (Flower's log, and the run
+config's ``progress`` file: :mod:`hefed.flower._progress`). The app's ``pyproject.toml``
+(see :func:`hefed.flower.write_app`) names them as its components::
 
     [tool.flwr.app.components]
     serverapp = "hefed.flower.app:server_app"
@@ -38,9 +41,10 @@ with an error naming the factory. Its identity's private keys never leave it.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from logging import ERROR, INFO, WARNING
 from pathlib import Path
 from typing import Any
@@ -50,38 +54,29 @@ from flwr.clientapp import ClientApp
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
-from .._files import atomic_write_json, check_writable
-from ..errors import HefedError, RoundError, UsageError
-from ..models import LinearModel
-from ..protocol import Bundle, Roster, new_round
+from .._files import atomic_write_json
+from ..errors import HefedError, RoundError
+from ..protocol import Bundle, new_round
 from ..roles import aggregate
-from .protocol import (
+from ._config import RunInputs, RunSettings
+from ._factory import factory_ready_reply, factory_reply
+from ._messages import (
     ACTION,
     MESSAGE_TYPE,
     READY_ACTION,
     READY_MESSAGE_TYPE,
     REPLY_RECORD,
     REQUEST_RECORD,
-    MaskedProgress,
     Reply,
-    RoundAttempt,
-    RunSettings,
-    Tally,
-    aggregate_tally,
-    check_survivors,
-    factory_ready_reply,
-    factory_reply,
-    load_public_key_only,
     make_masked_request,
     make_ready_request,
     make_request,
-    report,
-    tally,
-    tally_ready,
 )
+from ._progress import ProgressEvent, ProgressLog, count
+from ._tally import MaskedProgress, RoundAttempt, Tally, aggregate_tally, check_survivors, report, tally, tally_ready
 
 #: Seconds between two pulls of replies from the SuperLink.
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.2
 #: Messages live this much longer than the reply timeout, then the SuperLink drops them.
 TTL_MARGIN_SECONDS = 60.0
 
@@ -113,19 +108,55 @@ def ready(message: Message, context: Context) -> Message:
     return Message(RecordDict({REPLY_RECORD: ConfigRecord(dict(reply))}), reply_to=message)
 
 
-def wait_for_nodes(grid: Grid, need: int, seconds: float) -> list[int]:
+# --- the ServerApp ------------------------------------------------------------------------------------------
+
+
+class Narrator:
+    """Says what the ServerApp does: each step to Flower's log and, if the run config asks, the progress file."""
+
+    def __init__(self, progress: ProgressLog | None = None) -> None:
+        self.progress = progress
+
+    def __call__(self, step: str, message: str, *, level: int = INFO, factory: str | None = None,
+                 ok: bool | None = None, round_number: int | None = None) -> None:
+        log(level, "hefed: %s", message)
+        if self.progress is not None:
+            self.progress(ProgressEvent(step, message, factory, ok, round_number))
+
+    def reply(self, reply: Reply, what: str, round_number: int | None = None,
+              names: Mapping[int, str] | None = None) -> None:
+        """One reply as it arrives: who answered (``names``: node id → the factory it announced), and how."""
+        ok = reply.record is not None and reply.record.get("status") == "ok"
+        name = (names or {}).get(reply.node_id)
+        self("reply", reply.describe(what, name), level=INFO if ok else WARNING, factory=reply.factory_id or name,
+             ok=ok, round_number=round_number)
+
+    def missing(self, missing: Mapping[str, str], round_number: int | None = None) -> None:
+        for name, why in missing.items():
+            self("missing", f"missing {name}: {why}", level=WARNING, factory=name, ok=False,
+                 round_number=round_number)
+
+
+def wait_for_nodes(grid: Grid, need: int, seconds: float, say: Narrator | None = None) -> list[int]:
     """The connected node ids, once ``need`` are connected or after ``seconds`` (whichever comes first)."""
     deadline = time.monotonic() + seconds
+    seen = 0
     while True:
         nodes = sorted(grid.get_node_ids())
+        if say is not None and len(nodes) != seen:
+            seen = len(nodes)
+            say("nodes", f"{seen} of {count(need, 'expected SuperNode', 'expected SuperNodes')} connected")
         if len(nodes) >= need or time.monotonic() >= deadline:
             return nodes
         time.sleep(POLL_SECONDS)
 
 
 def collect(grid: Grid, request: Mapping[str, Any], node_ids: list[int], timeout: float,
-            message_type: str = MESSAGE_TYPE) -> list[Reply]:
-    """Send ``request`` to every node and gather replies until all answered or ``timeout`` seconds passed."""
+            message_type: str = MESSAGE_TYPE, on_reply: Callable[[Reply], None] | None = None) -> list[Reply]:
+    """Send ``request`` to every node and gather replies until all answered or ``timeout`` seconds passed.
+
+    ``on_reply`` is told of each reply as it arrives.
+    """
     messages = [
         Message(RecordDict({REQUEST_RECORD: ConfigRecord(dict(request))}), dst_node_id=node_id,
                 message_type=message_type, ttl=timeout + TTL_MARGIN_SECONDS)
@@ -135,6 +166,9 @@ def collect(grid: Grid, request: Mapping[str, Any], node_ids: list[int], timeout
     node_of = {mid: node for mid, node in zip(ids, node_ids, strict=True) if mid}
     replies = [Reply(node, flower_error="the SuperLink refused the message")
                for mid, node in zip(ids, node_ids, strict=True) if not mid]
+    if on_reply is not None:
+        for reply in replies:
+            on_reply(reply)
     pending = set(node_of)
     sent = time.monotonic()
     deadline = sent + timeout
@@ -147,6 +181,8 @@ def collect(grid: Grid, request: Mapping[str, Any], node_ids: list[int], timeout
             reply = _to_reply(node_of[mid], answer)
             reply.seconds = time.monotonic() - sent
             replies.append(reply)
+            if on_reply is not None:
+                on_reply(reply)
         if not pending or time.monotonic() >= deadline:
             break
         time.sleep(POLL_SECONDS)
@@ -175,31 +211,30 @@ def _to_reply(node_id: int, answer: Message) -> Reply:
     return Reply(node_id, record=dict(answer.content[REPLY_RECORD]))
 
 
-def run_round(grid: Grid, settings: RunSettings) -> Tally:
-    """Load the key (and model), ask every connected factory, and tally the replies."""
-    public_key = load_public_key_only(settings.public_key)
-    model = LinearModel.load(settings.model) if settings.kind == "evaluation" and settings.model else None
-    request = make_request(settings.kind, public_key, model)
+def run_round(grid: Grid, settings: RunSettings, inputs: RunInputs, say: Narrator) -> Tally:
+    """Ask every connected factory once, and tally the replies."""
+    request = make_request(settings.kind, inputs.public_key, inputs.model)
     need = len(settings.expected_factories) or settings.min_contributors
-    node_ids = wait_for_nodes(grid, need, settings.wait_for_nodes)
-    log(INFO, "hefed: asking %d connected SuperNode(s) for %s bundles (timeout %g s)",
-        len(node_ids), settings.kind, settings.timeout)
-    replies = collect(grid, request, node_ids, settings.timeout)
-    result = tally(replies, node_ids, request, settings, model)
-    for name, why in result.missing.items():
-        log(WARNING, "hefed: missing %s: %s", name, why)
+    node_ids = wait_for_nodes(grid, need, settings.wait_for_nodes, say)
+    say("asked", f"asking {count(len(node_ids), 'connected SuperNode', 'connected SuperNodes')} for "
+        f"{settings.kind} bundles "
+        f"(timeout {settings.timeout:g} s)")
+    replies = collect(grid, request, node_ids, settings.timeout,
+                      on_reply=lambda reply: say.reply(reply, f"{settings.kind} bundle received"))
+    result = tally(replies, node_ids, request, settings, inputs.model)
+    say.missing(result.missing)
     return result
 
 
-def run_masked(grid: Grid, settings: RunSettings, progress: MaskedProgress) -> tuple[Tally, Bundle]:
+def run_masked(grid: Grid, settings: RunSettings, inputs: RunInputs, progress: MaskedProgress,
+               say: Narrator) -> tuple[Tally, Bundle]:
     """Masked, signed rounds until one completes; returns the final round's tally and the aggregate.
 
-    1. Load the public key (never a private key), the model (evaluation) and the roster;
-       wait for the expected SuperNodes (``expected-factories``, or else every roster member).
+    1. Wait for the expected SuperNodes (``expected-factories``, or else every roster member).
     2. **Ready**: send the cheap ``query.ready`` (key, roster) to every connected node and
        keep the roster members that answered ``ok`` in ``timeout`` seconds, each with its node.
     3. **Round**: ``new_round(roster, participants)``, a fresh id and participant list
-       (fails clearly below ``min-contributors``, or below two: masks are pairwise).
+       (fails clearly below ``min-contributors``).
     4. **Contribute**: send the request with the round and the roster to the participants'
        nodes only; each answers with its masked bundle signed for this round.
     5. **Aggregate** when every participant delivered a valid contribution:
@@ -208,23 +243,24 @@ def run_masked(grid: Grid, settings: RunSettings, progress: MaskedProgress) -> t
 
     ``progress`` is filled as it goes (ready list, each round), so a failure reports it too.
     """
-    public_key = load_public_key_only(settings.public_key)
-    model = LinearModel.load(settings.model) if settings.kind == "evaluation" and settings.model else None
-    request = make_request(settings.kind, public_key, model)
-    roster = Roster.load(settings.roster)
+    roster = inputs.roster
+    if roster is None:  # pragma: no cover - RunSettings.load_inputs loads it for every masked run
+        raise RoundError("a masked run needs the roster (run config 'roster')")
+    request = make_request(settings.kind, inputs.public_key, inputs.model)
     progress.roster_digest = roster.digest()
     need = len(settings.expected_factories) or len(roster.members)
-    node_ids = wait_for_nodes(grid, need, settings.wait_for_nodes)
+    node_ids = wait_for_nodes(grid, need, settings.wait_for_nodes, say)
     progress.nodes = len(node_ids)
 
-    log(INFO, "hefed: masked round: asking %d connected SuperNode(s) who is ready (roster %s, timeout %g s)",
-        len(node_ids), roster.digest(), settings.timeout)
-    replies = collect(grid, make_ready_request(settings.kind, public_key, roster), node_ids, settings.timeout,
-                      READY_MESSAGE_TYPE)
+    say("asked", f"masked round: asking {count(len(node_ids), 'connected SuperNode', 'connected SuperNodes')} "
+        f"who is ready (roster "
+        f"{roster.digest()}, timeout {settings.timeout:g} s)")
+    replies = collect(grid, make_ready_request(settings.kind, inputs.public_key, roster), node_ids,
+                      settings.timeout, READY_MESSAGE_TYPE, on_reply=lambda reply: say.reply(reply, "ready"))
     ready = tally_ready(replies, node_ids, roster, settings)
     progress.ready, progress.not_ready = ready.ready, dict(ready.not_ready)
     for name, why in ready.not_ready.items():
-        log(WARNING, "hefed: %s is not in the round: %s", name, why)
+        say("missing", f"{name} is not in the round: {why}", level=WARNING, factory=name, ok=False)
 
     participants = ready.ready
     for number in range(1, settings.max_rounds + 1):
@@ -232,23 +268,27 @@ def run_masked(grid: Grid, settings: RunSettings, progress: MaskedProgress) -> t
         round_ = new_round(roster, participants)
         attempt = RoundAttempt(number, round_.round_id, list(round_.participants))
         progress.attempts.append(attempt)
-        log(INFO, "hefed: round %d of at most %d (id %s): asking %s for masked, signed %s bundles", number,
-            settings.max_rounds, round_.round_id, ", ".join(round_.participants), settings.kind)
+        say("round", f"round {number} of at most {settings.max_rounds} (id {round_.round_id}): asking "
+            f"{', '.join(round_.participants)} for masked, signed {settings.kind} bundles", round_number=number)
         names = {ready.nodes[name]: name for name in round_.participants}
         masked_request = make_masked_request(request, round_, roster)
-        replies = collect(grid, masked_request, sorted(names), settings.timeout)
-        result = tally(replies, sorted(names), masked_request, settings, model, round_=round_, roster=roster,
-                       node_names=names)
+        delivered = f"masked {settings.kind} bundle received"
+        replies = collect(grid, masked_request, sorted(names), settings.timeout,
+                          on_reply=functools.partial(say.reply, what=delivered, round_number=number, names=names))
+        result = tally(replies, sorted(names), masked_request, settings, inputs.model, round_=round_,
+                       roster=roster, node_names=names)
         attempt.contributors, attempt.missing = list(result.contributors), dict(result.missing)
         if attempt.complete:
-            log(INFO, "hefed: round %s complete: every participant delivered", round_.round_id)
+            say("round", f"round {round_.round_id} complete: every participant delivered", ok=True,
+                round_number=number)
             return result, aggregate(result.bundles, roster, round_)
         for name, why in result.missing.items():
-            log(WARNING, "hefed: round %s: %s failed to deliver: %s", round_.round_id, name, why)
+            say("missing", f"round {round_.round_id}: {name} failed to deliver: {why}", level=WARNING,
+                factory=name, ok=False, round_number=number)
         participants = list(result.contributors)
-        if number < settings.max_rounds and len(participants) >= max(settings.min_contributors, 2):
-            log(WARNING, "hefed: round %s is incomplete (its masks would not cancel); re-running a new round for "
-                "the survivors %s", round_.round_id, ", ".join(participants))
+        if number < settings.max_rounds and len(participants) >= settings.min_contributors:
+            say("round", f"round {round_.round_id} is incomplete (its masks would not cancel); re-running a new "
+                f"round for the survivors {', '.join(participants)}", level=WARNING, ok=False, round_number=number)
     check_survivors(participants, settings, progress)
     raise RoundError(
         f"no masked round completed in max-rounds = {settings.max_rounds} rounds; the last, "
@@ -266,54 +306,46 @@ def main(grid: Grid, context: Context) -> None:
     aggregate then carries the round id, the signed manifests and the contributions,
     so ``hefed decrypt --roster`` can check it.
 
-    Whatever goes wrong after the run config names a ``report`` path, the report is
-    written (status ``failed``, the one-line error and its type, and for a masked
-    run every round tried) before the ServerApp fails, unless that path holds an
-    earlier report and ``force`` is not set.
+    The settings and every file they name are checked before anything is sent
+    (:meth:`RunSettings.load_inputs`). Whatever goes wrong after the run config names a
+    ``report`` path, the report is written (status ``failed``, the one-line error and its
+    type, and for a masked run every round tried) before the ServerApp fails, unless that
+    path holds an earlier report and ``force`` is not set.
     """
     started = time.monotonic()
     run_config = dict(context.run_config)
     settings: RunSettings | None = None
     result: Tally | None = None
     progress: MaskedProgress | None = None
+    say = Narrator()
     try:
         settings = RunSettings.from_config(run_config)
-        _check_outputs(settings)
+        inputs = settings.load_inputs()
+        say = Narrator(ProgressLog(settings.progress, on_error=lambda text: log(WARNING, "hefed: %s", text)))
         if settings.masked:
             progress = MaskedProgress(roster_digest="", max_rounds=settings.max_rounds)
-            result, bundle = run_masked(grid, settings, progress)
+            result, bundle = run_masked(grid, settings, inputs, progress, say)
             result = progress.summary(result)
         else:
-            result = run_round(grid, settings)
+            result = run_round(grid, settings, inputs, say)
             bundle = aggregate_tally(result, settings)
         bundle.save(settings.out, force=settings.force)
     except Exception as exc:
         message = str(exc) if isinstance(exc, HefedError) else f"{type(exc).__name__}: {exc}"
-        log(ERROR, "hefed: federation failed: %s", message)
+        say("failed", f"federation failed: {message}", level=ERROR, ok=False)
         if progress is not None:
             result = progress.summary()
         _write_report(run_config, report(result, settings, status="failed", error=message,
                                          error_type=type(exc).__name__, run_id=context.run_id,
                                          seconds=time.monotonic() - started, masked=progress))
         raise
-    log(INFO, "hefed: wrote %s, the aggregate of %d factories (%s)%s", settings.out, len(result.contributors),
-        ", ".join(result.contributors), f", round {progress.round_id}" if progress is not None else "")
+    log(INFO, "hefed: wrote %s", settings.out)
+    say("done", f"aggregate of {count(len(result.contributors), 'factory', 'factories')} "
+        f"({', '.join(result.contributors)})" + (f", round {progress.round_id}" if progress is not None else ""),
+        ok=True)
     _write_report(run_config, report(result, settings, status="ok", run_id=context.run_id,
                                      out=str(Path(settings.out).absolute()), seconds=time.monotonic() - started,
                                      masked=progress))
-
-
-def _check_outputs(settings: RunSettings) -> None:
-    """Refuse, before anything is sent, a missing ``out``, an output that exists unasked, or a missing roster."""
-    if settings.roster and not Path(settings.roster).is_file():
-        raise UsageError(f"{settings.roster}: roster file not found (run config 'roster')")
-    if not settings.out:
-        raise UsageError("run config 'out' (path of the aggregate bundle to write) is not set")
-    for path in (settings.out, settings.report):
-        if path:
-            check_writable(path, settings.force)
-            if not Path(path).absolute().parent.is_dir():
-                raise UsageError(f"{path}: directory {Path(path).absolute().parent} does not exist")
 
 
 def _write_report(run_config: Mapping[str, Any], obj: dict[str, Any]) -> None:

@@ -14,6 +14,12 @@ and one enrolled identity folder per data file it runs masked, signed rounds:
 each SuperNode's node config names its factory's ``identity-dir`` (read only by
 that SuperNode's ClientApp) and pins the roster's digest.
 
+As it goes it tells a ``progress`` callback (``hefed federate`` prints it) what happens:
+the SuperLink listening, each SuperNode started and connected, the run submitted, and
+then, from the progress file the ServerApp writes beside its report
+(:mod:`hefed.flower._progress`), each factory's ready answer, its bundle received or the
+reason it is missing, and each masked round.
+
 Flower's own executables (``flower-superlink``, ``flower-supernode``,
 ``flwr``) are looked up beside the running Python first, then on ``PATH``;
 ``pip install 'hefed[flower]'`` provides them.
@@ -32,26 +38,31 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
 from .. import errors
-from .._files import atomic_write_bytes, atomic_write_json, check_writable, read_json_object
+from .._files import atomic_write_bytes, atomic_write_json, read_json_object
 from .._keys import key_fingerprint
 from ..errors import HefedError, InvalidFileError, RoundError, UsageError
-from ..models import LinearModel
-from ..protocol import Bundle, Member, Roster, load_member
+from ..kinds import STATISTICS
+from ..protocol import Bundle, Member, load_member
+from ._config import RUN_CONFIG_DEFAULTS, RunSettings
+from ._progress import ProgressCallback, ProgressEvent, ProgressFollower
 from .project import toml_table, write_app
-from .protocol import KINDS, RUN_CONFIG_DEFAULTS, load_public_key_only
 
 CONNECTION = "hefed-local"
 HOST = "127.0.0.1"
 #: Seconds between two ``flwr list`` looks at the run's status while waiting for a report.
 STATUS_POLL_SECONDS = 15.0
+#: Seconds between two looks at the progress while a ``flwr`` command runs.
+FLWR_POLL_SECONDS = 0.2
 #: Seconds given to processes to stop after SIGTERM before they are killed.
 STOP_GRACE_SECONDS = 5.0
 LOG_TAIL_CHARS = 2000
+#: What a Flower 1.42 SuperNode logs once the SuperLink has registered it (used for progress only).
+SUPERNODE_CONNECTED = re.compile(rb"SuperNode ID: (\d+)")
 
 
 class FederationError(HefedError):
@@ -204,6 +215,8 @@ class LocalFederation:
     the app, run configs, logs); a temporary folder, removed afterwards, when not given.
     ``identity_dirs`` (one per data file, for masked rounds) go into each SuperNode's
     node config as ``identity-dir``, and ``roster_digest`` as its ``roster-digest`` pin.
+    ``progress`` is told of each step (SuperLink listening, each SuperNode started and
+    connected, and while :meth:`wait_report` waits, every event of the ServerApp's progress file).
     """
 
     def __init__(
@@ -216,6 +229,7 @@ class LocalFederation:
         startup_timeout: float = 60.0,
         identity_dirs: Sequence[str | os.PathLike[str]] | None = None,
         roster_digest: str = "",
+        progress: ProgressCallback | None = None,
     ) -> None:
         if not data_paths:
             raise UsageError("a federation needs at least one data file")
@@ -236,7 +250,13 @@ class LocalFederation:
         self.supernodes: list[_Started] = []
         self.port = 0
         self.app_dir = self.workdir / "app"
+        self.progress = progress
         self._runs = 0
+        self._node_ports: list[int] = []
+        self._node_starts: list[int] = []
+        self._connected: list[bool] = []
+        #: SuperNodes stopped by :meth:`kill_supernode` (index → signal) and not restarted since.
+        self.killed: dict[int, int] = {}
 
     # --- life cycle -----------------------------------------------------------------------------------------
     def __enter__(self) -> LocalFederation:
@@ -292,27 +312,94 @@ class LocalFederation:
                 break
             self._stop_one(self.superlink)
         else:
-            raise FederationError(f"the SuperLink did not start: {_tail(self.superlink.log_path)}")
-        node_ports = free_ports(len(self.data_paths))
-        for i, (path, factory_id, port) in enumerate(zip(self.data_paths, self.factory_ids, node_ports, strict=True)):
-            config = {"data-path": str(path), "factory-id": factory_id}
-            if self.key_fingerprint:
-                config["key-fingerprint"] = self.key_fingerprint
-            if self.identity_dirs is not None:
-                config["identity-dir"] = str(self.identity_dirs[i])
-            if self.roster_digest:
-                config["roster-digest"] = self.roster_digest
-            config_path = self.workdir / f"node-{i}.toml"
-            config_path.write_text(toml_table(config), encoding="utf-8")
-            self.supernodes.append(self._spawn(f"supernode-{i}-{factory_id}", [
-                self.bin["flower-supernode"], "--insecure", "--superlink", f"{HOST}:{self.port}",
-                "--port", str(port), "--node-config", str(config_path),
-            ]))
+            tail = _tail(self.superlink.log_path) if self.superlink is not None else ""
+            raise FederationError(f"the SuperLink did not start: {tail}")
+        self.emit("superlink", f"Flower SuperLink listening on {HOST}:{self.port}", ok=True)
+        self._node_ports = free_ports(len(self.data_paths))
+        self._node_starts = [0] * len(self.data_paths)
+        self._connected = [False] * len(self.data_paths)
+        for i in range(len(self.data_paths)):
+            self.supernodes.append(self._start_supernode(i))
         cli_home = self.workdir / "flwr-home" / "cli"
         cli_home.mkdir(parents=True, exist_ok=True)
         (cli_home / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
             f'address = "{HOST}:{self.port}"\ninsecure = true\n', encoding="utf-8")
+
+    def _start_supernode(self, i: int) -> _Started:
+        """Start SuperNode ``i`` (its node config: the data file, factory id, pins, identity folder)."""
+        factory_id = self.factory_ids[i]
+        config = {"data-path": str(self.data_paths[i]), "factory-id": factory_id}
+        if self.key_fingerprint:
+            config["key-fingerprint"] = self.key_fingerprint
+        if self.identity_dirs is not None:
+            config["identity-dir"] = str(self.identity_dirs[i])
+        if self.roster_digest:
+            config["roster-digest"] = self.roster_digest
+        config_path = self.workdir / f"node-{i}.toml"
+        config_path.write_text(toml_table(config), encoding="utf-8")
+        self._node_starts[i] += 1
+        self._connected[i] = False
+        again = f"-{self._node_starts[i]}" if self._node_starts[i] > 1 else ""
+        started = self._spawn(f"supernode-{i}-{factory_id}{again}", [
+            self.bin["flower-supernode"], "--insecure", "--superlink", f"{HOST}:{self.port}",
+            "--port", str(self._node_ports[i]), "--node-config", str(config_path),
+        ])
+        self.emit("supernode", f"started the SuperNode of {factory_id}", factory=factory_id)
+        return started
+
+    def restart_supernode(self, index: int) -> None:
+        """Stop SuperNode ``index`` if it still runs, and start it again with the same node config (a new port)."""
+        self._stop_one(self.supernodes[index])
+        self.killed.pop(index, None)
+        self._node_ports[index] = free_ports(1)[0]
+        self.supernodes[index] = self._start_supernode(index)
+
+    def emit(self, step: str, message: str, *, factory: str | None = None, ok: bool | None = None) -> None:
+        """Tell ``progress`` (if any) of one step."""
+        if self.progress is not None:
+            self.progress(ProgressEvent(step, message, factory, ok))
+
+    def _newly_connected(self) -> list[int]:
+        """SuperNodes whose log now says the SuperLink registered them (Flower 1.42's ``SuperNode ID:`` line)."""
+        found = []
+        for i, started in enumerate(self.supernodes):
+            if self._connected[i]:
+                continue
+            try:
+                text = started.log_path.read_bytes()
+            except OSError:
+                continue
+            if SUPERNODE_CONNECTED.search(text):
+                self._connected[i] = True
+                found.append(i)
+        return found
+
+    def poll_progress(self, follower: ProgressFollower | None = None) -> None:
+        """Tell ``progress`` of SuperNodes newly connected (from their logs) and of new events in ``follower``."""
+        if self.progress is None:
+            return
+        for i in self._newly_connected():
+            self.emit("connected", f"the SuperNode of {self.factory_ids[i]} connected to the SuperLink",
+                      factory=self.factory_ids[i], ok=True)
+        for event in follower.read() if follower is not None else []:
+            self.progress(event)
+
+    def wait_connected(self, seconds: float) -> bool:
+        """Wait until every SuperNode has connected to the SuperLink (as its log says); ``False`` after ``seconds``.
+
+        Not needed before a run (the ServerApp waits for the nodes it expects); useful after
+        :meth:`restart_supernode`, so the next run finds the new node.
+        """
+        deadline = time.monotonic() + seconds
+        while True:
+            self.poll_progress()
+            self._newly_connected()
+            if all(self._connected):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
 
     def _wait_listening(self, started: _Started, port: int) -> bool:
         deadline = time.monotonic() + self.startup_timeout
@@ -379,6 +466,7 @@ class LocalFederation:
     def kill_supernode(self, index: int, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to a SuperNode and everything below it (to simulate a factory dropping out)."""
         process = self.supernodes[index].process
+        self.killed[index] = sig
         below = descendants([process.pid])
         _signal_group(process.pid, sig)
         for pid in below:
@@ -393,13 +481,27 @@ class LocalFederation:
 
     # --- runs -------------------------------------------------------------------------------------------------
     def _flwr(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run the ``flwr`` CLI; while it runs (a second or more), keep telling ``progress`` what happens."""
         try:
-            return subprocess.run(
-                [self.bin["flwr"], *args], capture_output=True, text=True, cwd=self.workdir, env=self.env("cli"),
-                timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+            process = subprocess.Popen(
+                [self.bin["flwr"], *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                cwd=self.workdir, env=self.env("cli"), stdin=subprocess.DEVNULL,
             )
-        except subprocess.TimeoutExpired:
-            raise FederationError(f"flwr {args[0]} did not finish within {timeout:g} s") from None
+        except OSError as exc:
+            raise FederationError(f"cannot start flwr: {exc}") from None
+        deadline = time.monotonic() + timeout
+        with process:
+            while True:
+                try:
+                    stdout, stderr = process.communicate(timeout=FLWR_POLL_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() >= deadline:
+                        process.kill()
+                        process.communicate()
+                        raise FederationError(f"flwr {args[0]} did not finish within {timeout:g} s") from None
+                    self.poll_progress()
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
     def submit(self, run_config: Mapping[str, str | int | float | bool]) -> int:
         """``flwr run`` the hefed app with these run-config overrides; returns the run id."""
@@ -436,17 +538,23 @@ class LocalFederation:
             for pid in descendants([self.superlink.process.pid])
         )
 
-    def wait_report(self, run_id: int, report_path: Path, seconds: float) -> dict[str, Any]:
+    def wait_report(self, run_id: int, report_path: Path, seconds: float,
+                    progress_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         """Wait for the ServerApp's report file; a run that ends without one is an error with its log.
 
         The ServerApp process is watched through /proc (cheap); ``flwr list`` is asked only
         when it has gone without a report, and every :data:`STATUS_POLL_SECONDS` otherwise.
+        Meanwhile ``progress`` hears of each event the ServerApp appends to ``progress_path``
+        (the run config's ``progress``) and of each SuperNode that connects.
         """
+        follower = ProgressFollower(progress_path) if progress_path else None
         deadline = time.monotonic() + seconds
         next_status = time.monotonic() + STATUS_POLL_SECONDS
         seen_serverapp = False
         while time.monotonic() < deadline:
+            self.poll_progress(follower)
             if report_path.exists():
+                self.poll_progress(follower)  # the last events were written before the report
                 return read_json_object(report_path, "federation report")
             if self.superlink is None or self.superlink.process.poll() is not None:
                 tail = _tail(self.superlink.log_path) if self.superlink else ""
@@ -505,13 +613,13 @@ def raise_from_report(report: Mapping[str, Any]) -> None:
 
 def run_local_federation(
     data_paths: Sequence[str | os.PathLike[str]],
-    target: str,
+    target: str | None,
     public_key_path: str | os.PathLike[str],
     out: str | os.PathLike[str],
     features: Sequence[str] | None = None,
     min_contributors: int = 3,
     timeout: float = 60.0,
-    kind: str = "statistics",
+    kind: str = STATISTICS.name,
     model_path: str | os.PathLike[str] | None = None,
     *,
     force: bool = False,
@@ -524,9 +632,12 @@ def run_local_federation(
     roster_path: str | os.PathLike[str] | None = None,
     identity_dirs: Sequence[str | os.PathLike[str]] | None = None,
     max_rounds: int = 3,
+    progress: ProgressCallback | None = None,
 ) -> FederationResult:
     """Run one hefed federation on this machine: one SuperNode per file, the aggregate written to ``out``.
 
+    The options become one :class:`~hefed.flower.RunSettings` (:meth:`~RunSettings.from_options`),
+    checked as the ServerApp checks its run config; then :func:`run_settings_locally` runs it.
     Each factory's SuperNode is pinned to the public key's fingerprint. Raises
     :class:`~hefed.errors.TooFewContributorsError` when fewer than
     ``min_contributors`` factories answered in ``timeout`` seconds, and
@@ -540,92 +651,99 @@ def run_local_federation(
     after the ready step makes the app re-run a new round for the others, at most
     ``max_rounds`` rounds in all; the result lists every round tried. Only the
     public halves of the identities are read here.
+
+    ``progress`` is told of each step as it happens (:class:`~hefed.flower.ProgressEvent`).
+    """
+    settings = RunSettings.from_options(
+        kind=kind, public_key=public_key_path, out=out, report=report_path, force=force, target=target,
+        features=features, model=model_path, min_contributors=min_contributors, timeout=timeout,
+        wait_for_nodes=wait_for_nodes, test_fraction=test_fraction, seed=seed, ridge=ridge, roster=roster_path,
+        max_rounds=max_rounds,
+    )
+    return run_settings_locally(data_paths, settings, identity_dirs=identity_dirs, workdir=workdir,
+                                progress=progress)
+
+
+def run_settings_locally(
+    data_paths: Sequence[str | os.PathLike[str]],
+    settings: RunSettings,
+    *,
+    identity_dirs: Sequence[str | os.PathLike[str]] | None = None,
+    workdir: str | os.PathLike[str] | None = None,
+    progress: ProgressCallback | None = None,
+) -> FederationResult:
+    """Run ``settings`` on this machine, one SuperNode per data file (see :func:`run_local_federation`).
+
+    Before any process starts: the data files exist, there are at least
+    ``min_contributors`` of them, a target is set (these SuperNodes' node configs set none)
+    unless the kind takes it from the model, a masked run has one identity folder per data
+    file whose public half is the roster's entry for it, and :meth:`RunSettings.load_inputs`
+    accepts the files the run reads and writes. The ServerApp then gets the same settings, with
+    its outputs in the work folder and every factory expected by name; the aggregate (and the
+    report) reach ``settings.out`` (and ``settings.report``) only once the run succeeded.
     """
     started = time.monotonic()
-    if kind not in KINDS:
-        raise UsageError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     paths = [Path(p) for p in data_paths]
+    identities = [Path(p) for p in identity_dirs] if identity_dirs else None
     if not paths:
-        raise UsageError("give at least one data file")
+        raise UsageError("give at least one data file", parameters=("data_paths",))
+    if settings.min_contributors > len(paths):
+        raise UsageError(f"min-contributors is {settings.min_contributors}, but only {len(paths)} data files "
+                         "were given", parameters=("min_contributors",))
+    if not settings.target and not settings.takes_model:
+        raise UsageError("give the target column", parameters=("target",))
+    if settings.masked != (identities is not None):
+        raise UsageError("masked rounds need both the roster and one enrolled identity folder per data file",
+                         parameters=("roster", "identity"))
+    if identities is not None and len(identities) != len(paths):
+        raise UsageError(f"give one identity folder per data file, in the same order ({len(paths)} data files, "
+                         f"{len(identities)} identities)", parameters=("identity",))
     for path in paths:
         if not path.is_file():
             raise InvalidFileError(f"{path}: data file not found")
-    if not isinstance(min_contributors, int) or min_contributors < 1:
-        raise UsageError("min-contributors must be a positive integer")
-    if min_contributors > len(paths):
-        raise UsageError(f"min-contributors is {min_contributors}, but only {len(paths)} data files were given")
-    out = check_writable(out, force)
-    if report_path is not None:
-        check_writable(report_path, force)
-    for path in (out, report_path):
-        if path is not None and not Path(path).absolute().parent.is_dir():
-            raise UsageError(f"{path}: directory {Path(path).absolute().parent} does not exist")
-    public_key = load_public_key_only(public_key_path)
-    if (roster_path is None) != (identity_dirs is None):
-        raise UsageError("masked rounds need both the roster (--roster) and one identity per data file (--identity)")
-    roster = Roster.load(roster_path) if roster_path is not None else None
+    inputs = settings.load_inputs()
     ids = factory_ids_for(paths)
-    if roster is not None and identity_dirs is not None:
-        if len(identity_dirs) != len(paths):
-            raise UsageError(f"give one identity folder per data file, in the same order: {len(paths)} data files, "
-                             f"{len(identity_dirs)} identities")
-        members = [identity_member(d) for d in identity_dirs]
+    if inputs.roster is not None and identities is not None:
+        members = [identity_member(d) for d in identities]
         ids = [m.factory_id for m in members]
         if len(set(ids)) != len(ids):
-            raise UsageError(f"two identity folders belong to the same factory ({', '.join(ids)})")
-        for directory, member in zip(identity_dirs, members, strict=True):
-            if member.factory_id not in roster.members:
-                raise UsageError(f"{directory}: factory {member.factory_id!r} is not in the roster {roster_path}")
-            if roster.members[member.factory_id] != member:
-                raise UsageError(f"{directory}: the roster holds other keys for {member.factory_id!r}")
-        if min_contributors < 2:
-            raise UsageError("a masked round needs at least two participants: min-contributors must be 2 or more")
-    if not isinstance(max_rounds, int) or not 1 <= max_rounds <= 10:
-        raise UsageError("max-rounds must be between 1 and 10")
-    if kind == "evaluation":
-        if model_path is None:
-            raise UsageError("an evaluation federation needs --model")
-        LinearModel.load(model_path)
-    if not target and kind != "evaluation":
-        raise UsageError("give the target column")
+            raise UsageError(f"two identity folders belong to the same factory ({', '.join(ids)})",
+                             parameters=("identity",))
+        for directory, member in zip(identities, members, strict=True):
+            if inputs.roster.members.get(member.factory_id) is None:
+                raise UsageError(f"{directory}: factory {member.factory_id!r} is not in the roster {settings.roster}",
+                                 parameters=("identity",))
+            if inputs.roster.members[member.factory_id] != member:
+                raise UsageError(f"{directory}: the roster holds other keys for {member.factory_id!r}",
+                                 parameters=("identity",))
 
     with tempfile.TemporaryDirectory(prefix="hefed-federate-") as tmp:
         base = Path(workdir) if workdir is not None else Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
-        run_config: dict[str, str | int | float | bool] = {
-            "kind": kind,
-            "public-key": str(Path(public_key_path).absolute()),
-            "out": str(base / "aggregate.bundle.json"),
-            "report": str(base / "report.json"),
-            "force": True,
-            "target": target,
-            "features": ",".join(features or []),
-            "model": str(Path(model_path).absolute()) if model_path is not None else "",
-            "min-contributors": min_contributors,
-            "timeout": float(timeout),
-            "wait-for-nodes": float(wait_for_nodes),
-            "expected-factories": ",".join(ids),
-            "test-fraction": float(test_fraction),
-            "seed": seed,
-            "ridge": float(ridge),
-            "roster": str(Path(roster_path).absolute()) if roster_path is not None else "",
-            "max-rounds": max_rounds,
-        }
+        aggregate_path, report_file, progress_file = (base / "aggregate.bundle.json", base / "report.json",
+                                                      base / "progress.jsonl")
+        run_settings = replace(settings, out=str(aggregate_path), report=str(report_file),
+                               progress=str(progress_file), force=True, expected_factories=tuple(ids))
         # A masked run asks once (ready) and then up to max_rounds times, each within the timeout.
-        rounds = 1 + max_rounds if roster is not None else 1
-        with LocalFederation(paths, factory_ids=ids, key_fingerprint=key_fingerprint(public_key),
-                             workdir=base / "federation", identity_dirs=identity_dirs,
-                             roster_digest=roster.digest() if roster is not None else "") as federation:
-            run_id = federation.submit(run_config)
-            report = federation.wait_report(run_id, base / "report.json", wait_for_nodes + rounds * timeout + 60.0)
+        rounds = 1 + settings.max_rounds if settings.masked else 1
+        with LocalFederation(paths, factory_ids=ids, key_fingerprint=key_fingerprint(inputs.public_key),
+                             workdir=base / "federation", identity_dirs=identities,
+                             roster_digest=inputs.roster.digest() if inputs.roster is not None else "",
+                             progress=progress) as federation:
+            federation.emit("submit", "submitting the hefed app to the SuperLink (flwr run)")
+            run_id = federation.submit(run_settings.to_run_config())
+            federation.emit("submitted", f"submitted Flower run {run_id}")
+            report = federation.wait_report(run_id, report_file,
+                                            settings.wait_for_nodes + rounds * settings.timeout + 60.0,
+                                            progress_path=progress_file)
         if report.get("status") != "ok":
             raise_from_report(report)
-        aggregate = Bundle.load(base / "aggregate.bundle.json")
-        atomic_write_bytes(out, (base / "aggregate.bundle.json").read_bytes(), force=force)
-    report = {**report, "aggregate": str(out.absolute())}
-    if report_path is not None:
-        atomic_write_json(report_path, report, force=force)
+        aggregate = Bundle.load(aggregate_path)
+        atomic_write_bytes(settings.out, aggregate_path.read_bytes(), force=settings.force)
+    report = {**report, "aggregate": settings.out}
+    if settings.report:
+        atomic_write_json(settings.report, report, force=settings.force)
     masked = report.get("masked") or {}
-    return FederationResult(out, kind, list(aggregate.contributors), dict(report.get("missing") or {}), run_id,
-                            time.monotonic() - started, report, aggregate.round_id,
-                            list(masked.get("rounds") or []) if isinstance(masked, dict) else [])
+    return FederationResult(Path(settings.out), settings.kind, list(aggregate.contributors),
+                            dict(report.get("missing") or {}), run_id, time.monotonic() - started, report,
+                            aggregate.round_id, list(masked.get("rounds") or []) if isinstance(masked, dict) else [])

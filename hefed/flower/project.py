@@ -9,7 +9,7 @@ holds nothing but this file: every SuperLink and SuperNode machine runs the
 code of its own ``pip install 'hefed[flower]'``, and should be started with
 runtime dependency installation disabled.
 
-The file is generated from :data:`hefed.flower.protocol.RUN_CONFIG_DEFAULTS`,
+The file is generated from :data:`hefed.flower.RUN_CONFIG_DEFAULTS`,
 so the app's defaults and the code that reads them cannot drift apart.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .._version import __version__
 from ..errors import OutputExistsError, UsageError
-from .protocol import RUN_CONFIG_DEFAULTS
+from ._config import RUN_CONFIG_DEFAULTS
 
 APP_NAME = "hefed-federation"
 PUBLISHER = "hefed"

@@ -76,6 +76,7 @@ class EvaluationKind(Kind[EvaluationSums, EvaluationRequest]):
     description = "exact residual sums of a published model on each factory's holdout: consortium MSE, MAE, R²"
     parameter_names = ("scale_bits", "residual_bits", "model_digest")
     runtime_fields = ("model",)
+    cleans_rows = False
     result_type = EvaluationSums
     result_format = FORMATS["evaluation"]
     order = 50

@@ -98,6 +98,9 @@ class Kind(ABC, Generic[S, Q]):
     travels_by_flower: ClassVar[bool] = False
     #: Place in protocol order (listings, help texts): summary, statistics, folds, coefficients, evaluation.
     order: ClassVar[int] = 100
+    #: Whether a factory computes it from cleaned rows (missing values refused or dropped, outliers, bounds);
+    #: otherwise from the table as it is (a summary counts the gaps; an evaluation measures the holdout).
+    cleans_rows: ClassVar[bool] = True
 
     # --- public parameters ------------------------------------------------------------------
     def check_parameters(self, parameters: object, source: str = "bundle") -> dict[str, Any]:

@@ -49,6 +49,7 @@ def local_summary(table: Any, encoding: Encoding, rounding: Rounding | None = No
 class SummaryKind(Kind[ColumnSummary, SummaryRequest]):
     name = "summary"
     description = "per-column count, Σx and Σx²: the consortium's means and standard deviations"
+    cleans_rows = False
     result_type = ColumnSummary
     result_format = FORMATS["summary"]
     order = 10

@@ -73,7 +73,7 @@ def encrypt_table(
     kind = kind_for_request(request)
     if masking is not None and masking.identity.factory_id != factory_id:
         raise UsageError(f"the identity belongs to {masking.identity.factory_id!r}, not {factory_id!r}")
-    if cleaning is None and not isinstance(request, EvaluationRequest):
+    if cleaning is None and kind.cleans_rows:
         cleaning = Cleaning()
     table = Table(data, target, features, factory_id, cleaning, holdout)
     computed = kind.compute(table, encoding or Encoding(), request)

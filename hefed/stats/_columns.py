@@ -67,8 +67,10 @@ class ColumnSummary:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ColumnSummary:
-        obj = read_json_object(path, "summary")
-        source = str(path)
+        return cls.from_dict(read_json_object(path, "summary"), str(path))
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any], source: str = "summary") -> ColumnSummary:
         if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
             raise InvalidFileError(f"{source}: not a hefed summary file (version {VERSION})")
         columns = obj.get("columns")

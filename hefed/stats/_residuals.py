@@ -86,8 +86,10 @@ class EvaluationSums:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> EvaluationSums:
-        obj = read_json_object(path, "evaluation")
-        source = str(path)
+        return cls.from_dict(read_json_object(path, "evaluation"), str(path))
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any], source: str = "evaluation") -> EvaluationSums:
         if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
             raise InvalidFileError(f"{source}: not a hefed evaluation file (version {VERSION})")
         exact = obj.get("exact")

@@ -2,9 +2,12 @@
 
 Runs every role on the built-in consortium, through the same library calls
 and files the CLI uses, in a temporary folder: keygen → encrypt (each
-factory) → aggregate → decrypt → solve. Then it fits the centralised model
-on the pooled plaintext (possible only in a simulation) and reports how far
-the federated coefficients are from it.
+factory) → aggregate → decrypt → solve, each step timed, the roles those of the
+simulated consortium the other simulations use (:mod:`hefed.sim._consortium`). Then
+it fits the centralised model on the pooled plaintext (possible only in a
+simulation) and reports how far the federated coefficients are from it, and
+compares local, federated, centralised and fine-tuned models on holdouts
+(:func:`~hefed.sim.compare_models`) with the same key.
 """
 
 from __future__ import annotations
@@ -18,15 +21,20 @@ from typing import TypeVar
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LinearRegression
 
 from .._keys import generate_keypair, load_private_key, load_public_key, save_private_key, save_public_key
 from ..data import compute_statistics
 from ..datasets import TARGET, make_factories
 from ..models import LinearModel
 from ..protocol import Bundle
-from ..roles import aggregate, decrypt_statistics, encrypt_statistics, solve
+from ..roles import solve
 from ..stats import SufficientStatistics
-from .compare import Comparison, compare_models
+from ._compare import Comparison, compare_models
+from ._consortium import Consortium
+from ._defaults import DEMO_KEY_BITS
+
+__all__ = ["DemoReport", "run_demo"]
 
 T = TypeVar("T")
 
@@ -48,11 +56,17 @@ class DemoReport:
 def run_demo(
     n_factories: int = 5,
     seed: int = 0,
-    bits: int = 3072,
+    bits: int = DEMO_KEY_BITS,
     workdir: str | Path | None = None,
     insecure_test_key: bool = False,
 ) -> DemoReport:
-    """Run the whole protocol on :func:`~hefed.datasets.make_factories` data."""
+    """Run the whole protocol on :func:`~hefed.datasets.make_factories` data (module docstring).
+
+    ``bits`` defaults to :data:`~hefed.sim.DEMO_KEY_BITS`, the key generator's default (3072 bits),
+    unlike the other simulations: the demonstration generates a fresh key pair, writes it to key
+    files and times every step, and those timings should be what a consortium would see. Keys
+    below 2048 bits need ``insecure_test_key`` (quick trials only).
+    """
     factories = make_factories(n_factories, seed)
     timings: list[tuple[str, float]] = []
 
@@ -71,37 +85,36 @@ def run_demo(
             save_private_key(private_key, folder / "private_key.json")
 
         timed(f"keygen ({bits}-bit key holder)", keygen)
-        public_key = load_public_key(folder / "public_key.json")
+        # Factories read the public key file, the key holder its private key file.
+        consortium = Consortium(load_public_key(folder / "public_key.json"),
+                                load_private_key(folder / "private_key.json"))
         paths = []
         for factory_id, frame in factories.items():
             path = folder / f"{factory_id}.bundle.json"
 
             def encrypt_one(frame: pd.DataFrame = frame, factory_id: str = factory_id, path: Path = path) -> None:
-                encrypt_statistics(frame, TARGET, public_key, factory_id=factory_id).save(path)
+                consortium.encrypt(factory_id, frame, TARGET).save(path)
 
             timed(f"encrypt {factory_id} ({len(frame)} rows)", encrypt_one)
             paths.append(path)
-        timed("aggregate", lambda: aggregate(paths).save(folder / "aggregate.bundle.json"))
 
         def decrypt() -> None:
-            private_key = load_private_key(folder / "private_key.json")
-            bundle = Bundle.load(folder / "aggregate.bundle.json")
-            decrypt_statistics(bundle, private_key).save(folder / "statistics.json")
+            stats = consortium.decrypt_statistics(Bundle.load(folder / "aggregate.bundle.json"))
+            stats.save(folder / "statistics.json")
 
+        timed("aggregate", lambda: consortium.aggregate(paths).save(folder / "aggregate.bundle.json"))
         timed("decrypt", decrypt)
         model = timed("solve (exact)", lambda: solve(SufficientStatistics.load(folder / "statistics.json")))
         bundle_bytes = paths[0].stat().st_size
         comparison = timed(
             "compare on 25% holdouts (local / federated / centralised / fine-tuned)",
-            lambda: compare_models(factories, TARGET, public_key=public_key,
-                                   private_key=load_private_key(folder / "private_key.json")),
+            lambda: compare_models(factories, TARGET, public_key=consortium.public_key,
+                                   private_key=consortium.private_key),
         )
 
     pooled = pd.concat(factories.values(), ignore_index=True)
     features = list(model.feature_names_in_)
     exact_pooled = solve(compute_statistics(pooled, TARGET, features))
-    from sklearn.linear_model import LinearRegression
-
     central = LinearRegression().fit(pooled[features].to_numpy(), pooled[TARGET].to_numpy())
     rel = np.abs(model.coef_ - central.coef_) / np.maximum(np.abs(central.coef_), 1e-300)
     return DemoReport(

@@ -7,16 +7,19 @@ fraction of each factory's rows, then fits
 
 1. each factory's **local** model on its own training rows (columns that are
    constant or collinear at that factory are dropped from its local model);
-2. the **federated** model, through the real encrypted protocol;
+2. the **federated** model, through the real encrypted protocol (one simulated consortium,
+   :mod:`hefed.sim._consortium`);
 3. the **centralised** model, scikit-learn on the pooled plaintext training
    rows — possible only in a simulation like this one, never in production;
 4. each factory's **fine-tuned** model: the federated model adapted to the
-   factory's own training rows (:func:`hefed.finetune.finetune_frame`, λ by
+   factory's own training rows (:func:`hefed.analysis.finetune_frame`, λ by
    local cross-validation);
 
-and reports each model's MSE and R² on every factory's holdout and overall.
-The federated model's overall metrics are also computed the production way,
-from encrypted evaluation bundles, and must agree.
+and reports each model's MSE and R² on every factory's holdout and overall
+(:func:`hefed.stats.regression_metrics`: scikit-learn's convention, R² = 0 for an imperfect
+prediction of a constant target). The federated model's overall metrics are also computed the
+production way, from encrypted evaluation bundles, and must agree.
+:meth:`Comparison.to_frame` gives the table as a DataFrame.
 """
 
 from __future__ import annotations
@@ -29,26 +32,28 @@ import pandas as pd
 from phe import PaillierPrivateKey, PaillierPublicKey
 from sklearn.linear_model import LinearRegression, Ridge
 
-from .._keys import generate_keypair
 from ..analysis import finetune_frame
 from ..data import compute_statistics, default_features, select_xy, split_holdout
 from ..errors import SingularSystemError, UsageError
 from ..models import LinearModel
-from ..roles import (
-    aggregate,
-    decrypt_evaluation,
-    decrypt_statistics,
-    encrypt_evaluation,
-    encrypt_statistics,
-    solve,
-)
+from ..roles import DEFAULT_MIN_CONTRIBUTORS, solve
+from ..stats import regression_metrics
+from ._consortium import Consortium
+from ._defaults import MODELS, SIMULATION_KEY_BITS
 
-MODELS = ("local", "federated", "centralised", "finetuned")
+__all__ = ["MODELS", "Comparison", "compare_models"]
 
 
 @dataclass
 class Comparison:
-    """Holdout MSE and R² of each model per factory and overall, and the coefficient gap."""
+    """Holdout MSE and R² of each model per factory and overall, and the coefficient gap.
+
+    ``rows`` has one dict per factory (``factory``, ``n_test``, then ``{model}_mse`` and
+    ``{model}_r2`` for each of :data:`MODELS`); ``overall`` the same over every holdout row;
+    ``encrypted_overall`` the federated model's pooled holdout metrics as the key holder decrypts
+    them from evaluation bundles; ``dropped_local`` the columns each factory's local model had to
+    drop (constant or collinear there).
+    """
 
     target: str
     features: list[str]
@@ -60,10 +65,24 @@ class Comparison:
     encrypted_overall: dict[str, float] = field(default_factory=dict)
     dropped_local: dict[str, list[str]] = field(default_factory=dict)
 
+    def to_frame(self) -> pd.DataFrame:
+        """The table as a DataFrame: one row per factory and a last row ``"all factories"``, indexed by
+        ``factory``; columns ``n_test``, then ``{model}_mse`` and ``{model}_r2`` for each of :data:`MODELS`."""
+        columns = ["factory", "n_test", *(f"{m}_{metric}" for m in MODELS for metric in ("mse", "r2"))]
+        frame = pd.DataFrame([*self.rows, self.overall], columns=columns)
+        return frame.set_index("factory")
+
+    def to_dict(self) -> dict[str, object]:
+        """Everything reported as plain JSON-ready values (the model itself: ``federated_model.to_dict()``)."""
+        return {"target": self.target, "features": list(self.features), "rows": list(self.rows),
+                "overall": dict(self.overall), "max_abs_coef_diff": self.max_abs_coef_diff,
+                "max_rel_coef_diff": self.max_rel_coef_diff, "encrypted_overall": dict(self.encrypted_overall),
+                "dropped_local": dict(self.dropped_local)}
+
 
 def _local_model(train: pd.DataFrame, target: str, features: list[str], ridge: float) -> tuple[LinearModel, list[str]]:
     """Fit on one factory's rows, dropping columns that are not identifiable there."""
-    kept, dropped = list(features), []
+    kept, dropped = list(features), list[str]()
     while True:
         try:
             return solve(compute_statistics(train, target, kept), ridge=ridge), dropped
@@ -75,11 +94,9 @@ def _local_model(train: pd.DataFrame, target: str, features: list[str], ridge: f
             dropped.append(culprit)
 
 
-def _metrics(y: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
-    resid = y - pred
-    sse = float(resid @ resid)
-    sst = float(((y - y.mean()) ** 2).sum())
-    return sse / len(y), (1 - sse / sst) if sst else float("nan")
+def _mse_r2(y: np.ndarray, prediction: np.ndarray) -> tuple[float, float]:
+    metrics = regression_metrics(y, prediction)
+    return metrics["mse"], metrics["r2"]
 
 
 def compare_models(
@@ -89,22 +106,28 @@ def compare_models(
     test_fraction: float = 0.25,
     seed: int = 0,
     ridge: float = 0.0,
-    key_bits: int = 2048,
+    key_bits: int = SIMULATION_KEY_BITS,
     public_key: PaillierPublicKey | None = None,
     private_key: PaillierPrivateKey | None = None,
-    min_contributors: int = 3,
+    min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
 ) -> Comparison:
-    """Fit and evaluate local, federated and centralised models on each factory's holdout."""
+    """Fit and evaluate local, federated and centralised models on each factory's holdout (module docstring).
+
+    Each factory holds out ``test_fraction`` of its rows (:func:`hefed.data.split_holdout`, ``seed``);
+    ``features`` default to every numeric column of the first table but ``target``. The federated
+    model and its encrypted evaluation run in one simulated consortium: the given key pair, or else
+    this process's simulation key of ``key_bits`` bits (default :data:`~hefed.sim.SIMULATION_KEY_BITS`,
+    1024: an insecure test key, generated once and reused — the comparison checks the protocol's
+    arithmetic, which does not depend on the key size, and never needs real security because every
+    table is in this process anyway). ``min_contributors`` is the key holder's threshold.
+    """
     if len(factories) < 2:
         raise UsageError("a comparison needs at least two factories")
     first = next(iter(factories.values()))
     features = list(features) if features else default_features(first, target)
     splits = {name: split_holdout(frame, test_fraction, seed) for name, frame in factories.items()}
-    if public_key is None or private_key is None:
-        public_key, private_key = generate_keypair(key_bits, insecure_test_key=True)
-
-    bundles = [encrypt_statistics(train, target, public_key, features, name) for name, (train, _) in splits.items()]
-    federated = solve(decrypt_statistics(aggregate(bundles), private_key, min_contributors), ridge=ridge)
+    consortium = Consortium.simulated(key_bits, public_key, private_key, min_contributors)
+    federated = consortium.fit({name: train for name, (train, _) in splits.items()}, target, features, ridge=ridge)
 
     pooled = pd.concat([train for train, _ in splits.values()], ignore_index=True)
     X_pool, y_pool, _ = select_xy(pooled, target, features, "pooled training data")
@@ -114,7 +137,8 @@ def compare_models(
                         max_abs_coef_diff=float(diff.max()),
                         max_rel_coef_diff=float((diff / np.maximum(np.abs(central.coef_), 1e-300)).max()))
 
-    all_y, all_pred = [], {m: [] for m in MODELS}
+    all_y: list[np.ndarray] = []
+    all_pred: dict[str, list[np.ndarray]] = {m: [] for m in MODELS}
     for name, (train, test) in splits.items():
         local, dropped = _local_model(train, target, features, ridge)
         if dropped:
@@ -129,17 +153,17 @@ def compare_models(
         }
         row: dict[str, float | str | int] = {"factory": name, "n_test": len(y_test)}
         for model_name, pred in preds.items():
-            row[f"{model_name}_mse"], row[f"{model_name}_r2"] = _metrics(y_test, pred)
+            row[f"{model_name}_mse"], row[f"{model_name}_r2"] = _mse_r2(y_test, pred)
             all_pred[model_name].append(pred)
         all_y.append(y_test)
         report.rows.append(row)
     y_all = np.concatenate(all_y)
     report.overall = {"factory": "all factories", "n_test": len(y_all)}
     for model_name in MODELS:
-        mse, r2 = _metrics(y_all, np.concatenate(all_pred[model_name]))
-        report.overall[f"{model_name}_mse"], report.overall[f"{model_name}_r2"] = mse, r2
+        report.overall[f"{model_name}_mse"], report.overall[f"{model_name}_r2"] = _mse_r2(
+            y_all, np.concatenate(all_pred[model_name]))
 
     # The production path for the federated model's global metrics: encrypted evaluation sums.
-    evaluations = [encrypt_evaluation(federated, test, target, public_key, name) for name, (_, test) in splits.items()]
-    report.encrypted_overall = decrypt_evaluation(aggregate(evaluations), private_key, min_contributors).metrics()
+    report.encrypted_overall = consortium.evaluate(federated, {name: test for name, (_, test) in splits.items()},
+                                                   target).metrics()
     return report

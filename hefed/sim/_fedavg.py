@@ -14,9 +14,9 @@ the proximal-ridge local step
 
 solved exactly from its integer statistics and rounded to float64, as any
 published model is. It encrypts ``n_i`` and ``n_i θ_i^r``
-(:func:`hefed.coefficients.coefficient_bundle`); the aggregator multiplies the
-ciphertexts (:func:`hefed.aggregate`); the key holder decrypts only the sum
-(:func:`hefed.decrypt.decrypt_coefficients`), and the new global model is the
+(a ``coefficients`` bundle, :func:`hefed.kinds.coefficient_sums`); the aggregator multiplies the
+ciphertexts (:func:`hefed.roles.aggregate`); the key holder decrypts only the sum
+(:func:`hefed.roles.decrypt_bundle`), and the new global model is the
 exact n-weighted average ``θ^r = Σ n_i θ_i^r / Σ n_i``, published as float64.
 So round 1 is plain FedAvg of the factories' local ridge fits (toward 0).
 
@@ -59,11 +59,14 @@ equally.
 emission factors; ``rel_param_error`` adds the intercept, whose size depends on
 the units and which here starts far away, at 0) against the exact
 statistics-mode model ``θ_exact`` (one encrypted round of sufficient
-statistics, :func:`hefed.solve`), and the pooled holdout MSE of ``θ^r`` next to
-that of ``θ_exact`` (exact residual sums, :func:`hefed.evaluation.evaluate_local`
+statistics, :func:`hefed.roles.solve`), and the pooled holdout MSE of ``θ^r`` next to
+that of ``θ_exact`` (exact residual sums, :func:`hefed.roles.evaluate_local`
 on each factory's holdout). Neither gap need fall monotonically: the rounds
 approach the biased fixed point, not θ_exact, and may pass closer to θ_exact on
 the way.
+
+Every role runs in one simulated consortium (:mod:`hefed.sim._consortium`), the same as the
+other simulations use.
 """
 
 from __future__ import annotations
@@ -83,28 +86,18 @@ import pandas as pd
 from phe import PaillierPrivateKey, PaillierPublicKey
 
 from .._files import atomic_write_bytes, check_writable
-from .._keys import generate_keypair
 from ..analysis import proximal_fit
 from ..data import compute_statistics, default_features, split_holdout
 from ..errors import UsageError
 from ..kinds import COEFFICIENTS, CoefficientsRequest, Header, coefficient_sums
 from ..models import LinearModel
 from ..primitives.exactsolve import exact_inverse
-from ..roles import (
-    aggregate,
-    decrypt_bundle,
-    decrypt_statistics,
-    encrypt_statistics,
-    encrypt_sums,
-    evaluate_local,
-    solve,
-)
-from ..stats import ONES, SufficientStatistics
+from ..roles import DEFAULT_MIN_CONTRIBUTORS, evaluate_local
+from ..stats import ONES, CoefficientAggregate, SufficientStatistics
+from ._consortium import Consortium
+from ._defaults import DEFAULT_MU, SIMULATION_KEY_BITS
 
 __all__ = ["DEFAULT_MU", "FedAvgReport", "FedAvgRound", "fedavg_fixed_point", "plot_fedavg", "simulate_fedavg"]
-
-#: Default proximal strength: μ_i = DEFAULT_MU · n_i.
-DEFAULT_MU = 1.0
 
 
 @dataclass
@@ -245,20 +238,22 @@ def simulate_fedavg(
     mu: float = DEFAULT_MU,
     test_fraction: float = 0.25,
     seed: int = 0,
-    key_bits: int = 1024,
+    key_bits: int = SIMULATION_KEY_BITS,
     public_key: PaillierPublicKey | None = None,
     private_key: PaillierPrivateKey | None = None,
-    min_contributors: int = 3,
+    min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
     plot_path: str | os.PathLike[str] | None = None,
     force: bool = False,
 ) -> FedAvgReport:
     """Run ``rounds`` rounds of encrypted FedAvg with proximal-ridge local steps (module docstring).
 
     Each factory holds out ``test_fraction`` of its rows (:func:`hefed.data.split_holdout`, ``seed``).
-    Keys: ``public_key``/``private_key`` if given, else a fresh ``key_bits`` pair (simulation only:
-    small keys allowed). With ``plot_path`` a PNG of the gap against rounds is written atomically
-    (refused if the file exists, unless ``force``). Needs at least ``min_contributors`` factories: the
-    key holder decrypts nothing smaller.
+    Keys: ``public_key``/``private_key`` if given, else this process's simulation key of ``key_bits``
+    bits (default :data:`~hefed.sim.SIMULATION_KEY_BITS`, 1024: an insecure test key, generated once
+    and reused — the rounds' arithmetic does not depend on the key size, and a simulation holds every
+    factory's plaintext anyway; never use it for real data). With ``plot_path`` a PNG of the gap
+    against rounds is written atomically (refused if the file exists, unless ``force``). Needs at
+    least ``min_contributors`` factories: the key holder decrypts nothing smaller.
     """
     mu_exact = _check_mu(mu)
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
@@ -273,20 +268,18 @@ def simulate_fedavg(
     features = list(features) if features else default_features(first, target)
     splits = {name: split_holdout(frame, test_fraction, seed) for name, frame in factories.items()}
     holdouts = {name: test for name, (_, test) in splits.items()}
-    if public_key is None or private_key is None:
-        public_key, private_key = generate_keypair(key_bits, insecure_test_key=True)
+    consortium = Consortium.simulated(key_bits, public_key, private_key, min_contributors)
 
     # The exact model: one encrypted round of sufficient statistics.
     start = time.perf_counter()
-    bundles = [encrypt_statistics(train, target, public_key, features, name) for name, (train, _) in splits.items()]
-    exact = solve(decrypt_statistics(aggregate(bundles), private_key, min_contributors))
+    exact = consortium.fit({name: train for name, (train, _) in splits.items()}, target, features)
     exact_seconds = time.perf_counter() - start
     exact_theta = [exact.intercept_exact_, *exact.coef_exact_]
     local = {name: compute_statistics(train, target, features, factory_id=name)
              for name, (train, _) in splits.items()}
     total_n = sum(s.n for s in local.values())
 
-    report = FedAvgReport(target, features, float(mu), public_key.n.bit_length(),
+    report = FedAvgReport(target, features, float(mu), consortium.key_bits,
                           {k: s.n for k, s in local.items()}, {k: len(v) for k, v in holdouts.items()},
                           exact, _pooled_mse(exact, holdouts, target), exact_seconds)
 
@@ -313,8 +306,8 @@ def simulate_fedavg(
             updates[name] = ([float(c) for c in update.coef_], update.intercept_)
             sums = coefficient_sums(target, features, list(update.coef_), update.intercept_, stats.n, parameters, name)
             header = Header(target, tuple(features), stats.encoding, parameters)
-            coefficient_bundles.append(encrypt_sums(COEFFICIENTS, header, sums, public_key, name))
-        average = decrypt_bundle(aggregate(coefficient_bundles), private_key, min_contributors, kind="coefficients")
+            coefficient_bundles.append(consortium.encrypt_sums(name, COEFFICIENTS, header, sums))
+        average: CoefficientAggregate = consortium.decrypt_aggregate(coefficient_bundles, COEFFICIENTS)
         coef_avg, intercept_avg = average.average()
         global_model = record(r, coef_avg, intercept_avg, updates, time.perf_counter() - start)
 

@@ -1,0 +1,58 @@
+"""Analyst command: ``solve`` releases the model from decrypted sums (anyone given them can run it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import check_together, force_option, parse_floats
+from .output import output_options
+
+
+@click.command()
+@output_options
+@click.argument("sums", type=click.Path(path_type=Path))
+@click.option("--ridge", default="0", show_default=True,
+              help="Ridge penalty (intercept unpenalised), or 'auto' to choose it by exact cross-validation "
+              "from fold statistics (hefed encrypt --folds K).")
+@click.option("--alphas", default=None,
+              help="Comma-separated candidate penalties for --ridge auto (default 0.001,0.01,...,1e6).")
+@click.option("--no-intercept", is_flag=True, help="Fit a model through the origin.")
+@click.option("--dp-epsilon", type=float, default=None,
+              help="Release an (epsilon, delta)-differentially private model (Gaussian mechanism; needs --dp-delta "
+              "and --bounds).")
+@click.option("--dp-delta", type=float, default=None, help="The delta of the differentially private release.")
+@click.option("--bounds", "bounds_path", type=click.Path(path_type=Path), default=None,
+              help="The declared bounds every factory clipped to (hefed encrypt --bounds), for --dp-epsilon.")
+@click.option("--standardize", is_flag=True,
+              help="Also report coefficients per standard deviation of each feature and fully standardised.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Model JSON to write (without it the model is only printed).")
+@force_option
+def solve(sums: Path, ridge: str, alphas: str | None, no_intercept: bool, dp_epsilon: float | None,
+          dp_delta: float | None, bounds_path: Path | None, standardize: bool, out: Path | None,
+          force: bool) -> None:
+    """Analyst: the exact global model from decrypted sums.
+
+    Reads what hefed decrypt wrote. Statistics give the pooled OLS or ridge model with its inference; fold
+    statistics allow --ridge auto; a coefficient aggregate gives the n-weighted average model.
+    """
+    from hefed._files import check_writable
+    from hefed.data import Bounds
+    from hefed.kinds import load_result
+    from hefed.roles import DifferentialPrivacy, release_model
+
+    from .render import render_release
+
+    if out is not None:
+        check_writable(out, force)
+    private = check_together({"--dp-epsilon": dp_epsilon, "--dp-delta": dp_delta, "--bounds": bounds_path},
+                             "a differentially private release")
+    privacy = (DifferentialPrivacy(dp_epsilon, dp_delta, Bounds.load(bounds_path))
+               if private and dp_epsilon is not None and dp_delta is not None and bounds_path is not None else None)
+    release = release_model(load_result(sums), ridge, parse_floats(alphas, "--alphas"), not no_intercept,
+                            standardize, privacy)
+    if out is not None:
+        release.model.save(out, force=force)
+    render_release(release, out)

@@ -1,0 +1,244 @@
+"""Factory commands: ``enroll``, ``encrypt``, ``evaluate``, ``finetune``. A factory's rows never leave it:
+these commands read its table and write ciphertexts (or, for ``evaluate`` and ``finetune``, local results)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import click
+from click.core import ParameterSource
+
+from .options import (
+    check_together,
+    encoding_options,
+    encryption_option,
+    force_option,
+    parse_floats,
+    split_names,
+)
+from .output import output_options
+
+if TYPE_CHECKING:
+    from hefed.primitives.encryption import Encryption
+
+
+@click.command()
+@output_options
+@click.option("--factory-id", required=True, help="This factory's id (letters, digits, . _ -).")
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for identity.key.json (mode 0600) and identity.pub.json.")
+@force_option
+def enroll(factory_id: str, out_dir: Path, force: bool) -> None:
+    """Factory: make signing and key-agreement keys for masked rounds.
+
+    Ed25519 (signing) and X25519 (pairwise masks) keys. Give identity.pub.json to the consortium (hefed roster add);
+    keep identity.key.json.
+    """
+    from hefed.protocol import enroll as enroll_factory
+
+    from .render import render_identity
+
+    private_path, public_path = enroll_factory(factory_id, out_dir, force)
+    render_identity(factory_id, public_path, private_path)
+
+
+def _request(mode: str, summary: bool, options: dict[str, Any], given: set[str]) -> Any:
+    """The kind request ``--mode`` names (``--summary``: a summary; ``--folds K``: the statistics of K folds),
+    its fields filled from the options of the same name. An option given for a kind that does not take it
+    is refused, and so is a kind whose request needs more than these options."""
+    import dataclasses
+
+    from hefed.errors import UsageError
+    from hefed.kinds import FoldStatisticsRequest, StatisticsRequest, SummaryRequest, all_kinds, get_kind, kind_names
+
+    if mode not in kind_names():
+        raise UsageError(f"--mode {mode!r} is not a bundle kind; choose one of {', '.join(kind_names())}")
+    request_type = SummaryRequest if summary else get_kind(mode).request_type
+    if options["folds"] and request_type is StatisticsRequest:
+        request_type = FoldStatisticsRequest
+    name = next(k.name for k in all_kinds() if k.request_type is request_type)
+    fields = {f.name: f for f in dataclasses.fields(request_type)}
+    unused = sorted(option for option in given if option not in fields)
+    if unused:
+        raise UsageError(f"--{unused[0]} does not apply to {name} bundles")
+    needed = [field for field, f in fields.items() if field not in options
+              and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if needed:
+        raise UsageError(f"hefed encrypt cannot make {name} bundles: their request needs {', '.join(needed)}")
+    return request_type(**{option: value for option, value in options.items()
+                           if option in fields and (option in given or option == "seed")})
+
+
+@click.command()
+@output_options
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--target", required=True, help="Response column, e.g. co2_t.")
+@click.option("--features", default=None,
+              help="Comma-separated feature columns (default: every numeric column but the target).")
+@click.option("--public-key", "public_key_path", required=True, type=click.Path(path_type=Path),
+              help="The consortium's public key (hefed keygen).")
+@click.option("--factory-id", required=True, help="This factory's id (letters, digits, . _ -).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle file to write.")
+@click.option("--mode", default="statistics", show_default=True, metavar="KIND",
+              help="The bundle kind to compute. statistics: exact sufficient statistics (the pooled model); "
+              "coefficients: this factory's own fitted model weighted by n (encrypted FedAvg); summary: per-column "
+              "count, mean and std round; fold_statistics: statistics per fold (same as --folds).")
+@click.option("--summary", "summary_flag", is_flag=True, help="Same as --mode summary.")
+@click.option("--ridge", default=0.0, show_default=True, type=float,
+              help="Ridge penalty of the local fit (coefficients mode only).")
+@click.option("--folds", default=0, show_default=True, type=int,
+              help="Also encrypt the statistics of K cross-validation folds (for solve --ridge auto).")
+@click.option("--summary-file", type=click.Path(path_type=Path), default=None,
+              help="Decrypted consortium summary, for --impute mean and --max-z.")
+@click.option("--impute", type=click.Choice(["mean"]), default=None, help="Fill missing values with consortium means.")
+@click.option("--missing", type=click.Choice(["drop", "error"]), default="drop", show_default=True,
+              help="Rows with missing values: drop them (and say how many) or refuse, naming them.")
+@click.option("--max-z", type=float, default=None, help="Drop rows with |z| above this against the consortium summary.")
+@click.option("--test-fraction", default=0.0, show_default=True, type=float,
+              help="Keep this fraction of rows out of the statistics, as a holdout for evaluation.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the holdout draw and of the folds.")
+@click.option("--holdout-out", type=click.Path(path_type=Path), default=None,
+              help="Write the holdout rows here (CSV, or Parquet by suffix); the file stays at the factory.")
+@encoding_options()
+@click.option("--round", "round_path", type=click.Path(path_type=Path), default=None,
+              help="Masked, signed round (hefed round new); needs --identity and --roster.")
+@click.option("--identity", "identity_path", type=click.Path(path_type=Path), default=None,
+              help="This factory's enrollment folder (hefed enroll), for --round.")
+@click.option("--roster", "roster_path", type=click.Path(path_type=Path), default=None,
+              help="Consortium roster (hefed roster add), for --round.")
+@click.option("--bounds", "bounds_path", type=click.Path(path_type=Path), default=None,
+              help="Declared per-column bounds: clip values to them (for a differentially private release).")
+@encryption_option
+@force_option
+@click.pass_context
+def encrypt(ctx: click.Context, data: Path, target: str, features: str | None, public_key_path: Path,
+            factory_id: str, out: Path, mode: str, summary_flag: bool, ridge: float, folds: int,
+            summary_file: Path | None, impute: Literal["mean"] | None, missing: Literal["drop", "error"],
+            max_z: float | None, test_fraction: float, seed: int, holdout_out: Path | None, frac_bits: int,
+            int_bits: int, max_contributors: int, round_path: Path | None, identity_path: Path | None,
+            roster_path: Path | None, bounds_path: Path | None, encryption: Encryption, force: bool) -> None:
+    """Factory: encrypt exact statistics of its table (CSV/Parquet).
+
+    Computes the --mode kind's exact sums of DATA and encrypts them. The bundle holds ciphertexts and public
+    metadata only. With --round, --identity and --roster it is masked and signed for that round: only the sum over
+    all the round's participants can be decrypted.
+    """
+    import hefed
+    from hefed._files import check_writable
+    from hefed.data import Bounds, Cleaning, Holdout, write_table
+    from hefed.errors import UsageError
+    from hefed.protocol import Masking, load_identity, load_round_inputs
+    from hefed.stats import ColumnSummary, Encoding
+
+    from .render import render_encrypt
+
+    check_writable(out, force)
+    if holdout_out is not None:
+        if not test_fraction:
+            raise UsageError("--holdout-out needs --test-fraction")
+        check_writable(holdout_out, force)
+    given = {name for name in ("ridge", "folds") if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}
+    request = _request(mode, summary_flag, {"ridge": ridge, "folds": folds, "seed": seed}, given)
+    masked = check_together({"--round": round_path, "--identity": identity_path, "--roster": roster_path},
+                            "a masked round")
+    roster, round_ = load_round_inputs(roster_path, round_path)
+    masking = (Masking(round_, load_identity(identity_path), roster)
+               if masked and round_ is not None and roster is not None and identity_path is not None else None)
+    result = hefed.encrypt_table(
+        data, target, hefed.load_public_key(public_key_path), features=split_names(features),
+        factory_id=factory_id, request=request,
+        encoding=Encoding(frac_bits=frac_bits, int_bits=int_bits, max_contributors=max_contributors),
+        cleaning=Cleaning(missing=missing, impute=impute, max_z=max_z,
+                          summary=ColumnSummary.load(summary_file) if summary_file is not None else None,
+                          bounds=Bounds.load(bounds_path) if bounds_path is not None else None),
+        holdout=Holdout(test_fraction, seed) if test_fraction else None,
+        masking=masking, encryption=encryption,
+    )
+    result.bundle.save(out, force=force)
+    if holdout_out is not None and result.holdout is not None:
+        write_table(result.holdout, holdout_out, force=force)
+    render_encrypt(result, out, holdout_out, seed)
+
+
+@click.command()
+@output_options
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
+              help="The global model JSON (hefed solve --out).")
+@click.option("--target", default=None, help="Response column (default: the model's target).")
+@click.option("--public-key", "public_key_path", type=click.Path(path_type=Path), default=None,
+              help="With --factory-id and --out: also write an encrypted evaluation bundle.")
+@click.option("--factory-id", default=None, help="This factory's id, for the encrypted evaluation bundle.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Encrypted evaluation bundle to write (aggregate and decrypt it like any bundle).")
+@encoding_options(contributors=False)
+@encryption_option
+@force_option
+def evaluate(data: Path, model_path: Path, target: str | None, public_key_path: Path | None,
+             factory_id: str | None, out: Path | None, frac_bits: int, int_bits: int, encryption: Encryption,
+             force: bool) -> None:
+    """Factory: a model's metrics on its own holdout rows.
+
+    Prints MSE, RMSE, MAE and R² of the model on DATA; with --public-key, --factory-id and --out also writes an
+    encrypted evaluation bundle. The local metrics stay at the factory; the bundle lets the consortium learn its
+    pooled metrics only.
+    """
+    import hefed
+    from hefed._files import check_writable
+    from hefed.roles import encrypt_evaluation, evaluate_local
+    from hefed.stats import Encoding
+
+    from .render import render_evaluation_bundle, render_metrics
+
+    encrypted = check_together({"--public-key": public_key_path, "--factory-id": factory_id, "--out": out},
+                               "an encrypted evaluation")
+    if out is not None:
+        check_writable(out, force)
+    model = hefed.LinearModel.load(model_path)
+    encoding = Encoding(frac_bits=frac_bits, int_bits=int_bits)
+    metrics = evaluate_local(model, data, target, encoding).metrics()
+    if encrypted and out is not None and public_key_path is not None and factory_id is not None:
+        bundle = encrypt_evaluation(model, data, target, hefed.load_public_key(public_key_path), factory_id,
+                                    encoding, encryption)
+        bundle.save(out, force=force)
+        render_evaluation_bundle(bundle, out)
+    render_metrics(f"local metrics of the model on {data} (stay here)", metrics, evaluation_bundle=out)
+
+
+@click.command()
+@output_options
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--model", "model_path", required=True, type=click.Path(path_type=Path),
+              help="The global model JSON to start from.")
+@click.option("--target", default=None, help="Response column (default: the model's target).")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Fine-tuned model JSON to write (refitted on all rows of DATA with the chosen λ).")
+@click.option("--lambdas", default=None,
+              help="Comma-separated λ grid (default: s·10^k, k = -12…4, s = mean diagonal of the local Gram "
+              "of [1, X]).")
+@click.option("--folds", default=5, show_default=True, type=int, help="Folds of the local cross-validation.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the holdout draw and of the folds.")
+@click.option("--test-fraction", default=0.25, show_default=True, type=float,
+              help="Fraction of rows held out to compare the global and the fine-tuned model (0: none); the "
+              "saved model is refitted on all rows afterwards.")
+@force_option
+def finetune(data: Path, model_path: Path, target: str | None, out: Path, lambdas: str | None, folds: int,
+             seed: int, test_fraction: float, force: bool) -> None:
+    """Factory: adapt the global model to its own rows.
+
+    Fits argmin ‖y − Xθ‖² + λ‖θ − θ_global‖² on DATA, λ chosen by exact local cross-validation. Nothing leaves the
+    factory. The holdout measures the global and the fine-tuned model side by side; the model written to --out is
+    then refitted on every row with the chosen λ.
+    """
+    from hefed._files import check_writable
+    from hefed.analysis import finetune as finetune_model
+    from hefed.models import LinearModel
+
+    from .render import render_finetune
+
+    check_writable(out, force)
+    result = finetune_model(LinearModel.load(model_path), data, target, parse_floats(lambdas, "--lambdas"), folds,
+                            seed, test_fraction)
+    result.model.save(out, force=force)
+    render_finetune(result, data, out)

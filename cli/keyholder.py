@@ -1,0 +1,75 @@
+"""Key holder commands: ``keygen`` (the consortium's Paillier key pair) and ``decrypt`` (aggregates only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import LibraryDefault, force_option
+from .output import output_options
+
+
+@click.command()
+@output_options
+@click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for public_key.json and private_key.json (created if missing).")
+@click.option("--bits", cls=LibraryDefault, library_default="hefed._keys:DEFAULT_BITS", show_default=True, type=int,
+              help="Size of the modulus n in bits: 2048 or more for real data (the default, 3072, is NIST's "
+              "128-bit level).")
+@click.option("--insecure-test-key", is_flag=True, help="Allow keys below 2048 bits, for tests only.")
+@force_option
+def keygen(out_dir: Path, bits: int, insecure_test_key: bool, force: bool) -> None:
+    """Key holder: make the consortium's Paillier key pair.
+
+    The keys are in pheutil's JSON format. Publish public_key.json to the factories; private_key.json is written
+    with mode 0600 and never printed.
+    """
+    import hefed
+    from hefed._files import check_writable
+
+    from .render import render_keypair
+
+    public_path, private_path = out_dir / "public_key.json", out_dir / "private_key.json"
+    public_key, private_key = hefed.generate_keypair(bits, insecure_test_key=insecure_test_key)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in (public_path, private_path):
+        check_writable(path, force)
+    hefed.save_private_key(private_key, private_path, force=force)
+    hefed.save_public_key(public_key, public_path, force=force)
+    render_keypair(public_key, public_path, private_path, hefed.key_fingerprint(public_key))
+
+
+@click.command()
+@output_options
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--private-key", "private_key_path", required=True, type=click.Path(path_type=Path),
+              help="The consortium's private key (hefed keygen; mode 0600).")
+@click.option("--min-contributors", cls=LibraryDefault, library_default="hefed.roles:DEFAULT_MIN_CONTRIBUTORS",
+              show_default=True, type=int, help="Refuse aggregates of fewer factories (disclosure threshold).")
+@click.option("--allow-insecure-permissions", is_flag=True, help="Load a private key readable by others.")
+@click.option("--roster", "roster_path", type=click.Path(path_type=Path), default=None,
+              help="Consortium roster to check a masked round aggregate's signed manifests against.")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Plain sums to write (statistics, summary, evaluation metrics …, by the bundle's kind).")
+@force_option
+def decrypt(bundle: Path, private_key_path: Path, min_contributors: int, allow_insecure_permissions: bool,
+            roster_path: Path | None, out: Path, force: bool) -> None:
+    """Key holder: decrypt an aggregate of enough factories.
+
+    Writes the plain sums of the bundle's kind (statistics, summary, evaluation sums …). Refused below --min-
+    contributors factories, and for a masked round unless every signed manifest checks.
+    """
+    import hefed
+    from hefed._files import check_writable
+    from hefed.protocol import Roster
+    from hefed.roles import decrypt_bundle
+
+    from .render import render_sums
+
+    check_writable(out, force)
+    private_key = hefed.load_private_key(private_key_path, allow_insecure_permissions)
+    roster = Roster.load(roster_path) if roster_path is not None else None
+    result = decrypt_bundle(hefed.Bundle.load(bundle), private_key, min_contributors, roster)
+    result.save(out, force=force)
+    render_sums(result, out)

@@ -1,0 +1,257 @@
+"""What travels between the hefed ServerApp (aggregator) and its ClientApps (factories), without importing Flower.
+
+An **unmasked** round (run config ``roster`` empty) is one message type (``query.contribute``):
+
+* **request** (aggregator → every connected factory), a flat record of ``kind`` (a kind that
+  travels by Flower, see :data:`hefed.flower.KINDS`), the consortium ``public-key`` (its
+  modulus ``n`` in base64url, nothing else: Paillier public keys have no other part), the
+  key's ``key-fingerprint`` and, for a kind that evaluates a model, the global ``model`` as JSON;
+* **reply** (factory → aggregator), ``status`` ``ok`` with the ``factory-id`` and the
+  encrypted ``bundle`` as bytes (the UTF-8 JSON of :meth:`hefed.protocol.Bundle.to_dict`, never
+  pickle), or ``status`` ``error`` with the ``factory-id`` and a one-line ``error``.
+
+A **masked, signed** round (run config ``roster`` set; see :mod:`hefed.protocol`) has two steps:
+
+1. **ready** (``query.ready``, cheap: nothing is read or encrypted): the request carries
+   ``kind``, ``public-key``, ``key-fingerprint``, the consortium ``roster`` (its public JSON)
+   and its ``roster-digest``; a factory checks its pins and that its enrolled identity is the
+   roster's entry for it, and replies ``status`` ``ok`` with its ``factory-id`` (or ``error``).
+   The aggregator fixes the participants: the roster members that answered.
+2. **contribute** (``query.contribute``, sent only to the participants' nodes): the unmasked
+   request plus the ``round`` (public JSON of :class:`hefed.protocol.Round`: id, participants,
+   roster digest) and the ``roster``; each factory encrypts, adds its zero-sum masks and signs
+   with its identity, and replies with the bundle as above. If a participant fails to deliver,
+   the masks cannot cancel: the aggregator starts a **new round** (new id, new masks) for the
+   factories that did deliver, up to ``max-rounds`` rounds in all.
+
+No private key is ever read, sent or accepted here: the request carries ``n`` alone. A
+factory's identity (its Ed25519 and X25519 private keys) is read only by that factory's
+ClientApp; only signatures and masked ciphertexts leave it.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from phe import PaillierPublicKey
+from phe.util import base64_to_int, int_to_base64
+
+from .._files import MAX_JSON_BYTES
+from .._keys import MAX_BITS, MIN_TEST_BITS, key_fingerprint
+from ..errors import HefedError, InvalidFileError, KeyMismatchError, RoundError, UsageError
+from ..models import LinearModel
+from ..protocol import Bundle, Roster, Round
+from ._config import flower_kind, takes_model
+
+#: The ClientApp action and the Flower message type it answers.
+ACTION = "contribute"
+MESSAGE_TYPE = f"query.{ACTION}"
+#: The cheap first step of a masked round: which factories are there and able to take part.
+READY_ACTION = "ready"
+READY_MESSAGE_TYPE = f"query.{READY_ACTION}"
+#: Names of the records inside the request and reply messages.
+REQUEST_RECORD = "hefed-request"
+REPLY_RECORD = "hefed-reply"
+#: Longest error text a factory sends back (the full text stays in the factory's own log).
+MAX_ERROR_CHARS = 500
+
+#: A reply record's values: strings, and the bundle as bytes.
+ReplyRecord = dict[str, str | bytes]
+
+
+def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """Collapse an error text to one line of at most ``limit`` characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+# --- keys ---------------------------------------------------------------------------------------------------
+
+
+def public_key_to_request(public_key: PaillierPublicKey) -> dict[str, str]:
+    """The key's part of a request: ``n`` in base64url and its fingerprint."""
+    return {"public-key": int_to_base64(public_key.n), "key-fingerprint": key_fingerprint(public_key)}
+
+
+def public_key_from_request(request: Mapping[str, Any]) -> PaillierPublicKey:
+    """The public key a request carries, checked against the fingerprint sent with it."""
+    text = request.get("public-key")
+    if not isinstance(text, str) or not text or len(text) > MAX_BITS:
+        raise InvalidFileError("request: 'public-key' missing or not a base64url string")
+    try:
+        n = base64_to_int(text)
+    except Exception:
+        raise InvalidFileError("request: 'public-key' is not valid base64url") from None
+    if n.bit_length() < MIN_TEST_BITS or n % 2 == 0:
+        raise InvalidFileError("request: 'public-key' is not a valid Paillier modulus")
+    public_key = PaillierPublicKey(n)
+    if request.get("key-fingerprint") != key_fingerprint(public_key):
+        raise KeyMismatchError("request: 'key-fingerprint' does not match the public key sent")
+    return public_key
+
+
+# --- rosters and rounds as they travel ----------------------------------------------------------------------
+
+
+def roster_to_text(roster: Roster) -> str:
+    """The roster's public JSON (factory ids and public keys only), as the requests carry it."""
+    return json.dumps(roster.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def round_to_text(round_: Round) -> str:
+    """The round's public JSON (id, participants, roster digest), as the contribute request carries it."""
+    return json.dumps(round_.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+_Loaded = TypeVar("_Loaded")
+
+
+def _load_text(text: Any, what: str, loader: Callable[[Path], _Loaded]) -> _Loaded:
+    """Parse ``text`` with a library ``load(path)`` function, so the library's own checks apply.
+
+    :class:`~hefed.protocol.Roster` and :class:`~hefed.protocol.Round` are read from files
+    only; the JSON received in a request goes through a private temporary file, and
+    error messages name the request field instead of that file.
+    """
+    source = f"request {what!r}"
+    if not isinstance(text, str) or not text:
+        raise InvalidFileError(f"{source}: missing")
+    if len(text) > MAX_JSON_BYTES:
+        raise InvalidFileError(f"{source}: {len(text)} characters, too large")
+    with tempfile.TemporaryDirectory(prefix="hefed-request-") as tmp:
+        path = Path(tmp) / f"{what}.json"
+        path.write_text(text, encoding="utf-8")
+        try:
+            return loader(path)
+        except HefedError as exc:
+            raise type(exc)(str(exc).replace(str(path), source)) from None
+
+
+def roster_from_request(request: Mapping[str, Any], pin: str = "") -> Roster:
+    """The roster a request carries, checked against the digest sent with it and against a factory's pin."""
+    roster = _load_text(request.get("roster"), "roster", Roster.load)
+    digest = roster.digest()
+    if request.get("roster-digest", digest) != digest:
+        raise RoundError("request: 'roster-digest' does not match the roster sent")
+    if pin and pin != digest:
+        raise RoundError(
+            f"the aggregator sent roster {digest}, but this factory is pinned to roster {pin} "
+            "(node config 'roster-digest'); refused"
+        )
+    return roster
+
+
+def round_from_request(request: Mapping[str, Any], roster: Roster) -> Round:
+    """The round a contribute request carries; it must have been made from ``roster``."""
+    round_ = _load_text(request.get("round"), "round", Round.load)
+    if round_.roster_digest != roster.digest():
+        raise RoundError(f"round {round_.round_id} was made from roster {round_.roster_digest}, "
+                         f"not from the roster sent ({roster.digest()})")
+    return round_
+
+
+# --- requests -----------------------------------------------------------------------------------------------
+
+
+def make_ready_request(kind: str, public_key: PaillierPublicKey, roster: Roster) -> dict[str, str]:
+    """The ready query of a masked round: what will be asked, under which key, and the roster (all public)."""
+    flower_kind(kind)
+    return {"kind": kind, **public_key_to_request(public_key), "roster": roster_to_text(roster),
+            "roster-digest": roster.digest()}
+
+
+def make_request(kind: str, public_key: PaillierPublicKey, model: LinearModel | None = None) -> dict[str, str]:
+    """The request record the aggregator sends to every factory (``model``: for a kind that evaluates one)."""
+    needs_model = takes_model(flower_kind(kind))
+    if needs_model and model is None:
+        raise UsageError(f"a {kind} federation needs the global model (run config 'model')", parameters=("model",))
+    return {
+        "kind": kind,
+        **public_key_to_request(public_key),
+        "model": json.dumps(model.to_dict(), allow_nan=False) if needs_model and model is not None else "",
+    }
+
+
+def make_masked_request(request: Mapping[str, str], round_: Round, roster: Roster) -> dict[str, str]:
+    """A contribute request for a masked round: the unmasked request plus the round and the roster (public)."""
+    return {**request, "round": round_to_text(round_), "roster": roster_to_text(roster)}
+
+
+def model_from_request(request: Mapping[str, Any]) -> LinearModel:
+    """The global model an evaluation request carries."""
+    text = request.get("model")
+    if not isinstance(text, str) or not text:
+        raise InvalidFileError(f"request: a {request.get('kind')} request without a model")
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise InvalidFileError("request: 'model' is not JSON") from None
+    return LinearModel.from_dict(obj, "model from the aggregator")
+
+
+# --- bundles and replies ------------------------------------------------------------------------------------
+
+
+def bundle_to_bytes(bundle: Bundle) -> bytes:
+    """A bundle as it travels: the UTF-8 JSON of :meth:`Bundle.to_dict`."""
+    return json.dumps(bundle.to_dict(), allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def bundle_from_bytes(data: bytes, source: str) -> Bundle:
+    """Parse and fully validate a bundle received as bytes (JSON only; nothing is unpickled)."""
+    if len(data) > MAX_JSON_BYTES:
+        raise InvalidFileError(f"{source}: {len(data)} bytes, larger than any bundle")
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise InvalidFileError(f"{source}: not a JSON bundle") from None
+    if not isinstance(obj, dict):
+        raise InvalidFileError(f"{source}: not a JSON bundle object")
+    return Bundle.from_dict(obj, source)
+
+
+def ok_reply(factory_id: str, bundle: Bundle | None = None) -> ReplyRecord:
+    """A factory's ``ok`` reply: its id, and its bundle's bytes (none for the ready query)."""
+    record: ReplyRecord = {"status": "ok", "factory-id": factory_id}
+    if bundle is not None:
+        record["bundle"] = bundle_to_bytes(bundle)
+    return record
+
+
+def error_reply(factory_id: str, exc: BaseException) -> ReplyRecord:
+    """A factory's ``error`` reply: its id and one line saying why (library errors as they are)."""
+    text = str(exc) if isinstance(exc, HefedError) else f"{type(exc).__name__}: {exc}"
+    return {"status": "error", "factory-id": factory_id, "error": one_line(text)}
+
+
+@dataclass
+class Reply:
+    """What came back from one SuperNode: a hefed reply record, or a Flower-level error."""
+
+    node_id: int
+    record: Mapping[str, Any] | None = None
+    flower_error: str | None = None
+    seconds: float | None = None  # from sending the request to receiving this reply
+
+    @property
+    def factory_id(self) -> str | None:
+        """The factory id the reply claims (unchecked), if it has a record."""
+        value = self.record.get("factory-id") if self.record is not None else None
+        return value if isinstance(value, str) else None
+
+    def describe(self, what: str = "its bundle", name: str | None = None) -> str:
+        """One line for a person: who answered and how (``what``: what an ``ok`` reply delivered; ``name``: the
+        factory the node announced earlier, if known)."""
+        took = f" ({self.seconds:.1f} s)" if self.seconds is not None else ""
+        if self.record is None:
+            who = name or f"node {self.node_id}"
+            return f"{who}: {one_line(self.flower_error or 'error without a reason')}{took}"
+        name = self.factory_id or name or f"node {self.node_id}"
+        if self.record.get("status") == "ok":
+            return f"{name}: {what}{took}"
+        return f"{name}: error: {one_line(str(self.record.get('error', 'malformed reply')))}{took}"

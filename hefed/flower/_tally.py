@@ -1,0 +1,352 @@
+"""The aggregator's tally: which replies count, who is missing and why, each masked round, and the report.
+
+:func:`tally` sorts one round's replies into accepted bundles (in factory-id order, so the
+aggregate is the same whichever node answers first) and missing factories with their
+reasons; :func:`tally_ready` does the same for the ready step of a masked round.
+:class:`MaskedProgress` keeps every masked round tried (:class:`RoundAttempt`), so a failed
+run still reports them, and :func:`report` is the JSON report the ServerApp writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import HefedError, TooFewContributorsError, UsageError
+from ..models import LinearModel
+from ..protocol import Bundle, Roster, Round, check_factory_id, verify_contribution
+from ..roles import aggregate
+from ._config import RunSettings
+from ._messages import Reply, bundle_from_bytes, one_line
+
+#: Format of the federation report the ServerApp writes.
+REPORT_FORMAT = "hefed.federation"
+REPORT_VERSION = 1
+
+
+def _valid_id(value: object) -> str | None:
+    """``value`` if it is a valid factory id, else ``None``."""
+    try:
+        return check_factory_id(value)
+    except UsageError:
+        return None
+
+
+@dataclass
+class Tally:
+    """The outcome of one round: the bundles accepted, who they came from, and who is missing and why."""
+
+    contributors: list[str]
+    bundles: list[Bundle]
+    missing: dict[str, str]
+    unanswered_nodes: dict[str, str]
+    nodes: int
+    reply_seconds: dict[str, float] = field(default_factory=dict)
+
+    def describe_missing(self) -> str:
+        items = [f"{name} ({why})" for name, why in self.missing.items()]
+        return "; ".join(items) if items else "none"
+
+
+def _check_bundle(bundle: Bundle, factory_id: str, request: Mapping[str, Any], settings: RunSettings,
+                  model: LinearModel | None, round_: Round | None = None, roster: Roster | None = None) -> str | None:
+    """Why ``bundle`` cannot be summed for this request (and round), or ``None`` if it can."""
+    if bundle.contributors != [factory_id]:
+        return f"bundle lists contributors {bundle.contributors}, not just {factory_id!r}"
+    if bundle.kind != request["kind"]:
+        return f"bundle of kind {bundle.kind!r}, {request['kind']!r} was asked"
+    if bundle.key_fingerprint != request["key-fingerprint"]:
+        return f"encrypted for key {bundle.key_fingerprint}, not the consortium key {request['key-fingerprint']}"
+    if bundle.encoding != settings.encoding:
+        return "encoding differs from the run's"
+    if settings.target and bundle.target != settings.target:
+        return f"target {bundle.target!r}, the run asks for {settings.target!r}"
+    if settings.features and set(bundle.features) != set(settings.features):
+        return f"features {sorted(bundle.features)} differ from the run's {sorted(settings.features)}"
+    if model is not None and bundle.parameters.get("model_digest") != model.digest():
+        return "evaluated a different model"
+    if round_ is not None and roster is not None:
+        try:
+            verify_contribution(bundle, roster, round_, f"bundle from {factory_id}")
+        except HefedError as exc:
+            return f"not a valid signed contribution to round {round_.round_id}: {one_line(str(exc))}"
+    elif bundle.round_id:
+        return "a masked round contribution, but this run is unmasked"
+    return None
+
+
+def tally(replies: Iterable[Reply], sent_to: Sequence[int], request: Mapping[str, Any], settings: RunSettings,
+          model: LinearModel | None = None, *, round_: Round | None = None, roster: Roster | None = None,
+          node_names: Mapping[int, str] | None = None) -> Tally:
+    """Sort replies into accepted bundles and missing factories (with reasons).
+
+    A factory is left out, and named with the reason, when its SuperNode did not
+    answer in time, answered with an error, sent an invalid bundle or one that
+    does not match the request, claimed a factory id another node also claimed,
+    or sent a bundle whose schema differs from the others' (the reference is the
+    first valid bundle in factory-id order). The accepted bundles are in
+    factory-id order, so the aggregate is the same whichever node answers first.
+
+    In a masked round (``round_`` and ``roster`` given) every bundle must also be
+    its factory's valid signed contribution to ``round_``; ``node_names`` (node id →
+    the factory id it announced in the ready step) then names silent nodes by their
+    factory and refuses a reply claiming another id, and the round's participants
+    are the factories expected.
+    """
+    names = dict(node_names or {})
+    by_node: dict[int, Reply] = {}
+    for reply in replies:
+        by_node.setdefault(reply.node_id, reply)
+    missing: dict[str, str] = {}
+    unanswered: dict[str, str] = {}
+    latency: dict[str, float] = {}
+    candidates: dict[str, list[bytes]] = {}
+    for node_id in sent_to:
+        answer = by_node.get(node_id)
+        label = f"node {node_id}"
+        known = names.get(node_id)
+        if answer is None or answer.record is None:
+            why = (f"no answer within {settings.timeout:g} s" if answer is None
+                   else one_line(answer.flower_error or "error without a reason"))
+            if known:
+                missing[known] = why
+            else:
+                unanswered[label] = why
+            continue
+        record = answer.record
+        factory_id = _valid_id(record.get("factory-id"))
+        if factory_id is None:
+            if known:
+                missing[known] = "reply without a valid factory id"
+            else:
+                unanswered[label] = "reply without a valid factory id"
+            continue
+        if known and factory_id != known:
+            missing[known] = f"its node answered as {factory_id!r} after announcing {known!r}; refused"
+            continue
+        if answer.seconds is not None:
+            latency[factory_id] = round(answer.seconds, 3)
+        if record.get("status") == "error":
+            missing[factory_id] = f"error: {one_line(str(record.get('error', '')))}"
+            continue
+        data = record.get("bundle")
+        if record.get("status") != "ok" or not isinstance(data, bytes):
+            missing[factory_id] = "malformed reply"
+            continue
+        candidates.setdefault(factory_id, []).append(data)
+
+    accepted: list[tuple[str, Bundle]] = []
+    for factory_id in sorted(candidates):
+        if len(candidates[factory_id]) > 1 or factory_id in missing:
+            missing[factory_id] = "factory id claimed by more than one SuperNode; all its replies left out"
+            continue
+        try:
+            bundle = bundle_from_bytes(candidates[factory_id][0], f"bundle from {factory_id}")
+        except HefedError as exc:
+            missing[factory_id] = f"invalid bundle: {one_line(str(exc))}"
+            continue
+        problem = _check_bundle(bundle, factory_id, request, settings, model, round_, roster)
+        if problem is None and accepted:
+            diffs = accepted[0][1].schema_differences(bundle)
+            problem = f"differs from {accepted[0][0]}: {'; '.join(diffs)}" if diffs else None
+        if problem is not None:
+            missing[factory_id] = problem
+            continue
+        accepted.append((factory_id, bundle))
+
+    heard = {name for name, _ in accepted} | set(missing)
+    expected = round_.participants if round_ is not None else settings.expected_factories
+    absent = [name for name in expected if name not in heard]
+    for name in absent:
+        if len(unanswered) == 1 and len(absent) == 1:
+            missing[name] = next(iter(unanswered.values()))
+        elif unanswered:
+            missing[name] = f"no reply (its SuperNode did not answer within {settings.timeout:g} s or left)"
+        else:
+            missing[name] = "its SuperNode was not connected to the SuperLink"
+    if not expected:
+        missing.update(unanswered)
+    return Tally([name for name, _ in accepted], [bundle for _, bundle in accepted], dict(sorted(missing.items())),
+                 unanswered, len(sent_to), dict(sorted(latency.items())))
+
+
+@dataclass
+class ReadyTally:
+    """The outcome of the ready step: which roster members are ready (on which node), who is not and why."""
+
+    nodes: dict[str, int]
+    not_ready: dict[str, str]
+    unanswered_nodes: dict[str, str]
+    node_count: int
+
+    @property
+    def ready(self) -> list[str]:
+        """The ready roster members, sorted: the participants of the first round."""
+        return sorted(self.nodes)
+
+
+def tally_ready(replies: Iterable[Reply], sent_to: Sequence[int], roster: Roster,
+                settings: RunSettings) -> ReadyTally:
+    """Sort the ready replies: roster members that answered ``ok``, each on exactly one node.
+
+    Left out, with the reason: a factory that answered with an error (a pin or
+    identity check failed), one not in the roster, a factory id claimed by more
+    than one node, and every expected factory (``expected-factories``, or else
+    every roster member) that did not answer.
+    """
+    by_node: dict[int, Reply] = {}
+    for reply in replies:
+        by_node.setdefault(reply.node_id, reply)
+    claims: dict[str, list[int]] = {}
+    not_ready: dict[str, str] = {}
+    unanswered: dict[str, str] = {}
+    for node_id in sent_to:
+        answer = by_node.get(node_id)
+        label = f"node {node_id}"
+        if answer is None:
+            unanswered[label] = f"no answer to the ready query within {settings.timeout:g} s"
+            continue
+        if answer.record is None:
+            unanswered[label] = one_line(answer.flower_error or "error without a reason")
+            continue
+        factory_id = _valid_id(answer.record.get("factory-id"))
+        if factory_id is None:
+            unanswered[label] = "ready reply without a valid factory id"
+            continue
+        if answer.record.get("status") != "ok":
+            not_ready[factory_id] = f"not ready: {one_line(str(answer.record.get('error', 'malformed reply')))}"
+        elif factory_id not in roster.members:
+            not_ready[factory_id] = "not in the roster"
+        claims.setdefault(factory_id, []).append(node_id)
+    nodes: dict[str, int] = {}
+    for factory_id, node_ids in sorted(claims.items()):
+        if len(node_ids) > 1:
+            not_ready[factory_id] = "factory id claimed by more than one SuperNode; left out"
+        elif factory_id not in not_ready:
+            nodes[factory_id] = node_ids[0]
+    expected = settings.expected_factories or tuple(sorted(roster.members))
+    for name in expected:
+        if name not in nodes and name not in not_ready:
+            not_ready[name] = (f"did not answer the ready query within {settings.timeout:g} s" if unanswered
+                               else "its SuperNode was not connected to the SuperLink")
+    if not settings.expected_factories:
+        not_ready.update(unanswered)
+    return ReadyTally(nodes, dict(sorted(not_ready.items())), unanswered, len(sent_to))
+
+
+@dataclass
+class RoundAttempt:
+    """One masked round as it went: its id, the participants fixed for it, who delivered, who did not and why."""
+
+    number: int
+    round_id: str
+    participants: list[str]
+    contributors: list[str] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every participant delivered a valid contribution (the masks then cancel)."""
+        return sorted(self.contributors) == sorted(self.participants)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"round": self.number, "round_id": self.round_id, "participants": list(self.participants),
+                "contributors": list(self.contributors), "missing": dict(self.missing),
+                "complete": self.complete}
+
+
+@dataclass
+class MaskedProgress:
+    """What a masked federation did so far (kept up to date, so a failed run still reports it)."""
+
+    roster_digest: str
+    max_rounds: int
+    ready: list[str] = field(default_factory=list)
+    not_ready: dict[str, str] = field(default_factory=dict)
+    attempts: list[RoundAttempt] = field(default_factory=list)
+    nodes: int = 0
+
+    @property
+    def round_id(self) -> str | None:
+        """The id of the round that completed (the aggregate's round), or ``None``."""
+        last = self.attempts[-1] if self.attempts else None
+        return last.round_id if last is not None and last.complete else None
+
+    def missing(self) -> dict[str, str]:
+        """Every factory left out of the final round and why: not ready, or dropped out of round k."""
+        out = dict(self.not_ready)
+        for attempt in self.attempts:
+            for name, why in attempt.missing.items():
+                out.setdefault(name, f"dropped out of round {attempt.number} ({attempt.round_id}): {why}")
+        return dict(sorted(out.items()))
+
+    def summary(self, final: Tally | None = None) -> Tally:
+        """The federation as one :class:`Tally`: the final round's contributors, and everyone missing."""
+        last = self.attempts[-1] if self.attempts else None
+        contributors = list(final.contributors) if final else (list(last.contributors) if last else [])
+        bundles = list(final.bundles) if final else []
+        latency = dict(final.reply_seconds) if final else {}
+        unanswered = dict(final.unanswered_nodes) if final else {}
+        missing = {k: v for k, v in self.missing().items() if k not in contributors}
+        return Tally(contributors, bundles, missing, unanswered, self.nodes, latency)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"roster_digest": self.roster_digest, "max_rounds": self.max_rounds, "ready": list(self.ready),
+                "not_ready": dict(self.not_ready), "round_id": self.round_id,
+                "rounds": [attempt.to_dict() for attempt in self.attempts]}
+
+
+def check_survivors(participants: Sequence[str], settings: RunSettings, progress: MaskedProgress) -> None:
+    """Fail clearly when too few factories are left for a masked round (threshold, and at least two)."""
+    if len(participants) >= settings.min_contributors:  # at least two: RunSettings refuses fewer when masked
+        return
+    where = (f"after round {progress.attempts[-1].number} ({progress.attempts[-1].round_id})"
+             if progress.attempts else "after the ready step")
+    raise TooFewContributorsError(
+        f"only {len(participants)} factories left {where} ({', '.join(participants) or 'none'}), fewer than "
+        f"min-contributors = {settings.min_contributors}; missing: "
+        + ("; ".join(f"{name} ({reason})" for name, reason in progress.missing().items()) or "none")
+    )
+
+
+def aggregate_tally(result: Tally, settings: RunSettings) -> Bundle:
+    """The aggregate of exactly the accepted bundles, or a clear error if too few factories answered."""
+    total = len(set(result.contributors) | set(result.missing)) or result.nodes
+    if len(result.contributors) < settings.min_contributors:
+        raise TooFewContributorsError(
+            f"only {len(result.contributors)} of {total} factories contributed "
+            f"({', '.join(result.contributors) or 'none'}), fewer than min-contributors = "
+            f"{settings.min_contributors}; missing: {result.describe_missing()}"
+        )
+    return aggregate(result.bundles)
+
+
+def report(result: Tally | None, settings: RunSettings | None, *, status: str, error: str | None = None,
+           error_type: str | None = None, run_id: int | None = None, out: str | None = None,
+           seconds: float | None = None, masked: MaskedProgress | None = None) -> dict[str, Any]:
+    """The JSON report of a federation (what the ServerApp writes to the run config's ``report``).
+
+    ``masked`` is ``false`` for an unmasked run; for a masked run it holds the roster
+    digest, who was ready, and every round tried (``rounds``: id, participants,
+    contributors, missing), and ``round_id`` is the round of the aggregate.
+    """
+    return {
+        "format": REPORT_FORMAT,
+        "version": REPORT_VERSION,
+        "status": status,
+        "error": error,
+        "error_type": error_type,
+        "run_id": run_id,
+        "kind": settings.kind if settings else None,
+        "min_contributors": settings.min_contributors if settings else None,
+        "nodes": result.nodes if result else 0,
+        "contributors": list(result.contributors) if result else [],
+        "missing": dict(result.missing) if result else {},
+        "unanswered_nodes": dict(result.unanswered_nodes) if result else {},
+        "reply_seconds": dict(result.reply_seconds) if result else {},
+        "aggregate": out,
+        "seconds": seconds,
+        "masked": masked.to_dict() if masked is not None else False,
+        "round_id": masked.round_id if masked is not None else None,
+    }
