@@ -24,7 +24,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import hefed
-from hefed.errors import DataError, EncodingError, HefedError, TooFewContributorsError, UsageError
+from hefed.errors import DataError, EncodingError, HefedError, RoundedValuesWarning, TooFewContributorsError, UsageError
 from hefed.sim import SIMULATION_KEY_BITS, FederatedLinearRegression
 from hefed.stats import solve_exact_coefficients, statistics_from_arrays
 
@@ -375,8 +375,11 @@ def test_non_finite_values_are_refused_naming_column_and_row(pooled, fitted):
 
 def test_values_the_encoding_cannot_hold_are_refused_naming_column_and_row(pooled):
     X, y = pooled[FEATURES].copy(), pooled[TARGET]
-    X.iloc[7, 1] = 1e-9 + 1e-25  # binary digits far below 2^-72
-    with pytest.raises(EncodingError, match=r"column 'natural_gas_t', row 8: .* frac_bits"):
+    X.iloc[7, 1] = 1e30  # beyond the encoding's range (2^64)
+    with pytest.raises(EncodingError, match=r"column 'natural_gas_t', row 8: .* int_bits >= 100"):
+        FederatedLinearRegression().fit(X, y)
+    X.iloc[7, 1] = 1e-12 + 1e-30  # binary digits far below the 2^-84 grid: rounded to it, and said
+    with pytest.warns(RoundedValuesWarning, match="1 value\\(s\\) of 'natural_gas_t' rounded"):
         FederatedLinearRegression().fit(X, y)
     big = X.assign(coal_t=np.arange(len(X), dtype=np.int64) + 2**60)
     with pytest.raises(DataError, match=r"column 'coal_t', row 1: integer 1152921504606846976 is beyond 2\^53"):

@@ -25,7 +25,7 @@ import codecs
 import csv
 import re
 import zipfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -136,12 +136,6 @@ def detect_format(path: Path, given: FileFormat | None = None) -> ResolvedFormat
     if given.decimal is None:
         detected.append("decimal")
     return ResolvedFormat("csv", delimiter, decimal, encoding, detected=tuple(detected))
-
-
-def with_choices(resolved: ResolvedFormat, given: FileFormat) -> ResolvedFormat:
-    """``resolved`` with the user's explicit choices applied on top."""
-    return replace(resolved, **{k: v for k, v in (("delimiter", given.delimiter), ("decimal", given.decimal),
-                                                   ("encoding", given.encoding)) if v is not None})
 
 
 def _detect_encoding(path: Path, head: bytes) -> str:

@@ -27,6 +27,7 @@ import pandas as pd
 from phe import PaillierPrivateKey, PaillierPublicKey
 
 from .._keys import generate_keypair
+from ..data import PreprocessReport, warn_rounding
 from ..errors import KeyMismatchError, UsageError
 from ..kinds import Header, Kind
 from ..models import LinearModel
@@ -116,8 +117,13 @@ class Consortium:
 
     def encrypt_arrays(self, factory_id: str, X: np.ndarray, y: np.ndarray, features: Sequence[str], target: str,
                        source: str | None = None) -> Bundle:
-        """A factory's exact statistics of float64 arrays (columns of ``X`` named by ``features``), encrypted."""
-        stats = statistics_from_arrays(X, y, features, target, self.encoding, factory_id, source or factory_id)
+        """A factory's exact statistics of float64 arrays (columns of ``X`` named by ``features``), encrypted.
+
+        Values finer than their column's grid are rounded to it, and said (a :class:`RoundedValuesWarning`)."""
+        report = PreprocessReport(len(y), len(y))
+        stats = statistics_from_arrays(X, y, features, target, self.encoding, factory_id, source or factory_id,
+                                       report.rounding)
+        warn_rounding(report, source or factory_id)
         return encrypt_bundle(stats, self.public_key, factory_id)
 
     def encrypt_sums(self, factory_id: str, kind: Kind[Any, Any], header: Header, sums: Any) -> Bundle:

@@ -218,9 +218,9 @@ class FederatedLinearRegression(RegressorMixin, BaseEstimator):
             raise DataError(f"X: duplicate column name(s) {', '.join(map(repr, duplicated))}")
         _check_finite(X_arr, names)
         target = _target_name(y, names)
-        for j, name in enumerate(names):
-            encoding.encode_column(X_arr[:, j], name, "X")
-        encoding.encode_column(y_arr, target, "y")
+        for j, name in enumerate(names):  # out of range: refused naming the cell (finer than the grid: rounded)
+            encoding.check_range(X_arr[:, j], name, "X")
+        encoding.check_range(y_arr, target, "y")
 
         parts = {factory: (X_arr[rows], y_arr[rows]) for factory, rows in self._factories(groups, n).items()}
         consortium = Consortium.simulated(self.key_bits, self.public_key, self.private_key, int(self.min_contributors),
