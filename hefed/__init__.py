@@ -63,6 +63,8 @@ _EXPORTS: dict[str, str] = {
     "Bundle": "hefed.protocol",
     "Masking": "hefed.protocol",
     "Roster": "hefed.protocol",
+    "Study": "hefed.protocol",
+    "ColumnSpec": "hefed.protocol",
     "Round": "hefed.protocol",
     "enroll": "hefed.protocol",
     "load_identity": "hefed.protocol",
@@ -77,6 +79,7 @@ _EXPORTS: dict[str, str] = {
     "encrypt_statistics": "hefed.roles",
     "encrypt_bundle": "hefed.roles",
     "encrypt_evaluation": "hefed.roles",
+    "encrypt_for_study": "hefed.roles",
     "evaluate_local": "hefed.roles",
     "aggregate": "hefed.roles",
     "decrypt_bundle": "hefed.roles",
@@ -107,6 +110,7 @@ __all__ = [
     "Cleaning",
     "CoefficientAggregate",
     "CoefficientsRequest",
+    "ColumnSpec",
     "ColumnSummary",
     "compare_models",
     "Comparison",
@@ -121,6 +125,7 @@ __all__ = [
     "Encoding",
     "encrypt_bundle",
     "encrypt_evaluation",
+    "encrypt_for_study",
     "encrypt_statistics",
     "encrypt_table",
     "EncryptResult",
@@ -153,6 +158,7 @@ __all__ = [
     "roles",
     "Roster",
     "Round",
+    "Study",
     "save_private_key",
     "save_public_key",
     "sim",
@@ -196,7 +202,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         SummaryRequest,
     )
     from .models import InferenceResults, LinearModel, inference
-    from .protocol import Bundle, Masking, Roster, Round, enroll, load_identity, new_round
+    from .protocol import Bundle, ColumnSpec, Masking, Roster, Round, Study, enroll, load_identity, new_round
     from .roles import (
         DifferentialPrivacy,
         EncryptResult,
@@ -206,6 +212,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         decrypt_statistics,
         encrypt_bundle,
         encrypt_evaluation,
+        encrypt_for_study,
         encrypt_statistics,
         encrypt_table,
         evaluate_local,

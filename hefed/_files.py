@@ -135,6 +135,25 @@ def parse_rational(text: Any, source: str, field: str, *, finite: bool = True,
     return value
 
 
+_STUDY_DIGEST = re.compile(r"[0-9a-f]{32}")
+
+
+def split_study(obj: dict[str, Any], source: str) -> tuple[dict[str, Any], str | None]:
+    """A results file's object without its optional ``study`` (the digest of the study it belongs to), and that
+    digest (checked: 32 hex digits)."""
+    if "study" not in obj:
+        return obj, None
+    study = obj["study"]
+    if not isinstance(study, str) or not _STUDY_DIGEST.fullmatch(study):
+        raise InvalidFileError(f"{source}: 'study' must be a study digest of 32 hex digits")
+    return {k: v for k, v in obj.items() if k != "study"}, study
+
+
+def study_field(study: str | None) -> dict[str, str]:
+    """The optional ``study`` entry of a results file."""
+    return {"study": study} if study else {}
+
+
 def is_version(value: Any, expected: int) -> bool:
     """A format version must be that very integer (JSON true and 1.0 are not version 1)."""
     return type(value) is int and value == expected

@@ -11,7 +11,7 @@ is not needed (no holdout: an exact-size random draw needs every row).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,8 @@ class Table:
     cleaning: Cleaning | None = field(default_factory=Cleaning)
     holdout: Holdout | None = None
     file_format: FileFormat | None = None
+    #: categorical columns and their levels: one-hot encoded (the first level is the reference) before use
+    categories: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     @property
     def is_file(self) -> bool:

@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._files import atomic_write_json, check_names, is_version, parse_rational, parse_str_list, read_json_object
+from .._files import (
+    atomic_write_json,
+    check_names,
+    is_version,
+    parse_rational,
+    parse_str_list,
+    read_json_object,
+    split_study,
+)
 from ..errors import DataError, InvalidFileError, UsageError
 from ..stats import ONES, SufficientStatistics, r2_score, r_squared
 from ._inference import InferenceResults, inference
@@ -79,6 +87,8 @@ class LinearModel:
         self.standardized_: dict[str, dict[str, float]] | None = None
         #: Differential-privacy accounting, when the model was released with noise (``hefed solve --dp-epsilon``).
         self.dp_: dict[str, Any] | None = None
+        #: The digest of the study whose sums the model was solved from, if any.
+        self.study_: str | None = None
         self.feature_names_in_ = np.array(list(features), dtype=object)
         self.n_features_in_ = len(features)
         self.target_ = target
@@ -208,6 +218,7 @@ class LinearModel:
             **({"inference": self.inference().to_dict()} if self._inference is not None else {}),
             **({"standardized": self.standardized_} if self.standardized_ else {}),
             **({"differential_privacy": self.dp_} if self.dp_ else {}),
+            **({"study": self.study_} if self.study_ else {}),
         }
 
     def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
@@ -257,6 +268,7 @@ class LinearModel:
         )
         if isinstance(obj.get("differential_privacy"), dict):
             model.dp_ = obj["differential_privacy"]
+        model.study_ = split_study(obj, source)[1]
         if list(model.coef_) != list(obj.get("coef", [])) or model.intercept_ != obj.get("intercept"):
             raise InvalidFileError(f"{source}: 'coef'/'intercept' do not match the exact solution")
         return model

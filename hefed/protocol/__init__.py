@@ -27,11 +27,14 @@ from ._rounds import (
     verify_aggregate,
     verify_contribution,
 )
+from ._study import ColumnSpec, Study
 
 __all__ = [
     "FACTORY_ID_PATTERN",
     "FORMAT",
     "Bundle",
+    "ColumnSpec",
+    "Study",
     "FactoryIdentity",
     "Masking",
     "Member",

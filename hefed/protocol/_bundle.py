@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from ._ids import FACTORY_ID_PATTERN, check_factory_id
 
 FORMAT = "hefed.bundle"
 VERSION = 1
+_HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass
@@ -65,6 +67,8 @@ class Bundle:
     #: In a round aggregate: every factory's signed (masked) ciphertexts, so the key holder can
     #: check that the aggregate is exactly their product.
     contributions: dict[str, list[int]] = field(default_factory=dict)
+    #: The digest of the study the bundle was made for (:class:`~hefed.protocol.Study`), if any.
+    study: str | None = None
 
     def __post_init__(self) -> None:
         if not self.layout_digest:
@@ -81,13 +85,14 @@ class Bundle:
         *,
         source: str | None = None,
         encryption: Encryption = DEFAULT_METHOD,
+        study: str | None = None,
     ) -> Bundle:
         """Pack one contribution's plain ``sums`` (plus the contribution counter) and encrypt them.
 
         Every bundle is made here: the kind turns ``sums`` into exact integers, which must lie
         within the kind's public bounds (:mod:`hefed.kinds`); a value outside is refused, never
         wrapped. ``encryption`` is ``"djn"`` (default) or ``"classic"``
-        (:mod:`hefed.primitives.encryption`).
+        (:mod:`hefed.primitives.encryption`); ``study`` is the digest of the study it is made for.
         """
         kind = get_kind(kind, "seal") if isinstance(kind, str) else kind
         check_factory_id(factory_id)
@@ -106,7 +111,7 @@ class Bundle:
             ) from None
         ciphertexts = encrypt_plaintexts(public_key, plaintexts, encryption)
         return cls(kind.name, public_key, target, features, header.encoding, [factory_id], ciphertexts,
-                   packing.digest(), parameters)
+                   packing.digest(), parameters, study=study)
 
     @property
     def key_fingerprint(self) -> str:
@@ -136,6 +141,8 @@ class Bundle:
             diffs.append(f"features only in the first: {only_a}, only in the second: {only_b}")
         if self.round_id != other.round_id:
             diffs.append(f"round {self.round_id} vs {other.round_id}")
+        if self.study != other.study:
+            diffs.append(f"study {self.study} vs {other.study}")
         if self.parameters != other.parameters:
             diffs.append(f"parameters {self.parameters} vs {other.parameters}")
         if self.encoding != other.encoding:
@@ -163,6 +170,7 @@ class Bundle:
             "layout_digest": self.layout_digest,
             "contributors": list(self.contributors),
             "ciphertexts": [encode(c) for c in self.ciphertexts],
+            **({"study": self.study} if self.study else {}),
             **({"round_id": self.round_id, "manifests": self.manifests} if self.round_id else {}),
             **({"contributions": {f: [encode(c) for c in cs] for f, cs in self.contributions.items()}}
                if self.contributions else {}),
@@ -185,12 +193,15 @@ class Bundle:
             "format", "version", "kind", "public_key", "key_fingerprint", "schema",
             "encoding", "parameters", "layout_digest", "contributors", "ciphertexts",
         }
-        present = set(obj) - ({"round_id", "manifests", "contributions"} if "round_id" in obj else set())
+        present = set(obj) - ({"round_id", "manifests", "contributions"} if "round_id" in obj else set()) - {"study"}
         if present != expected:
             raise InvalidFileError(
                 f"{source}: fields wrong (missing {sorted(expected - present)}, "
                 f"extra {sorted(present - expected)})"
             )
+        study = obj.get("study")
+        if "study" in obj and (not isinstance(study, str) or not _HEX32.fullmatch(study)):
+            raise InvalidFileError(f"{source}: 'study' must be a study digest of 32 hex digits")
         round_id, manifests = obj.get("round_id"), obj.get("manifests", [])
         if "round_id" in obj:
             if not isinstance(round_id, str) or len(round_id) != 32 or not set(round_id) <= set("0123456789abcdef"):
@@ -244,7 +255,7 @@ class Bundle:
             contributions[factory] = _ciphertexts(raw, packing.n_plaintexts, n, f"{source} ({factory})")
         return cls(
             kind.name, public_key, target, list(features), encoding, list(contributors), ciphertexts,
-            obj["layout_digest"], parameters, round_id, list(manifests), contributions,
+            obj["layout_digest"], parameters, round_id, list(manifests), contributions, study,
         )
 
 

@@ -155,6 +155,8 @@ def factory_masks(identity: FactoryIdentity, roster: Roster, round_: Round, bund
 def schema_digest(bundle: Bundle) -> str:
     desc = {"target": bundle.target, "features": sorted(bundle.features), "encoding": bundle.encoding.to_dict(),
             "parameters": bundle.parameters}
+    if bundle.study:  # a study's bundles sign the study they were made for
+        desc["study"] = bundle.study
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -199,7 +201,7 @@ def mask_and_sign(bundle: Bundle, identity: FactoryIdentity, roster: Roster, rou
     masked = [int(gmpy2.f_mod(c * (1 + m * n), nsq)) for c, m in zip(bundle.ciphertexts, masks, strict=True)]
     result = Bundle(bundle.kind, bundle.public_key, bundle.target, list(bundle.features), bundle.encoding,
                     list(bundle.contributors), masked, bundle.layout_digest, dict(bundle.parameters),
-                    round_id=round_.round_id)
+                    round_id=round_.round_id, study=bundle.study)
     manifest: dict[str, Any] = {
         "factory_id": identity.factory_id, "round_id": round_.round_id, "participants": list(round_.participants),
         "key_fingerprint": result.key_fingerprint, "kind": result.kind, "schema_digest": schema_digest(result),

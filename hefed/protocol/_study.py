@@ -16,7 +16,8 @@ show``), and then:
 File format (JSON)::
 
     {"format": "hefed.study", "version": 1, "study_id": "<32 hex>", "title": "...",
-     "key_fingerprint": "<32 hex>", "roster_digest": "<32 hex>" | null, "min_contributors": 3,
+     "public_key": {"n": "<base64url>"}, "key_fingerprint": "<32 hex>",
+     "roster_digest": "<32 hex>" | null, "min_contributors": 3,
      "target": {"name": "co2_t", "unit": "t"},
      "features": [{"name": "coal_t", "unit": "t"}, {"name": "kiln", "categories": ["dry", "wet"]}, ...],
      "encoding": {...},                      # hefed.stats.Encoding, with per-column grids
@@ -43,11 +44,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from phe import PaillierPublicKey
+from phe.util import base64_to_int, int_to_base64
+
 from .._files import atomic_write_json, check_names, is_version, read_json_object
+from .._keys import MAX_BITS, MIN_TEST_BITS, key_fingerprint
 from ..data import Bounds, Cleaning, Holdout
 from ..errors import InvalidFileError, SchemaMismatchError, UsageError
 from ..kinds import get_kind
 from ..stats import ColumnEncoding, Encoding
+from ._bundle import Bundle
 
 FORMAT = "hefed.study"
 VERSION = 1
@@ -113,7 +119,7 @@ class Study:
     """
 
     study_id: str
-    key_fingerprint: str
+    public_key: PaillierPublicKey
     target: ColumnSpec
     features: tuple[ColumnSpec, ...]
     encoding: Encoding = field(default_factory=Encoding)
@@ -126,9 +132,10 @@ class Study:
     title: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("study_id", "key_fingerprint"):
-            if not _HEX32.fullmatch(getattr(self, name)):
-                raise UsageError(f"study: {name} must be 32 hex digits")
+        if not _HEX32.fullmatch(self.study_id):
+            raise UsageError("study: study_id must be 32 hex digits")
+        if not isinstance(self.public_key, PaillierPublicKey):
+            raise UsageError("study: public_key must be a Paillier public key")
         if self.roster_digest is not None and not _HEX32.fullmatch(self.roster_digest):
             raise UsageError("study: roster_digest must be 32 hex digits")
         if isinstance(self.min_contributors, bool) or not isinstance(self.min_contributors, int) or \
@@ -154,7 +161,7 @@ class Study:
     @classmethod
     def new(
         cls,
-        key_fingerprint: str,
+        public_key: PaillierPublicKey,
         target: str | ColumnSpec,
         features: Sequence[str | ColumnSpec],
         *,
@@ -177,7 +184,7 @@ class Study:
                                              max_rows_bits=encoding.max_rows_bits,
                                              max_contributors=encoding.max_contributors)
         return cls(
-            secrets.token_hex(16), key_fingerprint,
+            secrets.token_hex(16), public_key,
             target if isinstance(target, ColumnSpec) else ColumnSpec(target),
             tuple(f if isinstance(f, ColumnSpec) else ColumnSpec(f) for f in features),
             encoding, min_contributors, roster_digest,
@@ -186,6 +193,10 @@ class Study:
         )
 
     # --- what it says ----------------------------------------------------------------------------
+    @property
+    def key_fingerprint(self) -> str:
+        return key_fingerprint(self.public_key)
+
     @property
     def feature_names(self) -> list[str]:
         """The features as the factories' tables name them (categorical ones before one-hot encoding)."""
@@ -220,18 +231,34 @@ class Study:
         body = json.dumps(self._body(), sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(body.encode("utf-8")).hexdigest()[:32]
 
-    def check_bundle_metadata(self, study_digest: str | None, where: str) -> None:
-        """Refuse a bundle or result that is not of this study."""
+    def check_digest(self, study_digest: str | None, where: str) -> None:
+        """Refuse a bundle or decrypted result that was not made for this study."""
         if study_digest != self.digest:
             what = "no study" if study_digest is None else f"study {study_digest}"
             raise SchemaMismatchError(f"{where}: made for {what}, not for this study ({self.digest})")
+
+    def check_bundle(self, bundle: Bundle, where: str = "bundle") -> None:
+        """Refuse a bundle that is not one this study allows: another study, key, kind, schema or encoding."""
+        self.check_digest(bundle.study, where)
+        problems = []
+        if bundle.key_fingerprint != self.key_fingerprint:
+            problems.append(f"key {bundle.key_fingerprint}, the study's is {self.key_fingerprint}")
+        if bundle.kind not in self.kinds:
+            problems.append(f"a {bundle.kind} bundle, which the study does not allow")
+        if bundle.target != self.target.name or sorted(bundle.features) != sorted(self.model_features):
+            problems.append("target or features differ from the study's")
+        if bundle.encoding != self.encoding:
+            problems.append("the encoding differs from the study's")
+        if problems:
+            raise SchemaMismatchError(f"{where}: claims study {self.digest} but is " + "; ".join(problems))
 
     # --- files -------------------------------------------------------------------------------------
     def _body(self) -> dict[str, Any]:
         cleaning = {"missing": self.cleaning.missing, "impute": self.cleaning.impute, "max_z": self.cleaning.max_z}
         return {
             "format": FORMAT, "version": VERSION, "study_id": self.study_id, "title": self.title,
-            "key_fingerprint": self.key_fingerprint, "roster_digest": self.roster_digest,
+            "public_key": {"n": int_to_base64(self.public_key.n)}, "key_fingerprint": self.key_fingerprint,
+            "roster_digest": self.roster_digest,
             "min_contributors": self.min_contributors, "target": self.target.to_dict(),
             "features": [f.to_dict() for f in self.features], "encoding": self.encoding.to_dict(),
             "kinds": {k: dict(v) for k, v in sorted(self.kinds.items())}, "cleaning": cleaning,
@@ -255,7 +282,8 @@ class Study:
     def from_dict(cls, obj: dict[str, Any], source: str = "study", expected_digest: str | None = None) -> Study:
         if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
             raise InvalidFileError(f"{source}: not a hefed study file (version {VERSION})")
-        fields = {"format", "version", "study_id", "title", "key_fingerprint", "roster_digest", "min_contributors",
+        fields = {"format", "version", "study_id", "title", "public_key", "key_fingerprint", "roster_digest",
+                  "min_contributors",
                   "target", "features", "encoding", "kinds", "cleaning", "holdout", "bounds", "digest"}
         if set(obj) != fields:
             raise InvalidFileError(f"{source}: fields wrong (missing {sorted(fields - set(obj))}, extra "
@@ -271,7 +299,7 @@ class Study:
             if not isinstance(features, list):
                 raise InvalidFileError(f"{source}: 'features' must be a list")
             study = cls(
-                study_id=str(obj["study_id"]), key_fingerprint=str(obj["key_fingerprint"]),
+                study_id=str(obj["study_id"]), public_key=_public_key(obj["public_key"], source),
                 target=ColumnSpec.from_dict(obj["target"], source),
                 features=tuple(ColumnSpec.from_dict(f, source) for f in features),
                 encoding=Encoding.from_dict(obj["encoding"], source),
@@ -284,11 +312,25 @@ class Study:
             )
         except (UsageError, KeyError, TypeError) as exc:
             raise InvalidFileError(f"{source}: {exc}") from None
+        if obj["key_fingerprint"] != study.key_fingerprint:
+            raise InvalidFileError(f"{source}: 'key_fingerprint' does not match 'public_key'")
         if obj["digest"] != study.digest:
             raise InvalidFileError(f"{source}: the digest does not match the study's contents (edited?)")
         if expected_digest is not None and study.digest != expected_digest:
             raise SchemaMismatchError(f"{source}: study {study.digest}, not the pinned study {expected_digest}")
         return study
+
+
+def _public_key(obj: Any, source: str) -> PaillierPublicKey:
+    if not isinstance(obj, dict) or set(obj) != {"n"} or not isinstance(obj["n"], str) or len(obj["n"]) > MAX_BITS:
+        raise InvalidFileError(f"{source}: 'public_key' must be {{\"n\": <base64url>}}")
+    try:
+        n = base64_to_int(obj["n"])
+    except Exception:
+        raise InvalidFileError(f"{source}: 'public_key.n' is not valid base64url") from None
+    if n.bit_length() < MIN_TEST_BITS or n % 2 == 0:
+        raise InvalidFileError(f"{source}: 'public_key.n' is not a valid Paillier modulus")
+    return PaillierPublicKey(n)
 
 
 def _bounds(obj: Any, source: str) -> Bounds:

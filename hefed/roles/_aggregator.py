@@ -16,8 +16,8 @@ from typing import Any
 import gmpy2
 
 from .. import _pool as parallel
-from ..errors import DuplicateContributorError, OverflowRiskError, SchemaMismatchError, UsageError
-from ..protocol import Bundle, Roster, Round, check_round_complete, verify_contribution
+from ..errors import DuplicateContributorError, OverflowRiskError, RoundError, SchemaMismatchError, UsageError
+from ..protocol import Bundle, Roster, Round, Study, check_round_complete, verify_contribution
 
 # Reading and checking a bundle file costs ~1 ms; a worker start ~0.5 s.
 _MIN_FILES_PER_WORKER = 500
@@ -27,15 +27,29 @@ def aggregate(
     bundles: Iterable[Bundle | str | os.PathLike[str]],
     roster: Roster | None = None,
     round_: Round | None = None,
+    study: Study | None = None,
 ) -> Bundle:
     """Sum bundles (objects or file paths, read one at a time) into one aggregate bundle.
 
     Masked, signed contributions of a round (:mod:`hefed.protocol`) need the consortium
     ``roster`` and the ``round_``: each bundle must then be a roster member's valid
     signed contribution to this round, and every participant must have delivered.
+    With a ``study``, every bundle must have been made for it (its digest, key, allowed kind,
+    columns and encoding), and the roster must be the study's.
     """
     if (roster is None) != (round_ is None):
         raise UsageError("a masked round needs both the roster and the round", parameters=("roster", "round"))
+    if study is not None and roster is not None and study.roster_digest not in (None, roster.digest()):
+        raise RoundError(f"the roster ({roster.digest()}) is not the study's ({study.roster_digest})")
+    result = _aggregate(bundles, roster, round_)
+    if study is not None:
+        study.check_bundle(result, "the bundles")  # every bundle has the first one's study, key, kind and schema
+    return result
+
+
+def _aggregate(
+    bundles: Iterable[Bundle | str | os.PathLike[str]], roster: Roster | None, round_: Round | None,
+) -> Bundle:
     if roster is None and isinstance(bundles, Sequence):
         workers = parallel.workers_for(len(bundles), _MIN_FILES_PER_WORKER)
         if workers > 1 and all(isinstance(item, (str, os.PathLike)) for item in bundles):
@@ -104,7 +118,7 @@ def _fold(
     return Bundle(
         first.kind, first.public_key, first.target, list(first.features), first.encoding,
         contributors, [int(a) for a in acc], first.layout_digest, dict(first.parameters),
-        first.round_id, manifests, contributions,
+        first.round_id, manifests, contributions, first.study,
     ), seen
 
 

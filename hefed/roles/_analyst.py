@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from ..errors import ResultRangeError, UsageError
 from ..kinds import kind_of_result
 from ..models import LinearModel
+from ..protocol import Study
 from ..stats import ONES, CoefficientAggregate, FoldStatistics, SufficientStatistics, solve_exact_coefficients
 
 # Smallest magnitude float() rounds to infinity: (2 - 2^-53) · 2^1023.
@@ -39,18 +40,24 @@ def register_model(kind: str) -> Callable[[F], F]:
     return decorate
 
 
-def solve(sums: Any, ridge: float = 0.0, fit_intercept: bool = True) -> LinearModel:
+def solve(sums: Any, ridge: float = 0.0, fit_intercept: bool = True, study: Study | None = None) -> LinearModel:
     """The global linear model (OLS, or ridge with unpenalised intercept) from decrypted plain sums.
 
-    Raises :class:`~hefed.errors.SingularSystemError` naming the columns involved when the
-    system has no unique solution, and :class:`~hefed.errors.UsageError` for sums that give no
-    model (a summary, an evaluation).
+    With a ``study``, the sums must be the study's. Raises
+    :class:`~hefed.errors.SingularSystemError` naming the columns involved when the system has no
+    unique solution, and :class:`~hefed.errors.UsageError` for sums that give no model (a summary,
+    an evaluation).
     """
     kind = kind_of_result(sums)
+    if study is not None:
+        study.check_digest(sums.study, f"the {kind.name} sums")
     builder = _BUILDERS.get(kind.name)
     if builder is None:
-        raise UsageError(f"a {kind.name} aggregate is not solved into a model: it holds {kind.description}")
-    return builder(sums, ridge, fit_intercept)
+        raise UsageError(f"a {kind.name} aggregate is not solved into a model: it holds {kind.description}; solve "
+                         "takes decrypted statistics, fold statistics or coefficients")
+    model = builder(sums, ridge, fit_intercept)
+    model.study_ = sums.study
+    return model
 
 
 @register_model("statistics")

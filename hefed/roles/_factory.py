@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 from phe import PaillierPublicKey
 
-from ..data import Cleaning, Holdout, PreprocessReport, Table, warn_rounding
-from ..errors import UsageError
+from .._keys import key_fingerprint
+from ..data import Cleaning, FileFormat, Holdout, PreprocessReport, Table, warn_rounding
+from ..errors import RoundError, UsageError
 from ..kinds import (
     STATISTICS,
     EvaluationRequest,
@@ -27,12 +28,13 @@ from ..kinds import (
     KindRequest,
     StatisticsRequest,
     evaluation_sums,
+    get_kind,
     kind_for_request,
 )
 from ..kinds._evaluation import PublishedModel
 from ..primitives.encryption import DEFAULT_METHOD, Encryption
-from ..protocol import Bundle, Masking, check_factory_id
-from ..stats import Encoding, EvaluationSums, SufficientStatistics
+from ..protocol import Bundle, Masking, Study, check_factory_id
+from ..stats import ColumnSummary, Encoding, EvaluationSums, SufficientStatistics
 
 
 @dataclass
@@ -46,8 +48,8 @@ class EncryptResult:
 
 def encrypt_table(
     data: pd.DataFrame | str | os.PathLike[str],
-    target: str,
-    public_key: PaillierPublicKey,
+    target: str | None = None,
+    public_key: PaillierPublicKey | None = None,
     *,
     features: Sequence[str] | None = None,
     factory_id: str = "factory",
@@ -57,6 +59,9 @@ def encrypt_table(
     holdout: Holdout | None = None,
     masking: Masking | None = None,
     encryption: Encryption = DEFAULT_METHOD,
+    file_format: FileFormat | None = None,
+    study: Study | None = None,
+    summary: ColumnSummary | None = None,
 ) -> EncryptResult:
     """Everything ``hefed encrypt`` does: compute the ``request``'s plain sums from the factory's
     table, pack and encrypt them, and mask and sign them for a round.
@@ -67,18 +72,111 @@ def encrypt_table(
     (default: refuse missing values, naming the rows) and ``holdout`` apply to the kinds that
     read cleaned rows (statistics, fold statistics, coefficients). With ``masking`` the bundle
     is masked and signed for that round (:mod:`hefed.protocol`).
+
+    With a ``study`` everything the factory computes comes from it (:func:`encrypt_for_study`):
+    ``target``, ``public_key``, ``features``, ``request``, ``encoding``, ``cleaning`` and ``holdout``
+    may be left out, and any given must agree with the study (a contradiction is refused);
+    ``summary`` is the consortium summary the study's cleaning imputes from.
     """
+    if study is not None:
+        kind_name = kind_for_request(request).name if request is not None else "statistics"
+        _agree_with_study(study, kind_name, target=target, public_key=public_key, features=features, request=request,
+                          encoding=encoding, cleaning=cleaning, holdout=holdout)
+        return encrypt_for_study(data, study, factory_id=factory_id, kind=kind_name,
+                                 model=getattr(request, "model", None), summary=summary, masking=masking,
+                                 encryption=encryption, file_format=file_format)
+    if target is None or public_key is None:
+        raise UsageError("encrypting needs the target column and the public key (or a study naming both)",
+                         parameters=("target", "public_key"))
+    if summary is not None:
+        cleaning = replace(cleaning or Cleaning(), summary=summary)
     check_factory_id(factory_id)
     request = request if request is not None else StatisticsRequest()
     kind = kind_for_request(request)
-    if masking is not None and masking.identity.factory_id != factory_id:
-        raise UsageError(f"the identity belongs to {masking.identity.factory_id!r}, not {factory_id!r}")
     if cleaning is None and kind.cleans_rows:
         cleaning = Cleaning()
-    table = Table(data, target, features, factory_id, cleaning, holdout)
-    computed = kind.compute(table, encoding or Encoding(), request)
-    bundle = Bundle.seal(kind, computed.header, computed.sums, public_key, factory_id, source=table.source,
-                         encryption=encryption)
+    table = Table(data, target, features, factory_id, cleaning, holdout, file_format)
+    return _encrypt(table, kind, request, encoding or Encoding(), public_key, masking, encryption, None)
+
+
+def encrypt_for_study(
+    data: pd.DataFrame | str | os.PathLike[str],
+    study: Study,
+    *,
+    factory_id: str,
+    kind: str = "statistics",
+    model: PublishedModel | None = None,
+    summary: ColumnSummary | None = None,
+    masking: Masking | None = None,
+    encryption: Encryption = DEFAULT_METHOD,
+    file_format: FileFormat | None = None,
+) -> EncryptResult:
+    """What ``hefed encrypt --study`` does: everything the factory computes comes from its own copy of the study.
+
+    The key, the target and features (categorical ones one-hot encoded with the study's levels),
+    the encoding, how rows are cleaned and held out, and the parameters of ``kind`` are the study's;
+    so must be the roster of a masked round. Only what the study
+    cannot fix is given here: the model an ``evaluation`` measures, and the consortium ``summary``
+    the study's cleaning imputes from. The bundle carries the study's digest (signed with it in a
+    masked round), so the aggregator and the key holder refuse it in any other study.
+    """
+    check_factory_id(factory_id)
+    if masking is not None and study.roster_digest not in (None, masking.roster.digest()):
+        raise RoundError(f"the roster ({masking.roster.digest()}) is not the study's ({study.roster_digest})")
+    request = study.request(kind, **({"model": model} if model is not None else {}))
+    bundle_kind = kind_for_request(request)
+    cleaning = replace(study.cleaning, summary=summary, bounds=study.bounds) if bundle_kind.cleans_rows else None
+    table = Table(data, study.target.name, study.model_features, factory_id, cleaning,
+                  study.holdout if bundle_kind.cleans_rows else None, file_format,
+                  {spec.name: spec.categories for spec in study.features if spec.categories is not None})
+    return _encrypt(table, bundle_kind, request, study.encoding, study.public_key, masking, encryption, study.digest)
+
+
+def _agree_with_study(study: Study, kind: str, **given: Any) -> None:
+    """Refuse any argument given next to a study that says something else than the study."""
+    agreed = {
+        "target": study.target.name, "public_key": study.public_key, "encoding": study.encoding,
+        "holdout": study.holdout if get_kind(kind).cleans_rows else None,
+        "features": list(study.model_features),
+    }
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name == "features":
+            value = list(value)
+        if name == "request":
+            if getattr(value, "model", None) is None and value != study.request(kind):
+                raise UsageError(f"the {kind} parameters {value} contradict the study's {study.request(kind)}",
+                                 parameters=(kind,))
+            continue
+        if name == "cleaning":
+            expected = replace(study.cleaning, summary=value.summary, bounds=study.bounds)
+            if value != expected:
+                raise UsageError("the cleaning options contradict the study's "
+                                 f"(missing={study.cleaning.missing}, impute={study.cleaning.impute}, "
+                                 f"max_z={study.cleaning.max_z})", parameters=("missing", "impute", "max_z"))
+            continue
+        if value != agreed[name]:
+            raise UsageError(f"{name} {_short(value)} contradicts the study's {_short(agreed[name])}",
+                             parameters=(name,))
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, PaillierPublicKey):
+        return f"key {key_fingerprint(value)}"
+    return repr(value.to_dict()) if hasattr(value, "to_dict") else repr(value)
+
+
+def _encrypt(
+    table: Table, kind: Kind[Any, Any], request: Any, encoding: Encoding, public_key: PaillierPublicKey,
+    masking: Masking | None, encryption: Encryption, study: str | None,
+) -> EncryptResult:
+    """Compute the kind's plain sums from the table, seal them, and mask and sign them for a round."""
+    if masking is not None and masking.identity.factory_id != table.factory_id:
+        raise UsageError(f"the identity belongs to {masking.identity.factory_id!r}, not {table.factory_id!r}")
+    computed = kind.compute(table, encoding, request)
+    bundle = Bundle.seal(kind, computed.header, computed.sums, public_key, table.factory_id, source=table.source,
+                         encryption=encryption, study=study)
     if masking is not None:
         bundle = masking.apply(bundle)
     return EncryptResult(bundle, computed.holdout, computed.report)

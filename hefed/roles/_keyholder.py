@@ -22,6 +22,7 @@ from ..errors import (
     DuplicateContributorError,
     IntegrityError,
     KeyMismatchError,
+    RoundError,
     SchemaMismatchError,
     TooFewContributorsError,
     UsageError,
@@ -29,7 +30,7 @@ from ..errors import (
 from ..kinds import get_kind
 from ..primitives.encryption import decrypt_ciphertexts
 from ..primitives.packing import PackingError
-from ..protocol import Bundle, Roster, verify_aggregate
+from ..protocol import Bundle, Roster, Study, verify_aggregate
 from ..stats import EvaluationSums, SufficientStatistics
 
 DEFAULT_MIN_CONTRIBUTORS = 3
@@ -80,6 +81,7 @@ def decrypt_bundle(
     min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
     roster: Roster | None = None,
     kind: str | None = None,
+    study: Study | None = None,
 ) -> Any:
     """Decrypt an aggregate of any kind (what ``hefed decrypt`` runs), or only of ``kind`` when given.
 
@@ -90,25 +92,31 @@ def decrypt_bundle(
     """
     if kind is not None and bundle.kind != kind:
         raise SchemaMismatchError(f"expected a {kind} bundle, got a {bundle.kind} bundle")
+    if study is not None:  # the study's aggregate, over the study's threshold, under the study's roster
+        study.check_bundle(bundle, "aggregate")
+        min_contributors = max(min_contributors, study.min_contributors)
+        if roster is not None and study.roster_digest not in (None, roster.digest()):
+            raise RoundError(f"the roster ({roster.digest()}) is not the study's ({study.roster_digest})")
     bundle_kind = get_kind(bundle.kind)
     result = bundle_kind.result(_decrypt_values(bundle, private_key, min_contributors, roster), bundle.header)
     bundle_kind.check_result(result)
+    result.study = bundle.study
     return result
 
 
 def decrypt_statistics(
     bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
-    roster: Roster | None = None,
+    roster: Roster | None = None, study: Study | None = None,
 ) -> SufficientStatistics:
     """Decrypt a ``statistics`` aggregate of at least ``min_contributors`` factories."""
-    result: SufficientStatistics = decrypt_bundle(bundle, private_key, min_contributors, roster, "statistics")
+    result: SufficientStatistics = decrypt_bundle(bundle, private_key, min_contributors, roster, "statistics", study)
     return result
 
 
 def decrypt_evaluation(
     bundle: Bundle, private_key: PaillierPrivateKey, min_contributors: int = DEFAULT_MIN_CONTRIBUTORS,
-    roster: Roster | None = None,
+    roster: Roster | None = None, study: Study | None = None,
 ) -> EvaluationSums:
     """Decrypt an ``evaluation`` aggregate into the consortium's exact holdout sums."""
-    result: EvaluationSums = decrypt_bundle(bundle, private_key, min_contributors, roster, "evaluation")
+    result: EvaluationSums = decrypt_bundle(bundle, private_key, min_contributors, roster, "evaluation", study)
     return result

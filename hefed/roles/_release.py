@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from ..errors import UsageError
 from ..models import LinearModel
+from ..protocol import Study
 from ..stats import SufficientStatistics
 from ._analyst import solve, standardized_coefficients
 from ._privacy import DifferentialPrivacy, dp_solve
@@ -56,12 +57,16 @@ def release_model(
     fit_intercept: bool = True,
     standardize: bool = False,
     privacy: DifferentialPrivacy | None = None,
+    study: Study | None = None,
 ) -> Release:
     """The model to publish from decrypted sums, and the validation curve when ``ridge="auto"``.
 
     ``privacy`` makes an (ε, δ)-differentially private release (from plain statistics with a
-    fixed ridge); ``alphas`` are the candidates of ``ridge="auto"``.
+    fixed ridge); ``alphas`` are the candidates of ``ridge="auto"``. With a ``study`` the sums must
+    be the study's, and the study's DP bounds are the ones clipped to.
     """
+    if study is not None:
+        study.check_digest(getattr(aggregate, "study", None), "the decrypted sums")
     choice = parse_ridge(ridge)
     if alphas and choice != "auto":
         raise UsageError("candidate alphas need ridge 'auto'", parameters=("alphas", "ridge"))
@@ -77,4 +82,5 @@ def release_model(
         model = solve(aggregate, ridge=choice, fit_intercept=fit_intercept)
     if standardize:
         model.standardized_ = standardized_coefficients(model, aggregate)
+    model.study_ = getattr(aggregate, "study", None)
     return Release(model, curve, list(curve.notes) if curve is not None else [])

@@ -16,7 +16,15 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from .._files import atomic_write_json, is_version, parse_rational, parse_str_list, read_json_object
+from .._files import (
+    atomic_write_json,
+    is_version,
+    parse_rational,
+    parse_str_list,
+    read_json_object,
+    split_study,
+    study_field,
+)
 from ..errors import InvalidFileError
 
 FORMAT = "hefed.coefficients"
@@ -34,6 +42,8 @@ class CoefficientAggregate:
     weighted_coef: dict[str, Fraction]
     fit_intercept: bool = True
     contributors: list[str] = field(default_factory=list)
+    #: The digest of the study these sums belong to, if any.
+    study: str | None = None
 
     def average(self) -> tuple[list[Fraction], Fraction]:
         """Exact n-weighted average (coefficients in ``features`` order, intercept)."""
@@ -48,6 +58,7 @@ class CoefficientAggregate:
             "n": self.n, "fit_intercept": self.fit_intercept, "contributors": self.contributors,
             "weighted_intercept": frac(self.weighted_intercept),
             "weighted_coef": {f: frac(self.weighted_coef[f]) for f in self.features},
+            **study_field(self.study),
         }
 
     def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
@@ -60,6 +71,7 @@ class CoefficientAggregate:
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any], source: str = "coefficients") -> CoefficientAggregate:
+        obj, study = split_study(obj, source)
         if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
             raise InvalidFileError(f"{source}: not a hefed coefficients file (version {VERSION})")
         features, weighted = obj.get("features"), obj.get("weighted_coef")
@@ -75,5 +87,7 @@ class CoefficientAggregate:
         target = obj.get("target", "")
         if not isinstance(target, str):
             raise InvalidFileError(f"{source}: 'target' must be a string")
-        return cls(target, features, n, intercept, coef, bool(obj.get("fit_intercept", True)),
+        result = cls(target, features, n, intercept, coef, bool(obj.get("fit_intercept", True)),
                    parse_str_list(obj.get("contributors", []), source, "contributors", non_empty=False))
+        result.study = study
+        return result

@@ -17,7 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from .._files import atomic_write_json, is_version, parse_rational, parse_str_list, read_json_object
+from .._files import (
+    atomic_write_json,
+    is_version,
+    parse_rational,
+    parse_str_list,
+    read_json_object,
+    split_study,
+    study_field,
+)
 from ..errors import InvalidFileError
 from ._encoding import Encoding, Rounding
 
@@ -34,6 +42,8 @@ class ColumnSummary:
     total: dict[str, Fraction]
     total_sq: dict[str, Fraction]
     contributors: list[str] = field(default_factory=list)
+    #: The digest of the study these sums belong to, if any.
+    study: str | None = None
 
     def mean(self, column: str) -> float:
         return float(self.total[column] / self.count[column]) if self.count[column] else float("nan")
@@ -60,6 +70,7 @@ class ColumnSummary:
             "format": FORMAT, "version": VERSION, "contributors": self.contributors,
             "columns": {c: {"count": self.count[c], "mean": _js(self.mean(c)), "std": _js(self.std(c)),
                             "sum": frac(self.total[c]), "sum_sq": frac(self.total_sq[c])} for c in self.columns},
+            **study_field(self.study),
         }
 
     def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
@@ -71,6 +82,7 @@ class ColumnSummary:
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any], source: str = "summary") -> ColumnSummary:
+        obj, study = split_study(obj, source)
         if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
             raise InvalidFileError(f"{source}: not a hefed summary file (version {VERSION})")
         columns = obj.get("columns")
@@ -87,8 +99,10 @@ class ColumnSummary:
             # Cauchy–Schwarz: (Σx)² ≤ n·Σx², and nothing at all without values
             if total[name] ** 2 > n * total_sq[name] or (n == 0 and (total[name] or total_sq[name])):
                 raise InvalidFileError(f"{source}: column {name!r}: count, sum and sum_sq are inconsistent")
-        return cls(list(columns), count, total, total_sq,
+        result = cls(list(columns), count, total, total_sq,
                    parse_str_list(obj.get("contributors", []), source, "contributors", non_empty=False))
+        result.study = study
+        return result
 
 
 def _js(value: float) -> float | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .._files import atomic_write_json, is_version, read_json_object
+from .._files import atomic_write_json, is_version, read_json_object, split_study, study_field
 from ..errors import InvalidFileError, UsageError
 from ._gram import SufficientStatistics
 
@@ -55,6 +55,8 @@ class FoldStatistics:
 
     folds: list[SufficientStatistics]
     seed: int = 0
+    #: The digest of the study these statistics belong to, if any.
+    study: str | None = None
 
     @property
     def k(self) -> int:
@@ -81,13 +83,15 @@ class FoldStatistics:
         return self.total() - self.folds[k]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "seed": self.seed, "folds": [f.to_dict() for f in self.folds]}
+        return {"format": FORMAT, "version": VERSION, "seed": self.seed, "folds": [f.to_dict() for f in self.folds],
+                **study_field(self.study)}
 
     def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
         return atomic_write_json(path, self.to_dict(), force=force)
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any], source: str = "fold statistics") -> FoldStatistics:
+        obj, study = split_study(obj, source)
         if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
             raise InvalidFileError(f"{source}: not a hefed fold-statistics file (version {VERSION})")
         folds = obj.get("folds")
@@ -99,7 +103,7 @@ class FoldStatistics:
         seed = obj.get("seed", 0)
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise InvalidFileError(f"{source}: 'seed' must be an integer")
-        return cls(stats, seed)
+        return cls(stats, seed, study)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> FoldStatistics:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .._files import atomic_write_json, check_names, is_version, read_json_object
+from .._files import atomic_write_json, check_names, is_version, read_json_object, split_study, study_field
 from ..errors import DataError, InvalidFileError, SchemaMismatchError
 from ..primitives.exactgram import GramAccumulator, bit_range
 from ._encoding import Encoding, Rounding
@@ -111,6 +111,8 @@ class SufficientStatistics:
     encoding: Encoding
     gram: list[list[int]]
     contributors: list[str] = field(default_factory=list)
+    #: The digest of the study these statistics belong to, if any.
+    study: str | None = None
 
     # --- structure -----------------------------------------------------------------
     @property
@@ -211,6 +213,7 @@ class SufficientStatistics:
             "encoding": self.encoding.to_dict(),
             "contributors": self.contributors,
             "gram_upper": [str(v) for v in self.to_vector()],
+            **study_field(self.study),
         }
 
     def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
@@ -224,6 +227,7 @@ class SufficientStatistics:
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any], source: str = "statistics") -> SufficientStatistics:
+        obj, study = split_study(obj, source)
         if obj.get("format") != FORMAT:
             raise InvalidFileError(f"{source}: not a hefed statistics file (format {obj.get('format')!r})")
         if not is_version(obj.get("version"), VERSION):
@@ -257,6 +261,7 @@ class SufficientStatistics:
         check_names([target, *features, *obj["contributors"]], source, "target, features or contributors")
         stats = cls.from_vector(values, target, features, encoding, obj["contributors"])
         stats.check_consistent(source)
+        stats.study = study
         return stats
 
     def check_consistent(self, source: str = "statistics") -> None:

@@ -24,7 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from .._files import atomic_write_json, is_version, parse_rational, parse_str_list, read_json_object
+from .._files import (
+    atomic_write_json,
+    is_version,
+    parse_rational,
+    parse_str_list,
+    read_json_object,
+    split_study,
+    study_field,
+)
 from ..errors import InvalidFileError
 from ._encoding import Encoding, Rounding
 from ._metrics import r_squared
@@ -45,6 +53,8 @@ class EvaluationSums:
     sum_y: Fraction
     sum_y2: Fraction
     contributors: list[str] = field(default_factory=list)
+    #: The digest of the study these sums belong to, if any.
+    study: str | None = None
 
     @property
     def mse(self) -> float:
@@ -79,6 +89,7 @@ class EvaluationSums:
             "metrics": self.metrics(),
             "exact": {"n": self.n, "sse": frac(self.sse), "sae": frac(self.sae),
                       "sum_y": frac(self.sum_y), "sum_y2": frac(self.sum_y2)},
+            **study_field(self.study),
         }
 
     def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
@@ -90,6 +101,7 @@ class EvaluationSums:
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any], source: str = "evaluation") -> EvaluationSums:
+        obj, study = split_study(obj, source)
         if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
             raise InvalidFileError(f"{source}: not a hefed evaluation file (version {VERSION})")
         exact = obj.get("exact")
@@ -102,8 +114,8 @@ class EvaluationSums:
         if not isinstance(target, str):
             raise InvalidFileError(f"{source}: 'target' must be a string")
         return cls(target, parse_str_list(obj.get("features", []), source, "features", non_empty=False), exact["n"],
-                   contributors=parse_str_list(obj.get("contributors", []), source, "contributors", non_empty=False),
-                   **values)
+                   values["sse"], values["sae"], values["sum_y"], values["sum_y2"],
+                   parse_str_list(obj.get("contributors", []), source, "contributors", non_empty=False), study)
 
 
 def dyadic_exponent(value: Fraction) -> int:
