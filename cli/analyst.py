@@ -29,10 +29,12 @@ from .output import output_options
               help="Also report coefficients per standard deviation of each feature and fully standardised.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Model JSON to write (without it the model is only printed).")
+@click.option("--study", "study_path", type=click.Path(path_type=Path), default=None,
+              help="The consortium's study: refuse sums not made for it; its DP bounds are the ones clipped to.")
 @force_option
 def solve(sums: Path, ridge: str, alphas: str | None, no_intercept: bool, dp_epsilon: float | None,
           dp_delta: float | None, bounds_path: Path | None, standardize: bool, out: Path | None,
-          force: bool) -> None:
+          study_path: Path | None, force: bool) -> None:
     """Analyst: the exact global model from decrypted sums.
 
     Reads what hefed decrypt wrote. Statistics give the pooled OLS or ridge model with its inference; fold
@@ -40,19 +42,26 @@ def solve(sums: Path, ridge: str, alphas: str | None, no_intercept: bool, dp_eps
     """
     from hefed._files import check_writable
     from hefed.data import Bounds
+    from hefed.errors import UsageError
     from hefed.kinds import load_result
+    from hefed.protocol import Study
     from hefed.roles import DifferentialPrivacy, release_model
 
     from .render import render_release
 
     if out is not None:
         check_writable(out, force)
-    private = check_together({"--dp-epsilon": dp_epsilon, "--dp-delta": dp_delta, "--bounds": bounds_path},
-                             "a differentially private release")
-    privacy = (DifferentialPrivacy(dp_epsilon, dp_delta, Bounds.load(bounds_path))
-               if private and dp_epsilon is not None and dp_delta is not None and bounds_path is not None else None)
+    study = Study.load(study_path) if study_path is not None else None
+    if study is not None and study.bounds is not None and bounds_path is not None:
+        raise UsageError("--bounds: the study declares the bounds every factory clipped to; leave --bounds out")
+    bounds = Bounds.load(bounds_path) if bounds_path is not None else study.bounds if study is not None else None
+    asked = dp_epsilon is not None or dp_delta is not None or bounds_path is not None
+    private = asked and check_together({"--dp-epsilon": dp_epsilon, "--dp-delta": dp_delta,
+                                        "--bounds (or the study's bounds)": bounds}, "a differentially private release")
+    privacy = (DifferentialPrivacy(dp_epsilon, dp_delta, bounds)
+               if private and dp_epsilon is not None and dp_delta is not None and bounds is not None else None)
     release = release_model(load_result(sums), ridge, parse_floats(alphas, "--alphas"), not no_intercept,
-                            standardize, privacy)
+                            standardize, privacy, study)
     if out is not None:
         release.model.save(out, force=force)
     render_release(release, out)

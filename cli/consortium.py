@@ -74,3 +74,130 @@ def round_new(roster_path: Path, participants: str, out: Path, force: bool) -> N
     result = new_round(Roster.load(roster_path), split_names(participants) or [])
     result.save(out, force=force)
     render_round(result, out)
+
+
+@click.group()
+def study() -> None:
+    """Consortium: the agreement every party pins (key, columns, encoding, kinds, policies).
+
+    Write it once, compare its digest with every party out of band, then give it to every command
+    with --study: each refuses what the study does not allow.
+    """
+
+
+def _pairs(text: str | None, option: str) -> dict[str, str]:
+    """'a=x, b=y' → {'a': 'x', 'b': 'y'}."""
+    from hefed.errors import UsageError
+
+    out: dict[str, str] = {}
+    for item in split_names(text) or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise UsageError(f"{option}: expected NAME=VALUE items separated by commas, got {item!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+@study.command("new")
+@output_options
+@click.option("--public-key", "public_key_path", required=True, type=click.Path(path_type=Path),
+              help="The consortium's public key (hefed keygen); the study carries it and its fingerprint.")
+@click.option("--target", required=True, help="Response column, e.g. co2_t.")
+@click.option("--features", required=True, help="Comma-separated feature columns, as the factories' tables name them.")
+@click.option("--units", default=None, help="Units of columns, e.g. 'co2_t=t,coal_t=t,electricity_mwh=MWh'.")
+@click.option("--categories", default=None,
+              help="Categorical features and their levels, e.g. 'kiln=dry|wet|semi': one-hot encoded at every "
+              "factory with exactly these levels (the first is the reference).")
+@click.option("--roster", "roster_path", default=None, type=click.Path(path_type=Path),
+              help="The consortium roster: masked rounds must use this one.")
+@click.option("--min-contributors", default=3, show_default=True, type=int,
+              help="The disclosure threshold: no aggregate of fewer factories is decrypted.")
+@click.option("--kinds", default="summary,statistics,evaluation", show_default=True,
+              help="The bundle kinds factories may be asked for (summary, statistics, fold_statistics, "
+              "coefficients, evaluation).")
+@click.option("--folds", default=5, show_default=True, type=int, help="fold_statistics: the number of folds.")
+@click.option("--fold-seed", default=0, show_default=True, type=int, help="fold_statistics: the seed of the folds.")
+@click.option("--ridge", default=0.0, show_default=True, type=float,
+              help="coefficients: the ridge penalty of each factory's own fit.")
+@click.option("--missing", type=click.Choice(["drop", "error"]), default="drop", show_default=True,
+              help="Rows with missing values: dropped (and counted) or refused.")
+@click.option("--impute", type=click.Choice(["mean"]), default=None,
+              help="Fill gaps with the consortium means (the decrypted summary, given when encrypting).")
+@click.option("--max-z", type=float, default=None, help="Drop rows with |z| above this against the summary.")
+@click.option("--test-fraction", default=0.0, show_default=True, type=float,
+              help="Fraction of each factory's rows held out of the statistics (for evaluation).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the holdout draw.")
+@click.option("--bounds", "bounds_path", default=None, type=click.Path(path_type=Path),
+              help="Declared per-column bounds every factory clips to (for a differentially private release).")
+@click.option("--frac-bits", default=None, type=int,
+              help="Encoding: the default grid 2^-FRAC_BITS (default 84; finer values are rounded and counted).")
+@click.option("--int-bits", default=None, type=int,
+              help="Encoding: the default range |x| < 2^INT_BITS (default 64).")
+@click.option("--max-contributors", default=None, type=int,
+              help="Encoding: most factories an aggregate may sum (default 10000).")
+@click.option("--column-encoding", default=None,
+              help="Per-column grids and ranges, e.g. 'energy_wh=0:48,ppm=20:16' (FRAC_BITS:INT_BITS), for data "
+              "the defaults do not fit (hefed check says what each column needs).")
+@click.option("--title", default="", help="A name for people to recognise the study by.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Study file to write and distribute.")
+@force_option
+def study_new(public_key_path: Path, target: str, features: str, units: str | None, categories: str | None,
+              roster_path: Path | None, min_contributors: int, kinds: str, folds: int, fold_seed: int, ridge: float,
+              missing: str, impute: str | None, max_z: float | None, test_fraction: float, seed: int,
+              bounds_path: Path | None, frac_bits: int | None, int_bits: int | None, max_contributors: int | None,
+              column_encoding: str | None, title: str, out: Path, force: bool) -> None:
+    """Write a new study (fresh random id) and print its digest for every party to compare."""
+    import hefed
+    from hefed._files import check_writable
+    from hefed.data import Bounds, Cleaning, Holdout
+    from hefed.errors import UsageError
+    from hefed.protocol import ColumnSpec, Roster, Study
+    from hefed.stats import ColumnEncoding, Encoding
+
+    from .render import render_study
+
+    check_writable(out, force)
+    unit_of, levels_of = _pairs(units, "--units"), _pairs(categories, "--categories")
+    names = split_names(features) or []
+    unknown = sorted((set(unit_of) | set(levels_of)) - {target, *names})
+    if unknown:
+        raise UsageError(f"--units/--categories name columns that are not the target or a feature: {unknown}")
+    specs = [ColumnSpec(name, unit_of.get(name), tuple(levels_of[name].split("|")) if name in levels_of else None)
+             for name in names]
+    encodings = {}
+    for name, spec in _pairs(column_encoding, "--column-encoding").items():
+        frac, sep, integer = spec.partition(":")
+        try:
+            encodings[name] = ColumnEncoding(int(frac), int(integer))
+        except ValueError:
+            raise UsageError(f"--column-encoding {name}={spec}: expected FRAC_BITS:INT_BITS") from None
+    base = Encoding()
+    encoding = Encoding(frac_bits=base.frac_bits if frac_bits is None else frac_bits,
+                        int_bits=base.int_bits if int_bits is None else int_bits,
+                        max_contributors=base.max_contributors if max_contributors is None else max_contributors)
+    kind_parameters: dict[str, dict[str, object]] = {}
+    for kind in split_names(kinds) or []:
+        kind_parameters[kind] = ({"folds": folds, "seed": fold_seed} if kind == "fold_statistics"
+                                 else {"ridge": ridge} if kind == "coefficients" else {})
+    result = Study.new(
+        hefed.load_public_key(public_key_path), ColumnSpec(target, unit_of.get(target)), specs,
+        encoding=encoding, column_encodings=encodings, min_contributors=min_contributors,
+        roster_digest=Roster.load(roster_path).digest() if roster_path is not None else None,
+        kinds=kind_parameters, cleaning=Cleaning(missing=missing, impute=impute, max_z=max_z),  # type: ignore[arg-type]
+        holdout=Holdout(test_fraction, seed) if test_fraction else None,
+        bounds=Bounds.load(bounds_path) if bounds_path is not None else None, title=title,
+    )
+    result.save(out, force=force)
+    render_study(result, out, wrote=True)
+
+
+@study.command("show")
+@output_options
+@click.argument("study_path", type=click.Path(path_type=Path))
+def study_show(study_path: Path) -> None:
+    """Print a study and its digest, to compare with every party out of band."""
+    from hefed.protocol import Study
+
+    from .render import render_study
+
+    render_study(Study.load(study_path), study_path, wrote=False)

@@ -73,11 +73,14 @@ def _request(mode: str, summary: bool, options: dict[str, Any], given: set[str])
 @click.command()
 @output_options
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("--target", required=True, help="Response column, e.g. co2_t.")
+@click.option("--study", "study_path", default=None, type=click.Path(path_type=Path),
+              help="The consortium's study (hefed study new): target, features, key, encoding and policies come "
+              "from it; an option that contradicts it is refused.")
+@click.option("--target", default=None, help="Response column, e.g. co2_t (required without --study).")
 @click.option("--features", default=None,
               help="Comma-separated feature columns (default: every numeric column but the target).")
-@click.option("--public-key", "public_key_path", required=True, type=click.Path(path_type=Path),
-              help="The consortium's public key (hefed keygen).")
+@click.option("--public-key", "public_key_path", default=None, type=click.Path(path_type=Path),
+              help="The consortium's public key (hefed keygen; required without --study).")
 @click.option("--factory-id", required=True, help="This factory's id (letters, digits, . _ -).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle file to write.")
 @click.option("--mode", default="statistics", show_default=True, metavar="KIND",
@@ -112,7 +115,8 @@ def _request(mode: str, summary: bool, options: dict[str, Any], given: set[str])
 @encryption_option
 @force_option
 @click.pass_context
-def encrypt(ctx: click.Context, data: Path, target: str, features: str | None, public_key_path: Path,
+def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str | None, features: str | None,
+            public_key_path: Path | None,
             factory_id: str, out: Path, mode: str, summary_flag: bool, ridge: float, folds: int,
             summary_file: Path | None, impute: Literal["mean"] | None, missing: Literal["drop", "error"],
             max_z: float | None, test_fraction: float, seed: int, holdout_out: Path | None, frac_bits: int,
@@ -128,7 +132,7 @@ def encrypt(ctx: click.Context, data: Path, target: str, features: str | None, p
     from hefed._files import check_writable
     from hefed.data import Bounds, Cleaning, Holdout, write_table
     from hefed.errors import UsageError
-    from hefed.protocol import Masking, load_identity, load_round_inputs
+    from hefed.protocol import Masking, Study, load_identity, load_round_inputs
     from hefed.stats import ColumnSummary, Encoding
 
     from .render import render_encrypt
@@ -138,23 +142,47 @@ def encrypt(ctx: click.Context, data: Path, target: str, features: str | None, p
         if not test_fraction:
             raise UsageError("--holdout-out needs --test-fraction")
         check_writable(holdout_out, force)
-    given = {name for name in ("ridge", "folds") if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}
-    request = _request(mode, summary_flag, {"ridge": ridge, "folds": folds, "seed": seed}, given)
+    explicit = {name for name in ctx.params if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}
+    given: set[str] = {name for name in ("ridge", "folds") if name in explicit}
     masked = check_together({"--round": round_path, "--identity": identity_path, "--roster": roster_path},
                             "a masked round")
     roster, round_ = load_round_inputs(roster_path, round_path)
     masking = (Masking(round_, load_identity(identity_path), roster)
                if masked and round_ is not None and roster is not None and identity_path is not None else None)
-    result = hefed.encrypt_table(
-        data, target, hefed.load_public_key(public_key_path), features=split_names(features),
-        factory_id=factory_id, request=request,
-        encoding=Encoding(frac_bits=frac_bits, int_bits=int_bits, max_contributors=max_contributors),
-        cleaning=Cleaning(missing=missing, impute=impute, max_z=max_z,
-                          summary=ColumnSummary.load(summary_file) if summary_file is not None else None,
-                          bounds=Bounds.load(bounds_path) if bounds_path is not None else None),
-        holdout=Holdout(test_fraction, seed) if test_fraction else None,
-        masking=masking, encryption=encryption,
-    )
+    summary = ColumnSummary.load(summary_file) if summary_file is not None else None
+    if study_path is None and (target is None or public_key_path is None):
+        raise UsageError("give --target and --public-key, or a --study that names them")
+    if study_path is not None:
+        study = Study.load(study_path)
+        wanted = {"mode", "summary_flag", "ridge", "folds"} & explicit
+        result = hefed.encrypt_table(
+            data, target, hefed.load_public_key(public_key_path) if public_key_path is not None else None,
+            features=split_names(features), factory_id=factory_id, study=study, summary=summary,
+            request=_request(mode, summary_flag, {"ridge": ridge, "folds": folds, "seed": seed}, given)
+            if wanted else None,
+            encoding=_given_encoding(study.encoding, explicit, frac_bits, int_bits, max_contributors),
+            cleaning=(Cleaning(missing=missing if "missing" in explicit else study.cleaning.missing,
+                               impute=impute if "impute" in explicit else study.cleaning.impute,
+                               max_z=max_z if "max_z" in explicit else study.cleaning.max_z, summary=summary)
+                      if {"missing", "impute", "max_z"} & explicit else None),
+            holdout=(Holdout(test_fraction, seed) if test_fraction else None)
+            if {"test_fraction"} & explicit else None,
+            masking=masking, encryption=encryption,
+        )
+        if "bounds_path" in explicit:
+            raise UsageError("--bounds: a study's DP bounds are in the study (hefed study new --bounds)")
+    else:
+        request = _request(mode, summary_flag, {"ridge": ridge, "folds": folds, "seed": seed}, given)
+        assert target is not None and public_key_path is not None
+        result = hefed.encrypt_table(
+            data, target, hefed.load_public_key(public_key_path), features=split_names(features),
+            factory_id=factory_id, request=request,
+            encoding=Encoding(frac_bits=frac_bits, int_bits=int_bits, max_contributors=max_contributors),
+            cleaning=Cleaning(missing=missing, impute=impute, max_z=max_z, summary=summary,
+                              bounds=Bounds.load(bounds_path) if bounds_path is not None else None),
+            holdout=Holdout(test_fraction, seed) if test_fraction else None,
+            masking=masking, encryption=encryption,
+        )
     result.bundle.save(out, force=force)
     if holdout_out is not None and result.holdout is not None:
         write_table(result.holdout, holdout_out, force=force)
@@ -172,12 +200,14 @@ def encrypt(ctx: click.Context, data: Path, target: str, features: str | None, p
 @click.option("--factory-id", default=None, help="This factory's id, for the encrypted evaluation bundle.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Encrypted evaluation bundle to write (aggregate and decrypt it like any bundle).")
+@click.option("--study", "study_path", type=click.Path(path_type=Path), default=None,
+              help="The consortium's study: key, target and encoding come from it (then no --public-key).")
 @encoding_options(contributors=False)
 @encryption_option
 @force_option
 def evaluate(data: Path, model_path: Path, target: str | None, public_key_path: Path | None,
-             factory_id: str | None, out: Path | None, frac_bits: int, int_bits: int, encryption: Encryption,
-             force: bool) -> None:
+             factory_id: str | None, out: Path | None, study_path: Path | None, frac_bits: int, int_bits: int,
+             encryption: Encryption, force: bool) -> None:
     """Factory: a model's metrics on its own holdout rows.
 
     Prints MSE, RMSE, MAE and R² of the model on DATA; with --public-key, --factory-id and --out also writes an
@@ -186,19 +216,32 @@ def evaluate(data: Path, model_path: Path, target: str | None, public_key_path: 
     """
     import hefed
     from hefed._files import check_writable
-    from hefed.roles import encrypt_evaluation, evaluate_local
+    from hefed.errors import UsageError
+    from hefed.kinds import EvaluationRequest
+    from hefed.protocol import Study
+    from hefed.roles import encrypt_evaluation, encrypt_table, evaluate_local
     from hefed.stats import Encoding
 
     from .render import render_evaluation_bundle, render_metrics
 
-    encrypted = check_together({"--public-key": public_key_path, "--factory-id": factory_id, "--out": out},
-                               "an encrypted evaluation")
+    study = Study.load(study_path) if study_path is not None else None
+    if study is not None and public_key_path is not None:
+        raise UsageError("--public-key: the study carries the key; leave --public-key out")
+    key_source = "--study" if study is not None else "--public-key"
+    encrypted = check_together({key_source: study_path if study is not None else public_key_path,
+                                "--factory-id": factory_id, "--out": out}, "an encrypted evaluation")
     if out is not None:
         check_writable(out, force)
     model = hefed.LinearModel.load(model_path)
-    encoding = Encoding(frac_bits=frac_bits, int_bits=int_bits)
+    encoding = study.encoding if study is not None else Encoding(frac_bits=frac_bits, int_bits=int_bits)
+    target = target or (study.target.name if study is not None else None)
     metrics = evaluate_local(model, data, target, encoding).metrics()
-    if encrypted and out is not None and public_key_path is not None and factory_id is not None:
+    if encrypted and out is not None and factory_id is not None and study is not None:
+        bundle = encrypt_table(data, target, factory_id=factory_id, study=study, request=EvaluationRequest(model),
+                               encryption=encryption).bundle
+        bundle.save(out, force=force)
+        render_evaluation_bundle(bundle, out)
+    elif encrypted and out is not None and public_key_path is not None and factory_id is not None:
         bundle = encrypt_evaluation(model, data, target, hefed.load_public_key(public_key_path), factory_id,
                                     encoding, encryption)
         bundle.save(out, force=force)
@@ -242,3 +285,16 @@ def finetune(data: Path, model_path: Path, target: str | None, out: Path, lambda
                             seed, test_fraction)
     result.model.save(out, force=force)
     render_finetune(result, data, out)
+
+
+def _given_encoding(agreed: Any, explicit: set[str], frac_bits: int, int_bits: int, max_contributors: int) -> Any:
+    """The encoding the encoding options ask for next to a study (``None`` when none was given), so the library
+    can refuse it when it contradicts the study's."""
+    from hefed.stats import Encoding
+
+    if not {"frac_bits", "int_bits", "max_contributors"} & explicit:
+        return None
+    return Encoding(frac_bits=frac_bits if "frac_bits" in explicit else agreed.frac_bits,
+                    int_bits=int_bits if "int_bits" in explicit else agreed.int_bits,
+                    max_contributors=max_contributors if "max_contributors" in explicit else agreed.max_contributors,
+                    columns=agreed.columns)

@@ -52,9 +52,11 @@ def keygen(out_dir: Path, bits: int, insecure_test_key: bool, force: bool) -> No
               help="Consortium roster to check a masked round aggregate's signed manifests against.")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="Plain sums to write (statistics, summary, evaluation metrics …, by the bundle's kind).")
+@click.option("--study", "study_path", type=click.Path(path_type=Path), default=None,
+              help="The consortium's study: refuse anything not made for it; its threshold applies too.")
 @force_option
 def decrypt(bundle: Path, private_key_path: Path, min_contributors: int, allow_insecure_permissions: bool,
-            roster_path: Path | None, out: Path, force: bool) -> None:
+            roster_path: Path | None, study_path: Path | None, out: Path, force: bool) -> None:
     """Key holder: decrypt an aggregate of enough factories.
 
     Writes the plain sums of the bundle's kind (statistics, summary, evaluation sums …). Refused below --min-
@@ -62,7 +64,7 @@ def decrypt(bundle: Path, private_key_path: Path, min_contributors: int, allow_i
     """
     import hefed
     from hefed._files import check_writable
-    from hefed.protocol import Roster
+    from hefed.protocol import Roster, Study
     from hefed.roles import decrypt_bundle
 
     from .render import render_sums
@@ -70,6 +72,7 @@ def decrypt(bundle: Path, private_key_path: Path, min_contributors: int, allow_i
     check_writable(out, force)
     private_key = hefed.load_private_key(private_key_path, allow_insecure_permissions)
     roster = Roster.load(roster_path) if roster_path is not None else None
-    result = decrypt_bundle(hefed.Bundle.load(bundle), private_key, min_contributors, roster)
+    study = Study.load(study_path) if study_path is not None else None
+    result = decrypt_bundle(hefed.Bundle.load(bundle), private_key, min_contributors, roster, study=study)
     result.save(out, force=force)
     render_sums(result, out)

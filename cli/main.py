@@ -4,7 +4,8 @@ A command parses its options, calls one library function and hands the result to
 modules are laid out by role:
 
 * ``keyholder`` — keygen, decrypt;  ``factory`` — enroll, encrypt, evaluate, finetune;
-* ``consortium`` — roster, round (masked rounds);  ``aggregator`` — aggregate;  ``analyst`` — solve;
+* ``consortium`` — roster, study (the agreement every party pins), round (masked rounds);
+* ``aggregator`` — aggregate;  ``analyst`` — solve;
 * ``simulations`` — demo, compare, simulate;  ``federate`` — a one-machine Flower trial;
 * ``render`` — one renderer per result type (text, tables, ``--json``);  ``output`` — ``--json``/``--quiet``
   and the mapping of library errors to exit codes;  ``options`` — options shared by several commands.
@@ -27,7 +28,8 @@ from hefed import __version__
 
 from .aggregator import aggregate
 from .analyst import solve
-from .consortium import roster, round_group
+from .check import check
+from .consortium import roster, round_group, study
 from .factory import encrypt, enroll, evaluate, finetune
 from .federate import federate
 from .keyholder import decrypt, keygen
@@ -35,8 +37,8 @@ from .output import describe_error, exit_code, report_error
 from .simulations import compare, demo, simulate
 
 #: The protocol's commands, in the order they are used, then the simulations and trials on one machine.
-PROTOCOL: Sequence[click.Command] = (keygen, enroll, roster, round_group, encrypt, aggregate, decrypt, solve,
-                                     evaluate, finetune)
+PROTOCOL: Sequence[click.Command] = (keygen, enroll, roster, study, round_group, check, encrypt, aggregate, decrypt,
+                                     solve, evaluate, finetune)
 SIMULATIONS: Sequence[click.Command] = (demo, compare, simulate, federate)
 
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from hefed.analysis import FinetuneResult
     from hefed.models import LinearModel
-    from hefed.protocol import Bundle, Roster, Round
+    from hefed.protocol import Bundle, Roster, Round, Study
     from hefed.roles import EncryptResult, Release, RidgeCVResult
     from hefed.sim import Comparison, DemoReport, FedAvgReport
 
@@ -144,6 +144,37 @@ def render_round(round_: Round, path: Path) -> None:
         f"({_names(round_.participants)})")
     emit(round=path, round_id=round_.round_id, participants=list(round_.participants),
          roster_digest=round_.roster_digest)
+
+
+def render_study(study: Study, path: Path, *, wrote: bool) -> None:
+    """study new / show: every term of the agreement, and the digest to compare out of band."""
+    if wrote:
+        say(f"wrote {path}")
+    table = Table(title=f"study {study.study_id}{f' ({study.title})' if study.title else ''}")
+    table.add_column("term")
+    table.add_column("agreed")
+    unit = {spec.name: spec.unit for spec in [study.target, *study.features]}
+    table.add_row("key", f"{study.key_fingerprint} ({study.public_key.n.bit_length()} bits)")
+    table.add_row("roster", study.roster_digest or "any (no masked-round roster pinned)")
+    table.add_row("target", study.target.name + (f" ({unit[study.target.name]})" if unit[study.target.name] else ""))
+    for spec in study.features:
+        levels = f", categories {', '.join(spec.categories)} (one-hot)" if spec.categories else ""
+        table.add_row("feature", spec.name + (f" ({spec.unit})" if spec.unit else "") + levels)
+    encoding = study.encoding
+    table.add_row("encoding", f"grid 2^-{encoding.frac_bits}, range 2^{encoding.int_bits}, up to "
+                  f"{encoding.max_contributors} factories")
+    for name, column in encoding.columns:
+        table.add_row("  column", f"{name}: grid 2^-{column.frac_bits}, range 2^{column.int_bits}")
+    table.add_row("kinds", "; ".join(f"{k} {dict(v) or ''}".strip() for k, v in sorted(study.kinds.items())))
+    cleaning = study.cleaning
+    table.add_row("cleaning", f"missing={cleaning.missing}, impute={cleaning.impute}, max_z={cleaning.max_z}")
+    table.add_row("holdout", "none" if study.holdout is None else
+                  f"{study.holdout.test_fraction:g} of the rows (seed {study.holdout.seed})")
+    table.add_row("DP bounds", "none" if study.bounds is None else _names(sorted(study.bounds.columns)))
+    table.add_row("threshold", plural(study.min_contributors, "factory", "factories") + " at least")
+    show(table)
+    say(f"digest {study.digest}  (every party compares this out of band before encrypting)")
+    emit(study=path, digest=study.digest, **{k: v for k, v in study.to_dict().items() if k != "digest"})
 
 
 # --- factory ----------------------------------------------------------------------------------
