@@ -90,6 +90,8 @@ _EXPORTS: dict[str, str] = {
     "DifferentialPrivacy": "hefed.roles",
     # analysis
     "finetune": "hefed.analysis",
+    "check_table": "hefed.analysis",
+    "CheckReport": "hefed.analysis",
     # simulations
     "FederatedLinearRegression": "hefed.sim",
     "Comparison": "hefed.sim",
@@ -107,6 +109,8 @@ __all__ = [
     "analysis",
     "Bounds",
     "Bundle",
+    "check_table",
+    "CheckReport",
     "Cleaning",
     "CoefficientAggregate",
     "CoefficientsRequest",
@@ -184,7 +188,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         save_private_key,
         save_public_key,
     )
-    from .analysis import finetune
+    from .analysis import CheckReport, check_table, finetune
     from .data import (
         Bounds,
         Cleaning,
