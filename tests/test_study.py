@@ -1,0 +1,241 @@
+"""Studies: the one agreement every party pins, checked at every role.
+
+A study names the key, the columns, the encoding, the allowed kinds and the policies, with a
+digest over all of it. A factory computes only what its copy says; the aggregator, the key
+holder and the analyst refuse anything of another study; an option contradicting the study is
+refused; in a masked round the signature covers the study.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from cli_helpers import run_cli
+
+import hefed
+from hefed.data import Cleaning, Holdout
+from hefed.errors import InvalidFileError, RoundedValuesWarning, RoundError, SchemaMismatchError, UsageError
+from hefed.kinds import FoldStatisticsRequest, StatisticsRequest
+from hefed.protocol import ColumnSpec, Masking, Roster, Study, enroll, load_identity, new_round
+from hefed.stats import ColumnEncoding, Encoding
+
+TARGET = "co2_t"
+
+
+@pytest.fixture(scope="module")
+def frames() -> dict[str, pd.DataFrame]:
+    return hefed.datasets.make_factories(n_factories=4, seed=3)
+
+
+@pytest.fixture(scope="module")
+def features(frames) -> list[str]:
+    return [c for c in next(iter(frames.values())).columns if c not in ("date", "plant_kind", TARGET)]
+
+
+@pytest.fixture(scope="module")
+def study(keypair, features) -> Study:
+    return Study.new(keypair[0], ColumnSpec(TARGET, "t"), features, kinds={"statistics": {}, "summary": {},
+                                                                            "fold_statistics": {"folds": 3}})
+
+
+def _bundles(frames, study, kind="statistics"):
+    return [hefed.encrypt_for_study(frame, study, factory_id=name, kind=kind).bundle for name, frame in frames.items()]
+
+
+# --- the file and its digest -------------------------------------------------------------------
+def test_digest_covers_every_term_and_the_file_round_trips(study, tmp_path):
+    path = study.save(tmp_path / "study.json")
+    again = Study.load(path, expected_digest=study.digest)
+    assert again.digest == study.digest and again.to_dict() == study.to_dict()
+    # every term changes the digest
+    changed = [
+        replace(study, min_contributors=4), replace(study, title="x"),
+        replace(study, encoding=Encoding(frac_bits=80)), replace(study, cleaning=Cleaning(missing="error")),
+        replace(study, holdout=Holdout(0.2, 1)), replace(study, kinds={"statistics": {}}),
+        replace(study, features=study.features[:-1]), replace(study, study_id="0" * 32),
+    ]
+    assert len({study.digest, *(s.digest for s in changed)}) == len(changed) + 1
+
+
+def test_an_edited_study_file_is_refused(study, tmp_path):
+    obj = study.to_dict()
+    obj["min_contributors"] = 1  # lower the threshold behind everyone's back
+    (tmp_path / "edited.json").write_text(json.dumps(obj))
+    with pytest.raises(InvalidFileError, match="digest does not match"):
+        Study.load(tmp_path / "edited.json")
+    (tmp_path / "good.json").write_text(json.dumps(study.to_dict()))
+    with pytest.raises(SchemaMismatchError, match="not the pinned study"):
+        Study.load(tmp_path / "good.json", expected_digest="f" * 32)
+
+
+def test_a_study_refuses_what_cannot_be_agreed(keypair, features):
+    with pytest.raises(UsageError):
+        Study.new(keypair[0], TARGET, [*features, TARGET])  # the target as a feature
+    with pytest.raises(UsageError, match="takes no parameter"):
+        Study.new(keypair[0], TARGET, features, kinds={"statistics": {"folds": 3}})
+    with pytest.raises(InvalidFileError):
+        Study.new(keypair[0], TARGET, features, kinds={"no_such_kind": {}})
+    with pytest.raises(UsageError, match="summary is data"):
+        Study.new(keypair[0], TARGET, features, cleaning=Cleaning(impute="mean", summary=_any_summary(features)))
+
+
+def _any_summary(features):
+    from hefed.stats import column_summary
+
+    return column_summary({c: np.array([1.0, 2.0]) for c in [*features, TARGET]}, Encoding())
+
+
+# --- the roles ------------------------------------------------------------------------------------
+def test_the_study_flow_equals_the_flag_flow(frames, study, keypair, features):
+    public_key, private_key = keypair
+    via_study = hefed.decrypt_statistics(hefed.aggregate(_bundles(frames, study), study=study), private_key,
+                                         study=study)
+    via_flags = hefed.decrypt_statistics(hefed.aggregate(
+        [hefed.encrypt_table(f, TARGET, public_key, features=features, factory_id=n, cleaning=Cleaning("drop")).bundle
+         for n, f in frames.items()]), private_key)
+    assert via_study.gram == via_flags.gram and via_study.study == study.digest
+    model = hefed.solve(via_study, study=study)
+    assert model.coef_exact_ == hefed.solve(via_flags).coef_exact_ and model.study_ == study.digest
+
+
+def test_every_role_refuses_another_study(frames, study, keypair, features):
+    other = Study.new(keypair[0], TARGET, features)
+    bundles = _bundles(frames, study)
+    with pytest.raises(SchemaMismatchError, match="not for this study"):
+        hefed.aggregate(bundles, study=other)
+    mixed = [*bundles[:2], *(hefed.encrypt_for_study(f, other, factory_id=n).bundle
+                             for n, f in list(frames.items())[2:])]
+    with pytest.raises(SchemaMismatchError, match="study"):
+        hefed.aggregate(mixed)  # bundles of two studies never add up, even without --study
+    aggregate = hefed.aggregate(bundles)
+    with pytest.raises(SchemaMismatchError, match="not for this study"):
+        hefed.decrypt_statistics(aggregate, keypair[1], study=other)
+    stats = hefed.decrypt_statistics(aggregate, keypair[1])
+    with pytest.raises(SchemaMismatchError, match="not for this study"):
+        hefed.solve(stats, study=other)
+    plain = hefed.aggregate([hefed.encrypt_statistics(f, TARGET, keypair[0], features, n) for n, f in frames.items()])
+    with pytest.raises(SchemaMismatchError, match="made for no study"):
+        hefed.decrypt_statistics(plain, keypair[1], study=study)
+
+
+def test_the_key_holder_applies_the_studys_threshold(frames, keypair, features):
+    strict = Study.new(keypair[0], TARGET, features, min_contributors=5)
+    aggregate = hefed.aggregate(_bundles(frames, strict))
+    with pytest.raises(hefed.errors.TooFewContributorsError):
+        hefed.decrypt_statistics(aggregate, keypair[1], min_contributors=1, study=strict)
+
+
+def test_kinds_the_study_does_not_allow_are_refused(frames, study):
+    frame = next(iter(frames.values()))
+    with pytest.raises(UsageError, match="does not allow coefficients"):
+        hefed.encrypt_for_study(frame, study, factory_id="a", kind="coefficients")
+    fold_bundle = hefed.encrypt_for_study(frame, study, factory_id="a", kind="fold_statistics").bundle
+    assert fold_bundle.parameters == {"folds": 3, "fold_seed": 0}  # the study's parameters
+
+
+@pytest.mark.parametrize("given, match", [
+    ({"target": "nox"}, "target"),
+    ({"features": ["coal_t"]}, "features"),
+    ({"encoding": Encoding(frac_bits=72, int_bits=40)}, "encoding"),
+    ({"cleaning": Cleaning(missing="error")}, "cleaning"),
+    ({"holdout": Holdout(0.3, 1)}, "holdout"),
+    ({"request": FoldStatisticsRequest(folds=5)}, "fold_statistics parameters"),
+])
+def test_options_that_contradict_the_study_are_refused(frames, study, given, match):
+    with pytest.raises(UsageError, match=match):
+        hefed.encrypt_table(next(iter(frames.values())), study=study, factory_id="a", **given)
+
+
+def test_agreeing_options_are_accepted_and_the_key_must_be_the_studys(frames, study, keypair, other_keypair, features):
+    frame = next(iter(frames.values()))
+    bundle = hefed.encrypt_table(frame, TARGET, keypair[0], study=study, factory_id="a", features=features,
+                                 request=StatisticsRequest(), cleaning=Cleaning("drop")).bundle
+    assert bundle.study == study.digest
+    with pytest.raises(UsageError, match="public_key"):
+        hefed.encrypt_table(frame, TARGET, other_keypair[0], study=study, factory_id="a")
+    with pytest.raises(SchemaMismatchError, match="key"):  # a bundle under another key claiming the study
+        forged = hefed.encrypt_table(frame, TARGET, other_keypair[0], features=features, factory_id="a",
+                                     cleaning=Cleaning("drop")).bundle
+        forged.study = study.digest
+        study.check_bundle(forged)
+
+
+def test_per_column_encodings_of_the_study_are_what_every_factory_uses(frames, keypair, features):
+    coarse = Study.new(keypair[0], TARGET, features, column_encodings={"coal_t": ColumnEncoding(8, 20)})
+    results = [hefed.encrypt_for_study(f, coarse, factory_id=n) for n, f in frames.items()]
+    bundles = [r.bundle for r in results]
+    assert all(b.encoding.column("coal_t") == ColumnEncoding(8, 20) for b in bundles)
+    # coal in t with two decimals is finer than a 2^-8 grid: rounded, and counted in each factory's report
+    rounded = sum(r.report.rounding.counts.get("coal_t", 0) for r in results)
+    assert rounded > 0 and all(set(r.report.rounding.counts) <= {"coal_t"} for r in results)
+    stats = hefed.decrypt_statistics(hefed.aggregate(bundles, study=coarse), keypair[1], study=coarse)
+    with pytest.warns(RoundedValuesWarning, match=f"{rounded} value\\(s\\) of 'coal_t' rounded"):
+        exact = hefed.compute_statistics(pd.concat(frames.values(), ignore_index=True), TARGET, features,
+                                         encoding=coarse.encoding)
+    assert stats.gram == exact.gram and stats.scale_bits[1:] == [8 if c == "coal_t" else 84 for c in stats.columns[1:]]
+
+
+def test_a_masked_round_signs_the_study(frames, study, keypair, tmp_path):
+    names = list(frames)
+    for name in names:
+        enroll(name, tmp_path / name)
+    identities = {name: load_identity(tmp_path / name) for name in names}
+    roster = Roster()
+    for identity in identities.values():
+        roster.add(identity.member)
+    pinned = replace(study, roster_digest=roster.digest())
+    round_ = new_round(roster, names)
+    masked = [hefed.encrypt_for_study(frames[n], pinned, factory_id=n, masking=Masking(round_, identities[n], roster))
+              .bundle for n in names]
+    total = hefed.aggregate(masked, roster, round_, study=pinned)
+    assert hefed.decrypt_statistics(total, keypair[1], roster=roster, study=pinned).study == pinned.digest
+    # relabelled to another study after signing: the manifests no longer match
+    relabelled = [replace(b, study=study.digest) for b in masked]
+    with pytest.raises(RoundError):
+        hefed.aggregate(relabelled, roster, round_)
+    # a roster other than the study's is refused before anything is masked
+    other_roster = Roster({n: roster.members[n] for n in names[:3]})
+    with pytest.raises(RoundError, match="not the study's"):
+        hefed.encrypt_for_study(frames[names[0]], pinned, factory_id=names[0],
+                                masking=Masking(new_round(other_roster, names[:3]), identities[names[0]],
+                                                other_roster))
+
+
+# --- the command line ---------------------------------------------------------------------------
+def test_cli_study_flow_and_refusals(tmp_path, frames, features):
+    keys = tmp_path / "keys"
+    assert run_cli("keygen", "--out-dir", keys, "--bits", 1024, "--insecure-test-key").returncode == 0
+    study_path = tmp_path / "study.json"
+    made = run_cli("study", "new", "--public-key", keys / "public_key.json", "--target", TARGET, "--features",
+                   ",".join(features), "--units", "co2_t=t,coal_t=t", "--out", study_path, "--json")
+    assert made.returncode == 0, made.stderr
+    digest = json.loads(made.stdout)["digest"]
+    shown = run_cli("study", "show", study_path)
+    assert digest in shown.stdout and "coal_t (t)" in shown.stdout
+    for name, frame in frames.items():
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+        result = run_cli("encrypt", tmp_path / f"{name}.csv", "--study", study_path, "--factory-id", name,
+                         "--out", tmp_path / f"{name}.json")
+        assert result.returncode == 0, result.stderr
+    bundles = [tmp_path / f"{name}.json" for name in frames]
+    assert run_cli("aggregate", *bundles, "--study", study_path, "--out", tmp_path / "agg.json").returncode == 0
+    assert run_cli("decrypt", tmp_path / "agg.json", "--private-key", keys / "private_key.json", "--study",
+                   study_path, "--out", tmp_path / "stats.json").returncode == 0
+    solved = run_cli("solve", tmp_path / "stats.json", "--study", study_path, "--out", tmp_path / "m.json")
+    assert solved.returncode == 0 and json.loads((tmp_path / "m.json").read_text())["study"] == digest
+    # a contradicting option: one line, exit 2, nothing written
+    refused = run_cli("encrypt", tmp_path / f"{name}.csv", "--study", study_path, "--factory-id", name,
+                      "--target", "nox", "--out", tmp_path / "x.json")
+    assert refused.returncode == 2 and "contradicts the study" in refused.stderr and "--target" in refused.stderr
+    assert not (tmp_path / "x.json").exists()
+    # another study's key holder refuses the aggregate
+    other = tmp_path / "other.json"
+    run_cli("study", "new", "--public-key", keys / "public_key.json", "--target", TARGET, "--features",
+            ",".join(features), "--out", other)
+    wrong = run_cli("decrypt", tmp_path / "agg.json", "--private-key", keys / "private_key.json", "--study", other,
+                    "--out", tmp_path / "s2.json")
+    assert wrong.returncode == 1 and "not for this study" in wrong.stderr and not (tmp_path / "s2.json").exists()
