@@ -13,6 +13,8 @@ from .options import (
     check_together,
     encoding_options,
     encryption_option,
+    file_format,
+    file_format_options,
     force_option,
     parse_floats,
     split_names,
@@ -104,6 +106,7 @@ def _request(mode: str, summary: bool, options: dict[str, Any], given: set[str])
 @click.option("--holdout-out", type=click.Path(path_type=Path), default=None,
               help="Write the holdout rows here (CSV, or Parquet by suffix); the file stays at the factory.")
 @encoding_options()
+@file_format_options
 @click.option("--round", "round_path", type=click.Path(path_type=Path), default=None,
               help="Masked, signed round (hefed round new); needs --identity and --roster.")
 @click.option("--identity", "identity_path", type=click.Path(path_type=Path), default=None,
@@ -120,7 +123,8 @@ def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str
             factory_id: str, out: Path, mode: str, summary_flag: bool, ridge: float, folds: int,
             summary_file: Path | None, impute: Literal["mean"] | None, missing: Literal["drop", "error"],
             max_z: float | None, test_fraction: float, seed: int, holdout_out: Path | None, frac_bits: int,
-            int_bits: int, max_contributors: int, round_path: Path | None, identity_path: Path | None,
+            int_bits: int, max_contributors: int, delimiter: str | None, decimal: str | None,
+            file_encoding: str | None, sheet: str | None, round_path: Path | None, identity_path: Path | None,
             roster_path: Path | None, bounds_path: Path | None, encryption: Encryption, force: bool) -> None:
     """Factory: encrypt exact statistics of its table (CSV/Parquet).
 
@@ -167,7 +171,7 @@ def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str
                       if {"missing", "impute", "max_z"} & explicit else None),
             holdout=(Holdout(test_fraction, seed) if test_fraction else None)
             if {"test_fraction"} & explicit else None,
-            masking=masking, encryption=encryption,
+            masking=masking, encryption=encryption, file_format=file_format(delimiter, decimal, file_encoding, sheet),
         )
         if "bounds_path" in explicit:
             raise UsageError("--bounds: a study's DP bounds are in the study (hefed study new --bounds)")
@@ -181,7 +185,7 @@ def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str
             cleaning=Cleaning(missing=missing, impute=impute, max_z=max_z, summary=summary,
                               bounds=Bounds.load(bounds_path) if bounds_path is not None else None),
             holdout=Holdout(test_fraction, seed) if test_fraction else None,
-            masking=masking, encryption=encryption,
+            masking=masking, encryption=encryption, file_format=file_format(delimiter, decimal, file_encoding, sheet),
         )
     result.bundle.save(out, force=force)
     if holdout_out is not None and result.holdout is not None:

@@ -141,3 +141,27 @@ def encoding_options(*, contributors: bool = True) -> Callable[[F], F]:
             show_default=True, type=int,
             help="Encoding: most factories an aggregate may sum (same for every factory)."))
     return lambda command: _apply(command, decorators)
+
+
+def file_format_options(command: F) -> F:
+    """--delimiter, --decimal, --file-encoding, --sheet: how to read DATA where detection should not decide."""
+    return _apply(command, [
+        click.option("--delimiter", type=click.Choice([",", ";", "tab"]), default=None,
+                     help="CSV delimiter (default: detected; .tsv files: tab)."),
+        click.option("--decimal", type=click.Choice([".", ","]), default=None,
+                     help="Decimal separator (default: detected; ',' for European Excel exports)."),
+        click.option("--file-encoding", default=None,
+                     help="Text encoding of a CSV file, e.g. utf-8, cp1252, latin-1 (default: detected)."),
+        click.option("--sheet", default=None, help="Worksheet of an .xlsx workbook, by name or 0-based number "
+                     "(default: the first)."),
+    ])
+
+
+def file_format(delimiter: str | None, decimal: str | None, file_encoding: str | None, sheet: str | None) -> Any:
+    """The :class:`hefed.data.FileFormat` the options ask for (``None`` when none was given: detect everything)."""
+    if delimiter is None and decimal is None and file_encoding is None and sheet is None:
+        return None
+    from hefed.data import FileFormat
+
+    return FileFormat(delimiter="\t" if delimiter == "tab" else delimiter, decimal=decimal, encoding=file_encoding,
+                      sheet=int(sheet) if sheet is not None and sheet.isdigit() else sheet)
