@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from .options import file_format, file_format_options
 from .output import output_options
 
 
@@ -17,9 +18,10 @@ from .output import output_options
 @click.option("--factory-id", default=None, help="This factory's id (letters, digits, . _ -), shown in the report.")
 @click.option("--summary-file", type=click.Path(path_type=Path), default=None,
               help="Decrypted consortium summary, to check the study's outlier rule (max_z) and mean imputation.")
+@file_format_options
 @click.pass_context
-def check(ctx: click.Context, data: Path, study_path: Path, factory_id: str | None,
-          summary_file: Path | None) -> None:
+def check(ctx: click.Context, data: Path, study_path: Path, factory_id: str | None, summary_file: Path | None,
+          delimiter: str | None, decimal: str | None, file_encoding: str | None, sheet: str | None) -> None:
     """Factory: check its table against the study before encrypting; nothing is encrypted or written.
 
     Reads DATA as encrypt would and reports, per column of the study: found or not, type, missing values, min and
@@ -35,6 +37,7 @@ def check(ctx: click.Context, data: Path, study_path: Path, factory_id: str | No
     from .render_check import render_check
 
     report = check_table(data, Study.load(study_path), factory_id=factory_id,
+                         file_format=file_format(delimiter, decimal, file_encoding, sheet),
                          summary=ColumnSummary.load(summary_file) if summary_file is not None else None)
     render_check(report)
     if not report.fits:

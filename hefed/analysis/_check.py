@@ -299,7 +299,7 @@ class CheckReport:
         out = self.row_lines() + self.rounding.lines() + [f"note: {note}" for note in self.notes]
         if self.unused_columns:
             out.append(f"not used by the study ({len(self.unused_columns)}): " + ", ".join(
-                f"{c.name!r} ({c.type}{': ' + c.reason if c.reason else ''})" for c in self.unused_columns))
+                f"{c.name!r} ({c.reason or c.type})" for c in self.unused_columns))
         out += [f"refused: {problem}" for problem in self.problems]
         out += [f"suggestion: {s.text}" for s in self.suggestions]
         verdict = {"ok": "the data fit the study",
@@ -443,7 +443,9 @@ class _Checker:
         check.found, check.type = False, "absent"
         name = check.name
         same_case = [c for c in self.labels if c.strip().lower() == name.strip().lower()]
-        close = same_case or difflib.get_close_matches(name, list(self.labels), n=1, cutoff=0.75)
+        lowered = name.strip().lower()
+        close = (same_case or [c for c in self.labels if c.lower().startswith(lowered) or lowered.startswith(c.lower())]
+                 or difflib.get_close_matches(name, list(self.labels), n=1, cutoff=0.75))
         check.hint = close[0] if close else None
         if same_case:
             message = f"not found; the file has {check.hint!r} (names are case-sensitive)"
@@ -549,7 +551,7 @@ class _Checker:
     def _categorical(self, check: ColumnCheck, series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """The column as level strings (None where missing) and its missing cells."""
         check.type = "categorical"
-        gaps = series.isna().to_numpy()
+        gaps = (series.isna() | series.map(lambda v: isinstance(v, str) and not v.strip())).to_numpy(dtype=bool)
         values = np.array([None if gap else _level(v) for v, gap in zip(series.tolist(), gaps, strict=True)],
                           dtype=object)
         return values, gaps
