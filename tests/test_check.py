@@ -18,7 +18,7 @@ from cli_helpers import run_cli
 import hefed
 from hefed.analysis import CheckReport, check_table
 from hefed.data import Bounds, Cleaning, FileFormat, Holdout
-from hefed.errors import EncodingError, InvalidFileError
+from hefed.errors import DataError, EncodingError, InvalidFileError
 from hefed.protocol import ColumnSpec, Study
 from hefed.stats import ColumnEncoding, ColumnSummary
 
@@ -200,6 +200,19 @@ def test_cells_that_are_not_numbers(key):
     assert report.verdict == "refused" and len(report.problems) == 4
 
 
+def test_empty_columns_big_integers_and_duplicate_names(key):
+    frame = good_frame()
+    frame["gas_m3"] = np.nan
+    frame["co2_t"] = pd.array([10, None, 9, 11, 10, 2**60, 8, 12], dtype="Int64")
+    report = check_table(frame, good_study(key))
+    assert column(report, "gas_m3").type == "empty" and column(report, "gas_m3").missing == 8
+    assert report.problems == [
+        "column 'co2_t': 1 integer(s) beyond 2^53 (row 6: 1152921504606846976) cannot be represented exactly as "
+        "float64", "no rows left after the study's cleaning (every row misses a value)"]
+    with pytest.raises(DataError, match="duplicate column name 'coal_t'"):
+        check_table(pd.concat([good_frame(), good_frame()[["coal_t"]]], axis=1), good_study(key))
+
+
 def test_outliers_are_checked_only_with_the_consortium_summary(key):
     study = good_study(key)
     # a study whose cleaning drops outliers (|z| > 2); Cleaning asks for the summary up front, so set it directly
@@ -241,6 +254,26 @@ def test_blank_categorical_cells_are_missing(key):
     frame.loc[2, "kiln"] = "  "
     report = check_table(frame, good_study(key))
     assert column(report, "kiln").missing == 1 and report.incomplete_rows == [2] and report.fits
+
+
+def test_imputing_means_keeps_the_rows(key):
+    study = good_study(key)
+    object.__setattr__(study.cleaning, "impute", "mean")  # as test_outliers_… : the summary comes at encryption
+    frame = good_frame()
+    frame.loc[[1, 2], "gas_m3"] = np.nan
+    frame.loc[3, "kiln"] = np.nan  # a category cannot be imputed: that row is dropped
+    unchecked = check_table(frame, study)
+    assert unchecked.fits and unchecked.rows_used == 7 and unchecked.imputed_cells == 2
+    assert any("2 missing value(s) would be imputed" in note for note in unchecked.notes)
+    columns = ["co2_t", "coal_t", "gas_m3", "kiln=wet"]
+    summary = ColumnSummary(columns, dict.fromkeys(columns, 10), dict.fromkeys(columns, Fraction(10**21)),
+                            dict.fromkeys(columns, Fraction(10**42)))  # means of 1e20: beyond 2^64
+    checked = check_table(frame, study, summary=summary)
+    assert column(checked, "gas_m3").out_of_range == 2 and not checked.fits
+    partial = ColumnSummary(columns[:2], dict.fromkeys(columns[:2], 10), dict.fromkeys(columns[:2], Fraction(1)),
+                            dict.fromkeys(columns[:2], Fraction(1)))
+    assert "the consortium summary has no column 'gas_m3' to impute its means from" in \
+        check_table(frame, study, summary=partial).problems
 
 
 def test_a_file_as_read(tmp_path, key):

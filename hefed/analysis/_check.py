@@ -45,6 +45,7 @@ import pandas as pd
 
 from .. import data as _data
 from ..data import FileFormat, ResolvedFormat, detect_format, read_table, row_list
+from ..errors import DataError
 from ..protocol import ColumnSpec, Study, check_factory_id
 from ..stats import ColumnEncoding, ColumnSummary, Rounding, column_bits_needed
 
@@ -356,6 +357,10 @@ def check_table(
     resolved: ResolvedFormat | None = None
     if isinstance(data, pd.DataFrame):
         frame, source = data, factory_id or "data"
+        names = [str(c) for c in frame.columns]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:  # as encryption refuses them
+            raise DataError(f"{source}: duplicate column name {twice[0]!r}")
     else:
         path = Path(data)
         frame = read_table(path, file_format)
@@ -444,8 +449,9 @@ class _Checker:
         name = check.name
         same_case = [c for c in self.labels if c.strip().lower() == name.strip().lower()]
         lowered = name.strip().lower()
-        close = (same_case or [c for c in self.labels if c.lower().startswith(lowered) or lowered.startswith(c.lower())]
-                 or difflib.get_close_matches(name, list(self.labels), n=1, cutoff=0.75))
+        prefixed = [c for c in self.labels if min(len(c.strip()), len(lowered)) >= 3
+                    and (c.strip().lower().startswith(lowered) or lowered.startswith(c.strip().lower()))]
+        close = same_case or prefixed or difflib.get_close_matches(name, list(self.labels), n=1, cutoff=0.75)
         check.hint = close[0] if close else None
         if same_case:
             message = f"not found; the file has {check.hint!r} (names are case-sensitive)"
@@ -482,12 +488,13 @@ class _Checker:
             check.type, check.non_numeric = "boolean", int((~gaps).sum())
             self._not_numeric(check, series, np.flatnonzero(~gaps))
             return np.full(self.n, np.nan), gaps
-        if pd.api.types.is_integer_dtype(series):
-            ints = series.to_numpy()
-            big = np.flatnonzero(np.abs(ints.astype(object)) > 2**53) if len(ints) else np.zeros(0, dtype=int)
+        if pd.api.types.is_integer_dtype(series):  # nullable integers too: only the cells present
+            rows = np.flatnonzero(~gaps)
+            ints = series.iloc[rows].to_numpy().astype(object)
+            big = rows[np.abs(ints) > 2**53] if len(ints) else rows
             if len(big):
-                check.problems.append(f"{len(big)} integer(s) beyond 2^53 (row "
-                                      f"{int(big[0]) + 1}: {ints[big[0]]}) cannot be represented exactly as float64")
+                check.problems.append(f"{len(big)} integer(s) beyond 2^53 (row {int(big[0]) + 1}: "
+                                      f"{series.iloc[big[0]]}) cannot be represented exactly as float64")
         if pd.api.types.is_numeric_dtype(series):
             values = series.to_numpy(dtype=np.float64, na_value=np.nan)
         elif pd.api.types.is_datetime64_any_dtype(series) or isinstance(series.dtype, pd.PeriodDtype):
@@ -513,6 +520,8 @@ class _Checker:
             self.suggestions.append(Suggestion(f"replace the infinite values of {check.name!r} by real readings, "
                                                "or clear them (empty cells are missing values)", check.name))
             values = np.where(infinite, np.nan, values)
+        if self.n and gaps.all():
+            check.type = "empty"
         return values, gaps
 
     def _not_numeric(self, check: ColumnCheck, series: pd.Series, bad: np.ndarray) -> None:
@@ -604,6 +613,7 @@ class _Checker:
                     "encodings make bundles larger)", check.name,
                     {"column_encoding": {check.name: {"frac_bits": frac_needed,
                                                       "int_bits": max(encoding.int_bits, int_needed)}}}))
+
     def _levels(self, check: ColumnCheck, values: np.ndarray, keep: np.ndarray) -> None:
         """Levels of a categorical column over the rows used; values that are not levels of the study refused."""
         categories = check.categories or ()
@@ -652,7 +662,9 @@ class _Checker:
         for name, values in numeric.items():
             gaps = np.isnan(values) & missing
             cells += int(gaps.sum())
-            if self.summary is not None and name in self.summary.count and gaps.any():
+            if self.summary is not None and name not in self.summary.count:
+                self.problems.append(f"the consortium summary has no column {name!r} to impute its means from")
+            elif self.summary is not None and gaps.any():
                 numeric[name] = np.where(gaps, self.summary.mean(name), values)
         if cells and self.summary is None:
             self.notes.append(f"{cells} missing value(s) would be imputed with the consortium means; their values "
