@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 import hefed
 from hefed.errors import EncodingError, RoundedValuesWarning
 from hefed.kinds import layout
-from hefed.stats import ONES, ColumnEncoding, Rounding, statistics_from_arrays
+from hefed.stats import ONES, ColumnEncoding, Rounding, column_bits_needed, statistics_from_arrays
 
 NIST_DIR = Path(__file__).parent / "data" / "nist"
 NIST_SETS = ["Norris", "Pontius", "NoInt1", "NoInt2", "Filip", "Longley",
@@ -148,13 +148,15 @@ def split_rows(frame: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
     return [frame.iloc[block] for block in np.array_split(np.arange(len(frame)), parts)]
 
 
-def federate(frame: pd.DataFrame, features: list[str], keypair, intercept: bool = True, parts: int = 3):
+def federate(frame: pd.DataFrame, features: list[str], keypair, intercept: bool = True, parts: int = 3,
+             encoding: hefed.Encoding | None = None):
     """The real protocol in-process: ``parts`` factories encrypt their rows, the aggregate is
-    decrypted and solved. Any rounding warning is an error here."""
+    decrypted and solved (default encoding unless given). Any rounding warning is an error here."""
     public_key, private_key = keypair
     with warnings.catch_warnings():
         warnings.simplefilter("error", RoundedValuesWarning)
-        bundles = [hefed.encrypt_statistics(part, "y", public_key, features=features, factory_id=f"factory{i}")
+        bundles = [hefed.encrypt_statistics(part, "y", public_key, features=features, factory_id=f"factory{i}",
+                                            encoding=encoding)
                    for i, part in enumerate(split_rows(frame, parts))]
     stats = hefed.decrypt_statistics(hefed.aggregate(bundles), private_key)
     return stats, hefed.solve(stats, fit_intercept=intercept)
@@ -469,3 +471,18 @@ def test_bundle_at_20_features_and_2048_bits_stays_within_40_percent_of_the_old_
     # tight per-column widths win bits back: 3-decimal values below 2^9 need about 46 + 9 bits
     tight = hefed.Encoding.with_columns({c: ColumnEncoding(46, 9) for c in [*features, "y"]})
     assert layout("statistics", features, "y", tight, n).n_plaintexts < old
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
+    "defect (issue 13): column_bits_needed proposes a negative frac_bits for a column of multiples of 2^k "
+    "(e.g. 1000, 2000, ... -> (-3, 13)) and ColumnEncoding accepts frac_bits down to -900, but the exact "
+    "rationals use 1 << scale: SufficientStatistics.exact (stats/_gram.py) and solve_exact_coefficients "
+    "(stats/_solve.py) raise 'ValueError: negative shift count' (also models/_inference.py, roles/_privacy.py)"))
+def test_tight_per_column_encodings_from_column_bits_needed_solve_exactly(keypair) -> None:
+    frame = pd.DataFrame({"tonnes": [1000.0, 2000.0, 5000.0, 7000.0, 3000.0, 4000.0],
+                          "ratio": [1.5, 2.25, 3.0, 0.5, 1.0, 0.75],
+                          "y": [1.0, 2.0, 3.5, 4.0, 8.0, 5.5]})
+    tight = hefed.Encoding.with_columns({c: ColumnEncoding(*column_bits_needed(frame[c])) for c in frame.columns})
+    assert tight.column("tonnes").frac_bits < 0  # what column_bits_needed proposes for these values
+    _, model = federate(frame, ["tonnes", "ratio"], keypair, encoding=tight)
+    assert [model.intercept_exact_, *model.coef_exact_] == exact_from_frame(frame, ["tonnes", "ratio"])
