@@ -2,8 +2,11 @@
 
 Layer 3 of hefed (above :mod:`hefed.stats`): files and data frames in, exact statistics out.
 
-* :func:`read_table`, :func:`select_xy`, :func:`default_features` — CSV and Parquet tables,
-  columns matched by name, every bad cell named by file, column and row;
+* :func:`read_table`, :func:`select_xy`, :func:`default_features` — CSV/text (dialect and
+  encoding detected or named by :class:`FileFormat`), Excel and Parquet tables, columns matched
+  by name, every bad cell named by file, column and row;
+* :func:`left_out_columns` — every column the default features leave out, with the reason;
+  :func:`one_hot` — a categorical column as dummies for levels fixed in advance;
 * :class:`Cleaning` (with :class:`Bounds`) and :func:`preprocess` — gaps, outliers and bounds,
   every change counted in a :class:`PreprocessReport`;
 * :class:`Holdout` and :func:`split_holdout` — reproducible held-out rows;
@@ -15,6 +18,7 @@ Layer 3 of hefed (above :mod:`hefed.stats`): files and data frames in, exact sta
 from __future__ import annotations
 
 from ._cleaning import Bounds, Cleaning, PreprocessReport, preprocess, row_list, used_columns, warn_rounding
+from ._columns import left_out_columns, one_hot
 from ._formats import PARQUET_SUFFIXES, FileFormat, ResolvedFormat, detect_format
 from ._source import Table
 from ._streaming import (
@@ -50,8 +54,10 @@ __all__ = [
     "compute_statistics",
     "default_features",
     "detect_format",
+    "left_out_columns",
     "missing_columns_error",
     "numeric_column",
+    "one_hot",
     "preprocess",
     "read_table",
     "row_list",

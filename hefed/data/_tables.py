@@ -1,16 +1,20 @@
 """Reading a factory's table and choosing the target and feature columns.
 
-CSV (UTF-8, a byte-order mark is accepted) and Parquet are read. Columns are
-always matched by name. Duplicate column names are refused rather than
-renamed. A column that is numeric except for a few cells is refused with the
-cells named, never silently left out of the default features.
+CSV and other text files (dialect and encoding detected or named, :mod:`hefed.data._formats`),
+Excel workbooks and Parquet are read. Columns are always matched by name. Duplicate column
+names are refused rather than renamed. A column that is numeric except for a few cells is
+refused with the cells named (and what they look like: thousands separators, a decimal comma,
+percentages); the columns left out of the default features are listed, with the reason, by
+:func:`hefed.data.left_out_columns`.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +27,17 @@ import pandas as pd
 from .._files import atomic_write_bytes
 from ..errors import DataError, InvalidFileError, UsageError
 from ..stats import check_seed
-from ._formats import PARQUET_SUFFIXES, FileFormat, ResolvedFormat, check_workbook, detect_format
+from ._formats import (
+    PARQUET_SUFFIXES,
+    FileFormat,
+    ResolvedFormat,
+    bad_cells_hint,
+    check_workbook,
+    decimal_of,
+    detect_format,
+    fallback_encoding,
+    to_numbers,
+)
 
 # Each decimal must parse to the correctly rounded float64, as float() does: pandas 3 does so by
 # default (and deprecates the option); pandas 2's default parser does not, so ask for round_trip.
@@ -34,7 +48,8 @@ def read_table(path: str | os.PathLike[str], file_format: FileFormat | None = No
     """Read a CSV/text, Excel or Parquet file into a DataFrame, refusing unreadable or ambiguous files.
 
     The dialect and text encoding of text files, and the sheet of a workbook, are detected unless
-    ``file_format`` names them (:mod:`hefed.data._formats`).
+    ``file_format`` names them (:mod:`hefed.data._formats`). A text file's decimal separator is kept
+    in ``frame.attrs["decimal"]``, so its text cells become numbers as the file writes them.
     """
     path = Path(path)
     check_data_file(path)
@@ -48,6 +63,20 @@ def read_table(path: str | os.PathLike[str], file_format: FileFormat | None = No
         return frame
     if resolved.kind == "excel":
         return _read_workbook(path, resolved.sheet)
+    try:
+        frame = _read_text(path, resolved)
+    except UnicodeDecodeError:
+        encoding = fallback_encoding(path, resolved)  # ASCII at first, Windows text further on
+        if encoding is None:
+            raise _not_encoded(path, resolved.encoding) from None
+        resolved = dataclasses.replace(resolved, encoding=encoding)
+        frame = _read_text(path, resolved)
+    frame.attrs["decimal"] = resolved.decimal
+    return frame
+
+
+def _read_text(path: Path, resolved: ResolvedFormat) -> pd.DataFrame:
+    """A text table as ``resolved`` says (UnicodeDecodeError is the caller's)."""
     read_csv_header(path, resolved)
     try:
         with warnings.catch_warnings():
@@ -59,16 +88,57 @@ def read_table(path: str | os.PathLike[str], file_format: FileFormat | None = No
                                 **_CORRECTLY_ROUNDED)
     except pd.errors.ParserWarning:
         raise InvalidFileError(f"{path}: rows have more fields than the header (read as {resolved.describe()})",
-                               parameters=_format_options(resolved)) from None
-    except UnicodeDecodeError as exc:
-        raise InvalidFileError(f"{path}: not {resolved.encoding} text at byte {exc.start}; give the text encoding "
-                               "(e.g. cp1252 or latin-1 for Windows exports)", parameters=("file_encoding",)) from None
+                               parameters=resolved.options("delimiter")) from None
     except (pd.errors.ParserError, ValueError) as exc:
-        raise InvalidFileError(f"{path}: cannot parse CSV ({str(exc).splitlines()[0]}; read as "
-                               f"{resolved.describe()})", parameters=_format_options(resolved)) from None
+        if isinstance(exc, UnicodeDecodeError):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        ragged = _RAGGED.search(first)
+        if ragged:
+            expected, line, saw = ragged.groups()
+            raise InvalidFileError(f"{path}: line {line} has {saw} fields where the header has {expected} (read as "
+                                   f"{resolved.describe()}{_detected_note(resolved, 'delimiter')})",
+                                   parameters=resolved.options("delimiter")) from None
+        raise InvalidFileError(f"{path}: cannot parse CSV ({first}; read as {resolved.describe()}"
+                               f"{_detected_note(resolved)})", parameters=resolved.options()) from None
     frame.columns = [str(c).strip() for c in frame.columns]
     _refuse_rounded_integers(path, frame, resolved)
     return frame
+
+
+_RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def _detected_note(resolved: ResolvedFormat, *which: str) -> str:
+    """'; the delimiter was detected: choose it if it is another' (for what detection chose)."""
+    names = [name for name in resolved.detected if not which or name in which]
+    if not names:
+        return ""
+    chosen = " and ".join(f"the {'text encoding' if n == 'encoding' else n}" for n in names)
+    return f"; {chosen} {'was' if len(names) == 1 else 'were'} detected: choose {'it' if len(names) == 1 else 'them'}" \
+        " if the file uses another"
+
+
+def _not_encoded(path: Path, encoding: str) -> InvalidFileError:
+    """The error for a text file that does not decode: where, and the option that reads it."""
+    line, byte = _first_undecodable(path, encoding)
+    where = f"line {line} (byte 0x{byte:02x})" if line else "somewhere"
+    return InvalidFileError(f"{path}: {where} is not {encoding} text; give the text encoding (e.g. cp1252 or "
+                            "latin-1 for Windows exports)", parameters=("file_encoding",))
+
+
+def _first_undecodable(path: Path, encoding: str) -> tuple[int, int]:
+    """(line, byte value) of the first byte ``encoding`` cannot decode, or (0, 0)."""
+    decoder = codecs.getincrementaldecoder(_python_encoding(encoding))()
+    line = 1
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            try:
+                line += decoder.decode(chunk).count("\n")
+            except UnicodeDecodeError as exc:  # exc.object: the bytes held back from before, then this chunk
+                data = bytes(exc.object)
+                return line + data[: exc.start].count(b"\n"), data[exc.start]
+    return 0, 0
 
 
 def _python_encoding(encoding: str) -> str:
@@ -76,44 +146,57 @@ def _python_encoding(encoding: str) -> str:
     return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
 
 
-def _format_options(resolved: ResolvedFormat) -> tuple[str, ...]:
-    """The options that choose what detection chose (for the message of a file it may have misread)."""
-    names = {"delimiter": "delimiter", "decimal": "decimal", "encoding": "file_encoding"}
-    return tuple(names[d] for d in resolved.detected)
-
-
 def _read_workbook(path: Path, sheet: str | int) -> pd.DataFrame:
-    """One sheet of an Excel workbook: its first row names the columns."""
+    """One sheet of an Excel workbook: its first row names the columns; empty rows are skipped
+    (as blank lines of a CSV file); cells that are all numbers (or numbers as text) make a
+    numeric column, while dates, times and booleans stay what they are."""
     from python_calamine import CalamineError, CalamineWorkbook
 
     check_workbook(path)
     try:
         workbook = CalamineWorkbook.from_path(str(path))
-        names = list(workbook.sheet_names)
-        if isinstance(sheet, int):
-            if not 0 <= sheet < len(names):
-                raise InvalidFileError(f"{path}: the workbook has {len(names)} sheet(s), no sheet {sheet}; sheets: "
-                                       f"{', '.join(names)}", parameters=("sheet",))
-            rows = workbook.get_sheet_by_index(sheet).to_python()
-        else:
-            if sheet not in names:
-                raise InvalidFileError(f"{path}: no sheet {sheet!r}; sheets: {', '.join(names)}", parameters=("sheet",))
-            rows = workbook.get_sheet_by_name(sheet).to_python()
+        try:
+            names = list(workbook.sheet_names)
+            if isinstance(sheet, int):
+                if not 0 <= sheet < len(names):
+                    raise InvalidFileError(f"{path}: the workbook has {len(names)} sheet(s), no sheet {sheet} "
+                                           f"(sheets: {_sheet_list(names)})", parameters=("sheet",))
+                rows = workbook.get_sheet_by_index(sheet).to_python()
+            else:
+                if sheet not in names:
+                    raise InvalidFileError(f"{path}: no sheet {sheet!r} (sheets: {_sheet_list(names)})",
+                                           parameters=("sheet",))
+                rows = workbook.get_sheet_by_name(sheet).to_python()
+        finally:
+            workbook.close()
     except CalamineError as exc:
         raise InvalidFileError(f"{path}: not a readable Excel workbook ({str(exc).splitlines()[0][:200]})") from None
     if not rows or all(cell in ("", None) for cell in rows[0]):
-        raise DataError(f"{path}: sheet {sheet!r} has no header row")
+        raise DataError(f"{path}: sheet {sheet!r} has no header row (the first row is empty)")
     header = [str(cell).strip() for cell in rows[0]]
-    check_unique_columns(header, path)
     body = [[None if cell == "" else cell for cell in row] for row in rows[1:]]
-    frame = pd.DataFrame(body, columns=header)
-    for column in frame.columns:  # a column of numbers and blanks is numeric, as in a CSV
-        converted = pd.to_numeric(frame[column], errors="coerce")
-        if frame[column].map(lambda v: isinstance(v, bool)).any():
-            continue
-        if converted.notna().sum() == frame[column].notna().sum():
-            frame[column] = converted.astype(np.float64)
+    body = [row for row in body if any(cell is not None for cell in row)]
+    width = len(header)
+    while width and not header[width - 1] and all(len(row) < width or row[width - 1] is None for row in body):
+        width -= 1  # trailing columns with neither a name nor a value (a formatted range)
+    header, body = header[:width], [row[:width] for row in body]
+    unnamed = [j + 1 for j, name in enumerate(header) if not name]
+    if unnamed:
+        raise DataError(f"{path}: sheet {sheet!r}: column {unnamed[0]} has values but no name in the first row "
+                        "(is the header lower down? the first row must name the columns)")
+    check_unique_columns(header, path)
+    frame = pd.DataFrame(body, columns=header, dtype=object)
+    for column in frame.columns:  # a column of numbers (or numbers as text) and blanks is numeric, as in a CSV
+        cells = frame[column]
+        converted = to_numbers(cells)  # booleans, dates and times are never numbers
+        if converted.notna().sum() == cells.notna().sum():
+            frame[column] = converted
     return frame
+
+
+def _sheet_list(names: Sequence[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:20])
+    return shown + (f", … ({len(names) - 20} more)" if len(names) > 20 else "") if names else "none"
 
 
 def check_data_file(path: Path) -> None:
@@ -185,10 +268,11 @@ def check_unique_columns(columns: Sequence[str], source: os.PathLike[str] | str)
 def numeric_column(
     frame: pd.DataFrame, name: str, source: str, label: object = None, allow_missing: bool = False
 ) -> np.ndarray:
-    """The column as float64, naming the first cells that are not numbers.
+    """The column as float64, naming the first cells that are not numbers (and what they look like).
 
-    Integers beyond 2^53 are refused: float64 cannot hold them exactly, and
-    converting them would silently change the data.
+    Text cells are read as the file writes numbers (a decimal comma where the file has one:
+    ``frame.attrs["decimal"]``). Integers beyond 2^53 are refused: float64 cannot hold them
+    exactly, and converting them would silently change the data.
     """
     col = frame[name if label is None else label]
     if pd.api.types.is_bool_dtype(col):
@@ -205,12 +289,14 @@ def numeric_column(
     if pd.api.types.is_numeric_dtype(col):
         values = col.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
-        converted = pd.to_numeric(col, errors="coerce")
+        decimal = decimal_of(frame)
+        converted = to_numbers(col, decimal)
         bad = converted.isna() & col.notna()
         if bad.any():
             rows = np.flatnonzero(bad.to_numpy())[:3]
             cells = ", ".join(f"row {r + 1} ({col.iloc[r]!r})" for r in rows)
-            raise DataError(f"{source}: column {name!r} has non-numeric cells: {cells}")
+            hint, parameters = bad_cells_hint(col[bad].iloc[:100], decimal)
+            raise DataError(f"{source}: column {name!r} has non-numeric cells: {cells}{hint}", parameters=parameters)
         values = converted.to_numpy(dtype=np.float64, na_value=np.nan)
         big = np.flatnonzero(np.abs(values) >= 2**53)
         for row in big.tolist():
@@ -228,10 +314,13 @@ def numeric_column(
     return values
 
 
-def _mostly_numeric(col: pd.Series) -> bool:
-    """True for numeric columns and for text columns most of whose cells parse as numbers."""
+def _mostly_numeric(col: pd.Series, decimal: str = ".") -> bool:
+    """True for numeric columns with a value, and for text columns most of whose cells are
+    numbers (as the file writes them): the columns the default features take."""
     if pd.api.types.is_bool_dtype(col):
         return False
+    if len(col) and bool(col.isna().all()):
+        return False  # empty: no values at all
     if pd.api.types.is_numeric_dtype(col):
         return True
     if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)):
@@ -239,13 +328,17 @@ def _mostly_numeric(col: pd.Series) -> bool:
     present = col.dropna()
     if present.empty:
         return False
-    return pd.to_numeric(present, errors="coerce").notna().mean() >= 0.5
+    return bool(to_numbers(present, decimal).notna().mean() >= 0.5)
 
 
 def default_features(frame: pd.DataFrame, target: str) -> list[str]:
     """Every numeric column but the target (mostly-numeric text columns included, so
-    their bad cells are reported instead of the column silently disappearing)."""
-    return [str(c) for c in frame.columns if str(c) != target and _mostly_numeric(frame[c])]
+    their bad cells are reported instead of the column silently disappearing).
+
+    The columns left out, each with the reason, are :func:`hefed.data.left_out_columns`.
+    """
+    decimal = decimal_of(frame)
+    return [str(c) for c in frame.columns if str(c) != target and _mostly_numeric(frame[c], decimal)]
 
 
 def select_xy(
