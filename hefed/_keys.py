@@ -6,7 +6,10 @@ Private key: ``{"kty": "DAJ", "key_ops": ["decrypt"], "p": <b64url>, "q": <b64ur
 These are the files ``pheutil genpkey`` and ``pheutil extract`` (phe[cli]) read
 and write, so keys move freely between the two tools. Private keys are written
 with mode 0600 and never printed; loading one that group or others can read is
-refused unless explicitly allowed, as ssh does.
+refused unless explicitly allowed, as ssh does. The two are never mistaken for
+each other: a private key file given as the public key is refused (whoever
+encrypts must never hold it), and a public key file given as the private key
+is named as such before anything else is checked.
 """
 
 from __future__ import annotations
@@ -137,12 +140,26 @@ def _public_from_jwk(obj: Any, source: str) -> PaillierPublicKey:
     return PaillierPublicKey(n)
 
 
+def _is_private(obj: dict[str, Any]) -> bool:
+    """A private key file (pheutil's and hefed's hold p, q and pub; others lambda and mu)."""
+    return bool({"p", "q", "pub", "lambda", "mu"} & set(obj))
+
+
+def _is_public(obj: dict[str, Any]) -> bool:
+    """A public key file: a modulus n and nothing that can decrypt."""
+    return "n" in obj and not _is_private(obj)
+
+
 def load_public_key(path: str | os.PathLike[str]) -> PaillierPublicKey:
-    """Load a public key (pheutil format); a private key file is accepted too, its public part used."""
+    """Load a public key (pheutil format).
+
+    A private key file is refused, not silently reduced to its public half: whoever encrypts
+    (a factory, the aggregator) must never hold the private key.
+    """
     obj = read_json_object(path, "public key")
-    if "pub" in obj or "p" in obj:
-        # A private key file: only its public half is read, and nothing else is kept.
-        return _public_from_jwk(obj.get("pub"), str(path))
+    if _is_private(obj):
+        raise InsecureKeyError(f"{path}: this is the private key, which can decrypt every bundle; whoever encrypts "
+                               "must never hold it: use the public key (public_key.json)", parameters=("public_key",))
     key_ops = obj.get("key_ops", ["encrypt"])
     if not isinstance(key_ops, list) or "encrypt" not in key_ops:
         raise InvalidFileError(f"{path}: key_ops does not allow encryption")
@@ -154,19 +171,25 @@ def load_private_key(
 ) -> PaillierPrivateKey:
     """Load a private key (pheutil format), checking it matches its public part.
 
-    Refuses a file that group or others may read unless ``allow_insecure_permissions``.
+    A public key file is refused first, saying so. Refuses a file that group or others may read
+    unless ``allow_insecure_permissions``.
     """
     path = Path(path)
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise InvalidFileError(f"{path}: private key file not found") from None
+    except OSError as exc:
+        raise InvalidFileError(f"{path}: cannot read private key file ({exc.strerror})") from None
+    obj = read_json_object(path, "private key")
+    if _is_public(obj):
+        raise InvalidFileError(f"{path}: this is the public key, which cannot decrypt; give the private key "
+                               "(private_key.json, kept by the key holder)", parameters=("private_key",))
     if mode & (stat.S_IRWXG | stat.S_IRWXO) and not allow_insecure_permissions:
         raise InsecureKeyError(
             f"{path}: private key is accessible by group or others (mode {stat.S_IMODE(mode):o}); "
             "run chmod 600 on it, or allow insecure permissions explicitly", parameters=("allow_insecure_permissions",)
         )
-    obj = read_json_object(path, "private key")
     if obj.get("kty") != "DAJ" or "p" not in obj or "q" not in obj:
         raise InvalidFileError(f"{path}: not a Paillier private key (needs kty 'DAJ', p, q, pub)")
     public_key = _public_from_jwk(obj.get("pub"), f"{path} (pub)")

@@ -419,7 +419,8 @@ def test_no_command_ever_prints_p_or_q(keys, tmp_path, other_keypair):
         (1, ["--debug", "decrypt", agg, "--private-key", insecure, "--out", tmp_path / "x3.json"]),
         (1, ["--debug", "decrypt", relabelled, "--private-key", private, "--out", tmp_path / "x4.json"]),
         (1, ["decrypt", relabelled, "--private-key", private, "--out", tmp_path / "x6.json"]),
-        (0, ["encrypt", tmp_path / "x.csv", "--target", TARGET, "--public-key", private, "--factory-id", "k",
+        # a private key given as the public key is refused (usage error), without printing it
+        (2, ["encrypt", tmp_path / "x.csv", "--target", TARGET, "--public-key", private, "--factory-id", "k",
              "--out", tmp_path / "x5.json"]),
     ]
     frame.to_csv(tmp_path / "x.csv", index=False)

@@ -79,12 +79,13 @@ def test_private_key_readable_by_others_is_refused(tmp_path, keypair, mode):
     assert loaded.public_key.n == keypair[0].n
 
 
-def test_key_round_trip_and_public_key_from_private_file(tmp_path, keypair):
+def test_key_round_trip_and_a_private_key_file_is_never_a_public_key(tmp_path, keypair):
     public_key, private_key = keypair
     hefed.save_public_key(public_key, tmp_path / "pub.json")
     hefed.save_private_key(private_key, tmp_path / "priv.json")
     assert hefed.load_public_key(tmp_path / "pub.json").n == public_key.n
-    assert hefed.load_public_key(tmp_path / "priv.json").n == public_key.n
+    with pytest.raises(InsecureKeyError, match="private key"):  # whoever encrypts must never hold it
+        hefed.load_public_key(tmp_path / "priv.json")
     assert stat.S_IMODE((tmp_path / "pub.json").stat().st_mode) == 0o644
     priv = hefed.load_private_key(tmp_path / "priv.json")
     assert (priv.p * priv.q) == public_key.n
