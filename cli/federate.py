@@ -4,7 +4,9 @@ A thin command over :func:`hefed.flower.run_local_federation`: it starts a
 Flower SuperLink and one SuperNode per data file on 127.0.0.1, runs the hefed
 Flower app once, stops every process it started and leaves the aggregate
 bundle. With ``--roster`` and one ``--identity`` per data file it runs masked,
-signed rounds and says which rounds it needed and who dropped out. Every check of
+signed rounds and says which rounds it needed and who dropped out. With ``--study`` each
+SuperNode's node config names the study file and pins its digest, and the target, features
+and key come from the study. Every check of
 the options is the library's (:class:`hefed.flower.RunSettings`); library errors
 propagate to the main group, which prints them as one line.
 
@@ -79,18 +81,23 @@ def progress_printer(terminal: bool) -> Callable[[ProgressEvent], None]:
               help="One table per factory (CSV or Parquet; repeat, or list several after one --data). "
               "Each gets its own SuperNode; factory ids are the file names without suffix.")
 @click.argument("more_data", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--target", default=None, help="Response column, e.g. NOX (required but for --kind evaluation).")
+@click.option("--study", "study_path", default=None, type=click.Path(path_type=Path),
+              help="The consortium's study (hefed study new): every SuperNode's node config names it and pins its "
+              "digest; target, features and key come from it (a contradicting option is refused).")
+@click.option("--target", default=None,
+              help="Response column, e.g. NOX (required but for --kind evaluation or with --study).")
 @click.option("--features", default=None,
               help="Comma-separated feature columns (default: every numeric column but the target).")
-@click.option("--public-key", "public_key_path", required=True, type=click.Path(path_type=Path),
-              help="The consortium's public key (a private key file is refused).")
+@click.option("--public-key", "public_key_path", default=None, type=click.Path(path_type=Path),
+              help="The consortium's public key (a private key file is refused; required without --study).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Aggregate bundle to write.")
 @click.option("--kind", type=_FlowerKinds(), default="statistics", show_default=True,
               help="What each factory encrypts: a bundle kind that travels by Flower (evaluation needs --model).")
 @click.option("--model", "model_path", default=None, type=click.Path(path_type=Path),
               help="Global model JSON whose holdout residuals the factories encrypt (--kind evaluation).")
-@click.option("--min-contributors", default=3, show_default=True, type=int,
-              help="Fail unless at least this many factories answer in time.")
+@click.option("--min-contributors", default=None, type=int,
+              help="Fail unless at least this many factories answer in time (default: 3, or the study's; never "
+              "below the study's).")
 @click.option("--timeout", default=60.0, show_default=True, type=float,
               help="Seconds the aggregator waits for the factories' replies.")
 @click.option("--report", "report_path", default=None, type=click.Path(path_type=Path),
@@ -104,8 +111,9 @@ def progress_printer(terminal: bool) -> Callable[[ProgressEvent], None]:
               help="Masked rounds: at most this many rounds (a drop-out after the ready step means a new round).")
 @click.option("--force", is_flag=True, help="Replace an existing output file.")
 @output_options
-def federate(data_paths: tuple[Path, ...], more_data: tuple[Path, ...], target: str | None, features: str | None,
-             public_key_path: Path, out: Path, kind: str, model_path: Path | None, min_contributors: int,
+def federate(data_paths: tuple[Path, ...], more_data: tuple[Path, ...], study_path: Path | None, target: str | None,
+             features: str | None, public_key_path: Path | None, out: Path, kind: str, model_path: Path | None,
+             min_contributors: int | None,
              timeout: float, report_path: Path | None, roster_path: Path | None, identity_dirs: tuple[Path, ...],
              max_rounds: int, force: bool) -> None:
     """Trial on one machine: a Flower SuperLink and one SuperNode per --data file on 127.0.0.1.
@@ -120,23 +128,30 @@ def federate(data_paths: tuple[Path, ...], more_data: tuple[Path, ...], target: 
     enrolled identities and the app runs masked, signed rounds: a ready step fixes the
     participants, and a factory that then fails to deliver makes the app start a new
     round for the others (at most --max-rounds). Decrypt with `hefed decrypt --roster`.
+
+    With --study the factories compute what the study says (each SuperNode's node config
+    names the study file and pins its digest); the aggregate carries the study's digest.
+    Decrypt with `hefed decrypt --study`.
     """
     from hefed.flower import run_local_federation
 
     if (roster_path is None) != (not identity_dirs):  # how the options pair up; the library checks the rest
         raise UsageError("masked rounds need --roster and one --identity per data file")
+    if study_path is None and public_key_path is None:
+        raise UsageError("give --public-key, or a --study that carries the key")
     progress = None if quiet() else progress_printer(sys.stderr.isatty())
     result = run_local_federation(
         [*data_paths, *more_data], target, public_key_path, out, _split(features), min_contributors, timeout, kind,
         model_path, force=force, report_path=report_path, roster_path=roster_path,
-        identity_dirs=list(identity_dirs) or None, max_rounds=max_rounds, progress=progress,
+        identity_dirs=list(identity_dirs) or None, max_rounds=max_rounds, progress=progress, study_path=study_path,
     )
     emit(out=str(out), kind=result.kind, contributors=result.contributors, missing=result.missing,
          run_id=result.run_id, seconds=round(result.seconds, 3), masked=roster_path is not None,
-         round_id=result.round_id, rounds=result.rounds)
+         round_id=result.round_id, rounds=result.rounds, study=result.study)
     for attempt in result.rounds:
         say(_round_line(attempt))
     masked = f", masked round {result.round_id}" if result.round_id else ""
+    masked += f", study {result.study}" if result.study else ""
     say(f"wrote {out}: {result.kind} aggregate of {plural(len(result.contributors), 'factory', 'factories')} "
         f"({', '.join(result.contributors)}) in {result.seconds:.1f} s (Flower run {result.run_id}{masked})")
     for name, why in result.missing.items():

@@ -18,6 +18,11 @@ config), ``_messages`` (what travels: requests, replies, keys, rosters, rounds a
 bundles as text and bytes), ``_factory`` (the ClientApp's checks and bundle), ``_tally``
 (the aggregator's tally, masked rounds and report) and ``_progress`` (the progress file).
 
+With a ``study`` (run config: the aggregator's copy; node config ``study`` and
+``study-digest``: each factory's own copy and its pin) the study decides what every
+factory computes; the run config names the study and nothing else that changes it, and
+a factory refuses requests of another study, key, kind or roster (or of none).
+
 The key holder stays outside Flower: no Flower process, message or config
 ever holds the private key. Bundles travel as the JSON bytes of
 :meth:`hefed.protocol.Bundle.to_dict`.

@@ -16,7 +16,17 @@ Where each setting comes from:
   ``key-fingerprint`` (optional pin: the factory refuses to encrypt for any other key, so an
   aggregator cannot substitute a key of its own), and for masked rounds ``identity-dir``
   (the factory's enrollment folder from ``hefed enroll``) and ``roster-digest`` (optional pin:
-  the factory refuses any other roster).
+  the factory refuses any other roster); ``study`` (the path of the factory's own copy of the
+  study file: then the factory computes only what that study says and ignores the run config)
+  and ``study-digest`` (the pin, 32 hex digits, recommended: the factory takes part in nothing
+  unless its study file has exactly that digest).
+
+With a ``study`` in the run config (a path on the aggregator's machine) the study decides what
+every factory computes: the key is the study's, ``min-contributors`` is at least the study's, the
+roster is the study's when it names one, the requests carry the study's digest (never its
+contents), and a run-config key that would change what a factory computes (:data:`STUDY_FIXED`:
+target, features, the encoding, the holdout, the cleaning, the kinds' parameters) must keep
+its default.
 
 The bundle kinds a federation may collect are those the kind registry marks as travelling by
 Flower (:func:`hefed.kinds.kind_names` with ``flower=True``). A kind whose request carries
@@ -30,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +49,11 @@ from typing import Any
 from phe import PaillierPublicKey
 
 from .._files import check_writable, read_json_object
-from .._keys import load_public_key
-from ..errors import InsecureKeyError, UsageError
+from .._keys import key_fingerprint, load_public_key
+from ..errors import InsecureKeyError, KeyMismatchError, RoundError, SchemaMismatchError, UsageError
 from ..kinds import STATISTICS, Kind, KindRequest, get_kind, kind_names
 from ..models import LinearModel
-from ..protocol import Roster, check_factory_id
+from ..protocol import Roster, Study, check_factory_id
 from ..stats import Encoding
 
 #: Bundle kinds a federation can collect (those the kind registry marks as travelling by Flower).
@@ -75,15 +86,27 @@ RUN_CONFIG_DEFAULTS: dict[str, str | int | float | bool] = {
     "ridge": 0.0,  # ridge penalty of the local fits (coefficients kind)
     "missing": "drop",  # rows with missing values: drop them (as hefed encrypt does) or refuse the table (error)
     "roster": "",  # path of the consortium roster on the aggregator's machine; set = masked, signed rounds
+    "study": "",  # path of the consortium's study on the aggregator's machine; set = the study decides what
+    #               factories compute (then the keys of STUDY_FIXED keep their defaults)
     "max-rounds": 3,  # masked rounds: at most this many rounds (the first and the re-runs after drop-outs)
     "frac-bits": _DEFAULT_ENCODING.frac_bits,
     "int-bits": _DEFAULT_ENCODING.int_bits,
     "max-contributors": _DEFAULT_ENCODING.max_contributors,
 }
 
+#: Run-config keys that change what a factory computes, by :class:`RunSettings` field: with a ``study`` they must
+#: keep their defaults (the study decides them; each factory takes them from its own copy of the study).
+STUDY_FIXED: dict[str, str] = {
+    "target": "target", "features": "features", "frac-bits": "encoding", "int-bits": "encoding",
+    "max-contributors": "encoding", "test-fraction": "test_fraction", "seed": "seed", "ridge": "ridge",
+    "missing": "missing",
+}
+
 #: Node-config keys a factory's SuperNode may set.
 NODE_CONFIG_KEYS = ("data-path", "factory-id", "target", "features", "key-fingerprint", "identity-dir",
-                    "roster-digest")
+                    "roster-digest", "study", "study-digest")
+
+_DIGEST = re.compile(r"[0-9a-f]{32}")
 
 
 def split_names(value: str) -> list[str]:
@@ -172,11 +195,18 @@ def _is_number(value: object) -> bool:
 
 @dataclass(frozen=True)
 class RunInputs:
-    """What a run reads before it asks anyone: the public key, the model (evaluation) and the roster (masked)."""
+    """What a run reads before it asks anyone: the public key, the model (evaluation), the roster (masked) and the
+    study (when the run config names one)."""
 
     public_key: PaillierPublicKey
     model: LinearModel | None = None
     roster: Roster | None = None
+    study: Study | None = None
+
+    @property
+    def study_digest(self) -> str | None:
+        """The digest of the run's study (what the requests, the bundles and the report carry), or ``None``."""
+        return self.study.digest if self.study is not None else None
 
 
 @dataclass(frozen=True)
@@ -211,10 +241,11 @@ class RunSettings:
     encoding: Encoding = field(default_factory=Encoding)
     roster: str = ""
     max_rounds: int = 3
+    study: str = ""
 
     def __post_init__(self) -> None:
         flower_kind(self.kind)
-        for name in ("public_key", "out", "report", "progress", "target", "model", "roster", "missing"):
+        for name in ("public_key", "out", "report", "progress", "target", "model", "roster", "missing", "study"):
             if not isinstance(getattr(self, name), str):
                 raise UsageError(f"{name} must be a string, got {getattr(self, name)!r}", parameters=(name,))
         if not isinstance(self.force, bool):
@@ -255,6 +286,22 @@ class RunSettings:
         if self.takes_model and not self.model:
             raise UsageError(f"kind {self.kind!r} needs the global model it evaluates ('model')",
                              parameters=("model",))
+        if self.study:
+            changed = self.study_overrides()
+            if changed:
+                raise UsageError(
+                    "with a study, the study decides what factories compute: leave "
+                    f"{', '.join(changed)} at the default{'s' if len(changed) > 1 else ''} "
+                    f"(set to {', '.join(repr(v) for v in changed.values())})",
+                    parameters=tuple(dict.fromkeys(STUDY_FIXED[key] for key in changed)))
+
+    def study_overrides(self) -> dict[str, Any]:
+        """The run-config keys of :data:`STUDY_FIXED` set to something other than their defaults (key → value)."""
+        config = self.to_run_config()
+        changed = {key: config[key] for key in STUDY_FIXED if config[key] != RUN_CONFIG_DEFAULTS[key]}
+        if self.encoding != Encoding() and not {"frac-bits", "int-bits", "max-contributors"} & set(changed):
+            changed["frac-bits"] = config["frac-bits"]  # per-column grids (from Python): an encoding of its own
+        return changed
 
     # --- what the settings say ------------------------------------------------------------------------------
     @property
@@ -307,6 +354,7 @@ class RunSettings:
                 ),
                 roster=_get(config, "roster", str).strip(),
                 max_rounds=_get(config, "max-rounds", int),
+                study=_get(config, "study", str).strip(),
             )
         except UsageError as exc:
             raise type(exc)(f"{source}: {exc}", parameters=exc.parameters) from None
@@ -335,6 +383,7 @@ class RunSettings:
         encoding: Encoding | None = None,
         roster: str | os.PathLike[str] | None = None,
         max_rounds: int = 3,
+        study: str | os.PathLike[str] | None = None,
     ) -> RunSettings:
         """The settings from Python values (what ``hefed federate`` parsed); paths become absolute."""
         if isinstance(features, str) or isinstance(expected_factories, str):
@@ -347,7 +396,7 @@ class RunSettings:
             timeout=timeout, wait_for_nodes=wait_for_nodes,
             expected_factories=tuple(expected_factories), test_fraction=test_fraction, seed=seed, ridge=ridge,
             missing=missing, encoding=encoding if encoding is not None else Encoding(), roster=_path_text(roster),
-            max_rounds=max_rounds,
+            max_rounds=max_rounds, study=_path_text(study),
         )
 
     def to_run_config(self) -> dict[str, str | int | float | bool]:
@@ -376,6 +425,7 @@ class RunSettings:
             "frac-bits": self.encoding.frac_bits,
             "int-bits": self.encoding.int_bits,
             "max-contributors": self.encoding.max_contributors,
+            "study": self.study,
         }
 
     def load_inputs(self) -> RunInputs:
@@ -384,21 +434,58 @@ class RunSettings:
         ``out`` must be set; ``out``, ``report`` and ``progress`` must be new files in existing
         folders (or ``force``); the public key must be a public key (a private key file is
         refused); the model (a kind that takes one) and the roster (masked runs) must load.
+
+        With a ``study``: the study must load (its digest checked), the kind must be one it
+        allows, ``public-key`` may be left out (the study's key is used) and must otherwise be
+        the study's key, the roster must be the study's when it names one (and must then be
+        set), and a model to evaluate must have been solved in this study.
         """
         if not self.out:
             raise UsageError("'out' (path of the aggregate bundle to write) is not set", parameters=("out",))
         for path in (self.out, self.report, self.progress):
             if path:
                 check_writable(path, self.force)
-        public_key = load_public_key_only(self.public_key)
+        study = Study.load(self.study) if self.study else None
+        if study is None:
+            public_key = load_public_key_only(self.public_key)
+        else:
+            if not study.allows(self.kind):
+                raise UsageError(f"study {study.digest} does not allow {self.kind} bundles (it allows "
+                                 f"{', '.join(sorted(study.kinds))})", parameters=("kind",))
+            public_key = study.public_key
+            if self.public_key:
+                given = load_public_key_only(self.public_key)
+                if given.n != study.public_key.n:
+                    raise KeyMismatchError(
+                        f"{self.public_key}: key {key_fingerprint(given)}, but study {study.digest} names key "
+                        f"{study.key_fingerprint}; leave 'public-key' out (the study carries the key)",
+                        parameters=("public_key",))
+            if study.roster_digest and not self.roster:
+                raise UsageError(f"study {study.digest} names roster {study.roster_digest}: set 'roster' to that "
+                                 "roster's file (masked, signed rounds)", parameters=("roster",))
         model = LinearModel.load(self.model) if self.takes_model else None
         roster = Roster.load(self.roster) if self.roster else None
-        return RunInputs(public_key, model, roster)
+        if study is not None:
+            if roster is not None and study.roster_digest not in (None, roster.digest()):
+                raise RoundError(f"{self.roster}: roster {roster.digest()}, but study {study.digest} names roster "
+                                 f"{study.roster_digest}")
+            if model is not None and model.study_ != study.digest:
+                made = f"study {model.study_}" if model.study_ else "no study"
+                raise SchemaMismatchError(f"{self.model}: a model solved in {made}, not in study {study.digest}; "
+                                          "the factories evaluate only their study's models", parameters=("model",))
+        return RunInputs(public_key, model, roster, study)
+
+    def under_study(self, inputs: RunInputs) -> RunSettings:
+        """These settings as the run's study asks: ``min-contributors`` at least the study's (no study: unchanged)."""
+        if inputs.study is None or self.min_contributors >= inputs.study.min_contributors:
+            return self
+        return dataclasses.replace(self, min_contributors=inputs.study.min_contributors)
 
 
 @dataclass(frozen=True)
 class FactoryConfig:
-    """A factory's node config, checked: where its data is and what it calls itself."""
+    """A factory's node config, checked: where its data (and its copy of the study) is, what it calls itself, its
+    pins."""
 
     data_path: str
     factory_id: str
@@ -407,10 +494,13 @@ class FactoryConfig:
     key_fingerprint: str = ""
     identity_dir: str = ""
     roster_digest: str = ""
+    study: str = ""
+    study_digest: str = ""
 
     @classmethod
     def from_node_config(cls, config: Mapping[str, Any], source: str = "node config") -> FactoryConfig:
-        """Read and check a SuperNode's node config (every key a string; ``data-path`` required)."""
+        """Read and check a SuperNode's node config (every key a string; ``data-path`` required; ``study-digest``
+        32 hex digits and only with a ``study``)."""
         values = {}
         for key in NODE_CONFIG_KEYS:
             value = config.get(key, "")
@@ -421,5 +511,13 @@ class FactoryConfig:
             raise UsageError(f"{source}: 'data-path' is not set (flower-supernode --node-config 'data-path=\"...\"')")
         factory_id = values["factory-id"] or Path(values["data-path"]).stem
         check_factory_id(factory_id)
+        study_digest = values["study-digest"].lower()
+        if study_digest and not _DIGEST.fullmatch(study_digest):
+            raise UsageError(f"{source}: 'study-digest' must be a study digest of 32 hex digits (hefed study show), "
+                             f"got {values['study-digest']!r}")
+        if study_digest and not values["study"]:
+            raise UsageError(f"{source}: 'study-digest' is set but 'study' (the path of this factory's own copy of "
+                             "the study file) is not")
         return cls(values["data-path"], factory_id, values["target"], tuple(split_names(values["features"])),
-                   values["key-fingerprint"].lower(), values["identity-dir"], values["roster-digest"].lower())
+                   values["key-fingerprint"].lower(), values["identity-dir"], values["roster-digest"].lower(),
+                   values["study"], study_digest)

@@ -1,9 +1,18 @@
-"""The ClientApp's side (a factory): its checks before it says it is ready, its pins, and its bundle.
+"""The ClientApp's side (a factory): its checks before it says it is ready, its pins, its study, and its bundle.
 
 Everything here runs on the factory's own machine, inside its SuperNode's ClientApp. Its
-data and its identity's private keys are read here and never leave: a reply carries the
-factory id and either the encrypted (in a masked round also masked and signed) bundle, or a
-one-line error.
+data, its copy of the study and its identity's private keys are read here and never leave: a
+reply carries the factory id and either the encrypted (in a masked round also masked and
+signed) bundle, or a one-line error.
+
+A factory whose node config names a ``study`` (its own copy of the study file, pinned by
+``study-digest``) computes only what that study says — key, target, features, encoding,
+cleaning, holdout and the kind's parameters, through :func:`hefed.encrypt_for_study` — and
+reads nothing from the run config. It refuses a request that names another study or none, a
+key other than the study's, a kind the study does not allow, a roster other than the
+study's, and (when the study names a roster) an unmasked request. A factory without a study
+computes what the run config says (ad-hoc runs, for trials), and refuses a request that
+names a study.
 """
 
 from __future__ import annotations
@@ -17,9 +26,10 @@ from phe import PaillierPublicKey
 
 from .._keys import key_fingerprint
 from ..data import Cleaning, Holdout, read_table, split_holdout
-from ..errors import InvalidFileError, KeyMismatchError, RoundError, UsageError
-from ..protocol import Bundle, FactoryIdentity, Masking, Roster, load_identity
-from ..roles import encrypt_table
+from ..errors import InvalidFileError, KeyMismatchError, RoundError, SchemaMismatchError, UsageError
+from ..kinds import Kind
+from ..protocol import Bundle, FactoryIdentity, Masking, Roster, Study, load_identity
+from ..roles import encrypt_for_study, encrypt_table
 from ._config import FactoryConfig, RunSettings, flower_kind, kind_request, takes_model
 from ._messages import (
     ReplyRecord,
@@ -29,7 +39,85 @@ from ._messages import (
     public_key_from_request,
     roster_from_request,
     round_from_request,
+    study_from_request,
 )
+
+
+def load_factory_study(factory: FactoryConfig) -> Study | None:
+    """The factory's own copy of the study (node config ``study``), or ``None`` when it has none.
+
+    Refused: a study file whose digest is not the pinned ``study-digest``, and a node config
+    whose ``target``, ``features``, ``key-fingerprint`` or ``roster-digest`` says something else
+    than the study (with a study they may be left out: the study decides).
+    """
+    if not factory.study:
+        return None
+    study = Study.load(factory.study)
+    if factory.study_digest and study.digest != factory.study_digest:
+        raise SchemaMismatchError(
+            f"this factory's study file holds study {study.digest}, not the pinned study {factory.study_digest} "
+            "(node config 'study-digest'); refused until they agree"
+        )
+    problems = []
+    if factory.target and factory.target != study.target.name:
+        problems.append(f"'target' is {factory.target!r}, the study's is {study.target.name!r}")
+    if factory.features and set(factory.features) not in (set(study.feature_names), set(study.model_features)):
+        problems.append(f"'features' are {', '.join(factory.features)}, the study's are "
+                        f"{', '.join(study.feature_names)}")
+    if factory.key_fingerprint and factory.key_fingerprint != study.key_fingerprint:
+        problems.append(f"'key-fingerprint' is {factory.key_fingerprint}, the study's key is {study.key_fingerprint}")
+    if factory.roster_digest and study.roster_digest and factory.roster_digest != study.roster_digest:
+        problems.append(f"'roster-digest' is {factory.roster_digest}, the study's roster is {study.roster_digest}")
+    if problems:
+        raise UsageError(f"the node config contradicts this factory's study {study.digest}: {'; '.join(problems)} "
+                         "(with a study, leave them out)")
+    return study
+
+
+def check_study_request(request: Mapping[str, Any], study: Study | None) -> PaillierPublicKey:
+    """Check what a request asks for against the factory's study; return the key to encrypt under.
+
+    Without a study the factory refuses a request naming one (it has nothing to compute it from).
+    With a study the request must name exactly that study, carry the study's key and ask for a
+    kind the study allows.
+    """
+    kind = flower_kind(request.get("kind"), "request")
+    public_key = public_key_from_request(request)
+    asked = study_from_request(request)
+    if study is None:
+        if asked is not None:
+            raise SchemaMismatchError(
+                f"the aggregator asks for study {asked}, but this factory has no study (node config 'study' "
+                "and 'study-digest' name its own copy of the study file); refused"
+            )
+        return public_key
+    if asked is None:
+        raise SchemaMismatchError(
+            f"this factory computes only for its study {study.digest} (node config 'study'), and the request "
+            "names no study; refused"
+        )
+    if asked != study.digest:
+        raise SchemaMismatchError(
+            f"the aggregator asks for study {asked}, but this factory's study is {study.digest}; refused"
+        )
+    if public_key.n != study.public_key.n:
+        raise KeyMismatchError(
+            f"the aggregator asked for encryption under key {key_fingerprint(public_key)}, but study "
+            f"{study.digest} names key {study.key_fingerprint}; refused"
+        )
+    if not study.allows(kind.name):
+        raise SchemaMismatchError(
+            f"the aggregator asked for {kind.name} bundles, which study {study.digest} does not allow (it allows "
+            f"{', '.join(sorted(study.kinds))}); refused"
+        )
+    return study.public_key
+
+
+def check_study_roster(roster: Roster, study: Study | None) -> None:
+    """Refuse a roster other than the one the factory's study names (if it names one)."""
+    if study is not None and study.roster_digest and roster.digest() != study.roster_digest:
+        raise RoundError(f"the aggregator sent roster {roster.digest()}, but study {study.digest} names roster "
+                         f"{study.roster_digest}; refused")
 
 
 def check_key_pin(factory: FactoryConfig, public_key: PaillierPublicKey) -> None:
@@ -68,24 +156,30 @@ def load_factory_identity(factory: FactoryConfig, roster: Roster) -> FactoryIden
 
 
 def check_ready(request: Mapping[str, Any], factory: FactoryConfig) -> None:
-    """Everything a factory checks before saying it is ready; nothing is read but configs and its identity.
+    """Everything a factory checks before saying it is ready; nothing is read but configs, its study and its identity.
 
-    1. the key is the one sent with its fingerprint, and the pinned one if the node config pins one;
-    2. the roster matches its digest, and the pinned digest if the node config pins one;
-    3. the factory's identity loads, carries its factory id and is the roster's entry for it;
-    4. its data file exists (it is not read yet).
+    1. its study (if its node config names one) loads and has the pinned digest; the request
+       names that study, its key and a kind it allows (:func:`check_study_request`);
+    2. the key is the one sent with its fingerprint, and the pinned one if the node config pins one;
+    3. the roster matches its digest, the pinned digest if the node config pins one, and the study's;
+    4. the factory's identity loads, carries its factory id and is the roster's entry for it;
+    5. its data file exists (it is not read yet).
     """
-    flower_kind(request.get("kind"), "request")
-    check_key_pin(factory, public_key_from_request(request))
-    load_factory_identity(factory, roster_from_request(request, factory.roster_digest))
+    study = load_factory_study(factory)
+    public_key = check_study_request(request, study)
+    check_key_pin(factory, public_key)
+    roster = roster_from_request(request, factory.roster_digest)
+    check_study_roster(roster, study)
+    load_factory_identity(factory, roster)
     if not Path(factory.data_path).is_file():
         raise InvalidFileError(f"{factory.data_path}: data file not found")
 
 
-def _masking(request: Mapping[str, Any], factory: FactoryConfig) -> Masking | None:
+def _masking(request: Mapping[str, Any], factory: FactoryConfig, study: Study | None) -> Masking | None:
     """The round, identity and roster a masked request asks for, checked before any data is read."""
     if request.get("round"):
         roster = roster_from_request(request, factory.roster_digest)
+        check_study_roster(roster, study)
         round_ = round_from_request(request, roster)
         if factory.factory_id not in round_.participants:
             raise RoundError(f"{factory.factory_id!r} is not a participant of round {round_.round_id}")
@@ -95,30 +189,43 @@ def _masking(request: Mapping[str, Any], factory: FactoryConfig) -> Masking | No
             "this factory contributes to masked rounds only (node config 'identity-dir' or 'roster-digest' is "
             "set); an unmasked request, whose bundle the key holder could decrypt alone, is refused"
         )
+    if study is not None and study.roster_digest:
+        raise RoundError(
+            f"study {study.digest} names a roster, so this factory contributes to its masked rounds only; an "
+            "unmasked request, whose bundle the key holder could decrypt alone, is refused"
+        )
     return None
 
 
-def make_bundle(request: Mapping[str, Any], factory: FactoryConfig, settings: RunSettings) -> Bundle:
+def make_bundle(request: Mapping[str, Any], factory: FactoryConfig, run_config: Mapping[str, Any]) -> Bundle:
     """Compute and encrypt this factory's bundle with the library, as ``hefed encrypt`` / ``hefed evaluate`` do.
+
+    With a ``study`` in the node config everything computed comes from the factory's own copy
+    of the study (:func:`_study_bundle`) and ``run_config`` is not read at all; without one,
+    from the run config (:meth:`RunSettings.from_config`), once the request is known to name no study.
 
     With a ``round`` in the request (a masked round), the round, the roster and the
     factory's identity are checked first (before any data is read): the roster
-    against its pin, the identity against the roster, and the factory must be one
+    against its pin (and its study's), the identity against the roster, and the factory must be one
     of the round's participants. The bundle is then masked and signed for that round,
     as ``hefed encrypt --round --identity --roster`` does.
 
-    A factory whose node config sets ``identity-dir`` or ``roster-digest`` takes part
-    in masked rounds only: it refuses a request without a round, so an aggregator
-    cannot downgrade it to an unmasked bundle the key holder could decrypt alone.
+    A factory whose node config sets ``identity-dir`` or ``roster-digest``, or whose study names
+    a roster, takes part in masked rounds only: it refuses a request without a round, so an
+    aggregator cannot downgrade it to an unmasked bundle the key holder could decrypt alone.
 
     A kind that evaluates the global model (evaluation) reads the factory's held-out rows
-    (all its rows without ``test-fraction``) as they are, with the model's columns; the
-    other kinds read the training rows, cleaned as ``missing`` says.
+    (all its rows without a holdout) as they are, with the model's columns; the
+    other kinds read the training rows, cleaned as the study (or ``missing``) says.
     """
-    kind = flower_kind(request.get("kind"), "request")
-    public_key = public_key_from_request(request)
+    study = load_factory_study(factory)
+    public_key = check_study_request(request, study)
     check_key_pin(factory, public_key)
-    masking = _masking(request, factory)
+    kind = flower_kind(request.get("kind"), "request")
+    masking = _masking(request, factory, study)
+    if study is not None:
+        return _study_bundle(request, factory, study, kind, masking)
+    settings = RunSettings.from_config(run_config)
     target = factory.target or settings.target
     if takes_model(kind):
         model = model_from_request(request)
@@ -137,6 +244,25 @@ def make_bundle(request: Mapping[str, Any], factory: FactoryConfig, settings: Ru
         holdout=Holdout(settings.test_fraction, settings.seed) if settings.test_fraction else None,
         masking=masking,
     ).bundle
+
+
+def _study_bundle(request: Mapping[str, Any], factory: FactoryConfig, study: Study, kind: Kind[Any, Any],
+                  masking: Masking | None) -> Bundle:
+    """The bundle the factory's own study asks for (:func:`hefed.encrypt_for_study`); only the model of an
+    evaluation comes from the request, and it must have been solved in this study."""
+    if not takes_model(kind):
+        return encrypt_for_study(factory.data_path, study, factory_id=factory.factory_id, kind=kind.name,
+                                 masking=masking).bundle
+    model = model_from_request(request)
+    if model.study_ != study.digest:
+        made = f"study {model.study_}" if model.study_ else "no study"
+        raise SchemaMismatchError(f"the model to evaluate was solved in {made}, not in this factory's study "
+                                  f"{study.digest}; refused")
+    data: pd.DataFrame | str = factory.data_path
+    if study.holdout is not None:
+        data = study.holdout.split(read_table(factory.data_path))[1]
+    return encrypt_for_study(data, study, factory_id=factory.factory_id, kind=kind.name, model=model,
+                             masking=masking).bundle
 
 
 def _fallback_factory_id(node_config: Mapping[str, Any]) -> str:
@@ -165,6 +291,8 @@ def factory_reply(
 ) -> ReplyRecord:
     """Everything the ClientApp does: read its configs, compute and encrypt, and build the reply record.
 
+    A factory with a study in its node config does not read ``run_config`` at all.
+
     Any failure becomes an ``error`` reply naming the factory, so the aggregator
     can carry on with the others and record why this one is missing.
     """
@@ -172,7 +300,6 @@ def factory_reply(
     try:
         factory = FactoryConfig.from_node_config(node_config)
         factory_id = factory.factory_id
-        settings = RunSettings.from_config(run_config)
-        return ok_reply(factory_id, make_bundle(request, factory, settings))
+        return ok_reply(factory_id, make_bundle(request, factory, run_config))
     except Exception as exc:  # the reply must name the factory whatever went wrong
         return error_reply(factory_id, exc)

@@ -5,7 +5,9 @@ An **unmasked** round (run config ``roster`` empty) is one message type (``query
 * **request** (aggregator → every connected factory), a flat record of ``kind`` (a kind that
   travels by Flower, see :data:`hefed.flower.KINDS`), the consortium ``public-key`` (its
   modulus ``n`` in base64url, nothing else: Paillier public keys have no other part), the
-  key's ``key-fingerprint`` and, for a kind that evaluates a model, the global ``model`` as JSON;
+  key's ``key-fingerprint``, for a kind that evaluates a model, the global ``model`` as JSON, and in
+  a run of a study (run config ``study``) the study's ``study`` digest (never its contents: each
+  factory computes from its own copy of the study, and refuses a request of another study);
 * **reply** (factory → aggregator), ``status`` ``ok`` with the ``factory-id`` and the
   encrypted ``bundle`` as bytes (the UTF-8 JSON of :meth:`hefed.protocol.Bundle.to_dict`, never
   pickle), or ``status`` ``error`` with the ``factory-id`` and a one-line ``error``.
@@ -13,8 +15,9 @@ An **unmasked** round (run config ``roster`` empty) is one message type (``query
 A **masked, signed** round (run config ``roster`` set; see :mod:`hefed.protocol`) has two steps:
 
 1. **ready** (``query.ready``, cheap: nothing is read or encrypted): the request carries
-   ``kind``, ``public-key``, ``key-fingerprint``, the consortium ``roster`` (its public JSON)
-   and its ``roster-digest``; a factory checks its pins and that its enrolled identity is the
+   ``kind``, ``public-key``, ``key-fingerprint``, the consortium ``roster`` (its public JSON),
+   its ``roster-digest`` and, in a study, the ``study`` digest; a factory checks its pins (and its
+   study) and that its enrolled identity is the
    roster's entry for it, and replies ``status`` ``ok`` with its ``factory-id`` (or ``error``).
    The aggregator fixes the participants: the roster members that answered.
 2. **contribute** (``query.contribute``, sent only to the participants' nodes): the unmasked
@@ -32,6 +35,7 @@ ClientApp; only signatures and masked ciphertexts leave it.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -59,6 +63,9 @@ REQUEST_RECORD = "hefed-request"
 REPLY_RECORD = "hefed-reply"
 #: Longest error text a factory sends back (the full text stays in the factory's own log).
 MAX_ERROR_CHARS = 500
+
+#: A study digest as a request carries it.
+_DIGEST = re.compile(r"[0-9a-f]{32}")
 
 #: A reply record's values: strings, and the bundle as bytes.
 ReplyRecord = dict[str, str | bytes]
@@ -158,15 +165,24 @@ def round_from_request(request: Mapping[str, Any], roster: Roster) -> Round:
 # --- requests -----------------------------------------------------------------------------------------------
 
 
-def make_ready_request(kind: str, public_key: PaillierPublicKey, roster: Roster) -> dict[str, str]:
-    """The ready query of a masked round: what will be asked, under which key, and the roster (all public)."""
+def _study_field(study: str | None) -> dict[str, str]:
+    """The ``study`` entry of a request: present only in a run of a study."""
+    return {"study": study} if study else {}
+
+
+def make_ready_request(kind: str, public_key: PaillierPublicKey, roster: Roster,
+                       study: str | None = None) -> dict[str, str]:
+    """The ready query of a masked round: what will be asked, under which key, the roster (all public) and, in a
+    run of a study, the study's digest."""
     flower_kind(kind)
     return {"kind": kind, **public_key_to_request(public_key), "roster": roster_to_text(roster),
-            "roster-digest": roster.digest()}
+            "roster-digest": roster.digest(), **_study_field(study)}
 
 
-def make_request(kind: str, public_key: PaillierPublicKey, model: LinearModel | None = None) -> dict[str, str]:
-    """The request record the aggregator sends to every factory (``model``: for a kind that evaluates one)."""
+def make_request(kind: str, public_key: PaillierPublicKey, model: LinearModel | None = None,
+                 study: str | None = None) -> dict[str, str]:
+    """The request record the aggregator sends to every factory (``model``: for a kind that evaluates one;
+    ``study``: the digest of the run's study, if it has one)."""
     needs_model = takes_model(flower_kind(kind))
     if needs_model and model is None:
         raise UsageError(f"a {kind} federation needs the global model (run config 'model')", parameters=("model",))
@@ -174,7 +190,18 @@ def make_request(kind: str, public_key: PaillierPublicKey, model: LinearModel | 
         "kind": kind,
         **public_key_to_request(public_key),
         "model": json.dumps(model.to_dict(), allow_nan=False) if needs_model and model is not None else "",
+        **_study_field(study),
     }
+
+
+def study_from_request(request: Mapping[str, Any]) -> str | None:
+    """The study digest a request names (``None``: a run without a study)."""
+    value = request.get("study")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _DIGEST.fullmatch(value):
+        raise InvalidFileError("request: 'study' is not a study digest of 32 hex digits")
+    return value
 
 
 def make_masked_request(request: Mapping[str, str], round_: Round, roster: Roster) -> dict[str, str]:

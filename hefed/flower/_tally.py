@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import HefedError, TooFewContributorsError, UsageError
 from ..models import LinearModel
-from ..protocol import Bundle, Roster, Round, check_factory_id, verify_contribution
+from ..protocol import Bundle, Roster, Round, Study, check_factory_id, verify_contribution
 from ..roles import aggregate
 from ._config import RunSettings
 from ._messages import Reply, bundle_from_bytes, one_line
@@ -50,20 +50,29 @@ class Tally:
 
 
 def _check_bundle(bundle: Bundle, factory_id: str, request: Mapping[str, Any], settings: RunSettings,
-                  model: LinearModel | None, round_: Round | None = None, roster: Roster | None = None) -> str | None:
-    """Why ``bundle`` cannot be summed for this request (and round), or ``None`` if it can."""
+                  model: LinearModel | None, round_: Round | None = None, roster: Roster | None = None,
+                  study: Study | None = None) -> str | None:
+    """Why ``bundle`` cannot be summed for this request (and round, and study), or ``None`` if it can."""
     if bundle.contributors != [factory_id]:
         return f"bundle lists contributors {bundle.contributors}, not just {factory_id!r}"
     if bundle.kind != request["kind"]:
         return f"bundle of kind {bundle.kind!r}, {request['kind']!r} was asked"
     if bundle.key_fingerprint != request["key-fingerprint"]:
         return f"encrypted for key {bundle.key_fingerprint}, not the consortium key {request['key-fingerprint']}"
-    if bundle.encoding != settings.encoding:
-        return "encoding differs from the run's"
-    if settings.target and bundle.target != settings.target:
-        return f"target {bundle.target!r}, the run asks for {settings.target!r}"
-    if settings.features and set(bundle.features) != set(settings.features):
-        return f"features {sorted(bundle.features)} differ from the run's {sorted(settings.features)}"
+    if study is not None:  # the study's digest, key, kinds, columns and encoding; the run config sets none of them
+        try:
+            study.check_bundle(bundle, f"bundle from {factory_id}")
+        except HefedError as exc:
+            return one_line(str(exc))
+    else:
+        if bundle.study is not None:
+            return f"made for study {bundle.study}, but this run has no study"
+        if bundle.encoding != settings.encoding:
+            return "encoding differs from the run's"
+        if settings.target and bundle.target != settings.target:
+            return f"target {bundle.target!r}, the run asks for {settings.target!r}"
+        if settings.features and set(bundle.features) != set(settings.features):
+            return f"features {sorted(bundle.features)} differ from the run's {sorted(settings.features)}"
     if model is not None and bundle.parameters.get("model_digest") != model.digest():
         return "evaluated a different model"
     if round_ is not None and roster is not None:
@@ -78,7 +87,7 @@ def _check_bundle(bundle: Bundle, factory_id: str, request: Mapping[str, Any], s
 
 def tally(replies: Iterable[Reply], sent_to: Sequence[int], request: Mapping[str, Any], settings: RunSettings,
           model: LinearModel | None = None, *, round_: Round | None = None, roster: Roster | None = None,
-          node_names: Mapping[int, str] | None = None) -> Tally:
+          node_names: Mapping[int, str] | None = None, study: Study | None = None) -> Tally:
     """Sort replies into accepted bundles and missing factories (with reasons).
 
     A factory is left out, and named with the reason, when its SuperNode did not
@@ -92,7 +101,8 @@ def tally(replies: Iterable[Reply], sent_to: Sequence[int], request: Mapping[str
     its factory's valid signed contribution to ``round_``; ``node_names`` (node id →
     the factory id it announced in the ready step) then names silent nodes by their
     factory and refuses a reply claiming another id, and the round's participants
-    are the factories expected.
+    are the factories expected. In a run of a ``study`` every bundle must be that study's
+    (:meth:`~hefed.protocol.Study.check_bundle`: digest, key, allowed kind, columns, encoding).
     """
     names = dict(node_names or {})
     by_node: dict[int, Reply] = {}
@@ -146,7 +156,7 @@ def tally(replies: Iterable[Reply], sent_to: Sequence[int], request: Mapping[str
         except HefedError as exc:
             missing[factory_id] = f"invalid bundle: {one_line(str(exc))}"
             continue
-        problem = _check_bundle(bundle, factory_id, request, settings, model, round_, roster)
+        problem = _check_bundle(bundle, factory_id, request, settings, model, round_, roster, study)
         if problem is None and accepted:
             diffs = accepted[0][1].schema_differences(bundle)
             problem = f"differs from {accepted[0][0]}: {'; '.join(diffs)}" if diffs else None
@@ -310,8 +320,9 @@ def check_survivors(participants: Sequence[str], settings: RunSettings, progress
     )
 
 
-def aggregate_tally(result: Tally, settings: RunSettings) -> Bundle:
-    """The aggregate of exactly the accepted bundles, or a clear error if too few factories answered."""
+def aggregate_tally(result: Tally, settings: RunSettings, study: Study | None = None) -> Bundle:
+    """The aggregate of exactly the accepted bundles (of ``study``, if the run has one), or a clear error if too few
+    factories answered."""
     total = len(set(result.contributors) | set(result.missing)) or result.nodes
     if len(result.contributors) < settings.min_contributors:
         raise TooFewContributorsError(
@@ -319,13 +330,17 @@ def aggregate_tally(result: Tally, settings: RunSettings) -> Bundle:
             f"({', '.join(result.contributors) or 'none'}), fewer than min-contributors = "
             f"{settings.min_contributors}; missing: {result.describe_missing()}"
         )
-    return aggregate(result.bundles)
+    return aggregate(result.bundles, study=study)
 
 
 def report(result: Tally | None, settings: RunSettings | None, *, status: str, error: str | None = None,
            error_type: str | None = None, run_id: int | None = None, out: str | None = None,
-           seconds: float | None = None, masked: MaskedProgress | None = None) -> dict[str, Any]:
+           seconds: float | None = None, masked: MaskedProgress | None = None,
+           study: str | None = None) -> dict[str, Any]:
     """The JSON report of a federation (what the ServerApp writes to the run config's ``report``).
+
+    ``study`` is the digest of the run's study (``null`` without one); ``min_contributors`` is
+    the threshold applied (at least the study's).
 
     ``masked`` is ``false`` for an unmasked run; for a masked run it holds the roster
     digest, who was ready, and every round tried (``rounds``: id, participants,
@@ -349,4 +364,5 @@ def report(result: Tally | None, settings: RunSettings | None, *, status: str, e
         "seconds": seconds,
         "masked": masked.to_dict() if masked is not None else False,
         "round_id": masked.round_id if masked is not None else None,
+        "study": study,
     }

@@ -30,9 +30,17 @@ leaves masks that cannot cancel, so the round is re-run with a new id for the
 factories that did deliver, up to ``max-rounds`` rounds; the report records
 every round (id, participants, who was missing and why).
 
+With a ``study`` in the run config the ServerApp loads the study (the key is
+the study's, ``min-contributors`` at least the study's, the roster the study's
+when it names one), refuses run-config keys that would change what a factory
+computes, sends the study's digest (never its contents) in every request, accepts
+only bundles of that study, and the aggregate and the report carry its digest.
+
 The **ClientApp** reads its data path (and optional factory id, target,
-features, key pin, identity folder, roster pin) from its SuperNode's node
-config and the rest from the run config. To a ready query it answers with its
+features, key pin, identity folder, roster pin, study file and study pin) from
+its SuperNode's node config and, without a study, the rest from the run config;
+a factory with a study computes only what its own copy of the study says and
+reads nothing from the run config. To a ready query it answers with its
 factory id once its pins and identity check out; to a contribute request it
 encrypts with the public key in the request (masked and signed with its
 identity in a masked round) and replies with the bundle's JSON as bytes, or
@@ -213,15 +221,15 @@ def _to_reply(node_id: int, answer: Message) -> Reply:
 
 def run_round(grid: Grid, settings: RunSettings, inputs: RunInputs, say: Narrator) -> Tally:
     """Ask every connected factory once, and tally the replies."""
-    request = make_request(settings.kind, inputs.public_key, inputs.model)
+    request = make_request(settings.kind, inputs.public_key, inputs.model, inputs.study_digest)
     need = len(settings.expected_factories) or settings.min_contributors
     node_ids = wait_for_nodes(grid, need, settings.wait_for_nodes, say)
     say("asked", f"asking {count(len(node_ids), 'connected SuperNode', 'connected SuperNodes')} for "
-        f"{settings.kind} bundles "
+        f"{settings.kind} bundles{_of_study(inputs)} "
         f"(timeout {settings.timeout:g} s)")
     replies = collect(grid, request, node_ids, settings.timeout,
                       on_reply=lambda reply: say.reply(reply, f"{settings.kind} bundle received"))
-    result = tally(replies, node_ids, request, settings, inputs.model)
+    result = tally(replies, node_ids, request, settings, inputs.model, study=inputs.study)
     say.missing(result.missing)
     return result
 
@@ -246,7 +254,7 @@ def run_masked(grid: Grid, settings: RunSettings, inputs: RunInputs, progress: M
     roster = inputs.roster
     if roster is None:  # pragma: no cover - RunSettings.load_inputs loads it for every masked run
         raise RoundError("a masked run needs the roster (run config 'roster')")
-    request = make_request(settings.kind, inputs.public_key, inputs.model)
+    request = make_request(settings.kind, inputs.public_key, inputs.model, inputs.study_digest)
     progress.roster_digest = roster.digest()
     need = len(settings.expected_factories) or len(roster.members)
     node_ids = wait_for_nodes(grid, need, settings.wait_for_nodes, say)
@@ -254,9 +262,10 @@ def run_masked(grid: Grid, settings: RunSettings, inputs: RunInputs, progress: M
 
     say("asked", f"masked round: asking {count(len(node_ids), 'connected SuperNode', 'connected SuperNodes')} "
         f"who is ready (roster "
-        f"{roster.digest()}, timeout {settings.timeout:g} s)")
-    replies = collect(grid, make_ready_request(settings.kind, inputs.public_key, roster), node_ids,
-                      settings.timeout, READY_MESSAGE_TYPE, on_reply=lambda reply: say.reply(reply, "ready"))
+        f"{roster.digest()}{_of_study(inputs, ', ')}, timeout {settings.timeout:g} s)")
+    ready_request = make_ready_request(settings.kind, inputs.public_key, roster, inputs.study_digest)
+    replies = collect(grid, ready_request, node_ids, settings.timeout, READY_MESSAGE_TYPE,
+                      on_reply=lambda reply: say.reply(reply, "ready"))
     ready = tally_ready(replies, node_ids, roster, settings)
     progress.ready, progress.not_ready = ready.ready, dict(ready.not_ready)
     for name, why in ready.not_ready.items():
@@ -276,12 +285,12 @@ def run_masked(grid: Grid, settings: RunSettings, inputs: RunInputs, progress: M
         replies = collect(grid, masked_request, sorted(names), settings.timeout,
                           on_reply=functools.partial(say.reply, what=delivered, round_number=number, names=names))
         result = tally(replies, sorted(names), masked_request, settings, inputs.model, round_=round_,
-                       roster=roster, node_names=names)
+                       roster=roster, node_names=names, study=inputs.study)
         attempt.contributors, attempt.missing = list(result.contributors), dict(result.missing)
         if attempt.complete:
             say("round", f"round {round_.round_id} complete: every participant delivered", ok=True,
                 round_number=number)
-            return result, aggregate(result.bundles, roster, round_)
+            return result, aggregate(result.bundles, roster, round_, study=inputs.study)
         for name, why in result.missing.items():
             say("missing", f"round {round_.round_id}: {name} failed to deliver: {why}", level=WARNING,
                 factory=name, ok=False, round_number=number)
@@ -315,12 +324,14 @@ def main(grid: Grid, context: Context) -> None:
     started = time.monotonic()
     run_config = dict(context.run_config)
     settings: RunSettings | None = None
+    inputs: RunInputs | None = None
     result: Tally | None = None
     progress: MaskedProgress | None = None
     say = Narrator()
     try:
         settings = RunSettings.from_config(run_config)
         inputs = settings.load_inputs()
+        settings = settings.under_study(inputs)  # min-contributors at least the study's
         say = Narrator(ProgressLog(settings.progress, on_error=lambda text: log(WARNING, "hefed: %s", text)))
         if settings.masked:
             progress = MaskedProgress(roster_digest="", max_rounds=settings.max_rounds)
@@ -328,7 +339,7 @@ def main(grid: Grid, context: Context) -> None:
             result = progress.summary(result)
         else:
             result = run_round(grid, settings, inputs, say)
-            bundle = aggregate_tally(result, settings)
+            bundle = aggregate_tally(result, settings, inputs.study)
         bundle.save(settings.out, force=settings.force)
     except Exception as exc:
         message = str(exc) if isinstance(exc, HefedError) else f"{type(exc).__name__}: {exc}"
@@ -337,15 +348,21 @@ def main(grid: Grid, context: Context) -> None:
             result = progress.summary()
         _write_report(run_config, report(result, settings, status="failed", error=message,
                                          error_type=type(exc).__name__, run_id=context.run_id,
-                                         seconds=time.monotonic() - started, masked=progress))
+                                         seconds=time.monotonic() - started, masked=progress,
+                                         study=inputs.study_digest if inputs is not None else None))
         raise
     log(INFO, "hefed: wrote %s", settings.out)
     say("done", f"aggregate of {count(len(result.contributors), 'factory', 'factories')} "
-        f"({', '.join(result.contributors)})" + (f", round {progress.round_id}" if progress is not None else ""),
-        ok=True)
+        f"({', '.join(result.contributors)})" + (f", round {progress.round_id}" if progress is not None else "")
+        + _of_study(inputs, ", "), ok=True)
     _write_report(run_config, report(result, settings, status="ok", run_id=context.run_id,
                                      out=str(Path(settings.out).absolute()), seconds=time.monotonic() - started,
-                                     masked=progress))
+                                     masked=progress, study=inputs.study_digest))
+
+
+def _of_study(inputs: RunInputs, before: str = " of ") -> str:
+    """``" of study D"`` (``before`` it) in a run of a study, else ``""``: for the log and the progress file."""
+    return f"{before}study {inputs.study_digest}" if inputs.study is not None else ""
 
 
 def _write_report(run_config: Mapping[str, Any], obj: dict[str, Any]) -> None:

@@ -12,7 +12,9 @@ federation, and the aggregate bundle written to ``out``. It takes the public key
 only; a private key file is refused before any process starts. With a roster
 and one enrolled identity folder per data file it runs masked, signed rounds:
 each SuperNode's node config names its factory's ``identity-dir`` (read only by
-that SuperNode's ClientApp) and pins the roster's digest.
+that SuperNode's ClientApp) and pins the roster's digest. With a study every
+SuperNode's node config names the study file (``study``) and pins its digest
+(``study-digest``), and the run config names the study and nothing it decides.
 
 As it goes it tells a ``progress`` callback (``hefed federate`` prints it) what happens:
 the SuperLink listening, each SuperNode started and connected, the run submitted, and
@@ -45,10 +47,10 @@ from typing import IO, Any
 from .. import errors
 from .._files import atomic_write_bytes, atomic_write_json, read_json_object
 from .._keys import key_fingerprint
-from ..errors import HefedError, InvalidFileError, RoundError, UsageError
+from ..errors import HefedError, InvalidFileError, KeyMismatchError, RoundError, UsageError
 from ..kinds import STATISTICS
-from ..protocol import Bundle, Member, load_member
-from ._config import RUN_CONFIG_DEFAULTS, RunSettings
+from ..protocol import Bundle, Member, Study, load_member
+from ._config import RUN_CONFIG_DEFAULTS, RunSettings, load_public_key_only
 from ._progress import ProgressCallback, ProgressEvent, ProgressFollower
 from .project import toml_table, write_app
 
@@ -84,6 +86,8 @@ class FederationResult:
     round_id: str | None = None
     #: Masked runs: every round tried (round id, participants, contributors, missing), in order.
     rounds: list[dict[str, Any]] = field(default_factory=list)
+    #: The digest of the run's study (``None`` without one); the aggregate carries it too.
+    study: str | None = None
 
 
 def factory_ids_for(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
@@ -214,7 +218,8 @@ class LocalFederation:
     ``workdir`` holds every file the federation uses (Flower homes, node configs,
     the app, run configs, logs); a temporary folder, removed afterwards, when not given.
     ``identity_dirs`` (one per data file, for masked rounds) go into each SuperNode's
-    node config as ``identity-dir``, and ``roster_digest`` as its ``roster-digest`` pin.
+    node config as ``identity-dir``, ``roster_digest`` as its ``roster-digest`` pin, and
+    ``study`` (a study file) with ``study_digest`` as its ``study`` and ``study-digest`` pin.
     ``progress`` is told of each step (SuperLink listening, each SuperNode started and
     connected, and while :meth:`wait_report` waits, every event of the ServerApp's progress file).
     """
@@ -230,6 +235,8 @@ class LocalFederation:
         identity_dirs: Sequence[str | os.PathLike[str]] | None = None,
         roster_digest: str = "",
         progress: ProgressCallback | None = None,
+        study: str | os.PathLike[str] | None = None,
+        study_digest: str = "",
     ) -> None:
         if not data_paths:
             raise UsageError("a federation needs at least one data file")
@@ -243,6 +250,10 @@ class LocalFederation:
         if self.identity_dirs is not None and len(self.identity_dirs) != len(self.data_paths):
             raise UsageError("give one identity folder per data file")
         self.roster_digest = roster_digest
+        self.study = Path(study).absolute() if study is not None else None
+        self.study_digest = study_digest
+        if study_digest and self.study is None:
+            raise UsageError("a study digest pin needs the study file it pins")
         self.startup_timeout = startup_timeout
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="hefed-federation-"))
@@ -336,6 +347,10 @@ class LocalFederation:
             config["identity-dir"] = str(self.identity_dirs[i])
         if self.roster_digest:
             config["roster-digest"] = self.roster_digest
+        if self.study is not None:
+            config["study"] = str(self.study)
+        if self.study_digest:
+            config["study-digest"] = self.study_digest
         config_path = self.workdir / f"node-{i}.toml"
         config_path.write_text(toml_table(config), encoding="utf-8")
         self._node_starts[i] += 1
@@ -614,10 +629,10 @@ def raise_from_report(report: Mapping[str, Any]) -> None:
 def run_local_federation(
     data_paths: Sequence[str | os.PathLike[str]],
     target: str | None,
-    public_key_path: str | os.PathLike[str],
+    public_key_path: str | os.PathLike[str] | None,
     out: str | os.PathLike[str],
     features: Sequence[str] | None = None,
-    min_contributors: int = 3,
+    min_contributors: int | None = None,
     timeout: float = 60.0,
     kind: str = STATISTICS.name,
     model_path: str | os.PathLike[str] | None = None,
@@ -633,6 +648,7 @@ def run_local_federation(
     identity_dirs: Sequence[str | os.PathLike[str]] | None = None,
     max_rounds: int = 3,
     progress: ProgressCallback | None = None,
+    study_path: str | os.PathLike[str] | None = None,
 ) -> FederationResult:
     """Run one hefed federation on this machine: one SuperNode per file, the aggregate written to ``out``.
 
@@ -640,7 +656,7 @@ def run_local_federation(
     checked as the ServerApp checks its run config; then :func:`run_settings_locally` runs it.
     Each factory's SuperNode is pinned to the public key's fingerprint. Raises
     :class:`~hefed.errors.TooFewContributorsError` when fewer than
-    ``min_contributors`` factories answered in ``timeout`` seconds, and
+    ``min_contributors`` (default 3) factories answered in ``timeout`` seconds, and
     :class:`FederationError` when Flower itself fails. ``workdir`` keeps the
     federation's files (configs, logs) there instead of a temporary folder.
 
@@ -652,16 +668,46 @@ def run_local_federation(
     ``max_rounds`` rounds in all; the result lists every round tried. Only the
     public halves of the identities are read here.
 
+    With ``study_path`` (``hefed federate --study``) the study decides what the factories
+    compute: every SuperNode's node config names the study file and pins its digest, the run
+    config names the study, the key is the study's and ``min_contributors`` defaults to (and
+    is at least) the study's. ``target``, ``features`` and ``public_key_path`` may be left out;
+    one given must agree with the study (a contradicting one is refused), and ``test_fraction``,
+    ``seed`` and ``ridge`` must keep their defaults.
+
     ``progress`` is told of each step as it happens (:class:`~hefed.flower.ProgressEvent`).
     """
+    if study_path is not None:
+        study = Study.load(study_path)
+        _agree_with_study(study, target, features, public_key_path)
+        target, features, public_key_path = None, None, None
+        if min_contributors is None:
+            min_contributors = study.min_contributors
     settings = RunSettings.from_options(
         kind=kind, public_key=public_key_path, out=out, report=report_path, force=force, target=target,
-        features=features, model=model_path, min_contributors=min_contributors, timeout=timeout,
-        wait_for_nodes=wait_for_nodes, test_fraction=test_fraction, seed=seed, ridge=ridge, roster=roster_path,
-        max_rounds=max_rounds,
+        features=features, model=model_path, min_contributors=3 if min_contributors is None else min_contributors,
+        timeout=timeout, wait_for_nodes=wait_for_nodes, test_fraction=test_fraction, seed=seed, ridge=ridge,
+        roster=roster_path, max_rounds=max_rounds, study=study_path,
     )
     return run_settings_locally(data_paths, settings, identity_dirs=identity_dirs, workdir=workdir,
                                 progress=progress)
+
+
+def _agree_with_study(study: Study, target: str | None, features: Sequence[str] | None,
+                      public_key_path: str | os.PathLike[str] | None) -> None:
+    """Refuse a target, features or public key given next to a study that say something else than the study."""
+    if target and target.strip() != study.target.name:
+        raise UsageError(f"target {target.strip()!r} contradicts study {study.digest}, whose target is "
+                         f"{study.target.name!r}; leave it out", parameters=("target",))
+    if features is not None and set(features) not in (set(study.feature_names), set(study.model_features)):
+        raise UsageError(f"features {', '.join(features)} contradict study {study.digest}, whose features are "
+                         f"{', '.join(study.feature_names)}; leave them out", parameters=("features",))
+    if public_key_path is not None and str(public_key_path):
+        key = load_public_key_only(public_key_path)
+        if key.n != study.public_key.n:
+            raise KeyMismatchError(f"{public_key_path}: key {key_fingerprint(key)} contradicts study "
+                                   f"{study.digest}, whose key is {study.key_fingerprint}; leave it out",
+                                   parameters=("public_key",))
 
 
 def run_settings_locally(
@@ -675,8 +721,9 @@ def run_settings_locally(
     """Run ``settings`` on this machine, one SuperNode per data file (see :func:`run_local_federation`).
 
     Before any process starts: the data files exist, there are at least
-    ``min_contributors`` of them, a target is set (these SuperNodes' node configs set none)
-    unless the kind takes it from the model, a masked run has one identity folder per data
+    ``min_contributors`` of them (at least the study's, with a study), a target is set (these
+    SuperNodes' node configs set none) unless the kind takes it from the model or a study
+    decides it, a masked run has one identity folder per data
     file whose public half is the roster's entry for it, and :meth:`RunSettings.load_inputs`
     accepts the files the run reads and writes. The ServerApp then gets the same settings, with
     its outputs in the work folder and every factory expected by name; the aggregate (and the
@@ -690,7 +737,7 @@ def run_settings_locally(
     if settings.min_contributors > len(paths):
         raise UsageError(f"min-contributors is {settings.min_contributors}, but only {len(paths)} data files "
                          "were given", parameters=("min_contributors",))
-    if not settings.target and not settings.takes_model:
+    if not settings.target and not settings.takes_model and not settings.study:
         raise UsageError("give the target column", parameters=("target",))
     if settings.masked != (identities is not None):
         raise UsageError("masked rounds need both the roster and one enrolled identity folder per data file",
@@ -702,6 +749,10 @@ def run_settings_locally(
         if not path.is_file():
             raise InvalidFileError(f"{path}: data file not found")
     inputs = settings.load_inputs()
+    settings = settings.under_study(inputs)
+    if settings.min_contributors > len(paths):
+        raise UsageError(f"study {inputs.study_digest} needs at least {settings.min_contributors} contributors, but "
+                         f"only {len(paths)} data files were given", parameters=("min_contributors",))
     ids = factory_ids_for(paths)
     if inputs.roster is not None and identities is not None:
         members = [identity_member(d) for d in identities]
@@ -729,7 +780,8 @@ def run_settings_locally(
         with LocalFederation(paths, factory_ids=ids, key_fingerprint=key_fingerprint(inputs.public_key),
                              workdir=base / "federation", identity_dirs=identities,
                              roster_digest=inputs.roster.digest() if inputs.roster is not None else "",
-                             progress=progress) as federation:
+                             progress=progress, study=settings.study or None,
+                             study_digest=inputs.study_digest or "") as federation:
             federation.emit("submit", "submitting the hefed app to the SuperLink (flwr run)")
             run_id = federation.submit(run_settings.to_run_config())
             federation.emit("submitted", f"submitted Flower run {run_id}")
@@ -746,4 +798,5 @@ def run_settings_locally(
     masked = report.get("masked") or {}
     return FederationResult(Path(settings.out), settings.kind, list(aggregate.contributors),
                             dict(report.get("missing") or {}), run_id, time.monotonic() - started, report,
-                            aggregate.round_id, list(masked.get("rounds") or []) if isinstance(masked, dict) else [])
+                            aggregate.round_id, list(masked.get("rounds") or []) if isinstance(masked, dict) else [],
+                            aggregate.study)
