@@ -12,6 +12,14 @@ logged) and with real processes (three factories give exactly the statistics of
 ``hefed round new`` / ``encrypt --round`` / ``aggregate --round``, and a SuperNode
 killed after the ready step makes the app re-run a round for the survivors).
 
+Studies (run config ``study``; node config ``study`` and ``study-digest``) are tested in-process:
+each factory computes from its own copy of the study whatever its ClientApp's run config says,
+a factory whose study differs (another study, a file that is not its pin, no study, a node config
+contradicting it) is left out with the reason, a factory with a study refuses an unstudied request
+and forged ones (another key, a kind not allowed, another roster, unmasked when the study names a
+roster), the ServerApp refuses a run config that steers what factories compute, and the aggregate
+and the report carry the study's digest; ``hefed federate --study`` runs with real processes.
+
 The run settings (one validated object for the CLI, the launcher and the ServerApp),
 the progress file and its rendering by ``hefed federate`` are tested in-process.
 
@@ -49,10 +57,19 @@ from hefed_cli.main import main as hefed_main  # noqa: E402
 from phe.util import int_to_base64  # noqa: E402
 
 import hefed  # noqa: E402
-from hefed.errors import InsecureKeyError, OutputExistsError, TooFewContributorsError, UsageError  # noqa: E402
+from hefed.data import Holdout  # noqa: E402
+from hefed.errors import (  # noqa: E402
+    InsecureKeyError,
+    KeyMismatchError,
+    OutputExistsError,
+    SchemaMismatchError,
+    TooFewContributorsError,
+    UsageError,
+)
 from hefed.flower import (  # noqa: E402
     KINDS,
     RUN_CONFIG_DEFAULTS,
+    FactoryConfig,
     FederationResult,
     LocalFederation,
     ProgressEvent,
@@ -60,12 +77,14 @@ from hefed.flower import (  # noqa: E402
     run_local_federation,
     write_app,
 )
+from hefed.flower._factory import factory_ready_reply, factory_reply  # noqa: E402
 from hefed.flower._messages import (  # noqa: E402
     MESSAGE_TYPE,
     READY_MESSAGE_TYPE,
     REQUEST_RECORD,
     Reply,
     bundle_to_bytes,
+    make_ready_request,
     make_request,
 )
 from hefed.flower._progress import ProgressFollower, ProgressLog  # noqa: E402
@@ -73,7 +92,8 @@ from hefed.flower._tally import tally  # noqa: E402
 from hefed.flower.app import client_app, server_app  # noqa: E402
 from hefed.flower.launcher import command_line, error_from_log, raise_from_report  # noqa: E402
 from hefed.kinds import kind_names  # noqa: E402
-from hefed.protocol import Roster, enroll, roster_add
+from hefed.protocol import ColumnSpec, Roster, Study, enroll, roster_add  # noqa: E402
+from hefed.stats import ColumnEncoding  # noqa: E402
 
 GAS_TURBINE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "gas-turbine"
 YEARS = ("gt_2011", "gt_2012", "gt_2013")
@@ -204,9 +224,11 @@ class DirectGrid(Grid):
     """A grid that hands each message straight to the ClientApp, as a SuperNode would, and records everything."""
 
     def __init__(self, node_configs: dict[int, dict[str, Any]], run_config: dict[str, Any],
-                 silent: Iterable[int] = (), drop_after_ready: Iterable[int] = ()) -> None:
+                 silent: Iterable[int] = (), drop_after_ready: Iterable[int] = (),
+                 client_run_config: dict[str, Any] | None = None) -> None:
         self.node_configs = node_configs
         self.run_config = run_config
+        self.client_run_config = client_run_config if client_run_config is not None else run_config
         self.silent = set(silent)
         self.drop_after_ready = set(drop_after_ready)  # answer the ready query, then never again
         self.sent: list[Message] = []
@@ -235,7 +257,7 @@ class DirectGrid(Grid):
             dropped = node in self.drop_after_ready and message.metadata.message_type == MESSAGE_TYPE
             if node not in self.silent and not dropped:
                 context = Context(run_id=1, node_id=node, node_config=dict(self.node_configs[node]),
-                                  state=RecordDict(), run_config=dict(self.run_config))
+                                  state=RecordDict(), run_config=dict(self.client_run_config))
                 self.replies[message.metadata.message_id] = client_app(message, context)
             ids.append(message.metadata.message_id)
         return ids
@@ -258,13 +280,15 @@ def task_identity() -> Iterator[None]:
 
 def run_in_process(tmp_path: Path, files: list[Path], keys: dict[str, Any], *, silent: Iterable[int] = (),
                    node_extra: dict[int, dict[str, Any]] | None = None, drop_after_ready: Iterable[int] = (),
-                   **config: Any) -> tuple[DirectGrid, dict]:
-    """Run the ServerApp over ``files`` in-process; ``config`` overrides run-config keys (``"min-contributors"``)."""
+                   client_config: dict[str, Any] | None = None, **config: Any) -> tuple[DirectGrid, dict]:
+    """Run the ServerApp over ``files`` in-process; ``config`` overrides run-config keys (``"min-contributors"``);
+    ``client_config``, if given, overrides them for the ClientApps only (what a hostile aggregator could send)."""
     node_configs = {i + 1: {"data-path": str(p), **(node_extra or {}).get(i + 1, {})} for i, p in enumerate(files)}
     run_config = {**RUN_CONFIG_DEFAULTS, "public-key": str(keys["public_path"]), "target": TARGET,
                   "out": str(tmp_path / "aggregate.json"), "report": str(tmp_path / "report.json"),
                   "timeout": 0.2, "wait-for-nodes": 0.2, **config}
-    grid = DirectGrid(node_configs, run_config, silent, drop_after_ready)
+    grid = DirectGrid(node_configs, run_config, silent, drop_after_ready,
+                      {**run_config, **client_config} if client_config is not None else None)
     context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config))
     try:
         server_app(grid, context)
@@ -660,6 +684,312 @@ def test_progress_on_a_terminal_is_drawn_with_rich(capsys):
     assert "✓ a: statistics bundle received [bold]" in err and "✗ missing b: no answer within 60 s" in err
 
 
+# --- studies: each factory computes from its own copy of the study --------------------------------------------
+
+STUDY_FEATURES = ["coal_t", "natural_gas_t", "diesel_t", "electricity_mwh", "clinker_t"]
+
+
+def make_study(public_key: Any, **terms: Any) -> Study:
+    """The consortium's study of the synthetic factories: statistics, coefficients (ridge 0.5) and evaluation, a
+    25% holdout, two contributors at least, and a per-column grid for electricity (not the run config's default)."""
+    defaults: dict[str, Any] = {
+        "kinds": {"statistics": {}, "coefficients": {"ridge": 0.5}, "evaluation": {}},
+        "holdout": Holdout(0.25, 1), "min_contributors": 2,
+        "column_encodings": {"electricity_mwh": ColumnEncoding(60, 20)},
+    }
+    return Study.new(public_key, ColumnSpec(TARGET, "t"), STUDY_FEATURES, **{**defaults, **terms})
+
+
+@pytest.fixture(scope="module")
+def study_setup(tmp_path_factory, keys, consortium_files) -> dict[str, Any]:
+    """The study at the aggregator, and each factory's own copy of it (another file, the same digest)."""
+    root = tmp_path_factory.mktemp("flower-study")
+    for name in ("aggregator", "other", *(p.stem for p in consortium_files)):
+        (root / name).mkdir()
+    study = make_study(keys["public"])
+    aggregator = study.save(root / "aggregator" / "study.json")
+    copies = {}
+    for path in consortium_files:
+        copies[path.stem] = study.save(root / path.stem / "study.json")
+    other = make_study(keys["public"])  # the same terms, another study (id): another digest
+    return {"study": study, "path": aggregator, "copies": copies, "other": other,
+            "other_path": other.save(root / "other" / "study.json")}
+
+
+def study_nodes(setup: dict[str, Any], files: list[Path]) -> dict[int, dict[str, Any]]:
+    """Each factory's node config: its own copy of the study, pinned by its digest."""
+    return {i + 1: {"study": str(setup["copies"][p.stem]), "study-digest": setup["study"].digest}
+            for i, p in enumerate(files)}
+
+
+def run_study(tmp_path: Path, files: list[Path], keys: dict[str, Any], study_path: Path, **kwargs: Any
+              ) -> tuple[DirectGrid, dict]:
+    """Run the ServerApp with ``study`` in its run config and nothing the study decides (no key, no target)."""
+    config = {"public-key": "", "target": "", "study": str(study_path)}
+    return run_in_process(tmp_path, files, keys, **{**config, **kwargs})
+
+
+def study_aggregate(files: list[Path], study: Study, kind: str = "statistics", data: Any = None,
+                    **kwargs: Any) -> hefed.Bundle:
+    """The library's aggregate of the same factories, each encrypting with ``encrypt_for_study`` (as ``hefed
+    encrypt --study`` does), in factory-id order as the tally orders them."""
+    ordered = sorted(files, key=lambda p: p.stem)
+    return hefed.aggregate([hefed.encrypt_for_study(data(p) if data else p, study, factory_id=p.stem, kind=kind,
+                                                    **kwargs).bundle for p in ordered], study=study)
+
+
+#: What a hostile aggregator could put in the ClientApps' run config: a study factory reads none of it.
+HOSTILE_RUN_CONFIG = {"target": "coal_t", "features": "diesel_t", "int-bits": 3, "frac-bits": 2, "ridge": 9.0,
+                      "missing": "error", "test-fraction": 0.5, "seed": 7, "kind": "coefficients"}
+
+
+@pytest.mark.parametrize("kind", ["statistics", "coefficients"])
+def test_study_factories_compute_from_their_own_copy_not_the_run_config(
+        tmp_path, keys, consortium_files, study_setup, task_identity, kind):
+    """Each factory computes what its own copy of the study says (columns, per-column grid, holdout, ridge), even
+    with a hostile run config in its ClientApp; the requests carry the study's digest and not its contents; the
+    aggregate and the report name the study; min-contributors is raised to the study's."""
+    study = study_setup["study"]
+    grid, report = run_study(tmp_path, consortium_files, keys, study_setup["path"], kind=kind,
+                             node_extra=study_nodes(study_setup, consortium_files),
+                             client_config=HOSTILE_RUN_CONFIG, **{"min-contributors": 1})
+    assert report["status"] == "ok" and len(report["contributors"]) == 3 and report["missing"] == {}
+    assert report["study"] == study.digest and report["min_contributors"] == study.min_contributors
+    for message in grid.sent:
+        request = dict(message.content[REQUEST_RECORD])
+        assert set(request) == {"kind", "public-key", "key-fingerprint", "model", "study"}
+        assert request["study"] == study.digest and request["public-key"] == int_to_base64(study.public_key.n)
+    aggregate = hefed.Bundle.load(tmp_path / "aggregate.json")
+    assert aggregate.study == study.digest and aggregate.encoding == study.encoding
+    assert aggregate.target == TARGET and sorted(aggregate.features) == sorted(STUDY_FEATURES)
+    plain = hefed.decrypt_bundle(aggregate, keys["private"], study=study)
+    expected = hefed.decrypt_bundle(study_aggregate(consortium_files, study, kind), keys["private"], study=study)
+    assert plain.to_dict() == expected.to_dict()
+    if kind == "statistics":  # the holdout was kept out: fewer rows than the files hold
+        assert plain.n == sum(round(0.75 * len(hefed.read_table(p))) for p in consortium_files)
+
+
+def test_study_evaluation_reads_each_factory_holdout_as_the_study_says(
+        tmp_path, keys, consortium_files, study_setup, task_identity):
+    """An evaluation in a study: the model (solved in the study) travels in the request; each factory measures it on
+    the study's holdout of its rows. A model solved outside the study is refused, at the aggregator and at the
+    factories."""
+    study = study_setup["study"]
+    statistics = hefed.decrypt_statistics(study_aggregate(consortium_files, study), keys["private"], study=study)
+    model_path = hefed.solve(statistics).save(tmp_path / "model.json")
+    nodes = study_nodes(study_setup, consortium_files)
+    _, report = run_study(tmp_path, consortium_files, keys, study_setup["path"], kind="evaluation",
+                          model=str(model_path), node_extra=nodes, client_config=HOSTILE_RUN_CONFIG)
+    assert report["status"] == "ok" and report["kind"] == "evaluation" and report["study"] == study.digest
+    aggregate = hefed.Bundle.load(tmp_path / "aggregate.json")
+    holdout = study_aggregate(consortium_files, study, "evaluation",
+                              data=lambda p: Holdout(0.25, 1).split(hefed.read_table(p))[1],
+                              model=hefed.LinearModel.load(model_path))
+    assert (hefed.decrypt_bundle(aggregate, keys["private"], study=study).to_dict()
+            == hefed.decrypt_bundle(holdout, keys["private"], study=study).to_dict())
+
+    outside = hefed.solve(hefed.decrypt_statistics(hefed.aggregate(
+        [hefed.encrypt_table(p, TARGET, keys["public"], features=STUDY_FEATURES, factory_id=p.stem).bundle
+         for p in consortium_files]), keys["private"])).save(tmp_path / "outside.json")
+    with pytest.raises(SchemaMismatchError, match=f"a model solved in no study, not in study {study.digest}"):
+        run_study(tmp_path, consortium_files, keys, study_setup["path"], kind="evaluation", model=str(outside),
+                  node_extra=nodes, force=True)
+    request = make_request("evaluation", keys["public"], hefed.LinearModel.load(outside), study.digest)
+    reply = factory_reply(request, {"data-path": str(consortium_files[0]), **nodes[1]}, {})
+    assert reply["status"] == "error"
+    assert reply["error"] == (f"the model to evaluate was solved in no study, not in this factory's study "
+                              f"{study.digest}; refused")
+
+
+@pytest.mark.parametrize("case", ["other study", "pin mismatch", "no study", "node target"])
+def test_a_factory_whose_study_differs_is_left_out_with_the_reason(
+        tmp_path, keys, consortium_files, study_setup, task_identity, case):
+    """Two factories hold the run's study; the third holds another study, a study file that is not its pin, no
+    study at all, or a node config contradicting its study: it is refused with the reason and left out."""
+    study, other = study_setup["study"], study_setup["other"]
+    nodes = study_nodes(study_setup, consortium_files)
+    nodes[3] = {
+        "other study": {"study": str(study_setup["other_path"]), "study-digest": other.digest},
+        "pin mismatch": {"study": str(study_setup["copies"][consortium_files[2].stem]), "study-digest": other.digest},
+        "no study": {},
+        "node target": {**nodes[3], "target": "clinker_t"},
+    }[case]
+    expected = {
+        "other study": f"the aggregator asks for study {study.digest}, but this factory's study is {other.digest}; "
+                       "refused",
+        "pin mismatch": f"this factory's study file holds study {study.digest}, not the pinned study {other.digest} "
+                        "(node config 'study-digest'); refused until they agree",
+        "no study": f"the aggregator asks for study {study.digest}, but this factory has no study (node config "
+                    "'study' and 'study-digest' name its own copy of the study file); refused",
+        "node target": f"the node config contradicts this factory's study {study.digest}: 'target' is 'clinker_t', "
+                       f"the study's is '{TARGET}' (with a study, leave them out)",
+    }[case]
+    _, report = run_study(tmp_path, consortium_files, keys, study_setup["path"], node_extra=nodes,
+                          **{"min-contributors": 2})
+    third = consortium_files[2].stem
+    assert report["status"] == "ok" and report["contributors"] == sorted(p.stem for p in consortium_files[:2])
+    assert report["missing"] == {third: f"error: {expected}"}
+    aggregate = hefed.Bundle.load(tmp_path / "aggregate.json")
+    assert aggregate.study == study.digest and third not in aggregate.contributors
+
+
+def test_a_factory_with_a_study_refuses_an_unstudied_request(tmp_path, keys, consortium_files, consortium_identities,
+                                                             study_setup, task_identity):
+    """No downgrade: an aggregator whose run config names no study (and sets target, key, encoding itself) gets only
+    errors from factories that hold a study, in a plain round and in the ready step of a masked one."""
+    digest = study_setup["study"].digest
+    refusal = (f"this factory computes only for its study {digest} (node config 'study'), and the request names no "
+               "study; refused")
+    nodes = study_nodes(study_setup, consortium_files)
+    with pytest.raises(TooFewContributorsError):
+        run_in_process(tmp_path, consortium_files, keys, node_extra=nodes, **{"int-bits": 3})
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["contributors"] == [] and report["study"] is None
+    assert report["missing"] == {p.stem: f"error: {refusal}" for p in consortium_files}
+    masked_nodes, config = masked_config(consortium_identities, consortium_files)
+    for i in masked_nodes:
+        masked_nodes[i].update(nodes[i])
+    with pytest.raises(TooFewContributorsError, match="after the ready step"):
+        run_in_process(tmp_path, consortium_files, keys, node_extra=masked_nodes, force=True, **config)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["masked"]["ready"] == []
+    assert report["missing"] == {p.stem: f"not ready: {refusal}" for p in consortium_files}
+
+
+def test_forged_requests_are_refused_by_a_study_factory(tmp_path, keys, consortium_files, consortium_identities,
+                                                        task_identity):
+    """Requests an aggregator could forge while naming the right study: another key, a kind the study does not
+    allow, and for a study naming a roster an unmasked request or another roster. Nothing is encrypted."""
+    roster = consortium_identities["roster"]
+    study = make_study(keys["public"], kinds={"statistics": {}}, roster_digest=roster.digest())
+    path = study.save(tmp_path / "study.json")
+    name = consortium_files[0].stem
+    node = {"data-path": str(consortium_files[0]), "study": str(path), "study-digest": study.digest,
+            "identity-dir": str(consortium_identities["dirs"][name])}
+    other_key = hefed.generate_keypair(1024, insecure_test_key=True)[0]
+    other_roster = Roster({name: roster.members[name]})
+
+    def refusal(request: dict[str, str], ready: bool = False) -> str:
+        reply = factory_ready_reply(request, node) if ready else factory_reply(request, node, HOSTILE_RUN_CONFIG)
+        assert reply["status"] == "error" and "bundle" not in reply
+        return str(reply["error"])
+
+    assert refusal(make_request("statistics", other_key, study=study.digest)) == (
+        f"the aggregator asked for encryption under key {hefed.key_fingerprint(other_key)}, but study "
+        f"{study.digest} names key {study.key_fingerprint}; refused")
+    assert refusal(make_request("coefficients", keys["public"], study=study.digest)) == (
+        f"the aggregator asked for coefficients bundles, which study {study.digest} does not allow (it allows "
+        "statistics); refused")
+    node_without_identity = {k: v for k, v in node.items() if k != "identity-dir"}
+    reply = factory_reply(make_request("statistics", keys["public"], study=study.digest), node_without_identity, {})
+    assert reply["error"] == (f"study {study.digest} names a roster, so this factory contributes to its masked rounds "
+                              "only; an unmasked request, whose bundle the key holder could decrypt alone, is refused")
+    assert refusal(make_ready_request("statistics", keys["public"], other_roster, study.digest), ready=True) == (
+        f"the aggregator sent roster {other_roster.digest()}, but study {study.digest} names roster "
+        f"{roster.digest()}; refused")
+    assert refusal(make_ready_request("coefficients", keys["public"], roster, study.digest), ready=True).startswith(
+        "the aggregator asked for coefficients bundles")
+    assert factory_ready_reply(make_ready_request("statistics", keys["public"], roster, study.digest), node) == {
+        "status": "ok", "factory-id": name}
+
+
+def test_a_masked_study_run_signs_the_study(tmp_path, keys, consortium_files, consortium_identities, task_identity):
+    """A study naming the roster: the ready step and the masked round carry its digest, the aggregate is the study's
+    (its signatures cover the digest), and the key holder decrypts it with the study and the roster."""
+    roster = consortium_identities["roster"]
+    study = make_study(keys["public"], roster_digest=roster.digest())
+    path = study.save(tmp_path / "study.json")
+    nodes, config = masked_config(consortium_identities, consortium_files)
+    for node in nodes.values():
+        node.update({"study": str(path), "study-digest": study.digest})
+    with pytest.raises(UsageError, match=f"study {study.digest} names roster {roster.digest()}: set 'roster'"):
+        run_study(tmp_path, consortium_files, keys, path, node_extra=nodes)
+    grid, report = run_study(tmp_path, consortium_files, keys, path, node_extra=nodes, force=True, **config)
+    assert report["status"] == "ok" and report["study"] == study.digest and len(report["contributors"]) == 3
+    assert all(dict(m.content[REQUEST_RECORD])["study"] == study.digest for m in grid.sent)
+    aggregate = hefed.Bundle.load(tmp_path / "aggregate.json")
+    assert aggregate.study == study.digest and aggregate.round_id == report["round_id"]
+    stats = hefed.decrypt_statistics(aggregate, keys["private"], roster=roster, study=study)
+    expected = hefed.decrypt_statistics(study_aggregate(consortium_files, study), keys["private"], study=study)
+    assert stats.to_dict() == expected.to_dict()
+
+
+@pytest.mark.parametrize(("config", "error", "message"), [
+    ({"target": "NOX"}, UsageError,
+     "run config: with a study, the study decides what factories compute: leave target at the default (set to "
+     "'NOX')"),
+    ({"target": "NOX", "ridge": 0.5, "int-bits": 3, "test-fraction": 0.2}, UsageError,
+     "run config: with a study, the study decides what factories compute: leave target, int-bits, test-fraction, "
+     "ridge at the defaults (set to 'NOX', 3, 0.2, 0.5)"),
+    ({"kind": "coefficients", "study": "narrow"}, UsageError,
+     "does not allow coefficients bundles (it allows statistics)"),
+    ({"public-key": "other"}, KeyMismatchError, "leave 'public-key' out (the study carries the key)"),
+])
+def test_the_serverapp_refuses_a_run_config_that_steers_a_study(tmp_path, keys, consortium_files, study_setup,
+                                                                task_identity, config, error, message):
+    """A run config naming a study may set nothing the study decides, a kind the study does not allow or another
+    key: refused in one line before any message is sent, and the report says why."""
+    if config.get("study") == "narrow":
+        config = {**config, "study": str(make_study(keys["public"], kinds={"statistics": {}}).save(
+            tmp_path / "narrow.json"))}
+    if config.get("public-key") == "other":
+        other = hefed.generate_keypair(1024, insecure_test_key=True)[0]
+        config = {"public-key": str(hefed.save_public_key(other, tmp_path / "other.json"))}
+    config = {"public-key": "", "target": "", "study": str(study_setup["path"]), **config}
+    grid = DirectGrid({1: {"data-path": str(consortium_files[0])}}, {})
+    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={
+        **RUN_CONFIG_DEFAULTS, "out": str(tmp_path / "a.json"), "report": str(tmp_path / "report.json"), **config})
+    with pytest.raises(error) as refused:
+        server_app(grid, context)
+    assert grid.sent == [] and "\n" not in str(refused.value)
+    assert message in str(refused.value)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["status"] == "failed" and report["error"] == str(refused.value)
+
+
+def test_run_settings_and_node_configs_with_a_study(tmp_path, study_setup):
+    """The run config's ``study`` round-trips; the node config's ``study-digest`` is a digest and needs a study."""
+    settings = RunSettings.from_options(study=study_setup["path"], out=tmp_path / "agg.json", min_contributors=1)
+    assert settings.to_run_config()["study"] == str(study_setup["path"].absolute())
+    assert RunSettings.from_config(settings.to_run_config()) == settings
+    inputs = settings.load_inputs()
+    assert inputs.study_digest == study_setup["study"].digest
+    assert inputs.public_key.n == study_setup["study"].public_key.n
+    assert settings.under_study(inputs).min_contributors == study_setup["study"].min_contributors
+    with pytest.raises(UsageError, match="leave ridge, missing at the defaults") as refused:
+        RunSettings.from_options(study="s.json", ridge=0.5, missing="error")
+    assert refused.value.parameters == ("ridge", "missing")
+    config = FactoryConfig.from_node_config({"data-path": "a.csv", "study": "s.json", "study-digest": "AB" * 16})
+    assert (config.study, config.study_digest) == ("s.json", "ab" * 16)
+    with pytest.raises(UsageError, match="'study-digest' is set but 'study'"):
+        FactoryConfig.from_node_config({"data-path": "a.csv", "study-digest": "ab" * 16})
+    with pytest.raises(UsageError, match="32 hex digits"):
+        FactoryConfig.from_node_config({"data-path": "a.csv", "study": "s.json", "study-digest": "abc"})
+
+
+def test_federate_with_a_study_refuses_contradicting_options_before_starting(tmp_path, keys, consortium_files,
+                                                                            study_setup):
+    """``hefed federate --study``: --target, --features or --public-key that contradict the study are refused in one
+    line before any process starts; without --study, --public-key is needed."""
+    group = HefedGroup(commands={"federate": federate})
+    digest = study_setup["study"].digest
+    base = ["federate", "--data", *map(str, consortium_files), "--study", str(study_setup["path"]),
+            "--out", str(tmp_path / "agg.json")]
+    other = hefed.save_public_key(hefed.generate_keypair(1024, insecure_test_key=True)[0], tmp_path / "other.json")
+    for extra, code, text in [
+        (["--target", "coal_t"], 2, f"target 'coal_t' contradicts study {digest}, whose target is '{TARGET}'"),
+        (["--features", "coal_t"], 2, f"features coal_t contradict study {digest}, whose features are "
+                                      f"{', '.join(STUDY_FEATURES)}"),
+        (["--public-key", str(other)], 1, f"contradicts study {digest}, whose key is"),
+        (["--min-contributors", "4"], 2, "only 3 data files"),
+    ]:
+        result = CliRunner().invoke(group, [*base, *extra])
+        assert result.exit_code == code and text in result.output, result.output
+        assert len(result.stderr.strip().splitlines()) == 1
+    result = CliRunner().invoke(group, ["federate", "--data", str(consortium_files[0]), "--out", "x.json"])
+    assert result.exit_code == 2 and "give --public-key, or a --study" in result.output
+
+
 # --- real processes on loopback -----------------------------------------------------------------------------
 
 
@@ -958,3 +1288,47 @@ def test_killed_after_ready_reruns_a_new_round_for_the_survivors(tmp_path, keys,
     assert any(path.suffix == ".log" for path in written)
     for path in written:
         assert_no_secret(path.read_bytes(), secrets, str(path))
+
+
+# --- a study with real processes ----------------------------------------------------------------------------
+
+GAS_FEATURES = ["AT", "AP", "AH", "AFDP", "GTEP", "TIT", "TAT", "TEY", "CDP", "CO"]
+
+
+@pytest.mark.slow
+def test_federate_with_a_study_gives_the_file_based_statistics_of_the_study(tmp_path, keys, gas_files,
+                                                                             process_marker):
+    """``hefed federate --study``: each SuperNode pinned to the study's digest computes from the study (no target,
+    features or key on the command line); the aggregate is the study's and decrypts (``--study``) to exactly what
+    ``hefed encrypt --study`` → ``aggregate --study`` → ``decrypt --study`` give from files."""
+    study = Study.new(keys["public"], ColumnSpec("NOX", "mg/m3"), GAS_FEATURES, kinds={"statistics": {}},
+                      holdout=Holdout(0.2, 5), title="gas turbines")
+    study_path = study.save(tmp_path / "study.json")
+    group = HefedGroup(commands={"federate": federate})
+    result = CliRunner().invoke(group, [
+        "federate", "--data", *map(str, gas_files), "--study", str(study_path),
+        "--out", str(tmp_path / "flower.aggregate.json"), "--report", str(tmp_path / "report.json"),
+        "--timeout", "60",
+    ])
+    assert result.exit_code == 0, result.output
+    assert f"study {study.digest}" in result.stdout
+    assert f"for statistics bundles of study {study.digest}" in result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["study"] == study.digest and report["contributors"] == list(YEARS)
+    aggregate = hefed.Bundle.load(tmp_path / "flower.aggregate.json")
+    assert aggregate.study == study.digest and aggregate.encoding == study.encoding
+    cli("decrypt", tmp_path / "flower.aggregate.json", "--private-key", keys["private_path"], "--study", study_path,
+        "--out", tmp_path / "flower.statistics.json")
+
+    files = tmp_path / "files"
+    files.mkdir()
+    for path in gas_files:
+        cli("encrypt", path, "--study", study_path, "--factory-id", path.stem,
+            "--out", files / f"{path.stem}.bundle.json")
+    cli("aggregate", *(files / f"{p.stem}.bundle.json" for p in gas_files), "--study", study_path,
+        "--out", files / "aggregate.json")
+    cli("decrypt", files / "aggregate.json", "--private-key", keys["private_path"], "--study", study_path,
+        "--out", files / "statistics.json")
+    flower_stats = json.loads((tmp_path / "flower.statistics.json").read_text())
+    assert flower_stats == json.loads((files / "statistics.json").read_text())
+    assert flower_stats["study"] == study.digest
