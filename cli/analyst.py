@@ -40,8 +40,7 @@ def solve(sums: Path, ridge: str, alphas: str | None, no_intercept: bool, dp_eps
     """
     from hefed._files import check_writable
     from hefed.data import Bounds
-    from hefed.kinds import load_result
-    from hefed.roles import DifferentialPrivacy, release_model
+    from hefed.roles import DifferentialPrivacy, load_sums, release_model
 
     from .render import render_release
 
@@ -51,7 +50,7 @@ def solve(sums: Path, ridge: str, alphas: str | None, no_intercept: bool, dp_eps
                              "a differentially private release")
     privacy = (DifferentialPrivacy(dp_epsilon, dp_delta, Bounds.load(bounds_path))
                if private and dp_epsilon is not None and dp_delta is not None and bounds_path is not None else None)
-    release = release_model(load_result(sums), ridge, parse_floats(alphas, "--alphas"), not no_intercept,
+    release = release_model(load_sums(sums), ridge, parse_floats(alphas, "--alphas"), not no_intercept,
                             standardize, privacy)
     if out is not None:
         release.model.save(out, force=force)

@@ -138,7 +138,9 @@ def encrypt(ctx: click.Context, data: Path, target: str, features: str | None, p
         if not test_fraction:
             raise UsageError("--holdout-out needs --test-fraction")
         check_writable(holdout_out, force)
-    given = {name for name in ("ridge", "folds") if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}
+    # an option set to its default asks for nothing (scripts pass the same options to every mode)
+    given = {name for name in ("ridge", "folds") if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+             and ctx.params[name] != 0}
     request = _request(mode, summary_flag, {"ridge": ridge, "folds": folds, "seed": seed}, given)
     masked = check_together({"--round": round_path, "--identity": identity_path, "--roster": roster_path},
                             "a masked round")

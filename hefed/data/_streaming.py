@@ -225,7 +225,7 @@ def _stream(
                 else:
                     _add_block(accs, block, source, target, names, encoding, lenient, report, offset, seed)
             except HefedError as exc:
-                error = type(exc)(_renumber(str(exc), offset))
+                error = exc.reworded(_renumber(str(exc), offset))
                 if not strict:
                     raise error from None
                 deferred = deferred or error
@@ -316,7 +316,7 @@ def _rows_named_by(positions: np.ndarray) -> Iterator[None]:
             mapped = [str(int(positions[v - 1]) + 1) if 0 < v <= len(positions) else str(v) for v in numbers]
             return match.group(1) + ", ".join(mapped)
 
-        raise type(exc)(_ROW_NUMBERS.sub(rename, str(exc))) from None
+        raise exc.reworded(_ROW_NUMBERS.sub(rename, str(exc))) from None
 
 
 def _renumber(message: str, offset: int) -> str:

@@ -309,7 +309,7 @@ class RunSettings:
                 max_rounds=_get(config, "max-rounds", int),
             )
         except UsageError as exc:
-            raise type(exc)(f"{source}: {exc}", parameters=exc.parameters) from None
+            raise exc.reworded(f"{source}: {exc}") from None
 
     @classmethod
     def from_options(

@@ -18,7 +18,6 @@ import numpy as np
 from ..data import select_xy
 from ..errors import IntegrityError, UsageError
 from ..stats import (
-    FORMATS,
     Encoding,
     EvaluationSums,
     residual_bits,
@@ -71,7 +70,7 @@ class EvaluationKind(Kind[EvaluationSums, EvaluationRequest]):
     parameter_names = ("scale_bits", "residual_bits", "model_digest")
     cleans_rows = False
     result_type = EvaluationSums
-    result_format = FORMATS["evaluation"]
+    result_format = EvaluationSums.FORMAT
     order = 50
     request_type = EvaluationRequest
     travels_by_flower = True

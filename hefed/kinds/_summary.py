@@ -15,7 +15,7 @@ from typing import Any
 
 from ..data import missing_columns_error, numeric_column, used_columns
 from ..errors import UsageError
-from ..stats import FORMATS, ColumnSummary, Encoding, column_summary, summary_from_values, summary_values
+from ..stats import ColumnSummary, Encoding, column_summary, summary_from_values, summary_values
 from ._registry import Computed, Header, Kind, register
 
 
@@ -41,7 +41,7 @@ class SummaryKind(Kind[ColumnSummary, SummaryRequest]):
     description = "per-column count, Σx and Σx²: the consortium's means and standard deviations"
     cleans_rows = False
     result_type = ColumnSummary
-    result_format = FORMATS["summary"]
+    result_format = ColumnSummary.FORMAT
     order = 10
     request_type = SummaryRequest
 

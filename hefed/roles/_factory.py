@@ -25,14 +25,17 @@ from ..kinds import (
     Header,
     Kind,
     KindRequest,
+    PublishedModel,
     StatisticsRequest,
     evaluation_sums,
     kind_for_request,
 )
-from ..kinds._evaluation import PublishedModel
 from ..primitives.encryption import DEFAULT_METHOD, Encryption
 from ..protocol import Bundle, Masking, check_factory_id
 from ..stats import Encoding, EvaluationSums, SufficientStatistics
+
+#: The default cleaning: refuse a row with a missing value, naming it (nothing is dropped silently).
+REFUSE_GAPS = Cleaning()
 
 
 @dataclass
@@ -53,7 +56,7 @@ def encrypt_table(
     factory_id: str = "factory",
     request: KindRequest | None = None,
     encoding: Encoding | None = None,
-    cleaning: Cleaning | None = None,
+    cleaning: Cleaning | None = REFUSE_GAPS,
     holdout: Holdout | None = None,
     masking: Masking | None = None,
     encryption: Encryption = DEFAULT_METHOD,
@@ -64,8 +67,9 @@ def encrypt_table(
     ``data`` is a DataFrame or a CSV/Parquet path (streamed block by block when no holdout is
     asked for); ``features`` default to every numeric column but ``target``; ``request`` is a
     bundle kind's request (default: :class:`~hefed.kinds.StatisticsRequest`); ``cleaning``
-    (default: refuse missing values, naming the rows) and ``holdout`` apply to the kinds that
-    read cleaned rows (statistics, fold statistics, coefficients). With ``masking`` the bundle
+    (default: refuse missing values, naming the rows; ``None``: clean nothing) and ``holdout``
+    apply to the kinds that read cleaned rows (statistics, fold statistics, coefficients); the
+    others read the table as it is. With ``masking`` the bundle
     is masked and signed for that round (:mod:`hefed.protocol`).
     """
     check_factory_id(factory_id)
@@ -73,9 +77,7 @@ def encrypt_table(
     kind = kind_for_request(request)
     if masking is not None and masking.identity.factory_id != factory_id:
         raise UsageError(f"the identity belongs to {masking.identity.factory_id!r}, not {factory_id!r}")
-    if cleaning is None and kind.cleans_rows:
-        cleaning = Cleaning()
-    table = Table(data, target, features, factory_id, cleaning, holdout)
+    table = Table(data, target, features, factory_id, cleaning if kind.cleans_rows else None, holdout)
     computed = kind.compute(table, encoding or Encoding(), request)
     bundle = Bundle.seal(kind, computed.header, computed.sums, public_key, factory_id, source=table.source,
                          encryption=encryption)
@@ -116,11 +118,8 @@ def encrypt_statistics(
     ``data`` is a DataFrame or a CSV/Parquet path (read in blocks, so memory does not grow
     with the file); ``features`` defaults to every numeric column but ``target``.
     """
-    check_factory_id(factory_id)
-    table = Table(data, target, features, factory_id, cleaning=None)
-    computed = STATISTICS.compute(table, encoding or Encoding(), StatisticsRequest())
-    return Bundle.seal(STATISTICS, computed.header, computed.sums, public_key, factory_id, source=table.source,
-                       encryption=encryption)
+    return encrypt_table(data, target, public_key, features=features, factory_id=factory_id, encoding=encoding,
+                         cleaning=None, encryption=encryption).bundle
 
 
 def evaluate_local(
