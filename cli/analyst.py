@@ -43,9 +43,8 @@ def solve(sums: Path, ridge: str, alphas: str | None, no_intercept: bool, dp_eps
     from hefed._files import check_writable
     from hefed.data import Bounds
     from hefed.errors import UsageError
-    from hefed.kinds import load_result
     from hefed.protocol import Study
-    from hefed.roles import DifferentialPrivacy, release_model
+    from hefed.roles import DifferentialPrivacy, load_sums, release_model
 
     from .render import render_release
 
@@ -60,7 +59,7 @@ def solve(sums: Path, ridge: str, alphas: str | None, no_intercept: bool, dp_eps
                                         "--bounds (or the study's bounds)": bounds}, "a differentially private release")
     privacy = (DifferentialPrivacy(dp_epsilon, dp_delta, bounds)
                if private and dp_epsilon is not None and dp_delta is not None and bounds is not None else None)
-    release = release_model(load_result(sums), ridge, parse_floats(alphas, "--alphas"), not no_intercept,
+    release = release_model(load_sums(sums), ridge, parse_floats(alphas, "--alphas"), not no_intercept,
                             standardize, privacy, study)
     if out is not None:
         release.model.save(out, force=force)

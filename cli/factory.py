@@ -147,7 +147,8 @@ def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str
             raise UsageError("--holdout-out needs --test-fraction")
         check_writable(holdout_out, force)
     explicit = {name for name in ctx.params if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}
-    given: set[str] = {name for name in ("ridge", "folds") if name in explicit}
+    # an option set to its default asks for nothing (scripts pass the same options to every mode)
+    given: set[str] = {name for name in ("ridge", "folds") if name in explicit and ctx.params[name] != 0}
     masked = check_together({"--round": round_path, "--identity": identity_path, "--roster": roster_path},
                             "a masked round")
     roster, round_ = load_round_inputs(roster_path, round_path)

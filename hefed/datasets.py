@@ -132,7 +132,7 @@ def load_consortium(
     if not paths:
         return make_factories(), target or TARGET
     if target is None:
-        raise UsageError("a target column is required with data files (--target)")
+        raise UsageError("a target column is required with data files", parameters=("target",))
     return load_factory_files(paths), target
 
 

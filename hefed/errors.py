@@ -1,7 +1,8 @@
 """The exceptions hefed raises.
 
-Every error a user can cause derives from :class:`HefedError`; messages are one line, name
-the file, column and row where there is one, and never carry a private value. Errors carry no
+Every error a user can cause derives from :class:`HefedError`; messages are one line and name
+the file, column and row where there is one (a factory's own messages may quote its own cell
+values: they are for the factory's operator). Errors carry no
 exit codes and name no command-line flags: where a message advises changing a setting it
 names the library parameter and sets :attr:`HefedError.parameters`, so a front end (the CLI)
 can point at its own option for it.
@@ -13,6 +14,7 @@ matching hefed errors are :class:`ValueError` subclasses too.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Self
 
 
 class RoundedValuesWarning(UserWarning):
@@ -30,6 +32,14 @@ class HefedError(Exception):
     def __init__(self, message: str = "", *, parameters: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.parameters: tuple[str, ...] = tuple(parameters)
+
+    def reworded(self, message: str) -> Self:
+        """The same error — its type and every attribute (the parameters it points at, the columns of a
+        singular system, the survivors of a round) — with another message (e.g. rows renumbered)."""
+        copy = type(self).__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.args = (message,)
+        return copy
 
 
 class UsageError(HefedError, ValueError):

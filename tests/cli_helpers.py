@@ -10,7 +10,9 @@ get fresh and a previous in-process run could leave behind:
 * the streams (stdout/stderr captured per run; rich consoles are made per call on the current stdout, so
   no width or terminal state carries over);
 * an exception that escapes the command (a bug) is written to ``stderr`` as Python's traceback, with exit
-  code 1, exactly as the interpreter would: "no traceback" assertions keep their teeth.
+  code 1, exactly as the interpreter would: "no traceback" assertions keep their teeth;
+* a warning the command raises is written to ``stderr`` as the interpreter would print it (pytest would
+  otherwise record it out of sight), so "one line on stderr" assertions catch stray warnings too.
 
 In-process runs are serialised by a lock (working directory and streams belong to the whole process), so
 helpers that start commands from threads stay correct. State that is meant to persist between commands
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import threading
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from click.testing import CliRunner
@@ -61,10 +64,13 @@ def run_cli(
         try:
             if cwd is not None:
                 os.chdir(cwd)
-            result = CliRunner(env=ENV).invoke(main, argv, prog_name="hefed", catch_exceptions=True)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = CliRunner(env=ENV).invoke(main, argv, prog_name="hefed", catch_exceptions=True)
         finally:
             os.chdir(before)
-    stderr = result.stderr
+    stderr = result.stderr + "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno)
+                                     for w in caught)
     if result.exception is not None and not isinstance(result.exception, SystemExit) and result.exc_info:
         stderr += "".join(traceback.format_exception(*result.exc_info))
     return subprocess.CompletedProcess(["hefed", *argv], result.exit_code, result.stdout, stderr)

@@ -469,8 +469,10 @@ def test_solve_of_a_summary_says_it_gives_no_model(pipeline, tmp_path, cli):
     assert cli("aggregate", *bundles, "--out", tmp_path / "agg.json").returncode == 0
     assert cli("decrypt", tmp_path / "agg.json", "--private-key", pipeline.private,
                "--out", tmp_path / "summary.json").returncode == 0
-    message = assert_one_line_error(cli("solve", tmp_path / "summary.json"), 2)
-    assert "summary" in message and "not solved into a model" in message
+    message = assert_one_line_error(cli("solve", tmp_path / "summary.json"), 1)  # exit 1, as before the registry
+    assert "a summary aggregate is not solved into a model" in message and "statistics" in message
+    message = assert_one_line_error(cli("solve", tmp_path / "agg.json"), 1)
+    assert "an encrypted bundle" in message and "hefed decrypt" in message
 
 
 def test_solve_prints_the_notes_of_ridge_auto_at_the_edge_of_its_grid(pipeline, tmp_path, cli):
@@ -563,3 +565,18 @@ def test_redirected_tables_are_never_wrapped_or_truncated(tmp_path, cli, public_
     assert result.returncode == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if long_name in line)
     assert "2.625" in row  # the whole row on one line: name, count, mean
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+def test_encoding_refusals_point_at_the_option_and_rounding_is_reported(pipeline, tmp_path, cli, streamed):
+    """The library names the parameter (int_bits, frac_bits); the CLI adds its option, whichever reader ran
+    (the block reader renumbers rows in the message and must keep what the error points at)."""
+    name, csv = next(iter(pipeline.csvs.items()))
+    holdout = [] if streamed else ["--test-fraction", "0.2"]  # a holdout reads the whole table instead
+    common = ["encrypt", csv, "--target", TARGET, "--public-key", pipeline.public, "--factory-id", name, *holdout]
+    too_big = assert_one_line_error(cli(*common, "--int-bits", 3, "--out", tmp_path / "a.json"), 1)
+    assert "reaches 2^3" in too_big and too_big.endswith("[--int-bits]")
+    # too coarse a grid is not refused but counted: each rounded value is reported, whichever reader ran
+    coarse = cli(*common, "--frac-bits", 1, "--out", tmp_path / "b.json")
+    assert coarse.returncode == 0, coarse.stderr
+    assert "rounded to the 2^-1 grid" in coarse.stdout

@@ -49,3 +49,18 @@ def test_the_documented_fast_loop_selects_a_fast_subset():
     listed = subprocess.run([sys.executable, "-m", "pytest", "-q", "--collect-only", "-m", "slow", str(ROOT / "tests")],
                             capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)
     assert re.search(r"(\d+)/\d+ tests collected \(\d+ deselected\)", listed.stdout), listed.stdout[-500:]
+
+
+@pytest.mark.slow  # runs the README's Python example end to end (a 3072-bit key pair is swapped for a small one)
+def test_the_readme_python_example_runs(tmp_path, monkeypatch):
+    import hefed
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    small = hefed.generate_keypair(1024, insecure_test_key=True)
+    monkeypatch.setattr(hefed, "generate_keypair", lambda *args, **kwargs: small)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README.md (Python API)", "exec"), namespace)  # noqa: S102 - our own documentation
+    assert namespace["model"].coef_exact_ == hefed.solve(namespace["stats"]).coef_exact_
+    assert namespace["est"].coef_.shape == (len(namespace["features"]),)

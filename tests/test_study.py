@@ -18,7 +18,7 @@ from cli_helpers import run_cli
 
 import hefed
 from hefed.data import Cleaning, Holdout
-from hefed.errors import InvalidFileError, RoundedValuesWarning, RoundError, SchemaMismatchError, UsageError
+from hefed.errors import DataError, InvalidFileError, RoundedValuesWarning, RoundError, SchemaMismatchError, UsageError
 from hefed.kinds import FoldStatisticsRequest, StatisticsRequest
 from hefed.protocol import ColumnSpec, Masking, Roster, Study, enroll, load_identity, new_round
 from hefed.stats import ColumnEncoding, Encoding
@@ -177,6 +177,32 @@ def test_per_column_encodings_of_the_study_are_what_every_factory_uses(frames, k
         exact = hefed.compute_statistics(pd.concat(frames.values(), ignore_index=True), TARGET, features,
                                          encoding=coarse.encoding)
     assert stats.gram == exact.gram and stats.scale_bits[1:] == [8 if c == "coal_t" else 84 for c in stats.columns[1:]]
+
+
+def test_a_categorical_feature_is_one_hot_encoded_with_the_studys_levels(frames, keypair, features, tmp_path):
+    """Every factory gets the same dummies from the study's levels (first level the reference), from a frame
+    or from a file; the consortium fit equals the fit of the pooled rows one-hot encoded by hand, exactly."""
+    levels = ("cement", "chemicals", "power", "steel")
+    study = Study.new(keypair[0], TARGET, [*features, ColumnSpec("plant_kind", categories=levels)])
+    assert study.model_features[-3:] == ["plant_kind=chemicals", "plant_kind=power", "plant_kind=steel"]
+    names = list(frames)
+    paths = {n: tmp_path / f"{n}.csv" for n in names[:2]}
+    for n, path in paths.items():
+        frames[n].to_csv(path, index=False)
+    data = {n: paths.get(n, frames[n]) for n in names}  # two factories give files, two give frames
+    bundles = [hefed.encrypt_for_study(data[n], study, factory_id=n).bundle for n in names]
+    stats = hefed.decrypt_statistics(hefed.aggregate(bundles, study=study), keypair[1], study=study)
+    by_hand = pd.concat(frames.values(), ignore_index=True)
+    for level in levels[1:]:
+        by_hand[f"plant_kind={level}"] = (by_hand["plant_kind"] == level).astype(float)
+    exact = hefed.compute_statistics(by_hand, TARGET, study.model_features, encoding=study.encoding)
+    assert stats.columns == exact.columns and stats.gram == exact.gram
+    assert hefed.solve(stats, study=study).coef_exact_ == hefed.solve(exact).coef_exact_
+    # a level the study does not have is refused, naming the column and the row
+    odd = frames[names[0]].copy()
+    odd.loc[odd.index[4], "plant_kind"] = "glass"
+    with pytest.raises(DataError, match=r"column 'plant_kind', row 5: value 'glass' is not one of its levels"):
+        hefed.encrypt_for_study(odd, study, factory_id=names[0])
 
 
 def test_a_masked_round_signs_the_study(frames, study, keypair, tmp_path):

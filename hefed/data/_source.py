@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
 from ..stats import Encoding, SufficientStatistics
 from ._cleaning import Cleaning, PreprocessReport, preprocess
+from ._columns import one_hot
 from ._formats import FileFormat
 from ._streaming import stream_fold_statistics, stream_statistics, table_statistics
 from ._tables import Holdout, read_table
@@ -56,8 +57,11 @@ class Table:
         return None if self.features is None else [str(f) for f in self.features]
 
     def frame(self) -> pd.DataFrame:
-        """The whole table, as read (no cleaning, no holdout)."""
-        return self.data if isinstance(self.data, pd.DataFrame) else read_table(Path(self.data), self.file_format)
+        """The whole table, as read (no cleaning, no holdout), its categorical columns one-hot encoded."""
+        frame = self.data if isinstance(self.data, pd.DataFrame) else read_table(Path(self.data), self.file_format)
+        for column, levels in self.categories.items():
+            frame = one_hot(frame, column, levels, self.source)
+        return frame
 
     def prepared(self) -> tuple[pd.DataFrame, PreprocessReport | None, pd.DataFrame | None]:
         """(rows used, what cleaning did, the holdout kept back): the whole table read, cleaned
@@ -75,7 +79,7 @@ class Table:
     ) -> tuple[list[SufficientStatistics], PreprocessReport | None, pd.DataFrame | None]:
         """The exact statistics of the rows used (one per fold with ``folds``), what cleaning did,
         and the holdout. A file without a holdout is streamed: memory does not grow with it."""
-        if self.is_file and self.holdout is None:
+        if self.is_file and self.holdout is None and not self.categories:
             path = Path(self.data)  # type: ignore[arg-type]
             if folds:
                 fold_stats, report = stream_fold_statistics(path, self.target, self.feature_list, encoding,
@@ -88,8 +92,10 @@ class Table:
         if self.holdout is None:  # cleaned in the same pass, so errors name rows of the table as given
             parts, report = table_statistics(self.frame(), self.target, self.feature_list, encoding, self.factory_id,
                                              cleaning=self.cleaning, folds=folds, seed=seed, source=self.source)
-            return parts, (report if self.cleaning is not None else None), None
+            return parts, report, None
         frame, cleaned, holdout = self.prepared()
-        parts, _ = table_statistics(frame, self.target, self.feature_list, encoding, self.factory_id,
-                                    folds=folds, seed=seed, source=self.source)
-        return parts, cleaned, holdout
+        parts, encoded = table_statistics(frame, self.target, self.feature_list, encoding, self.factory_id,
+                                          folds=folds, seed=seed, source=self.source)
+        if cleaned is None:
+            return parts, encoded, holdout
+        return parts, replace(cleaned, rounding=encoded.rounding), holdout

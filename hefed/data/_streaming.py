@@ -242,7 +242,7 @@ def _stream(
                 else:
                     _add_block(accs, block, source, target, names, encoding, lenient, report, offset, seed)
             except HefedError as exc:
-                error = _reworded(exc, _renumber(str(exc), offset))
+                error = exc.reworded(_renumber(str(exc), offset))
                 if not strict:
                     raise error from None
                 deferred = deferred or error
@@ -334,15 +334,7 @@ def _rows_named_by(positions: np.ndarray) -> Iterator[None]:
             mapped = [str(int(positions[v - 1]) + 1) if 0 < v <= len(positions) else str(v) for v in numbers]
             return match.group(1) + ", ".join(mapped)
 
-        raise _reworded(exc, _ROW_NUMBERS.sub(rename, str(exc))) from None
-
-
-def _reworded(exc: HefedError, message: str) -> HefedError:
-    """The same error (type and attributes, e.g. the parameters it points at) with another message."""
-    copy = type(exc).__new__(type(exc))
-    copy.__dict__.update(exc.__dict__)
-    copy.args = (message,)
-    return copy
+        raise exc.reworded(_ROW_NUMBERS.sub(rename, str(exc))) from None
 
 
 def _renumber(message: str, offset: int) -> str:

@@ -357,7 +357,7 @@ class RunSettings:
                 study=_get(config, "study", str).strip(),
             )
         except UsageError as exc:
-            raise type(exc)(f"{source}: {exc}", parameters=exc.parameters) from None
+            raise exc.reworded(f"{source}: {exc}") from None
 
     @classmethod
     def from_options(

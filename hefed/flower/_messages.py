@@ -136,7 +136,7 @@ def _load_text(text: Any, what: str, loader: Callable[[Path], _Loaded]) -> _Load
         try:
             return loader(path)
         except HefedError as exc:
-            raise type(exc)(str(exc).replace(str(path), source)) from None
+            raise exc.reworded(str(exc).replace(str(path), source)) from None
 
 
 def roster_from_request(request: Mapping[str, Any], pin: str = "") -> Roster:

@@ -23,7 +23,7 @@ from ._coefficients import (
     CoefficientsRequest,
     coefficient_sums,
 )
-from ._evaluation import EVALUATION, EvaluationRequest, evaluation_parameters, evaluation_sums
+from ._evaluation import EVALUATION, EvaluationRequest, PublishedModel, evaluation_parameters, evaluation_sums
 from ._fold_statistics import FOLD_STATISTICS, FoldStatisticsRequest
 from ._registry import (
     MAX_FEATURES,
@@ -38,6 +38,7 @@ from ._registry import (
     layout,
     load_result,
     register,
+    result_from_dict,
 )
 from ._statistics import STATISTICS, StatisticsRequest
 from ._summary import SUMMARY, SummaryRequest, local_summary
@@ -60,6 +61,7 @@ __all__ = [
     "FoldStatisticsRequest",
     "Header",
     "Kind",
+    "PublishedModel",
     "KindRequest",
     "StatisticsRequest",
     "SummaryRequest",
@@ -75,4 +77,5 @@ __all__ = [
     "load_result",
     "local_summary",
     "register",
+    "result_from_dict",
 ]

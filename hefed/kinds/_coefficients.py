@@ -19,7 +19,7 @@ from fractions import Fraction
 from typing import Any
 
 from ..errors import EncodingError, IntegrityError, SingularSystemError, UsageError
-from ..stats import FORMATS, CoefficientAggregate, Encoding, ridge_fraction, solve_exact_coefficients
+from ..stats import CoefficientAggregate, Encoding, ridge_fraction, solve_exact_coefficients
 from ._registry import Computed, Header, Kind, register
 
 DEFAULT_COEF_FRAC_BITS = 96
@@ -77,7 +77,7 @@ class CoefficientsKind(Kind[CoefficientAggregate, CoefficientsRequest]):
     description = "n and n·θ of each factory's own model: the n-weighted average model (encrypted FedAvg)"
     parameter_names = ("coef_frac_bits", "coef_int_bits", "fit_intercept")
     result_type = CoefficientAggregate
-    result_format = FORMATS["coefficients"]
+    result_format = CoefficientAggregate.FORMAT
     order = 40
     request_type = CoefficientsRequest
     travels_by_flower = True

@@ -18,7 +18,6 @@ import numpy as np
 from ..data import PreprocessReport, select_xy
 from ..errors import IntegrityError, UsageError
 from ..stats import (
-    FORMATS,
     Encoding,
     EvaluationSums,
     Rounding,
@@ -78,7 +77,7 @@ class EvaluationKind(Kind[EvaluationSums, EvaluationRequest]):
     runtime_fields = ("model",)
     cleans_rows = False
     result_type = EvaluationSums
-    result_format = FORMATS["evaluation"]
+    result_format = EvaluationSums.FORMAT
     order = 50
     request_type = EvaluationRequest
     travels_by_flower = True

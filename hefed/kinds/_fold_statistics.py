@@ -12,10 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidFileError
-from ..stats import FORMATS, Encoding, FoldStatistics, SufficientStatistics, check_seed, fold_assignment, gram_bounds
+from ..errors import InvalidFileError, UsageError
+from ..stats import Encoding, FoldStatistics, SufficientStatistics, check_seed, fold_assignment, gram_bounds
 from ._registry import Computed, Header, Kind, register
 from ._statistics import check_gram
+
+#: Most folds a fold-statistics bundle may have.
+MAX_FOLDS = 100
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class FoldStatisticsRequest:
     def __post_init__(self) -> None:
         fold_assignment(0, self.folds, self.seed)  # validates both
         check_seed(self.seed)
+        if self.folds > MAX_FOLDS:
+            raise UsageError(f"folds must be between 2 and {MAX_FOLDS}, got {self.folds}", parameters=("folds",))
 
 
 class FoldStatisticsKind(Kind[FoldStatistics, FoldStatisticsRequest]):
@@ -35,13 +40,13 @@ class FoldStatisticsKind(Kind[FoldStatistics, FoldStatisticsRequest]):
     description = "the exact statistics of each of K cross-validation folds: ridge chosen by exact K-fold CV"
     parameter_names = ("folds", "fold_seed")
     result_type = FoldStatistics
-    result_format = FORMATS["fold_statistics"]
+    result_format = FoldStatistics.FORMAT
     order = 30
     request_type = FoldStatisticsRequest
 
     def _check_parameters(self, parameters: dict[str, Any], source: str) -> None:
-        if not 2 <= parameters["folds"] <= 100:
-            raise InvalidFileError(f"{source}: 'folds' must be between 2 and 100")
+        if not 2 <= parameters["folds"] <= MAX_FOLDS:
+            raise InvalidFileError(f"{source}: 'folds' must be between 2 and {MAX_FOLDS}")
 
     def bounds(self, features: Sequence[str], target: str, encoding: Encoding,
                parameters: Mapping[str, Any]) -> list[tuple[int, int]]:

@@ -30,7 +30,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import pandas as pd
 
@@ -43,14 +43,6 @@ _DIGEST = re.compile(r"[0-9a-f]{32}")
 
 #: Most features a bundle may have (a 1000-feature Gram matrix is already half a million statistics).
 MAX_FEATURES = 1000
-
-
-class Sums(Protocol):
-    """What every kind's plain sums offer: the factories they sum, and a JSON file form."""
-
-    contributors: list[str]
-
-    def to_dict(self) -> dict[str, Any]: ...
 
 
 S = TypeVar("S")
@@ -229,15 +221,19 @@ def kind_of_result(result: object) -> Kind[Any, Any]:
 
 def load_result(path: Any, expected: Sequence[str] | None = None) -> Any:
     """Load what ``hefed decrypt`` wrote, whichever kind it is (only ``expected`` kinds, if given)."""
-    obj = read_json_object(path, "decrypted aggregate")
+    return result_from_dict(read_json_object(path, "decrypted aggregate"), str(path), expected)
+
+
+def result_from_dict(obj: dict[str, Any], source: str, expected: Sequence[str] | None = None) -> Any:
+    """The plain sums a decrypted file's JSON object holds, whichever kind it is (only ``expected`` kinds, if given)."""
     fmt = obj.get("format")
-    for kind in _KINDS.values():
+    for kind in all_kinds():
         if kind.result_format == fmt:
             if expected is not None and kind.name not in expected:
                 break
-            return kind.load_result(obj, str(path))
-    wanted = expected if expected is not None else list(_KINDS)
-    raise InvalidFileError(f"{path}: expected decrypted {' or '.join(wanted)} sums, got format {fmt!r}")
+            return kind.load_result(obj, source)
+    wanted = expected if expected is not None else kind_names()
+    raise InvalidFileError(f"{source}: expected decrypted {' or '.join(wanted)} sums, got format {fmt!r}")
 
 
 def layout(kind: str | Kind[Any, Any], features: Sequence[str], target: str, encoding: Encoding, n: int,

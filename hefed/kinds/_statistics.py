@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import IntegrityError
-from ..stats import FORMATS, Encoding, SufficientStatistics, gram_bounds
+from ..stats import Encoding, SufficientStatistics, gram_bounds
 from ._registry import Computed, Header, Kind, register
 
 
@@ -32,7 +32,7 @@ class StatisticsKind(Kind[SufficientStatistics, StatisticsRequest]):
     name = "statistics"
     description = "the exact Gram matrix of [1, X, y]: the pooled OLS or ridge model and its inference"
     result_type = SufficientStatistics
-    result_format = FORMATS["statistics"]
+    result_format = SufficientStatistics.FORMAT
     order = 20
     request_type = StatisticsRequest
     travels_by_flower = True

@@ -16,7 +16,6 @@ from typing import Any
 from ..data import PreprocessReport, missing_columns_error, numeric_column, used_columns
 from ..errors import UsageError
 from ..stats import (
-    FORMATS,
     ColumnSummary,
     Encoding,
     Rounding,
@@ -51,7 +50,7 @@ class SummaryKind(Kind[ColumnSummary, SummaryRequest]):
     description = "per-column count, Σx and Σx²: the consortium's means and standard deviations"
     cleans_rows = False
     result_type = ColumnSummary
-    result_format = FORMATS["summary"]
+    result_format = ColumnSummary.FORMAT
     order = 10
     request_type = SummaryRequest
 

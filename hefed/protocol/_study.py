@@ -51,7 +51,7 @@ from .._files import atomic_write_json, check_names, is_version, read_json_objec
 from .._keys import MAX_BITS, MIN_TEST_BITS, key_fingerprint
 from ..data import Bounds, Cleaning, Holdout
 from ..errors import InvalidFileError, SchemaMismatchError, UsageError
-from ..kinds import get_kind
+from ..kinds import EVALUATION, STATISTICS, SUMMARY, get_kind
 from ..stats import ColumnEncoding, Encoding
 from ._bundle import Bundle
 
@@ -108,7 +108,7 @@ class ColumnSpec:
 
 
 #: Default parameters of each kind a study allows, by kind name.
-DEFAULT_KINDS: dict[str, dict[str, Any]] = {"summary": {}, "statistics": {}, "evaluation": {}}
+DEFAULT_KINDS: dict[str, dict[str, Any]] = {kind.name: {} for kind in (SUMMARY, STATISTICS, EVALUATION)}
 
 
 @dataclass(frozen=True)

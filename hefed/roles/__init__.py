@@ -13,7 +13,15 @@ Layer 7 of hefed (above :mod:`hefed.models`):
 from __future__ import annotations
 
 from ._aggregator import aggregate
-from ._analyst import average_model, register_model, solve, solve_statistics, standardized_coefficients
+from ._analyst import (
+    average_model,
+    load_sums,
+    register_model,
+    solvable_kinds,
+    solve,
+    solve_statistics,
+    standardized_coefficients,
+)
 from ._factory import (
     EncryptResult,
     encrypt_bundle,
@@ -52,7 +60,9 @@ __all__ = [
     "evaluate_local",
     "gaussian_sigma",
     "parse_ridge",
+    "load_sums",
     "register_model",
+    "solvable_kinds",
     "release_model",
     "solve",
     "solve_auto_ridge",

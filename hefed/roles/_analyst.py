@@ -12,13 +12,16 @@ Coefficients are the exact rational solution over the pooled data rounded once t
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any, TypeVar
 
-from ..errors import ResultRangeError, UsageError
-from ..kinds import kind_of_result
+from .._files import read_json_object
+from ..errors import InvalidFileError, ResultRangeError, SchemaMismatchError, UsageError
+from ..kinds import kind_names, kind_of_result, result_from_dict
 from ..models import LinearModel
+from ..protocol import FORMAT as BUNDLE_FORMAT
 from ..protocol import Study
 from ..stats import ONES, CoefficientAggregate, FoldStatistics, SufficientStatistics, solve_exact_coefficients
 
@@ -40,24 +43,39 @@ def register_model(kind: str) -> Callable[[F], F]:
     return decorate
 
 
-def solve(sums: Any, ridge: float = 0.0, fit_intercept: bool = True, study: Study | None = None) -> LinearModel:
-    """The global linear model (OLS, or ridge with unpenalised intercept) from decrypted plain sums.
+def solve(stats: Any, ridge: float = 0.0, fit_intercept: bool = True, study: Study | None = None) -> LinearModel:
+    """The global linear model (OLS, or ridge with unpenalised intercept) from decrypted plain sums
+    (statistics, fold statistics, or a coefficient aggregate: :func:`solvable_kinds`).
 
-    With a ``study``, the sums must be the study's. Raises
-    :class:`~hefed.errors.SingularSystemError` naming the columns involved when the system has no
-    unique solution, and :class:`~hefed.errors.UsageError` for sums that give no model (a summary,
-    an evaluation).
+    With a ``study``, the sums must be the study's. Raises :class:`~hefed.errors.SingularSystemError`
+    naming the columns involved when the system has no unique solution, and
+    :class:`~hefed.errors.SchemaMismatchError` for sums that give no model (a summary, an evaluation).
     """
-    kind = kind_of_result(sums)
+    kind = kind_of_result(stats)
     if study is not None:
-        study.check_digest(sums.study, f"the {kind.name} sums")
+        study.check_digest(stats.study, f"the {kind.name} sums")
     builder = _BUILDERS.get(kind.name)
     if builder is None:
-        raise UsageError(f"a {kind.name} aggregate is not solved into a model: it holds {kind.description}; solve "
-                         "takes decrypted statistics, fold statistics or coefficients")
-    model = builder(sums, ridge, fit_intercept)
-    model.study_ = sums.study
+        raise SchemaMismatchError(
+            f"{'an' if kind.name[0] in 'aeiou' else 'a'} {kind.name} aggregate is not solved into a model: it holds "
+            f"{kind.description}; a model is solved from decrypted {' or '.join(solvable_kinds())} sums")
+    model = builder(stats, ridge, fit_intercept)
+    model.study_ = stats.study
     return model
+
+
+def solvable_kinds() -> tuple[str, ...]:
+    """The bundle kinds whose decrypted sums give a model, in protocol order."""
+    return tuple(name for name in kind_names() if name in _BUILDERS)
+
+
+def load_sums(path: str | os.PathLike[str]) -> Any:
+    """What ``hefed decrypt`` wrote, of any kind; an encrypted bundle given instead is refused saying so."""
+    obj = read_json_object(path, "decrypted aggregate")
+    if obj.get("format") == BUNDLE_FORMAT:
+        raise InvalidFileError(f"{path}: an encrypted bundle; the key holder decrypts the aggregate first "
+                               "(hefed decrypt), and the analyst reads what that writes")
+    return result_from_dict(obj, str(path))
 
 
 @register_model("statistics")

@@ -26,15 +26,18 @@ from ..kinds import (
     Header,
     Kind,
     KindRequest,
+    PublishedModel,
     StatisticsRequest,
     evaluation_sums,
     get_kind,
     kind_for_request,
 )
-from ..kinds._evaluation import PublishedModel
 from ..primitives.encryption import DEFAULT_METHOD, Encryption
 from ..protocol import Bundle, Masking, Study, check_factory_id
 from ..stats import ColumnSummary, Encoding, EvaluationSums, SufficientStatistics
+
+#: The default cleaning: refuse a row with a missing value, naming it (nothing is dropped silently).
+REFUSE_GAPS = Cleaning()
 
 
 @dataclass
@@ -55,7 +58,7 @@ def encrypt_table(
     factory_id: str = "factory",
     request: KindRequest | None = None,
     encoding: Encoding | None = None,
-    cleaning: Cleaning | None = None,
+    cleaning: Cleaning | None = REFUSE_GAPS,
     holdout: Holdout | None = None,
     masking: Masking | None = None,
     encryption: Encryption = DEFAULT_METHOD,
@@ -69,8 +72,9 @@ def encrypt_table(
     ``data`` is a DataFrame or a CSV/Parquet path (streamed block by block when no holdout is
     asked for); ``features`` default to every numeric column but ``target``; ``request`` is a
     bundle kind's request (default: :class:`~hefed.kinds.StatisticsRequest`); ``cleaning``
-    (default: refuse missing values, naming the rows) and ``holdout`` apply to the kinds that
-    read cleaned rows (statistics, fold statistics, coefficients). With ``masking`` the bundle
+    (default: refuse missing values, naming the rows; ``None``: clean nothing) and ``holdout``
+    apply to the kinds that read cleaned rows (statistics, fold statistics, coefficients); the
+    others read the table as it is. With ``masking`` the bundle
     is masked and signed for that round (:mod:`hefed.protocol`).
 
     With a ``study`` everything the factory computes comes from it (:func:`encrypt_for_study`):
@@ -80,8 +84,9 @@ def encrypt_table(
     """
     if study is not None:
         kind_name = kind_for_request(request).name if request is not None else "statistics"
+        given_cleaning = None if cleaning is REFUSE_GAPS else cleaning  # the default is no contradiction
         _agree_with_study(study, kind_name, target=target, public_key=public_key, features=features, request=request,
-                          encoding=encoding, cleaning=cleaning, holdout=holdout)
+                          encoding=encoding, cleaning=given_cleaning, holdout=holdout)
         return encrypt_for_study(data, study, factory_id=factory_id, kind=kind_name,
                                  model=getattr(request, "model", None), summary=summary, masking=masking,
                                  encryption=encryption, file_format=file_format)
@@ -93,9 +98,7 @@ def encrypt_table(
     check_factory_id(factory_id)
     request = request if request is not None else StatisticsRequest()
     kind = kind_for_request(request)
-    if cleaning is None and kind.cleans_rows:
-        cleaning = Cleaning()
-    table = Table(data, target, features, factory_id, cleaning, holdout, file_format)
+    table = Table(data, target, features, factory_id, cleaning if kind.cleans_rows else None, holdout, file_format)
     return _encrypt(table, kind, request, encoding or Encoding(), public_key, masking, encryption, None)
 
 
@@ -214,12 +217,10 @@ def encrypt_statistics(
     ``data`` is a DataFrame or a CSV/Parquet path (read in blocks, so memory does not grow
     with the file); ``features`` defaults to every numeric column but ``target``.
     """
-    check_factory_id(factory_id)
-    table = Table(data, target, features, factory_id, cleaning=None)
-    computed = STATISTICS.compute(table, encoding or Encoding(), StatisticsRequest())
-    warn_rounding(computed.report, table.source)
-    return Bundle.seal(STATISTICS, computed.header, computed.sums, public_key, factory_id, source=table.source,
-                       encryption=encryption)
+    result = encrypt_table(data, target, public_key, features=features, factory_id=factory_id, encoding=encoding,
+                           cleaning=None, encryption=encryption)
+    warn_rounding(result.report, "data" if isinstance(data, pd.DataFrame) else str(data))
+    return result.bundle
 
 
 def evaluate_local(

@@ -27,7 +27,7 @@ from ..errors import (
     TooFewContributorsError,
     UsageError,
 )
-from ..kinds import get_kind
+from ..kinds import EVALUATION, STATISTICS, get_kind
 from ..primitives.encryption import decrypt_ciphertexts
 from ..primitives.packing import PackingError
 from ..protocol import Bundle, Roster, Study, verify_aggregate
@@ -44,7 +44,7 @@ def _decrypt_values(bundle: Bundle, private_key: PaillierPrivateKey, min_contrib
     are checked against; an unsigned bundle is refused when a roster is given.
     """
     if not isinstance(min_contributors, int) or isinstance(min_contributors, bool) or min_contributors < 1:
-        raise UsageError("min_contributors must be a positive integer")
+        raise UsageError("min_contributors must be a positive integer", parameters=("min_contributors",))
     if roster is not None:
         verify_aggregate(bundle, roster, min_contributors)
     elif bundle.round_id:
@@ -109,7 +109,7 @@ def decrypt_statistics(
     roster: Roster | None = None, study: Study | None = None,
 ) -> SufficientStatistics:
     """Decrypt a ``statistics`` aggregate of at least ``min_contributors`` factories."""
-    result: SufficientStatistics = decrypt_bundle(bundle, private_key, min_contributors, roster, "statistics", study)
+    result: SufficientStatistics = decrypt_bundle(bundle, private_key, min_contributors, roster, STATISTICS.name, study)
     return result
 
 
@@ -118,5 +118,5 @@ def decrypt_evaluation(
     roster: Roster | None = None, study: Study | None = None,
 ) -> EvaluationSums:
     """Decrypt an ``evaluation`` aggregate into the consortium's exact holdout sums."""
-    result: EvaluationSums = decrypt_bundle(bundle, private_key, min_contributors, roster, "evaluation", study)
+    result: EvaluationSums = decrypt_bundle(bundle, private_key, min_contributors, roster, EVALUATION.name, study)
     return result

@@ -14,7 +14,6 @@ rationals out; nothing here reads files of data or knows about bundles.
 
 from __future__ import annotations
 
-from . import _coefficients, _columns, _folds, _gram, _residuals
 from ._coefficients import CoefficientAggregate
 from ._columns import ColumnSummary, canonical_summary_columns, column_summary, summary_from_values, summary_values
 from ._encoding import ColumnEncoding, Encoding, Rounding, column_bits_needed
@@ -42,17 +41,7 @@ from ._residuals import (
 )
 from ._solve import ridge_fraction, solve_exact_coefficients
 
-#: The ``format`` of each plain-sums file, by the bundle kind whose sums it holds.
-FORMATS = {
-    "statistics": _gram.FORMAT,
-    "fold_statistics": _folds.FORMAT,
-    "coefficients": _coefficients.FORMAT,
-    "summary": _columns.FORMAT,
-    "evaluation": _residuals.FORMAT,
-}
-
 __all__ = [
-    "FORMATS",
     "ONES",
     "CoefficientAggregate",
     "ColumnEncoding",

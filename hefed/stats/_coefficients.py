@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .._files import (
     atomic_write_json,
@@ -34,6 +34,9 @@ VERSION = 1
 @dataclass
 class CoefficientAggregate:
     """Decrypted ``Σ nᵢ`` and ``Σ nᵢθᵢ`` of a coefficient aggregate (exact rationals)."""
+
+    #: The ``format`` of its JSON files.
+    FORMAT: ClassVar[str] = FORMAT
 
     target: str
     features: list[str]

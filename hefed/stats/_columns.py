@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -36,6 +36,9 @@ VERSION = 1
 @dataclass
 class ColumnSummary:
     """Exact per-column count, Σx and Σx² over the non-missing values of a consortium (or one factory)."""
+
+    #: The ``format`` of its JSON files.
+    FORMAT: ClassVar[str] = FORMAT
 
     columns: list[str]
     count: dict[str, int]

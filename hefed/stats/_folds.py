@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -52,6 +52,9 @@ def fold_assignment(n_rows: int, folds: int, seed: int = 0, start: int = 0) -> n
 @dataclass
 class FoldStatistics:
     """Exact statistics of each fold; their sum is the statistics of all rows."""
+
+    #: The ``format`` of its JSON files.
+    FORMAT: ClassVar[str] = FORMAT
 
     folds: list[SufficientStatistics]
     seed: int = 0

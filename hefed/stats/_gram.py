@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -105,6 +105,9 @@ class SufficientStatistics:
         gram: exact integer Gram matrix of ``[1, X·2^F, y·2^F]`` in canonical column order.
         contributors: factory ids whose data these statistics sum.
     """
+
+    #: The ``format`` of its JSON files.
+    FORMAT: ClassVar[str] = FORMAT
 
     target: str
     features: list[str]

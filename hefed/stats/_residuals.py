@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -44,6 +44,9 @@ VERSION = 1
 @dataclass
 class EvaluationSums:
     """Exact residual sums of a model on one or more holdouts, and the metrics they give."""
+
+    #: The ``format`` of its JSON files.
+    FORMAT: ClassVar[str] = FORMAT
 
     target: str
     features: list[str]
