@@ -214,9 +214,7 @@ def test_empty_columns_big_integers_and_duplicate_names(key):
 
 
 def test_outliers_are_checked_only_with_the_consortium_summary(key):
-    study = good_study(key)
-    # a study whose cleaning drops outliers (|z| > 2); Cleaning asks for the summary up front, so set it directly
-    object.__setattr__(study.cleaning, "max_z", 2.0)
+    study = good_study(key, cleaning=Cleaning(missing="drop", max_z=2.0))  # the summary comes at encryption
     frame = good_frame()
     frame.loc[4, "coal_t"] = 40.0
     unchecked = check_table(frame, study)
@@ -257,8 +255,7 @@ def test_blank_categorical_cells_are_missing(key):
 
 
 def test_imputing_means_keeps_the_rows(key):
-    study = good_study(key)
-    object.__setattr__(study.cleaning, "impute", "mean")  # as test_outliers_… : the summary comes at encryption
+    study = good_study(key, cleaning=Cleaning(missing="drop", impute="mean"))  # the summary comes at encryption
     frame = good_frame()
     frame.loc[[1, 2], "gas_m3"] = np.nan
     frame.loc[3, "kiln"] = np.nan  # a category cannot be imputed: that row is dropped

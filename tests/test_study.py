@@ -205,6 +205,24 @@ def test_a_categorical_feature_is_one_hot_encoded_with_the_studys_levels(frames,
         hefed.encrypt_for_study(odd, study, factory_id=names[0])
 
 
+def test_a_study_agrees_on_imputing_before_the_summary_exists(frames, keypair, features):
+    """The policy (impute the consortium means, drop |z| > 6) is agreed in the study; the summary is data,
+    decrypted from the study's own summary round, and given at encryption. Without it the factory refuses."""
+    study = Study.new(keypair[0], TARGET, features, cleaning=Cleaning(missing="drop", impute="mean", max_z=6.0))
+    gappy = {n: f.copy() for n, f in frames.items()}
+    for f in gappy.values():
+        f.loc[f.index[:3], "coal_t"] = np.nan
+    name, frame = next(iter(gappy.items()))
+    with pytest.raises(UsageError, match="summary") as refused:
+        hefed.encrypt_for_study(frame, study, factory_id=name)
+    assert refused.value.parameters == ("summary",)
+    summary = hefed.decrypt_bundle(hefed.aggregate(
+        [hefed.encrypt_for_study(f, study, factory_id=n, kind="summary").bundle for n, f in gappy.items()],
+        study=study), keypair[1], study=study)
+    result = hefed.encrypt_for_study(frame, study, factory_id=name, summary=summary)
+    assert result.report.imputed_cells == 3 and result.report.rows_out == len(frame) - len(result.report.dropped_outliers)
+
+
 def test_a_masked_round_signs_the_study(frames, study, keypair, tmp_path):
     names = list(frames)
     for name in names:

@@ -103,7 +103,8 @@ class Cleaning:
         impute: ``"mean"`` fills gaps with the consortium means of ``summary`` first.
         max_z: drop rows whose |z| against the ``summary``'s mean and standard deviation
             exceeds this, in any used column.
-        summary: the decrypted consortium summary (needed by ``impute`` and ``max_z``).
+        summary: the decrypted consortium summary, needed by ``impute`` and ``max_z`` when rows are
+            cleaned (a study agrees on the policy before the summary exists; it is given at encryption).
         bounds: clip the used columns to these declared bounds (for a differentially private release).
     """
 
@@ -118,9 +119,6 @@ class Cleaning:
             raise UsageError(f"missing must be 'drop' or 'error', got {self.missing!r}", parameters=("missing",))
         if self.impute not in (None, "mean"):
             raise UsageError(f"impute must be 'mean', got {self.impute!r}", parameters=("impute",))
-        if (self.impute or self.max_z is not None) and self.summary is None:
-            raise UsageError("imputing means and dropping outliers need the consortium summary",
-                             parameters=("summary",))
         if self.max_z is not None and not (isinstance(self.max_z, (int, float)) and self.max_z > 0):
             raise UsageError("max_z must be positive", parameters=("max_z",))
 
@@ -185,6 +183,9 @@ def preprocess(
     """
     cleaning = cleaning or Cleaning()
     summary, max_z = cleaning.summary, cleaning.max_z
+    if (cleaning.impute or max_z is not None) and summary is None:
+        raise UsageError("imputing means and dropping outliers need the consortium summary (the decrypted "
+                         "summary round)", parameters=("summary",))
     columns = used_columns(frame, target, features)
     labels = {str(c): c for c in frame.columns}
     absent = [c for c in columns if c not in labels]
@@ -193,7 +194,7 @@ def preprocess(
     values = {c: numeric_column(frame, c, source, labels[c], allow_missing=True) for c in columns}
     report = PreprocessReport(len(frame), len(frame))
     keep = np.ones(len(frame), dtype=bool)
-    if cleaning.impute == "mean" and summary is not None:
+    if cleaning.impute == "mean" and summary is not None:  # summary is set: checked above
         for c in columns:
             if c not in summary.count:
                 raise DataError(f"{source}: the summary has no column {c!r}")
