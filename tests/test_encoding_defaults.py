@@ -473,16 +473,28 @@ def test_bundle_at_20_features_and_2048_bits_stays_within_40_percent_of_the_old_
     assert layout("statistics", features, "y", tight, n).n_plaintexts < old
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "defect (issue 13): column_bits_needed proposes a negative frac_bits for a column of multiples of 2^k "
-    "(e.g. 1000, 2000, ... -> (-3, 13)) and ColumnEncoding accepts frac_bits down to -900, but the exact "
-    "rationals use 1 << scale: SufficientStatistics.exact (stats/_gram.py) and solve_exact_coefficients "
-    "(stats/_solve.py) raise 'ValueError: negative shift count' (also models/_inference.py, roles/_privacy.py)"))
 def test_tight_per_column_encodings_from_column_bits_needed_solve_exactly(keypair) -> None:
     frame = pd.DataFrame({"tonnes": [1000.0, 2000.0, 5000.0, 7000.0, 3000.0, 4000.0],
                           "ratio": [1.5, 2.25, 3.0, 0.5, 1.0, 0.75],
                           "y": [1.0, 2.0, 3.5, 4.0, 8.0, 5.5]})
     tight = hefed.Encoding.with_columns({c: ColumnEncoding(*column_bits_needed(frame[c])) for c in frame.columns})
-    assert tight.column("tonnes").frac_bits < 0  # what column_bits_needed proposes for these values
+    # round thousands need no fraction bits (grids coarser than 1 are not offered: exact rationals need 2^k, k >= 0)
+    assert tight.column("tonnes") == ColumnEncoding(0, 13) and tight.column("ratio") == ColumnEncoding(2, 2)
     _, model = federate(frame, ["tonnes", "ratio"], keypair, encoding=tight)
     assert [model.intercept_exact_, *model.coef_exact_] == exact_from_frame(frame, ["tonnes", "ratio"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e300, max_value=1e300), min_size=1,
+                max_size=20))
+def test_column_bits_needed_is_the_tightest_grid_and_range_that_hold_every_value(values) -> None:
+    """Against exact rationals: every value is a multiple of 2^-frac_bits and below 2^int_bits; one bit less of
+    either would lose a value (frac_bits and int_bits never below 0 and 1)."""
+    frac_bits, int_bits = column_bits_needed(values)
+    exact = [Fraction(v) for v in values if v != 0]
+    assert frac_bits >= 0 and int_bits >= 1
+    assert all((x * 2**frac_bits).denominator == 1 and abs(x) < 2**int_bits for x in exact)
+    if frac_bits > 0:
+        assert any((x * 2 ** (frac_bits - 1)).denominator != 1 for x in exact)
+    if int_bits > 1:
+        assert any(abs(x) >= 2 ** (int_bits - 1) for x in exact)

@@ -51,7 +51,9 @@ class ColumnEncoding:
     int_bits: int
 
     def __post_init__(self) -> None:
-        _check_bits("frac_bits", self.frac_bits, -900, 900)
+        # grids coarser than 1 (frac_bits < 0) would save a few bits on columns of round thousands, but the
+        # exact rationals divide by 2^frac_bits; integers already fit the grid 2^0 exactly
+        _check_bits("frac_bits", self.frac_bits, 0, 900)
         _check_bits("int_bits", self.int_bits, 1, 900)
         if self.frac_bits + self.int_bits > 1000 or self.frac_bits + self.int_bits < 1:
             raise UsageError("encoding: frac_bits + int_bits must be between 1 and 1000")
@@ -252,18 +254,18 @@ class Encoding:
 
 def column_bits_needed(values: Iterable[float]) -> tuple[int, int]:
     """The smallest ``(frac_bits, int_bits)`` that hold every finite value exactly (for ``hefed check``):
-    every value a multiple of ``2^-frac_bits`` and below ``2^int_bits`` in magnitude."""
-    x = np.asarray(list(values), dtype=np.float64)
-    x = x[np.isfinite(x) & (x != 0)]
+    every value a multiple of ``2^-frac_bits`` (``frac_bits >= 0``) and below ``2^int_bits`` in magnitude.
+
+    A double is ``m · 2^(e-53)`` with ``m`` a 53-bit integer; with ``t`` trailing zero bits in ``m`` it is a
+    multiple of ``2^-(53 - e - t)`` and of no finer power: the largest such exponent over the column wins.
+    """
+    x = np.asarray(values if hasattr(values, "__array__") else list(values), dtype=np.float64)
+    x = np.abs(x[np.isfinite(x) & (x != 0)])
     if not len(x):
         return 0, 1
-    int_bits = max(1, int(np.frexp(np.abs(x))[1].max()))
-    return max(_last_bit_exponent(float(v)) for v in x), int_bits
-
-
-def _last_bit_exponent(value: float) -> int:
-    """k with ``value`` a multiple of ``2^-k`` and not of ``2^-(k-1)``: the grid that holds it exactly."""
-    mantissa, exponent = math.frexp(abs(value))  # value = mantissa · 2^exponent, 0.5 <= mantissa < 1
-    integer = int(mantissa * 2**53)  # exact: 53 significant bits
-    trailing = (integer & -integer).bit_length() - 1
-    return 53 - exponent - trailing
+    mantissa, exponent = np.frexp(x)  # x = mantissa · 2^exponent, 0.5 <= mantissa < 1
+    integer = (mantissa * 2.0**53).astype(np.int64)  # exact: 53 significant bits
+    lowest = integer & -integer  # the lowest set bit, a power of two
+    trailing = np.log2(lowest.astype(np.float64)).astype(np.int64)  # exact for powers of two
+    frac_bits = int((53 - exponent - trailing).max())
+    return max(0, frac_bits), max(1, int(exponent.max()))
