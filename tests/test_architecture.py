@@ -237,3 +237,27 @@ def test_the_recipe_layer_exports_resolve():
     for name in hefed.__all__:
         assert getattr(hefed, name) is not None
     assert set(dir(hefed)) == set(hefed.__all__)
+
+
+#: Library parameters no hefed command takes as an option (set only from Python).
+LIBRARY_ONLY_PARAMETERS = {"encoding"}
+
+
+def test_every_parameter_an_error_names_maps_to_a_cli_option():
+    """An error that advises changing a setting names the library parameter; the CLI must be able to name
+    its option, or the user is told to change something they cannot find."""
+    from cli.output import PARAMETER_OPTIONS
+
+    named: dict[str, str] = {}
+    for path in sorted((ROOT / "hefed").rglob("*.py")):
+        for call in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(call, ast.Call):
+                continue
+            for keyword in call.keywords:
+                if keyword.arg == "parameters" and isinstance(keyword.value, ast.Tuple):
+                    for element in keyword.value.elts:
+                        if isinstance(element, ast.Constant) and isinstance(element.value, str):
+                            named.setdefault(element.value, f"{path.relative_to(ROOT)}:{call.lineno}")
+    unmapped = {name: where for name, where in named.items()
+                if name not in PARAMETER_OPTIONS and name not in LIBRARY_ONLY_PARAMETERS}
+    assert len(named) > 20 and not unmapped, unmapped
