@@ -220,7 +220,8 @@ def test_a_study_agrees_on_imputing_before_the_summary_exists(frames, keypair, f
         [hefed.encrypt_for_study(f, study, factory_id=n, kind="summary").bundle for n, f in gappy.items()],
         study=study), keypair[1], study=study)
     result = hefed.encrypt_for_study(frame, study, factory_id=name, summary=summary)
-    assert result.report.imputed_cells == 3 and result.report.rows_out == len(frame) - len(result.report.dropped_outliers)
+    report = result.report
+    assert report.imputed_cells == 3 and report.rows_out == len(frame) - len(report.dropped_outliers)
 
 
 def test_a_masked_round_signs_the_study(frames, study, keypair, tmp_path):

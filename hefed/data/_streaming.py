@@ -54,7 +54,7 @@ from ..stats import (
     grouped_statistics,
 )
 from ._cleaning import Cleaning, PreprocessReport, preprocess, row_list, warn_rounding
-from ._formats import FileFormat, ResolvedFormat, detect_format
+from ._formats import FileFormat, ResolvedFormat, detect_format, to_numbers
 from ._tables import (
     check_data_file,
     check_unique_columns,
@@ -232,8 +232,9 @@ def _stream(
         for frame, done_bytes in _prefetch(_blocks(path, resolved, raw, used, watch)):
             for c in watch:
                 present = frame[c].dropna()
+                present = present[present.str.strip() != ""]  # arrow reads an empty text cell as "", pandas as NaN
                 counts[c][0] += len(present)
-                counts[c][1] += int(pd.to_numeric(present.str.strip(), errors="coerce").notna().sum())
+                counts[c][1] += int(to_numbers(present, resolved.decimal).notna().sum())  # as the whole table
             block = frame[used] if watch else frame
             try:
                 if missing_rows or deferred is not None:  # only looking for more gaps now
