@@ -48,7 +48,7 @@ from typing import Any
 
 from phe import PaillierPublicKey
 
-from .._files import check_writable, read_json_object
+from .._files import check_writable
 from .._keys import key_fingerprint, load_public_key
 from ..errors import InsecureKeyError, KeyMismatchError, RoundError, SchemaMismatchError, UsageError
 from ..kinds import STATISTICS, Kind, KindRequest, get_kind, kind_names
@@ -151,20 +151,15 @@ def kind_request(kind: Kind[Any, Any], *, ridge: float = 0.0, model: LinearModel
 
 
 def load_public_key_only(path: str | os.PathLike[str]) -> PaillierPublicKey:
-    """Load the consortium's public key for the aggregator, refusing a private key file.
-
-    :func:`hefed.load_public_key` accepts a private key file and keeps its public
-    half; here the aggregator must never be handed one, so such a file is an error.
-    """
+    """Load the consortium's public key for a Flower process, refusing a private key file
+    (:func:`hefed.load_public_key` refuses it; here the message says who keeps it)."""
     if not str(path):
         raise UsageError("no public key given (run config 'public-key')", parameters=("public_key",))
-    obj = read_json_object(path, "public key")
-    if {"p", "q", "pub", "lambda", "mu"} & set(obj) or "decrypt" in (obj.get("key_ops") or []):
-        raise InsecureKeyError(
-            f"{path}: this is a private key; the aggregator and every Flower process get only the "
-            "public key (public_key.json). Keep the private key with the key holder."
-        )
-    return load_public_key(path)
+    try:
+        return load_public_key(path)
+    except InsecureKeyError as exc:
+        raise exc.reworded(f"{path}: this is a private key; the aggregator and every Flower process get only the "
+                           "public key (public_key.json). Keep the private key with the key holder.") from None
 
 
 # --- the run ------------------------------------------------------------------------------------------------
