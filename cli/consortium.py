@@ -151,6 +151,7 @@ def study_new(public_key_path: Path, target: str, features: str, units: str | No
     from hefed._files import check_writable
     from hefed.data import Bounds, Cleaning, Holdout
     from hefed.errors import UsageError
+    from hefed.kinds import get_kind, kind_names
     from hefed.protocol import ColumnSpec, Roster, Study
     from hefed.stats import ColumnEncoding, Encoding
 
@@ -175,10 +176,11 @@ def study_new(public_key_path: Path, target: str, features: str, units: str | No
     encoding = Encoding(frac_bits=base.frac_bits if frac_bits is None else frac_bits,
                         int_bits=base.int_bits if int_bits is None else int_bits,
                         max_contributors=base.max_contributors if max_contributors is None else max_contributors)
-    kind_parameters: dict[str, dict[str, object]] = {}
-    for kind in split_names(kinds) or []:
-        kind_parameters[kind] = ({"folds": folds, "seed": fold_seed} if kind == "fold_statistics"
-                                 else {"ridge": ridge} if kind == "coefficients" else {})
+    options = {"folds": folds, "seed": fold_seed, "ridge": ridge}  # each kind takes the ones its request has
+    unknown_kinds = [kind for kind in split_names(kinds) or [] if kind not in kind_names()]
+    if unknown_kinds:
+        raise UsageError(f"--kinds: {unknown_kinds[0]!r} is not a bundle kind; choose from {', '.join(kind_names())}")
+    kind_parameters = {kind: get_kind(kind).agreed_parameters(options) for kind in split_names(kinds) or []}
     result = Study.new(
         hefed.load_public_key(public_key_path), ColumnSpec(target, unit_of.get(target)), specs,
         encoding=encoding, column_encodings=encodings, min_contributors=min_contributors,

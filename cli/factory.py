@@ -47,29 +47,22 @@ def enroll(factory_id: str, out_dir: Path, force: bool) -> None:
 
 def _request(mode: str, summary: bool, options: dict[str, Any], given: set[str]) -> Any:
     """The kind request ``--mode`` names (``--summary``: a summary; ``--folds K``: the statistics of K folds),
-    its fields filled from the options of the same name. An option given for a kind that does not take it
-    is refused, and so is a kind whose request needs more than these options."""
-    import dataclasses
-
+    its fields filled from the options of the same name (:meth:`hefed.kinds.Kind.request_from`)."""
     from hefed.errors import UsageError
-    from hefed.kinds import FoldStatisticsRequest, StatisticsRequest, SummaryRequest, all_kinds, get_kind, kind_names
+    from hefed.kinds import FOLD_STATISTICS, STATISTICS, SUMMARY, get_kind, kind_names
 
     if mode not in kind_names():
         raise UsageError(f"--mode {mode!r} is not a bundle kind; choose one of {', '.join(kind_names())}")
-    request_type = SummaryRequest if summary else get_kind(mode).request_type
-    if options["folds"] and request_type is StatisticsRequest:
-        request_type = FoldStatisticsRequest
-    name = next(k.name for k in all_kinds() if k.request_type is request_type)
-    fields = {f.name: f for f in dataclasses.fields(request_type)}
-    unused = sorted(option for option in given if option not in fields)
-    if unused:
-        raise UsageError(f"--{unused[0]} does not apply to {name} bundles")
-    needed = [field for field, f in fields.items() if field not in options
-              and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    if needed:
-        raise UsageError(f"hefed encrypt cannot make {name} bundles: their request needs {', '.join(needed)}")
-    return request_type(**{option: value for option, value in options.items()
-                           if option in fields and (option in given or option == "seed")})
+    kind = SUMMARY if summary else get_kind(mode)
+    if options["folds"] and kind is STATISTICS:
+        kind = FOLD_STATISTICS
+    try:
+        return kind.request_from({name: value for name, value in options.items() if name in given or name == "seed"},
+                                 given)
+    except UsageError as exc:
+        if set(exc.parameters) <= set(options):
+            raise  # an option of this command: the message points at it
+        raise UsageError(f"hefed encrypt cannot make {kind.name} bundles ({exc})") from None
 
 
 @click.command()

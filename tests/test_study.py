@@ -284,3 +284,33 @@ def test_cli_study_flow_and_refusals(tmp_path, frames, features):
     wrong = run_cli("decrypt", tmp_path / "agg.json", "--private-key", keys / "private_key.json", "--study", other,
                     "--out", tmp_path / "s2.json")
     assert wrong.returncode == 1 and "not for this study" in wrong.stderr and not (tmp_path / "s2.json").exists()
+
+
+def test_cli_requests_are_built_by_the_registry_and_options_that_do_not_apply_are_refused(tmp_path, frames,
+                                                                                          features):
+    keys = tmp_path / "keys"
+    assert run_cli("keygen", "--out-dir", keys, "--bits", 1024, "--insecure-test-key").returncode == 0
+    public = keys / "public_key.json"
+    common = ["--public-key", public, "--target", TARGET, "--features", ",".join(features)]
+    # study new: each kind takes the options its request has; an unknown kind is a usage error
+    study_path = tmp_path / "study.json"
+    made = run_cli("study", "new", *common, "--kinds", "statistics,fold_statistics,coefficients", "--folds", 4,
+                   "--fold-seed", 7, "--ridge", 0.5, "--out", study_path)
+    assert made.returncode == 0, made.stderr
+    assert Study.load(study_path).kinds == {"statistics": {}, "fold_statistics": {"folds": 4, "seed": 7},
+                                            "coefficients": {"ridge": 0.5}}
+    bogus = run_cli("study", "new", *common, "--kinds", "statistics,bogus", "--out", tmp_path / "b.json")
+    assert bogus.returncode == 2 and "'bogus' is not a bundle kind" in bogus.stderr
+    assert not (tmp_path / "b.json").exists()
+    # encrypt: an option the kind's request does not take points at the option; a kind it cannot make says so
+    name, frame = next(iter(frames.items()))
+    frame.to_csv(tmp_path / "f.csv", index=False)
+    encrypt = ["encrypt", tmp_path / "f.csv", "--factory-id", name, *common]
+    folds = run_cli(*encrypt, "--summary", "--folds", 3, "--out", tmp_path / "s.json")
+    assert folds.returncode == 2 and "folds does not apply to summary requests [--folds]" in folds.stderr
+    evaluation = run_cli(*encrypt, "--mode", "evaluation", "--out", tmp_path / "e.json")
+    assert evaluation.returncode == 2 and "cannot make evaluation bundles (evaluation requests need model)" in \
+        evaluation.stderr
+    made = run_cli(*encrypt, "--folds", 3, "--out", tmp_path / "f.json")
+    assert made.returncode == 0 and json.loads((tmp_path / "f.json").read_text())["kind"] == "fold_statistics"
+    assert not (tmp_path / "s.json").exists() and not (tmp_path / "e.json").exists()

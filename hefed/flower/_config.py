@@ -136,14 +136,7 @@ def takes_model(kind: Kind[Any, Any]) -> bool:
 
 def kind_request(kind: Kind[Any, Any], *, ridge: float = 0.0, model: LinearModel | None = None) -> KindRequest:
     """The kind's typed request, its fields filled from the run by name (``ridge``, ``model``) where it has them."""
-    values: dict[str, Any] = {"ridge": ridge, "model": model}
-    fields = _request_fields(kind)
-    arguments = {name: values[name] for name in fields if values.get(name) is not None}
-    for name, spec in fields.items():
-        required = spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
-        if name not in arguments and required:
-            raise UsageError(f"a {kind.name} request needs its {name}", parameters=(name,))
-    request: KindRequest = kind.request_type(**arguments)
+    request: KindRequest = kind.request_from({"ridge": ridge, "model": model})
     return request
 
 

@@ -28,7 +28,7 @@ import dataclasses
 import functools
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -150,6 +150,27 @@ class Kind(ABC, Generic[S, Q]):
         except TypeError as exc:
             raise UsageError(f"a {self.name} request: {exc}") from None
         return request
+
+    def request_from(self, values: Mapping[str, Any], given: Collection[str] = ()) -> Q:
+        """The kind's request, its fields filled by name from ``values`` (a command's options, a run's
+        settings; ``None`` means not set). A name in ``given`` (set explicitly) that the request does not
+        take is refused, and so is a required field ``values`` does not set."""
+        fields = {f.name: f for f in dataclasses.fields(self.request_type)}
+        unused = sorted(name for name in given if name not in fields)
+        if unused:
+            raise UsageError(f"{unused[0]} does not apply to {self.name} requests", parameters=(unused[0],))
+        arguments = {name: values[name] for name in fields if values.get(name) is not None}
+        needed = [name for name, f in fields.items() if name not in arguments
+                  and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if needed:
+            raise UsageError(f"{self.name} requests need {', '.join(needed)}", parameters=tuple(needed))
+        request: Q = self.request_type(**arguments)
+        return request
+
+    def agreed_parameters(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Of ``values``, the ones a study can fix for this kind (its request's fields but the runtime ones)."""
+        agreed = {f.name for f in dataclasses.fields(self.request_type)} - set(self.runtime_fields)
+        return {name: value for name, value in values.items() if name in agreed}
 
     def check_agreed_parameters(self, parameters: Mapping[str, Any]) -> None:
         """Refuse parameters a study cannot fix for this kind (without building a request)."""
