@@ -3,7 +3,8 @@
 A command parses its options, calls one library function and hands the result to its renderer. The
 modules are laid out by role:
 
-* ``keyholder`` — keygen, decrypt;  ``factory`` — enroll, encrypt, evaluate, finetune;
+* ``keyholder`` — keygen, decrypt;  ``factory`` — enroll, encrypt, evaluate, finetune;  ``check`` — does a
+  factory's table fit the study (before encrypting);
 * ``consortium`` — roster, study (the agreement every party pins), round (masked rounds);
 * ``aggregator`` — aggregate;  ``analyst`` — solve;
 * ``simulations`` — demo, compare, simulate;  ``federate`` — a one-machine Flower trial;

@@ -371,6 +371,8 @@ _WATCHED = ("numpy", "pandas", "scipy", "sklearn", "rich", "phe", "hefed.stats",
     (["solve", "--help"], set()),
     (["encrypt", "--help"], {"numpy", "phe", "hefed.stats"}),  # the defaults it shows: Encoding, encryption
     (["simulate", "--help"], {"phe"}),  # the key sizes it shows (hefed.sim's defaults, beside the key module)
+    (["check", "--help"], set()),
+    (["study", "new", "--help"], set()),
 ])
 def test_help_imports_only_what_it_shows(args, allowed):
     """Start-up: help loads no heavy library and no more of hefed than the defaults it prints."""
