@@ -108,6 +108,9 @@ class CoefficientsKind(Kind[CoefficientAggregate, CoefficientsRequest]):
         if result.n < 1:
             raise IntegrityError(f"decrypted {self.name} aggregate covers no rows")
 
+    def bundle_parameters(self, request: CoefficientsRequest) -> dict[str, Any]:
+        return dict(request.parameters())
+
     def compute(self, table: Any, encoding: Encoding, request: CoefficientsRequest) -> Computed[CoefficientAggregate]:
         """Fit the factory's own model exactly on its (cleaned, training) rows and weight it by n."""
         [stats], report, holdout = table.statistics(encoding)
@@ -117,7 +120,7 @@ class CoefficientsKind(Kind[CoefficientAggregate, CoefficientsRequest]):
             raise SingularSystemError(
                 f"{table.source}: this factory's own data cannot identify its model in coefficient mode: {exc}",
                 exc.columns) from None
-        parameters = request.parameters()
+        parameters = self.bundle_parameters(request)
         by_name = dict(zip(sorted(stats.features), coef_sorted, strict=True))
         # the model as any published model is: each exact coefficient rounded once to float64
         coef = [float(_in_range(by_name[f], f, parameters, table.source)) for f in stats.features]

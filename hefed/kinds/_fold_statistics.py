@@ -67,11 +67,13 @@ class FoldStatisticsKind(Kind[FoldStatistics, FoldStatisticsRequest]):
         for fold in result.folds:
             check_gram(fold)
 
+    def bundle_parameters(self, request: FoldStatisticsRequest) -> dict[str, Any]:
+        return {"folds": request.folds, "fold_seed": request.seed}
+
     def compute(self, table: Any, encoding: Encoding, request: FoldStatisticsRequest) -> Computed[FoldStatistics]:
         parts, report, holdout = table.statistics(encoding, request.folds, request.seed)
         first = parts[0]
-        header = Header(first.target, tuple(first.features), encoding,
-                        {"folds": request.folds, "fold_seed": request.seed})
+        header = Header(first.target, tuple(first.features), encoding, self.bundle_parameters(request))
         return Computed(FoldStatistics(parts, request.seed), header, report, holdout)
 
 

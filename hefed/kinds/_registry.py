@@ -151,6 +151,10 @@ class Kind(ABC, Generic[S, Q]):
             raise UsageError(f"a {self.name} request: {exc}") from None
         return request
 
+    def bundle_parameters(self, request: Q) -> dict[str, Any]:
+        """The public parameters a bundle made for ``request`` carries (none by default)."""
+        return {}
+
     def request_from(self, values: Mapping[str, Any], given: Collection[str] = ()) -> Q:
         """The kind's request, its fields filled by name from ``values`` (a command's options, a run's
         settings; ``None`` means not set). A name in ``given`` (set explicitly) that the request does not

@@ -50,10 +50,11 @@ from phe.util import base64_to_int, int_to_base64
 from .._files import atomic_write_json, check_names, is_version, read_json_object
 from .._keys import MAX_BITS, MIN_TEST_BITS, key_fingerprint
 from ..data import Bounds, Cleaning, Holdout
-from ..errors import InvalidFileError, SchemaMismatchError, UsageError
+from ..errors import InvalidFileError, RoundError, SchemaMismatchError, UsageError
 from ..kinds import EVALUATION, STATISTICS, SUMMARY, get_kind
 from ..stats import ColumnEncoding, Encoding
 from ._bundle import Bundle
+from ._rounds import Roster, Round
 
 FORMAT = "hefed.study"
 VERSION = 1
@@ -238,19 +239,37 @@ class Study:
             raise SchemaMismatchError(f"{where}: made for {what}, not for this study ({self.digest})")
 
     def check_bundle(self, bundle: Bundle, where: str = "bundle") -> None:
-        """Refuse a bundle that is not one this study allows: another study, key, kind, schema or encoding."""
+        """Refuse a bundle that is not one this study allows: another study, key, kind, kind parameters,
+        schema or encoding."""
         self.check_digest(bundle.study, where)
         problems = []
         if bundle.key_fingerprint != self.key_fingerprint:
             problems.append(f"key {bundle.key_fingerprint}, the study's is {self.key_fingerprint}")
         if bundle.kind not in self.kinds:
             problems.append(f"a {bundle.kind} bundle, which the study does not allow")
+        else:
+            kind = get_kind(bundle.kind)
+            if not kind.runtime_fields and bundle.parameters != kind.bundle_parameters(self.request(bundle.kind)):
+                problems.append(f"its {bundle.kind} parameters {dict(bundle.parameters)} are not the study's")
         if bundle.target != self.target.name or sorted(bundle.features) != sorted(self.model_features):
             problems.append("target or features differ from the study's")
         if bundle.encoding != self.encoding:
             problems.append("the encoding differs from the study's")
         if problems:
             raise SchemaMismatchError(f"{where}: claims study {self.digest} but is " + "; ".join(problems))
+
+    def check_roster(self, roster: Roster | None, round_: Round | None = None) -> None:
+        """Refuse a round this study does not allow: a study naming a roster has masked, signed rounds of
+        that roster only (no plain bundles), and no round has fewer participants than the threshold."""
+        if self.roster_digest is not None:
+            if roster is None:
+                raise RoundError(f"study {self.digest} names a roster: its bundles are masked and signed for a "
+                                 "round of that roster (give the roster and the round)", parameters=("roster",))
+            if roster.digest() != self.roster_digest:
+                raise RoundError(f"the roster ({roster.digest()}) is not the study's ({self.roster_digest})")
+        if round_ is not None and len(round_.participants) < self.min_contributors:
+            raise RoundError(f"round {round_.round_id} has {len(round_.participants)} participant(s); the study "
+                             f"needs at least {self.min_contributors} (min_contributors)")
 
     # --- files -------------------------------------------------------------------------------------
     def _body(self) -> dict[str, Any]:

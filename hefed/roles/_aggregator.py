@@ -16,7 +16,7 @@ from typing import Any
 import gmpy2
 
 from .. import _pool as parallel
-from ..errors import DuplicateContributorError, OverflowRiskError, RoundError, SchemaMismatchError, UsageError
+from ..errors import DuplicateContributorError, OverflowRiskError, SchemaMismatchError, UsageError
 from ..protocol import Bundle, Roster, Round, Study, check_round_complete, verify_contribution
 
 # Reading and checking a bundle file costs ~1 ms; a worker start ~0.5 s.
@@ -39,8 +39,8 @@ def aggregate(
     """
     if (roster is None) != (round_ is None):
         raise UsageError("a masked round needs both the roster and the round", parameters=("roster", "round"))
-    if study is not None and roster is not None and study.roster_digest not in (None, roster.digest()):
-        raise RoundError(f"the roster ({roster.digest()}) is not the study's ({study.roster_digest})")
+    if study is not None:  # a roster study's rounds only: masked, signed, of its roster, over its threshold
+        study.check_roster(roster, round_)
     result = _aggregate(bundles, roster, round_)
     if study is not None:
         study.check_bundle(result, "the bundles")  # every bundle has the first one's study, key, kind and schema

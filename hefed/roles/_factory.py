@@ -19,7 +19,7 @@ from phe import PaillierPublicKey
 
 from .._keys import key_fingerprint
 from ..data import Cleaning, FileFormat, Holdout, PreprocessReport, Table, warn_rounding
-from ..errors import RoundError, UsageError
+from ..errors import SchemaMismatchError, UsageError
 from ..kinds import (
     STATISTICS,
     EvaluationRequest,
@@ -124,8 +124,14 @@ def encrypt_for_study(
     masked round), so the aggregator and the key holder refuse it in any other study.
     """
     check_factory_id(factory_id)
-    if masking is not None and study.roster_digest not in (None, masking.roster.digest()):
-        raise RoundError(f"the roster ({masking.roster.digest()}) is not the study's ({study.roster_digest})")
+    study.check_roster(masking.roster if masking else None, masking.round if masking else None)
+    if model is not None:  # checked before any row is read: the model comes from whoever asks
+        columns = [model.target_, *(str(f) for f in model.feature_names_in_)]
+        if model.target_ != study.target.name or sorted(columns[1:]) != sorted(study.model_features):
+            outside = [c for c in columns if c not in (study.target.name, *study.model_features)]
+            raise SchemaMismatchError(f"the model to evaluate is not of the study's target and features "
+                                      f"(outside the study: {outside or 'none, but columns are missing'}); "
+                                      "nothing was read")
     request = study.request(kind, **({"model": model} if model is not None else {}))
     bundle_kind = kind_for_request(request)
     cleaning = replace(study.cleaning, summary=summary, bounds=study.bounds) if bundle_kind.cleans_rows else None

@@ -22,7 +22,6 @@ from ..errors import (
     DuplicateContributorError,
     IntegrityError,
     KeyMismatchError,
-    RoundError,
     SchemaMismatchError,
     TooFewContributorsError,
     UsageError,
@@ -95,8 +94,7 @@ def decrypt_bundle(
     if study is not None:  # the study's aggregate, over the study's threshold, under the study's roster
         study.check_bundle(bundle, "aggregate")
         min_contributors = max(min_contributors, study.min_contributors)
-        if roster is not None and study.roster_digest not in (None, roster.digest()):
-            raise RoundError(f"the roster ({roster.digest()}) is not the study's ({study.roster_digest})")
+        study.check_roster(roster)  # a roster study's aggregate is decrypted only as a signed round of it
     bundle_kind = get_kind(bundle.kind)
     result = bundle_kind.result(_decrypt_values(bundle, private_key, min_contributors, roster), bundle.header)
     bundle_kind.check_result(result)
