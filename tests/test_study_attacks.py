@@ -574,16 +574,31 @@ def test_node_config_without_a_pin_still_ignores_the_run_config(world, keypair):
 
 
 def test_read_table_is_not_needed_to_refuse(world, keypair, monkeypatch):
-    """Refusals of forged requests happen before the factory reads its data (nothing to leak in timing or errors)."""
+    """Refusals of forged requests happen before the factory reads its data (nothing to leak in timing or errors):
+    another study, a kind outside it, an unmasked request to a roster study, a round with a Sybil or below the
+    threshold, a model of other columns."""
+    reads: list[str] = []
+
     def no_reading(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        reads.append("read")
         raise AssertionError("data read before the request was checked")
 
     monkeypatch.setattr("hefed.flower._factory.read_table", no_reading)
-    monkeypatch.setattr("hefed.flower._factory.encrypt_for_study", no_reading)
+    monkeypatch.setattr("hefed.roles._factory._encrypt", no_reading)  # after every check, before any row is read
     study, name = world["roster_study"], world["names"][0]
+    roster, others = world["roster"], world["names"][1:]
     config = node(world, name, "roster_study", identity=True)
-    for request in (make_request("statistics", keypair[0]),
-                    make_request("statistics", keypair[0], study=world["twin"].digest),
-                    make_request("coefficients", keypair[0], study=study.digest),
-                    make_request("statistics", keypair[0], study=study.digest)):  # unmasked
+    sybil_round = Round(secrets.token_hex(16), tuple(sorted([name, others[0], "zz-sybil"])), roster.digest())
+    small_round = new_round(roster, [name, others[0]])
+    requests = [make_request("statistics", keypair[0]),
+                make_request("statistics", keypair[0], study=world["twin"].digest),
+                make_request("coefficients", keypair[0], study=study.digest),
+                make_request("statistics", keypair[0], study=study.digest),  # unmasked
+                *(make_masked_request(make_request("statistics", keypair[0], study=study.digest), r, roster)
+                  for r in (sybil_round, small_round))]
+    for request in requests:
         assert refusal(factory_reply(request, config, {})) is not None
+    model = forged_model(["clinker_t"], [1.0], 0.0, world["study"].digest)
+    assert refusal(factory_reply(make_request("evaluation", keypair[0], model, world["study"].digest),
+                                 node(world, name), {})) is not None
+    assert reads == []

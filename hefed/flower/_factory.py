@@ -258,6 +258,9 @@ def _study_bundle(request: Mapping[str, Any], factory: FactoryConfig, study: Stu
         made = f"study {model.study_}" if model.study_ else "no study"
         raise SchemaMismatchError(f"the model to evaluate was solved in {made}, not in this factory's study "
                                   f"{study.digest}; refused")
+    study.check_model(model)  # before the holdout is read
+    if masking is not None:
+        study.check_roster(masking.roster, masking.round)
     data: pd.DataFrame | str = factory.data_path
     if study.holdout is not None:
         data = study.holdout.split(read_table(factory.data_path))[1]

@@ -177,6 +177,21 @@ def _signed_bytes(manifest: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
+def check_round_membership(identity: FactoryIdentity, roster: Roster, round_: Round) -> None:
+    """Refuse a round this factory must not join: it is not a participant, the round was made with
+    another roster, the roster holds other keys for it, or a participant is not a roster member
+    (a Sybil whose mask keys the aggregator would hold). Checked before any data is read."""
+    if identity.factory_id not in round_.participants:
+        raise RoundError(f"{identity.factory_id!r} is not a participant of round {round_.round_id}")
+    if roster.digest() != round_.roster_digest:
+        raise RoundError("the roster differs from the one the round was made with")
+    if roster.get(identity.factory_id) != identity.member:
+        raise RoundError(f"the roster holds other keys for {identity.factory_id!r} than this identity")
+    strangers = [p for p in round_.participants if p not in roster.members]
+    if strangers:
+        raise RoundError(f"factory {strangers[0]!r} is not in the roster")
+
+
 def mask_and_sign(bundle: Bundle, identity: FactoryIdentity, roster: Roster, round_: Round) -> Bundle:
     """Add this factory's zero-sum masks to its bundle and sign the result for ``round_``.
 
@@ -189,12 +204,7 @@ def mask_and_sign(bundle: Bundle, identity: FactoryIdentity, roster: Roster, rou
         raise UsageError("the bundle is already masked and signed")
     if bundle.contributors != [identity.factory_id]:
         raise UsageError(f"the bundle's factory id {bundle.contributors} is not the identity's {identity.factory_id!r}")
-    if identity.factory_id not in round_.participants:
-        raise RoundError(f"{identity.factory_id!r} is not a participant of round {round_.round_id}")
-    if roster.digest() != round_.roster_digest:
-        raise RoundError("the roster differs from the one the round was made with")
-    if roster.get(identity.factory_id) != identity.member:
-        raise RoundError(f"the roster holds other keys for {identity.factory_id!r} than this identity")
+    check_round_membership(identity, roster, round_)
     n, nsq = bundle.public_key.n, gmpy2.mpz(bundle.public_key.nsquare)
     masks = factory_masks(identity, roster, round_, bundle)
     # g^M = (1 + n)^M = 1 + M·n (mod n²): adds M to the plaintext without re-encrypting.
@@ -333,6 +343,7 @@ class Masking:
                 and isinstance(self.roster, Roster)):
             raise UsageError("a masked round needs the round, the factory's identity and the roster together",
                              parameters=("round", "identity", "roster"))
+        check_round_membership(self.identity, self.roster, self.round)
 
     def apply(self, bundle: Bundle) -> Bundle:
         """The bundle masked with this factory's zero-sum masks and signed for the round."""

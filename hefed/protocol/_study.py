@@ -51,7 +51,7 @@ from .._files import atomic_write_json, check_names, is_version, read_json_objec
 from .._keys import MAX_BITS, MIN_TEST_BITS, key_fingerprint
 from ..data import Bounds, Cleaning, Holdout
 from ..errors import InvalidFileError, RoundError, SchemaMismatchError, UsageError
-from ..kinds import EVALUATION, STATISTICS, SUMMARY, get_kind
+from ..kinds import EVALUATION, STATISTICS, SUMMARY, PublishedModel, get_kind
 from ..stats import ColumnEncoding, Encoding
 from ._bundle import Bundle
 from ._rounds import Roster, Round
@@ -257,6 +257,16 @@ class Study:
             problems.append("the encoding differs from the study's")
         if problems:
             raise SchemaMismatchError(f"{where}: claims study {self.digest} but is " + "; ".join(problems))
+
+    def check_model(self, model: PublishedModel) -> None:
+        """Refuse a model to evaluate that is not of the study's target and features (before any row is read:
+        the model comes from whoever asks, and would otherwise choose which columns are read)."""
+        columns = [str(model.target_), *(str(f) for f in model.feature_names_in_)]
+        if columns[0] != self.target.name or sorted(columns[1:]) != sorted(self.model_features):
+            outside = [c for c in columns if c not in (self.target.name, *self.model_features)]
+            raise SchemaMismatchError(f"the model to evaluate is not of the study's target and features "
+                                      f"(outside the study: {outside or 'none, but columns are missing'}); "
+                                      "nothing was read")
 
     def check_roster(self, roster: Roster | None, round_: Round | None = None) -> None:
         """Refuse a round this study does not allow: a study naming a roster has masked, signed rounds of

@@ -19,7 +19,7 @@ from phe import PaillierPublicKey
 
 from .._keys import key_fingerprint
 from ..data import Cleaning, FileFormat, Holdout, PreprocessReport, Table, warn_rounding
-from ..errors import SchemaMismatchError, UsageError
+from ..errors import UsageError
 from ..kinds import (
     STATISTICS,
     EvaluationRequest,
@@ -125,13 +125,8 @@ def encrypt_for_study(
     """
     check_factory_id(factory_id)
     study.check_roster(masking.roster if masking else None, masking.round if masking else None)
-    if model is not None:  # checked before any row is read: the model comes from whoever asks
-        columns = [model.target_, *(str(f) for f in model.feature_names_in_)]
-        if model.target_ != study.target.name or sorted(columns[1:]) != sorted(study.model_features):
-            outside = [c for c in columns if c not in (study.target.name, *study.model_features)]
-            raise SchemaMismatchError(f"the model to evaluate is not of the study's target and features "
-                                      f"(outside the study: {outside or 'none, but columns are missing'}); "
-                                      "nothing was read")
+    if model is not None:  # before any row is read: the model comes from whoever asks
+        study.check_model(model)
     request = study.request(kind, **({"model": model} if model is not None else {}))
     bundle_kind = kind_for_request(request)
     cleaning = replace(study.cleaning, summary=summary, bounds=study.bounds) if bundle_kind.cleans_rows else None
