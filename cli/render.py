@@ -198,7 +198,9 @@ def render_encrypt(result: EncryptResult, out: Path, holdout_out: Path | None, s
          dropped_missing_rows=[r + 1 for r in report.dropped_missing] if report else [],
          dropped_outlier_rows=[r + 1 for r in report.dropped_outliers] if report else [],
          imputed_cells=report.imputed_cells if report else 0,
-         clipped_cells=report.clipped_cells if report else 0)
+         clipped_cells=report.clipped_cells if report else 0,
+         rounded_values=dict(report.rounding.counts) if report else {},
+         left_out_columns=dict(report.left_out) if report else {})
 
 
 def render_metrics(title: str, metrics: Mapping[str, float], *, emit_json: bool = True, **extra: object) -> None:

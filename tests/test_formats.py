@@ -9,6 +9,7 @@ leave out (each with its reason) and one-hot encoding with levels fixed in advan
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import struct
 import tracemalloc
@@ -19,10 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cli_helpers import run_cli
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import hefed
+from hefed._keys import save_public_key
 from hefed.data import (
     FileFormat,
     default_features,
@@ -527,7 +530,8 @@ def test_every_left_out_column_is_named_with_its_reason(tmp_path):
         "when": "dates/times (e.g. '2024-01-01 13:00', '2024-01-02 13:00')",
         "clock": "dates/times (e.g. '00:30', '01:30')",
         "running": "booleans (e.g. 'True', 'False'): one-hot encode them with levels fixed in the study",
-        "gas_m3": "numbers with thousands separators (e.g. '44,725.5', '45,725.5'): export them without",
+        "gas_m3": "numbers with thousands separators (e.g. '44,725.5', '45,725.5'): export them without thousands "
+                  "separators",
         "share": "percentages (e.g. '0%', '1%'): export them as plain numbers",
         "unused": "empty (no values)",
         "plant": "one value only ('A')",
@@ -541,7 +545,8 @@ def test_european_thousands_and_decimal_commas_are_told_apart(tmp_path):
     table = read_table(path)
     assert table.attrs["decimal"] == ","
     assert left_out_columns(table, TARGET) == {
-        "gas": "numbers with thousands separators (e.g. '1.725,5', '2.725,5'): export them without"}
+        "gas": "numbers with thousands separators (e.g. '1.725,5', '2.725,5'): export them without thousands "
+               "separators"}
     comma = tmp_path / "quoted.csv"  # a comma file with decimal commas in quotes
     comma.write_text("x,co2_t\n" + "".join(f'"{i},5",{i}\n' for i in range(10)))
     assert left_out_columns(read_table(comma), TARGET) == {
@@ -549,7 +554,7 @@ def test_european_thousands_and_decimal_commas_are_told_apart(tmp_path):
 
 
 @pytest.mark.parametrize("cells, hint, parameters", [
-    (["1", "2", "3", "44,725.5"], "(numbers with thousands separators? export them without)", ()),
+    (["1", "2", "3", "44,725.5"], "(numbers with thousands separators? export them without thousands separators)", ()),
     (["1", "2", "3", "12%"], "(percentages? export them as plain numbers)", ()),
     (["1", "2", "3", "1,5"], "(numbers with a decimal comma? read the file with decimal ',')", ("decimal",)),
     (["1", "2", "3", "oops"], "'oops')", ()),
@@ -677,3 +682,24 @@ def test_a_column_that_starts_empty_is_chosen_as_the_whole_table_reader_does(tmp
     (whole,), _ = hefed.data.table_statistics(hefed.data.read_table(path), "y", None,
                                               cleaning=hefed.data.Cleaning("drop"))
     assert streamed.features == whole.features == ["x", "late"] and streamed.gram == whole.gram
+
+
+def test_encrypt_names_every_column_the_default_features_leave_out(tmp_path, keypair):
+    """Without --features a column that cannot be a feature is never left out silently: encrypt names it with the
+    reason, whichever reader ran (streamed file, or whole table with a holdout), and --json lists them."""
+    frame = hefed.datasets.make_factories(n_factories=1, seed=1).popitem()[1]
+    frame["fuel_mix"] = [f"{44 + i % 7},725.5" for i in range(len(frame))]
+    path = tmp_path / "plant.csv"
+    frame.to_csv(path, index=False)
+    public = save_public_key(keypair[0], tmp_path / "public_key.json")
+    for extra in ([], ["--test-fraction", "0.2"]):
+        out = tmp_path / f"b{len(extra)}.json"
+        result = run_cli("encrypt", path, "--target", "co2_t", "--public-key", public, "--factory-id", "p",
+                         "--out", out, *extra)
+        assert result.returncode == 0, result.stderr
+        assert "left out column 'fuel_mix': numbers with thousands separators" in result.stdout
+        assert "left out column 'date': dates/times" in result.stdout
+        assert "left out column 'plant_kind': one value only ('cement')" in result.stdout
+    as_json = run_cli("encrypt", path, "--target", "co2_t", "--public-key", public, "--factory-id", "p",
+                      "--out", tmp_path / "j.json", "--json")
+    assert set(json.loads(as_json.stdout)["left_out_columns"]) == {"date", "plant_kind", "fuel_mix"}

@@ -135,9 +135,11 @@ class PreprocessReport:
     clipped_cells: int = 0
     #: values rounded to their column's grid (the encoding), per column
     rounding: Rounding = field(default_factory=Rounding)
+    #: columns the default features left out (no feature list given), each with the reason
+    left_out: dict[str, str] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
-        out = []
+        out = [f"left out column {name!r}: {reason}" for name, reason in self.left_out.items()]
         if self.dropped_missing:
             out.append(f"dropped {len(self.dropped_missing)} incomplete row(s): {row_list(self.dropped_missing)}")
         if self.imputed_cells:

@@ -36,7 +36,7 @@ def left_out_columns(frame: pd.DataFrame, target: str) -> dict[str, str]:
         booleans (e.g. 'True', 'False'): one-hot encode them with levels fixed in the study
         dates/times (e.g. '2024-01-05 13:00:00', '2024-01-06 13:00:00')
         category with 3 levels: 'coal', 'gas', 'oil': one-hot encode it with levels fixed in the study
-        numbers with thousands separators (e.g. '44,725.5', '1,204.0'): export them without
+        numbers with thousands separators (e.g. '44,725.5', '1,204.0'): export them without thousands separators
         percentages (e.g. '12%', '7.5%'): export them as plain numbers
         numbers with a decimal comma (e.g. '1,5', '2,25'): read the file with decimal ','
         one value only ('plant A')

@@ -471,7 +471,7 @@ def _look_fix(look: Look, decimal: str) -> tuple[str, str, tuple[str, ...]] | No
     """(what the cells are, how to make them numbers, the parameters that do) for a look that has one."""
     other = "," if decimal == "." else "."
     return {
-        "thousands": ("numbers with thousands separators", "export them without", ()),
+        "thousands": ("numbers with thousands separators", "export them without thousands separators", ()),
         "grouped": (f"numbers with thousands separators, or a decimal {'comma' if other == ',' else 'point'}",
                     f"export them without thousands separators, or read the file with decimal {other!r}",
                     ("decimal",)),

@@ -98,4 +98,4 @@ class Table:
                                           folds=folds, seed=seed, source=self.source)
         if cleaned is None:
             return parts, encoded, holdout
-        return parts, replace(cleaned, rounding=encoded.rounding), holdout
+        return parts, replace(cleaned, rounding=encoded.rounding, left_out=encoded.left_out), holdout

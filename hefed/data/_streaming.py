@@ -54,6 +54,7 @@ from ..stats import (
     grouped_statistics,
 )
 from ._cleaning import Cleaning, PreprocessReport, preprocess, row_list, warn_rounding
+from ._columns import left_out_columns
 from ._formats import FileFormat, ResolvedFormat, detect_format, to_numbers
 from ._tables import (
     check_data_file,
@@ -220,6 +221,9 @@ def _stream(
     watch = [c for c in watchable if c not in used] if features is None else []
     accs = [GramAccumulator(column_scales(names, target, encoding)) for _ in range(max(1, folds))]
     report = PreprocessReport(0, 0)
+    if features is None:  # why the first block left each column out (a column numeric later falls back, below)
+        first.attrs["decimal"] = resolved.decimal
+        report.left_out = {c: reason for c, reason in left_out_columns(first, target).items() if c not in used}
     counts = {c: [0, 0] for c in watch}  # present, numeric
     # With missing="error" the whole table is checked for gaps before anything else: collect
     # every incomplete row (and hold back any other error) to the end, then report the same.
@@ -302,10 +306,12 @@ def _process(
 ) -> tuple[list[SufficientStatistics], PreprocessReport]:
     """The whole-table path: same steps, one block."""
     n = len(frame)
+    left_out = left_out_columns(frame, target) if features is None else {}
     if cleaning is not None:
         frame, report = preprocess(frame, target, features, cleaning, source)
     else:
         report = PreprocessReport(n, n)
+    report.left_out = left_out
     kept = _kept_rows(n, report.dropped_missing + report.dropped_outliers)
     names = [str(f) for f in features] if features is not None else default_features(frame, target)
     with _rows_named_by(kept):
