@@ -152,7 +152,20 @@ def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str
         raise UsageError("give --target and --public-key, or a --study that names them")
     if study_path is not None:
         study = Study.load(study_path)
+        if "bounds_path" in explicit:
+            raise UsageError("--bounds: a study's DP bounds are in the study (hefed study new --bounds)")
         wanted = {"mode", "summary_flag", "ridge", "folds"} & explicit
+        holdout = None  # not given: the study's
+        if {"test_fraction", "seed"} & explicit:  # either given: the holdout they make is compared with the study's
+            agreed = study.holdout
+            fraction = test_fraction if "test_fraction" in explicit else agreed.test_fraction if agreed else 0.0
+            if fraction:
+                holdout = Holdout(fraction, seed if "seed" in explicit else agreed.seed if agreed else 0)
+            elif agreed is not None:
+                raise UsageError(f"--test-fraction 0 contradicts the study's holdout (test fraction "
+                                 f"{agreed.test_fraction}, seed {agreed.seed})")
+            elif "seed" in explicit and "folds" not in explicit:
+                raise UsageError(f"--seed {seed} contradicts the study, which keeps no holdout")
         result = hefed.encrypt_table(
             data, target, hefed.load_public_key(public_key_path) if public_key_path is not None else None,
             features=split_names(features), factory_id=factory_id, study=study, summary=summary,
@@ -163,12 +176,9 @@ def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str
                                impute=impute if "impute" in explicit else study.cleaning.impute,
                                max_z=max_z if "max_z" in explicit else study.cleaning.max_z, summary=summary)
                       if {"missing", "impute", "max_z"} & explicit else None),
-            holdout=(Holdout(test_fraction, seed) if test_fraction else None)
-            if {"test_fraction"} & explicit else None,
+            holdout=holdout,
             masking=masking, encryption=encryption, file_format=file_format(delimiter, decimal, file_encoding, sheet),
         )
-        if "bounds_path" in explicit:
-            raise UsageError("--bounds: a study's DP bounds are in the study (hefed study new --bounds)")
     else:
         request = _request(mode, summary_flag, {"ridge": ridge, "folds": folds, "seed": seed}, given)
         assert target is not None and public_key_path is not None
@@ -233,7 +243,7 @@ def evaluate(data: Path, model_path: Path, target: str | None, public_key_path: 
     model = hefed.LinearModel.load(model_path)
     encoding = study.encoding if study is not None else Encoding(frac_bits=frac_bits, int_bits=int_bits)
     target = target or (study.target.name if study is not None else None)
-    metrics = evaluate_local(model, data, target, encoding).metrics()
+    metrics = evaluate_local(model, data, target, encoding, study=study).metrics()
     if encrypted and out is not None and factory_id is not None and study is not None:
         bundle = encrypt_table(data, target, factory_id=factory_id, study=study, request=EvaluationRequest(model),
                                encryption=encryption).bundle

@@ -150,7 +150,7 @@ def render_study(study: Study, path: Path, *, wrote: bool) -> None:
     """study new / show: every term of the agreement, and the digest to compare out of band."""
     if wrote:
         say(f"wrote {path}")
-    table = Table(title=f"study {study.study_id}{f' ({study.title})' if study.title else ''}")
+    table = Table(title=f"study {study.digest}{f' ({study.title})' if study.title else ''}")
     table.add_column("term")
     table.add_column("agreed")
     unit = {spec.name: spec.unit for spec in [study.target, *study.features]}

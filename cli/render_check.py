@@ -65,4 +65,4 @@ def _options(change: Mapping[str, Any]) -> str:
 
 def _refusal(report: CheckReport) -> str:
     more = f" (and {len(report.problems) - 1} more problem(s))" if len(report.problems) > 1 else ""
-    return f"{report.source}: the data do not fit study {report.study_id}: {report.problems[0]}{more}"
+    return f"{report.source}: the data do not fit study {report.study_digest}: {report.problems[0]}{more}"

@@ -9,7 +9,10 @@ refused; in a masked round the signature covers the study.
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -198,11 +201,24 @@ def test_a_categorical_feature_is_one_hot_encoded_with_the_studys_levels(frames,
     exact = hefed.compute_statistics(by_hand, TARGET, study.model_features, encoding=study.encoding)
     assert stats.columns == exact.columns and stats.gram == exact.gram
     assert hefed.solve(stats, study=study).coef_exact_ == hefed.solve(exact).coef_exact_
+    # the model evaluates locally on a plant's own file (one-hot encoded the same way), as on the pooled rows
+    model = hefed.solve(stats, study=study)
+    local = hefed.evaluate_local(model, paths[names[0]], study=study)
+    by_hand_one = by_hand.iloc[:len(frames[names[0]])]
+    assert local == hefed.evaluate_local(model, by_hand_one.drop(columns="plant_kind"), TARGET, study.encoding)
+    with pytest.raises(SchemaMismatchError, match="made for no study"):
+        hefed.evaluate_local(_unlabelled(model), paths[names[0]], study=study)
     # a level the study does not have is refused, naming the column and the row
     odd = frames[names[0]].copy()
     odd.loc[odd.index[4], "plant_kind"] = "glass"
     with pytest.raises(DataError, match=r"column 'plant_kind', row 5: value 'glass' is not one of its levels"):
         hefed.encrypt_for_study(odd, study, factory_id=names[0])
+
+
+def _unlabelled(model):
+    copy = hefed.LinearModel.from_dict(model.to_dict())
+    copy.study_ = None
+    return copy
 
 
 def test_a_study_agrees_on_imputing_before_the_summary_exists(frames, keypair, features):
@@ -314,3 +330,40 @@ def test_cli_requests_are_built_by_the_registry_and_options_that_do_not_apply_ar
     made = run_cli(*encrypt, "--folds", 3, "--out", tmp_path / "f.json")
     assert made.returncode == 0 and json.loads((tmp_path / "f.json").read_text())["kind"] == "fold_statistics"
     assert not (tmp_path / "s.json").exists() and not (tmp_path / "e.json").exists()
+
+
+def test_cli_options_next_to_a_study_agree_or_are_refused_naming_the_option(tmp_path, frames, features):
+    """Features may be given as the table names them (before one-hot encoding) or as the model's columns, in any
+    order; a holdout seed or fraction other than the study's is refused, and so is a seed for a study with no
+    holdout; messages show values, not reprs, and name the option."""
+    keys = tmp_path / "keys"
+    assert run_cli("keygen", "--out-dir", keys, "--bits", 1024, "--insecure-test-key").returncode == 0
+    study_path, held_path = tmp_path / "study.json", tmp_path / "held.json"
+    common = ["study", "new", "--public-key", keys / "public_key.json", "--target", TARGET, "--features",
+              ",".join([*features, "plant_kind"]), "--categories", "plant_kind=cement|chemicals|power|steel"]
+    assert run_cli(*common, "--out", study_path).returncode == 0
+    assert run_cli(*common, "--test-fraction", 0.25, "--seed", 4, "--out", held_path).returncode == 0
+    name, frame = next(iter(frames.items()))
+    frame.to_csv(tmp_path / "f.csv", index=False)
+
+    def encrypt(study: Path, *options: object) -> Any:
+        out = tmp_path / f"b{secrets.token_hex(4)}.json"
+        return run_cli("encrypt", tmp_path / "f.csv", "--study", study, "--factory-id", name, "--out", out, *options)
+
+    table_order = ",".join(["plant_kind", *reversed(features)])
+    model_order = ",".join(["plant_kind=steel", "plant_kind=power", "plant_kind=chemicals", *features])
+    for given in (table_order, model_order):
+        assert encrypt(study_path, "--features", given).returncode == 0
+    wrong = encrypt(study_path, "--features", ",".join(features))
+    assert wrong.returncode == 2 and "contradict the study's" in wrong.stderr and "[--features]" in wrong.stderr
+    seed = encrypt(study_path, "--seed", 5)
+    assert seed.returncode == 2 and "--seed 5 contradicts the study, which keeps no holdout" in seed.stderr
+    assert encrypt(held_path, "--seed", 4, "--test-fraction", 0.25).returncode == 0
+    other = encrypt(held_path, "--seed", 5)
+    assert other.returncode == 2
+    assert "holdout (test_fraction=0.25, seed=5) contradicts the study's (test_fraction=0.25, seed=4)" in other.stderr
+    assert "[--test-fraction, --seed]" in other.stderr
+    bits = encrypt(study_path, "--frac-bits", 60)
+    assert bits.returncode == 2 and "frac_bits=60" in bits.stderr and "Encoding(" not in bits.stderr
+    assert "--frac-bits" in bits.stderr
+    assert len(list(tmp_path.glob("b*.json"))) == 3  # nothing written by a refusal

@@ -247,7 +247,7 @@ class CheckReport:
         read = self.file_format.describe() if self.file_format is not None else "a data frame"
         detected = (f"; detected: {', '.join(self.file_format.detected)}"
                     if self.file_format is not None and self.file_format.detected else "")
-        study = f"study {self.study_id}" + (f" ({self.study_title})" if self.study_title else "")
+        study = f"study {self.study_digest}" + (f" ({self.study_title})" if self.study_title else "")
         factory = f", factory {self.factory_id}" if self.factory_id else ""
         return [f"{self.source}: {read}{detected}; {self.rows_read} row(s) read",
                 f"{study}, digest {self.study_digest}{factory}"]

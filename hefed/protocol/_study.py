@@ -222,7 +222,7 @@ class Study:
         """The typed request of ``kind`` with the study's parameters, plus what only the run knows (the
         model of an evaluation); refused if the study does not allow the kind."""
         if kind not in self.kinds:
-            raise UsageError(f"study {self.study_id} does not allow {kind} bundles (it allows "
+            raise UsageError(f"study {self.digest} does not allow {kind} bundles (it allows "
                              f"{', '.join(sorted(self.kinds))})")
         return get_kind(kind, "study").request_for(self.kinds[kind], **runtime)
 

@@ -9,6 +9,7 @@ options (:class:`~hefed.data.Cleaning`, :class:`~hefed.data.Holdout`,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -136,22 +137,29 @@ def encrypt_for_study(
     return _encrypt(table, bundle_kind, request, study.encoding, study.public_key, masking, encryption, study.digest)
 
 
+#: the library parameters (CLI options) each argument next to a study stands for
+_AGREED_PARAMETERS = {"target": ("target",), "public_key": ("public_key",), "features": ("features",),
+                      "encoding": ("frac_bits", "int_bits", "max_contributors"), "holdout": ("test_fraction", "seed")}
+
+
 def _agree_with_study(study: Study, kind: str, **given: Any) -> None:
     """Refuse any argument given next to a study that says something else than the study."""
     agreed = {
         "target": study.target.name, "public_key": study.public_key, "encoding": study.encoding,
         "holdout": study.holdout if get_kind(kind).cleans_rows else None,
-        "features": list(study.model_features),
     }
     for name, value in given.items():
         if value is None:
             continue
-        if name == "features":
-            value = list(value)
+        if name == "features":  # the model's columns or the table's (before one-hot encoding), in any order
+            if sorted(value) not in (sorted(study.model_features), sorted(study.feature_names)):
+                raise UsageError(f"features {', '.join(value)} contradict the study's "
+                                 f"{', '.join(study.feature_names)}", parameters=("features",))
+            continue
         if name == "request":
             if getattr(value, "model", None) is None and value != study.request(kind):
-                raise UsageError(f"the {kind} parameters {value} contradict the study's {study.request(kind)}",
-                                 parameters=(kind,))
+                raise UsageError(f"the {kind} parameters {_short(value)} contradict the study's "
+                                 f"{_short(study.request(kind))}", parameters=tuple(_fields(value)))
             continue
         if name == "cleaning":
             expected = replace(study.cleaning, summary=value.summary, bounds=study.bounds)
@@ -161,14 +169,27 @@ def _agree_with_study(study: Study, kind: str, **given: Any) -> None:
                                  f"max_z={study.cleaning.max_z})", parameters=("missing", "impute", "max_z"))
             continue
         if value != agreed[name]:
-            raise UsageError(f"{name} {_short(value)} contradicts the study's {_short(agreed[name])}",
-                             parameters=(name,))
+            raise UsageError(f"{name} {_short(value)} contradicts the study's "
+                             f"{_short(agreed[name])}", parameters=_AGREED_PARAMETERS[name])
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)} if dataclasses.is_dataclass(value) \
+        else {}
 
 
 def _short(value: Any) -> str:
+    """How a message shows a value: a key by its fingerprint, an option object by its fields, nothing as none."""
+    if value is None:
+        return "none"
     if isinstance(value, PaillierPublicKey):
-        return f"key {key_fingerprint(value)}"
-    return repr(value.to_dict()) if hasattr(value, "to_dict") else repr(value)
+        return f"(fingerprint {key_fingerprint(value)})"
+    if isinstance(value, Encoding):
+        return ", ".join(f"{k}={v}" for k, v in value.to_dict().items() if k != "scheme" and v not in (None, {}, []))
+    fields = _fields(value)
+    if fields:
+        return "(" + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")"
+    return repr(value)
 
 
 def _encrypt(
@@ -226,12 +247,24 @@ def encrypt_statistics(
 
 def evaluate_local(
     model: PublishedModel, data: pd.DataFrame | str | os.PathLike[str], target: str | None = None,
-    encoding: Encoding | None = None,
+    encoding: Encoding | None = None, study: Study | None = None,
 ) -> EvaluationSums:
-    """A factory's own exact holdout sums and metrics for ``model`` (plaintext; nothing leaves the factory)."""
+    """A factory's own exact holdout sums and metrics for ``model`` (plaintext; nothing leaves the factory).
+
+    With a ``study`` the model must have been solved in it and be of its columns; the table's categorical
+    columns are one-hot encoded with the study's levels and the study's encoding is used.
+    """
     source = "data" if isinstance(data, pd.DataFrame) else str(data)
+    categories: dict[str, tuple[str, ...]] = {}
+    if study is not None:
+        study.check_digest(getattr(model, "study_", None), "the model")
+        study.check_model(model)
+        if target not in (None, study.target.name):
+            raise UsageError(f"target {target!r} contradicts the study's {study.target.name!r}", parameters=("target",))
+        target, encoding = study.target.name, study.encoding
+        categories = {spec.name: spec.categories for spec in study.features if spec.categories is not None}
     table = Table(data, target or model.target_, factory_id=source if isinstance(data, pd.DataFrame) else "factory",
-                  cleaning=None)
+                  cleaning=None, categories=categories)
     return evaluation_sums(model, table, encoding or Encoding())[0]
 
 
