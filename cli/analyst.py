@@ -51,8 +51,10 @@ def solve(sums: Path, ridge: str, alphas: str | None, no_intercept: bool, dp_eps
     if out is not None:
         check_writable(out, force)
     study = Study.load(study_path) if study_path is not None else None
-    if study is not None and study.bounds is not None and bounds_path is not None:
-        raise UsageError("--bounds: the study declares the bounds every factory clipped to; leave --bounds out")
+    if study is not None and bounds_path is not None:  # factories clip to the study's bounds, never to others
+        raise UsageError("--bounds: the bounds every factory clipped to are the study's "
+                         + ("; leave --bounds out" if study.bounds is not None else
+                            "; this study declares none, so no factory clipped (hefed study new --bounds)"))
     bounds = Bounds.load(bounds_path) if bounds_path is not None else study.bounds if study is not None else None
     asked = dp_epsilon is not None or dp_delta is not None or bounds_path is not None
     private = asked and check_together({"--dp-epsilon": dp_epsilon, "--dp-delta": dp_delta,

@@ -150,6 +150,7 @@ PARAMETER_OPTIONS = {
     "decimal": "--decimal",
     "file_encoding": "--file-encoding",
     "sheet": "--sheet",
+    "bounds": "--bounds",
     "data_paths": "--data",
     "wait_for_nodes": "",
     "expected_factories": "",

@@ -20,7 +20,7 @@ import pytest
 from cli_helpers import run_cli
 
 import hefed
-from hefed.data import Cleaning, Holdout
+from hefed.data import Bounds, Cleaning, Holdout
 from hefed.errors import DataError, InvalidFileError, RoundedValuesWarning, RoundError, SchemaMismatchError, UsageError
 from hefed.kinds import FoldStatisticsRequest, StatisticsRequest
 from hefed.protocol import ColumnSpec, Masking, Roster, Study, enroll, load_identity, new_round
@@ -367,3 +367,21 @@ def test_cli_options_next_to_a_study_agree_or_are_refused_naming_the_option(tmp_
     assert bits.returncode == 2 and "frac_bits=60" in bits.stderr and "Encoding(" not in bits.stderr
     assert "--frac-bits" in bits.stderr
     assert len(list(tmp_path.glob("b*.json"))) == 3  # nothing written by a refusal
+
+
+def test_a_dp_release_in_a_study_uses_the_bounds_factories_clipped_to(frames, keypair, features, tmp_path):
+    """Noise calibrated to bounds no factory clipped to is no guarantee: in a study the DP bounds are the study's,
+    and a study without bounds has none to release under."""
+    study = Study.new(keypair[0], TARGET, features)
+    stats = hefed.decrypt_statistics(hefed.aggregate(_bundles(frames, study), study=study), keypair[1], study=study)
+    bounds = Bounds({c: (0.0, 1e6) for c in [*features, TARGET]})
+    with pytest.raises(UsageError, match="declares none") as refused:
+        hefed.release_model(stats, privacy=hefed.DifferentialPrivacy(1.0, 1e-6, bounds), study=study)
+    assert refused.value.parameters == ("bounds",)
+    path = bounds.save(tmp_path / "bounds.json")
+    stats.save(tmp_path / "stats.json")
+    study_path = study.save(tmp_path / "study.json")
+    solved = run_cli("solve", tmp_path / "stats.json", "--study", study_path, "--dp-epsilon", 1, "--dp-delta", 1e-6,
+                     "--bounds", path, "--out", tmp_path / "m.json")
+    assert solved.returncode == 2 and "this study declares none" in solved.stderr
+    assert not (tmp_path / "m.json").exists()

@@ -67,6 +67,10 @@ def release_model(
     """
     if study is not None:
         study.check_digest(getattr(aggregate, "study", None), "the decrypted sums")
+        if privacy is not None and privacy.bounds != study.bounds:  # the noise must match what was clipped
+            raise UsageError("the DP bounds are not the study's: factories clipped to the study's bounds "
+                             + ("only" if study.bounds is not None else "(it declares none, so none clipped)"),
+                             parameters=("bounds",))
     choice = parse_ridge(ridge)
     if alphas and choice != "auto":
         raise UsageError("candidate alphas need ridge 'auto'", parameters=("alphas", "ridge"))
