@@ -119,7 +119,7 @@ def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str
             int_bits: int, max_contributors: int, delimiter: str | None, decimal: str | None,
             file_encoding: str | None, sheet: str | None, round_path: Path | None, identity_path: Path | None,
             roster_path: Path | None, bounds_path: Path | None, encryption: Encryption, force: bool) -> None:
-    """Factory: encrypt exact statistics of its table (CSV/Parquet).
+    """Factory: encrypt exact statistics of its table (CSV, TSV, .xlsx or Parquet).
 
     Computes the --mode kind's exact sums of DATA and encrypts them. The bundle holds ciphertexts and public
     metadata only. With --round, --identity and --roster it is masked and signed for that round: only the sum over

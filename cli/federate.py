@@ -78,7 +78,7 @@ def progress_printer(terminal: bool) -> Callable[[ProgressEvent], None]:
 
 @click.command()
 @click.option("--data", "data_paths", multiple=True, type=click.Path(path_type=Path),
-              help="One table per factory (CSV or Parquet; repeat, or list several after one --data). "
+              help="One table per factory (CSV, TSV, .xlsx or Parquet; repeat, or list several after one --data). "
               "Each gets its own SuperNode; factory ids are the file names without suffix.")
 @click.argument("more_data", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--study", "study_path", default=None, type=click.Path(path_type=Path),

@@ -644,8 +644,11 @@ class _Checker:
         absent = [level for level in categories if not check.levels[level]]
         if absent and used:
             check.notes.append(f"level(s) {', '.join(map(repr, absent))} do not occur here")
+            with_columns = [level for level in absent if level != categories[0]]
+            columns = (f" (their one-hot column(s) are all zeros here: {', '.join(map(repr, with_columns))}; fine "
+                       "for pooled statistics)" if with_columns else " (the reference level, which has no column)")
             self.notes.append(f"the level(s) {', '.join(map(repr, absent))} of {check.name!r} do not occur in this "
-                              "table (their columns are all zeros here; fine for pooled statistics)")
+                              f"table{columns}")
         for dummy, level in zip(ColumnSpec(check.name, None, categories).dummies, categories[1:], strict=True):
             indicator = np.array([v == level for v in used], dtype=np.float64)
             self.study.encoding.to_grid(indicator, dummy, self.rounding, self.source)

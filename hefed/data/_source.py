@@ -1,7 +1,7 @@
 """A factory's table as the bundle kinds read it: where the rows are, which columns, how they are cleaned.
 
 :class:`Table` bundles what every kind needs to compute its plain sums from a factory's
-own rows: the data (a DataFrame, or the path of a CSV/Parquet file), the target and feature
+own rows: the data (a DataFrame, or the path of a CSV/TSV/.xlsx/Parquet file), the target and feature
 columns, the factory's id (which names the data in errors when it is not a file), how rows
 are cleaned (:class:`~hefed.data.Cleaning`) and which rows are held out
 (:class:`~hefed.data.Holdout`). Files are streamed block by block whenever the whole table
@@ -27,7 +27,7 @@ from ._tables import Holdout, read_table
 
 @dataclass(frozen=True)
 class Table:
-    """A factory's table: ``data`` (DataFrame or CSV/Parquet path), columns, cleaning and holdout.
+    """A factory's table: ``data`` (DataFrame or the path of a table file), columns, cleaning and holdout.
 
     ``features=None`` means every numeric column but the target. ``cleaning=None`` cleans
     nothing (any missing value is then refused, naming its cell).

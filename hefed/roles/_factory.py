@@ -70,7 +70,7 @@ def encrypt_table(
     """Everything ``hefed encrypt`` does: compute the ``request``'s plain sums from the factory's
     table, pack and encrypt them, and mask and sign them for a round.
 
-    ``data`` is a DataFrame or a CSV/Parquet path (streamed block by block when no holdout is
+    ``data`` is a DataFrame or a table file (CSV, TSV, .xlsx, Parquet) (streamed block by block when no holdout is
     asked for); ``features`` default to every numeric column but ``target``; ``request`` is a
     bundle kind's request (default: :class:`~hefed.kinds.StatisticsRequest`); ``cleaning``
     (default: refuse missing values, naming the rows; ``None``: clean nothing) and ``holdout``
@@ -236,7 +236,7 @@ def encrypt_statistics(
     """Compute a factory's exact statistics from ``data`` and encrypt them (nothing is cleaned:
     a missing value is refused, naming its cell).
 
-    ``data`` is a DataFrame or a CSV/Parquet path (read in blocks, so memory does not grow
+    ``data`` is a DataFrame or a table file (CSV, TSV, .xlsx, Parquet) (read in blocks, so memory does not grow
     with the file); ``features`` defaults to every numeric column but ``target``.
     """
     result = encrypt_table(data, target, public_key, features=features, factory_id=factory_id, encoding=encoding,
