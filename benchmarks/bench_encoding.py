@@ -79,6 +79,8 @@ def fractions(outcomes: list[str], old: bool) -> str:
     """Old defaults: a value off the grid was refused. New: it is rounded and counted."""
     counts = Counter(outcomes)
     n = len(outcomes)
+    if not n:
+        return "no draws (too few columns for a model)"
     if old:
         return (f"accepted {counts['exact'] / n:7.2%}   refused {(counts['rounded'] + counts['refused']) / n:7.2%} "
                 f"(first refusal: off the 2^-72 grid {counts['rounded'] / n:6.2%}, "
@@ -228,15 +230,7 @@ def normal_section(rng: np.random.Generator, rows: int) -> None:
         warnings.simplefilter("always")
         (stats,), report = hefed.data.table_statistics(frame, "y", features)
     model = hefed.solve(stats)
-    gram = nist._exact_gram_of_floats([frame[c].to_numpy() for c in columns])
-    p = len(features) + 1
-    A = [[*gram[i][:p], gram[i][p]] for i in range(p)]
-    for c in range(p):
-        for r in range(p):
-            if r != c and A[r][c]:
-                f = A[r][c] / A[c][c]
-                A[r] = [a - f * b for a, b in zip(A[r], A[c], strict=True)]
-    reference = [A[i][p] / A[i][i] for i in range(p)]
+    reference = nist.exact_solution_of_floats(frame, features, "y")
     found = [model.intercept_exact_, *model.coef_exact_]
     digits = min(nist.agreement_digits(v, e) for v, e in zip(found, reference, strict=True))
     print(f"  N(0,1) float64, {rows} rows x 5 columns (full precision, not through CSV):")

@@ -395,6 +395,20 @@ def test_rounded_values_are_counted_and_coefficients_keep_13_digits(keypair) -> 
         assert agreement_digits(value, exact) >= 13
 
 
+def exact_solution_of_floats(frame: pd.DataFrame, features: list[str], target: str) -> list[Fraction]:
+    """The exact least-squares solution (intercept first) of the float64 columns: the exact Gram of
+    (1, features, target), then Gauss-Jordan elimination on the normal equations in rationals."""
+    gram = _exact_gram_of_floats([frame[c].to_numpy() for c in [*features, target]])
+    p = len(features) + 1
+    A = [[*gram[i][:p], gram[i][p]] for i in range(p)]
+    for c in range(p):
+        for r in range(p):
+            if r != c and A[r][c]:
+                f = A[r][c] / A[c][c]
+                A[r] = [a - f * b for a, b in zip(A[r], A[c], strict=True)]
+    return [A[i][p] / A[i][i] for i in range(p)]
+
+
 def _exact_gram_of_floats(columns: list[np.ndarray]) -> list[list[Fraction]]:
     """Σ a·b over the rows, exactly, for the columns [1, *columns] (each value an integer times a
     common power of two, found from the values themselves: independent of hefed's encoding)."""
@@ -439,15 +453,7 @@ def test_one_million_rows_of_standard_normal_data(keypair) -> None:
     assert counted.counts == expected_counts
     model = hefed.solve(hefed.decrypt_statistics(hefed.aggregate(bundles), private_key))
 
-    gram = _exact_gram_of_floats([frame[c].to_numpy() for c in [*features, "y"]])
-    p = len(features) + 1
-    A = [[*gram[i][:p], gram[i][p]] for i in range(p)]
-    for c in range(p):
-        for r in range(p):
-            if r != c and A[r][c]:
-                f = A[r][c] / A[c][c]
-                A[r] = [a - f * b for a, b in zip(A[r], A[c], strict=True)]
-    reference = [A[i][p] / A[i][i] for i in range(p)]
+    reference = exact_solution_of_floats(frame, features, "y")
     found = [model.intercept_exact_, *model.coef_exact_]
     if not expected_counts:
         assert found == reference
