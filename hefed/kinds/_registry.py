@@ -138,13 +138,20 @@ class Kind(ABC, Generic[S, Q]):
     #: Fields of the request that only a run knows (e.g. the model an evaluation measures); a study fixes the rest.
     runtime_fields: ClassVar[tuple[str, ...]] = ()
 
-    def request_for(self, parameters: Mapping[str, Any], **runtime: Any) -> Q:
-        """The typed request with the parameters a study fixed, plus what only the run knows."""
-        agreed = {f.name for f in dataclasses.fields(self.request_type)} - set(self.runtime_fields)
+    def _agreed_fields(self) -> set[str]:
+        """The request's fields a study fixes: all but the runtime ones."""
+        return {f.name for f in dataclasses.fields(self.request_type)} - set(self.runtime_fields)
+
+    def _refuse_unknown(self, parameters: Mapping[str, Any]) -> None:
+        agreed = self._agreed_fields()
         unknown = set(parameters) - agreed
         if unknown:
             raise UsageError(f"a {self.name} request takes no parameter(s) {sorted(unknown)} (it takes "
                              f"{sorted(agreed) or 'none'})")
+
+    def request_for(self, parameters: Mapping[str, Any], **runtime: Any) -> Q:
+        """The typed request with the parameters a study fixed, plus what only the run knows."""
+        self._refuse_unknown(parameters)
         try:
             request: Q = self.request_type(**parameters, **runtime)
         except TypeError as exc:
@@ -173,16 +180,13 @@ class Kind(ABC, Generic[S, Q]):
 
     def agreed_parameters(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Of ``values``, the ones a study can fix for this kind (its request's fields but the runtime ones)."""
-        agreed = {f.name for f in dataclasses.fields(self.request_type)} - set(self.runtime_fields)
+        agreed = self._agreed_fields()
         return {name: value for name, value in values.items() if name in agreed}
 
     def check_agreed_parameters(self, parameters: Mapping[str, Any]) -> None:
-        """Refuse parameters a study cannot fix for this kind (without building a request)."""
-        agreed = {f.name for f in dataclasses.fields(self.request_type)} - set(self.runtime_fields)
-        unknown = set(parameters) - agreed
-        if unknown:
-            raise UsageError(f"a {self.name} request takes no parameter(s) {sorted(unknown)} (it takes "
-                             f"{sorted(agreed) or 'none'})")
+        """Refuse parameters a study cannot fix for this kind (without building a request when the run must
+        add fields; otherwise the request is built, so its own checks run)."""
+        self._refuse_unknown(parameters)
         if not self.runtime_fields:
             self.request_for(parameters)
 

@@ -40,7 +40,7 @@ import os
 import re
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ from .._keys import MAX_BITS, MIN_TEST_BITS, key_fingerprint
 from ..data import Bounds, Cleaning, Holdout
 from ..errors import InvalidFileError, RoundError, SchemaMismatchError, UsageError
 from ..kinds import EVALUATION, STATISTICS, SUMMARY, PublishedModel, get_kind
-from ..stats import ColumnEncoding, Encoding
+from ..stats import ColumnEncoding, ColumnSummary, Encoding
 from ._bundle import Bundle
 from ._rounds import Roster, Round
 
@@ -214,6 +214,16 @@ class Study:
     @property
     def model_features(self) -> list[str]:
         return self.model_columns[:-1]
+
+    @property
+    def categories(self) -> dict[str, tuple[str, ...]]:
+        """The categorical features and their levels (one-hot encoded at every factory)."""
+        return {spec.name: spec.categories for spec in self.features if spec.categories is not None}
+
+    def cleaning_with(self, summary: ColumnSummary | None) -> Cleaning:
+        """The study's cleaning with the consortium summary a factory was given (data, not agreement) and
+        the study's bounds."""
+        return replace(self.cleaning, summary=summary, bounds=self.bounds)
 
     def allows(self, kind: str) -> bool:
         return kind in self.kinds

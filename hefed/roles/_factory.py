@@ -130,10 +130,10 @@ def encrypt_for_study(
         study.check_model(model)
     request = study.request(kind, **({"model": model} if model is not None else {}))
     bundle_kind = kind_for_request(request)
-    cleaning = replace(study.cleaning, summary=summary, bounds=study.bounds) if bundle_kind.cleans_rows else None
+    cleaning = study.cleaning_with(summary) if bundle_kind.cleans_rows else None
     table = Table(data, study.target.name, study.model_features, factory_id, cleaning,
                   study.holdout if bundle_kind.cleans_rows else None, file_format,
-                  {spec.name: spec.categories for spec in study.features if spec.categories is not None})
+                  study.categories)
     return _encrypt(table, bundle_kind, request, study.encoding, study.public_key, masking, encryption, study.digest)
 
 
@@ -162,7 +162,7 @@ def _agree_with_study(study: Study, kind: str, **given: Any) -> None:
                                  f"{_short(study.request(kind))}", parameters=tuple(_fields(value)))
             continue
         if name == "cleaning":
-            expected = replace(study.cleaning, summary=value.summary, bounds=study.bounds)
+            expected = study.cleaning_with(value.summary)
             if value != expected:
                 raise UsageError("the cleaning options contradict the study's "
                                  f"(missing={study.cleaning.missing}, impute={study.cleaning.impute}, "
@@ -262,7 +262,7 @@ def evaluate_local(
         if target not in (None, study.target.name):
             raise UsageError(f"target {target!r} contradicts the study's {study.target.name!r}", parameters=("target",))
         target, encoding = study.target.name, study.encoding
-        categories = {spec.name: spec.categories for spec in study.features if spec.categories is not None}
+        categories = study.categories
     table = Table(data, target or model.target_, factory_id=source if isinstance(data, pd.DataFrame) else "factory",
                   cleaning=None, categories=categories)
     return evaluation_sums(model, table, encoding or Encoding())[0]
