@@ -183,6 +183,8 @@ def _masking(request: Mapping[str, Any], factory: FactoryConfig, study: Study | 
         round_ = round_from_request(request, roster)
         if factory.factory_id not in round_.participants:
             raise RoundError(f"{factory.factory_id!r} is not a participant of round {round_.round_id}")
+        if study is not None:
+            study.check_roster(roster, round_)  # not below the study's threshold
         return Masking(round_, load_factory_identity(factory, roster), roster)
     if factory.identity_dir or factory.roster_digest:
         raise RoundError(
@@ -259,8 +261,6 @@ def _study_bundle(request: Mapping[str, Any], factory: FactoryConfig, study: Stu
         raise SchemaMismatchError(f"the model to evaluate was solved in {made}, not in this factory's study "
                                   f"{study.digest}; refused")
     study.check_model(model)  # before the holdout is read
-    if masking is not None:
-        study.check_roster(masking.roster, masking.round)
     data: pd.DataFrame | str = factory.data_path
     if study.holdout is not None:
         data = study.holdout.split(read_table(factory.data_path))[1]
