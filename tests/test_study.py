@@ -385,3 +385,12 @@ def test_a_dp_release_in_a_study_uses_the_bounds_factories_clipped_to(frames, ke
                      "--bounds", path, "--out", tmp_path / "m.json")
     assert solved.returncode == 2 and "this study declares none" in solved.stderr
     assert not (tmp_path / "m.json").exists()
+
+
+def test_a_summary_reports_the_rows_it_read_from_a_file_or_a_frame(frames, study, tmp_path):
+    name, frame = next(iter(frames.items()))
+    path = tmp_path / "plant.csv"
+    frame.to_csv(path, index=False)
+    for data in (frame, path):
+        result = hefed.encrypt_for_study(data, study, factory_id=name, kind="summary")
+        assert result.report.rows_in == result.report.rows_out == len(frame)

@@ -35,7 +35,10 @@ class SummaryRequest:
 def local_summary(table: Any, encoding: Encoding, rounding: Rounding | None = None) -> ColumnSummary:
     """A factory's own summary of its whole table (plaintext; nothing is cleaned or held out); values finer
     than their grid are rounded and counted in ``rounding`` (refused without it)."""
-    frame = table.frame()
+    return _summary_of(table.frame(), table, encoding, rounding)
+
+
+def _summary_of(frame: Any, table: Any, encoding: Encoding, rounding: Rounding | None) -> ColumnSummary:
     columns = used_columns(frame, table.target, table.feature_list)
     labels = {str(c): c for c in frame.columns}
     absent = [c for c in columns if c not in labels]
@@ -72,9 +75,9 @@ class SummaryKind(Kind[ColumnSummary, SummaryRequest]):
     def compute(self, table: Any, encoding: Encoding, request: SummaryRequest) -> Computed[ColumnSummary]:
         if table.holdout is not None:
             raise UsageError("a summary covers the whole table: no holdout", parameters=("test_fraction",))
-        report = PreprocessReport(0, 0)
-        sums = local_summary(table, encoding, report.rounding)
-        report.rows_in = report.rows_out = len(table.frame()) if not table.is_file else 0
+        frame = table.frame()  # read once: the sums and the row count
+        report = PreprocessReport(len(frame), len(frame))
+        sums = _summary_of(frame, table, encoding, report.rounding)
         return Computed(sums, Header(table.target, tuple(sums.columns[:-1]), encoding), report)
 
 
