@@ -135,6 +135,11 @@ def parse_rational(text: Any, source: str, field: str, *, finite: bool = True,
     return value
 
 
+def format_rational(value: Fraction) -> str:
+    """An exact rational as ``"p/q"``, what :func:`parse_rational` reads back."""
+    return f"{value.numerator}/{value.denominator}"
+
+
 _STUDY_DIGEST = re.compile(r"[0-9a-f]{32}")
 
 

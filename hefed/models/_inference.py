@@ -58,7 +58,7 @@ from typing import Any
 import gmpy2
 import numpy as np
 
-from .._files import is_version, parse_rational
+from .._files import format_rational, is_version, parse_rational
 from ..errors import InvalidFileError, SingularSystemError, UsageError
 from ..primitives.exactsolve import exact_inverse
 from ..stats import ONES, SufficientStatistics, solve_exact_coefficients
@@ -424,9 +424,6 @@ class InferenceResults:
         def arr(a: np.ndarray) -> list[float | None]:
             return [js(v) for v in a]
 
-        def fs(x: Fraction) -> str:
-            return f"{x.numerator}/{x.denominator}"
-
         return {
             "format": FORMAT,
             "version": VERSION,
@@ -456,12 +453,13 @@ class InferenceResults:
             "condition_number": js(self.condition_number),
             "not_applicable": self.not_applicable,
             "exact": {
-                "ridge": fs(self.ridge_exact),
-                "params": [fs(v) for v in self.params_exact],
-                "ssr": fs(self.ssr_exact),
-                "centered_tss": fs(self.centered_tss_exact),
-                "uncentered_tss": fs(self.uncentered_tss_exact),
-                "xtx_inv_diag": None if self.xtx_inv_diag_exact is None else [fs(v) for v in self.xtx_inv_diag_exact],
+                "ridge": format_rational(self.ridge_exact),
+                "params": [format_rational(v) for v in self.params_exact],
+                "ssr": format_rational(self.ssr_exact),
+                "centered_tss": format_rational(self.centered_tss_exact),
+                "uncentered_tss": format_rational(self.uncentered_tss_exact),
+                "xtx_inv_diag": (None if self.xtx_inv_diag_exact is None
+                                 else [format_rational(v) for v in self.xtx_inv_diag_exact]),
             },
         }
 

@@ -27,6 +27,7 @@ import pandas as pd
 from .._files import (
     atomic_write_json,
     check_names,
+    format_rational,
     is_version,
     parse_rational,
     parse_str_list,
@@ -39,14 +40,6 @@ from ._inference import InferenceResults, inference
 
 FORMAT = "hefed.model"
 VERSION = 1
-
-
-def _frac_str(value: Fraction) -> str:
-    return f"{value.numerator}/{value.denominator}"
-
-
-def _parse_frac(text: Any, source: str, field: str) -> Fraction:
-    return parse_rational(text, source, field)
 
 
 class LinearModel:
@@ -210,10 +203,10 @@ class LinearModel:
             "fit_intercept": self.fit_intercept,
             "contributors": self.contributors_,
             "exact": {
-                "coef": [_frac_str(c) for c in self.coef_exact_],
-                "intercept": _frac_str(self.intercept_exact_),
-                "sse": None if self.sse_exact_ is None else _frac_str(self.sse_exact_),
-                "sst": None if self.sst_exact_ is None else _frac_str(self.sst_exact_),
+                "coef": [format_rational(c) for c in self.coef_exact_],
+                "intercept": format_rational(self.intercept_exact_),
+                "sse": None if self.sse_exact_ is None else format_rational(self.sse_exact_),
+                "sst": None if self.sst_exact_ is None else format_rational(self.sst_exact_),
             },
             **({"inference": self.inference().to_dict()} if self._inference is not None else {}),
             **({"standardized": self.standardized_} if self.standardized_ else {}),
@@ -256,11 +249,11 @@ class LinearModel:
             raise InvalidFileError(f"{source}: 'ridge' must be a non-negative number")
         model = cls(
             features, target,
-            [_parse_frac(c, source, "exact.coef") for c in exact["coef"]],
-            _parse_frac(exact.get("intercept"), source, "exact.intercept"),
+            [parse_rational(c, source, "exact.coef") for c in exact["coef"]],
+            parse_rational(exact.get("intercept"), source, "exact.intercept"),
             n_samples=n,
-            sse=None if exact.get("sse") is None else _parse_frac(exact.get("sse"), source, "exact.sse"),
-            sst=None if exact.get("sst") is None else _parse_frac(exact.get("sst"), source, "exact.sst"),
+            sse=None if exact.get("sse") is None else parse_rational(exact.get("sse"), source, "exact.sse"),
+            sst=None if exact.get("sst") is None else parse_rational(exact.get("sst"), source, "exact.sst"),
             ridge=float(ridge),
             fit_intercept=bool(obj.get("fit_intercept", True)),
             contributors=parse_str_list(obj.get("contributors", []), source, "contributors", non_empty=False),

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from .._files import (
     atomic_write_json,
+    format_rational,
     is_version,
     parse_rational,
     parse_str_list,
@@ -53,14 +54,11 @@ class CoefficientAggregate:
         return [self.weighted_coef[f] / self.n for f in self.features], self.weighted_intercept / self.n
 
     def to_dict(self) -> dict[str, Any]:
-        def frac(v: Fraction) -> str:
-            return f"{v.numerator}/{v.denominator}"
-
         return {
             "format": FORMAT, "version": VERSION, "target": self.target, "features": self.features,
             "n": self.n, "fit_intercept": self.fit_intercept, "contributors": self.contributors,
-            "weighted_intercept": frac(self.weighted_intercept),
-            "weighted_coef": {f: frac(self.weighted_coef[f]) for f in self.features},
+            "weighted_intercept": format_rational(self.weighted_intercept),
+            "weighted_coef": {f: format_rational(self.weighted_coef[f]) for f in self.features},
             **study_field(self.study),
         }
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from .._files import (
     atomic_write_json,
+    format_rational,
     is_version,
     parse_rational,
     parse_str_list,
@@ -66,13 +67,11 @@ class ColumnSummary:
         return [(c, self.count[c], self.mean(c), self.std(c)) for c in self.columns]
 
     def to_dict(self) -> dict[str, Any]:
-        def frac(v: Fraction) -> str:
-            return f"{v.numerator}/{v.denominator}"
-
         return {
             "format": FORMAT, "version": VERSION, "contributors": self.contributors,
             "columns": {c: {"count": self.count[c], "mean": _js(self.mean(c)), "std": _js(self.std(c)),
-                            "sum": frac(self.total[c]), "sum_sq": frac(self.total_sq[c])} for c in self.columns},
+                            "sum": format_rational(self.total[c]), "sum_sq": format_rational(self.total_sq[c])}
+                        for c in self.columns},
             **study_field(self.study),
         }
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from .._files import (
     atomic_write_json,
+    format_rational,
     is_version,
     parse_rational,
     parse_str_list,
@@ -80,9 +81,6 @@ class EvaluationSums:
         return {"n": self.n, "mse": self.mse, "rmse": self.rmse, "mae": self.mae, "r2": self.r2}
 
     def to_dict(self) -> dict[str, Any]:
-        def frac(v: Fraction) -> str:
-            return f"{v.numerator}/{v.denominator}"
-
         return {
             "format": FORMAT,
             "version": VERSION,
@@ -90,8 +88,8 @@ class EvaluationSums:
             "features": self.features,
             "contributors": self.contributors,
             "metrics": self.metrics(),
-            "exact": {"n": self.n, "sse": frac(self.sse), "sae": frac(self.sae),
-                      "sum_y": frac(self.sum_y), "sum_y2": frac(self.sum_y2)},
+            "exact": {"n": self.n, "sse": format_rational(self.sse), "sae": format_rational(self.sae),
+                      "sum_y": format_rational(self.sum_y), "sum_y2": format_rational(self.sum_y2)},
             **study_field(self.study),
         }
 
