@@ -288,6 +288,20 @@ def test_a_file_as_read(tmp_path, key):
         check_table(tmp_path / "nowhere.csv", good_study(key))
 
 
+def test_the_report_names_the_encoding_the_file_was_read_with(tmp_path, key):
+    """A file that is plain ASCII for more than the detection sample and Windows text further on is read
+    as cp1252 (UTF-8 fails beyond the sample): the report names the encoding it was read with."""
+    frame = pd.concat([good_frame()] * 2000, ignore_index=True)
+    frame.loc[len(frame) - 1, "note"] = "caf\u00e9"
+    path = tmp_path / "plant.csv"
+    frame.to_csv(path, index=False, encoding="cp1252")
+    assert path.stat().st_size > 64 << 10 and path.read_bytes()[:64 << 10].isascii()
+    report = check_table(path, good_study(key))
+    assert report.fits and report.rows_read == len(frame)
+    assert report.file_format is not None and report.file_format.encoding == "cp1252"
+    assert "cp1252" in report.heading()[0]
+
+
 # --- the command -----------------------------------------------------------------------------------
 @pytest.fixture
 def files(tmp_path, key):

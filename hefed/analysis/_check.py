@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from .. import data as _data
-from ..data import FileFormat, ResolvedFormat, detect_format, read_table, row_list
+from ..data import FileFormat, ResolvedFormat, read_table_and_format, row_list
 from ..errors import DataError
 from ..protocol import ColumnSpec, Study, check_factory_id
 from ..stats import ColumnEncoding, ColumnSummary, Rounding, column_bits_needed
@@ -362,9 +362,8 @@ def check_table(
         if twice:  # as encryption refuses them
             raise DataError(f"{source}: duplicate column name {twice[0]!r}")
     else:
-        path = Path(data)
-        frame = read_table(path, file_format)
-        resolved, source = detect_format(path, file_format), str(path)
+        frame, resolved = read_table_and_format(data, file_format)
+        source = str(Path(data))
     return _Checker(frame, study, source, summary).report(factory_id, resolved)
 
 

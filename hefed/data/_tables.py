@@ -51,6 +51,14 @@ def read_table(path: str | os.PathLike[str], file_format: FileFormat | None = No
     ``file_format`` names them (:mod:`hefed.data._formats`). A text file's decimal separator is kept
     in ``frame.attrs["decimal"]``, so its text cells become numbers as the file writes them.
     """
+    return read_table_and_format(path, file_format)[0]
+
+
+def read_table_and_format(
+    path: str | os.PathLike[str], file_format: FileFormat | None = None,
+) -> tuple[pd.DataFrame, ResolvedFormat]:
+    """:func:`read_table`, and how the file was really read: the detected format, with the text
+    encoding the reader fell back to when UTF-8 failed beyond the detection sample."""
     path = Path(path)
     check_data_file(path)
     resolved = detect_format(path, file_format)
@@ -60,9 +68,9 @@ def read_table(path: str | os.PathLike[str], file_format: FileFormat | None = No
         except Exception as exc:  # pyarrow raises many types for corrupt files
             raise InvalidFileError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
         check_unique_columns(list(map(str, frame.columns)), path)
-        return frame
+        return frame, resolved
     if resolved.kind == "excel":
-        return _read_workbook(path, resolved.sheet)
+        return _read_workbook(path, resolved.sheet), resolved
     try:
         frame = _read_text(path, resolved)
     except UnicodeDecodeError:
@@ -72,7 +80,7 @@ def read_table(path: str | os.PathLike[str], file_format: FileFormat | None = No
         resolved = dataclasses.replace(resolved, encoding=encoding)
         frame = _read_text(path, resolved)
     frame.attrs["decimal"] = resolved.decimal
-    return frame
+    return frame, resolved
 
 
 def _read_text(path: Path, resolved: ResolvedFormat) -> pd.DataFrame:
