@@ -164,6 +164,12 @@ def is_version(value: Any, expected: int) -> bool:
     return type(value) is int and value == expected
 
 
+def check_format(obj: dict[str, Any], source: str, file_format: str, version: int, what: str) -> None:
+    """Refuse an object that is not a hefed ``what`` file: another ``format``, or another ``version``."""
+    if obj.get("format") != file_format or not is_version(obj.get("version"), version):
+        raise InvalidFileError(f"{source}: not a hefed {what} file (version {version})")
+
+
 def check_names(names: Any, source: str, field: str) -> None:
     """Column and factory names must be strings that can be written out as UTF-8 (no lone surrogates)."""
     for name in names:

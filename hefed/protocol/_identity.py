@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.serialization import Encoding as RawEncoding
 from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat, PublicFormat
 
-from .._files import atomic_write_json, check_writable, is_version, read_json_object
+from .._files import atomic_write_json, check_format, check_writable, read_json_object
 from ..errors import InsecureKeyError, InvalidFileError, UsageError
 from ._ids import check_factory_id
 
@@ -130,8 +130,7 @@ def enroll(factory_id: str, out_dir: str | os.PathLike[str], force: bool = False
 
 
 def _identity_fields(obj: dict[str, Any], source: str) -> tuple[str, bytes, bytes]:
-    if obj.get("format") != IDENTITY_FORMAT or not is_version(obj.get("version"), VERSION):
-        raise InvalidFileError(f"{source}: not a hefed identity file (version {VERSION})")
+    check_format(obj, source, IDENTITY_FORMAT, VERSION, "identity")
     try:
         factory_id = check_factory_id(obj.get("factory_id"))
     except UsageError:
@@ -206,8 +205,7 @@ class Roster:
     def from_dict(cls, obj: Any, source: str = "roster") -> Roster:
         if not isinstance(obj, dict):
             raise InvalidFileError(f"{source}: a roster must be a JSON object")
-        if obj.get("format") != ROSTER_FORMAT or not is_version(obj.get("version"), VERSION):
-            raise InvalidFileError(f"{source}: not a hefed roster file (version {VERSION})")
+        check_format(obj, source, ROSTER_FORMAT, VERSION, "roster")
         members = obj.get("members")
         if not isinstance(members, dict) or set(obj) != {"format", "version", "members"}:
             raise InvalidFileError(f"{source}: a roster has exactly 'format', 'version' and 'members'")

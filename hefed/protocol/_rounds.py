@@ -49,7 +49,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .._files import atomic_write_json, is_version, read_json_object
+from .._files import atomic_write_json, check_format, read_json_object
 from ..errors import (
     DuplicateContributorError,
     IncompleteRoundError,
@@ -91,8 +91,7 @@ class Round:
     def from_dict(cls, obj: Any, source: str = "round") -> Round:
         if not isinstance(obj, dict):
             raise InvalidFileError(f"{source}: a round must be a JSON object")
-        if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
-            raise InvalidFileError(f"{source}: not a hefed round file (version {VERSION})")
+        check_format(obj, source, FORMAT, VERSION, "round")
         round_id, participants, digest = obj.get("round_id"), obj.get("participants"), obj.get("roster_digest")
         if not _is_hex(round_id, 32) or not _is_hex(digest, 32):
             raise InvalidFileError(f"{source}: 'round_id' and 'roster_digest' must be 32 hex digits")

@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 
 from .._files import (
     atomic_write_json,
+    check_format,
     format_rational,
-    is_version,
     parse_rational,
     parse_str_list,
     read_json_object,
@@ -73,8 +73,7 @@ class CoefficientAggregate:
     @classmethod
     def from_dict(cls, obj: dict[str, Any], source: str = "coefficients") -> CoefficientAggregate:
         obj, study = split_study(obj, source)
-        if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
-            raise InvalidFileError(f"{source}: not a hefed coefficients file (version {VERSION})")
+        check_format(obj, source, FORMAT, VERSION, "coefficients")
         features, weighted = obj.get("features"), obj.get("weighted_coef")
         if not isinstance(features, list) or not all(isinstance(f, str) for f in features) or not features:
             raise InvalidFileError(f"{source}: 'features' must be a non-empty list of strings")

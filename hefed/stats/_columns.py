@@ -19,8 +19,8 @@ import numpy as np
 
 from .._files import (
     atomic_write_json,
+    check_format,
     format_rational,
-    is_version,
     parse_rational,
     parse_str_list,
     read_json_object,
@@ -85,8 +85,7 @@ class ColumnSummary:
     @classmethod
     def from_dict(cls, obj: dict[str, Any], source: str = "summary") -> ColumnSummary:
         obj, study = split_study(obj, source)
-        if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
-            raise InvalidFileError(f"{source}: not a hefed summary file (version {VERSION})")
+        check_format(obj, source, FORMAT, VERSION, "summary")
         columns = obj.get("columns")
         if not isinstance(columns, dict) or not columns:
             raise InvalidFileError(f"{source}: 'columns' must be a non-empty object")

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._files import atomic_write_json, is_version, read_json_object, split_study, study_field
+from .._files import atomic_write_json, check_format, read_json_object, split_study, study_field
 from ..errors import InvalidFileError, UsageError
 from ._gram import SufficientStatistics
 
@@ -95,8 +95,7 @@ class FoldStatistics:
     @classmethod
     def from_dict(cls, obj: dict[str, Any], source: str = "fold statistics") -> FoldStatistics:
         obj, study = split_study(obj, source)
-        if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
-            raise InvalidFileError(f"{source}: not a hefed fold-statistics file (version {VERSION})")
+        check_format(obj, source, FORMAT, VERSION, "fold-statistics")
         folds = obj.get("folds")
         if not isinstance(folds, list) or len(folds) < 2 or not all(isinstance(f, dict) for f in folds):
             raise InvalidFileError(f"{source}: 'folds' must list at least two statistics objects")

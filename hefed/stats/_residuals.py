@@ -26,8 +26,8 @@ import numpy as np
 
 from .._files import (
     atomic_write_json,
+    check_format,
     format_rational,
-    is_version,
     parse_rational,
     parse_str_list,
     read_json_object,
@@ -103,8 +103,7 @@ class EvaluationSums:
     @classmethod
     def from_dict(cls, obj: dict[str, Any], source: str = "evaluation") -> EvaluationSums:
         obj, study = split_study(obj, source)
-        if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
-            raise InvalidFileError(f"{source}: not a hefed evaluation file (version {VERSION})")
+        check_format(obj, source, FORMAT, VERSION, "evaluation")
         exact = obj.get("exact")
         if (not isinstance(exact, dict) or not isinstance(exact.get("n"), int) or isinstance(exact["n"], bool)
                 or exact["n"] < 1):
