@@ -232,19 +232,18 @@ def test_outliers_are_checked_only_with_the_consortium_summary(key):
 
 
 def test_unused_columns_carry_the_librarys_reasons(key):
-    """Columns the study does not use are listed (informational), with hefed.data.left_out_columns's reasons
-    where the library has it."""
+    """Columns the study does not use are listed (informational), with hefed.data.left_out_columns's reasons."""
     frame = good_frame()
     frame["flag"] = [True, False] * 4
     frame["spare_kw"] = np.arange(8.0)
     report = check_table(frame, good_study(key))
     assert report.fits and [c.name for c in report.unused_columns] == ["date", "note", "flag", "spare_kw"]
     assert [c.type for c in report.unused_columns][2:] == ["boolean", "numeric"]
-    left_out = getattr(hefed.data, "left_out_columns", None)
-    if left_out is not None:
-        reasons = left_out(frame, "co2_t")
-        assert {c.name: c.reason for c in report.unused_columns if c.name in reasons} == \
-            {name: reason for name, reason in reasons.items() if name in ("date", "note", "flag")}
+    reasons = hefed.data.left_out_columns(frame, "co2_t")
+    assert {c.name: c.reason for c in report.unused_columns if c.name in reasons} == \
+        {name: reason for name, reason in reasons.items() if name in ("date", "note", "flag")}
+    assert all(reasons[name] for name in ("date", "note", "flag"))  # each says why
+    assert [c.reason for c in report.unused_columns][3] == ""  # a numeric column is left out by the study only
 
 
 def test_blank_categorical_cells_are_missing(key):

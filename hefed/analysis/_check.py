@@ -35,7 +35,7 @@ import difflib
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -43,8 +43,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .. import data as _data
-from ..data import FileFormat, ResolvedFormat, read_table_and_format, row_list
+from ..data import FileFormat, ResolvedFormat, left_out_columns, read_table_and_format, row_list
 from ..errors import DataError
 from ..protocol import ColumnSpec, Study, check_factory_id
 from ..stats import ColumnEncoding, ColumnSummary, Rounding, column_bits_needed
@@ -730,7 +729,7 @@ class _Checker:
 
     def _unused(self) -> list[UnusedColumn]:
         used = {self.study.target.name, *self.study.feature_names}
-        reasons = _left_out_reasons(self.frame, self.study.target.name)
+        reasons = left_out_columns(self.frame, self.study.target.name)
         out = []
         for name, label in self.labels.items():
             if name in used:
@@ -793,22 +792,3 @@ def _column_kind(series: pd.Series, decimal: str) -> tuple[str, str]:
     if bad.empty:
         return "numeric", "as text"
     return _text_kind(bad, decimal, len(present))
-
-
-def _left_out_reasons(frame: pd.DataFrame, target: str) -> dict[str, str]:
-    """Why the default features would leave each column out, from ``hefed.data.left_out_columns`` where the
-    library has it (a mapping, or pairs, or objects with a name and a reason); else nothing."""
-    left_out = getattr(_data, "left_out_columns", None)
-    if left_out is None:
-        return {}
-    found = left_out(frame, target)
-    items: Iterable[Any] = found.items() if isinstance(found, Mapping) else found
-    reasons = {}
-    for item in items:
-        if isinstance(item, tuple) and len(item) == 2:
-            name, reason = item
-        else:
-            name = getattr(item, "name", getattr(item, "column", item))
-            reason = getattr(item, "reason", "")
-        reasons[str(name)] = str(reason)
-    return reasons
