@@ -140,7 +140,12 @@ def format_rational(value: Fraction) -> str:
     return f"{value.numerator}/{value.denominator}"
 
 
-_STUDY_DIGEST = re.compile(r"[0-9a-f]{32}")
+_DIGEST = re.compile(r"[0-9a-f]{32}")
+
+
+def is_digest(value: Any) -> bool:
+    """A digest or random id as hefed writes them (studies, rosters, rounds): 32 lowercase hex digits."""
+    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
 
 
 def split_study(obj: dict[str, Any], source: str) -> tuple[dict[str, Any], str | None]:
@@ -149,7 +154,7 @@ def split_study(obj: dict[str, Any], source: str) -> tuple[dict[str, Any], str |
     if "study" not in obj:
         return obj, None
     study = obj["study"]
-    if not isinstance(study, str) or not _STUDY_DIGEST.fullmatch(study):
+    if not is_digest(study):
         raise InvalidFileError(f"{source}: 'study' must be a study digest of 32 hex digits")
     return {k: v for k, v in obj.items() if k != "study"}, study
 

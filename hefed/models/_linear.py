@@ -33,6 +33,7 @@ from .._files import (
     parse_str_list,
     read_json_object,
     split_study,
+    study_field,
 )
 from ..errors import DataError, InvalidFileError, UsageError
 from ..stats import ONES, SufficientStatistics, r2_score, r_squared
@@ -211,7 +212,7 @@ class LinearModel:
             **({"inference": self.inference().to_dict()} if self._inference is not None else {}),
             **({"standardized": self.standardized_} if self.standardized_ else {}),
             **({"differential_privacy": self.dp_} if self.dp_ else {}),
-            **({"study": self.study_} if self.study_ else {}),
+            **study_field(self.study_),
         }
 
     def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:

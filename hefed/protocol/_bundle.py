@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 from phe import PaillierPublicKey
 from phe.util import base64_to_int, int_to_base64
 
-from .._files import atomic_write_json, check_names, is_version, read_json_object
+from .._files import atomic_write_json, check_names, is_digest, is_version, read_json_object, split_study, study_field
 from .._keys import MAX_BITS, key_fingerprint
 from ..errors import InvalidFileError, OverflowRiskError, UsageError
 from ..kinds import MAX_FEATURES, Header, Kind, get_kind
@@ -44,7 +43,6 @@ from ._ids import FACTORY_ID_PATTERN, check_factory_id
 
 FORMAT = "hefed.bundle"
 VERSION = 1
-_HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass
@@ -170,7 +168,7 @@ class Bundle:
             "layout_digest": self.layout_digest,
             "contributors": list(self.contributors),
             "ciphertexts": [encode(c) for c in self.ciphertexts],
-            **({"study": self.study} if self.study else {}),
+            **study_field(self.study),
             **({"round_id": self.round_id, "manifests": self.manifests} if self.round_id else {}),
             **({"contributions": {f: [encode(c) for c in cs] for f, cs in self.contributions.items()}}
                if self.contributions else {}),
@@ -199,12 +197,10 @@ class Bundle:
                 f"{source}: fields wrong (missing {sorted(expected - present)}, "
                 f"extra {sorted(present - expected)})"
             )
-        study = obj.get("study")
-        if "study" in obj and (not isinstance(study, str) or not _HEX32.fullmatch(study)):
-            raise InvalidFileError(f"{source}: 'study' must be a study digest of 32 hex digits")
+        study = split_study(obj, source)[1]
         round_id, manifests = obj.get("round_id"), obj.get("manifests", [])
         if "round_id" in obj:
-            if not isinstance(round_id, str) or len(round_id) != 32 or not set(round_id) <= set("0123456789abcdef"):
+            if not is_digest(round_id):
                 raise InvalidFileError(f"{source}: 'round_id' must be 32 hex digits")
             if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
                 raise InvalidFileError(f"{source}: 'manifests' must be a list of objects")

@@ -49,7 +49,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .._files import atomic_write_json, check_format, read_json_object
+from .._files import atomic_write_json, check_format, is_digest, read_json_object
 from ..errors import (
     DuplicateContributorError,
     IncompleteRoundError,
@@ -93,17 +93,13 @@ class Round:
             raise InvalidFileError(f"{source}: a round must be a JSON object")
         check_format(obj, source, FORMAT, VERSION, "round")
         round_id, participants, digest = obj.get("round_id"), obj.get("participants"), obj.get("roster_digest")
-        if not _is_hex(round_id, 32) or not _is_hex(digest, 32):
+        if not is_digest(round_id) or not is_digest(digest):
             raise InvalidFileError(f"{source}: 'round_id' and 'roster_digest' must be 32 hex digits")
         if (not isinstance(participants, list) or len(participants) < 2
                 or not all(isinstance(p, str) for p in participants)
                 or participants != sorted(set(participants))):
             raise InvalidFileError(f"{source}: 'participants' must be a sorted list of at least two distinct ids")
         return cls(str(round_id), tuple(participants), str(digest))
-
-
-def _is_hex(value: Any, length: int) -> bool:
-    return isinstance(value, str) and len(value) == length and all(c in "0123456789abcdef" for c in value)
 
 
 def new_round(roster: Roster, participants: Iterable[str]) -> Round:
