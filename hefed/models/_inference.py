@@ -98,12 +98,6 @@ def _mpq(value: Fraction | int) -> Any:
     return gmpy2.mpq(value.numerator, value.denominator)
 
 
-def _frac(value: Any) -> Fraction:
-    """An exact gmpy2 ``mpq`` (or int, Fraction) as a :class:`~fractions.Fraction`."""
-    q = gmpy2.mpq(value)
-    return Fraction(int(q.numerator), int(q.denominator))
-
-
 def _float(value: Fraction) -> float:
     """Correctly rounded float64 of an exact rational (``Fraction.__float__`` rounds to nearest)."""
     return float(value)
@@ -525,39 +519,21 @@ def inference(
     coef_sorted, intercept = solve_exact_coefficients(stats, ridge, fit_intercept)
     alpha = Fraction(ridge)
     cols = stats.columns
-    y = len(cols) - 1
-    by_column = dict(zip(cols[1:y], coef_sorted, strict=True))
+    by_column = dict(zip(cols[1:-1], coef_sorted, strict=True))
+    # SSR = ‖y − Xθ − θ₀‖², the quadratic form of the exact Gram (θ₀ = 0 without an intercept).
+    ssr = stats.residual_sum_of_squares(by_column, intercept)
     if fit_intercept:
         by_column[ONES] = intercept
     # Display order: intercept first, then the user's feature order.
     names = ([ONES] if fit_intercept else []) + list(stats.features)
     index = [cols.index(nm) for nm in names]
     theta = [by_column[nm] for nm in names]
-
-    scale = stats.scale_bits
-
-    def g(a: int, b: int) -> Any:
-        return gmpy2.mpq(stats.gram[a][b], 1 << (scale[a] + scale[b]))
-
-    # SSR = ‖y − Xθ‖² as a quadratic form in the exact Gram of [X, y].
-    weights = [_mpq(t) for t in theta] + [gmpy2.mpq(-1)]
-    cols_w = [*index, y]
-    ssr_q = gmpy2.mpq(0)
-    for i, a in enumerate(cols_w):
-        wa = weights[i]
-        if wa == 0:
-            continue
-        acc = gmpy2.mpq(0)
-        for j, b in enumerate(cols_w):
-            if weights[j] != 0:
-                acc += weights[j] * g(a, b)
-        ssr_q += wa * acc
-    ssr = _frac(ssr_q)
     n = stats.n
-    syy, sy = _frac(g(y, y)), _frac(g(0, y))
+    syy, sy = stats.exact(stats.target, stats.target), stats.exact(ONES, stats.target)
     centered = syy - sy * sy / n
 
-    gram = [[_frac(g(a, b)) for b in index] for a in index]
+    scale = stats.scale_bits
+    gram = [[Fraction(stats.gram[a][b], 1 << (scale[a] + scale[b])) for b in index] for a in index]
     inverse = exact_inverse(gram)
     if inverse is None and alpha == 0:  # solve_exact_coefficients would have raised already
         raise SingularSystemError("singular system: XᵀX is not invertible", [])
