@@ -9,11 +9,12 @@ For each key size:
     same pool again: steady-state throughput, tables built).
 
 "Values" are the statistics a factory really sends: the packed layout of the
-statistics of ``--features`` features at the default encoding (F = 72, 40 integer
-bits, guard bits for 10,000 factories), so values per ciphertext come from that
-layout, not from a made-up slot width.
+statistics of ``--features`` features at the encoding ``--frac-bits``/``--int-bits``
+(default: the library's, 84/64; guard bits for 10,000 factories), so values per
+ciphertext come from that layout, not from a made-up slot width.
 
 Usage:  python benchmarks/bench_encrypt.py [--bits 2048 3072] [--ciphertexts 8192] [--features 20]
+                                           [--frac-bits 84] [--int-bits 64]
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ def main() -> None:
     parser.add_argument("--ciphertexts", type=int, default=8192, help="batch size for the DJN paths")
     parser.add_argument("--features", type=int, default=20)
     parser.add_argument("--phe-values", type=int, default=40, help="values encrypted by phe (it is slow)")
+    parser.add_argument("--frac-bits", type=int, default=Encoding.frac_bits, help="the encoding's grid 2^-FRAC_BITS")
+    parser.add_argument("--int-bits", type=int, default=Encoding.int_bits, help="the encoding's range 2^INT_BITS")
     args = parser.parse_args()
+    encoding = Encoding(frac_bits=args.frac_bits, int_bits=args.int_bits)
 
     print(f"workers available: {parallel.available_workers()}")
     header = f"{'key':>5} {'path':<42} {'values':>8} {'µs/value':>10} {'vs phe':>8}"
@@ -49,7 +53,7 @@ def main() -> None:
     print("-" * len(header))
     for bits in args.bits:
         public_key, _ = paillier.generate_paillier_keypair(n_length=bits)
-        layout = kind_layout("statistics", [f"x{j}" for j in range(args.features)], "y", Encoding(), public_key.n, {})
+        layout = kind_layout("statistics", [f"x{j}" for j in range(args.features)], "y", encoding, public_key.n, {})
         per_ct = len(layout.slots) / layout.n_plaintexts
         plaintexts = [secrets.randbelow(1 << layout.capacity_bits) for _ in range(args.ciphertexts)]
 

@@ -13,9 +13,11 @@ Side by side in one run, each measurement in a fresh Python process (so peak RSS
 Peak RSS is the process's own maximum resident set, plus (for the pool) the largest
 worker's. The bundle files are copies of one real bundle under distinct factory ids
 (aggregation cost does not depend on the plaintexts); the CSV repeats one block of
-random rows (reading cost does not depend on repetition).
+random rows (reading cost does not depend on repetition). The bundles are encrypted at the
+encoding ``--frac-bits``/``--int-bits`` (default: the library's, 84/64), which sets their size.
 
 Usage:  python benchmarks/bench_scale.py [--bundles 100 1000 10000] [--csv-mb 100 1000] [--workdir DIR]
+                                         [--frac-bits 84] [--int-bits 64]
 """
 
 from __future__ import annotations
@@ -91,13 +93,14 @@ def run(kind: str, target: Path, env: dict[str, str] | None = None) -> dict[str,
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def make_bundles(workdir: Path, count: int, bits: int, features: int) -> Path:
+def make_bundles(workdir: Path, count: int, bits: int, features: int, frac_bits: int, int_bits: int) -> Path:
     import numpy as np
     import pandas as pd
 
     import hefed
+    from hefed.stats import Encoding
 
-    folder = workdir / f"bundles-{count}"
+    folder = workdir / f"bundles-{count}-{frac_bits}-{int_bits}"
     if folder.is_dir() and len(list(folder.glob("*.json"))) == count:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -105,7 +108,8 @@ def make_bundles(workdir: Path, count: int, bits: int, features: int) -> Path:
     rng = np.random.default_rng(0)
     names = [f"x{j:02d}" for j in range(features)]
     frame = pd.DataFrame(np.round(rng.normal(size=(1000, features + 1)) * 100, 3), columns=[*names, "y"])
-    base = hefed.encrypt_statistics(frame, "y", public_key, names, factory_id="f00000").to_dict()
+    base = hefed.encrypt_statistics(frame, "y", public_key, names, factory_id="f00000",
+                                    encoding=Encoding(frac_bits=frac_bits, int_bits=int_bits)).to_dict()
     for i in range(count):
         base["contributors"] = [f"f{i:05d}"]
         (folder / f"f{i:05d}.json").write_text(json.dumps(base))
@@ -135,6 +139,14 @@ def make_csv(workdir: Path, megabytes: int, features: int) -> Path:
     return path
 
 
+def _encoding_bits(args: argparse.Namespace) -> tuple[int, int]:
+    """(frac_bits, int_bits) of the bundles: as given, else the library's defaults."""
+    from hefed.stats import Encoding
+
+    return (Encoding.frac_bits if args.frac_bits is None else args.frac_bits,
+            Encoding.int_bits if args.int_bits is None else args.int_bits)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundles", type=int, nargs="*", default=[100, 1000, 10000])
@@ -142,6 +154,8 @@ def main() -> None:
     parser.add_argument("--bits", type=int, default=2048)
     parser.add_argument("--features", type=int, default=20)
     parser.add_argument("--workdir", type=Path, default=None, help="keep the generated files here (default: temp)")
+    parser.add_argument("--frac-bits", type=int, default=None, help="the bundles' grid 2^-FRAC_BITS (default 84)")
+    parser.add_argument("--int-bits", type=int, default=None, help="the bundles' range 2^INT_BITS (default 64)")
     parser.add_argument("--measure", nargs=2, metavar=("KIND", "TARGET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -153,7 +167,7 @@ def main() -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         print(f"{'measurement':<52} {'seconds':>9} {'peak RSS MB':>12} {'worker MB':>10}")
         for count in args.bundles:
-            folder = make_bundles(workdir, count, args.bits, args.features)
+            folder = make_bundles(workdir, count, args.bits, args.features, *_encoding_bits(args))
             mb = sum(p.stat().st_size for p in folder.glob("*.json")) / 1e6
             results = [
                 (f"aggregate {count} bundles ({mb:.0f} MB): hefed, pool", run("aggregate", folder)),
