@@ -212,7 +212,7 @@ def mask_and_sign(bundle: Bundle, identity: FactoryIdentity, roster: Roster, rou
         "key_fingerprint": result.key_fingerprint, "kind": result.kind, "schema_digest": schema_digest(result),
         "layout_digest": result.layout_digest, "ciphertext_digest": ciphertext_digest(result),
     }
-    _record_contribution(identity, round_, schema_digest(result), manifest["ciphertext_digest"])
+    _record_contribution(identity, round_, manifest["schema_digest"], manifest["ciphertext_digest"])
     manifest["signature"] = identity.sign(_signed_bytes(manifest)).hex()
     result.manifests = [manifest]
     return result
