@@ -3,6 +3,7 @@ cites exists."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -64,3 +65,22 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     exec(compile(block, "README.md (Python API)", "exec"), namespace)  # noqa: S102 - our own documentation
     assert namespace["model"].coef_exact_ == hefed.solve(namespace["stats"]).coef_exact_
     assert namespace["est"].coef_.shape == (len(namespace["features"]),)
+
+
+def test_the_readme_study_example_runs_and_rounds_what_it_says(tmp_path, monkeypatch):
+    """The README's Python study example runs as written (a small key for the 3072-bit one), and the rounding
+    count its comment shows is the one it produces."""
+    import hefed
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("In Python (`hefed.Study`", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    claimed = re.search(r"results\[0\]\.report\.rounding\.counts\s+# (\{[^}]*\})", block)
+    assert claimed is not None, "the example no longer shows its rounding counts"
+    small = hefed.generate_keypair(1024, insecure_test_key=True)
+    monkeypatch.setattr(hefed, "generate_keypair", lambda *args, **kwargs: small)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README.md (studies in Python)", "exec"), namespace)  # noqa: S102 - our own documentation
+    results, study = namespace["results"], namespace["study"]
+    assert dict(results[0].report.rounding.counts) == ast.literal_eval(claimed.group(1))
+    assert namespace["model"].study_ == study.digest
