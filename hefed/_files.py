@@ -72,15 +72,20 @@ def atomic_write_json(
     return atomic_write_bytes(path, text.encode("utf-8"), force=force, mode=mode)
 
 
-def read_json_object(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
-    """Read a JSON object from ``path``; raise :class:`InvalidFileError` naming the file."""
-    path = Path(path)
+def stat_file(path: str | os.PathLike[str], what: str) -> os.stat_result:
+    """The ``os.stat`` of a ``what`` file, or an :class:`InvalidFileError` saying it is missing or unreadable."""
     try:
-        size = path.stat().st_size
+        return Path(path).stat()
     except FileNotFoundError:
         raise InvalidFileError(f"{path}: {what} file not found") from None
     except OSError as exc:
         raise InvalidFileError(f"{path}: cannot read {what} file ({exc.strerror})") from None
+
+
+def read_json_object(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
+    """Read a JSON object from ``path``; raise :class:`InvalidFileError` naming the file."""
+    path = Path(path)
+    size = stat_file(path, what).st_size
     if path.is_dir():
         raise InvalidFileError(f"{path}: is a directory, expected a {what} file")
     if size == 0:

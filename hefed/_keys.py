@@ -25,7 +25,7 @@ import gmpy2
 from phe import PaillierPrivateKey, PaillierPublicKey, generate_paillier_keypair
 from phe.util import base64_to_int, int_to_base64
 
-from ._files import atomic_write_json, read_json_object
+from ._files import atomic_write_json, read_json_object, stat_file
 from .errors import InsecureKeyError, InvalidFileError, KeyMismatchError, UsageError
 
 DEFAULT_BITS = 3072
@@ -175,12 +175,7 @@ def load_private_key(
     unless ``allow_insecure_permissions``.
     """
     path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise InvalidFileError(f"{path}: private key file not found") from None
-    except OSError as exc:
-        raise InvalidFileError(f"{path}: cannot read private key file ({exc.strerror})") from None
+    mode = stat_file(path, "private key").st_mode
     obj = read_json_object(path, "private key")
     if _is_public(obj):
         raise InvalidFileError(f"{path}: this is the public key, which cannot decrypt; give the private key "

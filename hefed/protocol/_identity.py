@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.serialization import Encoding as RawEncoding
 from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat, PublicFormat
 
-from .._files import atomic_write_json, check_format, check_writable, read_json_object
+from .._files import atomic_write_json, check_format, check_writable, read_json_object, stat_file
 from ..errors import InsecureKeyError, InvalidFileError, UsageError
 from ._ids import check_factory_id
 
@@ -150,10 +150,7 @@ def load_identity(path: str | os.PathLike[str], allow_insecure_permissions: bool
     path = Path(path)
     if path.is_dir():
         path = path / "identity.key.json"
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise InvalidFileError(f"{path}: identity file not found") from None
+    mode = stat_file(path, "identity").st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO) and not allow_insecure_permissions:
         raise InsecureKeyError(f"{path}: identity key is accessible by group or others; run chmod 600 on it")
     obj = read_json_object(path, "identity")
