@@ -245,6 +245,33 @@ def test_a_column_empty_in_the_first_blocks_is_still_a_default_feature(tmp_path,
         assert "row(s) 1, 2, 3" in streamed[1]
 
 
+def test_default_features_are_chosen_from_the_table_as_read_not_after_cleaning(tmp_path):
+    """A text column that is numeric only in the rows cleaning keeps is left out on both paths, and the
+    report's reason agrees with the statistics (it used to be left out in the report and used in the model)."""
+    frame = pd.DataFrame({"y": [1.0, 2, 3, 4, 5, 6, 7.5, 8, 9.25, 10], "x": [np.nan] * 6 + [1.0, 2.5, 3, 4.75],
+                          "z": ["off"] * 6 + ["3.5", "1", "2", "7"]})
+    (stats,), report = hefed.data.table_statistics(frame, "y", cleaning=Cleaning(missing="drop"))
+    assert stats.features == ["x"] and list(report.left_out) == ["z"] and report.rows_out == 4
+    path = tmp_path / "late-numbers.csv"
+    frame.to_csv(path, index=False)
+    streamed, whole = _both_paths(path, missing="drop")
+    assert streamed == whole and streamed[0] == ["x"]
+
+
+def test_statistics_without_a_report_do_not_work_out_why_columns_are_left_out(monkeypatch):
+    """compute_statistics returns no report, so it does not spend time on the reasons (a text column's
+    reason looks at every one of its cells); encrypt_table, which reports them, still does."""
+    frame = _frame(50)
+    expected = statistics_from_arrays(frame[["coal_t", "gas_t", "hours"]].to_numpy(dtype=float),
+                                      frame["co2_t"].to_numpy(), ["coal_t", "gas_t", "hours"], "co2_t").gram
+    monkeypatch.setattr("hefed.data._columns._reason", lambda *args: pytest.fail("a reason was worked out"))
+    assert hefed.compute_statistics(frame, "co2_t").gram == expected
+    assert [f.n for f in hefed.compute_fold_statistics(frame, "co2_t", folds=2).folds] != []
+    monkeypatch.undo()
+    (_, report) = hefed.data.table_statistics(frame, "co2_t")
+    assert list(report.left_out) == ["plant"]
+
+
 def test_a_text_column_numeric_after_the_first_blocks_is_decided_on_the_whole_file(tmp_path, small_blocks):
     rows = ["x,code,y"] + [f"{i}.5,n/a{i % 3},{i}.25" for i in range(80)] + [f"{i}.5,{i},{i}.75" for i in range(200)]
     path = tmp_path / "codes.csv"

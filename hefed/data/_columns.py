@@ -45,10 +45,14 @@ def left_out_columns(frame: pd.DataFrame, target: str) -> dict[str, str]:
     A text file's decimal separator (``frame.attrs["decimal"]``, set by
     :func:`~hefed.data.read_table`) decides which cells are numbers, as for the features.
     """
-    decimal = decimal_of(frame)
-    chosen = set(default_features(frame, target))
+    return columns_left_out(frame, target, default_features(frame, target))
+
+
+def columns_left_out(frame: pd.DataFrame, target: str, chosen: Sequence[str]) -> dict[str, str]:
+    """:func:`left_out_columns` when the default features ``chosen`` are already known."""
+    decimal, kept = decimal_of(frame), set(chosen)
     return {str(label): _reason(frame[label], decimal) for label in frame.columns
-            if str(label) != target and str(label) not in chosen}
+            if str(label) != target and str(label) not in kept}
 
 
 def _reason(column: pd.Series, decimal: str) -> str:

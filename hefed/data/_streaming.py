@@ -54,7 +54,7 @@ from ..stats import (
     grouped_statistics,
 )
 from ._cleaning import Cleaning, PreprocessReport, preprocess, row_list, warn_rounding
-from ._columns import left_out_columns
+from ._columns import columns_left_out, left_out_columns
 from ._formats import FileFormat, ResolvedFormat, detect_format, to_numbers
 from ._tables import (
     check_data_file,
@@ -154,8 +154,9 @@ def compute_statistics(
     """
     if not isinstance(data, pd.DataFrame):
         stats, report = stream_statistics(data, target, features, encoding, factory_id, file_format=file_format)
-    else:
-        (stats,), report = table_statistics(data, target, features, encoding, factory_id)
+    else:  # no report is returned: the reasons for left-out columns are not worked out
+        (stats,), report = _process(data, factory_id or "data", target, features, encoding or Encoding(), factory_id,
+                                    None, explain=False)
     warn_rounding(report, str(data) if not isinstance(data, pd.DataFrame) else factory_id or "data")
     return stats
 
@@ -176,7 +177,8 @@ def compute_fold_statistics(
                                                     file_format=file_format)
     else:
         fold_assignment(0, folds, seed)
-        parts, report = table_statistics(data, target, features, encoding, factory_id, folds=folds, seed=seed)
+        parts, report = _process(data, factory_id or "data", target, features, encoding or Encoding(), factory_id,
+                                 None, folds, seed, explain=False)
         fold_stats = FoldStatistics(parts, seed)
     warn_rounding(report, str(data) if not isinstance(data, pd.DataFrame) else factory_id or "data")
     return fold_stats
@@ -302,18 +304,20 @@ def _add_block(
 
 def _process(
     frame: pd.DataFrame, source: str, target: str, features: Sequence[str] | None, encoding: Encoding,
-    factory_id: str | None, cleaning: Cleaning | None, folds: int = 0, seed: int = 0,
+    factory_id: str | None, cleaning: Cleaning | None, folds: int = 0, seed: int = 0, *, explain: bool = True,
 ) -> tuple[list[SufficientStatistics], PreprocessReport]:
-    """The whole-table path: same steps, one block."""
+    """The whole-table path: same steps, one block. Without ``features`` they are chosen once, from the
+    table as read (as the streaming path chooses them before cleaning), and with ``explain`` the report
+    says why each other column was left out."""
     n = len(frame)
-    left_out = left_out_columns(frame, target) if features is None else {}
+    names = [str(f) for f in features] if features is not None else default_features(frame, target)
+    left_out = columns_left_out(frame, target, names) if features is None and explain else {}
     if cleaning is not None:
-        frame, report = preprocess(frame, target, features, cleaning, source)
+        frame, report = preprocess(frame, target, names, cleaning, source)
     else:
         report = PreprocessReport(n, n)
     report.left_out = left_out
     kept = _kept_rows(n, report.dropped_missing + report.dropped_outliers)
-    names = [str(f) for f in features] if features is not None else default_features(frame, target)
     with _rows_named_by(kept):
         X, y, names = select_xy(frame, target, names, source)
         groups = fold_assignment(len(y), folds, seed) if folds else None
