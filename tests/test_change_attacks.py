@@ -107,15 +107,6 @@ def plants(tmp_path_factory) -> dict[str, Any]:
 # --- (1) refusals that carry one factory's numbers to the aggregator ------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=AttackSucceeded, reason=(
-    "hefed/flower/_factory.py _study_bundle reads the holdout with study.holdout.split(read_table(...)): no study "
-    "cleaning, so no clipping to the study's bounds (EvaluationKind.compute refuses any cleaning), while the "
-    "statistics and hefed check (analysis/_check.py _encoding clips before column_bits_needed) clip. A per-column "
-    "int_bits that check approves from the clipped values makes every evaluation refuse a holdout value beyond the "
-    "bound, and hefed/flower/_messages.py error_reply sends the library's message with the exact cell to the "
-    "aggregator. Fix: errors stay home (issue 14: a fixed error category in replies, details in the factory's log); "
-    "and take the evaluation rows from the study's own cleaning, bounds included (Table.prepared), in Flower, "
-    "encrypt_for_study and check alike"))
 def test_evaluation_refusals_carry_no_holdout_cell(plants, keypair, tmp_path):
     """An honest-looking study: declared bounds (as a DP release needs) and a tight per-column range for coal_t that
     `hefed check` approves at the factory. One cement reading lies beyond the bound (it is clipped in the
@@ -181,13 +172,6 @@ def test_hostile_study_grids_do_not_turn_refusals_into_disclosures(plants, keypa
     assert "coal_t" not in error or secret not in error
 
 
-@pytest.mark.xfail(strict=True, raises=DefectFound, reason=(
-    "not a disclosure, a wrong holdout: hefed/flower/_factory.py _study_bundle splits the raw table "
-    "(study.holdout.split(read_table(path))) while the statistics split the CLEANED rows (data/_source.py "
-    "Table.prepared: preprocess, then split; hefed encrypt --study --holdout-out writes those). When the study's "
-    "cleaning drops a row, Flower evaluates other rows than the study held out, some of them in the statistics, and "
-    "a gap in the raw holdout makes the factory refuse with the column and row. Fix: one function giving a "
-    "study's holdout (Table.prepared with the study's cleaning), used by Flower, encrypt_for_study and check"))
 def test_flower_evaluation_reads_the_rows_the_study_held_out(plants, keypair, tmp_path):
     public_key, private_key = keypair
     name = plants["by_kind"]["cement"]

@@ -24,6 +24,7 @@ from hefed.data import Bounds, Cleaning, Holdout
 from hefed.errors import DataError, InvalidFileError, RoundedValuesWarning, RoundError, SchemaMismatchError, UsageError
 from hefed.kinds import FoldStatisticsRequest, StatisticsRequest
 from hefed.protocol import ColumnSpec, Masking, Roster, Study, enroll, load_identity, new_round
+from hefed.roles import study_holdout
 from hefed.stats import ColumnEncoding, Encoding
 
 TARGET = "co2_t"
@@ -208,6 +209,9 @@ def test_a_categorical_feature_is_one_hot_encoded_with_the_studys_levels(frames,
     assert local == hefed.evaluate_local(model, by_hand_one.drop(columns="plant_kind"), TARGET, study.encoding)
     with pytest.raises(SchemaMismatchError, match="made for no study"):
         hefed.evaluate_local(_unlabelled(model), paths[names[0]], study=study)
+    # the rows a study keeps back come one-hot encoded, and evaluate as they are (no second encoding)
+    kept_back = study_holdout(paths[names[0]], study)
+    assert "plant_kind" not in kept_back and hefed.evaluate_local(model, kept_back, study=study) == local
     # a level the study does not have is refused, naming the column and the row
     odd = frames[names[0]].copy()
     odd.loc[odd.index[4], "plant_kind"] = "glass"
@@ -394,3 +398,16 @@ def test_a_summary_reports_the_rows_it_read_from_a_file_or_a_frame(frames, study
     for data in (frame, path):
         result = hefed.encrypt_for_study(data, study, factory_id=name, kind="summary")
         assert result.report.rows_in == result.report.rows_out == len(frame)
+
+
+def test_a_key_written_in_a_non_canonical_encoding_is_refused(study):
+    """Base64url of n has spare low bits in its last character; setting them leaves n unchanged, so such a file
+    would carry other text than its digest covers. One text per key."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    obj = study.to_dict()
+    text = obj["public_key"]["n"]
+    spare = (6 - (study.public_key.n.bit_length() + 7) // 8 * 8 % 6) % 6  # padding bits in the last character
+    assert spare > 0
+    obj["public_key"]["n"] = text[:-1] + alphabet[alphabet.index(text[-1]) ^ 1]
+    with pytest.raises(InvalidFileError, match="canonical"):
+        Study.from_dict(obj, "edited", expected_digest=study.digest)

@@ -60,7 +60,9 @@ class Table:
         """The whole table, as read (no cleaning, no holdout), its categorical columns one-hot encoded."""
         frame = self.data if isinstance(self.data, pd.DataFrame) else read_table(Path(self.data), self.file_format)
         for column, levels in self.categories.items():
-            frame = one_hot(frame, column, levels, self.source)
+            already = column not in frame.columns and all(f"{column}={level}" in frame.columns for level in levels[1:])
+            if not already:  # rows this table kept back before (a holdout) are one-hot encoded already
+                frame = one_hot(frame, column, levels, self.source)
         return frame
 
     def prepared(self) -> tuple[pd.DataFrame, PreprocessReport | None, pd.DataFrame | None]:

@@ -29,7 +29,7 @@ from ..data import Cleaning, Holdout, read_table, split_holdout
 from ..errors import InvalidFileError, KeyMismatchError, RoundError, SchemaMismatchError, UsageError
 from ..kinds import Kind
 from ..protocol import Bundle, FactoryIdentity, Masking, Roster, Study, load_identity
-from ..roles import encrypt_for_study, encrypt_table
+from ..roles import encrypt_for_study, encrypt_table, study_holdout
 from ._config import FactoryConfig, RunSettings, flower_kind, kind_request, takes_model
 from ._messages import (
     ReplyRecord,
@@ -261,10 +261,8 @@ def _study_bundle(request: Mapping[str, Any], factory: FactoryConfig, study: Stu
         raise SchemaMismatchError(f"the model to evaluate was solved in {made}, not in this factory's study "
                                   f"{study.digest}; refused")
     study.check_model(model)  # before the holdout is read
-    data: pd.DataFrame | str = factory.data_path
-    if study.holdout is not None:
-        data = study.holdout.split(read_table(factory.data_path))[1]
-    return encrypt_for_study(data, study, factory_id=factory.factory_id, kind=kind.name, model=model,
+    held_out = study_holdout(factory.data_path, study, factory_id=factory.factory_id)
+    return encrypt_for_study(held_out, study, factory_id=factory.factory_id, kind=kind.name, model=model,
                              masking=masking).bundle
 
 

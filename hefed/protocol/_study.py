@@ -367,6 +367,8 @@ def _public_key(obj: Any, source: str) -> PaillierPublicKey:
         n = base64_to_int(obj["n"])
     except Exception:
         raise InvalidFileError(f"{source}: 'public_key.n' is not valid base64url") from None
+    if int_to_base64(n) != obj["n"]:  # one text per key: the file says exactly what its digest covers
+        raise InvalidFileError(f"{source}: 'public_key.n' is not in canonical base64url")
     if n.bit_length() < MIN_TEST_BITS or n % 2 == 0:
         raise InvalidFileError(f"{source}: 'public_key.n' is not a valid Paillier modulus")
     return PaillierPublicKey(n)

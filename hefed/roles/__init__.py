@@ -31,6 +31,7 @@ from ._factory import (
     encrypt_sums,
     encrypt_table,
     evaluate_local,
+    study_holdout,
 )
 from ._keyholder import DEFAULT_MIN_CONTRIBUTORS, decrypt_bundle, decrypt_evaluation, decrypt_statistics
 from ._privacy import DifferentialPrivacy, dp_solve, gaussian_sigma
@@ -54,6 +55,7 @@ __all__ = [
     "encrypt_bundle",
     "encrypt_evaluation",
     "encrypt_for_study",
+    "study_holdout",
     "encrypt_statistics",
     "encrypt_sums",
     "encrypt_table",

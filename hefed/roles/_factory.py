@@ -137,6 +137,20 @@ def encrypt_for_study(
     return _encrypt(table, bundle_kind, request, study.encoding, study.public_key, masking, encryption, study.digest)
 
 
+def study_holdout(
+    data: pd.DataFrame | str | os.PathLike[str], study: Study, *, factory_id: str = "factory",
+    summary: ColumnSummary | None = None, file_format: FileFormat | None = None,
+) -> pd.DataFrame:
+    """The rows a study holds out of a factory's table, the very rows :func:`encrypt_for_study` keeps
+    back from the statistics: cleaned as the study says (``summary`` when it imputes or drops
+    outliers), then split by the study's holdout; every cleaned row when it holds none out.
+    Categorical columns come one-hot encoded, as an evaluation reads them."""
+    table = Table(data, study.target.name, study.model_features, factory_id, study.cleaning_with(summary),
+                  study.holdout, file_format, study.categories)
+    train, _, held_out = table.prepared()
+    return held_out if held_out is not None else train
+
+
 #: the library parameters (CLI options) each argument next to a study stands for
 _AGREED_PARAMETERS = {"target": ("target",), "public_key": ("public_key",), "features": ("features",),
                       "encoding": ("frac_bits", "int_bits", "max_contributors"), "holdout": ("test_fraction", "seed")}
