@@ -37,7 +37,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -47,7 +46,7 @@ from typing import Any
 from phe import PaillierPublicKey
 from phe.util import base64_to_int, int_to_base64
 
-from .._files import atomic_write_json, check_names, is_version, read_json_object
+from .._files import atomic_write_json, check_format, check_names, is_digest, read_json_object
 from .._keys import MAX_BITS, MIN_TEST_BITS, key_fingerprint
 from ..data import Bounds, Cleaning, Holdout
 from ..errors import InvalidFileError, RoundError, SchemaMismatchError, UsageError
@@ -58,7 +57,6 @@ from ._rounds import Roster, Round
 
 FORMAT = "hefed.study"
 VERSION = 1
-_HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -133,11 +131,11 @@ class Study:
     title: str = ""
 
     def __post_init__(self) -> None:
-        if not _HEX32.fullmatch(self.study_id):
+        if not is_digest(self.study_id):
             raise UsageError("study: study_id must be 32 hex digits")
         if not isinstance(self.public_key, PaillierPublicKey):
             raise UsageError("study: public_key must be a Paillier public key")
-        if self.roster_digest is not None and not _HEX32.fullmatch(self.roster_digest):
+        if self.roster_digest is not None and not is_digest(self.roster_digest):
             raise UsageError("study: roster_digest must be 32 hex digits")
         if isinstance(self.min_contributors, bool) or not isinstance(self.min_contributors, int) or \
                 self.min_contributors < 1:
@@ -319,8 +317,7 @@ class Study:
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any], source: str = "study", expected_digest: str | None = None) -> Study:
-        if obj.get("format") != FORMAT or not is_version(obj.get("version"), VERSION):
-            raise InvalidFileError(f"{source}: not a hefed study file (version {VERSION})")
+        check_format(obj, source, FORMAT, VERSION, "study")
         fields = {"format", "version", "study_id", "title", "public_key", "key_fingerprint", "roster_digest",
                   "min_contributors",
                   "target", "features", "encoding", "kinds", "cleaning", "holdout", "bounds", "digest"}
