@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from exact_helpers import gauss_solve, normal_equations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -102,18 +103,7 @@ def exact_least_squares(X: list[list[Fraction]], y: list[Fraction], intercept: b
     """The exact rational least-squares coefficients (intercept first, if any): the normal
     equations ZᵀZ b = Zᵀy formed and solved by Gaussian elimination in exact rationals."""
     Z = [[Fraction(1), *row] if intercept else list(row) for row in X]
-    p = len(Z[0])
-    A = [[sum((r[i] * r[j] for r in Z), Fraction(0)) for j in range(p)] + [sum((r[i] * t for r, t in zip(Z, y,
-                                                                                 strict=True)), Fraction(0))]
-         for i in range(p)]
-    for c in range(p):
-        pivot = next(r for r in range(c, p) if A[r][c] != 0)  # StopIteration: singular (not for these sets)
-        A[c], A[pivot] = A[pivot], A[c]
-        for r in range(p):
-            if r != c and A[r][c] != 0:
-                f = A[r][c] / A[c][c]
-                A[r] = [a - f * b for a, b in zip(A[r], A[c], strict=True)]
-    return [A[i][p] / A[i][i] for i in range(p)]
+    return gauss_solve(*normal_equations(Z, y))  # (not singular for these sets)
 
 
 def exact_decimal_solution(data: NistSet) -> list[Fraction]:

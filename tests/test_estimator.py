@@ -14,6 +14,7 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 import pytest
+from exact_helpers import gauss_solve, normal_equations
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LinearRegression, Ridge
@@ -73,20 +74,10 @@ def rational_ridge(X: np.ndarray, y: np.ndarray, alpha: Fraction, fit_intercept:
     """
     rows = [[Fraction(1), *map(Fraction, map(float, r))] if fit_intercept else [*map(Fraction, map(float, r))]
             for r in X]
-    t = [Fraction(float(v)) for v in y]
-    m = len(rows[0])
-    a = [[sum((r[i] * r[j] for r in rows), Fraction(0)) + (alpha if i == j and (i or not fit_intercept) else 0)
-          for j in range(m)] for i in range(m)]
-    b = [sum((r[i] * v for r, v in zip(rows, t, strict=True)), Fraction(0)) for i in range(m)]
-    aug = [[*row, v] for row, v in zip(a, b, strict=True)]
-    for k in range(m):
-        p = next(i for i in range(k, m) if aug[i][k] != 0)
-        aug[k], aug[p] = aug[p], aug[k]
-        for i in range(m):
-            if i != k and aug[i][k]:
-                f = aug[i][k] / aug[k][k]
-                aug[i] = [u - f * v for u, v in zip(aug[i], aug[k], strict=True)]
-    solution = [aug[k][m] / aug[k][k] for k in range(m)]
+    a, b = normal_equations(rows, [Fraction(float(v)) for v in y])
+    for i in range(1 if fit_intercept else 0, len(b)):
+        a[i][i] += alpha
+    solution = gauss_solve(a, b)
     return solution if fit_intercept else [Fraction(0), *solution]
 
 

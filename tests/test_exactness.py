@@ -1,8 +1,9 @@
 """Exactness properties, checked against exact rational arithmetic (``fractions.Fraction``).
 
 Nothing here compares against another floating-point solver: the reference
-for every statistic and every coefficient is computed independently in this
-file with Python's exact rationals, and hefed must match it exactly (``==``).
+for every statistic and every coefficient is computed independently of hefed
+with Python's exact rationals (in this file and ``tests/exact_helpers.py``),
+and hefed must match it exactly (``==``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 import pytest
+from exact_helpers import solve_or_none
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -89,22 +91,6 @@ def exact_cross(frame: pd.DataFrame, a: str, b: str) -> Fraction:
     return sum((u * v for u, v in zip(xa, xb, strict=True)), Fraction(0))
 
 
-def fraction_gauss_solve(matrix: list[list[Fraction]], rhs: list[Fraction]) -> list[Fraction] | None:
-    """Gauss–Jordan elimination in exact rationals; None when the matrix is singular."""
-    m = len(matrix)
-    aug = [[*row, r] for row, r in zip(matrix, rhs, strict=True)]
-    for k in range(m):
-        pivot = next((i for i in range(k, m) if aug[i][k] != 0), None)
-        if pivot is None:
-            return None
-        aug[k], aug[pivot] = aug[pivot], aug[k]
-        for i in range(m):
-            if i != k and aug[i][k] != 0:
-                f = aug[i][k] / aug[k][k]
-                aug[i] = [x - f * y for x, y in zip(aug[i], aug[k], strict=True)]
-    return [aug[i][m] / aug[i][i] for i in range(m)]
-
-
 def exact_least_squares(
     frame: pd.DataFrame, features: list[str], target: str, ridge: Fraction = Fraction(0), fit_intercept: bool = True
 ) -> tuple[list[Fraction], Fraction] | None:
@@ -121,7 +107,7 @@ def exact_least_squares(
     rhs = [sum((u * v for u, v in zip(design[i], y, strict=True)), Fraction(0)) for i in range(p)]
     for i in range(1 if fit_intercept else 0, p):
         normal[i][i] += ridge
-    solution = fraction_gauss_solve(normal, rhs)
+    solution = solve_or_none(normal, rhs)
     if solution is None:
         return None
     if fit_intercept:

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from exact_helpers import gauss_solve
+from exact_helpers import normal_equations as rows_normal_equations
 from hefed_cli.simulations import simulate as simulate_cmd
 
 import hefed
@@ -29,23 +31,7 @@ ROUNDS = 4
 def normal_equations(frame: pd.DataFrame) -> tuple[list[list[Fraction]], list[Fraction]]:
     z = [[Fraction(1), *(Fraction(float(v)) for v in row)] for row in frame[FEATURES].to_numpy()]
     y = [Fraction(float(v)) for v in frame[TARGET].to_numpy()]
-    m = len(z[0])
-    a = [[sum((row[i] * row[j] for row in z), Fraction(0)) for j in range(m)] for i in range(m)]
-    b = [sum((row[i] * t for row, t in zip(z, y, strict=True)), Fraction(0)) for i in range(m)]
-    return a, b
-
-
-def gauss_solve(a: list[list[Fraction]], b: list[Fraction]) -> list[Fraction]:
-    m = len(b)
-    aug = [[*row, v] for row, v in zip(a, b, strict=True)]
-    for k in range(m):
-        p = next(i for i in range(k, m) if aug[i][k] != 0)
-        aug[k], aug[p] = aug[p], aug[k]
-        for i in range(m):
-            if i != k and aug[i][k]:
-                f = aug[i][k] / aug[k][k]
-                aug[i] = [x - f * y for x, y in zip(aug[i], aug[k], strict=True)]
-    return [aug[k][m] / aug[k][k] for k in range(m)]
+    return rows_normal_equations(z, y)
 
 
 def prox_step(a: list[list[Fraction]], b: list[Fraction], mu: Fraction, prior: list[Fraction]) -> list[Fraction]:

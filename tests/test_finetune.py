@@ -4,7 +4,6 @@ exact computation: the proximal normal equations and the fold MSEs recomputed ro
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from exact_helpers import gauss_solve, normal_equations
 from hefed_cli.factory import finetune as finetune_cmd
 
 import hefed
@@ -30,30 +30,6 @@ def rows_of(frame: pd.DataFrame) -> tuple[list[list[Fraction]], list[Fraction]]:
     """Design rows (1, x…) in FEATURES order and targets, as exact rationals of the float64 cells."""
     z = [[Fraction(1), *(Fraction(float(v)) for v in row)] for row in frame[FEATURES].to_numpy()]
     return z, [Fraction(float(v)) for v in frame[TARGET].to_numpy()]
-
-
-def normal_equations(z: list[list[Fraction]], y: list[Fraction]) -> tuple[list[list[Fraction]], list[Fraction]]:
-    m = len(z[0])
-    a = [[sum((row[i] * row[j] for row in z), Fraction(0)) for j in range(m)] for i in range(m)]
-    b = [sum((row[i] * t for row, t in zip(z, y, strict=True)), Fraction(0)) for i in range(m)]
-    return a, b
-
-
-def gauss_solve(a: Sequence[Sequence[Fraction]], b: Sequence[Fraction]) -> list[Fraction]:
-    """Gaussian elimination with partial (non-zero) pivoting, in Fractions."""
-    m = len(b)
-    aug = [[*map(Fraction, row), Fraction(v)] for row, v in zip(a, b, strict=True)]
-    for k in range(m):
-        p = next(i for i in range(k, m) if aug[i][k] != 0)
-        aug[k], aug[p] = aug[p], aug[k]
-        for i in range(k + 1, m):
-            f = aug[i][k] / aug[k][k]
-            if f:
-                aug[i] = [x - f * y for x, y in zip(aug[i], aug[k], strict=True)]
-    x = [Fraction(0)] * m
-    for k in reversed(range(m)):
-        x[k] = (aug[k][m] - sum((aug[k][j] * x[j] for j in range(k + 1, m)), Fraction(0))) / aug[k][k]
-    return x
 
 
 def proximal(a: list[list[Fraction]], b: list[Fraction], lam: Fraction, prior: list[Fraction]) -> list[Fraction]:
