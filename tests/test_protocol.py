@@ -412,8 +412,7 @@ def test_model_round_trip_preserves_everything(tmp_path, consortium_bundles, pri
     assert loaded.contributors_ == model.contributors_ == stats.contributors
     obj = json.loads((tmp_path / "m.json").read_text())
     assert {"features", "coef", "intercept", "n", "r2"} <= set(obj)
-    if hasattr(model, "inference"):  # the inference record travels with the model
-        assert loaded.inference().to_dict() == model.inference().to_dict()
+    assert loaded.inference().to_dict() == model.inference().to_dict()  # the inference record travels with it
 
 
 def test_model_file_with_edited_coefficient_is_refused(tmp_path, consortium_bundles, private_key):
