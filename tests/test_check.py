@@ -17,6 +17,7 @@ from cli_helpers import run_cli
 
 import hefed
 from hefed.analysis import CheckReport, check_table
+from hefed.analysis import _check as check_module
 from hefed.data import Bounds, Cleaning, FileFormat, Holdout
 from hefed.errors import DataError, EncodingError, InvalidFileError
 from hefed.protocol import ColumnSpec, Study
@@ -244,6 +245,25 @@ def test_unused_columns_carry_the_librarys_reasons(key):
         {name: reason for name, reason in reasons.items() if name in ("date", "note", "flag")}
     assert all(reasons[name] for name in ("date", "note", "flag"))  # each says why
     assert [c.reason for c in report.unused_columns][3] == ""  # a numeric column is left out by the study only
+
+
+def test_reasons_are_worked_out_for_the_unused_columns_only(key, monkeypatch):
+    """Why a column would be left out is asked only about the columns the study does not use (a reason looks at
+    every cell of a text column: the study's categorical columns would cost the most)."""
+    asked: list[list[str]] = []
+    real = check_module.left_out_columns
+
+    def spy(frame, target):
+        asked.append([str(c) for c in frame.columns])
+        return real(frame, target)
+
+    monkeypatch.setattr(check_module, "left_out_columns", spy)
+    report = check_table(good_frame(), good_study(key))
+    assert asked == [["date", "note"]] and [c.name for c in report.unused_columns] == ["date", "note"]
+    assert all(c.reason for c in report.unused_columns)
+    asked.clear()
+    assert check_table(good_frame()[["co2_t", "coal_t", "gas_m3", "kiln"]], good_study(key)).fits
+    assert asked == []
 
 
 def test_blank_categorical_cells_are_missing(key):

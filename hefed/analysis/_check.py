@@ -729,11 +729,11 @@ class _Checker:
 
     def _unused(self) -> list[UnusedColumn]:
         used = {self.study.target.name, *self.study.feature_names}
-        reasons = left_out_columns(self.frame, self.study.target.name)
+        unused = {name: label for name, label in self.labels.items() if name not in used}
+        # a column's reason depends on that column alone: work them out for the unused ones only
+        reasons = left_out_columns(self.frame[list(unused.values())], self.study.target.name) if unused else {}
         out = []
-        for name, label in self.labels.items():
-            if name in used:
-                continue
+        for name, label in unused.items():
             kind, detail = _column_kind(self.frame[label], self.decimal)
             out.append(UnusedColumn(name, kind + (f", {detail}" if detail else ""), reasons.get(name, "")))
         return out
