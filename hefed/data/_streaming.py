@@ -152,12 +152,8 @@ def compute_statistics(
     :class:`~hefed.errors.EncodingError` naming the column and row of any value that cannot
     be used exactly.
     """
-    if not isinstance(data, pd.DataFrame):
-        stats, report = stream_statistics(data, target, features, encoding, factory_id, file_format=file_format)
-    else:  # no report is returned: the reasons for left-out columns are not worked out
-        (stats,), report = _process(data, factory_id or "data", target, features, encoding or Encoding(), factory_id,
-                                    None, explain=False)
-    warn_rounding(report, str(data) if not isinstance(data, pd.DataFrame) else factory_id or "data")
+    (stats,), report, source = _computed(data, target, features, encoding, factory_id, 0, 0, file_format)
+    warn_rounding(report, source)
     return stats
 
 
@@ -172,16 +168,27 @@ def compute_fold_statistics(
     file_format: FileFormat | None = None,
 ) -> FoldStatistics:
     """A factory's exact statistics per fold (rows assigned by :func:`hefed.stats.fold_assignment`)."""
-    if not isinstance(data, pd.DataFrame):
-        fold_stats, report = stream_fold_statistics(data, target, features, encoding, factory_id, folds, seed,
-                                                    file_format=file_format)
-    else:
-        fold_assignment(0, folds, seed)
-        parts, report = _process(data, factory_id or "data", target, features, encoding or Encoding(), factory_id,
-                                 None, folds, seed, explain=False)
-        fold_stats = FoldStatistics(parts, seed)
-    warn_rounding(report, str(data) if not isinstance(data, pd.DataFrame) else factory_id or "data")
-    return fold_stats
+    fold_assignment(0, folds, seed)  # validates folds and seed before reading anything
+    parts, report, source = _computed(data, target, features, encoding, factory_id, folds, seed, file_format)
+    warn_rounding(report, source)
+    return FoldStatistics(parts, seed)
+
+
+def _computed(
+    data: pd.DataFrame | str | os.PathLike[str], target: str, features: Sequence[str] | None,
+    encoding: Encoding | None, factory_id: str | None, folds: int, seed: int, file_format: FileFormat | None,
+) -> tuple[list[SufficientStatistics], PreprocessReport, str]:
+    """What :func:`compute_statistics` and :func:`compute_fold_statistics` compute, nothing cleaned, and the
+    name of the data for the rounding warning: a file is streamed; a frame is one block, whose left-out
+    columns are not explained (these functions return no report)."""
+    if isinstance(data, pd.DataFrame):
+        source = factory_id or "data"
+        parts, report = _process(data, source, target, features, encoding or Encoding(), factory_id, None, folds,
+                                 seed, explain=False)
+        return parts, report, source
+    parts, report = _read(Path(data), target, features, encoding or Encoding(), factory_id, None, None, folds, seed,
+                          file_format)
+    return parts, report, str(data)
 
 
 def _read(
