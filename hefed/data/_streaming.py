@@ -217,6 +217,7 @@ def _stream(
 ) -> tuple[list[SufficientStatistics], PreprocessReport]:
     total_bytes = path.stat().st_size
     first, watchable, raw = _first_block(path, resolved)
+    first.attrs["decimal"] = resolved.decimal  # as read_table marks a frame: features and reasons read cells alike
     if any(not str(c) for c in first.columns) or ONES in first.columns:
         raise _FallBack  # pandas renames empty names; the reserved name gets its own error
     names = [str(f) for f in features] if features is not None else default_features(first, target)
@@ -231,7 +232,6 @@ def _stream(
     accs = [GramAccumulator(column_scales(names, target, encoding)) for _ in range(max(1, folds))]
     report = PreprocessReport(0, 0)
     if features is None:  # why the first block left each column out (a column numeric later falls back, below)
-        first.attrs["decimal"] = resolved.decimal
         report.left_out = {c: reason for c, reason in left_out_columns(first, target).items() if c not in used}
     counts = {c: [0, 0] for c in watch}  # present, numeric
     # With missing="error" the whole table is checked for gaps before anything else: collect
