@@ -103,6 +103,15 @@ class RoundError(HefedError):
     """A contribution or aggregate does not belong to the round, or its signature is invalid."""
 
 
+class ReleaseError(HefedError):
+    """Decrypted sums or a model not signed by the key holder a study names, or changed after signing."""
+
+
+class LedgerError(HefedError):
+    """The key holder's ledger refuses a decryption: its contributor set overlaps one already decrypted
+    under the same key without being identical (the difference would single out factories)."""
+
+
 class IncompleteRoundError(RoundError):
     """Not every participant of a masked round delivered: the masks cannot cancel.
 
