@@ -20,24 +20,29 @@ from .output import output_options
 @click.option("--insecure-test-key", is_flag=True, help="Allow keys below 2048 bits, for tests only.")
 @force_option
 def keygen(out_dir: Path, bits: int, insecure_test_key: bool, force: bool) -> None:
-    """Key holder: make the consortium's Paillier key pair.
+    """Key holder: make the consortium's Paillier key pair and the key holder's release key.
 
-    The keys are in pheutil's JSON format. Publish public_key.json to the factories; private_key.json is written
-    with mode 0600 and never printed.
+    The Paillier keys are in pheutil's JSON format. Publish public_key.json to the factories; private_key.json is
+    written with mode 0600 and never printed. keyholder.key.json (mode 0600) signs what the key holder releases
+    (decrypted sums, models); name keyholder.pub.json in the study (hefed study new --key-holder) so every reader
+    checks it.
     """
     import hefed
     from hefed._files import check_writable
+    from hefed.protocol import make_release_key
 
     from .render import render_keypair
 
     public_path, private_path = out_dir / "public_key.json", out_dir / "private_key.json"
     public_key, private_key = hefed.generate_keypair(bits, insecure_test_key=insecure_test_key)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for path in (public_path, private_path):
+    for path in (public_path, private_path, out_dir / "keyholder.key.json", out_dir / "keyholder.pub.json"):
         check_writable(path, force)
     hefed.save_private_key(private_key, private_path, force=force)
     hefed.save_public_key(public_key, public_path, force=force)
-    render_keypair(public_key, public_path, private_path, hefed.key_fingerprint(public_key))
+    release_private, release_public = make_release_key(out_dir, force=force)
+    render_keypair(public_key, public_path, private_path, hefed.key_fingerprint(public_key),
+                   release_private, release_public)
 
 
 @click.command()
@@ -54,25 +59,34 @@ def keygen(out_dir: Path, bits: int, insecure_test_key: bool, force: bool) -> No
               help="Plain sums to write (statistics, summary, evaluation metrics …, by the bundle's kind).")
 @click.option("--study", "study_path", type=click.Path(path_type=Path), default=None,
               help="The consortium's study: refuse anything not made for it; its threshold applies too.")
+@click.option("--allow-unsigned", is_flag=True,
+              help="Decrypt an unsigned (plain) aggregate, for trials: its contributor list is then the "
+              "aggregator's word, and one factory's bundle padded or scaled by the aggregator would decrypt.")
+@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The key holder's ledger of contributor sets decrypted under this key; an aggregate whose set "
+              "overlaps one of them without being the same is refused (differencing). Default with --study or "
+              "--roster: decryption-ledger.json beside the private key.")
+@click.option("--release-key", "release_key_path", type=click.Path(path_type=Path), default=None,
+              help="Sign the decrypted sums with the key holder's release key (keyholder.key.json). Needed when "
+              "the study names one. Default with --study: keyholder.key.json beside the private key, if present.")
 @force_option
 def decrypt(bundle: Path, private_key_path: Path, min_contributors: int, allow_insecure_permissions: bool,
-            roster_path: Path | None, study_path: Path | None, out: Path, force: bool) -> None:
+            roster_path: Path | None, study_path: Path | None, allow_unsigned: bool, ledger_path: Path | None,
+            release_key_path: Path | None, out: Path, force: bool) -> None:
     """Key holder: decrypt an aggregate of enough factories.
 
-    Writes the plain sums of the bundle's kind (statistics, summary, evaluation sums …). Refused below --min-
-    contributors factories, and for a masked round unless every signed manifest checks.
+    Writes the plain sums of the bundle's kind (statistics, summary, evaluation sums …), signed with the release
+    key. Refused below --min-contributors factories, for a masked round unless every signed manifest checks and
+    the aggregate is their product, for an unsigned aggregate unless --allow-unsigned, and when the ledger finds
+    its contributor set overlapping one already decrypted.
     """
-    import hefed
-    from hefed._files import check_writable
-    from hefed.protocol import Roster, Study
-    from hefed.roles import decrypt_bundle
+    from hefed.roles import decrypt_to_file
 
-    from .render import render_sums
+    from .render import render_ledger, render_sums
 
-    check_writable(out, force)
-    private_key = hefed.load_private_key(private_key_path, allow_insecure_permissions)
-    roster = Roster.load(roster_path) if roster_path is not None else None
-    study = Study.load(study_path) if study_path is not None else None
-    result = decrypt_bundle(hefed.Bundle.load(bundle), private_key, min_contributors, roster, study=study)
-    result.save(out, force=force)
-    render_sums(result, out)
+    decrypted = decrypt_to_file(
+        bundle, private_key_path, out, min_contributors=min_contributors, roster=roster_path, study=study_path,
+        allow_unsigned=allow_unsigned, ledger=ledger_path, release_key=release_key_path,
+        allow_insecure_permissions=allow_insecure_permissions, force=force)
+    render_ledger(decrypted.ledger, decrypted.signed)
+    render_sums(decrypted.result, out)

@@ -46,12 +46,24 @@ def _notes(notes: Sequence[str]) -> None:
 
 
 # --- key holder -------------------------------------------------------------------------------
-def render_keypair(public_key: PaillierPublicKey, public_path: Path, private_path: Path, fingerprint: str) -> None:
+def render_keypair(public_key: PaillierPublicKey, public_path: Path, private_path: Path, fingerprint: str,
+                   release_private: Path, release_public: Path) -> None:
     """keygen: where the keys went (never the private key itself)."""
     bits = public_key.n.bit_length()
     say(f"wrote {public_path} (publish it) and {private_path} (mode 0600, keep it secret)")
+    say(f"wrote {release_public} (name it in the study: --key-holder) and {release_private} (mode 0600, signs "
+        "what the key holder releases)")
     say(f"key fingerprint {fingerprint}, {bits} bits")
-    emit(public_key=public_path, private_key=private_path, fingerprint=fingerprint, bits=bits)
+    emit(public_key=public_path, private_key=private_path, fingerprint=fingerprint, bits=bits,
+         release_public=release_public, release_private=release_private)
+
+
+def render_ledger(ledger: Any, signed: bool) -> None:
+    """decrypt: what the key holder's ledger and release key did."""
+    if ledger is not None:
+        say(f"ledger {ledger.path}: {plural(len(ledger.entries), 'decryption')} under this key, "
+            f"{plural(len(set(ledger.sets)), 'contributor set')}")
+    say("signed with the key holder's release key" if signed else "not signed (no release key given)")
 
 
 @singledispatch

@@ -236,8 +236,10 @@ def test_cli_refuses_an_insecure_private_key_unless_allowed(keys, tmp_path):
     shutil.copy(private, insecure)
     insecure.chmod(0o644)
     jobs = {
-        "refused": ["decrypt", tmp_path / "agg.json", "--private-key", insecure, "--out", tmp_path / "s1.json"],
-        "allowed": ["decrypt", tmp_path / "agg.json", "--private-key", insecure, "--allow-insecure-permissions",
+        "refused": ["decrypt", "--allow-unsigned",
+                tmp_path / "agg.json", "--private-key", insecure, "--out", tmp_path / "s1.json"],
+        "allowed": ["decrypt", "--allow-unsigned",
+                tmp_path / "agg.json", "--private-key", insecure, "--allow-insecure-permissions",
                     "--json", "--out", tmp_path / "s2.json"],
     }
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -265,7 +267,7 @@ def test_encrypt_killed_at_random_moments_leaves_the_old_or_a_complete_file(keys
     full = cli_process(*args, cwd=reference_dir)
     duration = time.monotonic() - start
     assert full.returncode == 0, full.stderr
-    reference = decrypt_statistics(hefed.Bundle.load(reference_dir / "out.json"), private_key, 1)
+    reference = decrypt_statistics(hefed.Bundle.load(reference_dir / "out.json"), private_key, 1, allow_unsigned=True)
     assert reference.n == ROWS
     # An old output that --force replaces: a different factory's bundle.
     old_bundle = hefed.encrypt_statistics(_small_frame(), TARGET, hefed.load_public_key(public),
@@ -276,7 +278,7 @@ def test_encrypt_killed_at_random_moments_leaves_the_old_or_a_complete_file(keys
 
     def check_new(bundle: hefed.Bundle) -> None:
         assert bundle.contributors == ["plant-new"]
-        assert decrypt_statistics(bundle, private_key, 1).gram == reference.gram
+        assert decrypt_statistics(bundle, private_key, 1, allow_unsigned=True).gram == reference.gram
 
     rng = random.Random(int(os.environ.get("HEFED_FUZZ_SEED", "0")) or time.time_ns())
     records = _kill_runs(args, tmp_path / "encrypt", kill_points(rng, duration), old, duration, check_new)
@@ -303,7 +305,8 @@ def test_aggregate_killed_at_random_moments_leaves_the_old_or_a_complete_file(ke
     full = cli_process(*args, cwd=reference_dir)
     duration = time.monotonic() - start
     assert full.returncode == 0, full.stderr
-    reference = decrypt_statistics(hefed.Bundle.load(reference_dir / "out.json"), private_key, N_BUNDLES)
+    reference = decrypt_statistics(hefed.Bundle.load(reference_dir / "out.json"), private_key, N_BUNDLES,
+            allow_unsigned=True)
     assert reference.n == N_BUNDLES * len(_small_frame())
     old_path = tmp_path / "old.json"
     hefed.aggregate([hefed.Bundle.load(n) for n in names[:3]]).save(old_path)
@@ -311,7 +314,7 @@ def test_aggregate_killed_at_random_moments_leaves_the_old_or_a_complete_file(ke
 
     def check_new(result: hefed.Bundle) -> None:
         assert len(result.contributors) == N_BUNDLES
-        assert decrypt_statistics(result, private_key, N_BUNDLES).gram == reference.gram
+        assert decrypt_statistics(result, private_key, N_BUNDLES, allow_unsigned=True).gram == reference.gram
 
     rng = random.Random(int(os.environ.get("HEFED_FUZZ_SEED", "0")) or time.time_ns())
     records = _kill_runs(args, tmp_path / "aggregate", kill_points(rng, duration), old, duration, check_new)
@@ -413,12 +416,13 @@ def test_no_command_ever_prints_p_or_q(keys, tmp_path, other_keypair):
     shutil.copy(private, insecure)
     insecure.chmod(0o644)
     jobs = [
-        (0, ["decrypt", agg, "--private-key", private, "--json", "--out", tmp_path / "s.json"]),
-        (1, ["--debug", "decrypt", agg, "--private-key", wrong, "--out", tmp_path / "x1.json"]),
-        (1, ["--debug", "decrypt", agg, "--private-key", tampered, "--out", tmp_path / "x2.json"]),
-        (1, ["--debug", "decrypt", agg, "--private-key", insecure, "--out", tmp_path / "x3.json"]),
-        (1, ["--debug", "decrypt", relabelled, "--private-key", private, "--out", tmp_path / "x4.json"]),
-        (1, ["decrypt", relabelled, "--private-key", private, "--out", tmp_path / "x6.json"]),
+        (0, ["decrypt", "--allow-unsigned", agg, "--private-key", private, "--json", "--out", tmp_path / "s.json"]),
+        (1, ["--debug", "decrypt", "--allow-unsigned", agg, "--private-key", wrong, "--out", tmp_path / "x1.json"]),
+        (1, ["--debug", "decrypt", "--allow-unsigned", agg, "--private-key", tampered, "--out", tmp_path / "x2.json"]),
+        (1, ["--debug", "decrypt", "--allow-unsigned", agg, "--private-key", insecure, "--out", tmp_path / "x3.json"]),
+        (1, ["--debug", "decrypt", "--allow-unsigned",
+                relabelled, "--private-key", private, "--out", tmp_path / "x4.json"]),
+        (1, ["decrypt", "--allow-unsigned", relabelled, "--private-key", private, "--out", tmp_path / "x6.json"]),
         # a private key given as the public key is refused (usage error), without printing it
         (2, ["encrypt", tmp_path / "x.csv", "--target", TARGET, "--public-key", private, "--factory-id", "k",
              "--out", tmp_path / "x5.json"]),

@@ -133,7 +133,8 @@ def test_evaluation_refusals_carry_no_holdout_cell(plants, keypair, tmp_path):
     others = [n for n in plants["names"] if n != cement][:2]
     bundles = [hefed.encrypt_for_study(path, study, factory_id=cement).bundle,
                *(hefed.encrypt_for_study(plants["files"][n], study, factory_id=n).bundle for n in others)]
-    model = hefed.solve(hefed.decrypt_statistics(hefed.aggregate(bundles, study=study), private_key, study=study),
+    model = hefed.solve(hefed.decrypt_statistics(hefed.aggregate(bundles, study=study), private_key, study=study,
+            allow_unsigned=True),
                         study=study)  # the consortium's own released model
     request = make_request("evaluation", public_key, model, study.digest)
     reply = factory_reply(request, study_node(study_path, study, path, cement), {})
@@ -190,7 +191,7 @@ def test_flower_evaluation_reads_the_rows_the_study_held_out(plants, keypair, tm
     error = refusal(reply)
     if error is not None:
         raise DefectFound(f"the factory refused its own study's evaluation: {error}")
-    flower = hefed.decrypt_bundle(reply_bundle(reply), private_key, min_contributors=1)
+    flower = hefed.decrypt_bundle(reply_bundle(reply), private_key, min_contributors=1, allow_unsigned=True)
     expected = hefed.evaluate_local(model, held_out, study=study)
     if (flower.n, flower.sum_y, flower.sse) != (expected.n, expected.sum_y, expected.sse):
         raise DefectFound(f"Flower evaluated rows with Σy = {float(flower.sum_y)}, the study's holdout has "
@@ -222,7 +223,7 @@ def test_pooled_statistics_do_not_single_out_a_factory_through_a_column(plants, 
                                        masking=Masking(round_, load_identity(plants["dirs"][n]), roster)).bundle
                for n in names]
     result = attempt(lambda: hefed.decrypt_statistics(hefed.aggregate(bundles, roster, round_, study=study),
-                                                      private_key, roster=roster, study=study))
+                                                      private_key, roster=roster, study=study, allow_unsigned=True))
     if isinstance(result, HefedError):
         assert "plant_kind" in str(result) or "clinker_t" in str(result)
         return
@@ -261,9 +262,9 @@ def test_evaluation_parameters_rewritten_in_transit_are_refused(plants, keypair)
     model = study_model(study, [1.0, 1.0, 1.0], 0.0)
     total = hefed.aggregate([hefed.encrypt_for_study(plants["files"][n], study, factory_id=n, kind="evaluation",
                                                      model=model).bundle for n in plants["names"]], study=study)
-    honest = hefed.decrypt_bundle(total, private_key, study=study)
+    honest = hefed.decrypt_bundle(total, private_key, study=study, allow_unsigned=True)
     rescaled = replace(total, parameters={**total.parameters, "scale_bits": total.parameters["scale_bits"] + 3})
-    result = attempt(lambda: hefed.decrypt_bundle(rescaled, private_key, study=study))
+    result = attempt(lambda: hefed.decrypt_bundle(rescaled, private_key, study=study, allow_unsigned=True))
     if isinstance(result, HefedError):
         assert "parameters" in str(result) or "model" in str(result)
         return
@@ -284,8 +285,8 @@ def test_evaluation_parameters_rewritten_in_a_masked_round_are_refused(plants, k
         roster, round_, study=study)
     rescaled = replace(total, parameters={**total.parameters, "scale_bits": total.parameters["scale_bits"] + 3})
     with pytest.raises(RoundError, match="signed schema_digest"):
-        hefed.decrypt_bundle(rescaled, private_key, roster=roster, study=study)
-    assert hefed.decrypt_bundle(total, private_key, roster=roster, study=study).n == sum(
+        hefed.decrypt_bundle(rescaled, private_key, roster=roster, study=study, allow_unsigned=True)
+    assert hefed.decrypt_bundle(total, private_key, roster=roster, study=study, allow_unsigned=True).n == sum(
         len(f) for f in plants["frames"].values())
 
 
@@ -318,7 +319,7 @@ def test_a_study_naming_a_key_with_a_small_factor_is_refused(plants, tmp_path):
     factor = math.gcd(weak.n, int(gmpy2.primorial(1 << 20)))  # the aggregator, with the public key alone
     assert 1 < factor < weak.n
     private = PaillierPrivateKey(weak, factor, weak.n // factor)
-    alone = hefed.decrypt_statistics(result, private, min_contributors=1)
+    alone = hefed.decrypt_statistics(result, private, min_contributors=1, allow_unsigned=True)
     expected = hefed.compute_statistics(plants["frames"][name], TARGET, FEATURES)
     assert alone.gram == expected.gram
     raise AttackSucceeded(f"the aggregator factored the study's key and decrypted {name}'s bundle")
@@ -351,7 +352,7 @@ def test_a_masked_round_of_a_roster_less_study_cannot_be_padded_with_sybils(plan
         bundles = [reply_bundle(reply), *(hefed.encrypt_for_study(zero, study, factory_id=s, masking=Masking(
             round_, identity, padded)).bundle for s, identity in sybils.items())]
         total = hefed.aggregate(bundles, padded, round_, study=study)
-        return hefed.decrypt_statistics(total, private_key, roster=padded, study=study)
+        return hefed.decrypt_statistics(total, private_key, roster=padded, study=study, allow_unsigned=True)
 
     result = attempt(sybil_rounds)
     if isinstance(result, HefedError):
@@ -386,9 +387,9 @@ def test_the_key_holder_and_the_aggregator_refuse_a_genuine_round_of_another_ros
     total = hefed.aggregate(bundles, own, round_)
     study.check_bundle(total)  # nothing but the roster gives it away
     with pytest.raises(RoundError, match="not the study's"):
-        hefed.decrypt_statistics(total, private_key, roster=own, study=study)
+        hefed.decrypt_statistics(total, private_key, roster=own, study=study, allow_unsigned=True)
     with pytest.raises(RoundError, match="names a roster"):
-        hefed.decrypt_statistics(total, private_key, study=study)
+        hefed.decrypt_statistics(total, private_key, study=study, allow_unsigned=True)
 
 
 def test_sums_of_no_study_and_bundles_of_another_fold_seed_are_refused(plants, keypair):
@@ -401,7 +402,7 @@ def test_sums_of_no_study_and_bundles_of_another_fold_seed_are_refused(plants, k
     plain = hefed.aggregate([hefed.encrypt_table(plants["files"][n], TARGET, public_key, features=FEATURES,
                                                  factory_id=n).bundle for n in names])
     with pytest.raises(SchemaMismatchError, match="made for no study"):
-        hefed.solve(hefed.decrypt_statistics(plain, private_key), study=study)
+        hefed.solve(hefed.decrypt_statistics(plain, private_key, allow_unsigned=True), study=study)
     forged = []
     for n in names:
         bundle = hefed.encrypt_table(plants["files"][n], TARGET, public_key, features=FEATURES, factory_id=n,
@@ -412,7 +413,7 @@ def test_sums_of_no_study_and_bundles_of_another_fold_seed_are_refused(plants, k
     with pytest.raises(SchemaMismatchError, match="parameters"):
         hefed.aggregate(forged, study=study)
     with pytest.raises(SchemaMismatchError, match="parameters"):
-        hefed.decrypt_bundle(hefed.aggregate(forged), private_key, study=study)
+        hefed.decrypt_bundle(hefed.aggregate(forged), private_key, study=study, allow_unsigned=True)
 
 
 # --- (4) the encoding: slots at their declared maxima, rounding reports ---------------------------------------
@@ -451,7 +452,8 @@ def test_values_at_every_columns_declared_maximum_never_overflow(keypair, bits, 
     def total(kind: str, **runtime: Any) -> Any:
         bundles = [hefed.encrypt_for_study(f, study, factory_id=f"f{k}", kind=kind, **runtime).bundle
                    for k, f in enumerate(frames)]
-        return hefed.decrypt_bundle(hefed.aggregate(bundles, study=study), private_key, study=study), bundles
+        return hefed.decrypt_bundle(hefed.aggregate(bundles, study=study), private_key, study=study,
+                allow_unsigned=True), bundles
 
     stats, bundles = total("statistics")
     for a in [ONES, *columns]:

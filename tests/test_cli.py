@@ -54,7 +54,7 @@ def pipeline(tmp_path_factory, _consortium_master, cli):
         )
     steps["aggregate"] = cli("aggregate", *bundles, "--out", root / "aggregate.json")
     steps["decrypt"] = cli(
-        "decrypt", root / "aggregate.json", "--private-key", root / "keys" / "private_key.json",
+        "decrypt", "--allow-unsigned", root / "aggregate.json", "--private-key", root / "keys" / "private_key.json",
         "--out", root / "statistics.json",
     )
     steps["solve"] = cli("solve", root / "statistics.json", "--out", root / "model.json")
@@ -101,7 +101,7 @@ def test_cli_model_equals_library_model(pipeline):
     assert loaded.contributors_ == list(pipeline.csvs)
     # and the library's own decryption of the CLI's aggregate gives the same statistics
     stats = hefed.decrypt_statistics(hefed.Bundle.load(pipeline.root / "aggregate.json"),
-                                     hefed.load_private_key(pipeline.private))
+                                     hefed.load_private_key(pipeline.private), allow_unsigned=True)
     assert stats.gram == hefed.SufficientStatistics.load(pipeline.root / "statistics.json").gram
     assert stats.gram == hefed.compute_statistics(pooled, TARGET).gram
 
@@ -127,12 +127,13 @@ def _command(pipeline, step: str, out: Path) -> list[object]:
         "encrypt": ["encrypt", pipeline.csvs[name], "--target", TARGET, "--public-key", pipeline.public,
                     "--factory-id", name, "--out", out],
         "aggregate": ["aggregate", *pipeline.bundles, "--out", out],
-        "decrypt": ["decrypt", pipeline.root / "aggregate.json", "--private-key", pipeline.private, "--out", out],
+        "decrypt": ["decrypt", "--allow-unsigned",
+                pipeline.root / "aggregate.json", "--private-key", pipeline.private, "--out", out],
         "solve": ["solve", pipeline.root / "statistics.json", "--out", out],
     }[step]
 
 
-@pytest.mark.parametrize("step", ["encrypt", "aggregate", "decrypt", "solve"])
+@pytest.mark.parametrize("step", ["encrypt", "aggregate", "decrypt", "--allow-unsigned", "solve"])
 def test_commands_refuse_to_overwrite_without_force(pipeline, tmp_path, step, cli):
     out = tmp_path / "existing.json"
     out.write_text("precious\n")
@@ -190,7 +191,8 @@ def test_missing_data_file(pipeline, tmp_path, cli):
 
 def test_wrong_key_for_decrypt(pipeline, tmp_path, other_keypair, cli):
     hefed.save_private_key(other_keypair[1], tmp_path / "other.json")
-    result = cli("decrypt", pipeline.root / "aggregate.json", "--private-key", tmp_path / "other.json",
+    result = cli("decrypt", "--allow-unsigned",
+            pipeline.root / "aggregate.json", "--private-key", tmp_path / "other.json",
                      "--out", tmp_path / "s.json")
     message = assert_one_line_error(result, 1)
     assert hefed.key_fingerprint(other_keypair[0]) in message
@@ -200,10 +202,11 @@ def test_wrong_key_for_decrypt(pipeline, tmp_path, other_keypair, cli):
 def test_too_few_contributors(pipeline, tmp_path, cli):
     agg = cli("aggregate", *pipeline.bundles[:2], "--out", tmp_path / "two.json")
     assert agg.returncode == 0, agg.stderr
-    result = cli("decrypt", tmp_path / "two.json", "--private-key", pipeline.private, "--out", tmp_path / "s.json")
+    result = cli("decrypt", "--allow-unsigned",
+            tmp_path / "two.json", "--private-key", pipeline.private, "--out", tmp_path / "s.json")
     assert "at least 3" in assert_one_line_error(result, 1)
     assert not (tmp_path / "s.json").exists()
-    lowered = cli("decrypt", tmp_path / "two.json", "--private-key", pipeline.private,
+    lowered = cli("decrypt", "--allow-unsigned", tmp_path / "two.json", "--private-key", pipeline.private,
                       "--min-contributors", 2, "--out", tmp_path / "s.json")
     assert lowered.returncode == 0, lowered.stderr
 
@@ -218,9 +221,10 @@ def test_private_key_readable_by_others_is_refused(pipeline, tmp_path, cli):
     key = tmp_path / "private_key.json"
     shutil.copy(pipeline.private, key)
     key.chmod(0o644)
-    result = cli("decrypt", pipeline.root / "aggregate.json", "--private-key", key, "--out", tmp_path / "s.json")
+    result = cli("decrypt", "--allow-unsigned",
+            pipeline.root / "aggregate.json", "--private-key", key, "--out", tmp_path / "s.json")
     assert "chmod" in assert_one_line_error(result, 2)
-    allowed = cli("decrypt", pipeline.root / "aggregate.json", "--private-key", key,
+    allowed = cli("decrypt", "--allow-unsigned", pipeline.root / "aggregate.json", "--private-key", key,
                       "--allow-insecure-permissions", "--out", tmp_path / "s.json")
     assert allowed.returncode == 0, allowed.stderr
 
@@ -229,7 +233,7 @@ def test_tampered_bundle(pipeline, tmp_path, cli):
     obj = json.loads((pipeline.root / "aggregate.json").read_text())
     obj["contributors"].append("ghost")
     (tmp_path / "forged.json").write_text(json.dumps(obj))
-    result = cli("decrypt", tmp_path / "forged.json", "--private-key", pipeline.private,
+    result = cli("decrypt", "--allow-unsigned", tmp_path / "forged.json", "--private-key", pipeline.private,
                      "--out", tmp_path / "s.json")
     assert_one_line_error(result, 1)
     assert not (tmp_path / "s.json").exists()
@@ -288,13 +292,14 @@ def test_solve_on_malformed_statistics_is_a_one_line_error(pipeline, tmp_path, c
     assert_one_line_error(result, 1)
 
 
-@pytest.mark.parametrize("step", ["aggregate", "decrypt", "solve"])
+@pytest.mark.parametrize("step", ["aggregate", "decrypt", "--allow-unsigned", "solve"])
 def test_garbage_input_file_is_a_one_line_error(tmp_path, pipeline, cli, step):
     garbage = tmp_path / "garbage.json"
     garbage.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00 not json")
     args = {
         "aggregate": ["aggregate", garbage, *pipeline.bundles[:2], "--out", tmp_path / "o.json"],
-        "decrypt": ["decrypt", garbage, "--private-key", pipeline.private, "--out", tmp_path / "o.json"],
+        "decrypt": ["decrypt", "--allow-unsigned",
+                garbage, "--private-key", pipeline.private, "--out", tmp_path / "o.json"],
         "solve": ["solve", garbage, "--out", tmp_path / "o.json"],
     }[step]
     assert "garbage.json" in assert_one_line_error(cli(*args), 1)
@@ -336,7 +341,8 @@ def test_readme_pipeline_through_the_installed_script(tmp_path, _consortium_mast
         ok("encrypt", f"{name}.csv", "--target", TARGET, "--public-key", "keys/public_key.json", "--factory-id", name,
            "--out", f"{name}.bundle.json")
     ok("aggregate", *(f"{name}.bundle.json" for name in _consortium_master), "--out", "aggregate.bundle.json")
-    ok("decrypt", "aggregate.bundle.json", "--private-key", "keys/private_key.json", "--out", "statistics.json")
+    ok("decrypt", "--allow-unsigned",
+            "aggregate.bundle.json", "--private-key", "keys/private_key.json", "--out", "statistics.json")
     solved = ok("solve", "statistics.json", "--out", "model.json")
     assert "regression results" in solved.stdout and "wrote model.json" in solved.stdout
     pooled = pd.concat([read_table(tmp_path / f"{name}.csv") for name in _consortium_master], ignore_index=True)
@@ -469,7 +475,7 @@ def test_solve_of_a_summary_says_it_gives_no_model(pipeline, tmp_path, cli):
         assert cli("encrypt", csv, "--target", TARGET, "--summary", "--public-key", pipeline.public,
                    "--factory-id", name, "--out", bundles[-1]).returncode == 0
     assert cli("aggregate", *bundles, "--out", tmp_path / "agg.json").returncode == 0
-    assert cli("decrypt", tmp_path / "agg.json", "--private-key", pipeline.private,
+    assert cli("decrypt", "--allow-unsigned", tmp_path / "agg.json", "--private-key", pipeline.private,
                "--out", tmp_path / "summary.json").returncode == 0
     message = assert_one_line_error(cli("solve", tmp_path / "summary.json"), 1)  # exit 1, as before the registry
     assert "a summary aggregate is not solved into a model" in message and "statistics" in message
@@ -484,7 +490,7 @@ def test_solve_prints_the_notes_of_ridge_auto_at_the_edge_of_its_grid(pipeline, 
         assert cli("encrypt", csv, "--target", TARGET, "--folds", 3, "--public-key", pipeline.public,
                    "--factory-id", name, "--out", bundles[-1]).returncode == 0
     assert cli("aggregate", *bundles, "--out", tmp_path / "agg.json").returncode == 0
-    assert cli("decrypt", tmp_path / "agg.json", "--private-key", pipeline.private,
+    assert cli("decrypt", "--allow-unsigned", tmp_path / "agg.json", "--private-key", pipeline.private,
                "--out", tmp_path / "folds.json").returncode == 0
     folds = hefed.FoldStatistics.load(tmp_path / "folds.json")
     release = hefed.release_model(folds, "auto", [1e-3, 1e-2])
@@ -562,7 +568,8 @@ def test_redirected_tables_are_never_wrapped_or_truncated(tmp_path, cli, public_
     hefed.save_private_key(private_key, tmp_path / "priv.json")
     assert cli("encrypt", tmp_path / "plant.csv", "--target", TARGET, "--summary", "--public-key",
                tmp_path / "pub.json", "--factory-id", "plant", "--out", tmp_path / "b.json").returncode == 0
-    result = cli("decrypt", tmp_path / "b.json", "--private-key", tmp_path / "priv.json", "--min-contributors", 1,
+    result = cli("decrypt", "--allow-unsigned",
+            tmp_path / "b.json", "--private-key", tmp_path / "priv.json", "--min-contributors", 1,
                  "--out", tmp_path / "summary.json")
     assert result.returncode == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if long_name in line)

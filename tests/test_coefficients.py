@@ -152,7 +152,7 @@ def test_averaged_model_differs_from_pooled_statistics_model(coef_keys, factorie
     averaged = hefed.solve(_coefficient_aggregate(factories, public_key, private_key, 0.0))
     stats_bundles = [hefed.encrypt_statistics(f, TARGET, public_key, FEATURES, factory_id=name)
                      for name, f in factories.items()]
-    pooled = hefed.solve(hefed.decrypt_statistics(hefed.aggregate(stats_bundles), private_key))
+    pooled = hefed.solve(hefed.decrypt_statistics(hefed.aggregate(stats_bundles), private_key, allow_unsigned=True))
     pooled_frame = pd.concat(factories.values(), ignore_index=True)
     assert pooled.coef_exact_ == hefed.solve(compute_statistics(pooled_frame, TARGET, FEATURES)).coef_exact_
     # same features, same target, very different coefficients: the modes really differ
@@ -169,7 +169,7 @@ def test_encrypt_table_coefficient_mode_matches_encrypt_coefficients(coef_keys, 
                                    request=hefed.CoefficientsRequest(ridge=2.0)).bundle
                for name, f in factories.items()]
     assert {b.kind for b in bundles} == {"coefficients"}
-    model = average_model(decrypt_bundle(hefed.aggregate(bundles), private_key))
+    model = average_model(decrypt_bundle(hefed.aggregate(bundles), private_key, allow_unsigned=True))
     expected_coef, expected_intercept = _expected_average(factories, 2.0)
     assert _by_name(model) == expected_coef and model.intercept_exact_ == expected_intercept
 
@@ -289,8 +289,8 @@ def test_coefficient_and_statistics_bundles_never_mix(coef_keys, factories):
     with pytest.raises(SchemaMismatchError):
         decrypt_coefficients(hefed.aggregate(stats), private_key)
     with pytest.raises(SchemaMismatchError):
-        hefed.decrypt_statistics(hefed.aggregate(coef), private_key)
-    assert isinstance(decrypt_bundle(hefed.aggregate(coef), private_key), CoefficientAggregate)
+        hefed.decrypt_statistics(hefed.aggregate(coef), private_key, allow_unsigned=True)
+    assert isinstance(decrypt_bundle(hefed.aggregate(coef), private_key, allow_unsigned=True), CoefficientAggregate)
 
 
 def test_coefficient_aggregate_file_round_trip(coef_keys, factories, tmp_path):
@@ -344,7 +344,7 @@ def test_cli_coefficient_mode_flow(tmp_path):
         assert "coefficients bundle" in res.stdout
     steps = [
         ("aggregate", *[tmp_path / f"{n}.bundle.json" for n in frames], "--out", tmp_path / "agg.json"),
-        ("decrypt", tmp_path / "agg.json", "--private-key", keys / "private_key.json", "--out",
+        ("decrypt", "--allow-unsigned", tmp_path / "agg.json", "--private-key", keys / "private_key.json", "--out",
          tmp_path / "coefficients.json"),
         ("solve", tmp_path / "coefficients.json", "--out", tmp_path / "model.json"),
     ]

@@ -152,7 +152,8 @@ def flow(tmp_path_factory):
          "--holdout-out", f"{name}.holdout.csv"] for name in NAMES], cwd=d)
     logs = {name: ok(result) for name, result in zip(NAMES, encrypts, strict=True)}
     ok(hefed_cli("aggregate", *(f"{n}.bundle.json" for n in NAMES), "--out", "aggregate.json", cwd=d))
-    ok(hefed_cli("decrypt", "aggregate.json", "--private-key", "keys/private_key.json", "--out", "stats.json",
+    ok(hefed_cli("decrypt", "--allow-unsigned",
+            "aggregate.json", "--private-key", "keys/private_key.json", "--out", "stats.json",
                  cwd=d))
     ok(hefed_cli("solve", "stats.json", "--out", "model.json", cwd=d))
     evaluations = hefed_cli_parallel([
@@ -161,7 +162,7 @@ def flow(tmp_path_factory):
         for name in NAMES], cwd=d)
     logs.update({f"evaluate {name}": ok(result) for name, result in zip(NAMES, evaluations, strict=True)})
     ok(hefed_cli("aggregate", *(f"{n}.eval.json" for n in NAMES), "--out", "eval.aggregate.json", cwd=d))
-    logs["decrypt evaluation"] = ok(hefed_cli("decrypt", "eval.aggregate.json", "--private-key",
+    logs["decrypt evaluation"] = ok(hefed_cli("decrypt", "--allow-unsigned", "eval.aggregate.json", "--private-key",
                                               "keys/private_key.json", "--out", "ev.json", cwd=d))
     return d, frames, logs
 

@@ -191,7 +191,7 @@ def test_encrypted_fold_bundles_decrypt_to_per_fold_sums(cv_keys, factories):
     assert decrypted.n == sum(len(f) for f in factories.values())
     pooled = compute_statistics(pd.concat(factories.values(), ignore_index=True), TARGET, FEATURES)
     assert decrypted.total().gram == pooled.gram
-    assert isinstance(decrypt_bundle(agg, private_key), FoldStatistics)
+    assert isinstance(decrypt_bundle(agg, private_key, allow_unsigned=True), FoldStatistics)
 
 
 def test_encrypt_table_with_folds_and_file_round_trip(cv_keys, factories, tmp_path):
@@ -199,7 +199,7 @@ def test_encrypt_table_with_folds_and_file_round_trip(cv_keys, factories, tmp_pa
     bundles = [hefed.encrypt_table(f, TARGET, public_key, features=FEATURES, factory_id=name,
                                    request=hefed.FoldStatisticsRequest(folds=3, seed=2)).bundle
                for name, f in factories.items()]
-    decrypted = decrypt_bundle(hefed.aggregate(bundles), private_key)
+    decrypted = decrypt_bundle(hefed.aggregate(bundles), private_key, allow_unsigned=True)
     assert isinstance(decrypted, FoldStatistics)
     assert [f.gram for f in decrypted.folds] == [f.gram for f in _pooled_fold_statistics(factories, 3, 2).folds]
     decrypted.save(tmp_path / "folds.json")
@@ -382,7 +382,7 @@ def test_cli_folds_and_ridge_auto(tmp_path):
         assert res.returncode == 0, res.stderr
         assert "fold_statistics bundle" in res.stdout
     for step in (("aggregate", *bundles, "--out", tmp_path / "agg.json"),
-                 ("decrypt", tmp_path / "agg.json", "--private-key", tmp_path / "private_key.json",
+                 ("decrypt", "--allow-unsigned", tmp_path / "agg.json", "--private-key", tmp_path / "private_key.json",
                   "--out", tmp_path / "folds.json")):
         res = run_cli(*step)
         assert res.returncode == 0, (step[0], res.stderr)

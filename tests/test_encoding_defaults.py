@@ -148,7 +148,7 @@ def federate(frame: pd.DataFrame, features: list[str], keypair, intercept: bool 
         bundles = [hefed.encrypt_statistics(part, "y", public_key, features=features, factory_id=f"factory{i}",
                                             encoding=encoding)
                    for i, part in enumerate(split_rows(frame, parts))]
-    stats = hefed.decrypt_statistics(hefed.aggregate(bundles), private_key)
+    stats = hefed.decrypt_statistics(hefed.aggregate(bundles), private_key, allow_unsigned=True)
     return stats, hefed.solve(stats, fit_intercept=intercept)
 
 
@@ -441,7 +441,7 @@ def test_one_million_rows_of_standard_normal_data(keypair) -> None:
         counted.merge(result.report.rounding)
         bundles.append(result.bundle)
     assert counted.counts == expected_counts
-    model = hefed.solve(hefed.decrypt_statistics(hefed.aggregate(bundles), private_key))
+    model = hefed.solve(hefed.decrypt_statistics(hefed.aggregate(bundles), private_key, allow_unsigned=True))
 
     reference = exact_solution_of_floats(frame, features, "y")
     found = [model.intercept_exact_, *model.coef_exact_]

@@ -242,13 +242,13 @@ def test_encrypted_evaluation_decrypts_to_exactly_the_sum_of_local_sums(setting,
         assert_sums_equal(hefed.evaluate_local(model, test, TARGET), local[name])
     aggregate = hefed.aggregate(evaluation_bundles)
     assert aggregate.kind == "evaluation"
-    result = hefed.decrypt_evaluation(aggregate, keypair[1])
+    result = hefed.decrypt_evaluation(aggregate, keypair[1], allow_unsigned=True)
     assert_sums_equal(result, add_sums(list(local.values())))
     assert result.contributors == list(holdouts)
     assert result.target == TARGET
     assert result.features == FEATURES
     # decrypt_bundle dispatches on the kind.
-    assert hefed.decrypt_bundle(aggregate, keypair[1]) == result
+    assert hefed.decrypt_bundle(aggregate, keypair[1], allow_unsigned=True) == result
 
     y = np.concatenate([test[TARGET].to_numpy() for test in holdouts.values()])
     pred = np.concatenate([model.predict(test) for test in holdouts.values()])
@@ -264,8 +264,8 @@ def test_evaluation_bundles_aggregate_from_files_too(tmp_path, evaluation_bundle
     paths = []
     for i, bundle in enumerate(evaluation_bundles):
         paths.append(bundle.save(tmp_path / f"e{i}.json"))
-    from_files = hefed.decrypt_evaluation(hefed.aggregate(paths), keypair[1])
-    assert from_files == hefed.decrypt_evaluation(hefed.aggregate(evaluation_bundles), keypair[1])
+    from_files = hefed.decrypt_evaluation(hefed.aggregate(paths), keypair[1], allow_unsigned=True)
+    assert from_files == hefed.decrypt_evaluation(hefed.aggregate(evaluation_bundles), keypair[1], allow_unsigned=True)
 
 
 def test_evaluation_and_statistics_bundles_never_mix(setting, evaluation_bundles, keypair, consortium_bundles):
@@ -275,9 +275,9 @@ def test_evaluation_and_statistics_bundles_never_mix(setting, evaluation_bundles
         hefed.aggregate([consortium_bundles[0], evaluation_bundles[1]])
     evaluation_aggregate = hefed.aggregate(evaluation_bundles)
     with pytest.raises(SchemaMismatchError):
-        hefed.decrypt_statistics(evaluation_aggregate, keypair[1])
+        hefed.decrypt_statistics(evaluation_aggregate, keypair[1], allow_unsigned=True)
     with pytest.raises(SchemaMismatchError):
-        hefed.decrypt_evaluation(hefed.aggregate(consortium_bundles), keypair[1])
+        hefed.decrypt_evaluation(hefed.aggregate(consortium_bundles), keypair[1], allow_unsigned=True)
 
 
 def _other_model(model: hefed.LinearModel, coef: list[Fraction], intercept: Fraction) -> hefed.LinearModel:
@@ -317,15 +317,17 @@ def test_evaluation_bundles_of_different_models_with_equal_parameters_refuse_to_
 def test_evaluation_threshold_applies(evaluation_bundles, keypair):
     two = hefed.aggregate(evaluation_bundles[:2])
     with pytest.raises(TooFewContributorsError):
-        hefed.decrypt_evaluation(two, keypair[1])
+        hefed.decrypt_evaluation(two, keypair[1], allow_unsigned=True)
     with pytest.raises(TooFewContributorsError):
-        hefed.decrypt_bundle(two, keypair[1])
+        hefed.decrypt_bundle(two, keypair[1], allow_unsigned=True)
     with pytest.raises(TooFewContributorsError):
-        hefed.decrypt_evaluation(hefed.aggregate(evaluation_bundles), keypair[1], min_contributors=5)
+        hefed.decrypt_evaluation(hefed.aggregate(evaluation_bundles), keypair[1], min_contributors=5,
+                allow_unsigned=True)
     with pytest.raises(TooFewContributorsError):
-        hefed.decrypt_evaluation(evaluation_bundles[0], keypair[1])
-    assert hefed.decrypt_evaluation(two, keypair[1], min_contributors=2).n == sum(
-        hefed.decrypt_evaluation(b, keypair[1], min_contributors=1).n for b in evaluation_bundles[:2])
+        hefed.decrypt_evaluation(evaluation_bundles[0], keypair[1], allow_unsigned=True)
+    assert hefed.decrypt_evaluation(two, keypair[1], min_contributors=2, allow_unsigned=True).n == sum(
+        hefed.decrypt_evaluation(b, keypair[1], min_contributors=1,
+                allow_unsigned=True).n for b in evaluation_bundles[:2])
 
 
 def test_evaluation_bundle_reveals_no_local_sum(setting, evaluation_bundles, keypair):
@@ -361,7 +363,7 @@ def test_evaluation_bundle_reveals_no_local_sum(setting, evaluation_bundles, key
 
 
 def test_evaluation_sums_save_load_round_trip(tmp_path, setting, evaluation_bundles, keypair):
-    result = hefed.decrypt_evaluation(hefed.aggregate(evaluation_bundles), keypair[1])
+    result = hefed.decrypt_evaluation(hefed.aggregate(evaluation_bundles), keypair[1], allow_unsigned=True)
     path = tmp_path / "evaluation.json"
     result.save(path)
     loaded = EvaluationSums.load(path)

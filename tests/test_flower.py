@@ -339,10 +339,10 @@ def test_round_in_process_sends_only_the_public_key(tmp_path, keys, consortium_f
     # The aggregate is the library's aggregate of the same factories: it decrypts to the same statistics.
     aggregate = hefed.Bundle.load(tmp_path / "aggregate.json")
     roster = consortium_identities["roster"] if masked else None
-    stats = hefed.decrypt_statistics(aggregate, keys["private"], roster=roster)
+    stats = hefed.decrypt_statistics(aggregate, keys["private"], roster=roster, allow_unsigned=True)
     expected = hefed.decrypt_statistics(hefed.aggregate(
         [hefed.encrypt_statistics(p, TARGET, keys["public"], factory_id=p.stem) for p in consortium_files]),
-        keys["private"])
+        keys["private"], allow_unsigned=True)
     assert stats.gram == expected.gram and sorted(stats.contributors) == sorted(expected.contributors)
     if masked:
         assert report["round_id"] == aggregate.round_id and len(aggregate.manifests) == 3
@@ -371,10 +371,10 @@ def test_in_process_dropout_after_ready_reruns_a_new_round(tmp_path, keys, conso
     aggregate = hefed.Bundle.load(tmp_path / "aggregate.json")
     assert aggregate.round_id == second["round_id"] and sorted(aggregate.contributions) == sorted(names[:2])
     stats = hefed.decrypt_statistics(aggregate, keys["private"], min_contributors=2,
-                                     roster=consortium_identities["roster"])
+                                     roster=consortium_identities["roster"], allow_unsigned=True)
     expected = hefed.decrypt_statistics(hefed.aggregate(
         [hefed.encrypt_statistics(p, TARGET, keys["public"], factory_id=p.stem) for p in consortium_files[:2]]),
-        keys["private"], min_contributors=2)
+        keys["private"], min_contributors=2, allow_unsigned=True)
     assert stats.to_dict() == expected.to_dict()
 
 
@@ -424,14 +424,15 @@ def test_in_process_coefficients_and_evaluation_ask_each_kind_its_own_request(tm
                                for p in sorted(consortium_files, key=lambda p: p.stem)])  # as the tally orders them
 
     def plain(bundle):
-        return hefed.decrypt_bundle(bundle, keys["private"]).to_dict()
+        return hefed.decrypt_bundle(bundle, keys["private"], allow_unsigned=True).to_dict()
 
     _, report = run_in_process(tmp_path, consortium_files, keys, kind="coefficients", ridge=0.5)
     assert report["status"] == "ok" and report["kind"] == "coefficients"
     coefficients = hefed.Bundle.load(tmp_path / "aggregate.json")
     assert plain(coefficients) == plain(library(hefed.CoefficientsRequest(0.5), lambda p: p))
 
-    model = hefed.solve(hefed.decrypt_statistics(library(hefed.StatisticsRequest(), lambda p: p), keys["private"]))
+    model = hefed.solve(hefed.decrypt_statistics(library(hefed.StatisticsRequest(), lambda p: p), keys["private"],
+            allow_unsigned=True))
     model_path = model.save(tmp_path / "model.json")
     _, report = run_in_process(tmp_path, consortium_files, keys, kind="evaluation", model=str(model_path), force=True,
                                **{"test-fraction": 0.25, "seed": 1})
@@ -453,7 +454,7 @@ def test_error_and_silence_leave_exactly_the_named_contributors(tmp_path, keys, 
     assert report["missing"][names[2]] == "no answer within 0.2 s"
     aggregate = hefed.Bundle.load(tmp_path / "aggregate.json")
     assert aggregate.contributors == [names[0]]
-    stats = hefed.decrypt_statistics(aggregate, keys["private"], min_contributors=1)
+    stats = hefed.decrypt_statistics(aggregate, keys["private"], min_contributors=1, allow_unsigned=True)
     alone = hefed.compute_statistics(consortium_files[0], TARGET, factory_id=names[0])
     assert stats.gram == alone.gram
 
@@ -763,8 +764,9 @@ def test_study_factories_compute_from_their_own_copy_not_the_run_config(
     aggregate = hefed.Bundle.load(tmp_path / "aggregate.json")
     assert aggregate.study == study.digest and aggregate.encoding == study.encoding
     assert aggregate.target == TARGET and sorted(aggregate.features) == sorted(STUDY_FEATURES)
-    plain = hefed.decrypt_bundle(aggregate, keys["private"], study=study)
-    expected = hefed.decrypt_bundle(study_aggregate(consortium_files, study, kind), keys["private"], study=study)
+    plain = hefed.decrypt_bundle(aggregate, keys["private"], study=study, allow_unsigned=True)
+    expected = hefed.decrypt_bundle(study_aggregate(consortium_files, study, kind), keys["private"], study=study,
+            allow_unsigned=True)
     assert plain.to_dict() == expected.to_dict()
     if kind == "statistics":  # the holdout was kept out: fewer rows than the files hold
         assert plain.n == sum(round(0.75 * len(hefed.read_table(p))) for p in consortium_files)
@@ -776,7 +778,8 @@ def test_study_evaluation_reads_each_factory_holdout_as_the_study_says(
     the study's holdout of its rows. A model solved outside the study is refused, at the aggregator and at the
     factories."""
     study = study_setup["study"]
-    statistics = hefed.decrypt_statistics(study_aggregate(consortium_files, study), keys["private"], study=study)
+    statistics = hefed.decrypt_statistics(study_aggregate(consortium_files, study), keys["private"], study=study,
+            allow_unsigned=True)
     model_path = hefed.solve(statistics).save(tmp_path / "model.json")
     nodes = study_nodes(study_setup, consortium_files)
     _, report = run_study(tmp_path, consortium_files, keys, study_setup["path"], kind="evaluation",
@@ -786,12 +789,12 @@ def test_study_evaluation_reads_each_factory_holdout_as_the_study_says(
     holdout = study_aggregate(consortium_files, study, "evaluation",
                               data=lambda p: Holdout(0.25, 1).split(hefed.read_table(p))[1],
                               model=hefed.LinearModel.load(model_path))
-    assert (hefed.decrypt_bundle(aggregate, keys["private"], study=study).to_dict()
-            == hefed.decrypt_bundle(holdout, keys["private"], study=study).to_dict())
+    assert (hefed.decrypt_bundle(aggregate, keys["private"], study=study, allow_unsigned=True).to_dict()
+            == hefed.decrypt_bundle(holdout, keys["private"], study=study, allow_unsigned=True).to_dict())
 
     outside = hefed.solve(hefed.decrypt_statistics(hefed.aggregate(
         [hefed.encrypt_table(p, TARGET, keys["public"], features=STUDY_FEATURES, factory_id=p.stem).bundle
-         for p in consortium_files]), keys["private"])).save(tmp_path / "outside.json")
+         for p in consortium_files]), keys["private"], allow_unsigned=True)).save(tmp_path / "outside.json")
     with pytest.raises(SchemaMismatchError, match=f"a model solved in no study, not in study {study.digest}"):
         run_study(tmp_path, consortium_files, keys, study_setup["path"], kind="evaluation", model=str(outside),
                   node_extra=nodes, force=True)
@@ -910,10 +913,11 @@ def test_a_masked_study_run_signs_the_study(tmp_path, keys, consortium_files, co
     assert all(dict(m.content[REQUEST_RECORD])["study"] == study.digest for m in grid.sent)
     aggregate = hefed.Bundle.load(tmp_path / "aggregate.json")
     assert aggregate.study == study.digest and aggregate.round_id == report["round_id"]
-    stats = hefed.decrypt_statistics(aggregate, keys["private"], roster=roster, study=study)
+    stats = hefed.decrypt_statistics(aggregate, keys["private"], roster=roster, study=study, allow_unsigned=True)
     # the same terms without the roster (a roster study refuses plain bundles): the same exact sums
     plain = replace(study, roster_digest=None)
-    expected = hefed.decrypt_statistics(study_aggregate(consortium_files, plain), keys["private"], study=plain)
+    expected = hefed.decrypt_statistics(study_aggregate(consortium_files, plain), keys["private"], study=plain,
+            allow_unsigned=True)
     assert {**stats.to_dict(), "study": None} == {**expected.to_dict(), "study": None}
 
 
@@ -1003,7 +1007,8 @@ def cli(*args: object) -> click.testing.Result:
 
 
 def model_from_aggregate(aggregate: Path, keys: dict[str, Any], root: Path) -> dict[str, Any]:
-    cli("decrypt", aggregate, "--private-key", keys["private_path"], "--out", root / "statistics.json")
+    cli("decrypt", "--allow-unsigned",
+            aggregate, "--private-key", keys["private_path"], "--out", root / "statistics.json")
     cli("solve", root / "statistics.json", "--out", root / "model.json")
     return json.loads((root / "model.json").read_text())
 
@@ -1149,10 +1154,10 @@ def test_killed_supernode_leaves_two_contributors(tmp_path, keys, gas_files, gas
     assert report["missing"] == {"gt_2013": "no answer within 12 s"}
     aggregate = hefed.Bundle.load(tmp_path / "aggregate.json")
     assert aggregate.contributors == ["gt_2011", "gt_2012"]
-    stats = hefed.decrypt_statistics(aggregate, keys["private"], min_contributors=2)
+    stats = hefed.decrypt_statistics(aggregate, keys["private"], min_contributors=2, allow_unsigned=True)
     expected = hefed.decrypt_statistics(hefed.aggregate(
         [hefed.encrypt_statistics(p, "NOX", keys["public"], factory_id=p.stem) for p in gas_files[:2]]),
-        keys["private"], min_contributors=2)
+        keys["private"], min_contributors=2, allow_unsigned=True)
     assert stats.to_dict() == expected.to_dict()
     # No private key in any process's arguments, nor in any file the federation wrote (configs, apps, logs).
     secrets = private_secrets(keys["private"])
@@ -1203,7 +1208,8 @@ def test_masked_federation_of_three_gives_the_file_based_statistics(tmp_path, ke
     assert aggregate.round_id == only["round_id"] and len(aggregate.manifests) == 3
     assert sorted(aggregate.contributions) == list(YEARS)
     roster = gas_identities["roster_path"]
-    cli("decrypt", tmp_path / "flower.aggregate.json", "--private-key", keys["private_path"], "--roster", roster,
+    cli("decrypt", "--allow-unsigned",
+            tmp_path / "flower.aggregate.json", "--private-key", keys["private_path"], "--roster", roster,
         "--out", tmp_path / "flower.statistics.json")
 
     files = tmp_path / "files"
@@ -1215,11 +1221,12 @@ def test_masked_federation_of_three_gives_the_file_based_statistics(tmp_path, ke
             "--out", files / f"{path.stem}.bundle.json")
     cli("aggregate", *(files / f"{p.stem}.bundle.json" for p in gas_files), "--roster", roster,
         "--round", files / "round.json", "--out", files / "aggregate.json")
-    cli("decrypt", files / "aggregate.json", "--private-key", keys["private_path"], "--roster", roster,
+    cli("decrypt", "--allow-unsigned",
+            files / "aggregate.json", "--private-key", keys["private_path"], "--roster", roster,
         "--out", files / "statistics.json")
     flower_stats = json.loads((tmp_path / "flower.statistics.json").read_text())
     assert flower_stats == json.loads((files / "statistics.json").read_text())
-    stats = hefed.decrypt_statistics(aggregate, keys["private"], roster=gas_identities["roster"])
+    stats = hefed.decrypt_statistics(aggregate, keys["private"], roster=gas_identities["roster"], allow_unsigned=True)
     assert stats.to_dict() == flower_stats
 
 
@@ -1279,10 +1286,10 @@ def test_killed_after_ready_reruns_a_new_round_for_the_survivors(tmp_path, keys,
     aggregate = hefed.Bundle.load(tmp_path / "aggregate.json")
     assert aggregate.round_id == second["round_id"] and aggregate.contributors == ["gt_2011", "gt_2012"]
     stats = hefed.decrypt_statistics(aggregate, keys["private"], min_contributors=2,
-                                     roster=Roster.load(gas_identities["roster_path"]))
+                                     roster=Roster.load(gas_identities["roster_path"]), allow_unsigned=True)
     expected = hefed.decrypt_statistics(hefed.aggregate(
         [hefed.encrypt_statistics(p, "NOX", keys["public"], factory_id=p.stem) for p in gas_files[:2]]),
-        keys["private"], min_contributors=2)
+        keys["private"], min_contributors=2, allow_unsigned=True)
     assert stats.to_dict() == expected.to_dict()
     secrets = private_secrets(keys["private"]) + identity_secrets(dirs)
     assert_no_secret("\0".join(map(" ".join, command_lines)).encode(), secrets, "a command line")
@@ -1320,7 +1327,8 @@ def test_federate_with_a_study_gives_the_file_based_statistics_of_the_study(tmp_
     assert report["study"] == study.digest and report["contributors"] == list(YEARS)
     aggregate = hefed.Bundle.load(tmp_path / "flower.aggregate.json")
     assert aggregate.study == study.digest and aggregate.encoding == study.encoding
-    cli("decrypt", tmp_path / "flower.aggregate.json", "--private-key", keys["private_path"], "--study", study_path,
+    cli("decrypt", "--allow-unsigned",
+            tmp_path / "flower.aggregate.json", "--private-key", keys["private_path"], "--study", study_path,
         "--out", tmp_path / "flower.statistics.json")
 
     files = tmp_path / "files"
@@ -1330,7 +1338,8 @@ def test_federate_with_a_study_gives_the_file_based_statistics_of_the_study(tmp_
             "--out", files / f"{path.stem}.bundle.json")
     cli("aggregate", *(files / f"{p.stem}.bundle.json" for p in gas_files), "--study", study_path,
         "--out", files / "aggregate.json")
-    cli("decrypt", files / "aggregate.json", "--private-key", keys["private_path"], "--study", study_path,
+    cli("decrypt", "--allow-unsigned",
+            files / "aggregate.json", "--private-key", keys["private_path"], "--study", study_path,
         "--out", files / "statistics.json")
     flower_stats = json.loads((tmp_path / "flower.statistics.json").read_text())
     assert flower_stats == json.loads((files / "statistics.json").read_text())

@@ -379,7 +379,7 @@ def run_case(test: str, table: Table, path: Path, public_key=None, private_key=N
     assert stats.gram == exact_gram(table, expected.features), "statistics differ from the exact ones"
     if public_key is not None and table.encoding == DEFAULT_ENCODING:
         bundle = hefed.encrypt_statistics(path, table.target, public_key, table.features, "plant", table.encoding)
-        assert decrypt_statistics(bundle, private_key, min_contributors=1).gram == stats.gram
+        assert decrypt_statistics(bundle, private_key, min_contributors=1, allow_unsigned=True).gram == stats.gram
     CASES[(test, "ok")] += 1
     return "ok"
 
@@ -491,7 +491,7 @@ def test_bom_crlf_and_non_ascii_names_work(workdir, keypair):
     frame = pd.DataFrame({"CO₂ (t)": [1.5, 4, 7], "température": [2, 5.25, 8], "µg/m³": [3, 6, 10.125]})
     assert stats.gram == hefed.compute_statistics(frame, "CO₂ (t)").gram
     bundle = hefed.encrypt_statistics(path, "CO₂ (t)", keypair[0], factory_id="plant")
-    assert decrypt_statistics(bundle, keypair[1], min_contributors=1).gram == stats.gram
+    assert decrypt_statistics(bundle, keypair[1], min_contributors=1, allow_unsigned=True).gram == stats.gram
     CASES[("explicit", "ok")] += 1
 
 

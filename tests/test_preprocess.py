@@ -145,8 +145,8 @@ def test_summary_bundles_never_mix_with_other_kinds(pp_keys, frames):
     with pytest.raises(SchemaMismatchError):
         hefed.aggregate([summary_bundles[0], stats_bundle])
     with pytest.raises(SchemaMismatchError):
-        hefed.decrypt_statistics(hefed.aggregate(summary_bundles), private_key)
-    assert isinstance(decrypt_bundle(hefed.aggregate(summary_bundles), private_key), ColumnSummary)
+        hefed.decrypt_statistics(hefed.aggregate(summary_bundles), private_key, allow_unsigned=True)
+    assert isinstance(decrypt_bundle(hefed.aggregate(summary_bundles), private_key, allow_unsigned=True), ColumnSummary)
 
 
 # --------------------------------------------------------------------------------------
@@ -236,7 +236,7 @@ def test_impute_through_encrypt_table_gives_the_filled_frames_statistics(pp_keys
         assert result.report.imputed_cells == 8
         bundles.append(result.bundle)
         filled.append(frame.fillna({c: summary.mean(c) for c in COLUMNS}))
-    stats = hefed.decrypt_statistics(hefed.aggregate(bundles), private_key)
+    stats = hefed.decrypt_statistics(hefed.aggregate(bundles), private_key, allow_unsigned=True)
     assert stats.gram == compute_statistics(pd.concat(filled, ignore_index=True), TARGET, FEATURES).gram
 
 
@@ -416,9 +416,11 @@ def test_cli_missing_values_drop_error_and_impute(pp_keys, frames, tmp_path):
     assert "imputed 4 missing value(s) with the consortium means" in imputed.stdout
 
     # what the bundles hold (decrypted here with a threshold of 1, for the test only)
-    drop_stats = hefed.decrypt_statistics(hefed.Bundle.load(tmp_path / "dropped.json"), private_key, 1)
+    drop_stats = hefed.decrypt_statistics(hefed.Bundle.load(tmp_path / "dropped.json"), private_key, 1,
+            allow_unsigned=True)
     assert drop_stats.gram == compute_statistics(frame.dropna(), TARGET, FEATURES).gram
-    impute_stats = hefed.decrypt_statistics(hefed.Bundle.load(tmp_path / "imputed.json"), private_key, 1)
+    impute_stats = hefed.decrypt_statistics(hefed.Bundle.load(tmp_path / "imputed.json"), private_key, 1,
+            allow_unsigned=True)
     filled = frame.fillna({c: summary.mean(c) for c in COLUMNS})
     assert impute_stats.gram == compute_statistics(filled, TARGET, FEATURES).gram
 

@@ -51,7 +51,7 @@ def _encrypt(frame, public_key, name, target=TARGET, features=None, encoding=Non
 def test_wrong_private_key_is_refused(consortium_bundles, other_keypair):
     aggregate = hefed.aggregate(consortium_bundles)
     with pytest.raises(KeyMismatchError) as info:
-        hefed.decrypt_statistics(aggregate, other_keypair[1])
+        hefed.decrypt_statistics(aggregate, other_keypair[1], allow_unsigned=True)
     assert aggregate.key_fingerprint in str(info.value)
     assert hefed.key_fingerprint(other_keypair[0]) in str(info.value)
 
@@ -166,8 +166,9 @@ def test_columns_in_different_order_give_the_same_model(consortium, consortium_f
         features = list(rng.permutation(consortium_features))
         bundles_shuffled.append(_encrypt(frame[order], public_key, name, features=features))
     bundles_plain = [_encrypt(frame, public_key, name) for name, frame in consortium.items()]
-    shuffled = hefed.solve(hefed.decrypt_statistics(hefed.aggregate(bundles_shuffled), private_key))
-    plain = hefed.solve(hefed.decrypt_statistics(hefed.aggregate(bundles_plain), private_key))
+    shuffled = hefed.solve(hefed.decrypt_statistics(hefed.aggregate(bundles_shuffled), private_key,
+            allow_unsigned=True))
+    plain = hefed.solve(hefed.decrypt_statistics(hefed.aggregate(bundles_plain), private_key, allow_unsigned=True))
     by_name = dict(zip(plain.feature_names_in_, plain.coef_exact_, strict=True))
     assert dict(zip(shuffled.feature_names_in_, shuffled.coef_exact_, strict=True)) == by_name
     assert shuffled.intercept_exact_ == plain.intercept_exact_
@@ -198,15 +199,17 @@ def test_same_bundle_twice_is_refused(consortium_bundles):
 def test_too_few_contributors_default_threshold_is_three(consortium_bundles, private_key):
     two = hefed.aggregate(consortium_bundles[:2])
     with pytest.raises(TooFewContributorsError) as info:
-        hefed.decrypt_statistics(two, private_key)
+        hefed.decrypt_statistics(two, private_key, allow_unsigned=True)
     assert "3" in str(info.value)
     with pytest.raises(TooFewContributorsError):
-        hefed.decrypt_statistics(consortium_bundles[0], private_key)
+        hefed.decrypt_statistics(consortium_bundles[0], private_key, allow_unsigned=True)
     # at the threshold, it decrypts; a lower explicit threshold is honoured
-    assert len(hefed.decrypt_statistics(hefed.aggregate(consortium_bundles[:3]), private_key).contributors) == 3
-    assert hefed.decrypt_statistics(two, private_key, min_contributors=2).n > 0
+    assert len(hefed.decrypt_statistics(hefed.aggregate(consortium_bundles[:3]), private_key,
+            allow_unsigned=True).contributors) == 3
+    assert hefed.decrypt_statistics(two, private_key, min_contributors=2, allow_unsigned=True).n > 0
     with pytest.raises(TooFewContributorsError):
-        hefed.decrypt_statistics(hefed.aggregate(consortium_bundles), private_key, min_contributors=5)
+        hefed.decrypt_statistics(hefed.aggregate(consortium_bundles), private_key, min_contributors=5,
+                allow_unsigned=True)
 
 
 def test_single_bundle_relabelled_as_three_contributors_fails_integrity(tmp_path, consortium_bundles, private_key):
@@ -218,7 +221,7 @@ def test_single_bundle_relabelled_as_three_contributors_fails_integrity(tmp_path
     forged.write_text(json.dumps(obj))
     bundle = Bundle.load(forged)
     with pytest.raises(IntegrityError) as info:
-        hefed.decrypt_statistics(bundle, private_key)
+        hefed.decrypt_statistics(bundle, private_key, allow_unsigned=True)
     assert "3 contributors" in str(info.value) and "1 contribution" in str(info.value)
 
 
@@ -226,7 +229,7 @@ def test_aggregate_relabelled_with_an_extra_contributor_fails_integrity(consorti
     aggregate = hefed.aggregate(consortium_bundles[:3])
     forged = replace(aggregate, contributors=[*aggregate.contributors, "ghost"])
     with pytest.raises(IntegrityError):
-        hefed.decrypt_statistics(forged, private_key)
+        hefed.decrypt_statistics(forged, private_key, allow_unsigned=True)
 
 
 def _flip_ciphertext_bit(obj, index, bit):
@@ -246,7 +249,7 @@ def test_tampered_ciphertext_is_refused(tmp_path, consortium_bundles, private_ke
         tampered = tmp_path / f"tampered-{index}.json"
         tampered.write_text(json.dumps(obj))
         with pytest.raises((IntegrityError, InvalidFileError)):
-            hefed.decrypt_statistics(Bundle.load(tampered), private_key)
+            hefed.decrypt_statistics(Bundle.load(tampered), private_key, allow_unsigned=True)
 
 
 @pytest.mark.parametrize(
@@ -290,7 +293,7 @@ def test_ciphertext_at_least_n_squared_is_invalid(tmp_path, consortium_bundles, 
 
 
 def _savers(keypair, consortium_bundles, private_key):
-    stats = hefed.decrypt_statistics(hefed.aggregate(consortium_bundles), private_key)
+    stats = hefed.decrypt_statistics(hefed.aggregate(consortium_bundles), private_key, allow_unsigned=True)
     model = hefed.solve(stats)
     return {
         "bundle": consortium_bundles[0].save,
@@ -375,13 +378,13 @@ def test_bundle_round_trip_preserves_everything(tmp_path, consortium_bundles, pr
     loaded = Bundle.load(tmp_path / "agg.json")
     assert loaded == aggregate
     assert loaded.public_key.n == aggregate.public_key.n
-    a = hefed.decrypt_statistics(loaded, private_key)
-    b = hefed.decrypt_statistics(aggregate, private_key)
+    a = hefed.decrypt_statistics(loaded, private_key, allow_unsigned=True)
+    b = hefed.decrypt_statistics(aggregate, private_key, allow_unsigned=True)
     assert a.gram == b.gram and a.contributors == b.contributors
 
 
 def test_statistics_round_trip_preserves_everything(tmp_path, consortium_bundles, private_key):
-    stats = hefed.decrypt_statistics(hefed.aggregate(consortium_bundles), private_key)
+    stats = hefed.decrypt_statistics(hefed.aggregate(consortium_bundles), private_key, allow_unsigned=True)
     stats.save(tmp_path / "s.json")
     loaded = SufficientStatistics.load(tmp_path / "s.json")
     assert loaded == stats
@@ -397,7 +400,7 @@ def test_statistics_round_trip_preserves_everything(tmp_path, consortium_bundles
     "kwargs", [{}, {"ridge": 2.5}, {"fit_intercept": False}, {"ridge": 0.1, "fit_intercept": False}]
 )
 def test_model_round_trip_preserves_everything(tmp_path, consortium_bundles, private_key, kwargs):
-    stats = hefed.decrypt_statistics(hefed.aggregate(consortium_bundles), private_key)
+    stats = hefed.decrypt_statistics(hefed.aggregate(consortium_bundles), private_key, allow_unsigned=True)
     model = hefed.solve(stats, **kwargs)
     model.save(tmp_path / "m.json")
     loaded = hefed.LinearModel.load(tmp_path / "m.json")
@@ -416,7 +419,7 @@ def test_model_round_trip_preserves_everything(tmp_path, consortium_bundles, pri
 
 
 def test_model_file_with_edited_coefficient_is_refused(tmp_path, consortium_bundles, private_key):
-    model = hefed.solve(hefed.decrypt_statistics(hefed.aggregate(consortium_bundles), private_key))
+    model = hefed.solve(hefed.decrypt_statistics(hefed.aggregate(consortium_bundles), private_key, allow_unsigned=True))
     model.save(tmp_path / "m.json")
     obj = json.loads((tmp_path / "m.json").read_text())
     obj["coef"][0] = obj["coef"][0] * (1 + 1e-12)
@@ -592,7 +595,7 @@ def test_every_refusal_is_a_hefed_error_subclass():
 
 @pytest.mark.parametrize("entry", ["--5", "²", "-", "5 ", "0x10", "1e3", "٣"])
 def test_statistics_file_with_malformed_integer_is_invalid_file(tmp_path, consortium_bundles, private_key, entry):
-    stats = hefed.decrypt_statistics(hefed.aggregate(consortium_bundles), private_key)
+    stats = hefed.decrypt_statistics(hefed.aggregate(consortium_bundles), private_key, allow_unsigned=True)
     obj = stats.to_dict()
     obj["gram_upper"][1] = entry
     (tmp_path / "s.json").write_text(json.dumps(obj))
@@ -655,7 +658,7 @@ def test_paths_are_accepted_everywhere(tmp_path, consortium, keypair):
         frame.to_csv(csv, index=False)
         bundle = hefed.encrypt_statistics(str(csv), TARGET, public_key, factory_id=name)
         paths.append(Path(bundle.save(tmp_path / f"{name}.bundle.json")))
-    stats = hefed.decrypt_statistics(hefed.aggregate([str(paths[0]), *paths[1:]]), private_key)
+    stats = hefed.decrypt_statistics(hefed.aggregate([str(paths[0]), *paths[1:]]), private_key, allow_unsigned=True)
     pooled = pd.concat(list(consortium.values())[:3], ignore_index=True)
     assert stats.gram == hefed.compute_statistics(pooled, TARGET).gram
 

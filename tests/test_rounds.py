@@ -203,7 +203,7 @@ def _forge(template: Bundle, parts: Sequence[tuple[Bundle, int]], contributors: 
 def _assert_refused_and_noise(fake: Bundle, private_key: PaillierPrivateKey, roster) -> None:
     """A forged aggregate is refused before decryption, and would be noise even if the checks were skipped."""
     with pytest.raises(RoundError):
-        decrypt_statistics(fake, private_key, roster=roster)
+        decrypt_statistics(fake, private_key, roster=roster, allow_unsigned=True)
     try:
         values = fake.layout().unpack(_raw(fake, private_key), len(fake.contributors))
     except PackingError:
@@ -321,9 +321,9 @@ def test_library_refuses_to_decrypt_a_single_masked_bundle(keys, masked, roster,
     _, private_key = keys
     single = masked[names[0]]
     with pytest.raises(RoundError):
-        decrypt_statistics(single, private_key, min_contributors=1, roster=roster)
+        decrypt_statistics(single, private_key, min_contributors=1, roster=roster, allow_unsigned=True)
     with pytest.raises(UsageError):
-        decrypt_statistics(single, private_key, min_contributors=1)
+        decrypt_statistics(single, private_key, min_contributors=1, allow_unsigned=True)
 
 
 def test_same_factory_two_bundles_in_one_round_do_not_reveal_their_difference(tmp_path, keys, frames, roster,
@@ -351,7 +351,7 @@ def test_same_factory_two_bundles_in_one_round_do_not_reveal_their_difference(tm
 def test_full_round_decrypts_to_exact_statistics(keys, masked, roster, round_all, stats, names):
     _, private_key = keys
     agg = hefed.aggregate([masked[n] for n in names], roster, round_all)
-    result = decrypt_statistics(agg, private_key, min_contributors=3, roster=roster)
+    result = decrypt_statistics(agg, private_key, min_contributors=3, roster=roster, allow_unsigned=True)
     expected = stats[names[0]]
     for n in names[1:]:
         expected = expected + stats[n]
@@ -370,11 +370,11 @@ def test_aggregator_cannot_forward_single_bundle_as_aggregate(keys, masked, rost
     with pytest.raises(RoundError):
         verify_aggregate(single, roster, 1)
     with pytest.raises(RoundError):
-        decrypt_statistics(single, private_key, min_contributors=1, roster=roster)
+        decrypt_statistics(single, private_key, min_contributors=1, roster=roster, allow_unsigned=True)
     # relabelled as everyone's, but carrying one manifest
     relabelled = _copy(single, contributors=list(names))
     with pytest.raises(RoundError, match="one signed manifest per contributor"):
-        decrypt_statistics(relabelled, private_key, roster=roster)
+        decrypt_statistics(relabelled, private_key, roster=roster, allow_unsigned=True)
     # relabelled, with manifests forged by the aggregator (its own key, or a factory id swapped)
     mallory = _identity("mallory", seed="attacker")
     forged = []
@@ -385,7 +385,8 @@ def test_aggregator_cannot_forward_single_bundle_as_aggregate(keys, masked, rost
         ).encode()).hex()
         forged.append(manifest)
     with pytest.raises(RoundError, match="invalid signature"):
-        decrypt_statistics(_copy(single, contributors=list(names), manifests=forged), private_key, roster=roster)
+        decrypt_statistics(_copy(single, contributors=list(names), manifests=forged), private_key, roster=roster,
+                allow_unsigned=True)
     # relabelled, with the genuine manifests copied from the other factories' real bundles: every metadata check
     # passes (manifests do not bind the aggregate's ciphertexts), but the plaintext is one bundle's noise.
     fake = _copy(single, contributors=list(names), manifests=_manifests(masked, names))
@@ -408,7 +409,7 @@ def test_aggregator_cannot_drop_a_factory(keys, masked, roster, round_all, names
     honest_label = _forge(masked[survivors[0]], [(masked[n], 1) for n in survivors], survivors,
                           _manifests(masked, survivors))
     with pytest.raises(RoundError, match="signed for participants"):
-        decrypt_statistics(honest_label, private_key, roster=roster)
+        decrypt_statistics(honest_label, private_key, roster=roster, allow_unsigned=True)
     # labelled as complete with the dropped factory's genuine manifest: the masks do not cancel
     fake = _forge(masked[survivors[0]], [(masked[n], 1) for n in survivors], names, _manifests(masked, names))
     _assert_refused_and_noise(fake, private_key, roster)
@@ -442,7 +443,7 @@ def test_unknown_factory_is_refused(keys, frames, masked, plain, roster, round_a
     smuggled = _forge(masked[names[0]], [*((masked[n], 1) for n in names), (injected, 1)], ["intruder-99", *names],
                       [injected.manifests[0], *_manifests(masked, names)])
     with pytest.raises(RoundError, match="not in the roster"):
-        decrypt_statistics(smuggled, private_key, roster=roster)
+        decrypt_statistics(smuggled, private_key, roster=roster, allow_unsigned=True)
 
 
 def test_roster_member_outside_the_round_is_refused(keys, plain, identities, roster, names):
@@ -466,7 +467,7 @@ def test_roster_member_outside_the_round_is_refused(keys, plain, identities, ros
     fake = _forge(honest[inside[0]], [*((honest[n], 1) for n in inside), (sneaked, 1)], names,
                   [*_manifests(honest, inside), sneaked.manifests[0]])
     with pytest.raises(RoundError):
-        decrypt_statistics(fake, private_key, roster=roster)
+        decrypt_statistics(fake, private_key, roster=roster, allow_unsigned=True)
 
 
 def test_replayed_bundle_from_other_round_is_refused(keys, plain, identities, roster, names):
@@ -509,11 +510,11 @@ def test_duplicate_bundle_is_refused(keys, masked, roster, round_all, names):
     twice = _forge(masked[a], [(masked[a], 2), *((masked[n], 1) for n in names[1:])], [a, *names],
                    _manifests(masked, [a, *names]))
     with pytest.raises(RoundError):
-        decrypt_statistics(twice, private_key, roster=roster)
+        decrypt_statistics(twice, private_key, roster=roster, allow_unsigned=True)
     # hand-made: a's manifest in place of b's
     swapped = _forge(masked[a], [(masked[n], 1) for n in names], names, _manifests(masked, [a, a, *names[2:]]))
     with pytest.raises(RoundError, match="one to one"):
-        decrypt_statistics(swapped, private_key, roster=roster)
+        decrypt_statistics(swapped, private_key, roster=roster, allow_unsigned=True)
 
 
 @pytest.mark.parametrize("powers", [
@@ -553,7 +554,7 @@ def test_aggregator_cannot_shift_the_sum_by_an_encrypted_offset(keys, masked, ro
                                       % nsq for c, m in zip(agg.ciphertexts, shift, strict=True)])
     # the key holder checks that the aggregate is exactly the product of the signed contributions it carries
     with pytest.raises(RoundError, match="not the product"):
-        decrypt_statistics(shifted, private_key, roster=roster)
+        decrypt_statistics(shifted, private_key, roster=roster, allow_unsigned=True)
 
 
 def test_unmasked_bundles_are_refused_in_a_round(keys, plain, masked, roster, round_all, names):
@@ -563,9 +564,10 @@ def test_unmasked_bundles_are_refused_in_a_round(keys, plain, masked, roster, ro
     with pytest.raises(UsageError, match="give the roster and the round"):
         hefed.aggregate([masked[n] for n in names])
     with pytest.raises(RoundError, match="not a masked"):
-        decrypt_statistics(hefed.aggregate(plain.values()), private_key, roster=roster)
+        decrypt_statistics(hefed.aggregate(plain.values()), private_key, roster=roster, allow_unsigned=True)
     with pytest.raises(UsageError, match="give the roster"):
-        decrypt_statistics(hefed.aggregate([masked[n] for n in names], roster, round_all), private_key)
+        decrypt_statistics(hefed.aggregate([masked[n] for n in names], roster, round_all), private_key,
+                allow_unsigned=True)
 
 
 def test_round_below_threshold_is_refused(keys, plain, identities, roster, names):
@@ -573,8 +575,8 @@ def test_round_below_threshold_is_refused(keys, plain, identities, roster, names
     pair = new_round(roster, names[:2])
     agg = hefed.aggregate(_mask_all(plain, identities, roster, pair).values(), roster, pair)
     with pytest.raises(TooFewContributorsError):
-        decrypt_statistics(agg, private_key, roster=roster)
-    assert decrypt_statistics(agg, private_key, min_contributors=2, roster=roster).n > 0
+        decrypt_statistics(agg, private_key, roster=roster, allow_unsigned=True)
+    assert decrypt_statistics(agg, private_key, min_contributors=2, roster=roster, allow_unsigned=True).n > 0
 
 
 # --- network observer and tampering -----------------------------------------------------------------------------------
@@ -644,7 +646,7 @@ def test_tampered_ciphertext_fails_signature(keys, masked, roster, round_all, na
     bad = [dict(m) for m in agg.manifests]
     bad[0]["ciphertext_digest"] = "0" * 64
     with pytest.raises(RoundError, match="invalid signature"):
-        decrypt_statistics(_copy(agg, manifests=bad), private_key, roster=roster)
+        decrypt_statistics(_copy(agg, manifests=bad), private_key, roster=roster, allow_unsigned=True)
 
 
 # --- 3. exactness with masks ------------------------------------------------------------------------------------------
@@ -682,8 +684,8 @@ def test_masks_preserve_exactness(keys, exact_setup, kind, rows, data):
     agg_masked = hefed.aggregate(masked_bundles, roster5, round_)
     # integer for integer: the masked aggregate decrypts to the very plaintexts of the unmasked one
     assert _raw(agg_masked, private_key) == _raw(agg_plain, private_key)
-    result = decrypt_bundle(agg_masked, private_key, min_contributors=len(chosen), roster=roster5)
-    assert result == decrypt_bundle(agg_plain, private_key, min_contributors=len(chosen))
+    result = decrypt_bundle(agg_masked, private_key, min_contributors=len(chosen), roster=roster5, allow_unsigned=True)
+    assert result == decrypt_bundle(agg_plain, private_key, min_contributors=len(chosen), allow_unsigned=True)
     if kind == "statistics":
         expected = compute_statistics(frames5[chosen[0]].iloc[:rows], TARGET)
         for name in chosen[1:]:
@@ -753,11 +755,11 @@ def test_dropout_rerun_cli_end_to_end(tmp_path, frames, names):
     assert replay.returncode == 1 and "belongs to round" in replay.stderr, replay.stderr
     _ok(good)
     decrypted, no_roster, default_threshold = _run(
-        ["decrypt", tmp_path / "agg2.json", "--private-key", priv, "--roster", roster_path,
+        ["decrypt", "--allow-unsigned", tmp_path / "agg2.json", "--private-key", priv, "--roster", roster_path,
          "--min-contributors", 2, "--out", tmp_path / "stats.json"],
-        ["decrypt", tmp_path / "agg2.json", "--private-key", priv, "--min-contributors", 2,
+        ["decrypt", "--allow-unsigned", tmp_path / "agg2.json", "--private-key", priv, "--min-contributors", 2,
          "--out", tmp_path / "stats-no-roster.json"],
-        ["decrypt", tmp_path / "agg2.json", "--private-key", priv, "--roster", roster_path,
+        ["decrypt", "--allow-unsigned", tmp_path / "agg2.json", "--private-key", priv, "--roster", roster_path,
          "--out", tmp_path / "stats-3.json"])
     _ok(decrypted)
     assert no_roster.returncode == 2 and "roster" in no_roster.stderr, no_roster.stderr

@@ -97,10 +97,10 @@ def _any_summary(features):
 def test_the_study_flow_equals_the_flag_flow(frames, study, keypair, features):
     public_key, private_key = keypair
     via_study = hefed.decrypt_statistics(hefed.aggregate(_bundles(frames, study), study=study), private_key,
-                                         study=study)
+                                         study=study, allow_unsigned=True)
     via_flags = hefed.decrypt_statistics(hefed.aggregate(
         [hefed.encrypt_table(f, TARGET, public_key, features=features, factory_id=n, cleaning=Cleaning("drop")).bundle
-         for n, f in frames.items()]), private_key)
+         for n, f in frames.items()]), private_key, allow_unsigned=True)
     assert via_study.gram == via_flags.gram and via_study.study == study.digest
     model = hefed.solve(via_study, study=study)
     assert model.coef_exact_ == hefed.solve(via_flags).coef_exact_ and model.study_ == study.digest
@@ -117,20 +117,20 @@ def test_every_role_refuses_another_study(frames, study, keypair, features):
         hefed.aggregate(mixed)  # bundles of two studies never add up, even without --study
     aggregate = hefed.aggregate(bundles)
     with pytest.raises(SchemaMismatchError, match="not for this study"):
-        hefed.decrypt_statistics(aggregate, keypair[1], study=other)
-    stats = hefed.decrypt_statistics(aggregate, keypair[1])
+        hefed.decrypt_statistics(aggregate, keypair[1], study=other, allow_unsigned=True)
+    stats = hefed.decrypt_statistics(aggregate, keypair[1], allow_unsigned=True)
     with pytest.raises(SchemaMismatchError, match="not for this study"):
         hefed.solve(stats, study=other)
     plain = hefed.aggregate([hefed.encrypt_statistics(f, TARGET, keypair[0], features, n) for n, f in frames.items()])
     with pytest.raises(SchemaMismatchError, match="made for no study"):
-        hefed.decrypt_statistics(plain, keypair[1], study=study)
+        hefed.decrypt_statistics(plain, keypair[1], study=study, allow_unsigned=True)
 
 
 def test_the_key_holder_applies_the_studys_threshold(frames, keypair, features):
     strict = Study.new(keypair[0], TARGET, features, min_contributors=5)
     aggregate = hefed.aggregate(_bundles(frames, strict))
     with pytest.raises(hefed.errors.TooFewContributorsError):
-        hefed.decrypt_statistics(aggregate, keypair[1], min_contributors=1, study=strict)
+        hefed.decrypt_statistics(aggregate, keypair[1], min_contributors=1, study=strict, allow_unsigned=True)
 
 
 def test_kinds_the_study_does_not_allow_are_refused(frames, study):
@@ -176,7 +176,8 @@ def test_per_column_encodings_of_the_study_are_what_every_factory_uses(frames, k
     # coal in t with two decimals is finer than a 2^-8 grid: rounded, and counted in each factory's report
     rounded = sum(r.report.rounding.counts.get("coal_t", 0) for r in results)
     assert rounded > 0 and all(set(r.report.rounding.counts) <= {"coal_t"} for r in results)
-    stats = hefed.decrypt_statistics(hefed.aggregate(bundles, study=coarse), keypair[1], study=coarse)
+    stats = hefed.decrypt_statistics(hefed.aggregate(bundles, study=coarse), keypair[1], study=coarse,
+            allow_unsigned=True)
     with pytest.warns(RoundedValuesWarning, match=f"{rounded} value\\(s\\) of 'coal_t' rounded"):
         exact = hefed.compute_statistics(pd.concat(frames.values(), ignore_index=True), TARGET, features,
                                          encoding=coarse.encoding)
@@ -195,7 +196,8 @@ def test_a_categorical_feature_is_one_hot_encoded_with_the_studys_levels(frames,
         frames[n].to_csv(path, index=False)
     data = {n: paths.get(n, frames[n]) for n in names}  # two factories give files, two give frames
     bundles = [hefed.encrypt_for_study(data[n], study, factory_id=n).bundle for n in names]
-    stats = hefed.decrypt_statistics(hefed.aggregate(bundles, study=study), keypair[1], study=study)
+    stats = hefed.decrypt_statistics(hefed.aggregate(bundles, study=study), keypair[1], study=study,
+            allow_unsigned=True)
     by_hand = pd.concat(frames.values(), ignore_index=True)
     for level in levels[1:]:
         by_hand[f"plant_kind={level}"] = (by_hand["plant_kind"] == level).astype(float)
@@ -238,7 +240,7 @@ def test_a_study_agrees_on_imputing_before_the_summary_exists(frames, keypair, f
     assert refused.value.parameters == ("summary",)
     summary = hefed.decrypt_bundle(hefed.aggregate(
         [hefed.encrypt_for_study(f, study, factory_id=n, kind="summary").bundle for n, f in gappy.items()],
-        study=study), keypair[1], study=study)
+        study=study), keypair[1], study=study, allow_unsigned=True)
     result = hefed.encrypt_for_study(frame, study, factory_id=name, summary=summary)
     report = result.report
     assert report.imputed_cells == 3 and report.rows_out == len(frame) - len(report.dropped_outliers)
@@ -257,7 +259,8 @@ def test_a_masked_round_signs_the_study(frames, study, keypair, tmp_path):
     masked = [hefed.encrypt_for_study(frames[n], pinned, factory_id=n, masking=Masking(round_, identities[n], roster))
               .bundle for n in names]
     total = hefed.aggregate(masked, roster, round_, study=pinned)
-    assert hefed.decrypt_statistics(total, keypair[1], roster=roster, study=pinned).study == pinned.digest
+    assert hefed.decrypt_statistics(total, keypair[1], roster=roster, study=pinned,
+            allow_unsigned=True).study == pinned.digest
     # relabelled to another study after signing: the manifests no longer match
     relabelled = [replace(b, study=study.digest) for b in masked]
     with pytest.raises(RoundError):
@@ -288,7 +291,8 @@ def test_cli_study_flow_and_refusals(tmp_path, frames, features):
         assert result.returncode == 0, result.stderr
     bundles = [tmp_path / f"{name}.json" for name in frames]
     assert run_cli("aggregate", *bundles, "--study", study_path, "--out", tmp_path / "agg.json").returncode == 0
-    assert run_cli("decrypt", tmp_path / "agg.json", "--private-key", keys / "private_key.json", "--study",
+    assert run_cli("decrypt", "--allow-unsigned",
+            tmp_path / "agg.json", "--private-key", keys / "private_key.json", "--study",
                    study_path, "--out", tmp_path / "stats.json").returncode == 0
     solved = run_cli("solve", tmp_path / "stats.json", "--study", study_path, "--out", tmp_path / "m.json")
     assert solved.returncode == 0 and json.loads((tmp_path / "m.json").read_text())["study"] == digest
@@ -301,7 +305,8 @@ def test_cli_study_flow_and_refusals(tmp_path, frames, features):
     other = tmp_path / "other.json"
     run_cli("study", "new", "--public-key", keys / "public_key.json", "--target", TARGET, "--features",
             ",".join(features), "--out", other)
-    wrong = run_cli("decrypt", tmp_path / "agg.json", "--private-key", keys / "private_key.json", "--study", other,
+    wrong = run_cli("decrypt", "--allow-unsigned",
+            tmp_path / "agg.json", "--private-key", keys / "private_key.json", "--study", other,
                     "--out", tmp_path / "s2.json")
     assert wrong.returncode == 1 and "not for this study" in wrong.stderr and not (tmp_path / "s2.json").exists()
 
@@ -377,7 +382,8 @@ def test_a_dp_release_in_a_study_uses_the_bounds_factories_clipped_to(frames, ke
     """Noise calibrated to bounds no factory clipped to is no guarantee: in a study the DP bounds are the study's,
     and a study without bounds has none to release under."""
     study = Study.new(keypair[0], TARGET, features)
-    stats = hefed.decrypt_statistics(hefed.aggregate(_bundles(frames, study), study=study), keypair[1], study=study)
+    stats = hefed.decrypt_statistics(hefed.aggregate(_bundles(frames, study), study=study), keypair[1], study=study,
+            allow_unsigned=True)
     bounds = Bounds({c: (0.0, 1e6) for c in [*features, TARGET]})
     with pytest.raises(UsageError, match="declares none") as refused:
         hefed.release_model(stats, privacy=hefed.DifferentialPrivacy(1.0, 1e-6, bounds), study=study)

@@ -171,8 +171,8 @@ def test_steering_request_fields_and_run_config_are_ignored(world, keypair):
     assert bundle.study == study.digest and bundle.encoding == study.encoding and bundle.target == TARGET
     assert sorted(bundle.features) == sorted(FEATURES) and bundle.parameters == {}
     local = hefed.encrypt_for_study(world["files"][name], study, factory_id=name).bundle
-    assert same_sums(hefed.decrypt_bundle(bundle, keypair[1], min_contributors=1),
-                     hefed.decrypt_bundle(local, keypair[1], min_contributors=1))
+    assert same_sums(hefed.decrypt_bundle(bundle, keypair[1], min_contributors=1, allow_unsigned=True),
+                     hefed.decrypt_bundle(local, keypair[1], min_contributors=1, allow_unsigned=True))
 
 
 def test_unstudied_request_to_a_studied_factory_is_refused(world, keypair):
@@ -302,7 +302,7 @@ def test_forged_evaluation_model_labelled_with_the_study_is_refused(world, keypa
     if error is None:
         bundle = reply_bundle(reply)
         study.check_bundle(bundle)  # the key holder's study check passes
-        sums = hefed.decrypt_bundle(bundle, keypair[1], min_contributors=1)
+        sums = hefed.decrypt_bundle(bundle, keypair[1], min_contributors=1, allow_unsigned=True)
         holdout = study.holdout.split(hefed.read_table(world["files"][name]))[1]
         assert sums.sae == sum(abs(Fraction(float(y)) - Fraction(c)) for y in holdout[TARGET])
         raise AttackSucceeded("a model nobody solved, labelled with the study's digest, was evaluated and sent")
@@ -380,9 +380,9 @@ def test_padded_unsigned_aggregate_of_a_roster_study_is_refused_by_the_key_holde
     victim, b, c = world["names"][:3]
     real = flag_bundle(world, victim, keypair[0], study)
     padded = hefed.aggregate([real, zero_bundle(real, b), zero_bundle(real, c)])
-    result = attempt(lambda: hefed.decrypt_statistics(padded, keypair[1], study=study))
+    result = attempt(lambda: hefed.decrypt_statistics(padded, keypair[1], study=study, allow_unsigned=True))
     if not isinstance(result, HefedError):
-        alone = hefed.decrypt_statistics(hefed.aggregate([real]), keypair[1], min_contributors=1)
+        alone = hefed.decrypt_statistics(hefed.aggregate([real]), keypair[1], min_contributors=1, allow_unsigned=True)
         assert result.gram == alone.gram and result.contributors == [victim, b, c]
         raise AttackSucceeded("the key holder released one factory's exact statistics under a roster study")
     assert "roster" in str(result) or "signed" in str(result)
@@ -398,9 +398,9 @@ def test_padded_plain_aggregate_of_a_study_is_refused_by_the_key_holder(world, k
     victim, b, c = world["names"][:3]
     real = hefed.encrypt_for_study(world["files"][victim], study, factory_id=victim).bundle
     padded = hefed.aggregate([real, zero_bundle(real, b), zero_bundle(real, c)], study=study)
-    result = attempt(lambda: hefed.decrypt_statistics(padded, keypair[1], study=study))
+    result = attempt(lambda: hefed.decrypt_statistics(padded, keypair[1], study=study, allow_unsigned=True))
     if not isinstance(result, HefedError):
-        alone = hefed.decrypt_statistics(hefed.aggregate([real]), keypair[1], min_contributors=1)
+        alone = hefed.decrypt_statistics(hefed.aggregate([real]), keypair[1], min_contributors=1, allow_unsigned=True)
         assert result.gram == alone.gram
         raise AttackSucceeded("the key holder released one factory's exact statistics as a 3-factory aggregate")
 
@@ -417,7 +417,7 @@ def test_padded_masked_aggregate_is_refused_by_the_key_holder(world, keypair, ma
     padded = replace(real, contributors=world["names"][:3], ciphertexts=ciphertexts,
                      contributions={real.contributors[0]: list(real.ciphertexts)})
     with pytest.raises(RoundError, match="one signed manifest per contributor"):
-        hefed.decrypt_statistics(padded, keypair[1], roster=roster, study=study)
+        hefed.decrypt_statistics(padded, keypair[1], roster=roster, study=study, allow_unsigned=True)
 
 
 # --- (b) the key holder: threshold and other studies --------------------------------------------------------
@@ -428,7 +428,7 @@ def test_key_holder_applies_the_study_threshold_whatever_it_is_told(world, keypa
     bundles = [hefed.encrypt_for_study(world["files"][n], study, factory_id=n).bundle for n in world["names"][:2]]
     aggregate = hefed.aggregate(bundles, study=study)
     with pytest.raises(TooFewContributorsError, match="at least 3 are required"):
-        hefed.decrypt_statistics(aggregate, keypair[1], min_contributors=1, study=study)
+        hefed.decrypt_statistics(aggregate, keypair[1], min_contributors=1, study=study, allow_unsigned=True)
 
 
 def test_key_holder_refuses_an_aggregate_of_another_study_or_of_none(world, keypair):
@@ -437,14 +437,14 @@ def test_key_holder_refuses_an_aggregate_of_another_study_or_of_none(world, keyp
     aggregate = hefed.aggregate(bundles, study=study)
     other = world["twin"]
     with pytest.raises(SchemaMismatchError, match=f"made for study {study.digest}, not for this study"):
-        hefed.decrypt_statistics(aggregate, keypair[1], study=other)
+        hefed.decrypt_statistics(aggregate, keypair[1], study=other, allow_unsigned=True)
     stripped = replace(aggregate, study=None)  # downgrade: the study field dropped in transit
     with pytest.raises(SchemaMismatchError, match="made for no study, not for this study"):
-        hefed.decrypt_statistics(stripped, keypair[1], study=study)
+        hefed.decrypt_statistics(stripped, keypair[1], study=study, allow_unsigned=True)
     with pytest.raises(SchemaMismatchError, match="made for no study"):
         hefed.aggregate([replace(b, study=None) for b in bundles], study=study)
     # and the analyst refuses the decrypted sums of another study
-    stats = hefed.decrypt_statistics(aggregate, keypair[1], study=study)
+    stats = hefed.decrypt_statistics(aggregate, keypair[1], study=study, allow_unsigned=True)
     with pytest.raises(SchemaMismatchError, match="not for this study"):
         hefed.solve(stats, study=other)
 
@@ -453,7 +453,8 @@ def test_bundle_with_other_parameters_than_the_study_is_refused(world, keypair):
     study = world["study"]
     bundles = [flag_bundle(world, n, keypair[0], study, request=FoldStatisticsRequest(folds=20), holdout=study.holdout)
                for n in world["names"][:3]]
-    result = attempt(lambda: hefed.decrypt_bundle(hefed.aggregate(bundles, study=study), keypair[1], study=study))
+    result = attempt(lambda: hefed.decrypt_bundle(hefed.aggregate(bundles, study=study), keypair[1], study=study,
+            allow_unsigned=True))
     if not isinstance(result, HefedError):
         assert len(result.folds) == 20
         raise AttackSucceeded("20-fold statistics decrypted under a study that agreed on 3 folds")
@@ -470,7 +471,8 @@ def test_plain_bundles_of_another_study_relabelled_are_refused(world, keypair):
     loose = Study.new(keypair[0], ColumnSpec(TARGET, "t"), FEATURES, kinds=dict(study.kinds), min_contributors=3)
     bundles = [replace(hefed.encrypt_for_study(world["files"][n], loose, factory_id=n).bundle, study=study.digest)
                for n in world["names"][:3]]
-    result = attempt(lambda: hefed.decrypt_statistics(hefed.aggregate(bundles, study=study), keypair[1], study=study))
+    result = attempt(lambda: hefed.decrypt_statistics(hefed.aggregate(bundles, study=study), keypair[1], study=study,
+            allow_unsigned=True))
     if not isinstance(result, HefedError):
         assert result.n == sum(len(hefed.read_table(world["files"][n])) for n in world["names"][:3])
         raise AttackSucceeded("statistics over the held-out rows decrypted as the study's")
@@ -485,14 +487,16 @@ def test_masked_aggregate_relabelled_to_another_study_is_refused(world, keypair,
     roster, aggregate = world["roster"], masked_round["aggregate"]
     twin = world["twin"]
     with pytest.raises(RoundError, match="signed schema_digest"):
-        hefed.decrypt_statistics(replace(aggregate, study=twin.digest), keypair[1], roster=roster, study=twin)
+        hefed.decrypt_statistics(replace(aggregate, study=twin.digest), keypair[1], roster=roster, study=twin,
+                allow_unsigned=True)
     with pytest.raises(RoundError, match="signed schema_digest"):
-        hefed.decrypt_statistics(replace(aggregate, study=None), keypair[1], roster=roster)
+        hefed.decrypt_statistics(replace(aggregate, study=None), keypair[1], roster=roster, allow_unsigned=True)
     with pytest.raises(RoundError, match="signed schema_digest"):
         hefed.aggregate([replace(b, study=twin.digest) for b in masked_round["bundles"]], roster,
                         masked_round["round"], study=twin)
     # the honest aggregate decrypts
-    stats = hefed.decrypt_statistics(aggregate, keypair[1], roster=roster, study=world["roster_study"])
+    stats = hefed.decrypt_statistics(aggregate, keypair[1], roster=roster, study=world["roster_study"],
+            allow_unsigned=True)
     assert stats.study == world["roster_study"].digest and len(stats.contributors) == 4
 
 
@@ -525,12 +529,13 @@ def test_overlapping_rounds_of_a_study_cannot_be_differenced(world, keypair, mas
     study, roster, names = world["roster_study"], world["roster"], world["names"]
 
     def second_round() -> Any:
-        first = hefed.decrypt_statistics(masked_round["aggregate"], keypair[1], roster=roster, study=study)
+        first = hefed.decrypt_statistics(masked_round["aggregate"], keypair[1], roster=roster, study=study,
+                allow_unsigned=True)
         round_ = new_round(roster, names[:3])
         bundles = [hefed.encrypt_for_study(world["files"][n], study, factory_id=n,
                                            masking=masking(world, n, round_)).bundle for n in names[:3]]
         second = hefed.decrypt_statistics(hefed.aggregate(bundles, roster, round_, study=study), keypair[1],
-                                          roster=roster, study=study)
+                                          roster=roster, study=study, allow_unsigned=True)
         return first, second
 
     result = attempt(second_round)
@@ -538,7 +543,8 @@ def test_overlapping_rounds_of_a_study_cannot_be_differenced(world, keypair, mas
         first, second = result
         victim = names[3]
         alone = hefed.encrypt_for_study(world["files"][victim], world["study"], factory_id=victim).bundle
-        expected = hefed.decrypt_statistics(hefed.aggregate([alone]), keypair[1], min_contributors=1)
+        expected = hefed.decrypt_statistics(hefed.aggregate([alone]), keypair[1], min_contributors=1,
+                allow_unsigned=True)
         difference = [[x - y for x, y in zip(r1, r2, strict=True)] for r1, r2 in zip(first.gram, second.gram,
                                                                                        strict=True)]
         assert difference == expected.gram

@@ -36,6 +36,7 @@ from .._files import (
     study_field,
 )
 from ..errors import DataError, InvalidFileError, UsageError
+from ..protocol import ReleaseSignature, body_digest, open_release
 from ..stats import ONES, SufficientStatistics, r2_score, r_squared
 from ._inference import InferenceResults, inference
 
@@ -83,6 +84,9 @@ class LinearModel:
         self.dp_: dict[str, Any] | None = None
         #: The digest of the study whose sums the model was solved from, if any.
         self.study_: str | None = None
+        #: Who released the model (the key holder's verified signature), when it was signed.
+        self.release_: ReleaseSignature | None = None
+        self._release_block: dict[str, Any] | None = None
         self.feature_names_in_ = np.array(list(features), dtype=object)
         self.n_features_in_ = len(features)
         self.target_ = target
@@ -190,6 +194,13 @@ class LinearModel:
 
     # --- files -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        obj = self._body()
+        # The key holder's signature travels with the model only while the contents are what it signed.
+        if self._release_block is not None and self._release_block.get("digest") == body_digest(obj):
+            obj["release"] = self._release_block
+        return obj
+
+    def _body(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "version": VERSION,
@@ -262,6 +273,11 @@ class LinearModel:
         )
         if isinstance(obj.get("differential_privacy"), dict):
             model.dp_ = obj["differential_privacy"]
+        if isinstance(obj.get("standardized"), dict):
+            model.standardized_ = obj["standardized"]
+        model.release_ = open_release(obj, source)  # a signature that does not verify is refused here
+        if model.release_ is not None:
+            model._release_block = obj["release"]
         model.study_ = split_study(obj, source)[1]
         if list(model.coef_) != list(obj.get("coef", [])) or model.intercept_ != obj.get("intercept"):
             raise InvalidFileError(f"{source}: 'coef'/'intercept' do not match the exact solution")

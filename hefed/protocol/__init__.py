@@ -27,6 +27,16 @@ from ._rounds import (
     verify_aggregate,
     verify_contribution,
 )
+from ._signed import (
+    KeyHolderSigner,
+    ReleaseSignature,
+    body_digest,
+    check_signer,
+    load_release_key,
+    load_release_public,
+    make_release_key,
+    open_release,
+)
 from ._study import ColumnSpec, Study
 
 __all__ = [
@@ -36,6 +46,14 @@ __all__ = [
     "ColumnSpec",
     "Study",
     "FactoryIdentity",
+    "KeyHolderSigner",
+    "ReleaseSignature",
+    "body_digest",
+    "check_signer",
+    "load_release_key",
+    "load_release_public",
+    "make_release_key",
+    "open_release",
     "Masking",
     "Member",
     "Roster",

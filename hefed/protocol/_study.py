@@ -25,7 +25,11 @@ File format (JSON)::
      "cleaning": {"missing": "drop", "impute": null, "max_z": null},
      "holdout": {"test_fraction": 0.2, "seed": 1} | null,
      "bounds": {"coal_t": [0, 400], ...} | null,
+     "keyholder": "<base64url Ed25519 public key>",   # optional: the key holder's release key
      "digest": "<32 hex>"}
+
+When a study names its key holder's release key, decrypted sums and models are accepted only
+when that key signed them for this study (:mod:`hefed.protocol._signed`).
 
 A categorical feature with ``categories`` is one-hot encoded at every factory with exactly
 those levels (the first is the reference, left out), so every factory has the same columns.
@@ -54,6 +58,7 @@ from ..kinds import EVALUATION, STATISTICS, SUMMARY, PublishedModel, get_kind
 from ..stats import ColumnEncoding, ColumnSummary, Encoding
 from ._bundle import Bundle
 from ._rounds import Roster, Round
+from ._signed import ReleaseSignature, check_release_public, check_signer
 
 FORMAT = "hefed.study"
 VERSION = 1
@@ -129,6 +134,8 @@ class Study:
     holdout: Holdout | None = None
     bounds: Bounds | None = None
     title: str = ""
+    #: The key holder's public release key (base64url Ed25519): readers accept only sums and models it signed.
+    keyholder: str | None = None
 
     def __post_init__(self) -> None:
         if not is_digest(self.study_id):
@@ -137,6 +144,11 @@ class Study:
             raise UsageError("study: public_key must be a Paillier public key")
         if self.roster_digest is not None and not is_digest(self.roster_digest):
             raise UsageError("study: roster_digest must be 32 hex digits")
+        if self.keyholder is not None:
+            try:
+                check_release_public(self.keyholder, "study")
+            except InvalidFileError:
+                raise UsageError("study: keyholder must be an Ed25519 public key in base64url") from None
         if isinstance(self.min_contributors, bool) or not isinstance(self.min_contributors, int) or \
                 self.min_contributors < 1:
             raise UsageError("study: min_contributors must be a positive integer", parameters=("min_contributors",))
@@ -173,6 +185,7 @@ class Study:
         holdout: Holdout | None = None,
         bounds: Bounds | None = None,
         title: str = "",
+        keyholder: str | None = None,
     ) -> Study:
         """A new study with a fresh random id (:mod:`secrets`); ``column_encodings`` add per-column grids."""
         encoding = encoding or Encoding()
@@ -188,7 +201,7 @@ class Study:
             tuple(f if isinstance(f, ColumnSpec) else ColumnSpec(f) for f in features),
             encoding, min_contributors, roster_digest,
             {k: dict(v) for k, v in (kinds if kinds is not None else DEFAULT_KINDS).items()},
-            cleaning or Cleaning(missing="drop"), holdout, bounds, title,
+            cleaning or Cleaning(missing="drop"), holdout, bounds, title, keyholder,
         )
 
     # --- what it says ----------------------------------------------------------------------------
@@ -266,9 +279,17 @@ class Study:
         if problems:
             raise SchemaMismatchError(f"{where}: claims study {self.digest} but is " + "; ".join(problems))
 
+    def check_release(self, release: ReleaseSignature | None, source: str, what: str) -> None:
+        """Refuse sums or a model this study's key holder did not release for this study (when it names one)."""
+        check_signer(release, self.keyholder, source, what)
+        if release is not None and self.keyholder is not None and release.study != self.digest:
+            raise SchemaMismatchError(f"{source}: released for {release.study or 'no study'}, not for this study")
+
     def check_model(self, model: PublishedModel) -> None:
         """Refuse a model to evaluate that is not of the study's target and features (before any row is read:
-        the model comes from whoever asks, and would otherwise choose which columns are read)."""
+        the model comes from whoever asks, and would otherwise choose which columns are read), or, when the
+        study names its key holder, that the key holder did not sign for this study."""
+        self.check_release(getattr(model, "release_", None), "the model to evaluate", "model")
         columns = [str(model.target_), *(str(f) for f in model.feature_names_in_)]
         if columns[0] != self.target.name or sorted(columns[1:]) != sorted(self.model_features):
             outside = [c for c in columns if c not in (self.target.name, *self.model_features)]
@@ -302,6 +323,8 @@ class Study:
             "holdout": None if self.holdout is None else {"test_fraction": self.holdout.test_fraction,
                                                           "seed": self.holdout.seed},
             "bounds": None if self.bounds is None else {k: list(v) for k, v in sorted(self.bounds.columns.items())},
+            # Only present when named, so studies made before release keys keep their digests.
+            **({"keyholder": self.keyholder} if self.keyholder is not None else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -321,7 +344,7 @@ class Study:
         fields = {"format", "version", "study_id", "title", "public_key", "key_fingerprint", "roster_digest",
                   "min_contributors",
                   "target", "features", "encoding", "kinds", "cleaning", "holdout", "bounds", "digest"}
-        if set(obj) != fields:
+        if set(obj) - {"keyholder"} != fields:
             raise InvalidFileError(f"{source}: fields wrong (missing {sorted(fields - set(obj))}, extra "
                                    f"{sorted(set(obj) - fields)})")
         try:
@@ -345,6 +368,7 @@ class Study:
                 holdout=None if holdout is None else Holdout(holdout["test_fraction"], holdout["seed"]),
                 bounds=None if bounds is None else _bounds(bounds, source),
                 title=str(obj["title"]),
+                keyholder=obj.get("keyholder"),
             )
         except (UsageError, KeyError, TypeError) as exc:
             raise InvalidFileError(f"{source}: {exc}") from None

@@ -33,7 +33,16 @@ from ._factory import (
     evaluate_local,
     study_holdout,
 )
-from ._keyholder import DEFAULT_MIN_CONTRIBUTORS, decrypt_bundle, decrypt_evaluation, decrypt_statistics
+from ._keyholder import (
+    DEFAULT_MIN_CONTRIBUTORS,
+    Decrypted,
+    decrypt_bundle,
+    decrypt_evaluation,
+    decrypt_statistics,
+    decrypt_to_file,
+    release_sums,
+)
+from ._ledger import DecryptionLedger, default_ledger_path
 from ._privacy import DifferentialPrivacy, dp_solve, gaussian_sigma
 from ._release import Release, parse_ridge, release_model
 from ._ridgecv import DEFAULT_ALPHAS, RidgeCVResult, cross_validate_ridge, solve_auto_ridge, solve_ridge_cv
@@ -41,11 +50,16 @@ from ._ridgecv import DEFAULT_ALPHAS, RidgeCVResult, cross_validate_ridge, solve
 __all__ = [
     "DEFAULT_ALPHAS",
     "DEFAULT_MIN_CONTRIBUTORS",
+    "Decrypted",
+    "DecryptionLedger",
     "DifferentialPrivacy",
     "EncryptResult",
     "Release",
     "RidgeCVResult",
     "aggregate",
+    "decrypt_to_file",
+    "default_ledger_path",
+    "release_sums",
     "average_model",
     "cross_validate_ridge",
     "decrypt_bundle",

@@ -22,7 +22,7 @@ from ..errors import InvalidFileError, ResultRangeError, SchemaMismatchError, Us
 from ..kinds import kind_names, kind_of_result, result_from_dict
 from ..models import LinearModel
 from ..protocol import FORMAT as BUNDLE_FORMAT
-from ..protocol import Study
+from ..protocol import Study, open_release
 from ..stats import ONES, CoefficientAggregate, FoldStatistics, SufficientStatistics, solve_exact_coefficients
 
 # Smallest magnitude float() rounds to infinity: (2 - 2^-53) · 2^1023.
@@ -70,12 +70,19 @@ def solvable_kinds() -> tuple[str, ...]:
 
 
 def load_sums(path: str | os.PathLike[str]) -> Any:
-    """What ``hefed decrypt`` wrote, of any kind; an encrypted bundle given instead is refused saying so."""
+    """What ``hefed decrypt`` wrote, of any kind; an encrypted bundle given instead is refused saying so.
+
+    When the key holder signed the sums, the signature is verified and kept as ``result.release``
+    (a :class:`~hefed.protocol.ReleaseSignature`): whether its signer is the study's key holder is
+    the caller's check (:meth:`~hefed.protocol.Study.check_release`)."""
     obj = read_json_object(path, "decrypted aggregate")
     if obj.get("format") == BUNDLE_FORMAT:
         raise InvalidFileError(f"{path}: an encrypted bundle; the key holder decrypts the aggregate first "
                                "(hefed decrypt), and the analyst reads what that writes")
-    return result_from_dict(obj, str(path))
+    release = open_release(obj, str(path))  # a signature that does not verify is refused here
+    result = result_from_dict({k: v for k, v in obj.items() if k != "release"}, str(path))
+    result.release = release
+    return result
 
 
 @register_model("statistics")

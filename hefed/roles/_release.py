@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import UsageError
+from ..kinds import kind_of_result
 from ..models import LinearModel
-from ..protocol import Study
+from ..protocol import KeyHolderSigner, Study
 from ..stats import SufficientStatistics
 from ._analyst import solve, standardized_coefficients
 from ._privacy import DifferentialPrivacy, dp_solve
@@ -67,6 +68,8 @@ def release_model(
     """
     if study is not None:
         study.check_digest(getattr(aggregate, "study", None), "the decrypted sums")
+        # A study that names its key holder takes only sums that key holder signed for it.
+        study.check_release(getattr(aggregate, "release", None), "the decrypted sums", kind_of_result(aggregate).name)
         if privacy is not None and privacy.bounds != study.bounds:  # the noise must match what was clipped
             raise UsageError("the DP bounds are not the study's: factories clipped to the study's bounds "
                              + ("only" if study.bounds is not None else "(it declares none, so none clipped)"),
@@ -88,3 +91,13 @@ def release_model(
         model.standardized_ = standardized_coefficients(model, aggregate)
     model.study_ = getattr(aggregate, "study", None)
     return Release(model, curve, list(curve.notes) if curve is not None else [])
+
+
+def sign_model(model: LinearModel, signer: KeyHolderSigner) -> LinearModel:
+    """The model signed by the key holder's release key, with its study and contributor set.
+
+    The signed model is rebuilt from its signed JSON, so what is returned is exactly what a
+    reader of the file gets (its ``release_`` verified); a change after signing drops the
+    signature from what is written (``to_dict`` keeps it only while the contents match)."""
+    signed = signer.sign(model.to_dict(), "model", model.study_, list(model.contributors_))
+    return LinearModel.from_dict(signed, "the signed model")

@@ -139,11 +139,11 @@ class Consortium:
         """The aggregator sums the bundles (objects or files); the key holder decrypts only that sum,
         after its threshold and integrity checks, into the kind's plain sums (only of ``kind`` if given)."""
         return decrypt_bundle(self.aggregate(bundles), self.private_key, self.min_contributors,
-                              kind=None if kind is None else kind.name)
+                              kind=None if kind is None else kind.name, allow_unsigned=True)
 
     def decrypt_statistics(self, bundle: Bundle) -> SufficientStatistics:
         """The key holder decrypts a ``statistics`` aggregate (threshold and integrity checks)."""
-        return decrypt_statistics(bundle, self.private_key, self.min_contributors)
+        return decrypt_statistics(bundle, self.private_key, self.min_contributors, allow_unsigned=True)
 
     # --- whole rounds ------------------------------------------------------------------------
     def statistics(self, tables: Mapping[str, pd.DataFrame], target: str,
@@ -169,4 +169,5 @@ class Consortium:
         the aggregate alone is decrypted (its ``metrics()`` are the consortium's pooled holdout metrics)."""
         bundles = [encrypt_evaluation(model, frame, target, self.public_key, name, self.encoding)
                    for name, frame in holdouts.items()]
-        return decrypt_evaluation(self.aggregate(bundles), self.private_key, self.min_contributors)
+        return decrypt_evaluation(self.aggregate(bundles), self.private_key, self.min_contributors,
+                                  allow_unsigned=True)

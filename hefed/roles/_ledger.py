@@ -1,0 +1,118 @@
+"""The key holder's ledger: no two decrypted sums under one key can be differenced.
+
+Any sum the key holder decrypts is a sum over a *contributor set* of factories. Two sums over
+overlapping but different sets (five factories, then four "after a drop-out") differ by the
+statistics of the factories in one set and not the other: a single plant's exact Gram matrix.
+The ledger therefore records every contributor set decrypted under a key, and a new
+decryption is allowed only if its set
+
+* has at least ``min_contributors`` members, and
+* is **identical to or disjoint from** every set already decrypted under that key.
+
+Then the sets decrypted under a key form a partition of some factories into blocks of at least
+``min_contributors``, and any linear combination of decrypted sums is a combination of block
+sums: each involves at least ``min_contributors`` factories. (Summary, statistics, fold
+statistics, evaluation rounds and the GLM iterations of one study all share one set; a
+consortium whose membership changes makes a new key.) The rule constrains *sets*, so it holds
+across bundle kinds too: statistics and fold statistics of the same factories may both be
+decrypted, those of four of them not.
+
+File (JSON, written atomically, mode 0600)::
+
+    {"format": "hefed.decryption_ledger", "version": 1, "key_fingerprint": "<32 hex>",
+     "entries": [{"contributors": [...], "kind": "statistics", "study": "<digest>" | null,
+                  "round_id": "<32 hex>" | null, "signed": true, "time": "2026-12-02T17:00:00Z"}]}
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._files import atomic_write_json, check_format, is_digest, read_json_object
+from ..errors import InvalidFileError, LedgerError, TooFewContributorsError
+
+FORMAT = "hefed.decryption_ledger"
+VERSION = 1
+
+
+@dataclass
+class DecryptionLedger:
+    """The contributor sets decrypted under one key (see the module docstring)."""
+
+    key_fingerprint: str
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    path: Path | None = None
+
+    @property
+    def sets(self) -> list[frozenset[str]]:
+        return [frozenset(entry["contributors"]) for entry in self.entries]
+
+    def check(self, contributors: Sequence[str], min_contributors: int) -> None:
+        """Refuse a contributor set that is too small, or overlaps a decrypted one without being identical.
+
+        The message names how many factories the sets share and differ by, never which ones' data.
+        """
+        new = frozenset(contributors)
+        if len(new) != len(contributors):
+            raise LedgerError("the contributor set lists a factory twice")
+        if len(new) < min_contributors:
+            raise TooFewContributorsError(
+                f"{len(new)} contributor(s); at least {min_contributors} are required before anything is decrypted")
+        for old in self.sets:
+            if old == new or not (old & new):
+                continue
+            raise LedgerError(
+                f"the ledger refuses this aggregate: its {len(new)} contributors share {len(old & new)} with a set of "
+                f"{len(old)} already decrypted under this key, without being the same set; the difference of the "
+                f"two sums would be the statistics of {len(old ^ new)} factories. Decrypt only sums of the set "
+                "already decrypted (or of factories none of which is in it); a consortium whose membership "
+                "changes makes a new key")
+
+    def record(self, contributors: Sequence[str], kind: str, study: str | None, round_id: str | None,
+               signed: bool) -> None:
+        """Add a decryption, and write the ledger file (before the decrypted sums are released)."""
+        self.entries.append({
+            "contributors": sorted(contributors), "kind": kind, "study": study, "round_id": round_id,
+            "signed": bool(signed), "time": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        })
+        if self.path is not None:
+            self.save(self.path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "key_fingerprint": self.key_fingerprint,
+                "entries": self.entries}
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        return atomic_write_json(path, self.to_dict(), force=True, mode=0o600)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], key_fingerprint: str) -> DecryptionLedger:
+        """The ledger in ``path`` for the key ``key_fingerprint`` (a new, empty one if the file is missing).
+
+        A ledger of another key is refused: one file per key.
+        """
+        path = Path(path)
+        if not path.exists():
+            return cls(key_fingerprint, [], path)
+        obj = read_json_object(path, "decryption ledger")
+        check_format(obj, str(path), FORMAT, VERSION, "decryption ledger")
+        if not is_digest(obj.get("key_fingerprint")) or not isinstance(obj.get("entries"), list):
+            raise InvalidFileError(f"{path}: a decryption ledger needs 'key_fingerprint' and a list of 'entries'")
+        if obj["key_fingerprint"] != key_fingerprint:
+            raise InvalidFileError(f"{path}: the ledger of key {obj['key_fingerprint']}, not of key {key_fingerprint}")
+        entries = obj["entries"]
+        for i, entry in enumerate(entries):
+            members = entry.get("contributors") if isinstance(entry, dict) else None
+            if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+                raise InvalidFileError(f"{path}: entry {i} has no list of contributors")
+        return cls(key_fingerprint, entries, path)
+
+
+def default_ledger_path(private_key_path: str | os.PathLike[str]) -> Path:
+    """Where ``hefed decrypt`` keeps the ledger when not told: beside the private key."""
+    return Path(private_key_path).resolve().parent / "decryption-ledger.json"
