@@ -133,7 +133,7 @@ def _command(pipeline, step: str, out: Path) -> list[object]:
     }[step]
 
 
-@pytest.mark.parametrize("step", ["encrypt", "aggregate", "decrypt", "--allow-unsigned", "solve"])
+@pytest.mark.parametrize("step", ["encrypt", "aggregate", "decrypt", "solve"])
 def test_commands_refuse_to_overwrite_without_force(pipeline, tmp_path, step, cli):
     out = tmp_path / "existing.json"
     out.write_text("precious\n")
@@ -292,7 +292,7 @@ def test_solve_on_malformed_statistics_is_a_one_line_error(pipeline, tmp_path, c
     assert_one_line_error(result, 1)
 
 
-@pytest.mark.parametrize("step", ["aggregate", "decrypt", "--allow-unsigned", "solve"])
+@pytest.mark.parametrize("step", ["aggregate", "decrypt", "solve"])
 def test_garbage_input_file_is_a_one_line_error(tmp_path, pipeline, cli, step):
     garbage = tmp_path / "garbage.json"
     garbage.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00 not json")

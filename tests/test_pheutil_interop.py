@@ -70,12 +70,12 @@ def test_hefed_keys_work_in_pheutil(tmp_path, keypair):
     pheutil("encrypt", "pub.json", "5.5", "--output", "c.json", cwd=tmp_path)
     ciphertext = json.loads((tmp_path / "c.json").read_text())
     assert set(ciphertext) == {"v", "e"}
-    result = pheutil("decrypt", "--allow-unsigned", "priv.json", "c.json", cwd=tmp_path)
+    result = pheutil("decrypt", "priv.json", "c.json", cwd=tmp_path)
     assert float(result.stdout.strip()) == 5.5
     # a negative value and the homomorphic sum, for good measure
     pheutil("encrypt", "--output", "d.json", "pub.json", "--", "-2.25", cwd=tmp_path)
     pheutil("addenc", "pub.json", "c.json", "d.json", "--output", "s.json", cwd=tmp_path)
-    assert float(pheutil("decrypt", "--allow-unsigned", "priv.json", "s.json", cwd=tmp_path).stdout.strip()) == 3.25
+    assert float(pheutil("decrypt", "priv.json", "s.json", cwd=tmp_path).stdout.strip()) == 3.25
 
 
 def test_pheutil_extract_of_a_hefed_private_key_matches_hefed_public_key(tmp_path, keypair):

@@ -181,7 +181,7 @@ def test_demo_on_a_small_key(tmp_path):
     report = run_demo(n_factories=3, bits=1024, insecure_test_key=True, workdir=tmp_path)
     assert report.equals_exact_pooled and report.key_bits == 1024
     assert [step.split()[0] for step, _ in report.timings] == ["keygen", "encrypt", "encrypt", "encrypt", "aggregate",
-                                                               "decrypt", "--allow-unsigned", "solve", "compare"]
+                                                               "decrypt", "solve", "compare"]
     assert report.comparison is not None and report.comparison.federated_model is not None
     assert list(tmp_path.iterdir()) == []  # the demo's files lived in a temporary folder
     with pytest.raises(UsageError):
