@@ -22,6 +22,11 @@ class RoundedValuesWarning(UserWarning):
     report says so with this warning rather than silently)."""
 
 
+class PrivacyNoiseWarning(UserWarning):
+    """A differentially private release whose noise swamps a statistic or a coefficient (the model may be
+    useless: a larger epsilon, tighter bounds or more rows)."""
+
+
 class HefedError(Exception):
     """Base class of every error hefed raises on bad input or refused operations.
 
@@ -112,6 +117,11 @@ class LedgerError(HefedError):
     under the same key without being identical (the difference would single out factories)."""
 
 
+class PrivacyNoiseError(HefedError, ValueError):
+    """A differentially private release refused because the noised statistics are unusable (a Gram matrix that
+    is not positive definite, a noised row count below the parameters): nothing is clipped in silence."""
+
+
 class IncompleteRoundError(RoundError):
     """Not every participant of a masked round delivered: the masks cannot cancel.
 
@@ -126,3 +136,46 @@ class IncompleteRoundError(RoundError):
 
 class InsecureKeyError(UsageError):
     """A key size or key file permission that is refused for safety."""
+
+
+class UnpinnedError(UsageError):
+    """A factory was asked to take part without the pin multi-party use needs: the key it encrypts under (its
+    study's, or node config ``key-fingerprint``) or, for a masked round, the roster (its study's, or
+    ``roster-digest``)."""
+
+
+# --- what leaves a factory: a fixed category per exception class, never the message --------------------------
+
+#: The category of each exception class, most specific first (looked up along the exception's MRO).
+_REPLY_CATEGORIES: dict[type[BaseException], str] = {
+    InsecureKeyError: "refused: insecure key",
+    UnpinnedError: "refused: no pin for key or roster",
+    KeyMismatchError: "refused: key mismatch",
+    SchemaMismatchError: "refused: study or schema mismatch",
+    RoundError: "refused: round or roster mismatch",
+    EncodingError: "refused: data out of range",
+    DataError: "refused: data not usable",
+    DuplicateContributorError: "refused: duplicate contribution",
+    TooFewContributorsError: "refused: too few contributors",
+    IntegrityError: "refused: integrity check failed",
+    SingularSystemError: "failed: singular system",
+    ResultRangeError: "failed: result out of range",
+    InvalidFileError: "refused: bad request or file",
+    UsageError: "refused: bad request or configuration",
+    HefedError: "refused: other",
+}
+#: What a reply says about an exception that is not a hefed error (a bug, a crash): nothing but this.
+INTERNAL_CATEGORY = "failed: internal"
+#: Every category a reply may carry (an aggregator treats any other text as a malformed reply).
+REPLY_CATEGORIES: tuple[str, ...] = tuple(dict.fromkeys([*_REPLY_CATEGORIES.values(), INTERNAL_CATEGORY]))
+
+
+def reply_category(exc: BaseException) -> str:
+    """The fixed, short category a reply that leaves a factory carries for ``exc`` (e.g. ``"refused: key
+    mismatch"``): chosen by the exception's class alone, so it never holds a value, a row number, a column
+    statistic, a column name or a path. The full message stays in the factory's own log."""
+    for cls in type(exc).__mro__:
+        category = _REPLY_CATEGORIES.get(cls)
+        if category is not None:
+            return category
+    return INTERNAL_CATEGORY

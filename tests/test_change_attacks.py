@@ -145,14 +145,6 @@ def test_evaluation_refusals_carry_no_holdout_cell(plants, keypair, tmp_path):
 
 
 @pytest.mark.parametrize("term", ["column-int-bits", "coef-frac-bits"])
-@pytest.mark.xfail(strict=True, raises=AttackSucceeded, reason=(
-    "hefed/flower/_messages.py error_reply passes the library's message verbatim, and hefed/stats/_encoding.py "
-    "check_range / hefed/kinds/_coefficients.py encode_coefficient put the offending value in it; Study accepts any "
-    "grid (ColumnEncoding(84, 1), coefficients coef_frac_bits=0). A study written by the aggregator (everyone pins "
-    "its digest; nobody is told that a narrow grid turns refusals into disclosures) makes every factory send one "
-    "exact cell, or its own model's exact coefficient. Issue 14 attack 3 moved from the run config into the study. "
-    "Fix: replies carry a fixed error category (issue 14 'errors stay home'); Study.new/load could also refuse "
-    "coef_frac_bits below 53 + coef_int_bits and warn on ranges no real column fits"))
 def test_hostile_study_grids_do_not_turn_refusals_into_disclosures(plants, keypair, tmp_path, term):
     public_key = keypair[0]
     name = plants["by_kind"]["steel"]
@@ -325,13 +317,6 @@ def test_a_study_naming_a_key_with_a_small_factor_is_refused(plants, tmp_path):
     raise AttackSucceeded(f"the aggregator factored the study's key and decrypted {name}'s bundle")
 
 
-@pytest.mark.xfail(strict=True, raises=AttackSucceeded, reason=(
-    "known, issue 14 attack 5 (roster substitution) in a study WITHOUT a roster: hefed/flower/_factory.py _masking "
-    "takes the request's roster when neither the study nor the node config pins one, and Study.check_roster only "
-    "counts participants. The aggregator's round of the victim and two sybils it enrolled passes the threshold of "
-    "3; the sybils contribute one all-zero row each, so the key holder decrypts the victim's statistics (n + 2). "
-    "Fix: a factory with an identity takes part in masked rounds only of a study that names its roster (or a "
-    "pinned roster-digest); issue 14 (pinned by the study, everywhere)"))
 def test_a_masked_round_of_a_roster_less_study_cannot_be_padded_with_sybils(plants, keypair):
     public_key, private_key = keypair
     victim = plants["names"][0]
@@ -501,7 +486,8 @@ def test_rounding_reports_stay_at_the_factory(plants, keypair, tmp_path):
         replies = [
             factory_reply(make_request("statistics", public_key, study=study.digest),
                           study_node(path, study, plants["files"][name], name), {}),
-            factory_reply(make_request("statistics", public_key), {"data-path": str(plants["files"][name])},
+            factory_reply(make_request("statistics", public_key), {"data-path": str(plants["files"][name]),
+                                                               "key-fingerprint": hefed.key_fingerprint(public_key)},
                           {"target": TARGET, "features": ",".join(FEATURES), "frac-bits": 0}),
         ]
     for reply in replies:
@@ -521,7 +507,8 @@ def test_left_out_column_reasons_stay_at_the_factory(plants, keypair):
     assert report is not None
     reasons = report.left_out
     assert "date" in reasons and str(frame["date"].iloc[0]) in reasons["date"]  # the local report holds cells
-    reply = factory_reply(make_request("statistics", public_key), {"data-path": str(plants["files"][name])},
+    reply = factory_reply(make_request("statistics", public_key), {"data-path": str(plants["files"][name]),
+                                                               "key-fingerprint": hefed.key_fingerprint(public_key)},
                           {"target": TARGET})
     assert refusal(reply) is None
     text = reply["bundle"].decode() if isinstance(reply["bundle"], bytes) else str(reply["bundle"])

@@ -60,6 +60,7 @@ from phe.util import int_to_base64  # noqa: E402
 import hefed  # noqa: E402
 from hefed.data import Holdout  # noqa: E402
 from hefed.errors import (  # noqa: E402
+    REPLY_CATEGORIES,
     InsecureKeyError,
     KeyMismatchError,
     OutputExistsError,
@@ -78,7 +79,7 @@ from hefed.flower import (  # noqa: E402
     run_local_federation,
     write_app,
 )
-from hefed.flower._factory import factory_ready_reply, factory_reply  # noqa: E402
+from hefed.flower._factory import factory_log_path, factory_ready_reply, factory_reply  # noqa: E402
 from hefed.flower._messages import (  # noqa: E402
     MESSAGE_TYPE,
     READY_MESSAGE_TYPE,
@@ -87,6 +88,7 @@ from hefed.flower._messages import (  # noqa: E402
     bundle_to_bytes,
     make_ready_request,
     make_request,
+    ready_statement,
 )
 from hefed.flower._progress import ProgressFollower, ProgressLog  # noqa: E402
 from hefed.flower._tally import tally  # noqa: E402
@@ -279,12 +281,36 @@ def task_identity() -> Iterator[None]:
     TaskIdentity._task_id, TaskIdentity._run_id, TaskIdentity._node_id = saved
 
 
+def factory_node(path: Path, keys: dict[str, Any], log_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
+    """A factory's node config: its data, its own log folder and, without a study, the key pin (a factory pins its
+    key, always); ``extra`` adds to it or replaces it."""
+    pin = {} if "study" in extra else {"key-fingerprint": hefed.key_fingerprint(keys["public"])}
+    return {"data-path": str(path), "log-dir": str(log_dir), **pin, **extra}
+
+
+def factory_log(tmp_path: Path, name: str) -> str:
+    """The factory's own log in an in-process run (where refusals are told in full; the aggregator gets a category)."""
+    path = tmp_path / "factory-logs" / f"hefed-{name}.log"
+    return path.read_text() if path.exists() else ""
+
+
+def last_logged(node_config: dict[str, Any]) -> str:
+    """The last line of a factory's own log (the full text of its last refusal)."""
+    path = factory_log_path(node_config)
+    assert path is not None and path.exists()
+    assert path.stat().st_mode & 0o777 == 0o600
+    return path.read_text().splitlines()[-1]
+
+
 def run_in_process(tmp_path: Path, files: list[Path], keys: dict[str, Any], *, silent: Iterable[int] = (),
                    node_extra: dict[int, dict[str, Any]] | None = None, drop_after_ready: Iterable[int] = (),
                    client_config: dict[str, Any] | None = None, **config: Any) -> tuple[DirectGrid, dict]:
     """Run the ServerApp over ``files`` in-process; ``config`` overrides run-config keys (``"min-contributors"``);
-    ``client_config``, if given, overrides them for the ClientApps only (what a hostile aggregator could send)."""
-    node_configs = {i + 1: {"data-path": str(p), **(node_extra or {}).get(i + 1, {})} for i, p in enumerate(files)}
+    ``client_config``, if given, overrides them for the ClientApps only (what a hostile aggregator could send).
+    Each factory pins the key of ``keys`` (unless it has a study) and logs to ``tmp_path/factory-logs``."""
+    (tmp_path / "factory-logs").mkdir(exist_ok=True)
+    node_configs = {i + 1: factory_node(p, keys, tmp_path / "factory-logs", (node_extra or {}).get(i + 1, {}))
+                    for i, p in enumerate(files)}
     run_config = {**RUN_CONFIG_DEFAULTS, "public-key": str(keys["public_path"]), "target": TARGET,
                   "out": str(tmp_path / "aggregate.json"), "report": str(tmp_path / "report.json"),
                   "timeout": 0.2, "wait-for-nodes": 0.2, **config}
@@ -299,8 +325,10 @@ def run_in_process(tmp_path: Path, files: list[Path], keys: dict[str, Any], *, s
 
 
 def masked_config(identities: dict[str, Any], files: list[Path]) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
-    """Node configs naming each factory's identity folder, and the run config's roster, for an in-process run."""
-    nodes = {i + 1: {"identity-dir": str(identities["dirs"][p.stem])} for i, p in enumerate(files)}
+    """Node configs naming each factory's identity folder and pinning the roster, and the run config's roster, for an
+    in-process run."""
+    nodes = {i + 1: {"identity-dir": str(identities["dirs"][p.stem]), "roster-digest": identities["roster"].digest()}
+             for i, p in enumerate(files)}
     return nodes, {"roster": str(identities["roster_path"])}
 
 
@@ -332,7 +360,7 @@ def test_round_in_process_sends_only_the_public_key(tmp_path, keys, consortium_f
         request = dict(message.content[REQUEST_RECORD])
         assert request["public-key"] == int_to_base64(keys["public"].n)
         if message.metadata.message_type == READY_MESSAGE_TYPE:
-            assert set(request) == base | {"roster", "roster-digest"}
+            assert set(request) == base | {"roster", "roster-digest", "nonce"}
         else:
             assert set(request) == base | ({"model", "round", "roster"} if masked else {"model"})
     assert_no_secret((tmp_path / "aggregate.json").read_bytes(), secrets, "the aggregate")
@@ -396,22 +424,24 @@ def test_in_process_ready_step_leaves_out_factories_that_cannot_take_part(
     """A factory pinned to another roster, or without an identity, is named as not ready; no re-run is needed."""
     names = [p.stem for p in consortium_files]
     nodes, config = masked_config(consortium_identities, consortium_files)
-    nodes[2] = {"roster-digest": "0" * 32, **nodes[2]}
-    nodes[3] = {}
+    nodes[2] = {**nodes[2], "roster-digest": "0" * 32}
+    nodes[3] = {"roster-digest": consortium_identities["roster"].digest()}  # no identity folder
     other = consortium_identities["roster"].digest()
     with pytest.raises(TooFewContributorsError, match="after the ready step"):
         run_in_process(tmp_path, consortium_files, keys, node_extra=nodes, **config)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["masked"]["ready"] == [names[0]] and report["masked"]["rounds"] == []
-    assert f"sent roster {other}, but this factory is pinned to roster {'0' * 32}" in report["missing"][names[1]]
-    assert "no 'identity-dir'" in report["missing"][names[2]]
+    assert report["missing"][names[1]] == "not ready: refused: round or roster mismatch"
+    assert report["missing"][names[2]] == "not ready: refused: bad request or configuration"
+    assert f"sent roster {other}, but this factory is pinned to roster {'0' * 32}" in factory_log(tmp_path, names[1])
+    assert "no 'identity-dir'" in factory_log(tmp_path, names[2])
     # With min-contributors = 2 the two factories that can take part make a complete round at once.
     nodes[2] = masked_config(consortium_identities, consortium_files)[0][2]
     _, report = run_in_process(tmp_path, consortium_files, keys, node_extra=nodes, **config, force=True,
                                **{"min-contributors": 2})
     assert report["status"] == "ok" and report["contributors"] == sorted(names[:2])
     assert [r["complete"] for r in report["masked"]["rounds"]] == [True]
-    assert "no 'identity-dir'" in report["missing"][names[2]]
+    assert report["missing"][names[2]] == "not ready: refused: bad request or configuration"
 
 
 def test_in_process_coefficients_and_evaluation_ask_each_kind_its_own_request(tmp_path, keys, consortium_files,
@@ -450,7 +480,8 @@ def test_error_and_silence_leave_exactly_the_named_contributors(tmp_path, keys, 
         **{"min-contributors": 1, "expected-factories": ",".join(names)},
     )
     assert report["status"] == "ok" and report["contributors"] == [names[0]]
-    assert "no_such_column" in report["missing"][names[1]]
+    assert report["missing"][names[1]] == "error: refused: data not usable"  # errors stay home:
+    assert "no_such_column" in factory_log(tmp_path, names[1])  # the factory's own log says which column
     assert report["missing"][names[2]] == "no answer within 0.2 s"
     aggregate = hefed.Bundle.load(tmp_path / "aggregate.json")
     assert aggregate.contributors == [names[0]]
@@ -488,7 +519,8 @@ def test_factory_pinned_to_its_key_refuses_another(tmp_path, keys, consortium_fi
         run_in_process(tmp_path, consortium_files, {**keys, "public_path": other_path}, node_extra=pin)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["contributors"] == []
-    assert all("pinned to key" in why for why in report["missing"].values())
+    assert all(why == "error: refused: key mismatch" for why in report["missing"].values())
+    assert all("pinned to key" in factory_log(tmp_path, p.stem) for p in consortium_files)
 
 
 def test_factory_with_an_identity_refuses_an_unmasked_request(tmp_path, keys, consortium_files,
@@ -500,7 +532,8 @@ def test_factory_with_an_identity_refuses_an_unmasked_request(tmp_path, keys, co
         run_in_process(tmp_path, consortium_files, keys, node_extra=nodes)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["contributors"] == [] and len(report["missing"]) == 3
-    assert all("masked rounds only" in why for why in report["missing"].values())
+    assert all(why == "error: refused: round or roster mismatch" for why in report["missing"].values())
+    assert all("masked rounds only" in factory_log(tmp_path, p.stem) for p in consortium_files)
 
 
 def test_tally_refuses_duplicates_and_foreign_bundles(keys, consortium_files):
@@ -799,10 +832,11 @@ def test_study_evaluation_reads_each_factory_holdout_as_the_study_says(
         run_study(tmp_path, consortium_files, keys, study_setup["path"], kind="evaluation", model=str(outside),
                   node_extra=nodes, force=True)
     request = make_request("evaluation", keys["public"], hefed.LinearModel.load(outside), study.digest)
-    reply = factory_reply(request, {"data-path": str(consortium_files[0]), **nodes[1]}, {})
-    assert reply["status"] == "error"
-    assert reply["error"] == (f"the model to evaluate was solved in no study, not in this factory's study "
-                              f"{study.digest}; refused")
+    node = {"data-path": str(consortium_files[0]), "log-dir": str(tmp_path), **nodes[1]}
+    reply = factory_reply(request, node, {})
+    assert reply["status"] == "error" and reply["error"] == "refused: study or schema mismatch"
+    assert last_logged(node).endswith(f"the model to evaluate was solved in no study, not in this factory's study "
+                                      f"{study.digest}; refused")
 
 
 @pytest.mark.parametrize("case", ["other study", "pin mismatch", "no study", "node target"])
@@ -815,9 +849,12 @@ def test_a_factory_whose_study_differs_is_left_out_with_the_reason(
     nodes[3] = {
         "other study": {"study": str(study_setup["other_path"]), "study-digest": other.digest},
         "pin mismatch": {"study": str(study_setup["copies"][consortium_files[2].stem]), "study-digest": other.digest},
-        "no study": {},
+        "no study": {"key-fingerprint": hefed.key_fingerprint(keys["public"])},
         "node target": {**nodes[3], "target": "clinker_t"},
     }[case]
+    category = {"other study": "refused: study or schema mismatch", "pin mismatch": "refused: study or schema mismatch",
+                "no study": "refused: study or schema mismatch", "node target": "refused: bad request or configuration",
+                }[case]
     expected = {
         "other study": f"the aggregator asks for study {study.digest}, but this factory's study is {other.digest}; "
                        "refused",
@@ -832,7 +869,8 @@ def test_a_factory_whose_study_differs_is_left_out_with_the_reason(
                           **{"min-contributors": 2})
     third = consortium_files[2].stem
     assert report["status"] == "ok" and report["contributors"] == sorted(p.stem for p in consortium_files[:2])
-    assert report["missing"] == {third: f"error: {expected}"}
+    assert report["missing"] == {third: f"error: {category}"}  # errors stay home: the category only
+    assert expected in factory_log(tmp_path, third)
     aggregate = hefed.Bundle.load(tmp_path / "aggregate.json")
     assert aggregate.study == study.digest and third not in aggregate.contributors
 
@@ -849,7 +887,8 @@ def test_a_factory_with_a_study_refuses_an_unstudied_request(tmp_path, keys, con
         run_in_process(tmp_path, consortium_files, keys, node_extra=nodes, **{"int-bits": 3})
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["contributors"] == [] and report["study"] is None
-    assert report["missing"] == {p.stem: f"error: {refusal}" for p in consortium_files}
+    assert report["missing"] == {p.stem: "error: refused: study or schema mismatch" for p in consortium_files}
+    assert all(refusal in factory_log(tmp_path, p.stem) for p in consortium_files)
     masked_nodes, config = masked_config(consortium_identities, consortium_files)
     for i in masked_nodes:
         masked_nodes[i].update(nodes[i])
@@ -857,7 +896,8 @@ def test_a_factory_with_a_study_refuses_an_unstudied_request(tmp_path, keys, con
         run_in_process(tmp_path, consortium_files, keys, node_extra=masked_nodes, force=True, **config)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["masked"]["ready"] == []
-    assert report["missing"] == {p.stem: f"not ready: {refusal}" for p in consortium_files}
+    assert report["missing"] == {p.stem: "not ready: refused: study or schema mismatch" for p in consortium_files}
+    assert all(factory_log(tmp_path, p.stem).count(refusal) == 2 for p in consortium_files)
 
 
 def test_forged_requests_are_refused_by_a_study_factory(tmp_path, keys, consortium_files, consortium_identities,
@@ -869,14 +909,15 @@ def test_forged_requests_are_refused_by_a_study_factory(tmp_path, keys, consorti
     path = study.save(tmp_path / "study.json")
     name = consortium_files[0].stem
     node = {"data-path": str(consortium_files[0]), "study": str(path), "study-digest": study.digest,
-            "identity-dir": str(consortium_identities["dirs"][name])}
+            "identity-dir": str(consortium_identities["dirs"][name]), "log-dir": str(tmp_path)}
     other_key = hefed.generate_keypair(1024, insecure_test_key=True)[0]
     other_roster = Roster({name: roster.members[name]})
 
     def refusal(request: dict[str, str], ready: bool = False) -> str:
+        """The full text of the refusal, from the factory's own log; the reply itself carries a category only."""
         reply = factory_ready_reply(request, node) if ready else factory_reply(request, node, HOSTILE_RUN_CONFIG)
-        assert reply["status"] == "error" and "bundle" not in reply
-        return str(reply["error"])
+        assert reply["status"] == "error" and "bundle" not in reply and reply["error"] in REPLY_CATEGORIES
+        return last_logged(node).split("; the aggregator is told only that): ", 1)[1]
 
     assert refusal(make_request("statistics", other_key, study=study.digest)) == (
         f"the aggregator asked for encryption under key {hefed.key_fingerprint(other_key)}, but study "
@@ -886,15 +927,21 @@ def test_forged_requests_are_refused_by_a_study_factory(tmp_path, keys, consorti
         "statistics); refused")
     node_without_identity = {k: v for k, v in node.items() if k != "identity-dir"}
     reply = factory_reply(make_request("statistics", keys["public"], study=study.digest), node_without_identity, {})
-    assert reply["error"] == (f"study {study.digest} names a roster, so this factory contributes to its masked rounds "
-                              "only; an unmasked request, whose bundle the key holder could decrypt alone, is refused")
+    assert reply["error"] == "refused: round or roster mismatch"
+    assert last_logged(node).endswith(
+        f"study {study.digest} names a roster, so this factory contributes to its masked rounds only; an unmasked "
+        "request, whose bundle the key holder could decrypt alone, is refused")
     assert refusal(make_ready_request("statistics", keys["public"], other_roster, study.digest), ready=True) == (
         f"the aggregator sent roster {other_roster.digest()}, but study {study.digest} names roster "
         f"{roster.digest()}; refused")
     assert refusal(make_ready_request("coefficients", keys["public"], roster, study.digest), ready=True).startswith(
         "the aggregator asked for coefficients bundles")
-    assert factory_ready_reply(make_ready_request("statistics", keys["public"], roster, study.digest), node) == {
-        "status": "ok", "factory-id": name}
+    ready = make_ready_request("statistics", keys["public"], roster, study.digest)
+    reply = factory_ready_reply(ready, node, node_id=7)
+    assert set(reply) == {"status", "factory-id", "signature"}
+    assert (reply["status"], reply["factory-id"]) == ("ok", name)
+    statement = ready_statement(ready["nonce"], name, study.key_fingerprint, roster.digest(), study.digest, 7)
+    roster.members[name].verifier().verify(bytes.fromhex(str(reply["signature"])), statement)
 
 
 def test_a_masked_study_run_signs_the_study(tmp_path, keys, consortium_files, consortium_identities, task_identity):

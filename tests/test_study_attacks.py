@@ -25,8 +25,8 @@ from cli_helpers import run_cli
 
 import hefed
 from hefed.data import Holdout
-from hefed.errors import HefedError, RoundError, SchemaMismatchError, TooFewContributorsError
-from hefed.flower._factory import factory_ready_reply, factory_reply
+from hefed.errors import REPLY_CATEGORIES, HefedError, RoundError, SchemaMismatchError, TooFewContributorsError
+from hefed.flower import _factory
 from hefed.flower._messages import make_masked_request, make_ready_request, make_request
 from hefed.kinds import FoldStatisticsRequest
 from hefed.primitives.encryption import encrypt_plaintexts
@@ -53,11 +53,32 @@ def attempt(action: Callable[[], Any]) -> HefedError | Any:
         return exc
 
 
+def _at_home(reply: dict[str, Any], details: list[str]) -> dict[str, Any]:
+    """A refusal as the aggregator gets it carries a fixed category only (errors stay home); for these tests, which
+    ask why the factory refused, its ``error`` becomes the full text the factory logged at home (``category`` keeps
+    what travelled)."""
+    if reply["status"] != "error":
+        return reply
+    assert reply["error"] in REPLY_CATEGORIES and len(details) == 1
+    return {**reply, "category": reply["error"], "error": details[0].split("; the aggregator is told only that): ")[1]}
+
+
+def factory_reply(request: Any, node_config: Any, run_config: Any) -> dict[str, Any]:
+    details: list[str] = []
+    return _at_home(_factory.factory_reply(request, node_config, run_config, on_detail=details.append), details)
+
+
+def factory_ready_reply(request: Any, node_config: Any) -> dict[str, Any]:
+    details: list[str] = []
+    return _at_home(_factory.factory_ready_reply(request, node_config, on_detail=details.append), details)
+
+
 def refusal(reply: dict[str, Any]) -> str | None:
-    """The error a factory's reply carries, or ``None`` when it sent a bundle."""
+    """The error a factory's reply carries, or ``None`` when it sent a bundle (what travelled is a fixed category)."""
     if reply["status"] == "ok":
         return None
     assert reply["status"] == "error" and "bundle" not in reply
+    assert reply.get("category", reply["error"]) in REPLY_CATEGORIES
     return str(reply["error"])
 
 
@@ -326,8 +347,8 @@ def test_forged_model_cannot_read_cells_or_columns_through_error_replies(world, 
     leaked = []
     for column in ("date", "no_such_column"):
         model = forged_model([column], [1.0], 0.0, study.digest)
-        error = refusal(factory_reply(make_request("evaluation", keypair[0], model, study.digest), node(world, name),
-                                      {}))
+        error = refusal(_factory.factory_reply(make_request("evaluation", keypair[0], model, study.digest),
+                                               node(world, name), {}))  # what the aggregator gets
         assert error is not None
         leaked += [cell for cell in frame["date"].astype(str) if cell in error]
         leaked += [col for col in [*OUTSIDE, "date", "plant_kind"] if col != column and col in error]

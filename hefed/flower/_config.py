@@ -13,13 +13,17 @@ Where each setting comes from:
 * the **node config** of a factory's SuperNode (``flower-supernode --node-config``), read
   only by that factory: ``data-path`` (required), ``factory-id`` (default: the data file's
   name without suffix), ``target`` and ``features`` (override the run config's),
-  ``key-fingerprint`` (optional pin: the factory refuses to encrypt for any other key, so an
-  aggregator cannot substitute a key of its own), and for masked rounds ``identity-dir``
-  (the factory's enrollment folder from ``hefed enroll``) and ``roster-digest`` (optional pin:
-  the factory refuses any other roster); ``study`` (the path of the factory's own copy of the
-  study file: then the factory computes only what that study says and ignores the run config)
-  and ``study-digest`` (the pin, 32 hex digits, recommended: the factory takes part in nothing
-  unless its study file has exactly that digest).
+  ``key-fingerprint`` (the key pin: without a study the factory encrypts under no other key, and
+  without either it encrypts nothing, so an aggregator cannot substitute a key of its own), and for
+  masked rounds ``identity-dir`` (the factory's enrollment folder from ``hefed enroll``) and
+  ``roster-digest`` (the roster pin: without a study naming a roster the factory joins masked
+  rounds of that roster only, and without either it joins none); ``study`` (the path of the
+  factory's own copy of the study file: then the factory computes only what that study says,
+  under the study's key and for the study's roster, and ignores the run config) and
+  ``study-digest`` (the pin, 32 hex digits, recommended: the factory takes part in nothing
+  unless its study file has exactly that digest); ``log-dir`` (where the factory's own log
+  ``hefed-FACTORY.log`` goes, mode 0600, holding the full text of every refusal; default: beside
+  its data file) and ``insecure-test-key`` (true: keys below 2048 bits are accepted, for tests).
 
 With a ``study`` in the run config (a path on the aggregator's machine) the study decides what
 every factory computes: the key is the study's, ``min-contributors`` is at least the study's, the
@@ -89,6 +93,7 @@ RUN_CONFIG_DEFAULTS: dict[str, str | int | float | bool] = {
     "study": "",  # path of the consortium's study on the aggregator's machine; set = the study decides what
     #               factories compute (then the keys of STUDY_FIXED keep their defaults)
     "max-rounds": 3,  # masked rounds: at most this many rounds (the first and the re-runs after drop-outs)
+    "insecure-test-key": False,  # accept a public key below 2048 bits (tests; each factory decides for itself too)
     "frac-bits": _DEFAULT_ENCODING.frac_bits,
     "int-bits": _DEFAULT_ENCODING.int_bits,
     "max-contributors": _DEFAULT_ENCODING.max_contributors,
@@ -102,9 +107,9 @@ STUDY_FIXED: dict[str, str] = {
     "missing": "missing",
 }
 
-#: Node-config keys a factory's SuperNode may set.
+#: Node-config keys a factory's SuperNode may set (strings; ``insecure-test-key`` is true or false).
 NODE_CONFIG_KEYS = ("data-path", "factory-id", "target", "features", "key-fingerprint", "identity-dir",
-                    "roster-digest", "study", "study-digest")
+                    "roster-digest", "study", "study-digest", "log-dir", "insecure-test-key")
 
 _DIGEST = re.compile(r"[0-9a-f]{32}")
 
@@ -143,14 +148,17 @@ def kind_request(kind: Kind[Any, Any], *, ridge: float = 0.0, model: LinearModel
 # --- keys ---------------------------------------------------------------------------------------------------
 
 
-def load_public_key_only(path: str | os.PathLike[str]) -> PaillierPublicKey:
+def load_public_key_only(path: str | os.PathLike[str], insecure_test_key: bool = False) -> PaillierPublicKey:
     """Load the consortium's public key for a Flower process, refusing a private key file
-    (:func:`hefed.load_public_key` refuses it; here the message says who keeps it)."""
+    (:func:`hefed.load_public_key` refuses it; here the message says who keeps it) and a weak key (below 2048
+    bits only with ``insecure_test_key``)."""
     if not str(path):
         raise UsageError("no public key given (run config 'public-key')", parameters=("public_key",))
     try:
-        return load_public_key(path)
+        return load_public_key(path, insecure_test_key=insecure_test_key)
     except InsecureKeyError as exc:
+        if "private key" not in str(exc):
+            raise
         raise exc.reworded(f"{path}: this is a private key; the aggregator and every Flower process get only the "
                            "public key (public_key.json). Keep the private key with the key holder.") from None
 
@@ -230,12 +238,16 @@ class RunSettings:
     roster: str = ""
     max_rounds: int = 3
     study: str = ""
+    insecure_test_key: bool = False
 
     def __post_init__(self) -> None:
         flower_kind(self.kind)
         for name in ("public_key", "out", "report", "progress", "target", "model", "roster", "missing", "study"):
             if not isinstance(getattr(self, name), str):
                 raise UsageError(f"{name} must be a string, got {getattr(self, name)!r}", parameters=(name,))
+        if not isinstance(self.insecure_test_key, bool):
+            raise UsageError(f"insecure-test-key must be true or false, got {self.insecure_test_key!r}",
+                             parameters=("insecure_test_key",))
         if not isinstance(self.force, bool):
             raise UsageError(f"force must be true or false, got {self.force!r}", parameters=("force",))
         if not _is_int(self.min_contributors) or self.min_contributors < 1:
@@ -343,6 +355,7 @@ class RunSettings:
                 roster=_get(config, "roster", str).strip(),
                 max_rounds=_get(config, "max-rounds", int),
                 study=_get(config, "study", str).strip(),
+                insecure_test_key=_get(config, "insecure-test-key", bool),
             )
         except UsageError as exc:
             raise exc.reworded(f"{source}: {exc}") from None
@@ -372,6 +385,7 @@ class RunSettings:
         roster: str | os.PathLike[str] | None = None,
         max_rounds: int = 3,
         study: str | os.PathLike[str] | None = None,
+        insecure_test_key: bool = False,
     ) -> RunSettings:
         """The settings from Python values (what ``hefed federate`` parsed); paths become absolute."""
         if isinstance(features, str) or isinstance(expected_factories, str):
@@ -384,7 +398,7 @@ class RunSettings:
             timeout=timeout, wait_for_nodes=wait_for_nodes,
             expected_factories=tuple(expected_factories), test_fraction=test_fraction, seed=seed, ridge=ridge,
             missing=missing, encoding=encoding if encoding is not None else Encoding(), roster=_path_text(roster),
-            max_rounds=max_rounds, study=_path_text(study),
+            max_rounds=max_rounds, study=_path_text(study), insecure_test_key=insecure_test_key,
         )
 
     def to_run_config(self) -> dict[str, str | int | float | bool]:
@@ -414,6 +428,7 @@ class RunSettings:
             "int-bits": self.encoding.int_bits,
             "max-contributors": self.encoding.max_contributors,
             "study": self.study,
+            "insecure-test-key": self.insecure_test_key,
         }
 
     def load_inputs(self) -> RunInputs:
@@ -435,14 +450,14 @@ class RunSettings:
                 check_writable(path, self.force)
         study = Study.load(self.study) if self.study else None
         if study is None:
-            public_key = load_public_key_only(self.public_key)
+            public_key = load_public_key_only(self.public_key, self.insecure_test_key)
         else:
             if not study.allows(self.kind):
                 raise UsageError(f"study {study.digest} does not allow {self.kind} bundles (it allows "
                                  f"{', '.join(sorted(study.kinds))})", parameters=("kind",))
             public_key = study.public_key
             if self.public_key:
-                given = load_public_key_only(self.public_key)
+                given = load_public_key_only(self.public_key, self.insecure_test_key)
                 if given.n != study.public_key.n:
                     raise KeyMismatchError(
                         f"{self.public_key}: key {key_fingerprint(given)}, but study {study.digest} names key "
@@ -484,13 +499,22 @@ class FactoryConfig:
     roster_digest: str = ""
     study: str = ""
     study_digest: str = ""
+    log_dir: str = ""
+    insecure_test_key: bool = False
 
     @classmethod
     def from_node_config(cls, config: Mapping[str, Any], source: str = "node config") -> FactoryConfig:
-        """Read and check a SuperNode's node config (every key a string; ``data-path`` required; ``study-digest``
-        32 hex digits and only with a ``study``)."""
+        """Read and check a SuperNode's node config (every key a string but ``insecure-test-key``, true or false;
+        ``data-path`` required; ``study-digest`` 32 hex digits and only with a ``study``)."""
+        insecure = config.get("insecure-test-key", False)
+        if isinstance(insecure, str) and insecure.strip().lower() in ("true", "false", ""):
+            insecure = insecure.strip().lower() == "true"
+        if not isinstance(insecure, bool):
+            raise UsageError(f"{source}: 'insecure-test-key' must be true or false, got {insecure!r}")
         values = {}
         for key in NODE_CONFIG_KEYS:
+            if key == "insecure-test-key":
+                continue
             value = config.get(key, "")
             if not isinstance(value, str):
                 raise UsageError(f"{source}: {key!r} must be a string, got {value!r}")
@@ -508,4 +532,4 @@ class FactoryConfig:
                              "the study file) is not")
         return cls(values["data-path"], factory_id, values["target"], tuple(split_names(values["features"])),
                    values["key-fingerprint"].lower(), values["identity-dir"], values["roster-digest"].lower(),
-                   values["study"], study_digest)
+                   values["study"], study_digest, values["log-dir"], insecure)

@@ -3,7 +3,19 @@
 Everything here runs on the factory's own machine, inside its SuperNode's ClientApp. Its
 data, its copy of the study and its identity's private keys are read here and never leave: a
 reply carries the factory id and either the encrypted (in a masked round also masked and
-signed) bundle, or a one-line error.
+signed) bundle, its signed ready statement, or a fixed error category
+(:func:`hefed.errors.reply_category`, e.g. ``"refused: data out of range"``). The full
+message of a refusal (which may quote a cell, a row number, a column or a path) goes to the
+factory's own log only (:func:`factory_log_path`, mode 0600, and Flower's logger at the
+factory): **errors stay home**.
+
+**Pinned, always.** A factory encrypts only under its study's key or, without a study, under
+the key its node config pins (``key-fingerprint``); with neither it refuses every request
+(there is no unpinned mode in multi-party use). It joins a masked round only with the roster
+its study names or, without a study, the one its node config pins (``roster-digest``); a study
+that names no roster allows no masked round. Every key is also checked for strength
+(``hefed._keys.check_public_key``: even moduli, small factors, perfect powers, and below 2048
+bits unless the node config sets ``insecure-test-key``).
 
 A factory whose node config names a ``study`` (its own copy of the study file, pinned by
 ``study-digest``) computes only what that study says — key, target, features, encoding,
@@ -17,16 +29,27 @@ names a study.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from phe import PaillierPublicKey
 
-from .._keys import key_fingerprint
+from .._keys import check_public_key, key_fingerprint
 from ..data import Cleaning, Holdout, read_table, split_holdout
-from ..errors import InvalidFileError, KeyMismatchError, RoundError, SchemaMismatchError, UsageError
+from ..errors import (
+    InvalidFileError,
+    KeyMismatchError,
+    RoundError,
+    SchemaMismatchError,
+    UnpinnedError,
+    UsageError,
+    reply_category,
+)
 from ..kinds import Kind
 from ..protocol import Bundle, FactoryIdentity, Masking, Roster, Study, load_identity
 from ..roles import encrypt_for_study, encrypt_table, study_holdout
@@ -34,9 +57,13 @@ from ._config import FactoryConfig, RunSettings, flower_kind, kind_request, take
 from ._messages import (
     ReplyRecord,
     error_reply,
+    error_text,
     model_from_request,
+    nonce_from_request,
     ok_reply,
+    one_line,
     public_key_from_request,
+    ready_statement,
     roster_from_request,
     round_from_request,
     study_from_request,
@@ -129,6 +156,55 @@ def check_key_pin(factory: FactoryConfig, public_key: PaillierPublicKey) -> None
         )
 
 
+def check_key_strength(public_key: PaillierPublicKey, factory: FactoryConfig) -> None:
+    """Refuse a weak key (``hefed._keys.check_public_key``): below 2048 bits only with node config
+    ``insecure-test-key``."""
+    check_public_key(public_key, insecure_test_key=factory.insecure_test_key,
+                     source="the key of the aggregator's request")
+
+
+def pinned_key(request: Mapping[str, Any], factory: FactoryConfig, study: Study | None) -> PaillierPublicKey:
+    """The key this factory encrypts under for ``request``: its study's, or else the one its node config pins.
+
+    Refused: a request of another study or none (:func:`check_study_request`), a key other than the pinned one,
+    a factory that pins no key at all (no study, no ``key-fingerprint``: there is no unpinned mode), and a weak
+    key (:func:`check_key_strength`).
+    """
+    public_key = check_study_request(request, study)
+    if study is None and not factory.key_fingerprint:
+        raise UnpinnedError(
+            "this factory pins no key (neither a 'study' nor a 'key-fingerprint' in its node config), so it encrypts "
+            f"under none: an aggregator could send a key of its own (it sent {key_fingerprint(public_key)}); refused"
+        )
+    check_key_pin(factory, public_key)
+    check_key_strength(public_key, factory)
+    return public_key
+
+
+def pinned_roster(request: Mapping[str, Any], factory: FactoryConfig, study: Study | None) -> Roster:
+    """The roster of a masked round, which must be the one the factory's study names or, without a study, the one
+    its node config pins (``roster-digest``).
+
+    Refused: a study that names no roster (its masked rounds would take whatever roster the aggregator sends,
+    sybils included), a factory without a study that pins no roster, and any other roster.
+    """
+    if study is not None:
+        if not study.roster_digest:
+            raise UnpinnedError(
+                f"study {study.digest} names no roster, so this factory joins no masked round (the aggregator's "
+                "roster could hold sybils whose masks it knows); refused"
+            )
+        roster = roster_from_request(request)
+        check_study_roster(roster, study)
+        return roster
+    if not factory.roster_digest:
+        raise UnpinnedError(
+            "this factory pins no roster (neither a 'study' naming one nor a 'roster-digest' in its node config), so "
+            "it joins no masked round; refused"
+        )
+    return roster_from_request(request, factory.roster_digest)
+
+
 def load_factory_identity(factory: FactoryConfig, roster: Roster) -> FactoryIdentity:
     """The factory's identity from its ``identity-dir``, checked against its factory id and the roster.
 
@@ -155,31 +231,48 @@ def load_factory_identity(factory: FactoryConfig, roster: Roster) -> FactoryIden
     return identity
 
 
-def check_ready(request: Mapping[str, Any], factory: FactoryConfig) -> None:
+@dataclass(frozen=True)
+class ReadyCheck:
+    """What a factory checked before saying it is ready: the values its signed ready statement covers."""
+
+    identity: FactoryIdentity
+    nonce: str
+    key_fingerprint: str
+    roster_digest: str
+    study: str | None
+
+    def statement(self, node_id: int | None) -> bytes:
+        """The bytes the ready reply signs (:func:`hefed.flower._messages.ready_statement`)."""
+        return ready_statement(self.nonce, self.identity.factory_id, self.key_fingerprint, self.roster_digest,
+                               self.study, node_id)
+
+
+def check_ready(request: Mapping[str, Any], factory: FactoryConfig) -> ReadyCheck:
     """Everything a factory checks before saying it is ready; nothing is read but configs, its study and its identity.
 
-    1. its study (if its node config names one) loads and has the pinned digest; the request
+    1. the request carries a fresh nonce to sign;
+    2. its study (if its node config names one) loads and has the pinned digest; the request
        names that study, its key and a kind it allows (:func:`check_study_request`);
-    2. the key is the one sent with its fingerprint, and the pinned one if the node config pins one;
-    3. the roster matches its digest, the pinned digest if the node config pins one, and the study's;
-    4. the factory's identity loads, carries its factory id and is the roster's entry for it;
-    5. its data file exists (it is not read yet).
+    3. the key is its study's or the one its node config pins, and strong enough (:func:`pinned_key`);
+    4. the roster is its study's or the one its node config pins (:func:`pinned_roster`);
+    5. the factory's identity loads, carries its factory id and is the roster's entry for it;
+    6. its data file exists (it is not read yet).
     """
+    nonce = nonce_from_request(request)
     study = load_factory_study(factory)
-    public_key = check_study_request(request, study)
-    check_key_pin(factory, public_key)
-    roster = roster_from_request(request, factory.roster_digest)
-    check_study_roster(roster, study)
-    load_factory_identity(factory, roster)
+    public_key = pinned_key(request, factory, study)
+    roster = pinned_roster(request, factory, study)
+    identity = load_factory_identity(factory, roster)
     if not Path(factory.data_path).is_file():
         raise InvalidFileError(f"{factory.data_path}: data file not found")
+    return ReadyCheck(identity, nonce, key_fingerprint(public_key), roster.digest(),
+                      study.digest if study is not None else None)
 
 
 def _masking(request: Mapping[str, Any], factory: FactoryConfig, study: Study | None) -> Masking | None:
     """The round, identity and roster a masked request asks for, checked before any data is read."""
     if request.get("round"):
-        roster = roster_from_request(request, factory.roster_digest)
-        check_study_roster(roster, study)
+        roster = pinned_roster(request, factory, study)
         round_ = round_from_request(request, roster)
         if factory.factory_id not in round_.participants:
             raise RoundError(f"{factory.factory_id!r} is not a participant of round {round_.round_id}")
@@ -221,8 +314,7 @@ def make_bundle(request: Mapping[str, Any], factory: FactoryConfig, run_config: 
     other kinds read the training rows, cleaned as the study (or ``missing``) says.
     """
     study = load_factory_study(factory)
-    public_key = check_study_request(request, study)
-    check_key_pin(factory, public_key)
+    public_key = pinned_key(request, factory, study)
     kind = flower_kind(request.get("kind"), "request")
     masking = _masking(request, factory, study)
     if study is not None:
@@ -270,32 +362,102 @@ def _fallback_factory_id(node_config: Mapping[str, Any]) -> str:
     return str(node_config.get("factory-id") or Path(str(node_config.get("data-path", "factory"))).stem)
 
 
-def factory_ready_reply(request: Mapping[str, Any], node_config: Mapping[str, Any]) -> ReplyRecord:
-    """The ClientApp's answer to the ready query: ``ok`` with its factory id, or an ``error`` naming it.
+#: Name of a factory's own log (in node config ``log-dir``, else beside its data file).
+LOG_NAME = "hefed-{factory_id}.log"
+
+
+def factory_log_path(node_config: Mapping[str, Any]) -> Path | None:
+    """Where the factory's own log is: ``log-dir``/hefed-FACTORY.log, else beside its data file (``None`` when the
+    node config names neither)."""
+    log_dir = node_config.get("log-dir")
+    data_path = node_config.get("data-path")
+    if isinstance(log_dir, str) and log_dir.strip():
+        folder = Path(log_dir.strip())
+    elif isinstance(data_path, str) and data_path.strip():
+        folder = Path(data_path.strip()).parent
+    else:
+        return None
+    name = _fallback_factory_id(node_config)
+    return folder / LOG_NAME.format(factory_id=name if "/" not in name and name not in (".", "..") else "factory")
+
+
+def write_local_log(node_config: Mapping[str, Any], line: str) -> str | None:
+    """Append ``line`` (with a UTC time stamp) to the factory's own log, created with mode 0600; returns why it
+    could not be written, or ``None``. Never raises: a refusal must be answered whatever happens to the log."""
+    path = factory_log_path(node_config)
+    if path is None:
+        return "no log-dir or data-path in the node config"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            if os.fstat(fd).st_mode & 0o077:
+                os.fchmod(fd, 0o600)
+            os.write(fd, f"{stamp} {one_line(line, 8000)}\n".encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return f"cannot write the factory log {path}: {exc.strerror or exc}"
+    return None
+
+
+#: Told the full text of a refusal, at the factory (the ClientApp passes Flower's logger).
+DetailSink = Callable[[str], None]
+
+
+def _refusal(step: str, factory_id: str, node_config: Mapping[str, Any], exc: BaseException,
+             on_detail: DetailSink | None) -> ReplyRecord:
+    """The error reply (a fixed category) for ``exc``; its full text goes to the factory's own log and ``on_detail``."""
+    reply = error_reply(factory_id, exc)
+    detail = (f"factory {factory_id}: {step} refused ({reply_category(exc)}; the aggregator is told only that): "
+              f"{error_text(exc)}")
+    problem = write_local_log(node_config, detail)
+    if on_detail is not None:
+        on_detail(detail if problem is None else f"{detail} [{problem}]")
+    return reply
+
+
+def factory_ready_reply(request: Mapping[str, Any], node_config: Mapping[str, Any], node_id: int | None = None,
+                        on_detail: DetailSink | None = None) -> ReplyRecord:
+    """The ClientApp's answer to the ready query: ``ok`` with its factory id and its signature, or an ``error``
+    with the fixed category (the full text to the factory's own log and ``on_detail``).
 
     Cheap on purpose (see :func:`check_ready`): the data is not read and nothing
     is encrypted; only the configs and the identity are checked, so a factory that
     could not contribute is not listed in the round and cannot force a re-run.
+
+    The signature (Ed25519, the factory's identity) covers the request's nonce, the factory id, the key
+    fingerprint, the roster digest, the study digest and ``node_id`` (the Flower node it answers from):
+    :meth:`ReadyCheck.statement`. The aggregator checks it against the roster's signing key, so a SuperNode
+    that claims this factory's id without its identity cannot take its place or exclude it. (A later
+    drop-out recovery adds its ephemeral keys and shares to this reply: :func:`ready_reply_for`.)
     """
     factory_id = _fallback_factory_id(node_config)
     try:
         factory = FactoryConfig.from_node_config(node_config)
         factory_id = factory.factory_id
-        check_ready(request, factory)
-        return ok_reply(factory_id)
+        return ready_reply_for(check_ready(request, factory), node_id)
     except Exception as exc:  # the reply must name the factory whatever went wrong
-        return error_reply(factory_id, exc)
+        return _refusal("ready", factory_id, node_config, exc, on_detail)
+
+
+def ready_reply_for(check: ReadyCheck, node_id: int | None) -> ReplyRecord:
+    """The signed ``ok`` ready reply of a factory that passed :func:`check_ready`."""
+    return ok_reply(check.identity.factory_id, signature=check.identity.sign(check.statement(node_id)))
 
 
 def factory_reply(
-    request: Mapping[str, Any], node_config: Mapping[str, Any], run_config: Mapping[str, Any]
+    request: Mapping[str, Any], node_config: Mapping[str, Any], run_config: Mapping[str, Any],
+    on_detail: DetailSink | None = None,
 ) -> ReplyRecord:
     """Everything the ClientApp does: read its configs, compute and encrypt, and build the reply record.
 
     A factory with a study in its node config does not read ``run_config`` at all.
 
-    Any failure becomes an ``error`` reply naming the factory, so the aggregator
-    can carry on with the others and record why this one is missing.
+    Any failure becomes an ``error`` reply naming the factory with the fixed category of the failure
+    (:func:`hefed.errors.reply_category`), so the aggregator can carry on with the others and record why
+    this one is missing, without learning anything of its data; the full text goes to the factory's own
+    log (:func:`factory_log_path`) and ``on_detail``.
     """
     factory_id = _fallback_factory_id(node_config)
     try:
@@ -303,4 +465,4 @@ def factory_reply(
         factory_id = factory.factory_id
         return ok_reply(factory_id, make_bundle(request, factory, run_config))
     except Exception as exc:  # the reply must name the factory whatever went wrong
-        return error_reply(factory_id, exc)
+        return _refusal("contribution", factory_id, node_config, exc, on_detail)

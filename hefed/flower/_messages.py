@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ from phe.util import base64_to_int, int_to_base64
 
 from .._files import MAX_JSON_BYTES
 from .._keys import MAX_BITS, MIN_TEST_BITS, key_fingerprint
-from ..errors import HefedError, InvalidFileError, KeyMismatchError, RoundError, UsageError
+from ..errors import HefedError, InvalidFileError, KeyMismatchError, RoundError, UsageError, reply_category
 from ..models import LinearModel
 from ..protocol import Bundle, Roster, Round
 from ._config import flower_kind, takes_model
@@ -61,11 +62,15 @@ READY_MESSAGE_TYPE = f"query.{READY_ACTION}"
 #: Names of the records inside the request and reply messages.
 REQUEST_RECORD = "hefed-request"
 REPLY_RECORD = "hefed-reply"
-#: Longest error text a factory sends back (the full text stays in the factory's own log).
+#: Longest text of one line for a person (the aggregator's log and report).
 MAX_ERROR_CHARS = 500
 
 #: A study digest as a request carries it.
 _DIGEST = re.compile(r"[0-9a-f]{32}")
+#: A ready request's nonce: 32 hex digits (128 bits from :mod:`secrets`), fresh for every ready step.
+_NONCE = re.compile(r"[0-9a-f]{32}")
+#: What a ready reply's signature covers comes after this prefix (no other hefed signature starts so).
+READY_CONTEXT = b"hefed ready reply v1\n"
 
 #: A reply record's values: strings, and the bundle as bytes.
 ReplyRecord = dict[str, str | bytes]
@@ -171,12 +176,34 @@ def _study_field(study: str | None) -> dict[str, str]:
 
 
 def make_ready_request(kind: str, public_key: PaillierPublicKey, roster: Roster,
-                       study: str | None = None) -> dict[str, str]:
-    """The ready query of a masked round: what will be asked, under which key, the roster (all public) and, in a
-    run of a study, the study's digest."""
+                       study: str | None = None, nonce: str | None = None) -> dict[str, str]:
+    """The ready query of a masked round: what will be asked, under which key, the roster (all public), in a
+    run of a study the study's digest, and a fresh random ``nonce`` (``secrets.token_hex``) every ready reply
+    must sign, so a signature from an earlier ready step cannot be replayed."""
     flower_kind(kind)
     return {"kind": kind, **public_key_to_request(public_key), "roster": roster_to_text(roster),
-            "roster-digest": roster.digest(), **_study_field(study)}
+            "roster-digest": roster.digest(), **_study_field(study),
+            "nonce": nonce if nonce is not None else secrets.token_hex(16)}
+
+
+def nonce_from_request(request: Mapping[str, Any]) -> str:
+    """The nonce a ready request carries (32 hex digits), which the factory's signed reply covers."""
+    value = request.get("nonce")
+    if not isinstance(value, str) or not _NONCE.fullmatch(value):
+        raise InvalidFileError("request: 'nonce' missing or not 32 hex digits (a ready reply signs a fresh nonce)")
+    return value
+
+
+def ready_statement(nonce: str, factory_id: str, key_fingerprint: str, roster_digest: str, study: str | None,
+                    node_id: int | None) -> bytes:
+    """The bytes a factory signs in its ready reply (Ed25519, its identity's signing key): the request's nonce,
+    its factory id, the fingerprint of the key it will encrypt under, the roster and the study it checked, and
+    the Flower node it answers from (``None`` where Flower does not say). The aggregator rebuilds them from
+    what it sent and the node the reply came from, never from the reply."""
+    statement = {"nonce": nonce, "factory_id": factory_id, "key_fingerprint": key_fingerprint,
+                 "roster_digest": roster_digest, "study": study or None,
+                 "node_id": int(node_id) if node_id is not None else None}
+    return READY_CONTEXT + json.dumps(statement, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 def make_request(kind: str, public_key: PaillierPublicKey, model: LinearModel | None = None,
@@ -242,18 +269,27 @@ def bundle_from_bytes(data: bytes, source: str) -> Bundle:
     return Bundle.from_dict(obj, source)
 
 
-def ok_reply(factory_id: str, bundle: Bundle | None = None) -> ReplyRecord:
-    """A factory's ``ok`` reply: its id, and its bundle's bytes (none for the ready query)."""
+def ok_reply(factory_id: str, bundle: Bundle | None = None, signature: bytes | None = None) -> ReplyRecord:
+    """A factory's ``ok`` reply: its id, and its bundle's bytes (none for the ready query), or the hex
+    ``signature`` of its ready statement (:func:`ready_statement`)."""
     record: ReplyRecord = {"status": "ok", "factory-id": factory_id}
     if bundle is not None:
         record["bundle"] = bundle_to_bytes(bundle)
+    if signature is not None:
+        record["signature"] = signature.hex()
     return record
 
 
 def error_reply(factory_id: str, exc: BaseException) -> ReplyRecord:
-    """A factory's ``error`` reply: its id and one line saying why (library errors as they are)."""
-    text = str(exc) if isinstance(exc, HefedError) else f"{type(exc).__name__}: {exc}"
-    return {"status": "error", "factory-id": factory_id, "error": one_line(text)}
+    """A factory's ``error`` reply: its id and the fixed category of the exception
+    (:func:`hefed.errors.reply_category`), never its message: the message may hold a cell, a row number, a
+    column statistic or a path, and stays in the factory's own log."""
+    return {"status": "error", "factory-id": factory_id, "error": reply_category(exc)}
+
+
+def error_text(exc: BaseException) -> str:
+    """The full one-line message of ``exc``, for the factory's own log only."""
+    return one_line(str(exc) if isinstance(exc, HefedError) else f"{type(exc).__name__}: {exc}", 4000)
 
 
 @dataclass

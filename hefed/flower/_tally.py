@@ -13,12 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import HefedError, TooFewContributorsError, UsageError
+from cryptography.exceptions import InvalidSignature
+
+from ..errors import REPLY_CATEGORIES, DuplicateContributorError, HefedError, TooFewContributorsError, UsageError
 from ..models import LinearModel
 from ..protocol import Bundle, Roster, Round, Study, check_factory_id, verify_contribution
 from ..roles import aggregate
 from ._config import RunSettings
-from ._messages import Reply, bundle_from_bytes, one_line
+from ._messages import Reply, bundle_from_bytes, one_line, ready_statement
 
 #: Format of the federation report the ServerApp writes.
 REPORT_FORMAT = "hefed.federation"
@@ -33,6 +35,13 @@ def _valid_id(value: object) -> str | None:
         return None
 
 
+def error_category(record: Mapping[str, Any]) -> str:
+    """The error category an ``error`` reply carries, if it is one of the fixed categories
+    (:data:`hefed.errors.REPLY_CATEGORIES`); any other text is not repeated (it is not what a hefed factory sends)."""
+    value = record.get("error")
+    return value if isinstance(value, str) and value in REPLY_CATEGORIES else "error reply without a known category"
+
+
 @dataclass
 class Tally:
     """The outcome of one round: the bundles accepted, who they came from, and who is missing and why."""
@@ -43,6 +52,8 @@ class Tally:
     unanswered_nodes: dict[str, str]
     nodes: int
     reply_seconds: dict[str, float] = field(default_factory=dict)
+    #: Factory ids more than one SuperNode claimed (an unmasked run then aggregates nothing).
+    duplicates: list[str] = field(default_factory=list)
 
     def describe_missing(self) -> str:
         items = [f"{name} ({why})" for name, why in self.missing.items()]
@@ -138,7 +149,11 @@ def tally(replies: Iterable[Reply], sent_to: Sequence[int], request: Mapping[str
         if answer.seconds is not None:
             latency[factory_id] = round(answer.seconds, 3)
         if record.get("status") == "error":
-            missing[factory_id] = f"error: {one_line(str(record.get('error', '')))}"
+            missing[factory_id] = f"error: {error_category(record)}"
+            continue
+        if round_ is None and settings.expected_factories and factory_id not in settings.expected_factories:
+            unexpected = f"{label} ({factory_id})"
+            unanswered[unexpected] = f"answered as {factory_id!r}, not an expected factory; left out"
             continue
         data = record.get("bundle")
         if record.get("status") != "ok" or not isinstance(data, bytes):
@@ -147,9 +162,11 @@ def tally(replies: Iterable[Reply], sent_to: Sequence[int], request: Mapping[str
         candidates.setdefault(factory_id, []).append(data)
 
     accepted: list[tuple[str, Bundle]] = []
+    duplicates: list[str] = []
     for factory_id in sorted(candidates):
         if len(candidates[factory_id]) > 1 or factory_id in missing:
             missing[factory_id] = "factory id claimed by more than one SuperNode; all its replies left out"
+            duplicates.append(factory_id)
             continue
         try:
             bundle = bundle_from_bytes(candidates[factory_id][0], f"bundle from {factory_id}")
@@ -178,17 +195,19 @@ def tally(replies: Iterable[Reply], sent_to: Sequence[int], request: Mapping[str
     if not expected:
         missing.update(unanswered)
     return Tally([name for name, _ in accepted], [bundle for _, bundle in accepted], dict(sorted(missing.items())),
-                 unanswered, len(sent_to), dict(sorted(latency.items())))
+                 unanswered, len(sent_to), dict(sorted(latency.items())), duplicates)
 
 
 @dataclass
 class ReadyTally:
-    """The outcome of the ready step: which roster members are ready (on which node), who is not and why."""
+    """The outcome of the ready step: which roster members proved they are ready (on which node), who is not and
+    why, and the claims that were not proved (node → why)."""
 
     nodes: dict[str, int]
     not_ready: dict[str, str]
     unanswered_nodes: dict[str, str]
     node_count: int
+    false_claims: dict[str, str] = field(default_factory=dict)
 
     @property
     def ready(self) -> list[str]:
@@ -196,19 +215,53 @@ class ReadyTally:
         return sorted(self.nodes)
 
 
-def tally_ready(replies: Iterable[Reply], sent_to: Sequence[int], roster: Roster,
-                settings: RunSettings) -> ReadyTally:
-    """Sort the ready replies: roster members that answered ``ok``, each on exactly one node.
+def verify_ready(record: Mapping[str, Any], factory_id: str, node_id: int, roster: Roster,
+                 request: Mapping[str, Any]) -> str | None:
+    """Why an ``ok`` ready reply claiming ``factory_id`` from ``node_id`` is not proved, or ``None`` when it is.
 
-    Left out, with the reason: a factory that answered with an error (a pin or
-    identity check failed), one not in the roster, a factory id claimed by more
-    than one node, and every expected factory (``expected-factories``, or else
-    every roster member) that did not answer.
+    The signature must be the roster member's (Ed25519) over the statement the aggregator rebuilds from what
+    it sent (the nonce of this ready step, the key fingerprint, the roster digest, the study) and the node the
+    reply came from (:func:`hefed.flower._messages.ready_statement`): a signature of an earlier ready step, of
+    another node, key, roster or study, or by another key does not verify.
+    """
+    member = roster.members.get(factory_id)
+    if member is None:
+        return "not in the roster"
+    text = record.get("signature")
+    if not isinstance(text, str) or not text:
+        return "unsigned ready reply"
+    try:
+        signature = bytes.fromhex(text)
+    except ValueError:
+        return "ready reply with a malformed signature"
+    statement = ready_statement(str(request.get("nonce", "")), factory_id, str(request.get("key-fingerprint", "")),
+                                roster.digest(), request.get("study") or None, node_id)
+    try:
+        member.verifier().verify(signature, statement)
+    except (InvalidSignature, ValueError):
+        return "ready reply whose signature is not the roster member's over this ready step"
+    return None
+
+
+def tally_ready(replies: Iterable[Reply], sent_to: Sequence[int], roster: Roster,
+                settings: RunSettings, request: Mapping[str, Any]) -> ReadyTally:
+    """Sort the ready replies: roster members that proved, each on exactly one node, that they are ready.
+
+    A claim counts only with a valid signature of the roster member (:func:`verify_ready`) over this
+    ready step's fresh nonce (``request``) and the node it came from. Claims that are not proved (unsigned,
+    wrongly signed, replayed, or error replies) cannot exclude the member: when the member proved itself on
+    another node they are reported in ``false_claims`` and ignored; otherwise the member is not ready, with
+    the reason (its error category when one node answered for it).
+
+    Left out, with the reason: a factory that answered with an error (a pin or identity check failed),
+    one not in the roster, a member proved on more than one node (its identity is on two SuperNodes), and
+    every expected factory (``expected-factories``, or else every roster member) that did not answer.
     """
     by_node: dict[int, Reply] = {}
     for reply in replies:
         by_node.setdefault(reply.node_id, reply)
-    claims: dict[str, list[int]] = {}
+    proved: dict[str, list[int]] = {}
+    unproved: dict[str, list[tuple[int, str]]] = {}
     not_ready: dict[str, str] = {}
     unanswered: dict[str, str] = {}
     for node_id in sent_to:
@@ -224,17 +277,40 @@ def tally_ready(replies: Iterable[Reply], sent_to: Sequence[int], roster: Roster
         if factory_id is None:
             unanswered[label] = "ready reply without a valid factory id"
             continue
-        if answer.record.get("status") != "ok":
-            not_ready[factory_id] = f"not ready: {one_line(str(answer.record.get('error', 'malformed reply')))}"
-        elif factory_id not in roster.members:
-            not_ready[factory_id] = "not in the roster"
-        claims.setdefault(factory_id, []).append(node_id)
+        if factory_id not in roster.members:
+            why = ("not in the roster" if answer.record.get("status") == "ok"
+                   else f"not ready: {error_category(answer.record)} (not in the roster)")
+            not_ready.setdefault(factory_id, why)
+            continue
+        if answer.record.get("status") == "ok":
+            problem = verify_ready(answer.record, factory_id, node_id, roster, request)
+            if problem is None:
+                proved.setdefault(factory_id, []).append(node_id)
+                continue
+        elif answer.record.get("status") == "error":
+            problem = f"not ready: {error_category(answer.record)}"
+        else:
+            problem = "malformed ready reply"
+        unproved.setdefault(factory_id, []).append((node_id, problem))
     nodes: dict[str, int] = {}
-    for factory_id, node_ids in sorted(claims.items()):
-        if len(node_ids) > 1:
-            not_ready[factory_id] = "factory id claimed by more than one SuperNode; left out"
-        elif factory_id not in not_ready:
-            nodes[factory_id] = node_ids[0]
+    false_claims: dict[str, str] = {}
+    for factory_id in sorted(set(proved) | set(unproved)):
+        proofs, others = proved.get(factory_id, []), unproved.get(factory_id, [])
+        if len(proofs) > 1:
+            not_ready[factory_id] = (f"proved its identity on {len(proofs)} SuperNodes (nodes "
+                                     f"{', '.join(map(str, proofs))}); left out")
+        elif proofs:
+            nodes[factory_id] = proofs[0]
+        for node_id, problem in others:
+            if proofs:
+                false_claims[f"node {node_id}"] = (f"claimed {factory_id!r} without its identity's signature "
+                                                   f"({problem}); ignored, {factory_id} answered signed from "
+                                                   f"node {proofs[0]}")
+            elif len(others) > 1:
+                false_claims[f"node {node_id}"] = f"claimed {factory_id!r} without its identity's signature ({problem})"
+        if not proofs and others:
+            not_ready[factory_id] = (others[0][1] if len(others) == 1 else
+                                     f"{len(others)} SuperNodes claimed it, none with its identity's signature")
     expected = settings.expected_factories or tuple(sorted(roster.members))
     for name in expected:
         if name not in nodes and name not in not_ready:
@@ -242,7 +318,8 @@ def tally_ready(replies: Iterable[Reply], sent_to: Sequence[int], roster: Roster
                                else "its SuperNode was not connected to the SuperLink")
     if not settings.expected_factories:
         not_ready.update(unanswered)
-    return ReadyTally(nodes, dict(sorted(not_ready.items())), unanswered, len(sent_to))
+    return ReadyTally(nodes, dict(sorted(not_ready.items())), unanswered, len(sent_to),
+                      dict(sorted(false_claims.items())))
 
 
 @dataclass
@@ -276,6 +353,8 @@ class MaskedProgress:
     not_ready: dict[str, str] = field(default_factory=dict)
     attempts: list[RoundAttempt] = field(default_factory=list)
     nodes: int = 0
+    #: Ready claims that were not proved with the claimed member's signature (node → why), ignored.
+    false_claims: dict[str, str] = field(default_factory=dict)
 
     @property
     def round_id(self) -> str | None:
@@ -303,7 +382,7 @@ class MaskedProgress:
 
     def to_dict(self) -> dict[str, Any]:
         return {"roster_digest": self.roster_digest, "max_rounds": self.max_rounds, "ready": list(self.ready),
-                "not_ready": dict(self.not_ready), "round_id": self.round_id,
+                "not_ready": dict(self.not_ready), "false_claims": dict(self.false_claims), "round_id": self.round_id,
                 "rounds": [attempt.to_dict() for attempt in self.attempts]}
 
 
@@ -323,6 +402,13 @@ def check_survivors(participants: Sequence[str], settings: RunSettings, progress
 def aggregate_tally(result: Tally, settings: RunSettings, study: Study | None = None) -> Bundle:
     """The aggregate of exactly the accepted bundles (of ``study``, if the run has one), or a clear error if too few
     factories answered."""
+    if result.duplicates:
+        raise DuplicateContributorError(
+            f"factory id{'s' if len(result.duplicates) > 1 else ''} {', '.join(result.duplicates)} claimed by more "
+            "than one SuperNode: an unmasked run cannot tell a factory from an impostor (its replies are unsigned), "
+            "and leaving the claimed factories out could isolate the others, so nothing is aggregated; use masked "
+            "rounds with a roster (each claim is then proved with the factory's identity)"
+        )
     total = len(set(result.contributors) | set(result.missing)) or result.nodes
     if len(result.contributors) < settings.min_contributors:
         raise TooFewContributorsError(

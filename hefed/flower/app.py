@@ -92,27 +92,37 @@ client_app = ClientApp()
 server_app = ServerApp()
 
 
+def _request_of(message: Message) -> dict[str, Any]:
+    """The request record of a message (empty when it has none: the factory then refuses it)."""
+    try:
+        return dict(message.content[REQUEST_RECORD]) if REQUEST_RECORD in message.content else {}
+    except Exception:  # a malformed message is refused like an empty request
+        return {}
+
+
+def _at_factory(detail: str) -> None:
+    """The full text of a refusal, to Flower's logger of the factory's own SuperNode (it stays on that machine)."""
+    log(WARNING, "hefed: %s", detail)
+
+
 @client_app.query(ACTION)
 def contribute(message: Message, context: Context) -> Message:
-    """Factory: encrypt this node's bundle for the request and reply with it (or with the error)."""
-    request = dict(message.content[REQUEST_RECORD]) if REQUEST_RECORD in message.content else {}
-    reply = factory_reply(request, dict(context.node_config), dict(context.run_config))
+    """Factory: encrypt this node's bundle for the request and reply with it (or with the error's category)."""
+    request = _request_of(message)
+    reply = factory_reply(request, dict(context.node_config), dict(context.run_config), on_detail=_at_factory)
     if reply["status"] == "ok":
         log(INFO, "hefed: factory %s sent its encrypted %s bundle", reply["factory-id"], request.get("kind"))
-    else:
-        log(WARNING, "hefed: factory %s could not contribute: %s", reply["factory-id"], reply["error"])
     return Message(RecordDict({REPLY_RECORD: ConfigRecord(dict(reply))}), reply_to=message)
 
 
 @client_app.query(READY_ACTION)
 def ready(message: Message, context: Context) -> Message:
-    """Factory, masked rounds: say whether it can take part (pins, identity, data file), without reading data."""
-    request = dict(message.content[REQUEST_RECORD]) if REQUEST_RECORD in message.content else {}
-    reply = factory_ready_reply(request, dict(context.node_config))
+    """Factory, masked rounds: say, signed, whether it can take part (pins, identity, data file), without reading
+    data."""
+    request = _request_of(message)
+    reply = factory_ready_reply(request, dict(context.node_config), node_id=context.node_id, on_detail=_at_factory)
     if reply["status"] == "ok":
-        log(INFO, "hefed: factory %s is ready for a masked round", reply["factory-id"])
-    else:
-        log(WARNING, "hefed: factory %s is not ready: %s", reply["factory-id"], reply["error"])
+        log(INFO, "hefed: factory %s is ready for a masked round (signed)", reply["factory-id"])
     return Message(RecordDict({REPLY_RECORD: ConfigRecord(dict(reply))}), reply_to=message)
 
 
@@ -209,10 +219,17 @@ FLOWER_ERRORS = {
 }
 
 
+#: Flower error codes raised at the factory (its ClientApp failed): their reason is the factory's own text (an
+#: exception message may quote its data), so the report names the code only; the factory's log has the rest.
+FACTORY_SIDE_ERRORS = frozenset({1, 2, 7, 8})
+
+
 def _to_reply(node_id: int, answer: Message) -> Reply:
     if answer.has_error():
         code = int(answer.error.code)
         words = FLOWER_ERRORS.get(code, "Flower error")
+        if code in FACTORY_SIDE_ERRORS or code not in FLOWER_ERRORS:
+            return Reply(node_id, flower_error=f"{words} (Flower error {code}; details in the factory's own log)")
         return Reply(node_id, flower_error=f"{words} (Flower error {code}: {answer.error.reason})")
     if REPLY_RECORD not in answer.content:
         return Reply(node_id, flower_error="reply without a hefed record")
@@ -266,8 +283,11 @@ def run_masked(grid: Grid, settings: RunSettings, inputs: RunInputs, progress: M
     ready_request = make_ready_request(settings.kind, inputs.public_key, roster, inputs.study_digest)
     replies = collect(grid, ready_request, node_ids, settings.timeout, READY_MESSAGE_TYPE,
                       on_reply=lambda reply: say.reply(reply, "ready"))
-    ready = tally_ready(replies, node_ids, roster, settings)
+    ready = tally_ready(replies, node_ids, roster, settings, ready_request)
     progress.ready, progress.not_ready = ready.ready, dict(ready.not_ready)
+    progress.false_claims = dict(ready.false_claims)
+    for node, why in ready.false_claims.items():
+        say("impostor", f"{node}: {why}", level=WARNING, ok=False)
     for name, why in ready.not_ready.items():
         say("missing", f"{name} is not in the round: {why}", level=WARNING, factory=name, ok=False)
 

@@ -46,7 +46,7 @@ from typing import IO, Any
 
 from .. import errors
 from .._files import atomic_write_bytes, atomic_write_json, read_json_object
-from .._keys import key_fingerprint
+from .._keys import MIN_SECURE_BITS, check_public_key, key_fingerprint
 from ..errors import HefedError, InvalidFileError, KeyMismatchError, RoundError, UsageError
 from ..kinds import STATISTICS
 from ..protocol import Bundle, Member, Study, load_member
@@ -219,7 +219,10 @@ class LocalFederation:
     the app, run configs, logs); a temporary folder, removed afterwards, when not given.
     ``identity_dirs`` (one per data file, for masked rounds) go into each SuperNode's
     node config as ``identity-dir``, ``roster_digest`` as its ``roster-digest`` pin, and
-    ``study`` (a study file) with ``study_digest`` as its ``study`` and ``study-digest`` pin.
+    ``study`` (a study file) with ``study_digest`` as its ``study`` and ``study-digest`` pin,
+    ``insecure_test_key`` as ``insecure-test-key`` (keys below 2048 bits, for tests). Each factory's
+    own log (``log-dir``) is ``workdir/factory-logs/node-I``. :meth:`add_supernode` starts one more
+    SuperNode with a node config of its own (tests: an impostor, the aggregator's sybils).
     ``progress`` is told of each step (SuperLink listening, each SuperNode started and
     connected, and while :meth:`wait_report` waits, every event of the ServerApp's progress file).
     """
@@ -237,6 +240,7 @@ class LocalFederation:
         progress: ProgressCallback | None = None,
         study: str | os.PathLike[str] | None = None,
         study_digest: str = "",
+        insecure_test_key: bool = False,
     ) -> None:
         if not data_paths:
             raise UsageError("a federation needs at least one data file")
@@ -252,6 +256,9 @@ class LocalFederation:
         self.roster_digest = roster_digest
         self.study = Path(study).absolute() if study is not None else None
         self.study_digest = study_digest
+        self.insecure_test_key = insecure_test_key
+        #: Node configs of the SuperNodes added by :meth:`add_supernode` (index → config).
+        self._own_configs: dict[int, dict[str, str | bool]] = {}
         if study_digest and self.study is None:
             raise UsageError("a study digest pin needs the study file it pins")
         self.startup_timeout = startup_timeout
@@ -340,7 +347,14 @@ class LocalFederation:
     def _start_supernode(self, i: int) -> _Started:
         """Start SuperNode ``i`` (its node config: the data file, factory id, pins, identity folder)."""
         factory_id = self.factory_ids[i]
-        config = {"data-path": str(self.data_paths[i]), "factory-id": factory_id}
+        config: dict[str, str | bool] = {"data-path": str(self.data_paths[i]), "factory-id": factory_id,
+                                         "log-dir": str(self.factory_log_dir(i))}
+        self.factory_log_dir(i).mkdir(parents=True, exist_ok=True, mode=0o700)
+        if i in self._own_configs:
+            config.update(self._own_configs[i])
+            return self._spawn_supernode(i, factory_id, config)
+        if self.insecure_test_key:
+            config["insecure-test-key"] = True
         if self.key_fingerprint:
             config["key-fingerprint"] = self.key_fingerprint
         if self.identity_dirs is not None:
@@ -351,6 +365,28 @@ class LocalFederation:
             config["study"] = str(self.study)
         if self.study_digest:
             config["study-digest"] = self.study_digest
+        return self._spawn_supernode(i, factory_id, config)
+
+    def factory_log_dir(self, i: int) -> Path:
+        """The folder of SuperNode ``i``'s own factory log (its node config's ``log-dir``)."""
+        return self.workdir / "factory-logs" / f"node-{i}"
+
+    def add_supernode(self, data_path: str | os.PathLike[str], factory_id: str,
+                      node_config: Mapping[str, str | bool] | None = None) -> int:
+        """Start one more SuperNode after :meth:`start`, with ``node_config`` as its whole node config beyond its
+        data path, factory id and log folder (no pins are added); returns its index. Its factory id may repeat
+        another's (an impostor)."""
+        i = len(self.supernodes)
+        self.data_paths.append(Path(data_path).absolute())
+        self.factory_ids.append(factory_id)
+        self._own_configs[i] = dict(node_config or {})
+        self._node_ports.append(free_ports(1)[0])
+        self._node_starts.append(0)
+        self._connected.append(False)
+        self.supernodes.append(self._start_supernode(i))
+        return i
+
+    def _spawn_supernode(self, i: int, factory_id: str, config: Mapping[str, str | bool]) -> _Started:
         config_path = self.workdir / f"node-{i}.toml"
         config_path.write_text(toml_table(config), encoding="utf-8")
         self._node_starts[i] += 1
@@ -649,6 +685,7 @@ def run_local_federation(
     max_rounds: int = 3,
     progress: ProgressCallback | None = None,
     study_path: str | os.PathLike[str] | None = None,
+    insecure_test_key: bool = False,
 ) -> FederationResult:
     """Run one hefed federation on this machine: one SuperNode per file, the aggregate written to ``out``.
 
@@ -676,6 +713,8 @@ def run_local_federation(
     ``seed`` and ``ridge`` must keep their defaults.
 
     ``progress`` is told of each step as it happens (:class:`~hefed.flower.ProgressEvent`).
+    ``insecure_test_key`` accepts a key below 2048 bits (tests; a test key generated in this process is
+    accepted anyway), and the SuperNodes started here are told so (node config ``insecure-test-key``).
     """
     if study_path is not None:
         study = Study.load(study_path)
@@ -687,10 +726,18 @@ def run_local_federation(
         kind=kind, public_key=public_key_path, out=out, report=report_path, force=force, target=target,
         features=features, model=model_path, min_contributors=3 if min_contributors is None else min_contributors,
         timeout=timeout, wait_for_nodes=wait_for_nodes, test_fraction=test_fraction, seed=seed, ridge=ridge,
-        roster=roster_path, max_rounds=max_rounds, study=study_path,
+        roster=roster_path, max_rounds=max_rounds, study=study_path, insecure_test_key=insecure_test_key,
     )
     return run_settings_locally(data_paths, settings, identity_dirs=identity_dirs, workdir=workdir,
-                                progress=progress)
+                                progress=progress, insecure_test_key=insecure_test_key)
+
+
+def check_local_key(public_key: Any, insecure_test_key: bool = False) -> bool:
+    """Check the run's key here (``hefed._keys.check_public_key``), before any process starts; returns whether the
+    SuperNodes started here must accept it as a test key (node config ``insecure-test-key``): a key below 2048
+    bits that this process accepted (``insecure_test_key``, or a test key generated in this process)."""
+    check_public_key(public_key, insecure_test_key=insecure_test_key, source="the federation's public key")
+    return bool(public_key.n.bit_length() < MIN_SECURE_BITS)
 
 
 def _agree_with_study(study: Study, target: str | None, features: Sequence[str] | None,
@@ -717,6 +764,7 @@ def run_settings_locally(
     identity_dirs: Sequence[str | os.PathLike[str]] | None = None,
     workdir: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
+    insecure_test_key: bool = False,
 ) -> FederationResult:
     """Run ``settings`` on this machine, one SuperNode per data file (see :func:`run_local_federation`).
 
@@ -749,6 +797,7 @@ def run_settings_locally(
         if not path.is_file():
             raise InvalidFileError(f"{path}: data file not found")
     inputs = settings.load_inputs()
+    test_key = check_local_key(inputs.public_key, insecure_test_key or settings.insecure_test_key)
     settings = settings.under_study(inputs)
     if settings.min_contributors > len(paths):
         raise UsageError(f"study {inputs.study_digest} needs at least {settings.min_contributors} contributors, but "
@@ -774,14 +823,15 @@ def run_settings_locally(
         aggregate_path, report_file, progress_file = (base / "aggregate.bundle.json", base / "report.json",
                                                       base / "progress.jsonl")
         run_settings = replace(settings, out=str(aggregate_path), report=str(report_file),
-                               progress=str(progress_file), force=True, expected_factories=tuple(ids))
+                               progress=str(progress_file), force=True, expected_factories=tuple(ids),
+                               insecure_test_key=settings.insecure_test_key or test_key)
         # A masked run asks once (ready) and then up to max_rounds times, each within the timeout.
         rounds = 1 + settings.max_rounds if settings.masked else 1
         with LocalFederation(paths, factory_ids=ids, key_fingerprint=key_fingerprint(inputs.public_key),
                              workdir=base / "federation", identity_dirs=identities,
                              roster_digest=inputs.roster.digest() if inputs.roster is not None else "",
                              progress=progress, study=settings.study or None,
-                             study_digest=inputs.study_digest or "") as federation:
+                             study_digest=inputs.study_digest or "", insecure_test_key=test_key) as federation:
             federation.emit("submit", "submitting the hefed app to the SuperLink (flwr run)")
             run_id = federation.submit(run_settings.to_run_config())
             federation.emit("submitted", f"submitted Flower run {run_id}")
