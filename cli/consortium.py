@@ -1,5 +1,5 @@
 """Consortium commands for masked rounds: ``roster`` (who may contribute, with their public keys) and
-``round`` (a fixed participant list, before anyone encrypts)."""
+``round`` (new, join, start, collect, reveal, unmask: a round that survives drop-outs)."""
 
 from __future__ import annotations
 
@@ -50,10 +50,27 @@ def roster_list(roster_path: Path) -> None:
 
 @click.group(name="round")
 def round_group() -> None:
-    """Consortium: start a masked round with fixed participants.
+    """Consortium: masked rounds that survive drop-outs (secure aggregation).
 
-    The participants are fixed before anyone encrypts; only the sum over all of them can be decrypted.
+    \b
+    The sequence (one file per message):
+      aggregator  hefed round new      → round.json            (to every participant)
+      factory     hefed round join     → join-ID.json          (to the aggregator)
+      aggregator  hefed round start    → round-keys.json       (to every factory)
+      factory     hefed encrypt --round round-keys.json → bundle (to the aggregator)
+      aggregator  hefed round collect  → collected.json, unmask-request.json (to the survivors)
+      factory     hefed round reveal   → reveal-ID.json        (to the aggregator)
+      aggregator  hefed round unmask   → aggregate.json        (to the key holder: hefed decrypt --roster)
+    Any threshold t of the joined factories can unmask the sum of those who delivered; no one
+    re-encrypts when some drop out, and a drop-out's late bundle stays masked.
     """
+
+
+def _say_wrote(path: Path, text: str, **data: object) -> None:
+    from .output import emit, say
+
+    say(f"wrote {path}: {text}")
+    emit(out=path, **data)
 
 
 @round_group.command("new")
@@ -61,19 +78,152 @@ def round_group() -> None:
 @click.option("--roster", "roster_path", required=True, type=click.Path(path_type=Path),
               help="The consortium roster (hefed roster add).")
 @click.option("--participants", required=True, help="Comma-separated factory ids taking part (from the roster).")
+@click.option("--threshold", default=None, type=int,
+              help="How many joined factories must deliver and reveal (default and minimum: more than half, and "
+              "the study's min-contributors).")
+@click.option("--study", "study_path", default=None, type=click.Path(path_type=Path),
+              help="The study the round serves: its roster and threshold apply.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Round file to write and distribute.")
 @force_option
-def round_new(roster_path: Path, participants: str, out: Path, force: bool) -> None:
-    """Start a round with a fixed participant list and a fresh random id."""
+def round_new(roster_path: Path, participants: str, threshold: int | None, study_path: Path | None, out: Path,
+              force: bool) -> None:
+    """Aggregator: propose a round (fresh random id, participants, threshold)."""
     from hefed._files import check_writable
-    from hefed.protocol import Roster, new_round
-
-    from .render import render_round
+    from hefed.protocol import Roster, Study, propose_round
 
     check_writable(out, force)
-    result = new_round(Roster.load(roster_path), split_names(participants) or [])
+    result = propose_round(Roster.load(roster_path), split_names(participants) or [], threshold=threshold,
+                           study=Study.load(study_path) if study_path is not None else None)
     result.save(out, force=force)
-    render_round(result, out)
+    _say_wrote(out, f"round {result.round_id} of {len(result.participants)} participants "
+               f"({', '.join(result.participants)}), threshold {result.threshold}; send it to every participant",
+               round_id=result.round_id, participants=list(result.participants), threshold=result.threshold,
+               study=result.study)
+
+
+@round_group.command("join")
+@output_options
+@click.option("--round", "round_path", required=True, type=click.Path(path_type=Path),
+              help="The round file (hefed round new).")
+@click.option("--identity", "identity_path", required=True, type=click.Path(path_type=Path),
+              help="This factory's enrollment folder (hefed enroll); the round's secret is kept there (0600).")
+@click.option("--roster", "roster_path", required=True, type=click.Path(path_type=Path),
+              help="The consortium roster this factory pinned.")
+@click.option("--study", "study_path", default=None, type=click.Path(path_type=Path),
+              help="The study, when the round serves one.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Join message to send the aggregator.")
+@force_option
+def round_join(round_path: Path, identity_path: Path, roster_path: Path, study_path: Path | None, out: Path,
+               force: bool) -> None:
+    """Factory: join a round (fresh mask key and self-mask seed, shared t-of-n with the other participants)."""
+    from hefed._files import check_writable
+    from hefed.protocol import Roster, Round, Study, join_round, load_identity
+
+    check_writable(out, force)
+    join, _ = join_round(load_identity(identity_path), Roster.load(roster_path), Round.load(round_path),
+                         study=Study.load(study_path) if study_path is not None else None)
+    join.save(out, force=force)
+    _say_wrote(out, f"{join.factory_id}'s signed join to round {join.round_id}; send it to the aggregator",
+               round_id=join.round_id, factory_id=join.factory_id)
+
+
+@round_group.command("start")
+@output_options
+@click.argument("joins", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--round", "round_path", required=True, type=click.Path(path_type=Path), help="The round file.")
+@click.option("--roster", "roster_path", required=True, type=click.Path(path_type=Path), help="The roster.")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Round keys to write and send to every joined factory.")
+@force_option
+def round_start(joins: tuple[Path, ...], round_path: Path, roster_path: Path, out: Path, force: bool) -> None:
+    """Aggregator: the round keys from the factories' signed joins (at least the threshold)."""
+    from hefed._files import check_writable
+    from hefed.protocol import Join, Roster, Round, start_round
+
+    check_writable(out, force)
+    keys = start_round(Round.load(round_path), Roster.load(roster_path), [Join.load(j) for j in joins])
+    keys.save(out, force=force)
+    _say_wrote(out, f"round keys of {keys.round_id}: {len(keys.joined)} joined ({', '.join(keys.joined)}); "
+               "send them to every joined factory (hefed encrypt --round)", round_id=keys.round_id,
+               joined=list(keys.joined), digest=keys.digest())
+
+
+@round_group.command("collect")
+@output_options
+@click.argument("bundles", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--round-keys", "keys_path", required=True, type=click.Path(path_type=Path),
+              help="The round keys (hefed round start).")
+@click.option("--roster", "roster_path", required=True, type=click.Path(path_type=Path), help="The roster.")
+@click.option("--study", "study_path", default=None, type=click.Path(path_type=Path),
+              help="The study: its threshold and checks apply.")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="The collected product of the survivors' contributions (kept by the aggregator).")
+@click.option("--request", "request_path", required=True, type=click.Path(path_type=Path),
+              help="The unmask request to send to every survivor.")
+@force_option
+def round_collect(bundles: tuple[Path, ...], keys_path: Path, roster_path: Path, study_path: Path | None, out: Path,
+                  request_path: Path, force: bool) -> None:
+    """Aggregator: check and multiply the contributions that arrived; ask their senders to reveal."""
+    from hefed._files import check_writable
+    from hefed.protocol import Roster, RoundKeys, Study
+    from hefed.roles import collect_round
+
+    check_writable(out, force)
+    check_writable(request_path, force)
+    collected, request = collect_round(bundles, Roster.load(roster_path), RoundKeys.load(keys_path),
+                                       Study.load(study_path) if study_path is not None else None)
+    request.save(request_path, force=force)
+    collected.save(out, force=force)
+    dropped = f"; dropped out: {', '.join(request.dropouts)}" if request.dropouts else ""
+    _say_wrote(out, f"{len(request.survivors)} contributions ({', '.join(request.survivors)}){dropped}; send "
+               f"{request_path} to the survivors", request=request_path, survivors=list(request.survivors),
+               dropouts=list(request.dropouts))
+
+
+@round_group.command("reveal")
+@output_options
+@click.option("--request", "request_path", required=True, type=click.Path(path_type=Path),
+              help="The aggregator's unmask request (hefed round collect).")
+@click.option("--identity", "identity_path", required=True, type=click.Path(path_type=Path),
+              help="This factory's enrollment folder (holds the round's secret and ledger).")
+@click.option("--roster", "roster_path", required=True, type=click.Path(path_type=Path), help="The roster.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Signed reveal to send the aggregator.")
+@force_option
+def round_reveal(request_path: Path, identity_path: Path, roster_path: Path, out: Path, force: bool) -> None:
+    """Factory: reveal, per joined factory, the share of its seed (survivor) or of its mask key (drop-out)."""
+    from hefed._files import check_writable
+    from hefed.protocol import Roster, UnmaskRequest, load_identity, reveal
+
+    check_writable(out, force)
+    answer = reveal(UnmaskRequest.load(request_path), load_identity(identity_path), Roster.load(roster_path))
+    answer.save(out, force=force)
+    _say_wrote(out, f"{answer.factory_id}'s signed reveal for round {answer.round_id} (survivors "
+               f"{', '.join(answer.survivors)}); send it to the aggregator", round_id=answer.round_id,
+               factory_id=answer.factory_id, survivors=list(answer.survivors))
+
+
+@round_group.command("unmask")
+@output_options
+@click.argument("reveals", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--collected", "collected_path", required=True, type=click.Path(path_type=Path),
+              help="The collected product (hefed round collect --out).")
+@click.option("--round-keys", "keys_path", required=True, type=click.Path(path_type=Path), help="The round keys.")
+@click.option("--roster", "roster_path", required=True, type=click.Path(path_type=Path), help="The roster.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Aggregate to send the key holder.")
+@force_option
+def round_unmask(reveals: tuple[Path, ...], collected_path: Path, keys_path: Path, roster_path: Path, out: Path,
+                 force: bool) -> None:
+    """Aggregator: the survivors' aggregate from the collected product and at least t signed reveals."""
+    from hefed._files import check_writable
+    from hefed.protocol import Roster, RoundKeys
+    from hefed.roles import unmask_round
+
+    check_writable(out, force)
+    result = unmask_round(collected_path, RoundKeys.load(keys_path), reveals, Roster.load(roster_path))
+    result.save(out, force=force)
+    _say_wrote(out, f"{result.kind} aggregate of round {result.round_id} over {', '.join(result.contributors)}; "
+               "the key holder decrypts it with --roster", round_id=result.round_id,
+               contributors=list(result.contributors), kind=result.kind)
 
 
 @click.group()

@@ -101,7 +101,8 @@ def _request(mode: str, summary: bool, options: dict[str, Any], given: set[str])
 @encoding_options()
 @file_format_options
 @click.option("--round", "round_path", type=click.Path(path_type=Path), default=None,
-              help="Masked, signed round (hefed round new); needs --identity and --roster.")
+              help="Masked, signed round: its round keys (hefed round start; a version 1 round file also works); "
+              "needs --identity and --roster.")
 @click.option("--identity", "identity_path", type=click.Path(path_type=Path), default=None,
               help="This factory's enrollment folder (hefed enroll), for --round.")
 @click.option("--roster", "roster_path", type=click.Path(path_type=Path), default=None,

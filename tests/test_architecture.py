@@ -46,6 +46,7 @@ RANKS = {
 #: Modules without a leading underscore that are public API on purpose.
 PUBLIC_MODULES = {
     "hefed.errors", "hefed.datasets",
+    "hefed.primitives.shamir",  # t-of-n secret sharing, for the drop-out recovery of masked rounds
     # the fenced "hazmat" layer: raw Paillier, DJN, packing, exact algebra
     "hefed.primitives.paillier", "hefed.primitives.djn", "hefed.primitives.packing", "hefed.primitives.exactgram",
     "hefed.primitives.exactsolve", "hefed.primitives.encryption",

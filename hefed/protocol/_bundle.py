@@ -67,6 +67,9 @@ class Bundle:
     contributions: dict[str, list[int]] = field(default_factory=dict)
     #: The digest of the study the bundle was made for (:class:`~hefed.protocol.Study`), if any.
     study: str | None = None
+    #: In a version 2 round aggregate: the round keys and the signed reveals its drop-out correction
+    #: came from (:mod:`hefed.protocol._recovery`), for the key holder to recompute it.
+    recovery: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.layout_digest:
@@ -172,6 +175,7 @@ class Bundle:
             **({"round_id": self.round_id, "manifests": self.manifests} if self.round_id else {}),
             **({"contributions": {f: [encode(c) for c in cs] for f, cs in self.contributions.items()}}
                if self.contributions else {}),
+            **({"recovery": self.recovery} if self.recovery is not None and self.round_id else {}),
         }
 
     def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
@@ -191,7 +195,8 @@ class Bundle:
             "format", "version", "kind", "public_key", "key_fingerprint", "schema",
             "encoding", "parameters", "layout_digest", "contributors", "ciphertexts",
         }
-        present = set(obj) - ({"round_id", "manifests", "contributions"} if "round_id" in obj else set()) - {"study"}
+        present = set(obj) - ({"round_id", "manifests", "contributions", "recovery"} if "round_id" in obj
+                              else set()) - {"study"}
         if present != expected:
             raise InvalidFileError(
                 f"{source}: fields wrong (missing {sorted(expected - present)}, "
@@ -204,6 +209,8 @@ class Bundle:
                 raise InvalidFileError(f"{source}: 'round_id' must be 32 hex digits")
             if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
                 raise InvalidFileError(f"{source}: 'manifests' must be a list of objects")
+            if not isinstance(obj.get("recovery", {}), dict):
+                raise InvalidFileError(f"{source}: 'recovery' must be an object")
         kind = get_kind(obj["kind"], source)
         pk = obj["public_key"]
         if not isinstance(pk, dict) or set(pk) != {"n"} or not isinstance(pk["n"], str) or len(pk["n"]) > MAX_BITS:
@@ -251,7 +258,7 @@ class Bundle:
             contributions[factory] = _ciphertexts(raw, packing.n_plaintexts, n, f"{source} ({factory})")
         return cls(
             kind.name, public_key, target, list(features), encoding, list(contributors), ciphertexts,
-            obj["layout_digest"], parameters, round_id, list(manifests), contributions, study,
+            obj["layout_digest"], parameters, round_id, list(manifests), contributions, study, obj.get("recovery"),
         )
 
 

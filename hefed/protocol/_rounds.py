@@ -65,20 +65,39 @@ FORMAT = "hefed.round"
 #: Per-identity record of the rounds a factory has contributed to (in its enrollment folder).
 LEDGER = "rounds-used.json"
 VERSION = 1
+#: Rounds that survive drop-outs (self-masks and Shamir-shared round keys).
+VERSION_RECOVERY = 2
+#: Most participants a round may list (the join messages grow with the square of it).
+MAX_PARTICIPANTS = 1000
 _MASK_INFO = b"hefed-mask-v1"
 
 
 @dataclass(frozen=True)
 class Round:
-    """A round: its random id, the fixed participant list and the roster it was made from."""
+    """A round: its random id, the fixed participant list and the roster it was made from.
+
+    Version 1 (:func:`new_round`): every participant must deliver. Version 2
+    (:func:`~hefed.protocol.propose_round`, :mod:`hefed.protocol._recovery`) also has a
+    ``threshold`` t (any t joined factories can unmask the survivors' sum, fewer cannot) and the
+    digest of the ``study`` it serves, if any.
+    """
 
     round_id: str
     participants: tuple[str, ...]
     roster_digest: str
+    threshold: int | None = None
+    study: str | None = None
+
+    @property
+    def version(self) -> int:
+        return VERSION if self.threshold is None else VERSION_RECOVERY
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "round_id": self.round_id,
-                "participants": list(self.participants), "roster_digest": self.roster_digest}
+        out: dict[str, Any] = {"format": FORMAT, "version": self.version, "round_id": self.round_id,
+                               "participants": list(self.participants), "roster_digest": self.roster_digest}
+        if self.threshold is not None:
+            out.update(threshold=self.threshold, study=self.study)
+        return out
 
     def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
         return atomic_write_json(path, self.to_dict(), force=force)
@@ -91,15 +110,29 @@ class Round:
     def from_dict(cls, obj: Any, source: str = "round") -> Round:
         if not isinstance(obj, dict):
             raise InvalidFileError(f"{source}: a round must be a JSON object")
-        check_format(obj, source, FORMAT, VERSION, "round")
+        version = VERSION_RECOVERY if obj.get("version") == VERSION_RECOVERY else VERSION
+        check_format(obj, source, FORMAT, version, "round")
+        fields = {"format", "version", "round_id", "participants", "roster_digest"}
+        if version == VERSION_RECOVERY:
+            fields |= {"threshold", "study"}
+        if set(obj) != fields:
+            raise InvalidFileError(f"{source}: a version {version} round has exactly the fields {sorted(fields)}")
         round_id, participants, digest = obj.get("round_id"), obj.get("participants"), obj.get("roster_digest")
         if not is_digest(round_id) or not is_digest(digest):
             raise InvalidFileError(f"{source}: 'round_id' and 'roster_digest' must be 32 hex digits")
-        if (not isinstance(participants, list) or len(participants) < 2
+        if (not isinstance(participants, list) or len(participants) < 2 or len(participants) > MAX_PARTICIPANTS
                 or not all(isinstance(p, str) for p in participants)
                 or participants != sorted(set(participants))):
-            raise InvalidFileError(f"{source}: 'participants' must be a sorted list of at least two distinct ids")
-        return cls(str(round_id), tuple(participants), str(digest))
+            raise InvalidFileError(f"{source}: 'participants' must be a sorted list of 2 to {MAX_PARTICIPANTS} "
+                                   "distinct ids")
+        threshold, study = obj.get("threshold"), obj.get("study")
+        if version == VERSION_RECOVERY:
+            if type(threshold) is not int or not 2 <= threshold <= len(participants):
+                raise InvalidFileError(f"{source}: 'threshold' must be an integer from 2 to the number of "
+                                       "participants")
+            if study is not None and not is_digest(study):
+                raise InvalidFileError(f"{source}: 'study' must be a study digest (32 hex digits) or null")
+        return cls(str(round_id), tuple(participants), str(digest), threshold, study)
 
 
 def new_round(roster: Roster, participants: Iterable[str]) -> Round:
@@ -165,10 +198,13 @@ def ciphertext_digest(bundle: Bundle, ciphertexts: Sequence[int] | None = None) 
 
 _MANIFEST_FIELDS = ("factory_id", "round_id", "participants", "key_fingerprint", "kind", "schema_digest",
                     "layout_digest", "ciphertext_digest")
+#: A version 2 round's manifest also signs the digest of the round keys the masks came from.
+_MANIFEST_FIELDS_V2 = (*_MANIFEST_FIELDS, "round_keys_digest")
 
 
 def _signed_bytes(manifest: dict[str, Any]) -> bytes:
-    body = {k: manifest[k] for k in _MANIFEST_FIELDS}
+    fields = _MANIFEST_FIELDS_V2 if "round_keys_digest" in manifest else _MANIFEST_FIELDS
+    body = {k: manifest[k] for k in fields}
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -188,59 +224,100 @@ def check_round_membership(identity: FactoryIdentity, roster: Roster, round_: Ro
 
 
 def mask_and_sign(bundle: Bundle, identity: FactoryIdentity, roster: Roster, round_: Round) -> Bundle:
-    """Add this factory's zero-sum masks to its bundle and sign the result for ``round_``.
+    """Add this factory's zero-sum masks to its bundle and sign the result for ``round_`` (version 1).
 
     A factory contributes at most once per round and kind of bundle: two different
     bundles masked alike would reveal their difference to whoever held both. When the
     identity was loaded from its folder, a ledger there (``rounds-used.json``) records
     every contribution and refuses a second one; re-run a round instead.
     """
+    if round_.threshold is not None:
+        raise UsageError(f"round {round_.round_id} is a version 2 round: join it (hefed round join) and encrypt "
+                         "with its round keys (hefed round start)", parameters=("round",))
+    check_plain_contribution(bundle, identity)
+    check_round_membership(identity, roster, round_)
+    return sign_masked(bundle, identity, factory_masks(identity, roster, round_, bundle), round_.round_id,
+                       round_.participants)
+
+
+def check_plain_contribution(bundle: Bundle, identity: FactoryIdentity) -> None:
+    """A bundle to mask: not masked yet, and this identity's own."""
     if bundle.round_id or bundle.manifests:
         raise UsageError("the bundle is already masked and signed")
     if bundle.contributors != [identity.factory_id]:
         raise UsageError(f"the bundle's factory id {bundle.contributors} is not the identity's {identity.factory_id!r}")
-    check_round_membership(identity, roster, round_)
+
+
+def add_plaintexts(bundle: Bundle, values: Sequence[int], ciphertexts: Sequence[int] | None = None) -> list[int]:
+    """``ciphertexts`` (default: the bundle's) with ``values[p]`` added to plaintext ``p``, homomorphically:
+    ``c · g^v = c · (1 + v·n) mod n²`` — deterministic, no re-encryption."""
     n, nsq = bundle.public_key.n, gmpy2.mpz(bundle.public_key.nsquare)
-    masks = factory_masks(identity, roster, round_, bundle)
-    # g^M = (1 + n)^M = 1 + M·n (mod n²): adds M to the plaintext without re-encrypting.
-    masked = [int(gmpy2.f_mod(c * (1 + m * n), nsq)) for c, m in zip(bundle.ciphertexts, masks, strict=True)]
+    source = bundle.ciphertexts if ciphertexts is None else ciphertexts
+    return [int(gmpy2.f_mod(c * (1 + (v % n) * n), nsq)) for c, v in zip(source, values, strict=True)]
+
+
+def sign_masked(bundle: Bundle, identity: FactoryIdentity, masks: Sequence[int], round_id: str,
+                participants: Sequence[str], round_keys_digest: str | None = None) -> Bundle:
+    """The bundle with ``masks`` added, labelled for the round and signed (one manifest); recorded in the
+    identity's ledger first, so a second, different contribution to the same round and schema is refused."""
     result = Bundle(bundle.kind, bundle.public_key, bundle.target, list(bundle.features), bundle.encoding,
-                    list(bundle.contributors), masked, bundle.layout_digest, dict(bundle.parameters),
-                    round_id=round_.round_id, study=bundle.study)
+                    list(bundle.contributors), add_plaintexts(bundle, masks), bundle.layout_digest,
+                    dict(bundle.parameters), round_id=round_id, study=bundle.study)
     manifest: dict[str, Any] = {
-        "factory_id": identity.factory_id, "round_id": round_.round_id, "participants": list(round_.participants),
+        "factory_id": identity.factory_id, "round_id": round_id, "participants": list(participants),
         "key_fingerprint": result.key_fingerprint, "kind": result.kind, "schema_digest": schema_digest(result),
         "layout_digest": result.layout_digest, "ciphertext_digest": ciphertext_digest(result),
     }
-    _record_contribution(identity, round_, manifest["schema_digest"], manifest["ciphertext_digest"])
+    if round_keys_digest is not None:
+        manifest["round_keys_digest"] = round_keys_digest
+    _record_contribution(identity, round_id, manifest["schema_digest"], manifest["ciphertext_digest"])
     manifest["signature"] = identity.sign(_signed_bytes(manifest)).hex()
     result.manifests = [manifest]
     return result
 
 
-def _record_contribution(identity: FactoryIdentity, round_: Round, schema: str, digest: str) -> None:
+def read_ledger(identity: FactoryIdentity) -> dict[str, Any]:
+    """The identity's round ledger (``rounds-used.json`` in its folder): contributions, reveals, and the
+    established contributor set of each study; empty when there is none (or no folder)."""
+    if identity.folder is None or not (identity.folder / LEDGER).exists():
+        return {}
+    obj = read_json_object(identity.folder / LEDGER, "round ledger")
+    return obj
+
+
+def write_ledger(identity: FactoryIdentity, ledger: dict[str, Any]) -> None:
+    """Write the ledger back (atomically, 0600); nothing when the identity has no folder."""
+    if identity.folder is None:
+        return
+    atomic_write_json(identity.folder / LEDGER, {**ledger, "format": "hefed.round_ledger", "version": 1},
+                      force=True, mode=0o600)
+
+
+def _record_contribution(identity: FactoryIdentity, round_id: str, schema: str, digest: str) -> None:
     """Refuse a second, different contribution of this identity to the same round and schema."""
     if identity.folder is None:
         return
-    ledger = identity.folder / LEDGER
-    entries: list[dict[str, str]] = []
-    if ledger.exists():
-        obj = read_json_object(ledger, "round ledger")
-        entries = obj.get("contributions", []) if isinstance(obj.get("contributions"), list) else []
+    ledger = read_ledger(identity)
+    entries = ledger.get("contributions", [])
+    entries = entries if isinstance(entries, list) else []
     for entry in entries:
-        if isinstance(entry, dict) and entry.get("round_id") == round_.round_id and entry.get("schema") == schema:
+        if isinstance(entry, dict) and entry.get("round_id") == round_id and entry.get("schema") == schema:
             raise RoundError(
-                f"{identity.factory_id!r} already contributed to round {round_.round_id}; a second bundle masked "
+                f"{identity.factory_id!r} already contributed to round {round_id}; a second bundle masked "
                 "alike would reveal the difference between the two. Start a new round instead"
             )
-    entries.append({"round_id": round_.round_id, "schema": schema, "ciphertext_digest": digest})
-    atomic_write_json(ledger, {"format": "hefed.round_ledger", "version": 1, "contributions": entries}, force=True,
-                      mode=0o600)
+    entries.append({"round_id": round_id, "schema": schema, "ciphertext_digest": digest})
+    write_ledger(identity, {**ledger, "contributions": entries})
 
 
-def _check_manifest(manifest: Any, bundle: Bundle, roster: Roster, where: str) -> dict[str, Any]:
-    if not isinstance(manifest, dict) or set(manifest) != {*_MANIFEST_FIELDS, "signature"}:
-        raise RoundError(f"{where}: malformed manifest")
+def _check_manifest(manifest: Any, bundle: Bundle, roster: Roster, where: str,
+                    round_keys_digest: str | None = None) -> dict[str, Any]:
+    """A manifest's fields and signature, and that it signs this bundle's round, key, kind and schema;
+    for a version 2 round also the digest of its round keys (``round_keys_digest``)."""
+    fields = _MANIFEST_FIELDS if round_keys_digest is None else _MANIFEST_FIELDS_V2
+    if not isinstance(manifest, dict) or set(manifest) != {*fields, "signature"}:
+        raise RoundError(f"{where}: malformed manifest" + (" (not one of a version 2 round)" if round_keys_digest
+                                                             else " (not one of a version 1 round)"))
     factory_id = manifest["factory_id"]
     if not isinstance(factory_id, str) or factory_id not in roster.members:
         raise RoundError(f"{where}: factory {factory_id!r} is not in the roster")
@@ -251,6 +328,8 @@ def _check_manifest(manifest: Any, bundle: Bundle, roster: Roster, where: str) -
         raise RoundError(f"{where}: invalid signature for factory {factory_id!r}") from None
     expected = {"round_id": bundle.round_id, "key_fingerprint": bundle.key_fingerprint, "kind": bundle.kind,
                 "schema_digest": schema_digest(bundle), "layout_digest": bundle.layout_digest}
+    if round_keys_digest is not None:
+        expected["round_keys_digest"] = round_keys_digest
     for key, value in expected.items():
         if manifest[key] != value:
             raise RoundError(f"{where}: {factory_id!r} signed {key} {manifest[key]!r}, not {value!r} "
@@ -258,20 +337,26 @@ def _check_manifest(manifest: Any, bundle: Bundle, roster: Roster, where: str) -
     return manifest
 
 
-def verify_contribution(bundle: Bundle, roster: Roster, round_: Round, name: str = "bundle") -> None:
-    """Aggregator-side check of one factory's bundle for ``round_``."""
+def verify_contribution(bundle: Bundle, roster: Roster, round_: Round, name: str = "bundle", *,
+                        participants: Sequence[str] | None = None, round_keys_digest: str | None = None) -> None:
+    """Aggregator-side check of one factory's bundle for ``round_`` (version 1; for version 2 the masks'
+    ``participants`` are the joined set and the manifest signs the ``round_keys_digest``)."""
+    if round_keys_digest is None and round_.threshold is not None:
+        raise UsageError(f"round {round_.round_id} is a version 2 round: check contributions against its round keys",
+                         parameters=("round",))
     if bundle.round_id is None:
         raise RoundError(f"{name}: a plain bundle, not a masked, signed contribution to round {round_.round_id}")
     if bundle.round_id != round_.round_id:
         raise RoundError(f"{name}: belongs to round {bundle.round_id}, not the current round {round_.round_id}")
     if len(bundle.manifests) != 1 or len(bundle.contributors) != 1:
         raise RoundError(f"{name}: expected one factory's signed contribution")
-    manifest = _check_manifest(bundle.manifests[0], bundle, roster, name)
+    manifest = _check_manifest(bundle.manifests[0], bundle, roster, name, round_keys_digest)
+    expected = list(round_.participants if participants is None else participants)
     if manifest["factory_id"] != bundle.contributors[0]:
         raise RoundError(f"{name}: signed by {manifest['factory_id']!r} but labelled {bundle.contributors[0]!r}")
-    if manifest["participants"] != list(round_.participants):
+    if manifest["participants"] != expected:
         raise RoundError(f"{name}: signed for other participants than the round's")
-    if manifest["factory_id"] not in round_.participants:
+    if manifest["factory_id"] not in expected:
         raise RoundError(f"{name}: {manifest['factory_id']!r} is not a participant of this round")
     if manifest["ciphertext_digest"] != ciphertext_digest(bundle):
         raise RoundError(f"{name}: ciphertexts do not match their signature")
@@ -291,65 +376,52 @@ def check_round_complete(contributors: Sequence[str], round_: Round) -> None:
         )
 
 
-def verify_aggregate(bundle: Bundle, roster: Roster, min_contributors: int) -> None:
-    """Key-holder-side check: signed manifests of exactly the round's participants, over the threshold."""
-    if not bundle.round_id:
-        raise RoundError("the bundle is not a masked, signed round aggregate")
-    contributors = list(bundle.contributors)
-    if len(bundle.manifests) != len(contributors):
-        raise RoundError("the aggregate does not carry one signed manifest per contributor")
-    signers = []
-    for i, manifest in enumerate(bundle.manifests):
-        checked = _check_manifest(manifest, bundle, roster, f"manifest {i}")
-        if checked["participants"] != sorted(contributors):
-            raise RoundError(f"manifest {i}: {checked['factory_id']!r} signed for participants "
-                             f"{checked['participants']}, but the aggregate lists {sorted(contributors)}")
-        signers.append(checked["factory_id"])
-    if sorted(signers) != sorted(contributors) or len(set(signers)) != len(signers):
-        raise RoundError("the signed manifests do not match the contributor list one to one")
-    # The aggregate must be exactly the product of the signed contributions it carries (masked, hence
-    # uniformly random on their own): no offset or substitution can slip in between.
-    if sorted(bundle.contributions) != sorted(contributors):
+def check_signed_product(bundle: Bundle, manifests: Sequence[dict[str, Any]]) -> list[gmpy2.mpz]:
+    """The product of the signed contributions the aggregate carries (one per manifest, each checked
+    against the digest its factory signed)."""
+    if sorted(bundle.contributions) != sorted(m["factory_id"] for m in manifests):
         raise RoundError("the aggregate does not carry every signed contribution's ciphertexts")
     nsq = gmpy2.mpz(bundle.public_key.nsquare)
     product = [gmpy2.mpz(1)] * len(bundle.ciphertexts)
-    for manifest in bundle.manifests:
+    for manifest in manifests:
         ciphertexts = bundle.contributions[manifest["factory_id"]]
         if len(ciphertexts) != len(product) or manifest["ciphertext_digest"] != ciphertext_digest(bundle, ciphertexts):
             raise RoundError(f"the ciphertexts carried for {manifest['factory_id']!r} are not the ones it signed")
         product = [gmpy2.f_mod(p * c, nsq) for p, c in zip(product, ciphertexts, strict=True)]
-    if [int(p) for p in product] != list(bundle.ciphertexts):
+    return product
+
+
+def check_signed_manifests(bundle: Bundle, roster: Roster, participants: Sequence[str] | None,
+                           round_keys_digest: str | None = None) -> list[dict[str, Any]]:
+    """Every manifest valid and signed, one per contributor, each signed for ``participants`` (default:
+    the contributors themselves, as in a version 1 round)."""
+    contributors = list(bundle.contributors)
+    if len(bundle.manifests) != len(contributors):
+        raise RoundError("the aggregate does not carry one signed manifest per contributor")
+    expected = sorted(contributors) if participants is None else list(participants)
+    signers = []
+    for i, manifest in enumerate(bundle.manifests):
+        checked = _check_manifest(manifest, bundle, roster, f"manifest {i}", round_keys_digest)
+        if checked["participants"] != expected:
+            raise RoundError(f"manifest {i}: {checked['factory_id']!r} signed for participants "
+                             f"{checked['participants']}, but the aggregate lists {expected}")
+        signers.append(checked["factory_id"])
+    if sorted(signers) != sorted(contributors) or len(set(signers)) != len(signers):
+        raise RoundError("the signed manifests do not match the contributor list one to one")
+    return list(bundle.manifests)
+
+
+def verify_aggregate_v1(bundle: Bundle, roster: Roster, min_contributors: int) -> tuple[str, ...]:
+    """Key-holder-side check of a version 1 aggregate: signed manifests of exactly the round's participants,
+    over the threshold, and the aggregate exactly their product; returns the contributors."""
+    if not bundle.round_id:
+        raise RoundError("the bundle is not a masked, signed round aggregate")
+    manifests = check_signed_manifests(bundle, roster, None)
+    # The aggregate must be exactly the product of the signed contributions it carries (masked, hence
+    # uniformly random on their own): no offset or substitution can slip in between.
+    if [int(p) for p in check_signed_product(bundle, manifests)] != list(bundle.ciphertexts):
         raise RoundError("the aggregate is not the product of its signed contributions")
-    if len(contributors) < min_contributors:
+    if len(bundle.contributors) < min_contributors:
         raise TooFewContributorsError(
-            f"bundle has {len(contributors)} contributor(s); at least {min_contributors} are required")
-
-
-@dataclass(frozen=True)
-class Masking:
-    """How a factory masks and signs a contribution: the round, its own identity, and the roster."""
-
-    round: Round
-    identity: FactoryIdentity
-    roster: Roster
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.round, Round) and isinstance(self.identity, FactoryIdentity)
-                and isinstance(self.roster, Roster)):
-            raise UsageError("a masked round needs the round, the factory's identity and the roster together",
-                             parameters=("round", "identity", "roster"))
-        check_round_membership(self.identity, self.roster, self.round)
-
-    def apply(self, bundle: Bundle) -> Bundle:
-        """The bundle masked with this factory's zero-sum masks and signed for the round."""
-        return mask_and_sign(bundle, self.identity, self.roster, self.round)
-
-
-def load_round_inputs(roster_path: str | os.PathLike[str] | None,
-                      round_path: str | os.PathLike[str] | None) -> tuple[Roster | None, Round | None]:
-    """Read the roster and round files a masked round needs (both or neither)."""
-    if (roster_path is None) != (round_path is None):
-        raise UsageError("a masked round needs both the roster and the round", parameters=("roster", "round"))
-    if roster_path is None or round_path is None:
-        return None, None
-    return Roster.load(roster_path), Round.load(round_path)
+            f"bundle has {len(bundle.contributors)} contributor(s); at least {min_contributors} are required")
+    return tuple(sorted(bundle.contributors))

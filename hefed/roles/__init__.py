@@ -4,7 +4,8 @@ Layer 7 of hefed (above :mod:`hefed.models`):
 
 * **factory** — :func:`encrypt_table` (any kind, cleaned, held out, masked and signed),
   :func:`encrypt_statistics`, :func:`encrypt_evaluation`, :func:`evaluate_local`;
-* **aggregator** — :func:`aggregate` (no private key; masked rounds verified);
+* **aggregator** — :func:`aggregate` (no private key; masked rounds verified), :func:`collect_round` and
+  :func:`unmask_round` (version 2 rounds that survive drop-outs);
 * **key holder** — :func:`decrypt_bundle` (only aggregates over the threshold, all checks);
 * **analyst** — :func:`solve`, :func:`release_model` (ridge by exact CV, DP, standardised
   coefficients), registered per kind with :func:`register_model`.
@@ -12,7 +13,7 @@ Layer 7 of hefed (above :mod:`hefed.models`):
 
 from __future__ import annotations
 
-from ._aggregator import aggregate
+from ._aggregator import aggregate, collect_round, unmask_round
 from ._analyst import (
     average_model,
     load_sums,
@@ -57,6 +58,8 @@ __all__ = [
     "Release",
     "RidgeCVResult",
     "aggregate",
+    "collect_round",
+    "unmask_round",
     "decrypt_to_file",
     "default_ledger_path",
     "release_sums",

@@ -5,6 +5,10 @@ plaintexts slot by slot. Bundles must agree in kind, key, target, feature
 set and encoding (each difference is named), contributors must be distinct,
 and the total number of contributions must stay within the encoding's
 ``max_contributors``, for which the guard bits were sized.
+
+A version 2 round (:mod:`hefed.protocol._recovery`) is collected instead (:func:`collect_round`:
+the product of the valid contributions and the unmask request to the survivors) and, once the
+survivors' signed reveals are in, unmasked (:func:`unmask_round`): the aggregate of the survivors.
 """
 
 from __future__ import annotations
@@ -16,8 +20,20 @@ from typing import Any
 import gmpy2
 
 from .. import _pool as parallel
-from ..errors import DuplicateContributorError, OverflowRiskError, SchemaMismatchError, UsageError
-from ..protocol import Bundle, Roster, Round, Study, check_round_complete, verify_contribution
+from ..errors import DuplicateContributorError, OverflowRiskError, RoundError, SchemaMismatchError, UsageError
+from ..protocol import (
+    Bundle,
+    Reveal,
+    Roster,
+    Round,
+    RoundKeys,
+    Study,
+    UnmaskRequest,
+    check_round_complete,
+    make_unmask_request,
+    unmask,
+    verify_round_contribution,
+)
 
 # Reading and checking a bundle file costs ~1 ms; a worker start ~0.5 s.
 _MIN_FILES_PER_WORKER = 500
@@ -26,7 +42,7 @@ _MIN_FILES_PER_WORKER = 500
 def aggregate(
     bundles: Iterable[Bundle | str | os.PathLike[str]],
     roster: Roster | None = None,
-    round_: Round | None = None,
+    round_: Round | RoundKeys | None = None,
     study: Study | None = None,
 ) -> Bundle:
     """Sum bundles (objects or file paths, read one at a time) into one aggregate bundle.
@@ -39,12 +55,49 @@ def aggregate(
     """
     if (roster is None) != (round_ is None):
         raise UsageError("a masked round needs both the roster and the round", parameters=("roster", "round"))
+    if isinstance(round_, RoundKeys):
+        raise UsageError(f"round {round_.round_id} is a version 2 round: collect its contributions (collect_round, "
+                         "hefed round collect), then unmask them with the survivors' reveals (unmask_round, "
+                         "hefed round unmask)", parameters=("round",))
     if study is not None:  # a roster study's rounds only: masked, signed, of its roster, over its threshold
         study.check_roster(roster, round_)
     result = _aggregate(bundles, roster, round_)
     if study is not None:
         study.check_bundle(result, "the bundles")  # every bundle has the first one's study, key, kind and schema
     return result
+
+
+def collect_round(
+    bundles: Iterable[Bundle | str | os.PathLike[str]], roster: Roster, keys: RoundKeys, study: Study | None = None,
+) -> tuple[Bundle, UnmaskRequest]:
+    """Aggregator, version 2 round: the product of the valid signed contributions (bundles or files) —
+    their senders are the survivors — and the unmask request for the survivors.
+
+    Fewer survivors than the round's threshold, or the ``study``'s ``min_contributors``, fail the
+    round (:class:`~hefed.errors.IncompleteRoundError` names who is missing)."""
+    if study is not None:
+        study.check_roster(roster, keys.round)
+        if keys.round.study != study.digest:
+            raise RoundError(f"round {keys.round_id} serves {keys.round.study or 'no study'}, not study {study.digest}")
+    keys.check(roster)
+    named = ((str(item) if not isinstance(item, Bundle) else f"bundle of {item.contributors}", item, None)
+             for item in bundles)
+    collected = _fold(named, roster, keys)[0]
+    if study is not None:
+        study.check_bundle(collected, "the bundles")
+    request = make_unmask_request(keys, collected.contributors, study.min_contributors if study is not None else 1)
+    return collected, request
+
+
+def unmask_round(
+    collected: Bundle | str | os.PathLike[str], keys: RoundKeys, reveals: Iterable[Reveal | str | os.PathLike[str]],
+    roster: Roster,
+) -> Bundle:
+    """Aggregator, version 2 round: the survivors' aggregate from the collected product and at least
+    the threshold of signed reveals (objects or files)."""
+    bundle = collected if isinstance(collected, Bundle) else Bundle.load(collected)
+    answers = [r if isinstance(r, Reveal) else Reveal.load(r) for r in reveals]
+    return unmask(bundle, keys, answers, roster)
 
 
 def _aggregate(
@@ -66,7 +119,7 @@ def _aggregate(
 def _fold(
     items: Iterable[tuple[str, Bundle | str | os.PathLike[str], Mapping[str, str] | None]],
     roster: Roster | None,
-    round_: Round | None,
+    round_: Round | RoundKeys | None,
 ) -> tuple[Bundle, dict[str, str]]:
     """Multiply bundles one at a time with every check; also returns which file each factory came from.
 
@@ -83,7 +136,7 @@ def _fold(
     for name, item, sources in items:
         bundle = item if isinstance(item, Bundle) else Bundle.load(item)
         if roster is not None and round_ is not None:
-            verify_contribution(bundle, roster, round_, name)
+            verify_round_contribution(bundle, roster, round_, name)
             manifests.extend(bundle.manifests)
             contributions[bundle.contributors[0]] = list(bundle.ciphertexts)
         elif bundle.round_id:
@@ -113,7 +166,7 @@ def _fold(
             )
     if first is None:
         raise UsageError("aggregate needs at least one bundle")
-    if round_ is not None:
+    if isinstance(round_, Round):
         check_round_complete(contributors, round_)
     return Bundle(
         first.kind, first.public_key, first.target, list(first.features), first.encoding,
