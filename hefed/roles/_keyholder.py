@@ -69,8 +69,9 @@ def _decrypt_values(bundle: Bundle, private_key: PaillierPrivateKey, min_contrib
         raise UsageError("min_contributors must be a positive integer", parameters=("min_contributors",))
     signed = roster is not None
     if roster is not None:
-        verify_aggregate(bundle, roster, min_contributors)  # the contributors are exactly the signers
-        contributors = sorted(bundle.contributors)
+        contributors = sorted(verify_aggregate(bundle, roster, min_contributors))  # exactly the verified signers
+        if contributors != sorted(bundle.contributors):
+            raise RoundError("the aggregate's contributor list is not the verified set of signers")
     elif bundle.round_id:
         raise UsageError("this is a masked, signed round aggregate: give the roster to check its manifests",
                          parameters=("roster",))
