@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import click
@@ -20,11 +21,13 @@ from .output import output_options
               help="Comma-separated candidate penalties for --ridge auto (default 0.001,0.01,...,1e6).")
 @click.option("--no-intercept", is_flag=True, help="Fit a model through the origin.")
 @click.option("--dp-epsilon", type=float, default=None,
-              help="Release an (epsilon, delta)-differentially private model (Gaussian mechanism; needs --dp-delta "
-              "and --bounds).")
+              help="Release an (epsilon, delta)-differentially private model: exact discrete Gaussian noise on the "
+              "statistics, everything released computed from the noised ones (needs --dp-delta, and --study with "
+              "bounds or --bounds).")
 @click.option("--dp-delta", type=float, default=None, help="The delta of the differentially private release.")
 @click.option("--bounds", "bounds_path", type=click.Path(path_type=Path), default=None,
-              help="The declared bounds every factory clipped to (hefed encrypt --bounds), for --dp-epsilon.")
+              help="Without a study: the bounds file every factory clipped to (hefed encrypt --bounds), taken on "
+              "trust. With --study the study's bounds are used; a file that differs is refused.")
 @click.option("--standardize", is_flag=True,
               help="Also report coefficients per standard deviation of each feature and fully standardised.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
@@ -42,7 +45,7 @@ def solve(sums: Path, ridge: str, alphas: str | None, no_intercept: bool, dp_eps
     """
     from hefed._files import check_writable
     from hefed.data import Bounds
-    from hefed.errors import UsageError
+    from hefed.errors import PrivacyNoiseWarning
     from hefed.protocol import Study
     from hefed.roles import DifferentialPrivacy, load_sums, release_model
 
@@ -51,16 +54,15 @@ def solve(sums: Path, ridge: str, alphas: str | None, no_intercept: bool, dp_eps
     if out is not None:
         check_writable(out, force)
     study = Study.load(study_path) if study_path is not None else None
-    if study is not None and bounds_path is not None:  # factories clip to the study's bounds, never to others
-        raise UsageError("--bounds: the bounds every factory clipped to are the study's "
-                         + ("; leave --bounds out" if study.bounds is not None else
-                            "; this study declares none, so no factory clipped (hefed study new --bounds)"))
-    bounds = Bounds.load(bounds_path) if bounds_path is not None else study.bounds if study is not None else None
+    # DP bounds: the study's (a --bounds that differs is refused by the library), else a bounds file taken on trust
+    bounds = Bounds.load(bounds_path) if bounds_path is not None else None
     asked = dp_epsilon is not None or dp_delta is not None or bounds_path is not None
     private = asked and check_together({"--dp-epsilon": dp_epsilon, "--dp-delta": dp_delta,
-                                        "--bounds (or the study's bounds)": bounds}, "a differentially private release")
+                                        "--bounds (or --study)": bounds if study is None else study},
+                                       "a differentially private release")
     privacy = (DifferentialPrivacy(dp_epsilon, dp_delta, bounds)
-               if private and dp_epsilon is not None and dp_delta is not None and bounds is not None else None)
+               if private and dp_epsilon is not None and dp_delta is not None else None)
+    warnings.filterwarnings("ignore", category=PrivacyNoiseWarning)  # render_release prints them from the accounting
     release = release_model(load_sums(sums), ridge, parse_floats(alphas, "--alphas"), not no_intercept,
                             standardize, privacy, study)
     if out is not None:

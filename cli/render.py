@@ -16,9 +16,17 @@ from functools import singledispatch
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import click
 from rich.table import Table
 
-from hefed.stats import CoefficientAggregate, ColumnSummary, EvaluationSums, FoldStatistics, SufficientStatistics
+from hefed.stats import (
+    ONES,
+    CoefficientAggregate,
+    ColumnSummary,
+    EvaluationSums,
+    FoldStatistics,
+    SufficientStatistics,
+)
 
 from .output import emit, plural, say, show
 
@@ -32,8 +40,8 @@ if TYPE_CHECKING:
     from hefed.sim import Comparison, DemoReport, FedAvgReport
 
 
-def _num(value: float, fmt: str = ".6g") -> str:
-    return "n/a" if value != value else format(value, fmt)
+def _num(value: float | None, fmt: str = ".6g") -> str:
+    return "n/a" if value is None or value != value else format(value, fmt)
 
 
 def _names(names: Sequence[str]) -> str:
@@ -296,21 +304,55 @@ def render_model(model: LinearModel) -> None:
     say(f"n = {model.n_samples_}   factories: {_names(model.contributors_)}")
 
 
+def render_dp_accounting(dp: Mapping[str, Any]) -> None:
+    """The accounting of a differentially private release (model.json's DP block): budget, bounds, noise per
+    statistic, standard errors; its warnings on stderr, even with --quiet or --json."""
+    say(f"DIFFERENTIALLY PRIVATE RELEASE: ({dp['epsilon']:g}, {dp['delta']:g})-DP with respect to {dp['unit']}: "
+        f"rho={dp['rho']:.6g} (zCDP; delta {dp['delta_achieved']:.3g} at epsilon {dp['epsilon']:g}).")
+    say(f"mechanism: {dp['mechanism']}")
+    say(f"bounds: {dp['bounds_source']}")
+    bounds = Table(title="bounds every factory clipped to")
+    for column in ("column", "lo", "hi"):
+        bounds.add_column(column, justify="left" if column == "column" else "right")
+    for name, (lo, hi) in dp["bounds"].items():
+        bounds.add_row(name, _num(lo), _num(hi))
+    show(bounds)
+    noise = Table(title=f"discrete Gaussian noise per statistic (data units; sigma = {dp['noise_multiplier']:.6g} x "
+                  f"sensitivity; L2 sensitivity of all {dp['noised_statistics']}: {dp['l2_sensitivity']:.6g})")
+    for column in ("statistic", "sensitivity", "sigma"):
+        noise.add_column(column, justify="left" if column == "statistic" else "right")
+    for row in dp["statistics"]:
+        a, b = row["a"], row["b"]
+        name = ("n" if b == ONES else f"sum {b}") if a == ONES else f"sum {a}*{b}"
+        noise.add_row(name, _num(row["sensitivity"]), _num(row["sigma"]))
+    show(noise)
+    errors = dp.get("released", {}).get("standard_errors", {})
+    if errors:
+        table = Table(title="standard errors from the noised statistics")
+        for column in ("term", "sampling SE", "DP-noise SE", "total SE"):
+            table.add_column(column, justify="left" if column == "term" else "right")
+        for term, row in errors.items():
+            table.add_row(term, *(_num(row[k]) for k in ("sampling", "dp_noise", "total")))
+        show(table)
+    say(f"derived from: {dp['derived_from']}")
+    say(f"not covered: {dp['not_covered']}")
+    for warning in dp.get("warnings", []):
+        click.echo(f"hefed: warning: {warning}", err=True)
+
+
 def render_release(release: Release, out: Path | None) -> None:
     """solve: the validation curve (ridge auto), the model, standardised coefficients, notes, the file."""
     model = release.model
     if release.curve is not None:
         render_curve(release.curve)
     if model.dp_:
-        dp = model.dp_
-        say(f"DIFFERENTIALLY PRIVATE RELEASE: (epsilon={dp['epsilon']:g}, delta={dp['delta']:g}) with respect to "
-            f"{dp['unit']}; Gaussian noise sigma={dp['sigma']:.4g} on every statistic (L2 sensitivity "
-            f"{dp['l2_sensitivity']:.4g}). Not covered: {dp['not_covered']}.")
+        render_dp_accounting(model.dp_)
     elif not model.has_inference:
         say("n-weighted average of the factories' own models (coefficient mode; no pooled inference):")
     render_model(model)
     if model.standardized_:
-        table = Table(title="standardised coefficients (pooled means and sample SDs from the aggregate)")
+        source = "the noised statistics" if model.dp_ else "the aggregate"
+        table = Table(title=f"standardised coefficients (pooled means and sample SDs from {source})")
         for column in ("feature", "mean", "SD", "coef per SD of feature", "fully standardised"):
             table.add_column(column, justify="left" if column == "feature" else "right")
         for name, row in model.standardized_.items():

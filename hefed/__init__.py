@@ -88,6 +88,7 @@ _EXPORTS: dict[str, str] = {
     "solve": "hefed.roles",
     "release_model": "hefed.roles",
     "DifferentialPrivacy": "hefed.roles",
+    "privatize_statistics": "hefed.roles",
     # analysis
     "finetune": "hefed.analysis",
     "check_table": "hefed.analysis",
@@ -156,6 +157,7 @@ __all__ = [
     "models",
     "new_round",
     "primitives",
+    "privatize_statistics",
     "protocol",
     "read_table",
     "release_model",
@@ -220,6 +222,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         encrypt_statistics,
         encrypt_table,
         evaluate_local,
+        privatize_statistics,
         release_model,
         solve,
     )

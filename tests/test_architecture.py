@@ -49,7 +49,7 @@ PUBLIC_MODULES = {
     "hefed.primitives.shamir",  # t-of-n secret sharing, for the drop-out recovery of masked rounds
     # the fenced "hazmat" layer: raw Paillier, DJN, packing, exact algebra
     "hefed.primitives.paillier", "hefed.primitives.djn", "hefed.primitives.packing", "hefed.primitives.exactgram",
-    "hefed.primitives.exactsolve", "hefed.primitives.encryption",
+    "hefed.primitives.exactsolve", "hefed.primitives.encryption", "hefed.primitives.discrete_gaussian",
     # Flower loads the app by module path; the launcher and project are documented entry points
     "hefed.flower.app", "hefed.flower.launcher", "hefed.flower.project", "hefed.flower.__main__",
 }

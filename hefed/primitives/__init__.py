@@ -11,4 +11,6 @@ and nowhere above. The safe recipes are :func:`hefed.encrypt_table`, :func:`hefe
 * :mod:`~hefed.primitives.packing` — many integers per plaintext with guard bits;
 * :mod:`~hefed.primitives.exactgram` — the exact integer Gram matrix at BLAS speed (error-free slicing);
 * :mod:`~hefed.primitives.exactsolve` — exact linear systems and inverses over the rationals.
+* :mod:`~hefed.primitives.discrete_gaussian` — exact discrete Gaussian and Laplace samplers from :mod:`secrets`
+  (the noise of a differentially private release).
 """

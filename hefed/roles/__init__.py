@@ -44,7 +44,16 @@ from ._keyholder import (
     release_sums,
 )
 from ._ledger import DecryptionLedger, default_ledger_path
-from ._privacy import DifferentialPrivacy, dp_solve, gaussian_sigma
+from ._privacy import (
+    DifferentialPrivacy,
+    PrivacyAccounting,
+    dp_solve,
+    privatize_statistics,
+    rho_for,
+    zcdp_delta,
+    zcdp_epsilon,
+    zcdp_rho,
+)
 from ._release import Release, parse_ridge, release_model
 from ._ridgecv import DEFAULT_ALPHAS, RidgeCVResult, cross_validate_ridge, solve_auto_ridge, solve_ridge_cv
 
@@ -54,6 +63,7 @@ __all__ = [
     "Decrypted",
     "DecryptionLedger",
     "DifferentialPrivacy",
+    "PrivacyAccounting",
     "EncryptResult",
     "Release",
     "RidgeCVResult",
@@ -77,7 +87,11 @@ __all__ = [
     "encrypt_sums",
     "encrypt_table",
     "evaluate_local",
-    "gaussian_sigma",
+    "privatize_statistics",
+    "rho_for",
+    "zcdp_delta",
+    "zcdp_epsilon",
+    "zcdp_rho",
     "parse_ridge",
     "load_sums",
     "register_model",

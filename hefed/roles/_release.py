@@ -70,10 +70,6 @@ def release_model(
         study.check_digest(getattr(aggregate, "study", None), "the decrypted sums")
         # A study that names its key holder takes only sums that key holder signed for it.
         study.check_release(getattr(aggregate, "release", None), "the decrypted sums", kind_of_result(aggregate).name)
-        if privacy is not None and privacy.bounds != study.bounds:  # the noise must match what was clipped
-            raise UsageError("the DP bounds are not the study's: factories clipped to the study's bounds "
-                             + ("only" if study.bounds is not None else "(it declares none, so none clipped)"),
-                             parameters=("bounds",))
     choice = parse_ridge(ridge)
     if alphas and choice != "auto":
         raise UsageError("candidate alphas need ridge 'auto'", parameters=("alphas", "ridge"))
@@ -81,13 +77,13 @@ def release_model(
     if privacy is not None:
         if choice == "auto" or not isinstance(aggregate, SufficientStatistics):
             raise UsageError("a differentially private release needs plain statistics and a fixed ridge")
-        model = dp_solve(aggregate, privacy.epsilon, privacy.delta, privacy.bounds, choice,
-                         fit_intercept=fit_intercept)
+        # the bounds are checked against the study's, and standardisation comes from the noised statistics
+        model = dp_solve(aggregate, privacy, choice, fit_intercept, standardize=standardize, study=study)
     elif choice == "auto":
         model, curve = solve_auto_ridge(aggregate, alphas, fit_intercept=fit_intercept)
     else:
         model = solve(aggregate, ridge=choice, fit_intercept=fit_intercept)
-    if standardize:
+    if standardize and privacy is None:
         model.standardized_ = standardized_coefficients(model, aggregate)
     model.study_ = getattr(aggregate, "study", None)
     return Release(model, curve, list(curve.notes) if curve is not None else [])
