@@ -135,7 +135,7 @@ def test_sensitivity_is_the_largest_change_one_row_makes(well_scaled):
     assert noised.features == well_scaled.features and noised.encoding == well_scaled.encoding
 
 
-def test_noise_is_symmetric_integer_and_of_the_declared_scale(well_scaled):
+def test_dp_noise_has_the_declared_scale(well_scaled):
     """The noised Gram stays an integer symmetric matrix on the encoding's grid, and each statistic's noise has
     the σ the accounting declares (noise of another size would be a false label)."""
     scale = well_scaled.scale_bits
