@@ -155,6 +155,9 @@ def test_dp_noise_has_the_declared_scale(well_scaled):
         assert 0.75 * sigma < np.std(values) < 1.3 * sigma
         assert abs(np.mean(values)) < 6 * sigma / math.sqrt(len(values))
     assert accounting.sigma(ONES, ONES) == pytest.approx(accounting.noise_multiplier)
+    c2 = accounting.noise_multiplier_squared  # exact, and ρ = K/(2c²) with K = 10 statistics
+    assert Fraction(accounting.to_dict()["noise_multiplier_squared"]) == c2
+    assert accounting.rho == pytest.approx(float(Fraction(10) / (2 * c2)), rel=1e-15)
     assert accounting.sigma("y", "y") == pytest.approx(accounting.noise_multiplier * 50 * 50)
 
 
@@ -194,6 +197,28 @@ def test_study_factories_clip_to_the_study_bounds(study_stats):
     clipped = pd.concat([WIDE.clip(f, ["a", "b", "y"])[0] for f in frames.values()])
     assert stats.gram == hefed.compute_statistics(clipped, "y", ["a", "b"]).gram
     assert stats.gram != hefed.compute_statistics(pd.concat(frames.values()), "y", ["a", "b"]).gram
+
+
+def test_a_flower_factory_with_a_study_clips_to_its_bounds(study_stats, keypair, tmp_path):
+    """Through Flower too: a factory with a study computes what encrypt_for_study does, clipped to the study's
+    bounds, whatever the run config says (it is not read)."""
+    pytest.importorskip("flwr")
+    from hefed.flower._config import FactoryConfig
+    from hefed.flower._factory import make_bundle
+    from hefed.flower._messages import make_request
+
+    frames, study, stats = study_stats
+    study_path = study.save(tmp_path / "study.json")
+    bundles = []
+    for name, frame in frames.items():
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+        factory = FactoryConfig(data_path=str(tmp_path / f"{name}.csv"), factory_id=name, study=str(study_path),
+                                insecure_test_key=True)
+        request = make_request("statistics", study.public_key, study=study.digest)
+        bundles.append(make_bundle(request, factory, {"bounds": "none", "missing": "error"}))
+    via_flower = hefed.decrypt_statistics(hefed.aggregate(bundles, study=study), keypair[1], study=study,
+                                          allow_unsigned=True)
+    assert via_flower.gram == stats.gram
 
 
 def test_the_bounds_are_the_studys(study_stats, keypair):

@@ -203,6 +203,7 @@ class PrivacyAccounting:
     rho: float
     delta_achieved: float
     noise_multiplier: float
+    noise_multiplier_squared: Fraction
     noised_statistics: int
     l2_sensitivity: float
     bounds: dict[str, list[float]]
@@ -223,6 +224,9 @@ class PrivacyAccounting:
             "mechanism": MECHANISM, "unit": UNIT, "not_covered": NOT_COVERED,
             "epsilon": self.epsilon, "delta": self.delta, "rho": self.rho, "delta_achieved": self.delta_achieved,
             "noise_multiplier": self.noise_multiplier, "noised_statistics": self.noised_statistics,
+            # exact: statistic (a, b) got N_Z(0, c²·Δ_ab²) on its integer grid, Δ_ab = E_a·E_b
+            "noise_multiplier_squared": f"{self.noise_multiplier_squared.numerator}/"
+                                        f"{self.noise_multiplier_squared.denominator}",
             "l2_sensitivity": self.l2_sensitivity, "bounds": self.bounds, "bounds_source": self.bounds_source,
             "statistics": self.statistics, "warnings": list(self.warnings), "released": self.released,
             "derived_from": "every number of this model (coefficients, 'exact', n, sse, r2, standardized, standard "
@@ -292,7 +296,7 @@ def privatize_statistics(
                                   list(statistics.contributors), statistics.study)
     accounting = PrivacyAccounting(
         epsilon=float(dp.epsilon), delta=float(dp.delta), rho=float(rho), delta_achieved=delta_achieved,
-        noise_multiplier=math.sqrt(c2), noised_statistics=k, l2_sensitivity=l2,
+        noise_multiplier=math.sqrt(c2), noise_multiplier_squared=c2, noised_statistics=k, l2_sensitivity=l2,
         bounds={c: list(bounds.columns[c]) for c in cols[1:]}, bounds_source=source, statistics=rows)
     return noised, accounting
 
