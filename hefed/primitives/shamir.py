@@ -13,13 +13,13 @@ private key, a 256-bit seed) is a field element; a share is 33 bytes.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 PRIME = 2**256 + 297
 #: Bytes of one share of :data:`PRIME` (big-endian).
 SHARE_BYTES = (PRIME.bit_length() + 7) // 8
 
-__all__ = ["PRIME", "SHARE_BYTES", "combine", "combine_bytes", "split", "split_bytes"]
+__all__ = ["PRIME", "SHARE_BYTES", "combine", "combine_bytes", "lagrange_at_zero", "split", "split_bytes"]
 
 
 def _check(threshold: int, count: int, prime: int) -> None:
@@ -45,26 +45,36 @@ def split(secret: int, threshold: int, count: int, prime: int = PRIME) -> dict[i
     return shares
 
 
-def combine(shares: Mapping[int, int], prime: int = PRIME) -> int:
-    """The secret from shares ``{index: value}`` (at least the threshold many; indexes distinct, non-zero).
+def lagrange_at_zero(indexes: Sequence[int], prime: int = PRIME) -> list[int]:
+    """The Lagrange coefficients ``λ_j`` with ``f(0) = Σ λ_j f(x_j)`` for the points ``indexes`` (distinct,
+    non-zero): computed once, they combine the shares of any number of secrets held at the same points."""
+    points = [x % prime for x in indexes]
+    if not points:
+        raise ValueError("no shares to combine")
+    if any(x == 0 for x in points) or len(set(points)) != len(points):
+        raise ValueError("share indexes must be distinct and non-zero")
+    coefficients = []
+    for j, xj in enumerate(points):
+        numerator, denominator = 1, 1
+        for m, xm in enumerate(points):
+            if m != j:
+                numerator = numerator * xm % prime
+                denominator = denominator * (xm - xj) % prime
+        coefficients.append(numerator * pow(denominator, -1, prime) % prime)
+    return coefficients
+
+
+def combine(shares: Mapping[int, int], prime: int = PRIME, coefficients: Sequence[int] | None = None) -> int:
+    """The secret from shares ``{index: value}`` (at least the threshold many; indexes distinct, non-zero),
+    optionally with the points' :func:`lagrange_at_zero` coefficients already computed (in the same order).
 
     With fewer than the threshold the result is a uniformly random field element, not an error:
     callers check what they reconstruct (a commitment, a public key).
     """
-    if not shares:
-        raise ValueError("no shares to combine")
-    points = [(x % prime, y % prime) for x, y in shares.items()]
-    if any(x == 0 for x, _ in points) or len({x for x, _ in points}) != len(points):
-        raise ValueError("share indexes must be distinct and non-zero")
-    secret = 0
-    for j, (xj, yj) in enumerate(points):
-        numerator, denominator = 1, 1
-        for m, (xm, _) in enumerate(points):
-            if m != j:
-                numerator = numerator * xm % prime
-                denominator = denominator * (xm - xj) % prime
-        secret = (secret + yj * numerator * pow(denominator, -1, prime)) % prime
-    return secret
+    weights = lagrange_at_zero(list(shares), prime) if coefficients is None else coefficients
+    if len(weights) != len(shares):
+        raise ValueError("one coefficient per share")
+    return sum(w * (y % prime) for w, y in zip(weights, shares.values(), strict=True)) % prime
 
 
 def split_bytes(secret: bytes, threshold: int, count: int) -> dict[int, int]:
@@ -74,9 +84,9 @@ def split_bytes(secret: bytes, threshold: int, count: int) -> dict[int, int]:
     return split(int.from_bytes(secret, "big"), threshold, count)
 
 
-def combine_bytes(shares: Mapping[int, int], length: int = 32) -> bytes:
+def combine_bytes(shares: Mapping[int, int], length: int = 32, coefficients: Sequence[int] | None = None) -> bytes:
     """:func:`combine` back to ``length`` bytes; a value that does not fit means wrong shares."""
-    value = combine(shares)
+    value = combine(shares, PRIME, coefficients)
     if value.bit_length() > 8 * length:
         raise ValueError("the shares do not combine to a secret of that length")
     return value.to_bytes(length, "big")

@@ -372,8 +372,20 @@ class RoundSecret:
                    _unb64(obj["mask_private"], source, "'mask_private'", 32), _unb64(obj["seed"], source, "'seed'", 32),
                    _parse_share(obj["own_seed_share"], source, "own_seed_share"),
                    _parse_share(obj["own_key_share"], source, "own_key_share"), str(obj["join_digest"]),
-                   int(obj["min_survivors"]), obj["round_keys_digest"],
+                   _count(obj["min_survivors"], source), _digest_or_none(obj["round_keys_digest"], source),
                    _ids(obj["joined"], source, "joined") if obj["joined"] is not None else None)
+
+
+def _count(value: Any, source: str) -> int:
+    if type(value) is not int or value < 1:
+        raise InvalidFileError(f"{source}: 'min_survivors' must be a positive integer")
+    return value
+
+
+def _digest_or_none(value: Any, source: str) -> str | None:
+    if value is not None and not is_digest(value):
+        raise InvalidFileError(f"{source}: 'round_keys_digest' must be 32 hex digits or null")
+    return value
 
 
 def secret_path(identity: FactoryIdentity, round_id: str) -> Path | None:
@@ -953,13 +965,14 @@ def _reconstruct(keys: RoundKeys, reveals: Sequence[Reveal], survivors: Sequence
     if len(reveals) < keys.threshold:
         raise TooFewContributorsError(f"{len(reveals)} reveal(s); round {keys.round_id} needs {keys.threshold}")
     index = {r.factory_id: _index(keys.round, r.factory_id) for r in reveals}
+    weights = shamir.lagrange_at_zero([index[r.factory_id] for r in reveals])  # the same points for every member
     seeds, mask_keys = {}, {}
     for member in keys.joined:
         join = keys.join_of(member)
         pool = "seed_shares" if member in survivors else "key_shares"
         shares = {index[r.factory_id]: getattr(r, pool)[member] for r in reveals}
         try:
-            secret = shamir.combine_bytes(shares)
+            secret = shamir.combine_bytes(shares, 32, weights)
         except ValueError:
             secret = b""
         if member in survivors:

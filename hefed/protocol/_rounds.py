@@ -28,9 +28,12 @@ A bundle replayed from another round, an unknown factory, a dropped
 factory or a single bundle posing as an aggregate are refused — and would
 decrypt to noise anyway.
 
-**Drop-outs.** If a listed factory fails to deliver, the round cannot
-complete: start a new round (new id, new masks) for the survivors and have
-them encrypt again.
+**Drop-outs.** If a listed factory of a version 1 round fails to deliver,
+the round cannot complete. Version 2 rounds (:mod:`hefed.protocol._recovery`,
+``hefed round new|join|start|collect|reveal|unmask``) add self-masks and
+Shamir-shared round keys, so the survivors' sum is recovered without anyone
+encrypting again. This module keeps what both versions share: the round file,
+masks, manifests, the factory's ledger and the version 1 checks.
 """
 
 from __future__ import annotations
