@@ -243,6 +243,18 @@ def test_the_bounds_are_the_studys(study_stats, keypair):
     assert "NOT checked" in trusted.bounds_source
 
 
+def test_a_study_whose_cleaning_couples_rows_is_refused(keypair):
+    """Imputing from (or dropping outliers against) the consortium summary makes every row depend on all: the
+    one-row sensitivity would be a false premise."""
+    stats = hefed.compute_statistics(_frame(), "y")
+    for cleaning in (hefed.Cleaning(missing="drop", impute="mean"), hefed.Cleaning(missing="drop", max_z=4.0)):
+        study = Study.new(keypair[0], ColumnSpec("y"), ["a", "b"], bounds=WIDE, cleaning=cleaning)
+        stats.study = study.digest
+        with pytest.raises(UsageError, match="depends on that row alone") as refused:
+            privatize_statistics(stats, DifferentialPrivacy(1.0, 1e-6), study)
+        assert set(refused.value.parameters) == {"impute", "max_z"}
+
+
 def test_solve_takes_the_bounds_from_the_study(study_stats, tmp_path):
     _, study, stats = study_stats
     stats.save(tmp_path / "stats.json")

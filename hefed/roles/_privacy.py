@@ -16,6 +16,12 @@ are refused. Without a study, a bounds file (``{"format": "hefed.bounds", "versi
 checks that the factories clipped to it** (``hefed encrypt --bounds FILE``), and the accounting
 says so.
 
+The analysis takes each row's contribution to depend on that row alone: dropping rows with gaps
+(``missing="drop"``), clipping and a seeded holdout do; imputing from the consortium summary or
+dropping outliers against it (``impute``, ``max_z``) do not (one row moves the summary, hence every
+row), and a study with either is refused. Other sums decrypted in the same study (a summary, an
+evaluation) are exact and outside this guarantee.
+
 **Sensitivity, on the integer grid.** Column ``a`` is encoded as ``e_a = round(x_a·2^F_a)`` with
 ``F_a`` its fractional bits (``F = 0`` and ``e = 1`` for the column of ones), so a clipped value has
 ``|e_a| ≤ E_a := ⌈max(|lo_a|, |hi_a|)·2^F_a⌉`` (``E_ones = 1``). The released statistics are the
@@ -245,6 +251,11 @@ def _resolve_bounds(statistics: SufficientStatistics, dp: DifferentialPrivacy, s
         if dp.bounds is not None and dp.bounds != study.bounds:  # the noise must match what was clipped
             raise UsageError("the DP bounds are not the study's: factories clipped to the study's bounds only",
                              parameters=("bounds",))
+        if study.cleaning.impute is not None or study.cleaning.max_z is not None:
+            raise UsageError("a DP release assumes each row's contribution depends on that row alone, but this study "
+                             "imputes from or drops outliers against the consortium summary, so every row depends on "
+                             "all (a study with missing='drop' and neither impute nor max_z)",
+                             parameters=("impute", "max_z"))
         return study.bounds, f"study {study.digest} (factories clip to them through encrypt_for_study)"
     if statistics.study is not None:
         raise UsageError(f"these statistics were made for study {statistics.study}: give the study, whose bounds "
