@@ -516,10 +516,16 @@ def test_encrypt_says_when_a_bundle_is_masked_and_signed(pipeline, tmp_path, cli
     assert cli("round", "new", "--roster", tmp_path / "roster.json", "--participants", ",".join(names),
                "--out", tmp_path / "round.json").returncode == 0
     round_id = json.loads((tmp_path / "round.json").read_text())["round_id"]
+    for name in names:  # a version 2 round: every factory joins, then encrypts with the round keys
+        assert cli("round", "join", "--round", tmp_path / "round.json", "--identity", tmp_path / name, "--roster",
+                   tmp_path / "roster.json", "--out", tmp_path / f"join-{name}.json").returncode == 0
+    assert cli("round", "start", *(tmp_path / f"join-{name}.json" for name in names), "--round",
+               tmp_path / "round.json", "--roster", tmp_path / "roster.json", "--out",
+               tmp_path / "round-keys.json").returncode == 0
 
     def encrypt(name: str, *extra: object) -> subprocess.CompletedProcess:
         result = cli("encrypt", pipeline.csvs[name], "--target", TARGET, "--public-key", pipeline.public,
-                     "--factory-id", name, "--out", tmp_path / f"{name}.json", "--round", tmp_path / "round.json",
+                     "--factory-id", name, "--out", tmp_path / f"{name}.json", "--round", tmp_path / "round-keys.json",
                      "--identity", tmp_path / name, "--roster", tmp_path / "roster.json", *extra)
         assert result.returncode == 0, result.stderr
         return result
