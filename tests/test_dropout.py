@@ -556,6 +556,25 @@ def test_messages_round_trip_through_files(tmp_path, names, identities, roster, 
     assert json.loads((tmp_path / "round.json").read_text())["version"] == 2
 
 
+def test_factories_can_take_round_keys_without_the_sealed_shares(names, identities, roster, plain, exact, keys):
+    """A server may send factories only the signed join headers (n entries, not n² sealed shares): the digest,
+    the checks and the masks are the same; only the aggregator needs the shares, for the unmask request."""
+    round_ = propose_round(roster, names)
+    joins, held = {}, {}
+    for name in names:
+        joins[name], held[name] = join_round(identities[name], roster, round_)
+    full = start_round(round_, roster, joins.values())
+    light = RoundKeys.from_dict(json.loads(json.dumps(full.to_dict(with_shares=False))))
+    assert light.digest() == full.digest() and all(j.shares is None for j in light.joins)
+    bundles = [Masking(light, identities[n], roster, held[n]).apply(plain[n]) for n in names[:4]]
+    collected, request = collect_contributions(bundles, roster, full)
+    with pytest.raises(UsageError, match="no encrypted shares"):
+        make_unmask_request(light, names[:4])
+    reveals = [reveal(request.for_factory(n), identities[n], roster, held[n]) for n in request.survivors]
+    aggregate = unmask(collected, full, reveals, roster)
+    assert _decrypt(aggregate, keys, roster).gram == _pooled(exact, names[:4]).gram
+
+
 # --- end to end with files and real processes ------------------------------------------------------------------------
 def _ok(result):
     assert result.returncode == 0, (result.args, result.stdout, result.stderr)

@@ -21,7 +21,8 @@ seed of its self-mask and its per-round mask key among the participants. Message
    the reveal. The signed join doubles as the authenticated "ready" answer.
 3. **Round keys** (aggregator, :func:`start_round`): the verified joins; the joined set ``U1`` (≥ t).
    Every factory verifies them before encrypting (:func:`accept_round_keys`): every signature, its
-   own join unchanged, the established set.
+   own join unchanged, the established set. Factories may get them without the sealed shares
+   (:meth:`RoundKeys.headers`, n entries instead of n²; same digest): only the aggregator needs those.
 4. **Contribution** (factory, :class:`Masking` / :func:`mask_contribution`): pairwise masks from
    ``X25519(mask_i, mask_j)`` for every pair in ``U1`` (HKDF, uniform mod n, + for the smaller id,
    − for the larger) plus the self-mask expanded from the seed, added homomorphically
@@ -48,10 +49,26 @@ seed of its self-mask and its per-round mask key among the participants. Message
    verified contributor set: the survivors, whose exact pooled sums the aggregate then decrypts to
    (counter = |survivors|).
 
-A late bundle of a declared drop-out stays masked by its self-mask: only its mask key was revealed.
-The aggregator learns the correction, i.e. the survivors' self-masks and their masks with the
-drop-outs, but each survivor's contribution is still masked by its pairwise masks with the other
-survivors; the key holder, who sees each contribution, likewise.
+**What the masks protect, and against whom.** The aggregator alone learns nothing: every value is
+Paillier-encrypted. The masks protect each contribution from the *key holder*, who sees every signed
+contribution in the aggregate (to recompute the product) and could decrypt it. From the reveals it
+learns the survivors' self-masks and their pairwise masks with the drop-outs, never a pairwise mask
+between two survivors: each survivor stays masked (there are at least t ≥ 2 survivors). A late
+bundle of a declared drop-out stays masked by its self-mask: only its mask key was revealed. An
+aggregator colluding with the key holder can also ask for reveals of its choice, but each honest
+factory reveals for one survivor set per round, so to get both shares of a victim from honest
+factories it needs two disjoint groups of ``t − c`` of them, where ``c`` factories collude too:
+impossible while ``c < 2t − n``. The default ``t = ⌊n/2⌋ + 1`` therefore resists an aggregator and key
+holder colluding with no factory (n odd) or one (n even); each further colluding factory tolerated
+costs a higher threshold (Bonawitz et al. take t > 2n/3 against n/3), i.e. fewer drop-outs. Any
+``n − 1`` colluding factories learn the last one's values from the sum itself, whatever the protocol.
+
+Departures from the 2017 paper: the correction is added as ``g^c`` (deterministic) rather than encrypted
+with fresh randomness, so the key holder recomputes it from the signed reveals and compares ciphertexts
+exactly instead of trusting the aggregator; the seed is committed to in the signed join, so a wrong
+share (even one its revealer signed) is detected instead of silently yielding noise; the per-factory
+ledger (one survivor set per round, nothing masked after the reveal, the study's established set)
+replaces the paper's consistency-check round; factories refuse thresholds of half or less.
 
 All functions are pure message → message (plus the factory's local state in its identity folder when
 the identity was loaded from one), so a Flower ServerApp/ClientApp can drive them; :func:`run_round`
