@@ -2,7 +2,8 @@
 
 Every error a user can cause derives from :class:`HefedError`; messages are one line and name
 the file, column and row where there is one (a factory's own messages may quote its own cell
-values: they are for the factory's operator). Errors carry no
+values: they are for the factory's operator, and what leaves a factory is only
+:func:`reply_category`, a fixed short string per exception class). Errors carry no
 exit codes and name no command-line flags: where a message advises changing a setting it
 names the library parameter and sets :attr:`HefedError.parameters`, so a front end (the CLI)
 can point at its own option for it.

@@ -1101,7 +1101,7 @@ def start_round(federation: LocalFederation, root: Path, keys: dict[str, Any], *
     return federation.submit({
         "public-key": str(keys["public_path"]), "out": str(root / "aggregate.json"),
         "report": str(root / "report.json"), "progress": str(root / "progress.jsonl"), "target": "NOX",
-        "expected-factories": ",".join(YEARS), "wait-for-nodes": 60.0, **config,
+        "expected-factories": ",".join(YEARS), "wait-for-nodes": 60.0, "insecure-test-key": True, **config,
     })
 
 
@@ -1126,7 +1126,8 @@ class SharedFederation:
                 federation.stop()
             self.starts += 1
             federation = LocalFederation(self.files, workdir=self.root / f"federation-{self.starts}",
-                                         key_fingerprint=hefed.key_fingerprint(self.keys["public"]))
+                                         key_fingerprint=hefed.key_fingerprint(self.keys["public"]),
+                                         insecure_test_key=True)
             self.federation = federation
             federation.start()
         for index in list(federation.killed):
@@ -1316,7 +1317,7 @@ def test_killed_after_ready_reruns_a_new_round_for_the_survivors(tmp_path, keys,
     """
     dirs = [gas_identities["dirs"][name] for name in YEARS]
     with LocalFederation(gas_files, workdir=tmp_path / "federation", identity_dirs=dirs,
-                         key_fingerprint=hefed.key_fingerprint(keys["public"]),
+                         key_fingerprint=hefed.key_fingerprint(keys["public"]), insecure_test_key=True,
                          roster_digest=gas_identities["roster"].digest()) as federation:
         run_id = start_round(federation, tmp_path, keys, roster=str(gas_identities["roster_path"]),
                              **{"min-contributors": 2, "timeout": 60.0})

@@ -28,10 +28,16 @@ ever holds the private key. Bundles travel as the JSON bytes of
 :meth:`hefed.protocol.Bundle.to_dict`.
 
 With a ``roster`` in the run config the app runs masked, signed rounds
-(:mod:`hefed.protocol`): a cheap ready step fixes the participants, each factory
-masks and signs with the identity named in its own node config (its private
-keys never leave its SuperNode), and a participant that fails to deliver makes
-the aggregator re-run a new round for the others.
+(:mod:`hefed.protocol`): a cheap ready step fixes the participants (each proves its
+claim with a signature over a fresh nonce, so a rogue SuperNode can neither take a
+member's place nor exclude it), each factory masks and signs with the identity named
+in its own node config (its private keys never leave its SuperNode), and a
+participant that fails to deliver makes the aggregator re-run a new round for the others.
+
+Every factory is pinned: it encrypts only under its study's key or the key its node
+config pins, joins masked rounds only of its study's roster or the roster it pins, and
+its replies carry a fixed error category, never its data (the full message stays in its
+own log). :mod:`hefed.flower.app` says what the aggregator can and cannot do.
 """
 
 from __future__ import annotations

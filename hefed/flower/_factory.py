@@ -328,7 +328,7 @@ def make_bundle(request: Mapping[str, Any], factory: FactoryConfig, run_config: 
             data = split_holdout(read_table(factory.data_path), settings.test_fraction, settings.seed)[1]
         return encrypt_table(data, target or model.target_, public_key, factory_id=factory.factory_id,
                              request=kind_request(kind, model=model), encoding=settings.encoding,
-                             masking=masking).bundle
+                             masking=masking, insecure_test_key=factory.insecure_test_key).bundle
     if not target:
         raise UsageError("no target column: set 'target' in the run config or the factory's node config")
     return encrypt_table(
@@ -336,7 +336,7 @@ def make_bundle(request: Mapping[str, Any], factory: FactoryConfig, run_config: 
         factory_id=factory.factory_id, request=kind_request(kind, ridge=settings.ridge),
         encoding=settings.encoding, cleaning=Cleaning(missing=settings.missing),  # type: ignore[arg-type]
         holdout=Holdout(settings.test_fraction, settings.seed) if settings.test_fraction else None,
-        masking=masking,
+        masking=masking, insecure_test_key=factory.insecure_test_key,
     ).bundle
 
 
@@ -346,7 +346,7 @@ def _study_bundle(request: Mapping[str, Any], factory: FactoryConfig, study: Stu
     evaluation comes from the request, and it must have been solved in this study."""
     if not takes_model(kind):
         return encrypt_for_study(factory.data_path, study, factory_id=factory.factory_id, kind=kind.name,
-                                 masking=masking).bundle
+                                 masking=masking, insecure_test_key=factory.insecure_test_key).bundle
     model = model_from_request(request)
     if model.study_ != study.digest:
         made = f"study {model.study_}" if model.study_ else "no study"
@@ -355,7 +355,7 @@ def _study_bundle(request: Mapping[str, Any], factory: FactoryConfig, study: Stu
     study.check_model(model)  # before the holdout is read
     held_out = study_holdout(factory.data_path, study, factory_id=factory.factory_id)
     return encrypt_for_study(held_out, study, factory_id=factory.factory_id, kind=kind.name, model=model,
-                             masking=masking).bundle
+                             masking=masking, insecure_test_key=factory.insecure_test_key).bundle
 
 
 def _fallback_factory_id(node_config: Mapping[str, Any]) -> str:

@@ -10,16 +10,20 @@ An **unmasked** round (run config ``roster`` empty) is one message type (``query
   factory computes from its own copy of the study, and refuses a request of another study);
 * **reply** (factory → aggregator), ``status`` ``ok`` with the ``factory-id`` and the
   encrypted ``bundle`` as bytes (the UTF-8 JSON of :meth:`hefed.protocol.Bundle.to_dict`, never
-  pickle), or ``status`` ``error`` with the ``factory-id`` and a one-line ``error``.
+  pickle), or ``status`` ``error`` with the ``factory-id`` and the ``error``'s fixed category
+  (:func:`hefed.errors.reply_category`, one of :data:`hefed.errors.REPLY_CATEGORIES`), never the
+  message itself, which stays in the factory's own log.
 
 A **masked, signed** round (run config ``roster`` set; see :mod:`hefed.protocol`) has two steps:
 
 1. **ready** (``query.ready``, cheap: nothing is read or encrypted): the request carries
    ``kind``, ``public-key``, ``key-fingerprint``, the consortium ``roster`` (its public JSON),
-   its ``roster-digest`` and, in a study, the ``study`` digest; a factory checks its pins (and its
-   study) and that its enrolled identity is the
-   roster's entry for it, and replies ``status`` ``ok`` with its ``factory-id`` (or ``error``).
-   The aggregator fixes the participants: the roster members that answered.
+   its ``roster-digest``, in a study the ``study`` digest, and a fresh random ``nonce``; a factory
+   checks its pins (and its study) and that its enrolled identity is the roster's entry for it,
+   and replies ``status`` ``ok`` with its ``factory-id`` and a ``signature`` (hex, Ed25519) over
+   :func:`ready_statement` (the nonce, its id, the key fingerprint, the roster digest, the study
+   and its Flower node id), or ``error`` with a category. The aggregator fixes the participants:
+   the roster members whose signature verifies against the roster, each on the node it signed for.
 2. **contribute** (``query.contribute``, sent only to the participants' nodes): the unmasked
    request plus the ``round`` (public JSON of :class:`hefed.protocol.Round`: id, participants,
    roster digest) and the ``roster``; each factory encrypts, adds its zero-sum masks and signs

@@ -310,7 +310,8 @@ def tally_ready(replies: Iterable[Reply], sent_to: Sequence[int], roster: Roster
                 false_claims[f"node {node_id}"] = f"claimed {factory_id!r} without its identity's signature ({problem})"
         if not proofs and others:
             not_ready[factory_id] = (others[0][1] if len(others) == 1 else
-                                     f"{len(others)} SuperNodes claimed it, none with its identity's signature")
+                                     f"{len(others)} SuperNodes claimed it, none with its identity's signature: "
+                                     + "; ".join(sorted({problem for _, problem in others})))
     expected = settings.expected_factories or tuple(sorted(roster.members))
     for name in expected:
         if name not in nodes and name not in not_ready:

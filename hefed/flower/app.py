@@ -11,24 +11,28 @@ config's ``progress`` file: :mod:`hefed.flower._progress`). The app's ``pyprojec
     serverapp = "hefed.flower.app:server_app"
     clientapp = "hefed.flower.app:client_app"
 
-The **ServerApp** loads the consortium's public key (never a private key),
-waits for the expected SuperNodes, sends one ``query.contribute`` request to
-every connected SuperNode, collects replies until all have answered or
-``timeout`` seconds have passed, sums the bundles of exactly the factories
-that answered with a valid bundle, and writes the aggregate bundle (its
-``contributors`` list names them) and, if asked, a JSON report naming the
-missing factories and why. With fewer than ``min-contributors`` bundles it
-writes the report and fails with a one-line reason.
+The **ServerApp** loads the consortium's public key (never a private key; below 2048 bits only with the
+run config's ``insecure-test-key``), waits for the expected SuperNodes, sends one ``query.contribute``
+request to every connected SuperNode, collects replies until all have answered or ``timeout`` seconds
+have passed, sums the bundles of exactly the factories that answered with a valid bundle, and writes the
+aggregate bundle (its ``contributors`` list names them) and, if asked, a JSON report naming the missing
+factories and why. With fewer than ``min-contributors`` bundles it writes the report and fails with a
+one-line reason. These plain runs are for trials: contributions are unsigned, so a factory id claimed by
+two SuperNodes makes the run aggregate nothing (leaving the claimed factory out would let rogue nodes
+isolate the others), and replies under ids outside ``expected-factories`` are left out.
 
-With a ``roster`` in the run config the ServerApp runs **masked, signed
-rounds** instead (:func:`run_masked`): a cheap ``query.ready`` to every
-connected SuperNode fixes the participants (the roster members that answered),
-``new_round`` gives them a fresh round, ``query.contribute`` carries the round
-and the roster, and the signed, masked bundles are summed with
-``aggregate(bundles, roster, round_)``. A participant that fails to deliver
-leaves masks that cannot cancel, so the round is re-run with a new id for the
-factories that did deliver, up to ``max-rounds`` rounds; the report records
-every round (id, participants, who was missing and why).
+With a ``roster`` in the run config the ServerApp runs **masked, signed rounds** instead
+(:func:`run_masked`): a cheap ``query.ready`` with a fresh random nonce goes to every connected
+SuperNode; each factory answers with a **signature** (Ed25519, its identity) over the nonce, its id, the
+key, the roster, the study and its node id, and the participants are the roster members whose signature
+verifies (:func:`hefed.flower._tally.tally_ready`). A SuperNode that claims a member's id without its
+identity (unsigned, wrongly signed, replayed from an earlier ready step or relayed from another node)
+cannot take its place or exclude it: its claim is ignored and reported (``masked.false_claims``).
+``new_round`` then gives the participants a fresh round, ``query.contribute`` carries the round and the
+roster, and the signed, masked bundles are summed with ``aggregate(bundles, roster, round_)``. A
+participant that fails to deliver leaves masks that cannot cancel, so the round is re-run with a new id for
+the factories that did deliver, up to ``max-rounds`` rounds; the report records every round (id,
+participants, who was missing and why).
 
 With a ``study`` in the run config the ServerApp loads the study (the key is
 the study's, ``min-contributors`` at least the study's, the roster the study's
@@ -36,15 +40,32 @@ when it names one), refuses run-config keys that would change what a factory
 computes, sends the study's digest (never its contents) in every request, accepts
 only bundles of that study, and the aggregate and the report carry its digest.
 
-The **ClientApp** reads its data path (and optional factory id, target,
-features, key pin, identity folder, roster pin, study file and study pin) from
-its SuperNode's node config and, without a study, the rest from the run config;
-a factory with a study computes only what its own copy of the study says and
-reads nothing from the run config. To a ready query it answers with its
-factory id once its pins and identity check out; to a contribute request it
-encrypts with the public key in the request (masked and signed with its
-identity in a masked round) and replies with the bundle's JSON as bytes, or
-with an error naming the factory. Its identity's private keys never leave it.
+The **ClientApp** reads its data path (and optional factory id, target, features, key pin, identity folder,
+roster pin, study file and study pin, log folder) from its SuperNode's node config and, without a study,
+the rest from the run config; a factory with a study computes only what its own copy of the study says and
+reads nothing from the run config (:mod:`hefed.flower._factory`). Its identity's private keys never leave it.
+
+What the aggregator **can** do: choose the run config of a factory without a study (target, features,
+encoding, holdout, within what that factory's pins allow), ask for any kind, run rounds of any subset of the
+roster members it names (the key holder's ledger, not Flower, stops differencing them), leave factories out,
+and read what every reply carries: factory ids, bundles (ciphertexts and public metadata), ready signatures
+and a fixed error category. What it **cannot** do:
+
+* make a factory encrypt under a key of its own: a factory encrypts only under its study's key or the key
+  its node config pins (``key-fingerprint``); with neither it refuses every request (no unpinned mode),
+  and a weak key (even, small factors, perfect power, below 2048 bits without ``insecure-test-key``) is
+  refused even when pinned;
+* put a factory in a masked round with its sybils: a factory joins masked rounds only of the roster its
+  study names or its node config pins (``roster-digest``); a study without a roster allows none;
+* read a factory's data through its refusals: a reply carries only ``hefed.errors.reply_category``
+  (``"refused: data out of range"`` …), never a value, row number, column statistic, column name or
+  path; the full message goes to the factory's own log (``log-dir``, mode 0600) and Flower's logger on the
+  factory's machine. A ClientApp failure reported by Flower is named by its code, not its text;
+* with a study, steer what a factory computes, or get a bundle for another study, kind, key or roster.
+
+Rogue SuperNodes (anyone who can connect to the SuperLink) can claim any factory id: in masked rounds they
+cannot prove it, so they neither replace nor exclude a member; in plain runs a duplicate claim stops the
+run (denial of service, not disclosure). Use Flower's SuperNode authentication against both.
 """
 
 from __future__ import annotations

@@ -494,13 +494,17 @@ class LocalFederation:
             _signal_group(process.pid, signal.SIGKILL)
             if process.poll() is None:
                 process.kill()
-        for pid in below + descendants([p.pid for p in roots]):
+        below += [pid for pid in descendants([p.pid for p in roots]) if pid not in below]
+        for pid in below:
             _signal_pid(pid, signal.SIGKILL)
         for process in roots:
             try:
                 process.wait(STOP_GRACE_SECONDS)
             except subprocess.TimeoutExpired:  # pragma: no cover - a process that ignores SIGKILL
                 pass
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while any(_alive(pid) for pid in below) and time.monotonic() < deadline:  # gone, not just signalled
+            time.sleep(0.05)
 
     def stop(self) -> None:
         """Stop every process this federation started (SIGTERM, then SIGKILL), and remove a temporary workdir."""
@@ -617,12 +621,21 @@ class LocalFederation:
                 if report_path.exists():
                     continue
                 status = self.status(run_id)
-                if status.startswith("finished"):
+                if status.startswith("finished") and not report_path.exists():  # written while flwr list ran
                     raise error_from_log(run_id, status, self.log(run_id))
                 next_status = time.monotonic() + STATUS_POLL_SECONDS
                 seen_serverapp = False
             time.sleep(0.2)
         raise FederationError(f"Flower run {run_id} gave no result within {seconds:g} s")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _signal_group(pgid: int, sig: int) -> None:
