@@ -32,12 +32,14 @@ from .output import output_options
               help="Also report coefficients per standard deviation of each feature and fully standardised.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Model JSON to write (without it the model is only printed).")
+@click.option("--release-key", "release_key_path", type=click.Path(path_type=Path), default=None,
+              help="Sign the model with the key holder's release key (keyholder.key.json), for readers to check.")
 @click.option("--study", "study_path", type=click.Path(path_type=Path), default=None,
               help="The consortium's study: refuse sums not made for it; its DP bounds are the ones clipped to.")
 @force_option
 def solve(sums: Path, ridge: str, alphas: str | None, no_intercept: bool, dp_epsilon: float | None,
           dp_delta: float | None, bounds_path: Path | None, standardize: bool, out: Path | None,
-          study_path: Path | None, force: bool) -> None:
+          study_path: Path | None, release_key_path: Path | None, force: bool) -> None:
     """Analyst: the exact global model from decrypted sums.
 
     Reads what hefed decrypt wrote. Statistics give the pooled OLS or ridge model with its inference; fold
@@ -46,7 +48,7 @@ def solve(sums: Path, ridge: str, alphas: str | None, no_intercept: bool, dp_eps
     from hefed._files import check_writable
     from hefed.data import Bounds
     from hefed.errors import PrivacyNoiseWarning
-    from hefed.protocol import Study
+    from hefed.protocol import Study, load_release_key
     from hefed.roles import DifferentialPrivacy, load_sums, release_model
 
     from .render import render_release
@@ -64,7 +66,8 @@ def solve(sums: Path, ridge: str, alphas: str | None, no_intercept: bool, dp_eps
                if private and dp_epsilon is not None and dp_delta is not None else None)
     warnings.filterwarnings("ignore", category=PrivacyNoiseWarning)  # render_release prints them from the accounting
     release = release_model(load_sums(sums), ridge, parse_floats(alphas, "--alphas"), not no_intercept,
-                            standardize, privacy, study)
+                            standardize, privacy, study,
+                            load_release_key(release_key_path) if release_key_path is not None else None)
     if out is not None:
         release.model.save(out, force=force)
     render_release(release, out)

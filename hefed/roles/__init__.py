@@ -54,7 +54,7 @@ from ._privacy import (
     zcdp_epsilon,
     zcdp_rho,
 )
-from ._release import Release, parse_ridge, release_model
+from ._release import Release, parse_ridge, release_model, sign_model
 from ._ridgecv import DEFAULT_ALPHAS, RidgeCVResult, cross_validate_ridge, solve_auto_ridge, solve_ridge_cv
 
 __all__ = [
@@ -73,6 +73,7 @@ __all__ = [
     "decrypt_to_file",
     "default_ledger_path",
     "release_sums",
+    "sign_model",
     "average_model",
     "cross_validate_ridge",
     "decrypt_bundle",

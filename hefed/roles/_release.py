@@ -59,12 +59,14 @@ def release_model(
     standardize: bool = False,
     privacy: DifferentialPrivacy | None = None,
     study: Study | None = None,
+    signer: KeyHolderSigner | None = None,
 ) -> Release:
     """The model to publish from decrypted sums, and the validation curve when ``ridge="auto"``.
 
     ``privacy`` makes an (ε, δ)-differentially private release (from plain statistics with a
     fixed ridge); ``alphas`` are the candidates of ``ridge="auto"``. With a ``study`` the sums must
-    be the study's, and the study's DP bounds are the ones clipped to.
+    be the study's, and the study's DP bounds are the ones clipped to. ``signer`` (the key
+    holder's release key) signs the model with its study and contributor set.
     """
     if study is not None:
         study.check_digest(getattr(aggregate, "study", None), "the decrypted sums")
@@ -86,6 +88,11 @@ def release_model(
     if standardize and privacy is None:
         model.standardized_ = standardized_coefficients(model, aggregate)
     model.study_ = getattr(aggregate, "study", None)
+    if signer is not None:  # the key holder vouches for the model it released, for readers to check
+        if study is not None and study.keyholder is not None and signer.public != study.keyholder:
+            raise UsageError("the release key is not the one the study names for its key holder",
+                             parameters=("release_key",))
+        model = sign_model(model, signer)
     return Release(model, curve, list(curve.notes) if curve is not None else [])
 
 
