@@ -63,7 +63,13 @@ from hefed.errors import (  # noqa: E402
     reply_category,
 )
 from hefed.flower import FactoryConfig, LocalFederation, RunSettings  # noqa: E402
-from hefed.flower._factory import factory_log_path, factory_ready_reply, factory_reply  # noqa: E402
+from hefed.flower._factory import (  # noqa: E402
+    check_ready,
+    factory_log_path,
+    factory_ready_reply,
+    factory_reply,
+    ready_reply_for,
+)
 from hefed.flower._messages import (  # noqa: E402
     Reply,
     bundle_to_bytes,
@@ -238,6 +244,12 @@ def test_ready_replies_are_signed_over_the_nonce_key_roster_study_and_node(club,
     for changed in ({"nonce": "0" * 32}, {"key-fingerprint": "0" * 32}, {"study": "1" * 32}):
         assert verify_ready(record, name, 1, club["roster"], {**request, **changed}) is not None
     assert verify_ready(record, name, 2, club["roster"], request) is not None  # another node
+    # fields a ready reply adds (a drop-out recovery's mask keys and shares) are signed too: changed or added, refused
+    check = check_ready(request, FactoryConfig.from_node_config(pinned_node(club, keys, 0)))
+    extended = ready_reply_for(check, 1, {"mask-key": "q1w2e3", "shares": "[]"})
+    assert extended["mask-key"] == "q1w2e3" and verify_ready(extended, name, 1, club["roster"], request) is None
+    for tampered in ({**extended, "mask-key": "q1w2e4"}, {**extended, "more": "x"}):
+        assert verify_ready(tampered, name, 1, club["roster"], request) is not None
     # a ready request without a nonce is refused: there would be nothing fresh to sign
     unsigned = {k: v for k, v in request.items() if k != "nonce"}
     node = pinned_node(club, keys, 0)

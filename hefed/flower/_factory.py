@@ -55,6 +55,7 @@ from ..protocol import Bundle, FactoryIdentity, Masking, Roster, Study, load_ide
 from ..roles import encrypt_for_study, encrypt_table, study_holdout
 from ._config import FactoryConfig, RunSettings, flower_kind, kind_request, takes_model
 from ._messages import (
+    READY_BASE_FIELDS,
     ReplyRecord,
     error_reply,
     error_text,
@@ -63,6 +64,7 @@ from ._messages import (
     ok_reply,
     one_line,
     public_key_from_request,
+    ready_extra,
     ready_statement,
     roster_from_request,
     round_from_request,
@@ -241,10 +243,10 @@ class ReadyCheck:
     roster_digest: str
     study: str | None
 
-    def statement(self, node_id: int | None) -> bytes:
+    def statement(self, node_id: int | None, extra: Mapping[str, str] | None = None) -> bytes:
         """The bytes the ready reply signs (:func:`hefed.flower._messages.ready_statement`)."""
         return ready_statement(self.nonce, self.identity.factory_id, self.key_fingerprint, self.roster_digest,
-                               self.study, node_id)
+                               self.study, node_id, extra)
 
 
 def check_ready(request: Mapping[str, Any], factory: FactoryConfig) -> ReadyCheck:
@@ -441,9 +443,19 @@ def factory_ready_reply(request: Mapping[str, Any], node_config: Mapping[str, An
         return _refusal("ready", factory_id, node_config, exc, on_detail)
 
 
-def ready_reply_for(check: ReadyCheck, node_id: int | None) -> ReplyRecord:
-    """The signed ``ok`` ready reply of a factory that passed :func:`check_ready`."""
-    return ok_reply(check.identity.factory_id, signature=check.identity.sign(check.statement(node_id)))
+def ready_reply_for(check: ReadyCheck, node_id: int | None, extra: Mapping[str, str] | None = None) -> ReplyRecord:
+    """The signed ``ok`` ready reply of a factory that passed :func:`check_ready`.
+
+    ``extra`` (string fields, e.g. a drop-out recovery's public mask keys and encrypted shares) travels in the
+    reply and is covered by the same signature; the aggregator verifies it with
+    :func:`hefed.flower._tally.verify_ready` and finds it with :func:`hefed.flower._messages.ready_extra`.
+    """
+    fields = dict(extra or {})
+    if set(fields) & READY_BASE_FIELDS:
+        raise UsageError(f"a ready reply's extra fields cannot be named {sorted(set(fields) & READY_BASE_FIELDS)}")
+    record = ok_reply(check.identity.factory_id,
+                      signature=check.identity.sign(check.statement(node_id, ready_extra(fields))))
+    return {**record, **fields}
 
 
 def factory_reply(

@@ -198,15 +198,28 @@ def nonce_from_request(request: Mapping[str, Any]) -> str:
     return value
 
 
+#: Fields of a ready reply that its signature does not cover as "extra" (they are covered otherwise, or are it).
+READY_BASE_FIELDS = frozenset({"status", "factory-id", "signature"})
+
+
+def ready_extra(record: Mapping[str, Any]) -> dict[str, str]:
+    """The fields a ready reply carries beyond status, factory id and signature (e.g. a drop-out recovery's
+    public mask keys and encrypted shares): every one of them is signed (:func:`ready_statement`)."""
+    return {str(k): v if isinstance(v, str) else repr(v) for k, v in record.items() if k not in READY_BASE_FIELDS}
+
+
 def ready_statement(nonce: str, factory_id: str, key_fingerprint: str, roster_digest: str, study: str | None,
-                    node_id: int | None) -> bytes:
+                    node_id: int | None, extra: Mapping[str, str] | None = None) -> bytes:
     """The bytes a factory signs in its ready reply (Ed25519, its identity's signing key): the request's nonce,
-    its factory id, the fingerprint of the key it will encrypt under, the roster and the study it checked, and
-    the Flower node it answers from (``None`` where Flower does not say). The aggregator rebuilds them from
-    what it sent and the node the reply came from, never from the reply."""
-    statement = {"nonce": nonce, "factory_id": factory_id, "key_fingerprint": key_fingerprint,
-                 "roster_digest": roster_digest, "study": study or None,
-                 "node_id": int(node_id) if node_id is not None else None}
+    its factory id, the fingerprint of the key it will encrypt under, the roster and the study it checked, the
+    Flower node it answers from (``None`` where Flower does not say) and every ``extra`` field its reply
+    carries (:func:`ready_extra`). The aggregator rebuilds the statement from what it sent, the node the reply
+    came from and the reply's extra fields, never from the reply's word on the rest."""
+    statement: dict[str, Any] = {"nonce": nonce, "factory_id": factory_id, "key_fingerprint": key_fingerprint,
+                                 "roster_digest": roster_digest, "study": study or None,
+                                 "node_id": int(node_id) if node_id is not None else None}
+    if extra:
+        statement["extra"] = dict(sorted(extra.items()))
     return READY_CONTEXT + json.dumps(statement, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 

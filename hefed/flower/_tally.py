@@ -20,7 +20,7 @@ from ..models import LinearModel
 from ..protocol import Bundle, Roster, Round, Study, check_factory_id, verify_contribution
 from ..roles import aggregate
 from ._config import RunSettings
-from ._messages import Reply, bundle_from_bytes, one_line, ready_statement
+from ._messages import Reply, bundle_from_bytes, one_line, ready_extra, ready_statement
 
 #: Format of the federation report the ServerApp writes.
 REPORT_FORMAT = "hefed.federation"
@@ -220,9 +220,10 @@ def verify_ready(record: Mapping[str, Any], factory_id: str, node_id: int, roste
     """Why an ``ok`` ready reply claiming ``factory_id`` from ``node_id`` is not proved, or ``None`` when it is.
 
     The signature must be the roster member's (Ed25519) over the statement the aggregator rebuilds from what
-    it sent (the nonce of this ready step, the key fingerprint, the roster digest, the study) and the node the
-    reply came from (:func:`hefed.flower._messages.ready_statement`): a signature of an earlier ready step, of
-    another node, key, roster or study, or by another key does not verify.
+    it sent (the nonce of this ready step, the key fingerprint, the roster digest, the study), the node the
+    reply came from and the reply's extra fields (:func:`hefed.flower._messages.ready_statement`): a signature
+    of an earlier ready step, of another node, key, roster or study, by another key, or of a reply whose extra
+    fields were changed or added does not verify.
     """
     member = roster.members.get(factory_id)
     if member is None:
@@ -235,7 +236,7 @@ def verify_ready(record: Mapping[str, Any], factory_id: str, node_id: int, roste
     except ValueError:
         return "ready reply with a malformed signature"
     statement = ready_statement(str(request.get("nonce", "")), factory_id, str(request.get("key-fingerprint", "")),
-                                roster.digest(), request.get("study") or None, node_id)
+                                roster.digest(), request.get("study") or None, node_id, ready_extra(record))
     try:
         member.verifier().verify(signature, statement)
     except (InvalidSignature, ValueError):
