@@ -416,8 +416,14 @@ def test_wrong_share_signed_by_a_survivor_is_refused(keys, names, identities, ro
     lie = replace(honest, seed_shares={**honest.seed_shares, member: (honest.seed_shares[member] + 1) % shamir.PRIME})
     lie = replace(lie, signature=identities[liar].sign(lie.signed_bytes()))
     collected, _ = collect_contributions(run.contributions.values(), roster, run.keys)
+    others = [r for n, r in run.reveals.items() if n != liar]
+    # with a reveal to spare (4 survivors, t = 3), the aggregator leaves the liar out
+    recovered = unmask(collected, run.keys, [lie, *others], roster)
+    assert liar not in [r["factory_id"] for r in recovered.recovery["reveals"]]
+    assert verify_aggregate(recovered, roster, 3) == tuple(names[:-1])
+    # with exactly t, the round fails: the lie is found, never decrypted
     with pytest.raises(RoundError, match="commitment"):
-        unmask(collected, run.keys, [lie, *(r for n, r in run.reveals.items() if n != liar)], roster)
+        unmask(collected, run.keys, [lie, *others[:2]], roster)
     forged = _with_recovery(run.aggregate, reveals=[lie.to_dict(), *(r.to_dict() for n, r in run.reveals.items()
                                                                          if n != liar)])
     with pytest.raises(RoundError, match="commitment"):

@@ -1028,7 +1028,10 @@ RECOVERY_FIELDS = ("round_keys", "reveals")
 
 def unmask(collected: Bundle, keys: RoundKeys, reveals: Iterable[Reveal], roster: Roster) -> Bundle:
     """Aggregator: the survivors' aggregate from the collected product and ≥ t signed reveals; it carries
-    the round keys (without shares) and the reveals, so the key holder can recompute the correction."""
+    the round keys (without shares) and the reveals, so the key holder can recompute the correction.
+
+    A reveal whose shares do not reconstruct what their owners committed to (a survivor signed a wrong
+    share) is left out when the others still number t or more; otherwise the round fails."""
     keys.check(roster)
     survivors = sorted(collected.contributors)
     if collected.round_id != keys.round_id or collected.recovery is not None:
@@ -1041,7 +1044,22 @@ def unmask(collected: Bundle, keys: RoundKeys, reveals: Iterable[Reveal], roster
     chosen = sorted(reveals, key=lambda r: r.factory_id)
     for answer in chosen:
         answer.verify(roster, keys, survivors, f"reveal of {answer.factory_id!r}")
-    correction = recovery_correction(collected, keys, chosen, survivors)
+    try:
+        correction = recovery_correction(collected, keys, chosen, survivors)
+    except RoundError:
+        # a survivor signed a wrong share: with a reveal to spare, leave one out at a time
+        if len(chosen) <= keys.threshold:
+            raise
+        for liar in chosen:
+            rest = [r for r in chosen if r is not liar]
+            try:
+                correction = recovery_correction(collected, keys, rest, survivors)
+            except RoundError:
+                continue
+            chosen = rest
+            break
+        else:
+            raise
     result = replace(collected, ciphertexts=add_plaintexts(collected, correction),
                      manifests=[dict(m) for m in collected.manifests],
                      contributions={f: list(c) for f, c in collected.contributions.items()},
