@@ -16,6 +16,7 @@ from .options import (
     file_format,
     file_format_options,
     force_option,
+    insecure_test_key_option,
     parse_floats,
     split_names,
 )
@@ -110,6 +111,7 @@ def _request(mode: str, summary: bool, options: dict[str, Any], given: set[str])
 @click.option("--bounds", "bounds_path", type=click.Path(path_type=Path), default=None,
               help="Declared per-column bounds: clip values to them (for a differentially private release).")
 @encryption_option
+@insecure_test_key_option
 @force_option
 @click.pass_context
 def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str | None, features: str | None,
@@ -119,7 +121,8 @@ def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str
             max_z: float | None, test_fraction: float, seed: int, holdout_out: Path | None, frac_bits: int,
             int_bits: int, max_contributors: int, delimiter: str | None, decimal: str | None,
             file_encoding: str | None, sheet: str | None, round_path: Path | None, identity_path: Path | None,
-            roster_path: Path | None, bounds_path: Path | None, encryption: Encryption, force: bool) -> None:
+            roster_path: Path | None, bounds_path: Path | None, encryption: Encryption, insecure_test_key: bool,
+            force: bool) -> None:
     """Factory: encrypt exact statistics of its table (CSV, TSV, .xlsx or Parquet).
 
     Computes the --mode kind's exact sums of DATA and encrypts them. The bundle holds ciphertexts and public
@@ -168,8 +171,10 @@ def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str
             elif "seed" in explicit and "folds" not in explicit:
                 raise UsageError(f"--seed {seed} contradicts the study, which keeps no holdout")
         result = hefed.encrypt_table(
-            data, target, hefed.load_public_key(public_key_path) if public_key_path is not None else None,
+            data, target, hefed.load_public_key(public_key_path, insecure_test_key=insecure_test_key)
+            if public_key_path is not None else None,
             features=split_names(features), factory_id=factory_id, study=study, summary=summary,
+            insecure_test_key=insecure_test_key,
             request=_request(mode, summary_flag, {"ridge": ridge, "folds": folds, "seed": seed}, given)
             if wanted else None,
             encoding=_given_encoding(study.encoding, explicit, frac_bits, int_bits, max_contributors),
@@ -184,8 +189,8 @@ def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str
         request = _request(mode, summary_flag, {"ridge": ridge, "folds": folds, "seed": seed}, given)
         assert target is not None and public_key_path is not None
         result = hefed.encrypt_table(
-            data, target, hefed.load_public_key(public_key_path), features=split_names(features),
-            factory_id=factory_id, request=request,
+            data, target, hefed.load_public_key(public_key_path, insecure_test_key=insecure_test_key),
+            features=split_names(features), factory_id=factory_id, request=request, insecure_test_key=insecure_test_key,
             encoding=Encoding(frac_bits=frac_bits, int_bits=int_bits, max_contributors=max_contributors),
             cleaning=Cleaning(missing=missing, impute=impute, max_z=max_z, summary=summary,
                               bounds=Bounds.load(bounds_path) if bounds_path is not None else None),
@@ -213,10 +218,11 @@ def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str
               help="The consortium's study: key, target and encoding come from it (then no --public-key).")
 @encoding_options(contributors=False)
 @encryption_option
+@insecure_test_key_option
 @force_option
 def evaluate(data: Path, model_path: Path, target: str | None, public_key_path: Path | None,
              factory_id: str | None, out: Path | None, study_path: Path | None, frac_bits: int, int_bits: int,
-             encryption: Encryption, force: bool) -> None:
+             encryption: Encryption, insecure_test_key: bool, force: bool) -> None:
     """Factory: a model's metrics on its own holdout rows.
 
     Prints MSE, RMSE, MAE and R² of the model on DATA; with --public-key, --factory-id and --out also writes an
@@ -247,11 +253,13 @@ def evaluate(data: Path, model_path: Path, target: str | None, public_key_path: 
     metrics = evaluate_local(model, data, target, encoding, study=study).metrics()
     if encrypted and out is not None and factory_id is not None and study is not None:
         bundle = encrypt_table(data, target, factory_id=factory_id, study=study, request=EvaluationRequest(model),
-                               encryption=encryption).bundle
+                               encryption=encryption, insecure_test_key=insecure_test_key).bundle
         bundle.save(out, force=force)
         render_evaluation_bundle(bundle, out)
     elif encrypted and out is not None and public_key_path is not None and factory_id is not None:
-        bundle = encrypt_evaluation(model, data, target, hefed.load_public_key(public_key_path), factory_id,
+        bundle = encrypt_evaluation(model, data, target,
+                                    hefed.load_public_key(public_key_path, insecure_test_key=insecure_test_key),
+                                    factory_id,
                                     encoding, encryption)
         bundle.save(out, force=force)
         render_evaluation_bundle(bundle, out)

@@ -95,6 +95,13 @@ def _apply(command: F, decorators: Sequence[Callable[[Any], Any]]) -> F:
     return command
 
 
+def insecure_test_key_option(command: F) -> F:
+    """``--insecure-test-key``: accept a public key below 2048 bits (throw-away tests; a roster's study refuses it)."""
+    return click.option("--insecure-test-key", is_flag=True,
+                        help="Accept a public key below 2048 bits (throw-away tests only; a study with a roster "
+                        "refuses it).")(command)
+
+
 def force_option(command: F) -> F:
     """``--force``: replace existing output files."""
     return click.option("--force", is_flag=True, help="Replace existing output files.")(command)

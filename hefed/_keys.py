@@ -15,9 +15,11 @@ is named as such before anything else is checked.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,20 @@ __all__ = [
     "save_private_key",
     "load_private_key",
     "key_fingerprint",
+    "check_public_key",
 ]
+
+#: Every prime below this divides :func:`_small_primes_product`: an n sharing one is refused (a gcd, about a
+#: millisecond for a 2048-bit n). Honest primes of a Paillier key have hundreds of bits; a modulus with a factor
+#: this small is factored by anyone holding the public key alone.
+SMALL_FACTOR_BOUND = 1 << 20
+
+#: Fingerprints of test keys made in this process with ``generate_keypair(..., insecure_test_key=True)``: the
+#: consent to an insecure size was given here, so the same process (tests, simulations) may use them.
+_TEST_KEYS: set[str] = set()
+#: Fingerprints already found sound (the gcd need not be repeated for every bundle of an aggregation).
+_SOUND_KEYS: set[str] = set()
+_LOCK = threading.Lock()
 
 
 def generate_keypair(
@@ -62,7 +77,53 @@ def generate_keypair(
         )
     # phe draws its primes from random.SystemRandom, i.e. os.urandom.
     public_key, private_key = generate_paillier_keypair(n_length=bits)
+    if bits < MIN_SECURE_BITS:
+        with _LOCK:
+            _TEST_KEYS.add(key_fingerprint(public_key))
     return public_key, private_key
+
+
+@functools.cache
+def _small_primes_product() -> gmpy2.mpz:
+    """The product of every prime below :data:`SMALL_FACTOR_BOUND` (1.5 million bits; made once, in ~15 ms)."""
+    return gmpy2.primorial(SMALL_FACTOR_BOUND - 1)
+
+
+def check_public_key(public_key: PaillierPublicKey, *, insecure_test_key: bool = False,
+                     source: str = "public key") -> None:
+    """Refuse a Paillier public key no role should encrypt under, accept or pass on.
+
+    Always refused (:class:`~hefed.errors.InsecureKeyError`): an n of fewer than 256 or more than 8192 bits,
+    an even n, an n with a prime factor below 2^20, a prime n, and an n that is a perfect power (p², p³ …): each
+    is factored (or has no secret factorisation) by whoever holds the public key. An n below 2048 bits is
+    refused too unless ``insecure_test_key``, or unless this very process made it with
+    ``generate_keypair(..., insecure_test_key=True)``. The message names ``source`` and n's bit length only.
+    """
+    n = getattr(public_key, "n", None)
+    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+        raise InsecureKeyError(f"{source}: not a Paillier public key")
+    bits = n.bit_length()
+    if not MIN_TEST_BITS <= bits <= MAX_BITS:
+        raise InsecureKeyError(f"{source}: a {bits}-bit modulus; Paillier keys here have {MIN_TEST_BITS} to "
+                               f"{MAX_BITS} bits")
+    fingerprint = key_fingerprint(public_key)
+    if fingerprint not in _SOUND_KEYS:
+        if n % 2 == 0:
+            raise InsecureKeyError(f"{source}: the {bits}-bit modulus is even, so anyone can factor it")
+        if gmpy2.gcd(n, _small_primes_product()) != 1:
+            raise InsecureKeyError(f"{source}: the {bits}-bit modulus has a prime factor below 2^20, so anyone "
+                                   "can factor it")
+        if gmpy2.is_power(n):
+            raise InsecureKeyError(f"{source}: the {bits}-bit modulus is a perfect power, not a product of two "
+                                   "distinct primes")
+        if gmpy2.is_prime(n):
+            raise InsecureKeyError(f"{source}: the {bits}-bit modulus is prime, not a product of two primes")
+        with _LOCK:
+            _SOUND_KEYS.add(fingerprint)
+    if bits < MIN_SECURE_BITS and not insecure_test_key and fingerprint not in _TEST_KEYS:
+        raise InsecureKeyError(
+            f"{source}: a {bits}-bit key is insecure; use at least {MIN_SECURE_BITS} bits (smaller keys only for "
+            "throw-away tests, allowed explicitly)", parameters=("insecure_test_key",))
 
 
 def key_fingerprint(public_key: PaillierPublicKey) -> str:
@@ -120,9 +181,6 @@ def _b64_int(obj: dict[str, Any], field: str, source: str) -> int:
         raise InvalidFileError(f"{source}: field {field!r} is not valid base64url") from None
 
 
-_SMALL_PRIMES = [int(p) for p in (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47)]
-
-
 def _public_from_jwk(obj: Any, source: str) -> PaillierPublicKey:
     if not isinstance(obj, dict):
         raise InvalidFileError(f"{source}: public key must be a JSON object")
@@ -133,9 +191,12 @@ def _public_from_jwk(obj: Any, source: str) -> PaillierPublicKey:
     n = _b64_int(obj, "n", source)
     if n.bit_length() < MIN_TEST_BITS or n.bit_length() > MAX_BITS:
         raise InvalidFileError(f"{source}: modulus n has {n.bit_length()} bits, outside [{MIN_TEST_BITS}, {MAX_BITS}]")
-    if any(n % p == 0 for p in _SMALL_PRIMES) or gmpy2.is_square(n) or gmpy2.is_prime(n):
-        raise InvalidFileError(f"{source}: n is not a valid Paillier modulus")
-    return PaillierPublicKey(n)
+    public_key = PaillierPublicKey(n)
+    try:  # the size rule is the caller's
+        check_public_key(public_key, insecure_test_key=True, source=source)
+    except InsecureKeyError as exc:  # a file holding no sound modulus is an invalid key file
+        raise InvalidFileError(str(exc)) from None
+    return public_key
 
 
 def _is_private(obj: dict[str, Any]) -> bool:
@@ -148,11 +209,13 @@ def _is_public(obj: dict[str, Any]) -> bool:
     return "n" in obj and not _is_private(obj)
 
 
-def load_public_key(path: str | os.PathLike[str]) -> PaillierPublicKey:
-    """Load a public key (pheutil format).
+def load_public_key(path: str | os.PathLike[str], *, insecure_test_key: bool = False) -> PaillierPublicKey:
+    """Load a public key (pheutil format), checked by :func:`check_public_key`.
 
     A private key file is refused, not silently reduced to its public half: whoever encrypts
-    (a factory, the aggregator) must never hold the private key.
+    (a factory, the aggregator) must never hold the private key. A key below 2048 bits is refused
+    unless ``insecure_test_key`` (or this process made it as a test key); loaded with the flag, it counts as a
+    test key of this process from then on (the consent was given here), as one it generated does.
     """
     obj = read_json_object(path, "public key")
     if _is_private(obj):
@@ -161,7 +224,12 @@ def load_public_key(path: str | os.PathLike[str]) -> PaillierPublicKey:
     key_ops = obj.get("key_ops", ["encrypt"])
     if not isinstance(key_ops, list) or "encrypt" not in key_ops:
         raise InvalidFileError(f"{path}: key_ops does not allow encryption")
-    return _public_from_jwk(obj, str(path))
+    public_key = _public_from_jwk(obj, str(path))
+    check_public_key(public_key, insecure_test_key=insecure_test_key, source=str(path))
+    if insecure_test_key and public_key.n.bit_length() < MIN_SECURE_BITS:
+        with _LOCK:
+            _TEST_KEYS.add(key_fingerprint(public_key))
+    return public_key
 
 
 def load_private_key(

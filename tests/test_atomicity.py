@@ -260,7 +260,7 @@ def test_encrypt_killed_at_random_moments_leaves_the_old_or_a_complete_file(keys
     _root, public, private, _result = keys
     private_key = _private_key(keys)
     args = ["encrypt", big_csv, "--target", TARGET, "--public-key", public, "--factory-id", "plant-new",
-            "--out", "out.json"]
+            "--out", "out.json", "--insecure-test-key"]
     reference_dir = tmp_path / "reference"
     reference_dir.mkdir()
     start = time.monotonic()

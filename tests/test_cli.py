@@ -339,7 +339,7 @@ def test_readme_pipeline_through_the_installed_script(tmp_path, _consortium_mast
     for name, frame in _consortium_master.items():
         frame.to_csv(tmp_path / f"{name}.csv", index=False)
         ok("encrypt", f"{name}.csv", "--target", TARGET, "--public-key", "keys/public_key.json", "--factory-id", name,
-           "--out", f"{name}.bundle.json")
+           "--out", f"{name}.bundle.json", "--insecure-test-key")
     ok("aggregate", *(f"{name}.bundle.json" for name in _consortium_master), "--out", "aggregate.bundle.json")
     ok("decrypt", "--allow-unsigned",
             "aggregate.bundle.json", "--private-key", "keys/private_key.json", "--out", "statistics.json")

@@ -74,7 +74,8 @@ def test_encrypt_file_equals_in_memory_statistics_and_reports_file_rows(setup, s
 
 def test_progress_bar_is_drawn_on_a_terminal(setup):
     work, _ = setup
-    code, stderr = _run_with_stderr_on_a_terminal(_encrypt_args(work, work / "plant.csv", work / "tty.json"))
+    code, stderr = _run_with_stderr_on_a_terminal(_encrypt_args(work, work / "plant.csv", work / "tty.json",
+                                                                "--insecure-test-key"))  # a process of its own
     assert code == 0
     assert "reading plant.csv" in stderr
 

@@ -18,7 +18,7 @@ from hefed.primitives import djn, encryption
 
 @pytest.fixture(scope="module")
 def keypair() -> tuple[paillier.PaillierPublicKey, paillier.PaillierPrivateKey]:
-    return paillier.generate_paillier_keypair(n_length=1024)
+    return hefed.generate_keypair(1024, insecure_test_key=True)
 
 
 @pytest.mark.parametrize("window", [2, 3, 5, 8])

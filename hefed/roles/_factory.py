@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 from phe import PaillierPublicKey
 
-from .._keys import key_fingerprint
+from .._keys import check_public_key, key_fingerprint
 from ..data import Cleaning, FileFormat, Holdout, PreprocessReport, Table, warn_rounding
 from ..errors import UsageError
 from ..kinds import (
@@ -66,6 +66,7 @@ def encrypt_table(
     file_format: FileFormat | None = None,
     study: Study | None = None,
     summary: ColumnSummary | None = None,
+    insecure_test_key: bool = False,
 ) -> EncryptResult:
     """Everything ``hefed encrypt`` does: compute the ``request``'s plain sums from the factory's
     table, pack and encrypt them, and mask and sign them for a round.
@@ -81,7 +82,8 @@ def encrypt_table(
     With a ``study`` everything the factory computes comes from it (:func:`encrypt_for_study`):
     ``target``, ``public_key``, ``features``, ``request``, ``encoding``, ``cleaning`` and ``holdout``
     may be left out, and any given must agree with the study (a contradiction is refused);
-    ``summary`` is the consortium summary the study's cleaning imputes from.
+    ``summary`` is the consortium summary the study's cleaning imputes from. A key below 2048 bits is refused
+    unless ``insecure_test_key`` (:func:`~hefed._keys.check_public_key`).
     """
     if study is not None:
         kind_name = kind_for_request(request).name if request is not None else "statistics"
@@ -90,10 +92,12 @@ def encrypt_table(
                           encoding=encoding, cleaning=given_cleaning, holdout=holdout)
         return encrypt_for_study(data, study, factory_id=factory_id, kind=kind_name,
                                  model=getattr(request, "model", None), summary=summary, masking=masking,
-                                 encryption=encryption, file_format=file_format)
+                                 encryption=encryption, file_format=file_format,
+                                 insecure_test_key=insecure_test_key)
     if target is None or public_key is None:
         raise UsageError("encrypting needs the target column and the public key (or a study naming both)",
                          parameters=("target", "public_key"))
+    check_public_key(public_key, insecure_test_key=insecure_test_key)
     if summary is not None:
         cleaning = replace(cleaning or Cleaning(), summary=summary)
     check_factory_id(factory_id)
@@ -114,6 +118,7 @@ def encrypt_for_study(
     masking: Masking | None = None,
     encryption: Encryption = DEFAULT_METHOD,
     file_format: FileFormat | None = None,
+    insecure_test_key: bool = False,
 ) -> EncryptResult:
     """What ``hefed encrypt --study`` does: everything the factory computes comes from its own copy of the study.
 
@@ -125,6 +130,7 @@ def encrypt_for_study(
     masked round), so the aggregator and the key holder refuse it in any other study.
     """
     check_factory_id(factory_id)
+    check_public_key(study.public_key, insecure_test_key=insecure_test_key, source="the study's public key")
     study.check_roster(masking.roster if masking else None, masking.round if masking else None)
     if model is not None:  # before any row is read: the model comes from whoever asks
         study.check_model(model)
