@@ -18,8 +18,29 @@ from typing import Any
 
 from .errors import InvalidFileError, OutputExistsError
 
-#: Largest JSON document hefed reads (bundles of thousands of ciphertexts stay far below).
+#: Largest JSON document hefed reads: a bundle, the biggest files there are. The largest honest one, a round aggregate
+#: carrying every contribution of a 300-feature study under a 3072-bit key, is about 5 MB per factory; the caps of
+#: :mod:`hefed.kinds` (features, folds, values per contribution) bound one contribution at about 90 MB.
 MAX_JSON_BYTES = 256 * 1024 * 1024
+
+#: Largest file of each smaller kind (keys, identities, studies, rosters, rounds, models, bounds, ledgers …); a kind not
+#: listed here (bundles, decrypted sums) may be up to :data:`MAX_JSON_BYTES`.
+MAX_JSON_BYTES_OF: dict[str, int] = {
+    "public key": 1 << 16, "private key": 1 << 16, "identity": 1 << 16, "release key": 1 << 16,
+    "bounds": 1 << 22, "study": 1 << 24, "roster": 1 << 24, "round": 1 << 24, "model": 1 << 26,
+}
+
+#: A JSON document may hold at most this many values beyond one per :data:`BYTES_PER_VALUE` bytes of its text.
+#: Parsing costs about 60 bytes of memory per value (a dict about 200): the allowance keeps a hostile
+#: ``[{},{},…]`` or ``[0,0,…]`` from taking 20–30 times its size, while any file hefed writes (long base64
+#: ciphertexts, decimal strings, indented) stays far below it.
+BASE_VALUES = 4096
+#: See :data:`BASE_VALUES`; an object counts four values and a list two (they cost that much more to build).
+BYTES_PER_VALUE = 6
+
+#: Most decimal digits of a JSON integer (Python's own limit for ``int(str)``; hefed writes every large integer —
+#: ciphertexts, sums — as a string, and every JSON integer it reads is a small count, size or seed).
+MAX_INT_DIGITS = 4300
 
 
 def check_writable(path: str | os.PathLike[str], force: bool = False) -> Path:
@@ -82,37 +103,72 @@ def stat_file(path: str | os.PathLike[str], what: str) -> os.stat_result:
         raise InvalidFileError(f"{path}: cannot read {what} file ({exc.strerror})") from None
 
 
+def max_json_bytes(what: str) -> int:
+    """The largest ``what`` file hefed reads (:data:`MAX_JSON_BYTES_OF`, else :data:`MAX_JSON_BYTES`)."""
+    return MAX_JSON_BYTES_OF.get(what, MAX_JSON_BYTES)
+
+
 def read_json_object(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
-    """Read a JSON object from ``path``; raise :class:`InvalidFileError` naming the file."""
+    """Read a JSON object from ``path``; raise :class:`InvalidFileError` naming the file.
+
+    The file's size is checked against the cap of its kind before a byte is read, and its text by
+    :func:`parse_json_object` before it is parsed.
+    """
     path = Path(path)
     size = stat_file(path, what).st_size
     if path.is_dir():
         raise InvalidFileError(f"{path}: is a directory, expected a {what} file")
     if size == 0:
         raise InvalidFileError(f"{path}: {what} file is empty")
-    if size > MAX_JSON_BYTES:
-        raise InvalidFileError(f"{path}: {what} file is too large ({size} bytes)")
+    limit = max_json_bytes(what)
+    if size > limit:
+        raise InvalidFileError(f"{path}: {what} file is too large ({size} bytes; at most {limit})")
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise InvalidFileError(f"{path}: cannot read {what} file ({exc.strerror})") from None
+    return parse_json_object(raw, str(path), what, what_is="file")
+
+
+def parse_json_object(raw: bytes, source: str, what: str, *, what_is: str = "message") -> dict[str, Any]:
+    """Parse the JSON object ``raw`` (a ``what`` file or message from ``source``), within hefed's caps.
+
+    Refused before parsing: more bytes than the kind's cap, more values than the text's length allows
+    (:data:`BASE_VALUES`, :data:`BYTES_PER_VALUE`: memory stays a small multiple of the size), and while parsing
+    an integer of more than :data:`MAX_INT_DIGITS` digits, ``NaN``/``Infinity``, and nesting beyond Python's
+    recursion limit. Every refusal is one :class:`InvalidFileError` line naming ``source``.
+    """
+    limit = max_json_bytes(what)
+    if len(raw) > limit:
+        raise InvalidFileError(f"{source}: {what} {what_is} is too large ({len(raw)} bytes; at most {limit})")
+    values = raw.count(b",") + raw.count(b":") + 4 * raw.count(b"{") + 2 * raw.count(b"[")
+    allowed = BASE_VALUES + len(raw) // BYTES_PER_VALUE
+    if values > allowed:
+        raise InvalidFileError(f"{source}: {what} {what_is} holds too many JSON values for its size ({values} "
+                               f"separators and brackets in {len(raw)} bytes; at most {allowed})")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise InvalidFileError(f"{path}: {what} file is not UTF-8 text (binary?)") from None
+        raise InvalidFileError(f"{source}: {what} {what_is} is not UTF-8 text (binary?)") from None
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise InvalidFileError(
-            f"{path}: {what} file is not valid JSON (line {exc.lineno}: {exc.msg})"
+            f"{source}: {what} {what_is} is not valid JSON (line {exc.lineno}: {exc.msg})"
         ) from None
     except ValueError as exc:
-        raise InvalidFileError(f"{path}: {what} file: {exc}") from None
+        raise InvalidFileError(f"{source}: {what} {what_is}: {exc}") from None
     except RecursionError:
-        raise InvalidFileError(f"{path}: {what} file is nested too deeply") from None
+        raise InvalidFileError(f"{source}: {what} {what_is} is nested too deeply") from None
     if not isinstance(obj, dict):
-        raise InvalidFileError(f"{path}: {what} file must hold a JSON object")
+        raise InvalidFileError(f"{source}: {what} {what_is} must hold a JSON object")
     return obj
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
 
 
 _RATIONAL = re.compile(r"-?[0-9]{1,20000}(/[0-9]{1,20000})?")

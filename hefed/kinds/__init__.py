@@ -26,7 +26,9 @@ from ._coefficients import (
 from ._evaluation import EVALUATION, EvaluationRequest, PublishedModel, evaluation_parameters, evaluation_sums
 from ._fold_statistics import FOLD_STATISTICS, FoldStatisticsRequest
 from ._registry import (
+    MAX_CIPHERTEXTS,
     MAX_FEATURES,
+    MAX_VALUES,
     Computed,
     Header,
     Kind,
@@ -36,6 +38,7 @@ from ._registry import (
     kind_names,
     kind_of_result,
     layout,
+    layout_size,
     load_result,
     register,
     result_from_dict,
@@ -52,7 +55,9 @@ __all__ = [
     "DEFAULT_COEF_INT_BITS",
     "EVALUATION",
     "FOLD_STATISTICS",
+    "MAX_CIPHERTEXTS",
     "MAX_FEATURES",
+    "MAX_VALUES",
     "STATISTICS",
     "SUMMARY",
     "CoefficientsRequest",
@@ -74,6 +79,7 @@ __all__ = [
     "kind_names",
     "kind_of_result",
     "layout",
+    "layout_size",
     "load_result",
     "local_summary",
     "register",

@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import InvalidFileError, UsageError
 from ..stats import Encoding, FoldStatistics, SufficientStatistics, check_seed, fold_assignment, gram_bounds
 from ._registry import Computed, Header, Kind, register
-from ._statistics import check_gram
+from ._statistics import check_gram, gram_size
 
 #: Most folds a fold-statistics bundle may have.
 MAX_FOLDS = 100
@@ -51,6 +51,11 @@ class FoldStatisticsKind(Kind[FoldStatistics, FoldStatisticsRequest]):
     def bounds(self, features: Sequence[str], target: str, encoding: Encoding,
                parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
         return gram_bounds(features, target, encoding) * parameters["folds"]
+
+    def packed_size(self, features: Sequence[str], target: str, encoding: Encoding,
+                    parameters: Mapping[str, Any]) -> tuple[int, int]:
+        values, bits = gram_size(features, target, encoding)
+        return values * parameters["folds"], bits * parameters["folds"]
 
     def values(self, sums: FoldStatistics, header: Header) -> list[int]:
         return [v for fold in sums.folds for v in fold.to_vector()]

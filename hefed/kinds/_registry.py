@@ -24,9 +24,10 @@ A new kind is one module (a :class:`Kind` subclass and a request type) plus one
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-import functools
 import re
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,13 +37,26 @@ import pandas as pd
 
 from .._files import read_json_object
 from ..errors import InvalidFileError, OverflowRiskError, UsageError
-from ..primitives.packing import Layout, PackingError
+from ..primitives.packing import Layout, PackingError, slot_width
 from ..stats import Encoding
 
 _DIGEST = re.compile(r"[0-9a-f]{32}")
 
-#: Most features a bundle may have (a 1000-feature Gram matrix is already half a million statistics).
+#: Most features a bundle may have. Studies of a few hundred columns (categorical features one-hot encoded,
+#: the 300-feature targets of the performance work) fit; a 1000-feature Gram matrix is already half a million
+#: statistics, and its exact solve takes hours.
 MAX_FEATURES = 1000
+
+#: Most values one contribution packs, its counter included. The largest honest ones: a 1000-feature Gram
+#: (502,503 values), 300 features' Gram in 10 folds (457,530). A layout keeps about 20 bytes per value
+#: (:class:`~hefed.primitives.packing.Layout`), so even the cap costs well under 100 MB.
+MAX_VALUES = 1 << 21
+
+#: Most ciphertexts one contribution has. A contribution of :data:`MAX_VALUES` values at the default encoding's
+#: width (~350 bits each) under a 2048-bit key needs ~360,000; a bundle of 2^20 ciphertexts is far beyond what
+#: anyone decrypts (hours), and beyond the JSON cap (:data:`hefed._files.MAX_JSON_BYTES`) for keys of 2048
+#: bits and more.
+MAX_CIPHERTEXTS = 1 << 20
 
 
 S = TypeVar("S")
@@ -118,6 +132,15 @@ class Kind(ABC, Generic[S, Q]):
         """The kind's own rules on its (already type-checked) parameters; none by default."""
 
     # --- what one contribution packs ------------------------------------------------------
+    def packed_size(self, features: Sequence[str], target: str, encoding: Encoding,
+                    parameters: Mapping[str, Any]) -> tuple[int, int]:
+        """How many values one contribution packs and their total width in bits (slots of sums of
+        ``encoding.max_contributors`` contributions), worked out before any layout is built: a header of a hostile
+        file must be measured before its layout takes memory. The default sums :meth:`bounds`, fine for kinds
+        packing a few values per feature; kinds packing more (Gram matrices) override it with a closed form."""
+        bounds = self.bounds(features, target, encoding, parameters)
+        return len(bounds), sum(slot_width(lo, hi, encoding.max_contributors) for lo, hi in bounds)
+
     @abstractmethod
     def bounds(self, features: Sequence[str], target: str, encoding: Encoding,
                parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
@@ -265,26 +288,78 @@ def result_from_dict(obj: dict[str, Any], source: str, expected: Sequence[str] |
     raise InvalidFileError(f"{source}: expected decrypted {' or '.join(wanted)} sums, got format {fmt!r}")
 
 
-def layout(kind: str | Kind[Any, Any], features: Sequence[str], target: str, encoding: Encoding, n: int,
-           parameters: Mapping[str, Any] | None = None) -> Layout:
-    """The public packing layout of a bundle's plaintexts: the kind's values, then the counter.
+def layout_size(kind: str | Kind[Any, Any], features: Sequence[str], target: str, encoding: Encoding, n: int,
+                parameters: Mapping[str, Any] | None = None) -> int:
+    """How many ciphertexts the layout of this header has, worked out without building it, within the caps.
 
-    ``n`` is the key's modulus; every party derives the same layout from public data only.
+    Raises :class:`~hefed.errors.OverflowRiskError` (one line, naming the header field) when the features, the
+    values packed (:data:`MAX_VALUES`) or the ciphertexts (:data:`MAX_CIPHERTEXTS`) exceed their caps, or when the
+    key leaves no room for sums. A reader compares the count with the ciphertexts present before
+    :func:`layout` builds anything (:meth:`hefed.protocol.Bundle.from_dict`).
     """
     kind = get_kind(kind, "layout") if isinstance(kind, str) else kind
     checked = kind.check_parameters(parameters or {}, "layout")
-    # Layouts are immutable and every bundle of an aggregation shares one: build it once.
-    return _cached_layout(kind.name, tuple(features), target, encoding, n, tuple(sorted(checked.items())))
+    return _size(kind, features, target, encoding, n, checked)
 
 
-@functools.lru_cache(maxsize=64)
-def _cached_layout(
-    name: str, features: tuple[str, ...], target: str, encoding: Encoding, n: int,
-    parameter_items: tuple[tuple[str, Any], ...],
-) -> Layout:
+def _size(kind: Kind[Any, Any], features: Sequence[str], target: str, encoding: Encoding, n: int,
+          parameters: Mapping[str, Any]) -> int:
     if not 1 <= len(features) <= MAX_FEATURES:
-        raise OverflowRiskError(f"a bundle has between 1 and {MAX_FEATURES} features, not {len(features)}")
-    bounds = _KINDS[name].bounds(features, target, encoding, dict(parameter_items))
+        raise OverflowRiskError(f"'features': a bundle has between 1 and {MAX_FEATURES} features, not {len(features)}")
+    values, bits = kind.packed_size(features, target, encoding, parameters)
+    values, bits = values + 1, bits + slot_width(0, 1, encoding.max_contributors)  # the counter
+    if values > MAX_VALUES:
+        raise OverflowRiskError(f"'features' and 'parameters': a {kind.name} contribution of {len(features)} features "
+                                f"packs {values} values; at most {MAX_VALUES}")
+    chunk = n.bit_length() - 1 - encoding.max_contributors.bit_length()
+    if chunk < 1:
+        raise OverflowRiskError(f"'encoding': sums of max_contributors {encoding.max_contributors} bundles leave no "
+                                f"room in a {n.bit_length()}-bit key's plaintexts; lower max_contributors or use a "
+                                "larger key", parameters=("max_contributors",))
+    plaintexts = -(-bits // chunk)
+    if plaintexts > MAX_CIPHERTEXTS:
+        raise OverflowRiskError(f"'encoding': a {kind.name} contribution of {len(features)} features and these widths "
+                                f"needs {plaintexts} ciphertexts; at most {MAX_CIPHERTEXTS}",
+                                parameters=("int_bits", "frac_bits"))
+    return plaintexts
+
+
+def layout(kind: str | Kind[Any, Any], features: Sequence[str], target: str, encoding: Encoding, n: int,
+           parameters: Mapping[str, Any] | None = None, *, expected_digest: str | None = None) -> Layout:
+    """The public packing layout of a bundle's plaintexts: the kind's values, then the counter.
+
+    ``n`` is the key's modulus; every party derives the same layout from public data only. Its size is
+    checked against the caps first (:func:`layout_size`). Layouts are kept for reuse (every bundle of an
+    aggregation shares one), at most :data:`MAX_CACHED_VALUES` values in all; with ``expected_digest`` (what a
+    file says its layout is) one whose digest differs is not kept, so lying headers fill no memory.
+    """
+    kind = get_kind(kind, "layout") if isinstance(kind, str) else kind
+    checked = kind.check_parameters(parameters or {}, "layout")
+    key = (kind.name, tuple(features), target, encoding, n, tuple(sorted(checked.items())))
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    built = _build_layout(kind, key[1], target, encoding, n, checked)
+    if expected_digest is not None and built.digest() != expected_digest:
+        return built
+    with _CACHE_LOCK:
+        _CACHE[key] = built
+        while sum(len(cached.slots) for cached in _CACHE.values()) > MAX_CACHED_VALUES and len(_CACHE) > 1:
+            _CACHE.popitem(last=False)
+    return built
+
+
+#: Most values the layouts kept for reuse hold together (~20 bytes each).
+MAX_CACHED_VALUES = MAX_VALUES
+_CACHE: collections.OrderedDict[tuple[Any, ...], Layout] = collections.OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def _build_layout(kind: Kind[Any, Any], features: tuple[str, ...], target: str, encoding: Encoding, n: int,
+                  parameters: dict[str, Any]) -> Layout:
+    _size(kind, features, target, encoding, n, parameters)
+    bounds = kind.bounds(features, target, encoding, parameters)
     try:
         return Layout.build([*bounds, (0, 1)], n.bit_length() - 1, encoding.max_contributors)
     except PackingError as exc:

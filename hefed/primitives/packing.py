@@ -28,11 +28,13 @@ overflowed sum fails these checks instead of decoding silently to a wrong value.
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import itertools
 import json
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 
 class PackingError(ValueError):
@@ -41,6 +43,11 @@ class PackingError(ValueError):
     def __init__(self, message: str, slot: int | None = None) -> None:
         super().__init__(message)
         self.slot = slot
+
+
+def slot_width(lo: int, hi: int, max_count: int) -> int:
+    """Bits of a slot holding the sum of ``max_count`` values in ``[lo, hi]`` (stored as ``v - lo``)."""
+    return max(1, (max_count * (hi - lo)).bit_length())
 
 
 @dataclass(frozen=True)
@@ -58,23 +65,67 @@ class Slot:
         return self.hi - self.lo
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where every statistic sits in the concatenated slots; identical for all parties."""
+class _Slots(Sequence[Slot]):
+    """A layout's slots, made on demand from its compact arrays (a layout of a million slots keeps ~20 bytes
+    per slot, not a :class:`Slot` object each)."""
 
-    slots: tuple[Slot, ...]
-    n_plaintexts: int
-    capacity_bits: int
-    max_count: int
+    __slots__ = ("_layout",)
+
+    def __init__(self, layout: Layout) -> None:
+        self._layout = layout
+
+    def __len__(self) -> int:
+        return len(self._layout._widths)
+
+    @overload
+    def __getitem__(self, index: int) -> Slot: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Slot]: ...
+
+    def __getitem__(self, index: int | slice) -> Slot | Sequence[Slot]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        layout = self._layout
+        lo, hi = layout._bounds[index]
+        offset = layout._offsets[index]
+        return Slot(lo, hi, layout._widths[index], offset // layout.chunk_bits, offset)
+
+    def __iter__(self) -> Iterator[Slot]:
+        layout, chunk = self._layout, self._layout.chunk_bits
+        for (lo, hi), width, offset in zip(layout._bounds, layout._widths, layout._offsets, strict=True):
+            yield Slot(lo, hi, width, offset // chunk, offset)
+
+
+class Layout:
+    """Where every statistic sits in the concatenated slots; identical for all parties.
+
+    Kept compact: the bounds as given (kinds share one ``(lo, hi)`` tuple between the many slots with the
+    same bounds) and two arrays of widths and offsets; :attr:`slots` makes :class:`Slot` objects on demand.
+    """
+
+    __slots__ = ("_bounds", "_widths", "_offsets", "n_plaintexts", "capacity_bits", "max_count", "total_bits",
+                 "_digest_value")
+
+    def __init__(self, bounds: Sequence[tuple[int, int]], widths: array[int], offsets: array[int],
+                 n_plaintexts: int, capacity_bits: int, max_count: int, total_bits: int) -> None:
+        self._bounds = bounds
+        self._widths = widths
+        self._offsets = offsets
+        self.n_plaintexts = n_plaintexts
+        self.capacity_bits = capacity_bits
+        self.max_count = max_count
+        self.total_bits = total_bits
+        self._digest_value: str | None = None
+
+    @property
+    def slots(self) -> Sequence[Slot]:
+        return _Slots(self)
 
     @property
     def chunk_bits(self) -> int:
         """Bits of ``B`` each plaintext carries; the rest of its capacity is headroom for sums."""
         return self.capacity_bits - self.max_count.bit_length()
-
-    @property
-    def total_bits(self) -> int:
-        return sum(slot.width for slot in self.slots)
 
     @classmethod
     def build(
@@ -90,42 +141,59 @@ class Layout:
         chunk = capacity_bits - max_count.bit_length()
         if chunk < 1:
             raise PackingError(f"a {capacity_bits}-bit plaintext has no room left for sums of {max_count}")
-        slots: list[Slot] = []
-        offset = 0
-        for i, (lo, hi) in enumerate(bounds):
+        bounds = bounds if isinstance(bounds, (list, tuple)) else list(bounds)
+        # Kinds share one (lo, hi) tuple between the many slots with the same bounds: each distinct bound is
+        # worked out once, and the per-slot work runs in C (a Gram of 1000 features has half a million slots).
+        known: dict[int, int] = {}
+        for key, (lo, hi) in dict(zip(map(id, bounds), bounds, strict=True)).items():  # in order of first use
             if lo > hi:
+                i = [id(bound) for bound in bounds].index(key)
                 raise PackingError(f"slot {i}: lower bound above upper bound", i)
-            width = max(1, (max_count * (hi - lo)).bit_length())
-            slots.append(Slot(lo, hi, width, offset // chunk, offset))
-            offset += width
-        return cls(tuple(slots), -(-offset // chunk), capacity_bits, max_count)
+            known[key] = slot_width(lo, hi, max_count)
+            if known[key] >> 32:
+                i = [id(bound) for bound in bounds].index(key)
+                raise PackingError(f"slot {i}: a slot of {known[key]} bits", i)
+        widths = array("I", map(known.__getitem__, map(id, bounds)))  # a slot of 2^32 bits is no slot
+        offsets = array("Q", itertools.accumulate(widths, initial=0))
+        total = offsets.pop()
+        return cls(bounds, widths, offsets, -(-total // chunk), capacity_bits, max_count, total)
 
     def digest(self) -> str:
-        """A short hash that changes whenever any slot, bound or capacity changes."""
-        return self._digest
+        """A short hash that changes whenever any slot, bound or capacity changes.
 
-    @functools.cached_property
-    def _digest(self) -> str:  # layouts are immutable; bundles ask for the digest often
-        desc = {
-            "scheme": "spanning-slots-v2",
-            "capacity_bits": self.capacity_bits,
-            "max_count": self.max_count,
-            "slots": [[s.lo, s.hi, s.width, s.plaintext, s.offset] for s in self.slots],
-        }
-        blob = json.dumps(desc, separators=(",", ":"), default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:32]
+        The SHA-256 of ``json.dumps({"scheme", "capacity_bits", "max_count", "slots": [[lo, hi, width,
+        plaintext, offset], …]}, separators=(",", ":"))``, hashed as it is written out, slot by slot
+        (the text of a large layout is never held whole).
+        """
+        if self._digest_value is None:
+            chunk = self.chunk_bits
+            h = hashlib.sha256()
+            h.update(f'{{"scheme":"spanning-slots-v2","capacity_bits":{_json(self.capacity_bits)},'
+                     f'"max_count":{_json(self.max_count)},"slots":['.encode())
+            distinct = dict(zip(map(id, self._bounds), self._bounds, strict=True))
+            texts = {key: f"{_json(lo)},{_json(hi)}" for key, (lo, hi) in distinct.items()}
+            step = 1 << 12
+            for start in range(0, len(self._widths), step):
+                end = start + step
+                piece = ",".join([f"[{texts[id(bound)]},{width},{offset // chunk},{offset}]" for bound, width, offset
+                                  in zip(self._bounds[start:end], self._widths[start:end], self._offsets[start:end],
+                                         strict=True)])
+                h.update(((',' if start else '') + piece).encode())
+            h.update(b"]}")
+            self._digest_value = h.hexdigest()[:32]
+        return self._digest_value
 
     def pack(self, values: Sequence[int]) -> list[int]:
         """Pack one contribution; every value must lie within its slot's declared bounds."""
-        if len(values) != len(self.slots):
-            raise PackingError(f"expected {len(self.slots)} values, got {len(values)}")
+        if len(values) != len(self._widths):
+            raise PackingError(f"expected {len(self._widths)} values, got {len(values)}")
         joined = 0
-        for i, (value, slot) in enumerate(zip(values, self.slots, strict=True)):
-            if not slot.lo <= value <= slot.hi:
+        for i, (value, (lo, hi), offset) in enumerate(zip(values, self._bounds, self._offsets, strict=True)):
+            if not lo <= value <= hi:
                 raise PackingError(
-                    f"value at slot {i} is outside its declared bound [{slot.lo}, {slot.hi}]", i
+                    f"value at slot {i} is outside its declared bound [{lo}, {hi}]", i
                 )
-            joined |= (value - slot.lo) << slot.offset
+            joined |= (value - lo) << offset
         chunk, mask = self.chunk_bits, (1 << self.chunk_bits) - 1
         return [(joined >> (j * chunk)) & mask for j in range(self.n_plaintexts)]
 
@@ -145,9 +213,14 @@ class Layout:
         if joined >> self.total_bits:
             raise PackingError("bits are set above the last slot")
         values = []
-        for i, slot in enumerate(self.slots):
-            stored = (joined >> slot.offset) & ((1 << slot.width) - 1)
-            if stored > count * slot.span:
+        for i, ((lo, hi), width, offset) in enumerate(zip(self._bounds, self._widths, self._offsets, strict=True)):
+            stored = (joined >> offset) & ((1 << width) - 1)
+            if stored > count * (hi - lo):
                 raise PackingError(f"slot {i} fails its guard check (overflow or corruption)", i)
-            values.append(stored + count * slot.lo)
+            values.append(stored + count * lo)
         return values
+
+
+def _json(value: object) -> str:
+    """``value`` as ``json.dumps(value, default=str)`` writes it (an int as its digits)."""
+    return str(value) if type(value) is int else json.dumps(value, default=str)

@@ -30,10 +30,19 @@ from typing import Any
 from phe import PaillierPublicKey
 from phe.util import base64_to_int, int_to_base64
 
-from .._files import atomic_write_json, check_names, is_digest, is_version, read_json_object, split_study, study_field
-from .._keys import MAX_BITS, key_fingerprint
-from ..errors import InvalidFileError, OverflowRiskError, UsageError
-from ..kinds import MAX_FEATURES, Header, Kind, get_kind
+from .._files import (
+    atomic_write_json,
+    check_names,
+    is_digest,
+    is_version,
+    parse_json_object,
+    read_json_object,
+    split_study,
+    study_field,
+)
+from .._keys import MAX_BITS, check_public_key, key_fingerprint
+from ..errors import InsecureKeyError, InvalidFileError, OverflowRiskError, UsageError
+from ..kinds import MAX_FEATURES, Header, Kind, get_kind, layout_size
 from ..kinds import layout as kind_layout
 from ..primitives.encryption import DEFAULT_METHOD, Encryption, encrypt_plaintexts
 from ..primitives.packing import Layout, PackingError
@@ -183,10 +192,26 @@ class Bundle:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Bundle:
+        """Read and fully check a bundle file (see :meth:`from_dict`; the file's size and JSON are checked
+        before parsing: :func:`hefed._files.read_json_object`)."""
         return cls.from_dict(read_json_object(path, "bundle"), str(path))
 
     @classmethod
+    def from_bytes(cls, data: bytes, source: str = "bundle") -> Bundle:
+        """A bundle received as bytes (UTF-8 JSON, as it travels through Flower), checked as a file is: its size
+        and JSON before parsing (:func:`hefed._files.parse_json_object`), then :meth:`from_dict`."""
+        return cls.from_dict(parse_json_object(data, source, "bundle"), source)
+
+    @classmethod
     def from_dict(cls, obj: dict[str, Any], source: str = "bundle") -> Bundle:
+        """A bundle from its parsed JSON, every field checked; nothing is sized from the file before it is measured.
+
+        The embedded key must be a sound modulus (:func:`~hefed._keys.check_public_key`; any size from 256 bits:
+        the size rule is for whoever encrypts data under the key, and the key holder decrypts only under its own).
+        The header's features, parameters and encoding are checked against the caps of :mod:`hefed.kinds`, and
+        the ciphertext count they imply against the count present, before the layout is built. Every refusal is
+        one :class:`~hefed.errors.InvalidFileError` line naming ``source`` and the field.
+        """
         if obj.get("format") != FORMAT:
             raise InvalidFileError(f"{source}: not a hefed bundle (format {obj.get('format')!r})")
         if not is_version(obj.get("version"), VERSION):
@@ -219,9 +244,11 @@ class Bundle:
             n = base64_to_int(pk["n"])
         except Exception:
             raise InvalidFileError(f"{source}: 'public_key.n' is not valid base64url") from None
-        if n.bit_length() < 256 or n % 2 == 0:
-            raise InvalidFileError(f"{source}: 'public_key.n' is not a valid modulus")
         public_key = PaillierPublicKey(n)
+        try:
+            check_public_key(public_key, insecure_test_key=True, source=f"{source}: 'public_key'")
+        except InsecureKeyError as exc:
+            raise InvalidFileError(str(exc)) from None
         if obj["key_fingerprint"] != key_fingerprint(public_key):
             raise InvalidFileError(f"{source}: 'key_fingerprint' does not match 'public_key'")
         schema = obj["schema"]
@@ -232,11 +259,12 @@ class Bundle:
             isinstance(f, str) for f in features
         ):
             raise InvalidFileError(f"{source}: schema 'target' must be a string, 'features' a list of strings")
+        if len(features) > MAX_FEATURES:
+            raise InvalidFileError(f"{source}: schema 'features': {len(features)} features; at most {MAX_FEATURES} "
+                                   "are supported")
         if len(set(features)) != len(features) or target in features:
             raise InvalidFileError(f"{source}: schema features have duplicates or contain the target")
         check_names([target, *features], source, "schema")
-        if len(features) > MAX_FEATURES:
-            raise InvalidFileError(f"{source}: {len(features)} features; at most {MAX_FEATURES} are supported")
         encoding = Encoding.from_dict(obj["encoding"], source)
         contributors = obj["contributors"]
         if not isinstance(contributors, list) or not contributors or not all(
@@ -244,22 +272,37 @@ class Bundle:
         ):
             raise InvalidFileError(f"{source}: 'contributors' must be a non-empty list of factory ids")
         parameters = kind.check_parameters(obj["parameters"], source)
-        packing = kind_layout(kind, features, target, encoding, n, parameters)
-        if obj["layout_digest"] != packing.digest():
-            raise InvalidFileError(f"{source}: 'layout_digest' does not match the layout its metadata implies")
-        ciphertexts = _ciphertexts(obj["ciphertexts"], packing.n_plaintexts, n, source)
-        contributions: dict[str, list[int]] = {}
+        try:  # measured from the header alone: nothing is built yet
+            count = layout_size(kind, features, target, encoding, n, parameters)
+        except OverflowRiskError as exc:
+            raise InvalidFileError(f"{source}: {exc}") from None
+        _check_count(obj["ciphertexts"], count, source, "'ciphertexts'")
         raw_contributions = obj.get("contributions", {})
         if not isinstance(raw_contributions, dict) or len(raw_contributions) > len(contributors):
             raise InvalidFileError(f"{source}: 'contributions' must map contributors to their ciphertexts")
         for factory, raw in raw_contributions.items():
             if factory not in contributors:
                 raise InvalidFileError(f"{source}: 'contributions' names {factory!r}, not a contributor")
-            contributions[factory] = _ciphertexts(raw, packing.n_plaintexts, n, f"{source} ({factory})")
+            _check_count(raw, count, source, f"'contributions' of {factory!r}")
+        packing = kind_layout(kind, features, target, encoding, n, parameters, expected_digest=obj["layout_digest"])
+        if obj["layout_digest"] != packing.digest():
+            raise InvalidFileError(f"{source}: 'layout_digest' does not match the layout its metadata implies")
+        ciphertexts = _ciphertexts(obj["ciphertexts"], packing.n_plaintexts, n, source)
+        contributions = {factory: _ciphertexts(raw, packing.n_plaintexts, n, f"{source} ({factory})")
+                         for factory, raw in raw_contributions.items()}
         return cls(
             kind.name, public_key, target, list(features), encoding, list(contributors), ciphertexts,
             obj["layout_digest"], parameters, round_id, list(manifests), contributions, study, obj.get("recovery"),
         )
+
+
+def _check_count(raw: Any, count: int, source: str, field: str) -> None:
+    """The header implies ``count`` ciphertexts: refuse a list of another length before anything is built for it."""
+    if not isinstance(raw, list):
+        raise InvalidFileError(f"{source}: {field} must be a list of base64 ciphertexts")
+    if len(raw) != count:
+        raise InvalidFileError(f"{source}: {field} holds {len(raw)} ciphertexts; the schema, encoding, parameters "
+                               f"and key imply {count}")
 
 
 def _ciphertexts(raw: Any, count: int, n: int, source: str) -> list[int]:

@@ -69,10 +69,21 @@ def gram_bounds(features: Sequence[str], target: str, encoding: Encoding) -> lis
     """
     m = len(features) + 2
     bits = [0] + [encoding.value_bits_of(c) for c in canonical_columns(features, target)[1:]]
-    bounds = []
-    for a, b in upper_triangle_index(m):
-        hi = (1 << (bits[a] + bits[b] + encoding.max_rows_bits)) - 1
-        bounds.append((0, hi) if a == b else (-hi, hi))
+    rows = encoding.max_rows_bits
+    bounds: list[tuple[int, int]] = []
+    # one tuple per distinct bound, shared by every entry with it: 8 bytes per entry (a packing layout of a
+    # 1000-feature Gram stays small), and each row is filled in C
+    off: dict[int, tuple[int, int]] = {}
+    for a in range(m):
+        hi = (1 << (2 * bits[a] + rows)) - 1
+        bounds.append((0, hi))
+        row: dict[int, tuple[int, int]] = {}
+        for b in set(bits[a + 1:]):
+            e = bits[a] + b + rows
+            if e not in off:
+                off[e] = (-((1 << e) - 1), (1 << e) - 1)
+            row[b] = off[e]
+        bounds.extend(map(row.__getitem__, bits[a + 1:]))
     return bounds
 
 
