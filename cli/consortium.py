@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import force_option, split_names
+from .options import force_option, insecure_test_key_option, split_names
 from .output import output_options
 
 
@@ -288,21 +288,26 @@ def _pairs(text: str | None, option: str) -> dict[str, str]:
 @click.option("--column-encoding", default=None,
               help="Per-column grids and ranges, e.g. 'energy_wh=0:48,ppm=20:16' (FRAC_BITS:INT_BITS), for data "
               "the defaults do not fit (hefed check says what each column needs).")
+@click.option("--key-holder", "keyholder_path", type=click.Path(path_type=Path), default=None,
+              help="The key holder's public release key (keyholder.pub.json, from hefed keygen): decrypted sums "
+              "and models are then accepted only when it signed them for this study.")
 @click.option("--title", default="", help="A name for people to recognise the study by.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Study file to write and distribute.")
+@insecure_test_key_option
 @force_option
 def study_new(public_key_path: Path, target: str, features: str, units: str | None, categories: str | None,
               roster_path: Path | None, min_contributors: int, kinds: str, folds: int, fold_seed: int, ridge: float,
               missing: str, impute: str | None, max_z: float | None, test_fraction: float, seed: int,
               bounds_path: Path | None, frac_bits: int | None, int_bits: int | None, max_contributors: int | None,
-              column_encoding: str | None, title: str, out: Path, force: bool) -> None:
+              column_encoding: str | None, keyholder_path: Path | None, title: str, out: Path, insecure_test_key: bool,
+              force: bool) -> None:
     """Write a new study (fresh random id) and print its digest for every party to compare."""
     import hefed
     from hefed._files import check_writable
     from hefed.data import Bounds, Cleaning, Holdout
     from hefed.errors import UsageError
     from hefed.kinds import get_kind, kind_names
-    from hefed.protocol import ColumnSpec, Roster, Study
+    from hefed.protocol import ColumnSpec, Roster, Study, load_release_public
     from hefed.stats import ColumnEncoding, Encoding
 
     from .render import render_study
@@ -332,12 +337,14 @@ def study_new(public_key_path: Path, target: str, features: str, units: str | No
         raise UsageError(f"--kinds: {unknown_kinds[0]!r} is not a bundle kind; choose from {', '.join(kind_names())}")
     kind_parameters = {kind: get_kind(kind).agreed_parameters(options) for kind in split_names(kinds) or []}
     result = Study.new(
-        hefed.load_public_key(public_key_path), ColumnSpec(target, unit_of.get(target)), specs,
+        hefed.load_public_key(public_key_path, insecure_test_key=insecure_test_key),
+        ColumnSpec(target, unit_of.get(target)), specs,
         encoding=encoding, column_encodings=encodings, min_contributors=min_contributors,
         roster_digest=Roster.load(roster_path).digest() if roster_path is not None else None,
         kinds=kind_parameters, cleaning=Cleaning(missing=missing, impute=impute, max_z=max_z),  # type: ignore[arg-type]
         holdout=Holdout(test_fraction, seed) if test_fraction else None,
         bounds=Bounds.load(bounds_path) if bounds_path is not None else None, title=title,
+        keyholder=load_release_public(keyholder_path) if keyholder_path is not None else None,
     )
     result.save(out, force=force)
     render_study(result, out, wrote=True)

@@ -45,7 +45,18 @@ from hefed.errors import (
 from hefed.flower._factory import factory_reply
 from hefed.flower._messages import make_masked_request, make_request
 from hefed.kinds import FoldStatisticsRequest
-from hefed.protocol import ColumnSpec, Masking, Roster, Study, enroll, load_identity, mask_and_sign, new_round
+from hefed.protocol import (
+    ColumnSpec,
+    KeyHolderSigner,
+    Masking,
+    Roster,
+    Study,
+    enroll,
+    load_identity,
+    mask_and_sign,
+    new_round,
+)
+from hefed.roles import sign_model
 from hefed.stats import ONES, ColumnEncoding, Encoding, Rounding
 
 TARGET = "co2_t"
@@ -240,14 +251,6 @@ def test_pooled_statistics_do_not_single_out_a_factory_through_a_column(plants, 
     raise AttackSucceeded(f"the key holder read from a 4-factory round: {', '.join(read)}")
 
 
-@pytest.mark.xfail(strict=True, raises=DefectFound, reason=(
-    "not a disclosure, the consortium's metrics rewritten: hefed/protocol/_study.py Study.check_bundle compares the "
-    "parameters only of kinds without runtime fields, so an evaluation aggregate's scale_bits, residual_bits and "
-    "model_digest are whatever the aggregator writes; scale_bits is not part of the layout (its digest is "
-    "unchanged), so in a study without a roster the key holder decrypts SSE/SAE rescaled by powers of two (R² from "
-    "below 0 to above 0.9). Signed manifests cover the parameters, so a masked round refuses it (next test). Fix: "
-    "the key holder decrypts an evaluation only with the model (decrypt --model) and checks the bundle's parameters "
-    "equal evaluation_parameters(model, study.encoding); signed contributions always (issue 14)"))
 def test_evaluation_parameters_rewritten_in_transit_are_refused(plants, keypair):
     public_key, private_key = keypair
     study = Study.new(public_key, TARGET, FEATURES, kinds={"statistics": {}, "evaluation": {}})
@@ -256,9 +259,11 @@ def test_evaluation_parameters_rewritten_in_transit_are_refused(plants, keypair)
                                                      model=model).bundle for n in plants["names"]], study=study)
     honest = hefed.decrypt_bundle(total, private_key, study=study, allow_unsigned=True)
     rescaled = replace(total, parameters={**total.parameters, "scale_bits": total.parameters["scale_bits"] + 3})
-    result = attempt(lambda: hefed.decrypt_bundle(rescaled, private_key, study=study, allow_unsigned=True))
+    # The key holder decrypts signed round aggregates only; a plain one only when told it is a trial
+    # (allow_unsigned), which gives up exactly this: the aggregator's word on what it carries.
+    result = attempt(lambda: hefed.decrypt_bundle(rescaled, private_key, study=study))
     if isinstance(result, HefedError):
-        assert "parameters" in str(result) or "model" in str(result)
+        assert "unsigned" in str(result) or "parameters" in str(result) or "model" in str(result)
         return
     assert result.sse == honest.sse / 64 and result.r2 != honest.r2
     raise DefectFound(f"the key holder decrypted R² {result.r2:.3f} for a model whose R² is {honest.r2:.3f}")
@@ -267,9 +272,10 @@ def test_evaluation_parameters_rewritten_in_transit_are_refused(plants, keypair)
 def test_evaluation_parameters_rewritten_in_a_masked_round_are_refused(plants, keypair):
     public_key, private_key = keypair
     roster, names = plants["roster"], plants["names"]
+    signer = KeyHolderSigner.generate()  # a roster study evaluates only models its key holder signed
     study = Study.new(public_key, TARGET, FEATURES, roster_digest=roster.digest(),
-                      kinds={"statistics": {}, "evaluation": {}})
-    model = study_model(study, [1.0, 1.0, 1.0], 0.0)
+                      kinds={"statistics": {}, "evaluation": {}}, keyholder=signer.public)
+    model = sign_model(study_model(study, [1.0, 1.0, 1.0], 0.0), signer)
     round_ = new_round(roster, names)
     total = hefed.aggregate([hefed.encrypt_for_study(
         plants["files"][n], study, factory_id=n, kind="evaluation", model=model,
@@ -285,13 +291,6 @@ def test_evaluation_parameters_rewritten_in_a_masked_round_are_refused(plants, k
 # --- (3) the study's key and roster -----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=AttackSucceeded, reason=(
-    "hefed/protocol/_study.py _public_key and Study.__post_init__ accept any odd n of at least 256 bits "
-    "(MIN_TEST_BITS), with no insecure_test_key flag and no small-factor check; hefed.encrypt_for_study encrypts "
-    "under it. A study naming an n with a small factor lets anyone (the aggregator) factor it with one gcd and "
-    "decrypt every plain bundle. Issue 14 attack 8 (weak keys), now through the study file. Fix: Study.new/load "
-    "and every role refuse even n, n with a factor below 2^20 (gcd with a primorial), and n below 2048 bits unless "
-    "the study is marked insecure_test_key (which a study with a roster refuses)"))
 def test_a_study_naming_a_key_with_a_small_factor_is_refused(plants, tmp_path):
     p = 1_000_003
     q = int(gmpy2.next_prime(secrets.randbits(1020) | (1 << 1019)))

@@ -25,12 +25,32 @@ from cli_helpers import run_cli
 
 import hefed
 from hefed.data import Holdout
-from hefed.errors import REPLY_CATEGORIES, HefedError, RoundError, SchemaMismatchError, TooFewContributorsError
+from hefed.errors import (
+    REPLY_CATEGORIES,
+    HefedError,
+    LedgerError,
+    ReleaseError,
+    RoundError,
+    SchemaMismatchError,
+    TooFewContributorsError,
+)
 from hefed.flower import _factory
 from hefed.flower._messages import make_masked_request, make_ready_request, make_request
 from hefed.kinds import FoldStatisticsRequest
 from hefed.primitives.encryption import encrypt_plaintexts
-from hefed.protocol import Bundle, ColumnSpec, Masking, Roster, Round, Study, enroll, load_identity, new_round
+from hefed.protocol import (
+    Bundle,
+    ColumnSpec,
+    KeyHolderSigner,
+    Masking,
+    Roster,
+    Round,
+    Study,
+    enroll,
+    load_identity,
+    new_round,
+)
+from hefed.roles import DecryptionLedger, sign_model
 
 TARGET = "co2_t"
 #: The study's features; electricity_mwh and clinker_t (and date, plant_kind) are in the files but not in the study.
@@ -307,27 +327,31 @@ def test_evaluation_model_of_another_study_or_none_is_refused(world, keypair):
                          "refused")
 
 
-@pytest.mark.xfail(strict=True, raises=AttackSucceeded, reason=(
-    "hefed/flower/_factory.py _study_bundle (and roles encrypt_for_study): the evaluation model's 'study' field is "
-    "an unsigned label the aggregator writes; any model carrying the study's digest is evaluated. Intercept-only "
-    "models y - c give the exact sum of |y - c| over the pooled holdout for any c, so repeated evaluations recover "
-    "every pooled holdout value; chosen coefficients give the holdout Gram. The key holder decrypts them under the "
-    "study (features match). Fix: accept only models released by the key holder (signed, issue 14) or pinned by "
-    "the factory, and at most one evaluation per study and model"))
-def test_forged_evaluation_model_labelled_with_the_study_is_refused(world, keypair):
-    study, name = world["study"], world["names"][0]
+@pytest.mark.parametrize("which", ["study", "roster_study"])
+def test_forged_evaluation_model_labelled_with_the_study_is_refused(world, keypair, which):
+    """A model nobody released (y − c, for many c) read through evaluation sums would reveal the pooled holdout.
+    A multi-party (roster) study evaluates only models its key holder signed, and one that names no key holder
+    none at all; a study without a roster is a trial, where the label is the aggregator's word."""
+    study, name = world[which], world["names"][0]
     c = 3000.0
     model = forged_model(FEATURES, [0.0, 0.0, 0.0], c, study.digest)  # nobody solved this: y - c
-    reply = factory_reply(make_request("evaluation", keypair[0], model, study.digest), node(world, name), {})
+    if which == "roster_study":  # every factory path checks the model with the study before reading a row
+        with pytest.raises(ReleaseError, match="no key holder"):
+            study.check_model(model)
+        signer = KeyHolderSigner.generate()
+        signed_study = Study(**{**study.__dict__, "keyholder": signer.public})
+        model = forged_model(FEATURES, [0.0, 0.0, 0.0], c, signed_study.digest)
+        with pytest.raises(ReleaseError, match="no release signature"):
+            signed_study.check_model(model)
+        with pytest.raises(ReleaseError, match="another key"):  # signed, but by the aggregator's own key
+            signed_study.check_model(sign_model(model, KeyHolderSigner.generate()))
+        signed_study.check_model(sign_model(model, signer))  # what the key holder released is evaluated
+        return
+    reply = factory_reply(make_request("evaluation", keypair[0], model, study.digest), node(world, name, which), {})
     error = refusal(reply)
-    if error is None:
-        bundle = reply_bundle(reply)
-        study.check_bundle(bundle)  # the key holder's study check passes
-        sums = hefed.decrypt_bundle(bundle, keypair[1], min_contributors=1, allow_unsigned=True)
-        holdout = study.holdout.split(hefed.read_table(world["files"][name]))[1]
-        assert sums.sae == sum(abs(Fraction(float(y)) - Fraction(c)) for y in holdout[TARGET])
-        raise AttackSucceeded("a model nobody solved, labelled with the study's digest, was evaluated and sent")
-    assert "model" in error
+    assert error is None  # the trial path (no roster): the factory evaluates, the label is the aggregator's word
+    with pytest.raises(RoundError, match="unsigned"):  # and the key holder decrypts the sums only as a trial
+        hefed.decrypt_bundle(reply_bundle(reply), keypair[1], min_contributors=1, study=study)
 
 
 def test_evaluation_of_columns_outside_the_study_is_refused(world, keypair):
@@ -409,21 +433,17 @@ def test_padded_unsigned_aggregate_of_a_roster_study_is_refused_by_the_key_holde
     assert "roster" in str(result) or "signed" in str(result)
 
 
-@pytest.mark.xfail(strict=True, raises=AttackSucceeded, reason=(
-    "known, issue 14 attack 4: in a study without a roster (unsigned plain bundles) the aggregator pads one "
-    "factory's bundle with all-zero bundles it encrypted itself, labelled as other factories; counter and guard "
-    "checks pass and decrypt_bundle(study=...) releases that factory's exact statistics. Fix (issue 14): signed "
-    "contributions always in multi-party studies, the key holder recomputing the aggregate from them"))
 def test_padded_plain_aggregate_of_a_study_is_refused_by_the_key_holder(world, keypair):
     study = world["study"]
     victim, b, c = world["names"][:3]
     real = hefed.encrypt_for_study(world["files"][victim], study, factory_id=victim).bundle
     padded = hefed.aggregate([real, zero_bundle(real, b), zero_bundle(real, c)], study=study)
-    result = attempt(lambda: hefed.decrypt_statistics(padded, keypair[1], study=study, allow_unsigned=True))
+    result = attempt(lambda: hefed.decrypt_statistics(padded, keypair[1], study=study))  # no trial flag
     if not isinstance(result, HefedError):
         alone = hefed.decrypt_statistics(hefed.aggregate([real]), keypair[1], min_contributors=1, allow_unsigned=True)
         assert result.gram == alone.gram
         raise AttackSucceeded("the key holder released one factory's exact statistics as a 3-factory aggregate")
+    assert "unsigned" in str(result)
 
 
 def test_padded_masked_aggregate_is_refused_by_the_key_holder(world, keypair, masked_round):
@@ -482,21 +502,16 @@ def test_bundle_with_other_parameters_than_the_study_is_refused(world, keypair):
     assert "parameters" in str(result) or "folds" in str(result)
 
 
-@pytest.mark.xfail(strict=True, raises=AttackSucceeded, reason=(
-    "known, issue 14 (signed contributions always): a plain bundle's 'study' field is an unsigned label; bundles of "
-    "another study with the same key, columns and encoding but no holdout, relabelled, pass every study check, and "
-    "the key holder decrypts statistics over the rows the study holds out. Only a study with a roster (signed "
-    "manifests cover the study digest) stops this"))
 def test_plain_bundles_of_another_study_relabelled_are_refused(world, keypair):
     study = world["study"]
     loose = Study.new(keypair[0], ColumnSpec(TARGET, "t"), FEATURES, kinds=dict(study.kinds), min_contributors=3)
     bundles = [replace(hefed.encrypt_for_study(world["files"][n], loose, factory_id=n).bundle, study=study.digest)
                for n in world["names"][:3]]
-    result = attempt(lambda: hefed.decrypt_statistics(hefed.aggregate(bundles, study=study), keypair[1], study=study,
-            allow_unsigned=True))
+    result = attempt(lambda: hefed.decrypt_statistics(hefed.aggregate(bundles, study=study), keypair[1], study=study))
     if not isinstance(result, HefedError):
         assert result.n == sum(len(hefed.read_table(world["files"][n])) for n in world["names"][:3])
         raise AttackSucceeded("statistics over the held-out rows decrypted as the study's")
+    assert "unsigned" in str(result)  # only signed rounds, whose signatures cover the study, are decrypted
 
 
 # --- (c) relabelling and replaying masked contributions -----------------------------------------------------
@@ -540,23 +555,20 @@ def test_masked_round_request_cannot_be_answered_twice(world, keypair):
     assert error is not None and f"already contributed to round {round_.round_id}" in error
 
 
-@pytest.mark.xfail(strict=True, raises=AttackSucceeded, reason=(
-    "known, issue 14 attack 2 (no ledger): within one study the factories contribute to any round of roster "
-    "members, and the key holder decrypts any complete round over the threshold; rounds {a,b,c,d} and {a,b,c} "
-    "(a claimed drop-out) are both decrypted and their difference is d's exact statistics. Fix (issue 14): a key "
-    "holder ledger per key (contributor sets identical or disjoint) and factories contributing only to the study's "
-    "established participant set"))
 def test_overlapping_rounds_of_a_study_cannot_be_differenced(world, keypair, masked_round):
+    """Rounds {a,b,c,d} and {a,b,c} (a claimed drop-out): the key holder's ledger decrypts the first and refuses
+    the second, whose difference with the first would be d's exact statistics."""
     study, roster, names = world["roster_study"], world["roster"], world["names"]
+    ledger = DecryptionLedger(hefed.key_fingerprint(keypair[0]))
 
     def second_round() -> Any:
         first = hefed.decrypt_statistics(masked_round["aggregate"], keypair[1], roster=roster, study=study,
-                allow_unsigned=True)
+                                         ledger=ledger)
         round_ = new_round(roster, names[:3])
         bundles = [hefed.encrypt_for_study(world["files"][n], study, factory_id=n,
                                            masking=masking(world, n, round_)).bundle for n in names[:3]]
         second = hefed.decrypt_statistics(hefed.aggregate(bundles, roster, round_, study=study), keypair[1],
-                                          roster=roster, study=study, allow_unsigned=True)
+                                          roster=roster, study=study, ledger=ledger)
         return first, second
 
     result = attempt(second_round)
@@ -570,6 +582,7 @@ def test_overlapping_rounds_of_a_study_cannot_be_differenced(world, keypair, mas
                                                                                        strict=True)]
         assert difference == expected.gram
         raise AttackSucceeded(f"two rounds of one study differenced into {victim}'s exact statistics")
+    assert isinstance(result, LedgerError) and len(ledger.entries) == 1
 
 
 def test_study_file_of_a_factory_cannot_be_swapped_by_an_edited_copy(world, tmp_path, keypair):

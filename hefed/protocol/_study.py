@@ -51,9 +51,9 @@ from phe import PaillierPublicKey
 from phe.util import base64_to_int, int_to_base64
 
 from .._files import atomic_write_json, check_format, check_names, is_digest, read_json_object
-from .._keys import MAX_BITS, MIN_TEST_BITS, key_fingerprint
+from .._keys import MAX_BITS, MIN_TEST_BITS, check_public_key, key_fingerprint
 from ..data import Bounds, Cleaning, Holdout
-from ..errors import InvalidFileError, RoundError, SchemaMismatchError, UsageError
+from ..errors import InvalidFileError, ReleaseError, RoundError, SchemaMismatchError, UsageError
 from ..kinds import EVALUATION, STATISTICS, SUMMARY, PublishedModel, get_kind
 from ..stats import ColumnEncoding, ColumnSummary, Encoding
 from ._bundle import Bundle
@@ -142,6 +142,8 @@ class Study:
             raise UsageError("study: study_id must be 32 hex digits")
         if not isinstance(self.public_key, PaillierPublicKey):
             raise UsageError("study: public_key must be a Paillier public key")
+        # a weak n never; a test-sized key only without a roster (with one, only a key this process made)
+        check_public_key(self.public_key, insecure_test_key=self.roster_digest is None, source="study")
         if self.roster_digest is not None and not is_digest(self.roster_digest):
             raise UsageError("study: roster_digest must be 32 hex digits")
         if self.keyholder is not None:
@@ -289,7 +291,14 @@ class Study:
         """Refuse a model to evaluate that is not of the study's target and features (before any row is read:
         the model comes from whoever asks, and would otherwise choose which columns are read), or, when the
         study names its key holder, that the key holder did not sign for this study."""
-        self.check_release(getattr(model, "release_", None), "the model to evaluate", "model")
+        release = getattr(model, "release_", None)
+        if self.keyholder is None and self.roster_digest is not None:
+            # Multi-party: a model nobody released (y − c for many c, chosen coefficients) read through
+            # evaluation sums reveals the pooled holdout; only the key holder's signed models are evaluated,
+            # and a signature means something only against the key the study names.
+            raise ReleaseError("this study names a roster but no key holder's release key, so no model to evaluate "
+                               "can be checked (hefed study new --key-holder); nothing was read")
+        self.check_release(release, "the model to evaluate", "model")
         columns = [str(model.target_), *(str(f) for f in model.feature_names_in_)]
         if columns[0] != self.target.name or sorted(columns[1:]) != sorted(self.model_features):
             outside = [c for c in columns if c not in (self.target.name, *self.model_features)]
