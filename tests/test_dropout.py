@@ -14,15 +14,18 @@ Each test is named after what it shows or the attack it refuses, so THREAT_MODEL
 * the key holder's check: test_forged_reveal_is_refused_by_the_key_holder, test_wrong_share_signed_by_a_survivor_is_
   refused, test_tampered_correction_is_refused, test_aggregate_without_reveals_is_refused,
   test_key_holder_returns_the_survivors
-* a drop-out's late bundle: test_late_bundle_of_a_dropout_stays_masked
+* a drop-out's late bundle: test_late_bundle_of_a_dropout_stays_masked,
+  test_statistics_plus_a_self_mask_are_uniform_noise
 * no differencing at the factory: test_established_set_rule_at_the_factory, test_secret_is_deleted_after_reveal
 * end to end with files and real processes: test_dropout_cli_end_to_end_real_processes (slow)
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import random
 import stat
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +40,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from phe import PaillierPublicKey
+from scipy import stats as sps
 
 import hefed
 from hefed.data import compute_statistics
@@ -481,6 +486,45 @@ def test_late_bundle_of_a_dropout_stays_masked(keys, names, identities, roster, 
     # the self-mask is the only thing left: with the (never revealed) seed, the statistics come out
     seed_mask = self_mask(round_.round_id, late, held[late].seed, bundle)
     assert [(v - m) % n for v, m in zip(values, seed_mask, strict=True)] == truth
+
+
+def test_statistics_plus_a_self_mask_are_uniform_noise(tmp_path, frames, exact, names):
+    """What a drop-out's late bundle decrypts to, once its revealed pairwise masks are removed, is its statistics
+    plus its self-mask (previous test): uniform modulo n. Deterministic: a fixed key, round id and 40 fixed seeds,
+    so the p-values are the same on every run; the unmasked statistics fail the same tests by far."""
+    public_key = _fixed_public_key(tmp_path)
+    late = names[2]
+    bundle = hefed.encrypt_statistics(frames[late], TARGET, public_key, factory_id=late)
+    truth, n = bundle.layout().pack([*exact[late].to_vector(), 1]), public_key.n
+    noise = [(t + m) % n for i in range(40)
+             for t, m in zip(truth, self_mask("ab" * 16, late, hashlib.sha256(b"seed %d" % i).digest(), bundle),
+                             strict=True)]
+    assert min(_uniformity_pvalues(noise, n)) > 0.001
+    assert max(_uniformity_pvalues(truth * 40, n)) < 1e-6
+
+
+def _fixed_public_key(tmp_path: Path) -> PaillierPublicKey:
+    """A fixed 1024-bit Paillier public key (tests only), loaded once with the consent to its size."""
+    rng = random.Random(20261202)
+
+    def prime() -> int:
+        while True:
+            candidate = int(gmpy2.next_prime(rng.getrandbits(512) | (3 << 510)))
+            if candidate.bit_length() == 512:
+                return candidate
+
+    p, q = prime(), prime()
+    assert p != q
+    hefed.save_public_key(PaillierPublicKey(p * q), tmp_path / "fixed.json")
+    return hefed.load_public_key(tmp_path / "fixed.json", insecure_test_key=True)
+
+
+def _uniformity_pvalues(values, n):
+    """Chi-square p-value of value·16 // n in 16 equal bins, and KS p-value of value/n against U(0, 1)."""
+    counts = [0] * 16
+    for v in values:
+        counts[v * 16 // n] += 1
+    return float(sps.chisquare(counts).pvalue), float(sps.kstest([v / n for v in values], "uniform").pvalue)
 
 
 def _shared(private: bytes, public: bytes) -> bytes:
