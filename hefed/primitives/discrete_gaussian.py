@@ -17,8 +17,10 @@ The expected number of uniform draws per sample is a small constant (CKS20, Sect
 the size of σ: the integers grow, the loops do not. The samplers are not constant-time: how long a
 draw takes depends on the draw (rejections, the geometric loop), so whoever can time the process
 that adds the noise learns a little about it — run it where the exact statistics already are (the
-key holder's or the analyst's own machine), not as a service an adversary can time. This is a "hazmat" module: it knows nothing of
-statistics or privacy budgets; :func:`hefed.roles.privatize_statistics` uses it.
+key holder's or the analyst's own machine), not as a service an adversary can time.
+
+This is a "hazmat" module: it knows nothing of statistics or privacy budgets;
+:func:`hefed.roles.privatize_statistics` uses it.
 """
 
 from __future__ import annotations
