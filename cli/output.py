@@ -174,7 +174,7 @@ def describe_error(exc: Exception) -> str:
     from hefed.errors import HefedError, IncompleteRoundError
 
     message = str(exc)
-    if isinstance(exc, IncompleteRoundError) and exc.survivors:
+    if isinstance(exc, IncompleteRoundError) and len(exc.survivors) >= 2:
         message += f" (hefed round new --participants {','.join(exc.survivors)})"
     options = [PARAMETER_OPTIONS.get(p, "") for p in exc.parameters] if isinstance(exc, HefedError) else []
     options = list(dict.fromkeys(o for o in options if o))

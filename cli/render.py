@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from hefed.analysis import FinetuneResult
     from hefed.models import LinearModel
-    from hefed.protocol import Bundle, Roster, Round, Study
+    from hefed.protocol import Bundle, Roster, Study
     from hefed.roles import EncryptResult, Release, RidgeCVResult
     from hefed.sim import Comparison, DemoReport, FedAvgReport
 
@@ -158,14 +158,6 @@ def render_roster(roster: Roster, path: Path, *, listing: bool) -> None:
     emit(roster=path, members=members, digest=roster.digest())
 
 
-def render_round(round_: Round, path: Path) -> None:
-    """round new: the round id and its participants."""
-    say(f"wrote {path}: round {round_.round_id} with {plural(len(round_.participants), 'participant')} "
-        f"({_names(round_.participants)})")
-    emit(round=path, round_id=round_.round_id, participants=list(round_.participants),
-         roster_digest=round_.roster_digest)
-
-
 def render_study(study: Study, path: Path, *, wrote: bool) -> None:
     """study new / show: every term of the agreement, and the digest to compare out of band."""
     if wrote:
@@ -206,8 +198,8 @@ def render_encrypt(result: EncryptResult, out: Path, holdout_out: Path | None, s
     say(f"wrote {out}: {bundle.kind} bundle, {plural(len(bundle.ciphertexts), 'ciphertext')}, target "
         f"{bundle.target!r}, {plural(len(bundle.features), 'feature')} ({_names(bundle.features)})")
     if bundle.round_id is not None:
-        say(f"masked and signed for round {bundle.round_id}: only the sum over all its participants can be "
-            "decrypted")
+        say(f"masked and signed for round {bundle.round_id}: only a sum over the round's survivors, unmasked by "
+            "their reveals, can be decrypted")
     if result.holdout is not None:
         say(f"kept {plural(len(result.holdout), 'holdout row')} out of the statistics (seed {seed})")
         if holdout_out is not None:
