@@ -69,6 +69,10 @@ _EXPORTS: dict[str, str] = {
     "enroll": "hefed.protocol",
     "load_identity": "hefed.protocol",
     "new_round": "hefed.protocol",
+    "propose_round": "hefed.protocol",
+    "run_round": "hefed.protocol",
+    "KeyHolderSigner": "hefed.protocol",
+    "load_release_key": "hefed.protocol",
     # models
     "LinearModel": "hefed.models",
     "InferenceResults": "hefed.models",
@@ -85,6 +89,9 @@ _EXPORTS: dict[str, str] = {
     "decrypt_bundle": "hefed.roles",
     "decrypt_statistics": "hefed.roles",
     "decrypt_evaluation": "hefed.roles",
+    "decrypt_to_file": "hefed.roles",
+    "DecryptionLedger": "hefed.roles",
+    "sign_model": "hefed.roles",
     "solve": "hefed.roles",
     "release_model": "hefed.roles",
     "DifferentialPrivacy": "hefed.roles",
@@ -175,6 +182,13 @@ __all__ = [
     "stats",
     "SufficientStatistics",
     "SummaryRequest",
+    "propose_round",
+    "run_round",
+    "KeyHolderSigner",
+    "load_release_key",
+    "decrypt_to_file",
+    "DecryptionLedger",
+    "sign_model",
 ]
 
 
