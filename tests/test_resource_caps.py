@@ -40,9 +40,10 @@ WIDEST = {"scheme": "hefed-fixed-binary-v1", "frac_bits": 500, "int_bits": 500, 
 #: The narrowest: every Gram entry a few bits, so a file holds the most layout per byte.
 NARROWEST = Encoding(frac_bits=0, int_bits=1, max_rows_bits=1, max_contributors=1)
 #: Peak traced memory a refusal may take: this many times the file's size, plus a constant. A header that passes
-#: every cap and is honest about its ciphertext count is refused only once its layout is built and hashed (about
-#: 20 bytes per packed value, at most ~0.75 values per byte of file); every other bomb before it is parsed.
-LAYOUT_MEMORY_PER_BYTE = 32
+#: every cap and is honest about its ciphertext count is refused only once its layout digest is worked out (its
+#: bounds: about 8 bytes per packed value, at most ~0.75 values per byte of file); every other bomb before it is
+#: parsed, or before anything is sized from it.
+LAYOUT_MEMORY_PER_BYTE = 16
 MEMORY_PER_BYTE = 4
 MEMORY_CONSTANT = 16 << 20
 
@@ -164,6 +165,16 @@ def test_no_layout_is_built_for_a_header_that_exceeds_a_cap_or_lies_about_its_co
     monkeypatch.setattr(registry, "_CACHE", registry.collections.OrderedDict())
     with pytest.raises(InvalidFileError, match=BOMBS[bomb][1]):
         Bundle.load(bombs[bomb])
+
+
+def test_a_header_lying_about_its_layout_digest_gets_no_layout(bombs, monkeypatch):
+    def refuse(*args: Any) -> None:
+        raise AssertionError("a layout was built for a header whose digest is wrong")
+
+    monkeypatch.setattr(registry.Layout, "build", refuse)
+    monkeypatch.setattr(registry, "_CACHE", registry.collections.OrderedDict())
+    with pytest.raises(InvalidFileError, match="'layout_digest'"):
+        Bundle.load(bombs["narrowest slots, 400 features"])
 
 
 def test_a_header_lying_about_its_layout_is_not_kept_in_the_layout_cache(bombs, warm):

@@ -37,7 +37,7 @@ import pandas as pd
 
 from .._files import read_json_object
 from ..errors import InvalidFileError, OverflowRiskError, UsageError
-from ..primitives.packing import Layout, PackingError, slot_width
+from ..primitives.packing import Layout, PackingError, layout_digest, slot_width
 from ..stats import Encoding
 
 _DIGEST = re.compile(r"[0-9a-f]{32}")
@@ -144,7 +144,9 @@ class Kind(ABC, Generic[S, Q]):
     @abstractmethod
     def bounds(self, features: Sequence[str], target: str, encoding: Encoding,
                parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
-        """Bounds ``(lo, hi)`` of each integer one contribution packs, in travel order."""
+        """Bounds ``(lo, hi)`` of each integer one contribution packs, in travel order: a new list each call
+        (the layout appends the counter to it); entries with the same bounds may share one tuple, which keeps
+        the layouts of large Gram matrices small."""
 
     @abstractmethod
     def values(self, sums: S, header: Header) -> list[int]:
@@ -154,8 +156,11 @@ class Kind(ABC, Generic[S, Q]):
     def result(self, values: Sequence[int], header: Header) -> S:
         """The plain sums the decrypted, checked integers stand for (key holder side)."""
 
-    def check_result(self, result: S) -> None:
-        """Refuse decrypted sums no honest data gives (raise :class:`~hefed.errors.IntegrityError`)."""
+    def check_result(self, result: S, threshold: int = 1, *, refuse: bool = True) -> None:
+        """Refuse decrypted sums no honest data gives (raise :class:`~hefed.errors.IntegrityError`), and sums of a
+        column that fewer than ``threshold`` factories (but some) are behind, by the support counts the kind
+        carries (:mod:`hefed.stats._support`): :class:`~hefed.errors.SingledOutColumnError`, or with
+        ``refuse=False`` (a trial) a :class:`~hefed.errors.SingledOutColumnWarning`."""
 
     # --- factory side ----------------------------------------------------------------------
     #: Fields of the request that only a run knows (e.g. the model an evaluation measures); a study fixes the rest.
@@ -330,19 +335,24 @@ def layout(kind: str | Kind[Any, Any], features: Sequence[str], target: str, enc
 
     ``n`` is the key's modulus; every party derives the same layout from public data only. Its size is
     checked against the caps first (:func:`layout_size`). Layouts are kept for reuse (every bundle of an
-    aggregation shares one), at most :data:`MAX_CACHED_VALUES` values in all; with ``expected_digest`` (what a
-    file says its layout is) one whose digest differs is not kept, so lying headers fill no memory.
+    aggregation shares one), at most :data:`MAX_CACHED_VALUES` values in all. With ``expected_digest`` (what a
+    file says its layout is) the digest is worked out first, without building the layout
+    (:func:`~hefed.primitives.packing.layout_digest`), and a mismatch is an
+    :class:`~hefed.errors.InvalidFileError` naming ``'layout_digest'``: a lying header costs no layout and
+    fills no cache.
     """
     kind = get_kind(kind, "layout") if isinstance(kind, str) else kind
     checked = kind.check_parameters(parameters or {}, "layout")
     key = (kind.name, tuple(features), target, encoding, n, tuple(sorted(checked.items())))
     with _CACHE_LOCK:
-        if key in _CACHE:
+        cached = _CACHE.get(key)
+        if cached is not None:
             _CACHE.move_to_end(key)
-            return _CACHE[key]
-    built = _build_layout(kind, key[1], target, encoding, n, checked)
-    if expected_digest is not None and built.digest() != expected_digest:
-        return built
+    if cached is not None:
+        if expected_digest is not None and cached.digest() != expected_digest:
+            raise InvalidFileError("'layout_digest' does not match the layout its metadata implies")
+        return cached
+    built = _build_layout(kind, key[1], target, encoding, n, checked, expected_digest)
     with _CACHE_LOCK:
         _CACHE[key] = built
         while sum(len(cached.slots) for cached in _CACHE.values()) > MAX_CACHED_VALUES and len(_CACHE) > 1:
@@ -357,13 +367,20 @@ _CACHE_LOCK = threading.Lock()
 
 
 def _build_layout(kind: Kind[Any, Any], features: tuple[str, ...], target: str, encoding: Encoding, n: int,
-                  parameters: dict[str, Any]) -> Layout:
+                  parameters: dict[str, Any], expected_digest: str | None = None) -> Layout:
     _size(kind, features, target, encoding, n, parameters)
     bounds = kind.bounds(features, target, encoding, parameters)
+    bounds.append((0, 1))  # the counter (kinds return a fresh list)
+    if expected_digest is not None and layout_digest(bounds, n.bit_length() - 1,
+                                                     encoding.max_contributors) != expected_digest:
+        raise InvalidFileError("'layout_digest' does not match the layout its metadata implies")
     try:
-        return Layout.build([*bounds, (0, 1)], n.bit_length() - 1, encoding.max_contributors)
+        built = Layout.build(bounds, n.bit_length() - 1, encoding.max_contributors)
     except PackingError as exc:
         raise OverflowRiskError(
             f"the encoding needs wider slots than a {n.bit_length()}-bit key holds ({exc}); "
             "lower int_bits or frac_bits, or use a larger key", parameters=("int_bits", "frac_bits"),
         ) from None
+    if expected_digest is not None:
+        built._digest_value = expected_digest  # just checked
+    return built

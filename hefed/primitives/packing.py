@@ -161,26 +161,10 @@ class Layout:
     def digest(self) -> str:
         """A short hash that changes whenever any slot, bound or capacity changes.
 
-        The SHA-256 of ``json.dumps({"scheme", "capacity_bits", "max_count", "slots": [[lo, hi, width,
-        plaintext, offset], …]}, separators=(",", ":"))``, hashed as it is written out, slot by slot
-        (the text of a large layout is never held whole).
+        See :func:`layout_digest`, which gives the same digest without building the layout.
         """
         if self._digest_value is None:
-            chunk = self.chunk_bits
-            h = hashlib.sha256()
-            h.update(f'{{"scheme":"spanning-slots-v2","capacity_bits":{_json(self.capacity_bits)},'
-                     f'"max_count":{_json(self.max_count)},"slots":['.encode())
-            distinct = dict(zip(map(id, self._bounds), self._bounds, strict=True))
-            texts = {key: f"{_json(lo)},{_json(hi)}" for key, (lo, hi) in distinct.items()}
-            step = 1 << 12
-            for start in range(0, len(self._widths), step):
-                end = start + step
-                piece = ",".join([f"[{texts[id(bound)]},{width},{offset // chunk},{offset}]" for bound, width, offset
-                                  in zip(self._bounds[start:end], self._widths[start:end], self._offsets[start:end],
-                                         strict=True)])
-                h.update(((',' if start else '') + piece).encode())
-            h.update(b"]}")
-            self._digest_value = h.hexdigest()[:32]
+            self._digest_value = layout_digest(self._bounds, self.capacity_bits, self.max_count)
         return self._digest_value
 
     def pack(self, values: Sequence[int]) -> list[int]:
@@ -219,6 +203,33 @@ class Layout:
                 raise PackingError(f"slot {i} fails its guard check (overflow or corruption)", i)
             values.append(stored + count * lo)
         return values
+
+
+def layout_digest(bounds: Sequence[tuple[int, int]], capacity_bits: int, max_count: int) -> str:
+    """The digest of the layout :meth:`Layout.build` would make of these arguments, without making it.
+
+    The SHA-256 of ``json.dumps({"scheme", "capacity_bits", "max_count", "slots": [[lo, hi, width,
+    plaintext, offset], …]}, separators=(",", ":"))``, hashed as it is written out, a few thousand slots at a
+    time: neither the text nor the slots are ever held whole, so a file's stated digest is checked in memory
+    proportional to its bounds (shared tuples: 8 bytes a slot) before any layout is built for it.
+    """
+    chunk = capacity_bits - max_count.bit_length()
+    distinct = dict(zip(map(id, bounds), bounds, strict=True))
+    widths = {key: slot_width(lo, hi, max_count) for key, (lo, hi) in distinct.items()}
+    texts = {key: f"{_json(lo)},{_json(hi)}" for key, (lo, hi) in distinct.items()}
+    h = hashlib.sha256(f'{{"scheme":"spanning-slots-v2","capacity_bits":{_json(capacity_bits)},'
+                       f'"max_count":{_json(max_count)},"slots":['.encode())
+    offset, step = 0, 1 << 12
+    for start in range(0, len(bounds), step):
+        part = bounds[start:start + step]
+        part_widths = list(map(widths.__getitem__, map(id, part)))
+        offsets = list(itertools.accumulate(part_widths, initial=offset))
+        offset = offsets.pop()
+        piece = ",".join([f"[{texts[id(bound)]},{width},{at // chunk},{at}]"
+                          for bound, width, at in zip(part, part_widths, offsets, strict=True)])
+        h.update(((',' if start else '') + piece).encode())
+    h.update(b"]}")
+    return h.hexdigest()[:32]
 
 
 def _json(value: object) -> str:

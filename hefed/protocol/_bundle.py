@@ -284,9 +284,12 @@ class Bundle:
             if factory not in contributors:
                 raise InvalidFileError(f"{source}: 'contributions' names {factory!r}, not a contributor")
             _check_count(raw, count, source, f"'contributions' of {factory!r}")
-        packing = kind_layout(kind, features, target, encoding, n, parameters, expected_digest=obj["layout_digest"])
-        if obj["layout_digest"] != packing.digest():
-            raise InvalidFileError(f"{source}: 'layout_digest' does not match the layout its metadata implies")
+        if not isinstance(obj["layout_digest"], str):
+            raise InvalidFileError(f"{source}: 'layout_digest' must be a string")
+        try:  # its digest is checked before the layout is built
+            packing = kind_layout(kind, features, target, encoding, n, parameters, expected_digest=obj["layout_digest"])
+        except InvalidFileError as exc:
+            raise InvalidFileError(f"{source}: {exc}") from None
         ciphertexts = _ciphertexts(obj["ciphertexts"], packing.n_plaintexts, n, source)
         contributions = {factory: _ciphertexts(raw, packing.n_plaintexts, n, f"{source} ({factory})")
                          for factory, raw in raw_contributions.items()}
