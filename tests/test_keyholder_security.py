@@ -27,6 +27,7 @@ from hefed.roles import DecryptionLedger, decrypt_bundle, decrypt_to_file, load_
 from hefed.sim import simulation_keypair
 
 TARGET = "co2_t"
+FEATURES = ["natural_gas_t", "diesel_t", "electricity_mwh"]  # non-zero at every plant
 NAMES = ["cement-01", "steel-02", "chemicals-03", "power-04", "glass-05"]  # make_factories(5)
 
 
@@ -43,13 +44,13 @@ def frames():
 @pytest.fixture(scope="module")
 def bundles(frames, keypair):
     """Each factory's plain statistics bundle, by id."""
-    return {name: hefed.encrypt_table(frame, TARGET, keypair[0], factory_id=name).bundle
+    return {name: hefed.encrypt_table(frame, TARGET, keypair[0], features=FEATURES, factory_id=name).bundle
             for name, frame in frames.items()}
 
 
 @pytest.fixture(scope="module")
 def fold_bundles(frames, keypair):
-    return {name: hefed.encrypt_table(frame, TARGET, keypair[0], factory_id=name,
+    return {name: hefed.encrypt_table(frame, TARGET, keypair[0], features=FEATURES, factory_id=name,
                                       request=hefed.FoldStatisticsRequest(folds=3, seed=1)).bundle
             for name, frame in frames.items()}
 
@@ -174,7 +175,7 @@ def test_cli_decrypt_with_a_study_keeps_a_ledger_beside_the_private_key(bundles,
     keys = tmp_path / "keys"
     keys.mkdir()
     hefed.save_private_key(private_key, keys / "private_key.json")
-    study = Study.new(public_key, TARGET, list(bundles[NAMES[0]].features), min_contributors=3)
+    study = Study.new(public_key, TARGET, FEATURES, min_contributors=3)
     study.save(tmp_path / "study.json")
     frames = make_factories(n_factories=5, seed=7)
     made = [hefed.encrypt_for_study(frame, study, factory_id=name).bundle for name, frame in frames.items()]
@@ -199,7 +200,7 @@ def signed_study(bundles, keypair, tmp_path):
     hefed.save_private_key(private_key, keys / "private_key.json")
     release_private, release_public = make_release_key(keys)
     signer = load_release_key(release_private)
-    study = Study.new(public_key, TARGET, list(bundles[NAMES[0]].features), keyholder=signer.public)
+    study = Study.new(public_key, TARGET, FEATURES, keyholder=signer.public)
     frames = make_factories(n_factories=3, seed=3)
     made = [hefed.encrypt_for_study(frame, study, factory_id=name).bundle for name, frame in frames.items()]
     hefed.aggregate(made, study=study).save(tmp_path / "agg.json")

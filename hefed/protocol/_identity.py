@@ -145,15 +145,24 @@ def load_member(path: str | os.PathLike[str]) -> Member:
     return Member(*_identity_fields(obj, str(path)))
 
 
-def load_identity(path: str | os.PathLike[str], allow_insecure_permissions: bool = False) -> FactoryIdentity:
-    """Read a factory's private identity (a directory holding ``identity.key.json``, or the file)."""
+def read_private_file(path: str | os.PathLike[str], file_name: str, what: str, label: str,
+                      allow_insecure_permissions: bool = False) -> tuple[Path, dict[str, Any]]:
+    """The JSON object of a private key file (``path`` or ``path/file_name``), refused when group- or
+    world-accessible unless ``allow_insecure_permissions``, as ssh does; ``what`` names it in that refusal,
+    ``label`` in any other."""
     path = Path(path)
     if path.is_dir():
-        path = path / "identity.key.json"
-    mode = stat_file(path, "identity").st_mode
+        path = path / file_name
+    mode = stat_file(path, label).st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO) and not allow_insecure_permissions:
-        raise InsecureKeyError(f"{path}: identity key is accessible by group or others; run chmod 600 on it")
-    obj = read_json_object(path, "identity")
+        raise InsecureKeyError(f"{path}: {what} is accessible by group or others; run chmod 600 on it",
+                               parameters=("allow_insecure_permissions",))
+    return path, read_json_object(path, label)
+
+
+def load_identity(path: str | os.PathLike[str], allow_insecure_permissions: bool = False) -> FactoryIdentity:
+    """Read a factory's private identity (a directory holding ``identity.key.json``, or the file)."""
+    path, obj = read_private_file(path, "identity.key.json", "identity key", "identity", allow_insecure_permissions)
     factory_id, signing_public, agreement_public = _identity_fields(obj, str(path))
     signing = Ed25519PrivateKey.from_private_bytes(_unb64(obj.get("signing_private"), str(path), "signing_private"))
     agreement = X25519PrivateKey.from_private_bytes(

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +34,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding as RawEncoding
 from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat, PublicFormat
 
-from .._files import atomic_write_json, check_format, check_writable, read_json_object, stat_file
-from ..errors import InsecureKeyError, InvalidFileError, ReleaseError
-from ._identity import _b64, _unb64
+from .._files import atomic_write_json, check_format, check_writable, read_json_object
+from ..errors import InvalidFileError, ReleaseError
+from ._identity import _b64, _unb64, read_private_file
 
 KEYHOLDER_FORMAT = "hefed.keyholder"
 VERSION = 1
@@ -112,14 +111,8 @@ def make_release_key(out_dir: str | os.PathLike[str], force: bool = False) -> tu
 
 def load_release_key(path: str | os.PathLike[str], allow_insecure_permissions: bool = False) -> KeyHolderSigner:
     """Read the key holder's release key (``keyholder.key.json``, or the folder holding it)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "keyholder.key.json"
-    mode = stat_file(path, "release key").st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO) and not allow_insecure_permissions:
-        raise InsecureKeyError(f"{path}: release key is accessible by group or others; run chmod 600 on it",
-                               parameters=("allow_insecure_permissions",))
-    obj = read_json_object(path, "release key")
+    path, obj = read_private_file(path, "keyholder.key.json", "release key", "release key",
+                                  allow_insecure_permissions)
     check_format(obj, str(path), KEYHOLDER_FORMAT, VERSION, "release key")
     if "signing_private" not in obj:
         raise InvalidFileError(f"{path}: a public release key (keyholder.pub.json), not the private one")
