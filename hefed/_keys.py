@@ -119,6 +119,8 @@ def check_public_key(public_key: PaillierPublicKey, *, insecure_test_key: bool =
         if gmpy2.is_prime(n):
             raise InsecureKeyError(f"{source}: the {bits}-bit modulus is prime, not a product of two primes")
         with _LOCK:
+            if len(_SOUND_KEYS) >= 4096:  # a process meets a few keys; a stream of hostile ones must not grow it
+                _SOUND_KEYS.clear()
             _SOUND_KEYS.add(fingerprint)
     if bits < MIN_SECURE_BITS and not insecure_test_key and fingerprint not in _TEST_KEYS:
         raise InsecureKeyError(
