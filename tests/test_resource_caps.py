@@ -45,6 +45,8 @@ NARROWEST = Encoding(frac_bits=0, int_bits=1, max_rows_bits=1, max_contributors=
 #: parsed, or before anything is sized from it.
 LAYOUT_MEMORY_PER_BYTE = 16
 MEMORY_PER_BYTE = 4
+#: A file within the JSON allowance is parsed before its header is judged: a dict costs ~230 bytes in memory.
+PARSED_MEMORY_PER_BYTE = 8
 MEMORY_CONSTANT = 16 << 20
 
 
@@ -95,6 +97,10 @@ BOMBS = {
     "deep nesting, diluted": (  # within the values allowance, deeper than any recursion limit (tests raise it)
         lambda h: '{"a": ' + "[" * 100_000 + "]" * 100_000 + ', "b": "' + "x" * 1_300_000 + '"}', "nested too deeply"),
     "narrowest slots, 400 features": (lambda h: _narrow(h, 400), "'layout_digest'"),
+    "100,000 column grids": (  # parsed, then refused on the header (a lookup scanned every grid: 0.5 s a MB)
+        lambda h: {**h, "schema": {"target": TARGET, "features": _names(1000)}, "encoding": {
+            **h["encoding"], "columns": {f"c{i:06d}{'x' * 30}": {"frac_bits": 1, "int_bits": 1}
+                                         for i in range(100_000)}}}, "'encoding'"),
 }
 
 
@@ -134,7 +140,8 @@ def _refused(call, path: Path, field: str) -> int:
     message = str(error)
     assert "\n" not in message and message.startswith(f"{path}:") and field in message, message
     size = path.stat().st_size
-    per_byte = LAYOUT_MEMORY_PER_BYTE if field == "'layout_digest'" else MEMORY_PER_BYTE
+    per_byte = {"'layout_digest'": LAYOUT_MEMORY_PER_BYTE, "'encoding'": PARSED_MEMORY_PER_BYTE}.get(
+        field, MEMORY_PER_BYTE)
     assert peak < per_byte * size + MEMORY_CONSTANT, (peak, size)
     return peak
 

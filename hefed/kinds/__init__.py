@@ -27,6 +27,7 @@ from ._evaluation import EVALUATION, EvaluationRequest, PublishedModel, evaluati
 from ._fold_statistics import FOLD_STATISTICS, FoldStatisticsRequest
 from ._registry import (
     MAX_CIPHERTEXTS,
+    MAX_ENCODING_COLUMNS,
     MAX_FEATURES,
     MAX_VALUES,
     Computed,
@@ -56,6 +57,7 @@ __all__ = [
     "EVALUATION",
     "FOLD_STATISTICS",
     "MAX_CIPHERTEXTS",
+    "MAX_ENCODING_COLUMNS",
     "MAX_FEATURES",
     "MAX_VALUES",
     "STATISTICS",

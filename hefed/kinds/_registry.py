@@ -47,6 +47,10 @@ _DIGEST = re.compile(r"[0-9a-f]{32}")
 #: statistics, and its exact solve takes hours.
 MAX_FEATURES = 1000
 
+#: Most per-column grids an encoding in a file may list: every model column (features, a categorical feature's
+#: dummies and the target) twice over. Looking a column's grid up scans them, once per column of the bundle.
+MAX_ENCODING_COLUMNS = 2 * (MAX_FEATURES + 1)
+
 #: Most values one contribution packs, its counter included. The largest honest ones: a 1000-feature Gram
 #: (502,503 values), 300 features' Gram in 10 folds (457,530). A layout keeps about 20 bytes per value
 #: (:class:`~hefed.primitives.packing.Layout`), so even the cap costs well under 100 MB.

@@ -42,7 +42,7 @@ from .._files import (
 )
 from .._keys import MAX_BITS, check_public_key, key_fingerprint
 from ..errors import InsecureKeyError, InvalidFileError, OverflowRiskError, UsageError
-from ..kinds import MAX_FEATURES, Header, Kind, get_kind, layout_size
+from ..kinds import MAX_ENCODING_COLUMNS, MAX_FEATURES, Header, Kind, get_kind, layout_size
 from ..kinds import layout as kind_layout
 from ..primitives.encryption import DEFAULT_METHOD, Encryption, encrypt_plaintexts
 from ..primitives.packing import Layout, PackingError
@@ -265,7 +265,12 @@ class Bundle:
         if len(set(features)) != len(features) or target in features:
             raise InvalidFileError(f"{source}: schema features have duplicates or contain the target")
         check_names([target, *features], source, "schema")
-        encoding = Encoding.from_dict(obj["encoding"], source)
+        raw_encoding = obj["encoding"]
+        if isinstance(raw_encoding, dict) and isinstance(raw_encoding.get("columns"), dict) and len(
+                raw_encoding["columns"]) > MAX_ENCODING_COLUMNS:
+            raise InvalidFileError(f"{source}: 'encoding' lists {len(raw_encoding['columns'])} column grids; at most "
+                                   f"{MAX_ENCODING_COLUMNS}")
+        encoding = Encoding.from_dict(raw_encoding, source)
         contributors = obj["contributors"]
         if not isinstance(contributors, list) or not contributors or not all(
             isinstance(c, str) and FACTORY_ID_PATTERN.fullmatch(c) for c in contributors
