@@ -3,8 +3,11 @@
 A thin command over :func:`hefed.flower.run_local_federation`: it starts a
 Flower SuperLink and one SuperNode per data file on 127.0.0.1, runs the hefed
 Flower app once, stops every process it started and leaves the aggregate
-bundle. With ``--roster`` and one ``--identity`` per data file it runs masked,
-signed rounds and says which rounds it needed and who dropped out. With ``--study`` each
+bundle. With ``--roster`` and one ``--identity`` per data file it runs one masked,
+signed version 2 round (ready, join, contribute, reveal) that survives drop-outs, and says
+who joined, who delivered, who dropped out at which step, and what each step cost;
+``--drop-out FACTORY=STEP`` stops that factory's SuperNode once its reply to STEP arrived
+(a real drop-out, for demonstrations). With ``--study`` each
 SuperNode's node config names the study file and pins its digest, and the target, features
 and key come from the study. Every check of
 the options is the library's (:class:`hefed.flower.RunSettings`); library errors
@@ -107,15 +110,18 @@ def progress_printer(terminal: bool) -> Callable[[ProgressEvent], None]:
 @click.option("--identity", "identity_dirs", multiple=True, type=click.Path(path_type=Path),
               help="A factory's enrollment folder (hefed enroll --out-dir); repeat, in the same order as the data "
               "files. Each goes into its own SuperNode's node config only.")
-@click.option("--max-rounds", default=3, show_default=True, type=int,
-              help="Masked rounds: at most this many rounds (a drop-out after the ready step means a new round).")
+@click.option("--drop-out", "drop_outs", multiple=True, metavar="FACTORY=STEP",
+              help="Masked rounds, for demonstrations: stop FACTORY's SuperNode (SIGTERM) as soon as its reply to STEP "
+              "(ready, join or contribute) arrived, so it drops out of the next step; repeat for several.")
+@click.option("--max-rounds", default=None, type=int, hidden=True,
+              help="Deprecated and ignored: a masked run is one round that survives drop-outs.")
 @click.option("--force", is_flag=True, help="Replace an existing output file.")
 @output_options
 def federate(data_paths: tuple[Path, ...], more_data: tuple[Path, ...], study_path: Path | None, target: str | None,
              features: str | None, public_key_path: Path | None, out: Path, kind: str, model_path: Path | None,
              min_contributors: int | None,
              timeout: float, report_path: Path | None, roster_path: Path | None, identity_dirs: tuple[Path, ...],
-             max_rounds: int, force: bool) -> None:
+             drop_outs: tuple[str, ...], max_rounds: int | None, force: bool) -> None:
     """Trial on one machine: a Flower SuperLink and one SuperNode per --data file on 127.0.0.1.
 
     Runs the hefed Flower app once (aggregator = ServerApp, each factory = ClientApp),
@@ -125,9 +131,12 @@ def federate(data_paths: tuple[Path, ...], more_data: tuple[Path, ...], study_pa
     with --json or --quiet). Decrypt the aggregate with `hefed decrypt`.
 
     With --roster and one --identity per data file (same order) the factories are the
-    enrolled identities and the app runs masked, signed rounds: a ready step fixes the
-    participants, and a factory that then fails to deliver makes the app start a new
-    round for the others (at most --max-rounds). Decrypt with `hefed decrypt --roster`.
+    enrolled identities and the app runs one masked, signed round that survives drop-outs:
+    a signed ready step fixes the participants, they join (threshold t: more than half,
+    at least --min-contributors), those who joined contribute, and those who delivered
+    reveal the shares that remove the drop-outs' masks; down to t survivors nothing is
+    re-run. Decrypt with `hefed decrypt --roster`. --drop-out gt_2013=join stops
+    gt_2013's SuperNode right after it joined (a real drop-out, for demonstrations).
 
     With --study the factories compute what the study says (each SuperNode's node config
     names the study file and pins its digest); the aggregate carries the study's digest.
@@ -139,11 +148,15 @@ def federate(data_paths: tuple[Path, ...], more_data: tuple[Path, ...], study_pa
         raise UsageError("masked rounds need --roster and one --identity per data file")
     if study_path is None and public_key_path is None:
         raise UsageError("give --public-key, or a --study that carries the key")
+    if max_rounds is not None:
+        click.echo("hefed federate: --max-rounds is deprecated and ignored: a masked run is one round that survives "
+                   "drop-outs (no re-runs)", err=True)
     progress = None if quiet() else progress_printer(sys.stderr.isatty())
     result = run_local_federation(
         [*data_paths, *more_data], target, public_key_path, out, _split(features), min_contributors, timeout, kind,
         model_path, force=force, report_path=report_path, roster_path=roster_path,
-        identity_dirs=list(identity_dirs) or None, max_rounds=max_rounds, progress=progress, study_path=study_path,
+        identity_dirs=list(identity_dirs) or None, progress=progress, study_path=study_path,
+        drop_outs=_drop_outs(drop_outs),
     )
     emit(out=str(out), kind=result.kind, contributors=result.contributors, missing=result.missing,
          run_id=result.run_id, seconds=round(result.seconds, 3), masked=roster_path is not None,
@@ -160,7 +173,26 @@ def federate(data_paths: tuple[Path, ...], more_data: tuple[Path, ...], study_pa
         say(f"wrote {report_path}")
 
 
+def _drop_outs(values: tuple[str, ...]) -> dict[str, str] | None:
+    """``("gt_2013=join", ...)`` → ``{"gt_2013": "join"}`` (the library checks the factories and steps)."""
+    out: dict[str, str] = {}
+    for value in values:
+        factory, sep, step = value.partition("=")
+        if not sep or not factory.strip() or not step.strip():
+            raise UsageError(f"--drop-out {value!r}: give FACTORY=STEP, e.g. gt_2013=join")
+        if factory.strip() in out:
+            raise UsageError(f"--drop-out names {factory.strip()!r} twice")
+        out[factory.strip()] = step.strip()
+    return out or None
+
+
 def _round_line(attempt: dict[str, Any]) -> str:
-    dropped = "; ".join(f"{name}: {why}" for name, why in attempt["missing"].items())
-    return (f"round {attempt['round']} ({attempt['round_id']}) with {', '.join(attempt['participants'])}: "
-            + ("complete" if attempt["complete"] else f"incomplete, missing {dropped}"))
+    dropped = "; ".join(f"{name} ({why})" for name, why in attempt["missing"].items())
+    line = (f"round {attempt['round']} ({attempt['round_id']}) with {', '.join(attempt['participants'])}"
+            + (f", threshold {attempt['threshold']}" if attempt.get("threshold") else "") + ": "
+            + ("complete" if attempt["complete"] else "failed"))
+    if attempt.get("joined") is not None and attempt["joined"] != attempt["participants"]:
+        line += f"; joined {', '.join(attempt['joined']) or 'none'}"
+    if dropped:
+        line += f"; dropped out: {dropped}"
+    return line

@@ -141,6 +141,7 @@ PARAMETER_OPTIONS = {
     "min_contributors": "--min-contributors",
     "timeout": "--timeout",
     "max_rounds": "--max-rounds",
+    "drop_outs": "--drop-out",
     "kind": "--kind",
     "model": "--model",
     "out": "--out",

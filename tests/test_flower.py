@@ -6,11 +6,11 @@ check that no private-key material is ever sent. The process tests start a
 SuperLink and three SuperNodes on 127.0.0.1 (gas-turbine data, one factory a
 year) and stop every process they started, on failure too.
 
-Masked, signed rounds (run config ``roster``) are tested both ways: in-process
-(the ready step, a drop-out and the re-run, pins, nothing secret sent or
-logged) and with real processes (three factories give exactly the statistics of
-``hefed round new`` / ``encrypt --round`` / ``aggregate --round``, and a SuperNode
-killed after the ready step makes the app re-run a round for the survivors).
+Masked, signed rounds (run config ``roster``: one version 2 round, ready → join → contribute → reveal) are
+tested both ways: in-process (the ready step, drop-outs without re-runs, pins, nothing secret sent or
+logged) and with real processes (three factories give exactly the statistics of the same round made
+with files: ``hefed round new`` / ``join`` / ``start`` / ``encrypt --round`` / ``collect`` / ``reveal`` /
+``unmask``). Drop-outs with real SuperNodes stopped between steps are in test_flower_dropout.py.
 
 Studies (run config ``study``; node config ``study`` and ``study-digest``) are tested in-process:
 each factory computes from its own copy of the study whatever its ClientApp's run config says,
@@ -223,17 +223,22 @@ def living_with_marker(marker: str) -> list[int]:
 # --- the app in-process -------------------------------------------------------------------------------------
 
 
+#: The steps of a masked round, in order (the ClientApp's query actions).
+STEPS = ("ready", "join", "contribute", "reveal")
+
+
 class DirectGrid(Grid):
     """A grid that hands each message straight to the ClientApp, as a SuperNode would, and records everything."""
 
     def __init__(self, node_configs: dict[int, dict[str, Any]], run_config: dict[str, Any],
                  silent: Iterable[int] = (), drop_after_ready: Iterable[int] = (),
-                 client_run_config: dict[str, Any] | None = None) -> None:
+                 client_run_config: dict[str, Any] | None = None, drop_after: dict[int, str] | None = None) -> None:
         self.node_configs = node_configs
         self.run_config = run_config
         self.client_run_config = client_run_config if client_run_config is not None else run_config
         self.silent = set(silent)
-        self.drop_after_ready = set(drop_after_ready)  # answer the ready query, then never again
+        # node → the last step it answers (ready, join, contribute), then never again
+        self.drop_after = {**{node: "ready" for node in drop_after_ready}, **(drop_after or {})}
         self.sent: list[Message] = []
         self.replies: dict[str, Message] = {}
 
@@ -257,7 +262,8 @@ class DirectGrid(Grid):
             message.metadata.__dict__["_message_id"] = message.object_id
             self.sent.append(message)
             node = message.metadata.dst_node_id
-            dropped = node in self.drop_after_ready and message.metadata.message_type == MESSAGE_TYPE
+            step = message.metadata.message_type.removeprefix("query.")
+            dropped = node in self.drop_after and STEPS.index(step) > STEPS.index(self.drop_after[node])
             if node not in self.silent and not dropped:
                 context = Context(run_id=1, node_id=node, node_config=dict(self.node_configs[node]),
                                   state=RecordDict(), run_config=dict(self.client_run_config))
@@ -304,7 +310,8 @@ def last_logged(node_config: dict[str, Any]) -> str:
 
 def run_in_process(tmp_path: Path, files: list[Path], keys: dict[str, Any], *, silent: Iterable[int] = (),
                    node_extra: dict[int, dict[str, Any]] | None = None, drop_after_ready: Iterable[int] = (),
-                   client_config: dict[str, Any] | None = None, **config: Any) -> tuple[DirectGrid, dict]:
+                   client_config: dict[str, Any] | None = None, drop_after: dict[int, str] | None = None,
+                   **config: Any) -> tuple[DirectGrid, dict]:
     """Run the ServerApp over ``files`` in-process; ``config`` overrides run-config keys (``"min-contributors"``);
     ``client_config``, if given, overrides them for the ClientApps only (what a hostile aggregator could send).
     Each factory pins the key of ``keys`` (unless it has a study) and logs to ``tmp_path/factory-logs``."""
@@ -315,7 +322,7 @@ def run_in_process(tmp_path: Path, files: list[Path], keys: dict[str, Any], *, s
                   "out": str(tmp_path / "aggregate.json"), "report": str(tmp_path / "report.json"),
                   "timeout": 0.2, "wait-for-nodes": 0.2, **config}
     grid = DirectGrid(node_configs, run_config, silent, drop_after_ready,
-                      {**run_config, **client_config} if client_config is not None else None)
+                      {**run_config, **client_config} if client_config is not None else None, drop_after)
     context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config))
     try:
         server_app(grid, context)
@@ -347,7 +354,8 @@ def test_round_in_process_sends_only_the_public_key(tmp_path, keys, consortium_f
     secrets = private_secrets(keys["private"]) + identity_secrets(consortium_identities["dirs"].values())
     assert_no_secret(json.dumps(grid.run_config).encode(), secrets, "the run config")
     assert_no_secret(json.dumps(grid.node_configs).encode(), secrets, "the node configs")
-    assert len(grid.sent) == (6 if masked else 3) and len(grid.replies) == len(grid.sent)
+    assert len(grid.sent) == (12 if masked else 3) and len(grid.replies) == len(grid.sent)  # ready, join, contribute,
+    # reveal
     for message in [*grid.sent, *grid.replies.values()]:
         for name, record in message.content.items():
             for key, value in record.items():
@@ -356,13 +364,24 @@ def test_round_in_process_sends_only_the_public_key(tmp_path, keys, consortium_f
     assert "hefed: factory" in caplog.text
     assert_no_secret(caplog.text.encode(), secrets, "the Flower log")
     base = {"kind", "public-key", "key-fingerprint"}
+    masked_fields = {"query.join": "round", MESSAGE_TYPE: "round-keys", "query.reveal": "unmask-request"}
     for message in grid.sent:
         request = dict(message.content[REQUEST_RECORD])
         assert request["public-key"] == int_to_base64(keys["public"].n)
         if message.metadata.message_type == READY_MESSAGE_TYPE:
             assert set(request) == base | {"roster", "roster-digest", "nonce"}
+        elif masked:
+            assert set(request) == base | {"model", "roster", "roster-digest",
+                                           masked_fields[message.metadata.message_type]}
         else:
-            assert set(request) == base | ({"model", "round", "roster"} if masked else {"model"})
+            assert set(request) == base | {"model"}
+    if masked:  # the factories get the round keys without the sealed shares; each survivor only its own shares
+        contribute = dict(next(m for m in grid.sent if m.metadata.message_type == MESSAGE_TYPE).content[REQUEST_RECORD])
+        assert all("shares" not in join for join in json.loads(contribute["round-keys"])["joins"])
+        for message in (m for m in grid.sent if m.metadata.message_type == "query.reveal"):
+            shares = json.loads(dict(message.content[REQUEST_RECORD])["unmask-request"])["shares"]
+            assert len(shares) == 1
+        assert not [p for d in consortium_identities["dirs"].values() for p in d.glob("round-*.secret.json")]
     assert_no_secret((tmp_path / "aggregate.json").read_bytes(), secrets, "the aggregate")
     # The aggregate is the library's aggregate of the same factories: it decrypts to the same statistics.
     aggregate = hefed.Bundle.load(tmp_path / "aggregate.json")
@@ -380,24 +399,24 @@ def test_round_in_process_sends_only_the_public_key(tmp_path, keys, consortium_f
         assert report["masked"] is False and report["round_id"] is None and aggregate.round_id is None
 
 
-def test_in_process_dropout_after_ready_reruns_a_new_round(tmp_path, keys, consortium_files, consortium_identities,
-                                                           task_identity):
-    """A factory that answers ready but never delivers: a second round, with a new id, for the two others."""
+def test_in_process_dropout_after_ready_leaves_it_out_of_the_round(tmp_path, keys, consortium_files,
+                                                                  consortium_identities, task_identity):
+    """A factory that answers ready but never joins: the round (threshold 2 of 3) goes on with the two others,
+    without a re-run; the factory is named as dropped out at the join step."""
     names = [p.stem for p in consortium_files]
     nodes, config = masked_config(consortium_identities, consortium_files)
     grid, report = run_in_process(tmp_path, consortium_files, keys, node_extra=nodes, drop_after_ready=[3],
                                   **config, **{"min-contributors": 2})
     assert report["status"] == "ok" and report["contributors"] == sorted(names[:2])
-    first, second = report["masked"]["rounds"]
-    assert first["participants"] == sorted(names) and first["missing"] == {names[2]: "no answer within 0.2 s"}
-    assert not first["complete"] and sorted(first["contributors"]) == sorted(names[:2])
-    assert second["participants"] == sorted(names[:2]) and second["complete"]
-    assert first["round_id"] != second["round_id"] == report["round_id"]
-    assert report["missing"] == {names[2]: f"dropped out of round 1 ({first['round_id']}): no answer within 0.2 s"}
+    (only,) = report["masked"]["rounds"]
+    assert only["participants"] == sorted(names) and only["threshold"] == 2 and only["complete"]
+    assert only["joined"] == sorted(names[:2]) and only["missing"] == {names[2]: "join: no join within 0.2 s"}
+    assert report["missing"] == {names[2]: f"dropped out at the join step of round {only['round_id']}: no join "
+                                            "within 0.2 s"}
     contribute = [m for m in grid.sent if m.metadata.message_type == MESSAGE_TYPE]
-    assert [m.metadata.dst_node_id for m in contribute] == [1, 2, 3, 1, 2]  # the re-run asks the survivors only
+    assert [m.metadata.dst_node_id for m in contribute] == [1, 2]  # only the joined factories are asked
     aggregate = hefed.Bundle.load(tmp_path / "aggregate.json")
-    assert aggregate.round_id == second["round_id"] and sorted(aggregate.contributions) == sorted(names[:2])
+    assert aggregate.round_id == only["round_id"] and sorted(aggregate.contributions) == sorted(names[:2])
     stats = hefed.decrypt_statistics(aggregate, keys["private"], min_contributors=2,
                                      roster=consortium_identities["roster"], allow_unsigned=True)
     expected = hefed.decrypt_statistics(hefed.aggregate(
@@ -406,16 +425,18 @@ def test_in_process_dropout_after_ready_reruns_a_new_round(tmp_path, keys, conso
     assert stats.to_dict() == expected.to_dict()
 
 
-def test_in_process_dropout_below_min_contributors_fails_and_reports_the_round(
+def test_in_process_dropout_below_the_threshold_fails_and_reports_the_round(
         tmp_path, keys, consortium_files, consortium_identities, task_identity):
-    """With min-contributors = 3 a drop-out after the ready step cannot be re-run: the run fails and says why."""
+    """With min-contributors = 3 the threshold is 3 of 3: a factory that does not join fails the run, which says
+    who is missing and why (no values), and writes no aggregate."""
     names = [p.stem for p in consortium_files]
     nodes, config = masked_config(consortium_identities, consortium_files)
-    with pytest.raises(TooFewContributorsError, match=r"only 2 factories left after round 1 .*min-contributors = 3"):
+    with pytest.raises(TooFewContributorsError, match=r"only 2 factories left after the join step of round \w+ "
+                                                      r"\(.*\), fewer than the 3 needed; missing: "):
         run_in_process(tmp_path, consortium_files, keys, node_extra=nodes, drop_after_ready=[3], **config)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["status"] == "failed" and report["error_type"] == "TooFewContributorsError"
-    assert [r["missing"] for r in report["masked"]["rounds"]] == [{names[2]: "no answer within 0.2 s"}]
+    assert [r["missing"] for r in report["masked"]["rounds"]] == [{names[2]: "join: no join within 0.2 s"}]
     assert names[2] in report["error"] and not (tmp_path / "aggregate.json").exists()
 
 
@@ -664,19 +685,22 @@ def test_progress_file_is_read_as_it_grows(tmp_path):
 
 def test_in_process_run_writes_its_progress_as_it_goes(tmp_path, keys, consortium_files, consortium_identities,
                                                        task_identity):
-    """The ServerApp's progress file: connections, each ready answer and bundle, the drop-out, both rounds, the end."""
+    """The ServerApp's progress file: connections, each ready answer, join, bundle and reveal (with its step), the
+    drop-out, the round, the end."""
     names = [p.stem for p in consortium_files]
     nodes, config = masked_config(consortium_identities, consortium_files)
-    _, report = run_in_process(tmp_path, consortium_files, keys, node_extra=nodes, drop_after_ready=[3], **config,
+    _, report = run_in_process(tmp_path, consortium_files, keys, node_extra=nodes, drop_after={3: "join"}, **config,
                                **{"min-contributors": 2, "progress": str(tmp_path / "progress.jsonl")})
     assert report["status"] == "ok"
     events = ProgressFollower(tmp_path / "progress.jsonl").read()
     assert [e.step for e in events[:2]] == ["nodes", "asked"] and events[-1].step == "done"
-    replies = [(e.round, e.factory) for e in events if e.step == "reply"]
-    assert sorted(str(name) for number, name in replies if number is None) == sorted(names)  # the ready answers
-    assert [e.round for e in events if e.step == "round" and "asking" in e.message] == [1, 2]
-    assert [sorted(str(name) for number, name in replies if number == n) for n in (1, 2)] == [sorted(names[:2])] * 2
-    assert any(e.step == "missing" and e.factory == names[2] and e.round == 1 and not e.ok for e in events)
+    replies = {phase: sorted(str(e.factory) for e in events if e.step == "reply" and e.phase == phase)
+               for phase in ("ready", "join", "contribute", "reveal")}
+    assert replies == {"ready": sorted(names), "join": sorted(names), "contribute": sorted(names[:2]),
+                       "reveal": sorted(names[:2])}
+    assert [e.round for e in events if e.step == "round" and "asking" in e.message] == [1]
+    assert any(e.step == "missing" and e.factory == names[2] and e.phase == "contribute" and not e.ok for e in events)
+    assert any(e.step == "round" and "recovering without " + names[2] in e.message for e in events)
     assert events[-1].ok and events[-1].message.startswith("aggregate of 2 factories")
 
 
@@ -1231,10 +1255,12 @@ def _zombie(pid: int) -> bool:
 @pytest.mark.slow
 def test_masked_federation_of_three_gives_the_file_based_statistics(tmp_path, keys, gas_files, gas_identities,
                                                                     process_marker):
-    """``hefed federate --roster --identity ...``: exactly the statistics of round new → encrypt → aggregate.
+    """``hefed federate --roster --identity ...``: exactly the statistics of the same version 2 round made with
+    files (``hefed round new`` → ``join`` → ``start`` → ``encrypt --round round-keys.json`` → ``round collect`` →
+    ``round reveal`` → ``round unmask``).
 
-    The aggregate carries the round id, the three signed manifests and contributions, and
-    ``hefed decrypt --roster`` checks and decrypts it.
+    The aggregate carries the round id, the three signed manifests and contributions, the round keys and
+    the signed reveals, and ``hefed decrypt --roster`` checks and decrypts it.
     """
     dirs = [gas_identities["dirs"][name] for name in YEARS]
     group = HefedGroup(commands={"federate": federate})
@@ -1247,28 +1273,45 @@ def test_masked_federation_of_three_gives_the_file_based_statistics(tmp_path, ke
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text())
     (only,) = report["masked"]["rounds"]
-    assert only["complete"] and only["participants"] == list(YEARS) and report["round_id"] == only["round_id"]
-    assert f"round 1 ({only['round_id']}) with gt_2011, gt_2012, gt_2013: complete" in result.output
-    for name in YEARS:  # the progress on stderr: each factory's ready answer and its masked bundle
-        assert f"{name}: ready (" in result.stderr and f"{name}: masked statistics bundle received" in result.stderr
-    assert f"round {only['round_id']} complete: every participant delivered" in result.stderr
+    assert only["complete"] and only["participants"] == only["joined"] == only["contributors"] == list(YEARS)
+    assert report["round_id"] == only["round_id"] and only["threshold"] == 3 and only["missing"] == {}
+    assert f"round 1 ({only['round_id']}) with gt_2011, gt_2012, gt_2013, threshold 3: complete" in result.output
+    for name in YEARS:  # the progress on stderr: each factory's ready answer, join, masked bundle and reveal
+        for what in ("ready (", "joined the round", "masked statistics bundle received", "revealed its shares"):
+            assert f"{name}: {what}" in result.stderr, (name, what)
+    assert f"round {only['round_id']} unmasked: the aggregate of gt_2011, gt_2012, gt_2013" in result.stderr
+    assert [s["step"] for s in report["masked"]["steps"]] == ["ready", "propose", "join", "start", "contribute",
+                                                              "collect", "reveal", "unmask"]
     aggregate = hefed.Bundle.load(tmp_path / "flower.aggregate.json")
     assert aggregate.round_id == only["round_id"] and len(aggregate.manifests) == 3
-    assert sorted(aggregate.contributions) == list(YEARS)
+    assert sorted(aggregate.contributions) == list(YEARS) and aggregate.recovery is not None
     roster = gas_identities["roster_path"]
     cli("decrypt", "--allow-unsigned",
             tmp_path / "flower.aggregate.json", "--private-key", keys["private_path"], "--roster", roster,
         "--out", tmp_path / "flower.statistics.json")
 
+    # the same version 2 round with files: round new → join → start → encrypt → collect → reveal → unmask
     files = tmp_path / "files"
     files.mkdir()
     cli("round", "new", "--roster", roster, "--participants", ",".join(YEARS), "--out", files / "round.json")
+    for name, directory in zip(YEARS, dirs, strict=True):
+        cli("round", "join", "--round", files / "round.json", "--identity", directory, "--roster", roster,
+            "--out", files / f"join-{name}.json")
+    cli("round", "start", *(files / f"join-{name}.json" for name in YEARS), "--round", files / "round.json",
+        "--roster", roster, "--out", files / "round-keys.json")
     for path, directory in zip(gas_files, dirs, strict=True):
         cli("encrypt", path, "--target", "NOX", "--public-key", keys["public_path"], "--factory-id", path.stem,
-            "--round", files / "round.json", "--identity", directory, "--roster", roster,
+            "--round", files / "round-keys.json", "--identity", directory, "--roster", roster,
             "--out", files / f"{path.stem}.bundle.json")
-    cli("aggregate", *(files / f"{p.stem}.bundle.json" for p in gas_files), "--roster", roster,
-        "--round", files / "round.json", "--out", files / "aggregate.json")
+    cli("round", "collect", *(files / f"{p.stem}.bundle.json" for p in gas_files), "--round-keys",
+        files / "round-keys.json", "--roster", roster, "--out", files / "collected.json",
+        "--request", files / "unmask-request.json")
+    for name, directory in zip(YEARS, dirs, strict=True):
+        cli("round", "reveal", "--request", files / "unmask-request.json", "--identity", directory,
+            "--roster", roster, "--out", files / f"reveal-{name}.json")
+    cli("round", "unmask", *(files / f"reveal-{name}.json" for name in YEARS), "--collected",
+        files / "collected.json", "--round-keys", files / "round-keys.json", "--roster", roster,
+        "--out", files / "aggregate.json")
     cli("decrypt", "--allow-unsigned",
             files / "aggregate.json", "--private-key", keys["private_path"], "--roster", roster,
         "--out", files / "statistics.json")
@@ -1276,76 +1319,6 @@ def test_masked_federation_of_three_gives_the_file_based_statistics(tmp_path, ke
     assert flower_stats == json.loads((files / "statistics.json").read_text())
     stats = hefed.decrypt_statistics(aggregate, keys["private"], roster=gas_identities["roster"], allow_unsigned=True)
     assert stats.to_dict() == flower_stats
-
-
-def kill_in_round_one(federation: LocalFederation, progress_path: Path, index: int, sig: int) -> list[list[str]]:
-    """Kill SuperNode ``index`` once it is a participant of round 1 and has received that round's request.
-
-    Ordered by the protocol, not by process counts: first the ServerApp's progress file
-    says round 1 is fixed (every ready factory a participant), then the SuperNode's log
-    says the contribute request arrived; the kill follows within milliseconds, while its
-    ClientApp (a new process importing Flower and hefed, seconds of work) cannot have
-    replied. Returns the command lines of every federation process seen just before.
-    """
-    follower, deadline = ProgressFollower(progress_path), time.monotonic() + 120
-    while not any(e.step == "round" and e.round == 1 for e in follower.read()):
-        assert time.monotonic() < deadline, "the ServerApp never fixed round 1"
-        time.sleep(0.05)
-    log = federation.supernodes[index].log_path
-    while b"Receiving: query.contribute" not in log.read_bytes():
-        assert time.monotonic() < deadline, f"SuperNode {index} never received the contribute request"
-        time.sleep(0.02)
-    command_lines = [command_line(pid) for pid in federation.all_pids()]
-    federation.kill_supernode(index, sig)
-    return command_lines
-
-
-@pytest.mark.slow
-def test_killed_after_ready_reruns_a_new_round_for_the_survivors(tmp_path, keys, gas_files, gas_identities,
-                                                                 process_marker):
-    """Stop gt_2013's SuperNode after the ready step: round 1 misses it, round 2 (new id) has the two others.
-
-    SIGTERM makes the SuperNode leave the federation, which Flower reports at once
-    (a SIGKILLed one is found missing only at the timeout: see the in-process
-    drop-out test and test_killed_supernode_leaves_two_contributors), so the test
-    does not have to guess how long the survivors take. The kill waits for round 1 to be
-    fixed with gt_2013 in it and for its contribute request to arrive (:func:`kill_in_round_one`),
-    so it can neither come before gt_2013 answered ready nor after it delivered. The aggregate decrypts (roster
-    checked, min_contributors = 2) to exactly the two factories' statistics, and no
-    private key (Paillier, or any identity's) appears in a command line, a file the
-    federation wrote (configs, the app, logs) or the run's log.
-    """
-    dirs = [gas_identities["dirs"][name] for name in YEARS]
-    with LocalFederation(gas_files, workdir=tmp_path / "federation", identity_dirs=dirs,
-                         key_fingerprint=hefed.key_fingerprint(keys["public"]), insecure_test_key=True,
-                         roster_digest=gas_identities["roster"].digest()) as federation:
-        run_id = start_round(federation, tmp_path, keys, roster=str(gas_identities["roster_path"]),
-                             **{"min-contributors": 2, "timeout": 60.0})
-        command_lines = kill_in_round_one(federation, tmp_path / "progress.jsonl", 2, signal.SIGTERM)
-        report = federation.wait_report(run_id, tmp_path / "report.json", 120)
-        run_log = federation.log(run_id)
-    assert report["status"] == "ok", report
-    first, second = report["masked"]["rounds"]
-    assert first["participants"] == list(YEARS) and set(first["missing"]) == {"gt_2013"}, first
-    assert second["participants"] == ["gt_2011", "gt_2012"] and second["complete"]
-    assert first["round_id"] != second["round_id"] == report["round_id"]
-    assert report["contributors"] == ["gt_2011", "gt_2012"] and set(report["missing"]) == {"gt_2013"}
-    assert f"round {first['round_id']} is incomplete" in run_log
-    aggregate = hefed.Bundle.load(tmp_path / "aggregate.json")
-    assert aggregate.round_id == second["round_id"] and aggregate.contributors == ["gt_2011", "gt_2012"]
-    stats = hefed.decrypt_statistics(aggregate, keys["private"], min_contributors=2,
-                                     roster=Roster.load(gas_identities["roster_path"]), allow_unsigned=True)
-    expected = hefed.decrypt_statistics(hefed.aggregate(
-        [hefed.encrypt_statistics(p, "NOX", keys["public"], factory_id=p.stem) for p in gas_files[:2]]),
-        keys["private"], min_contributors=2, allow_unsigned=True)
-    assert stats.to_dict() == expected.to_dict()
-    secrets = private_secrets(keys["private"]) + identity_secrets(dirs)
-    assert_no_secret("\0".join(map(" ".join, command_lines)).encode(), secrets, "a command line")
-    assert_no_secret(run_log.encode(), secrets, "the run's log (flwr log)")
-    written = [path for path in (tmp_path / "federation").rglob("*") if path.is_file()]
-    assert any(path.suffix == ".log" for path in written)
-    for path in written:
-        assert_no_secret(path.read_bytes(), secrets, str(path))
 
 
 # --- a study with real processes ----------------------------------------------------------------------------

@@ -65,6 +65,7 @@ from hefed.errors import (  # noqa: E402
 from hefed.flower import FactoryConfig, LocalFederation, RunSettings  # noqa: E402
 from hefed.flower._factory import (  # noqa: E402
     check_ready,
+    factory_join_reply,
     factory_log_path,
     factory_ready_reply,
     factory_reply,
@@ -74,13 +75,14 @@ from hefed.flower._messages import (  # noqa: E402
     Reply,
     bundle_to_bytes,
     error_reply,
+    make_join_request,
     make_masked_request,
     make_ready_request,
     make_request,
     ready_statement,
 )
 from hefed.flower._tally import aggregate_tally, tally, tally_ready, verify_ready  # noqa: E402
-from hefed.protocol import Roster, enroll, load_identity, new_round  # noqa: E402
+from hefed.protocol import Roster, RoundKeys, enroll, load_identity, propose_round  # noqa: E402
 from hefed.stats import Encoding  # noqa: E402
 
 SYBILS = ("zz-sybil-1", "zz-sybil-2")
@@ -187,8 +189,10 @@ def test_a_factory_encrypts_only_under_its_pinned_key(club, keys):
     assert "pins no key" in home(unpinned)
     assert factory_reply(make_request("statistics", keys["public"]), unpinned, {"target": TARGET})["error"] == \
         "refused: no pin for key or roster"  # not even the right key: nothing is pinned
-    round_ = new_round(roster, club["names"])
-    masked_rogue = make_masked_request(plain_rogue, round_, roster)
+    round_ = propose_round(roster, club["names"])
+    assert factory_join_reply(make_join_request(plain_rogue, round_, roster), pinned)["error"] == \
+        "refused: key mismatch"  # no join, so no round secret, under a key it did not pin
+    masked_rogue = make_masked_request(plain_rogue, RoundKeys(round_, ()), roster)
     assert factory_reply(masked_rogue, pinned, {"target": TARGET})["error"] == "refused: key mismatch"
     assert f"this factory is pinned to key {hefed.key_fingerprint(keys['public'])}" in home(pinned)
     ready = factory_ready_reply(make_ready_request("statistics", rogue, roster), pinned, node_id=1)
@@ -210,13 +214,16 @@ def test_a_factory_joins_only_masked_rounds_of_its_pinned_roster(club, keys):
     ready = make_ready_request("statistics", keys["public"], sybil_roster)
     assert factory_ready_reply(ready, victim, node_id=1)["error"] == "refused: round or roster mismatch"
     assert f"but this factory is pinned to roster {club['roster'].digest()}" in home(victim)
-    round_ = new_round(sybil_roster, [club["names"][0], *SYBILS])
-    request = make_masked_request(make_request("statistics", keys["public"]), round_, sybil_roster)
+    round_ = propose_round(sybil_roster, [club["names"][0], *SYBILS])
+    join = make_join_request(make_request("statistics", keys["public"]), round_, sybil_roster)
+    assert factory_join_reply(join, victim)["error"] == "refused: round or roster mismatch"
+    request = make_masked_request(make_request("statistics", keys["public"]), RoundKeys(round_, ()), sybil_roster)
     assert factory_reply(request, victim, {"target": TARGET})["error"] == "refused: round or roster mismatch"
     unpinned = {k: v for k, v in victim.items() if k != "roster-digest"}
     assert factory_ready_reply(ready, unpinned, node_id=1)["error"] == "refused: no pin for key or roster"
     assert "pins no roster" in home(unpinned)
     assert factory_reply(request, unpinned, {"target": TARGET})["error"] == "refused: no pin for key or roster"
+    assert factory_join_reply(join, unpinned)["error"] == "refused: no pin for key or roster"
 
 
 def signed_replies(club: dict[str, Any], keys: dict[str, Any], request: dict[str, str]) -> list[Reply]:
@@ -451,8 +458,8 @@ def test_real_rogue_supernode_and_hostile_encoding(arena, keys):
     assert "claimed 'gt_2012' without its identity's signature" in why and "ignored" in why
     assert report["status"] == "failed" and report["error_type"] == "TooFewContributorsError"
     (attempt,) = report["masked"]["rounds"]
-    assert attempt["participants"] == list(PLANTS)
-    assert attempt["missing"] == {y: "error: refused: data out of range" for y in PLANTS}
+    assert attempt["participants"] == attempt["joined"] == list(PLANTS)
+    assert attempt["missing"] == {y: "contribute: error: refused: data out of range" for y in PLANTS}
     federation: LocalFederation = arena["federation"]
     seen = {"report": (out / "report.json").read_text(), "progress": (out / "progress.jsonl").read_text(),
             "flwr log": federation.log(run_id),

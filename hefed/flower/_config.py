@@ -64,7 +64,7 @@ from ..stats import Encoding
 KINDS = kind_names(flower=True)
 #: How a factory treats rows with missing values: drop them (as ``hefed encrypt`` does) or refuse the table.
 MISSING_CHOICES = ("drop", "error")
-#: Most rounds a masked federation may try (``max-rounds``); each waits up to ``timeout`` seconds.
+#: Largest ``max-rounds`` accepted (deprecated and ignored: a masked run is one version 2 round, never re-run).
 MAX_ROUNDS_LIMIT = 10
 
 _DEFAULT_ENCODING = Encoding()
@@ -92,7 +92,7 @@ RUN_CONFIG_DEFAULTS: dict[str, str | int | float | bool] = {
     "roster": "",  # path of the consortium roster on the aggregator's machine; set = masked, signed rounds
     "study": "",  # path of the consortium's study on the aggregator's machine; set = the study decides what
     #               factories compute (then the keys of STUDY_FIXED keep their defaults)
-    "max-rounds": 3,  # masked rounds: at most this many rounds (the first and the re-runs after drop-outs)
+    "max-rounds": 3,  # deprecated, ignored: a masked run is one version 2 round that survives drop-outs (no re-runs)
     "insecure-test-key": False,  # accept a public key below 2048 bits (tests; each factory decides for itself too)
     "frac-bits": _DEFAULT_ENCODING.frac_bits,
     "int-bits": _DEFAULT_ENCODING.int_bits,

@@ -3,7 +3,8 @@
 Everything here runs on the factory's own machine, inside its SuperNode's ClientApp. Its
 data, its copy of the study and its identity's private keys are read here and never leave: a
 reply carries the factory id and either the encrypted (in a masked round also masked and
-signed) bundle, its signed ready statement, or a fixed error category
+signed) bundle, its signed ready statement, its signed join or reveal of a masked round (whose
+secret stays in its identity folder), or a fixed error category
 (:func:`hefed.errors.reply_category`, e.g. ``"refused: data out of range"``). The full
 message of a refusal (which may quote a cell, a row number, a column or a path) goes to the
 factory's own log only (:func:`factory_log_path`, mode 0600, and Flower's logger at the
@@ -51,7 +52,7 @@ from ..errors import (
     reply_category,
 )
 from ..kinds import Kind
-from ..protocol import Bundle, FactoryIdentity, Masking, Roster, Study, load_identity
+from ..protocol import Bundle, FactoryIdentity, Masking, Roster, Study, join_round, load_identity, reveal
 from ..roles import encrypt_for_study, encrypt_table, study_holdout
 from ._config import FactoryConfig, RunSettings, flower_kind, kind_request, takes_model
 from ._messages import (
@@ -59,6 +60,7 @@ from ._messages import (
     ReplyRecord,
     error_reply,
     error_text,
+    join_reply,
     model_from_request,
     nonce_from_request,
     ok_reply,
@@ -66,9 +68,12 @@ from ._messages import (
     public_key_from_request,
     ready_extra,
     ready_statement,
+    reveal_reply,
     roster_from_request,
     round_from_request,
+    round_keys_from_request,
     study_from_request,
+    unmask_request_from_request,
 )
 
 
@@ -272,15 +277,22 @@ def check_ready(request: Mapping[str, Any], factory: FactoryConfig) -> ReadyChec
 
 
 def _masking(request: Mapping[str, Any], factory: FactoryConfig, study: Study | None) -> Masking | None:
-    """The round, identity and roster a masked request asks for, checked before any data is read."""
-    if request.get("round"):
+    """The round keys, identity and roster a masked request asks for, checked before any data is read.
+
+    Only version 2 rounds (``round-keys``): a version 1 ``round`` is refused, since a drop-out there means a
+    re-run whose sum, differenced with the first, would single a factory out."""
+    if request.get("round-keys") or request.get("round"):
         roster = pinned_roster(request, factory, study)
-        round_ = round_from_request(request, roster)
-        if factory.factory_id not in round_.participants:
-            raise RoundError(f"{factory.factory_id!r} is not a participant of round {round_.round_id}")
+        if not request.get("round-keys"):
+            raise RoundError("the aggregator sent a version 1 round (no drop-out recovery: a drop-out means a re-run, "
+                             "and two sums of overlapping sets single a factory out); this factory contributes to "
+                             "version 2 rounds only (join, round keys, reveal); refused")
+        keys = round_keys_from_request(request, roster)
+        if factory.factory_id not in keys.joined:
+            raise RoundError(f"{factory.factory_id!r} did not join round {keys.round_id}")
         if study is not None:
-            study.check_roster(roster, round_)  # not below the study's threshold
-        return Masking(round_, load_factory_identity(factory, roster), roster)
+            study.check_roster(roster, keys.round)  # not below the study's threshold
+        return Masking(keys, load_factory_identity(factory, roster), roster)
     if factory.identity_dir or factory.roster_digest:
         raise RoundError(
             "this factory contributes to masked rounds only (node config 'identity-dir' or 'roster-digest' is "
@@ -301,11 +313,13 @@ def make_bundle(request: Mapping[str, Any], factory: FactoryConfig, run_config: 
     of the study (:func:`_study_bundle`) and ``run_config`` is not read at all; without one,
     from the run config (:meth:`RunSettings.from_config`), once the request is known to name no study.
 
-    With a ``round`` in the request (a masked round), the round, the roster and the
+    With ``round-keys`` in the request (a masked, version 2 round), the round keys, the roster and the
     factory's identity are checked first (before any data is read): the roster
-    against its pin (and its study's), the identity against the roster, and the factory must be one
-    of the round's participants. The bundle is then masked and signed for that round,
-    as ``hefed encrypt --round --identity --roster`` does.
+    against its pin (and its study's), the identity against the roster, and the factory must have joined
+    the round (its secret is in its identity folder); the keys are verified as
+    :func:`hefed.protocol.accept_round_keys` does. The bundle is then masked (pairwise masks and
+    self-mask) and signed for those keys, as ``hefed encrypt --round round-keys.json --identity --roster``
+    does.
 
     A factory whose node config sets ``identity-dir`` or ``roster-digest``, or whose study names
     a roster, takes part in masked rounds only: it refuses a request without a round, so an
@@ -432,7 +446,9 @@ def factory_ready_reply(request: Mapping[str, Any], node_config: Mapping[str, An
     fingerprint, the roster digest, the study digest and ``node_id`` (the Flower node it answers from):
     :meth:`ReadyCheck.statement`. The aggregator checks it against the roster's signing key, so a SuperNode
     that claims this factory's id without its identity cannot take its place or exclude it. (A later
-    drop-out recovery adds its ephemeral keys and shares to this reply: :func:`ready_reply_for`.)
+    drop-out recovery could add its ephemeral keys and shares to this reply: :func:`ready_reply_for`; hefed's
+    version 2 rounds join in a step of their own, :func:`factory_join_reply`, once the round is proposed over
+    the ready set.)
     """
     factory_id = _fallback_factory_id(node_config)
     try:
@@ -456,6 +472,61 @@ def ready_reply_for(check: ReadyCheck, node_id: int | None, extra: Mapping[str, 
     record = ok_reply(check.identity.factory_id,
                       signature=check.identity.sign(check.statement(node_id, ready_extra(fields))))
     return {**record, **fields}
+
+
+def check_masked(request: Mapping[str, Any], factory: FactoryConfig) -> tuple[Study | None, Roster, FactoryIdentity]:
+    """The pins every step of a masked round checks again (a ClientApp keeps no state between messages): its study,
+    the key (its study's or pinned, and strong enough), the roster (its study's or pinned) and its identity."""
+    study = load_factory_study(factory)
+    pinned_key(request, factory, study)
+    roster = pinned_roster(request, factory, study)
+    return study, roster, load_factory_identity(factory, roster)
+
+
+def factory_join_reply(request: Mapping[str, Any], node_config: Mapping[str, Any],
+                       on_detail: DetailSink | None = None) -> ReplyRecord:
+    """The ClientApp's answer to a join query: its signed join of the version 2 round the request carries, or an
+    ``error`` with the fixed category.
+
+    After the pins (:func:`check_masked`) and its data file's presence, :func:`hefed.protocol.join_round` does
+    the rest and refuses what the library refuses: a round of another roster or study, a threshold of half or
+    less or below the study's ``min_contributors``, participants that are not the study's established set, a
+    round it already joined. The round's secret (mask key, self-mask seed, its own shares) is written to the
+    factory's identity folder (0600) and never leaves it; the join carries its mask public key, a commitment
+    to the seed and the shares sealed for each peer."""
+    factory_id = _fallback_factory_id(node_config)
+    try:
+        factory = FactoryConfig.from_node_config(node_config)
+        factory_id = factory.factory_id
+        study, roster, identity = check_masked(request, factory)
+        round_ = round_from_request(request, roster)
+        if not Path(factory.data_path).is_file():
+            raise InvalidFileError(f"{factory.data_path}: data file not found")
+        join, _ = join_round(identity, roster, round_, study=study)
+        return join_reply(factory_id, join)
+    except Exception as exc:  # the reply must name the factory whatever went wrong
+        return _refusal("join", factory_id, node_config, exc, on_detail)
+
+
+def factory_reveal_reply(request: Mapping[str, Any], node_config: Mapping[str, Any],
+                         on_detail: DetailSink | None = None) -> ReplyRecord:
+    """The ClientApp's answer to a reveal query: its signed reveal for the unmask request the query carries, or an
+    ``error`` with the fixed category.
+
+    :func:`hefed.protocol.reveal` checks the request against what the factory recorded when it contributed
+    (the round keys, the joined set) and refuses a second survivor set for the same round, a request naming it
+    a drop-out, fewer survivors than the threshold (or the study's ``min_contributors``) and survivors that
+    are not the study's established set; it reveals per joined factory either the share of the seed (a
+    survivor) or of the mask key (a drop-out), never both, then deletes the round's secret."""
+    factory_id = _fallback_factory_id(node_config)
+    try:
+        factory = FactoryConfig.from_node_config(node_config)
+        factory_id = factory.factory_id
+        _, roster, identity = check_masked(request, factory)
+        answer = reveal(unmask_request_from_request(request), identity, roster)
+        return reveal_reply(factory_id, answer)
+    except Exception as exc:  # the reply must name the factory whatever went wrong
+        return _refusal("reveal", factory_id, node_config, exc, on_detail)
 
 
 def factory_reply(

@@ -14,7 +14,8 @@ An **unmasked** round (run config ``roster`` empty) is one message type (``query
   (:func:`hefed.errors.reply_category`, one of :data:`hefed.errors.REPLY_CATEGORIES`), never the
   message itself, which stays in the factory's own log.
 
-A **masked, signed** round (run config ``roster`` set; see :mod:`hefed.protocol`) has two steps:
+A **masked, signed** round (run config ``roster`` set) is a version 2 round of :mod:`hefed.protocol`, which
+survives drop-outs without re-runs. Four message types, each a query to the participants' nodes only:
 
 1. **ready** (``query.ready``, cheap: nothing is read or encrypted): the request carries
    ``kind``, ``public-key``, ``key-fingerprint``, the consortium ``roster`` (its public JSON),
@@ -24,12 +25,24 @@ A **masked, signed** round (run config ``roster`` set; see :mod:`hefed.protocol`
    :func:`ready_statement` (the nonce, its id, the key fingerprint, the roster digest, the study
    and its Flower node id), or ``error`` with a category. The aggregator fixes the participants:
    the roster members whose signature verifies against the roster, each on the node it signed for.
-2. **contribute** (``query.contribute``, sent only to the participants' nodes): the unmasked
-   request plus the ``round`` (public JSON of :class:`hefed.protocol.Round`: id, participants,
-   roster digest) and the ``roster``; each factory encrypts, adds its zero-sum masks and signs
-   with its identity, and replies with the bundle as above. If a participant fails to deliver,
-   the masks cannot cancel: the aggregator starts a **new round** (new id, new masks) for the
-   factories that did deliver, up to ``max-rounds`` rounds in all.
+2. **join** (``query.join``): the ready request's key, roster and study fields (no nonce) plus the
+   ``round`` (public JSON of the version 2 :class:`hefed.protocol.Round`: id, participants, roster
+   digest, threshold, study); the factory checks its pins again, then runs
+   :func:`hefed.protocol.join_round` (its round secret stays in its identity folder) and replies
+   its signed ``join`` (JSON of :class:`hefed.protocol.Join`, with its encrypted shares for the peers).
+3. **contribute** (``query.contribute``, to the joined factories): the unmasked request plus the
+   ``round-keys`` (JSON of :class:`hefed.protocol.RoundKeys` *without* the sealed shares: the joins'
+   signed headers, n entries rather than n²) and the ``roster``; each factory verifies the keys
+   (:func:`hefed.protocol.accept_round_keys`), encrypts, adds its pairwise masks and self-mask, signs,
+   and replies with the bundle as above.
+4. **reveal** (``query.reveal``, to the survivors: those who delivered): the key, roster and study
+   fields plus the ``unmask-request`` (JSON of :class:`hefed.protocol.UnmaskRequest` holding only this
+   factory's sealed shares); the factory runs :func:`hefed.protocol.reveal` (refusing what the library
+   refuses: another survivor set for the same round, a set that is not the study's established set, …)
+   and replies its signed ``reveal``.
+
+A factory refuses a contribute request carrying a version 1 ``round`` (no drop-out recovery: a drop-out
+would mean a re-run, whose sum differenced with the first singles a factory out).
 
 No private key is ever read, sent or accepted here: the request carries ``n`` alone. A
 factory's identity (its Ed25519 and X25519 private keys) is read only by that factory's
@@ -50,11 +63,11 @@ from typing import Any, TypeVar
 from phe import PaillierPublicKey
 from phe.util import base64_to_int, int_to_base64
 
-from .._files import MAX_JSON_BYTES
+from .._files import MAX_JSON_BYTES, parse_json_object
 from .._keys import MAX_BITS, MIN_TEST_BITS, key_fingerprint
 from ..errors import HefedError, InvalidFileError, KeyMismatchError, RoundError, UsageError, reply_category
 from ..models import LinearModel
-from ..protocol import Bundle, Roster, Round
+from ..protocol import Bundle, Join, Reveal, Roster, Round, RoundKeys, UnmaskRequest
 from ._config import flower_kind, takes_model
 
 #: The ClientApp action and the Flower message type it answers.
@@ -63,6 +76,12 @@ MESSAGE_TYPE = f"query.{ACTION}"
 #: The cheap first step of a masked round: which factories are there and able to take part.
 READY_ACTION = "ready"
 READY_MESSAGE_TYPE = f"query.{READY_ACTION}"
+#: A masked round's second step: each participant joins the version 2 round (mask key, self-mask seed, shares).
+JOIN_ACTION = "join"
+JOIN_MESSAGE_TYPE = f"query.{JOIN_ACTION}"
+#: A masked round's last step: each survivor reveals its shares of the survivors' seeds and the drop-outs' mask keys.
+REVEAL_ACTION = "reveal"
+REVEAL_MESSAGE_TYPE = f"query.{REVEAL_ACTION}"
 #: Names of the records inside the request and reply messages.
 REQUEST_RECORD = "hefed-request"
 REPLY_RECORD = "hefed-reply"
@@ -163,7 +182,7 @@ def roster_from_request(request: Mapping[str, Any], pin: str = "") -> Roster:
 
 
 def round_from_request(request: Mapping[str, Any], roster: Roster) -> Round:
-    """The round a contribute request carries; it must have been made from ``roster``."""
+    """The round a join request carries; it must have been made from ``roster``."""
     round_ = _load_text(request.get("round"), "round", Round.load)
     if round_.roster_digest != roster.digest():
         raise RoundError(f"round {round_.round_id} was made from roster {round_.roster_digest}, "
@@ -248,9 +267,84 @@ def study_from_request(request: Mapping[str, Any]) -> str | None:
     return value
 
 
-def make_masked_request(request: Mapping[str, str], round_: Round, roster: Roster) -> dict[str, str]:
-    """A contribute request for a masked round: the unmasked request plus the round and the roster (public)."""
-    return {**request, "round": round_to_text(round_), "roster": roster_to_text(roster)}
+def masked_base(request: Mapping[str, str], roster: Roster) -> dict[str, str]:
+    """What every request of a masked round carries: the unmasked request's kind, key and study (for the factory's
+    pins) and the roster with its digest (public)."""
+    return {**request, "roster": roster_to_text(roster), "roster-digest": roster.digest()}
+
+
+def make_join_request(request: Mapping[str, str], round_: Round, roster: Roster) -> dict[str, str]:
+    """The join query of a version 2 round: the masked base and the proposed ``round`` (public)."""
+    return {**masked_base(request, roster), "round": round_to_text(round_)}
+
+
+def make_masked_request(request: Mapping[str, str], keys: RoundKeys, roster: Roster) -> dict[str, str]:
+    """A contribute request for a masked round: the masked base plus the round keys without the sealed shares
+    (:meth:`hefed.protocol.RoundKeys.headers`: the factories need only the joins' signed headers)."""
+    return {**masked_base(request, roster), "round-keys": _json_text(keys.to_dict(with_shares=False))}
+
+
+def make_reveal_request(request: Mapping[str, str], unmask: UnmaskRequest, roster: Roster) -> dict[str, str]:
+    """A reveal request to one survivor: the masked base plus the unmask request holding only its own shares
+    (:meth:`hefed.protocol.UnmaskRequest.for_factory`)."""
+    return {**masked_base(request, roster), "unmask-request": _json_text(unmask.to_dict())}
+
+
+def _json_text(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _message_object(text: Any, source: str) -> dict[str, Any]:
+    """The JSON object a request or reply field carries, parsed within hefed's caps for round messages."""
+    if not isinstance(text, str) or not text:
+        raise InvalidFileError(f"{source}: missing")
+    return parse_json_object(text.encode("utf-8"), source, "round")
+
+
+def round_keys_from_request(request: Mapping[str, Any], roster: Roster) -> RoundKeys:
+    """The round keys a contribute request carries; they must be of a version 2 round made from ``roster``."""
+    keys = RoundKeys.from_dict(_message_object(request.get("round-keys"), "request 'round-keys'"),
+                               "request 'round-keys'")
+    if keys.round.roster_digest != roster.digest():
+        raise RoundError(f"round {keys.round_id} was made from roster {keys.round.roster_digest}, "
+                         f"not from the roster sent ({roster.digest()})")
+    return keys
+
+
+def unmask_request_from_request(request: Mapping[str, Any]) -> UnmaskRequest:
+    """The unmask request a reveal request carries."""
+    return UnmaskRequest.from_dict(_message_object(request.get("unmask-request"), "request 'unmask-request'"),
+                                   "request 'unmask-request'")
+
+
+def join_from_reply(record: Mapping[str, Any], source: str) -> Join:
+    """The signed join an ``ok`` join reply carries (parsed, not yet verified)."""
+    return Join.from_dict(_message_object(record.get("join"), source), source)
+
+
+def reveal_from_reply(record: Mapping[str, Any], source: str) -> Reveal:
+    """The signed reveal an ``ok`` reveal reply carries (parsed, not yet verified)."""
+    return Reveal.from_dict(_message_object(record.get("reveal"), source), source)
+
+
+def join_reply(factory_id: str, join: Join) -> ReplyRecord:
+    """A factory's ``ok`` join reply: its id and its signed join (with the sealed shares for its peers)."""
+    return {"status": "ok", "factory-id": factory_id, "join": _json_text(join.to_dict())}
+
+
+def reveal_reply(factory_id: str, answer: Reveal) -> ReplyRecord:
+    """A factory's ``ok`` reveal reply: its id and its signed reveal."""
+    return {"status": "ok", "factory-id": factory_id, "reveal": _json_text(answer.to_dict())}
+
+
+def record_bytes(record: Mapping[str, Any]) -> int:
+    """The payload of a request or reply record in bytes: its keys and values (UTF-8 text, bytes as they are),
+    without Flower's own framing (message metadata, protobuf)."""
+    total = 0
+    for key, value in record.items():
+        total += len(str(key).encode("utf-8"))
+        total += len(value) if isinstance(value, bytes) else len(str(value).encode("utf-8"))
+    return total
 
 
 def model_from_request(request: Mapping[str, Any]) -> LinearModel:
@@ -317,6 +411,11 @@ class Reply:
     record: Mapping[str, Any] | None = None
     flower_error: str | None = None
     seconds: float | None = None  # from sending the request to receiving this reply
+
+    @property
+    def size(self) -> int:
+        """The reply's payload in bytes (:func:`record_bytes`; 0 for a Flower-level error)."""
+        return record_bytes(self.record) if self.record is not None else 0
 
     @property
     def factory_id(self) -> str | None:

@@ -21,7 +21,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,10 @@ class ProgressEvent:
     ``step`` names the step (``superlink``, ``supernode``, ``connected``, ``submitted``, ``nodes``,
     ``asked``, ``ready``, ``reply``, ``missing``, ``round``, ``done``, ``failed``); ``ok`` says
     whether it went well (``None``: neither); ``factory`` and ``round`` say whom and which
-    masked round it concerns; ``seconds`` counts from the start of whoever wrote it.
+    masked round it concerns; ``seconds`` counts from the start of whoever wrote it; ``phase``
+    names the masked round's step a reply or a drop-out belongs to (``ready``, ``join``,
+    ``contribute``, ``reveal``), so a watcher (the launcher's simulated drop-outs) need not parse
+    the message.
     """
 
     step: str
@@ -52,10 +55,12 @@ class ProgressEvent:
     ok: bool | None = None
     round: int | None = None
     seconds: float | None = None
+    phase: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "message": self.message, "factory": self.factory, "ok": self.ok,
-                "round": self.round, "seconds": self.seconds}
+        out = {"step": self.step, "message": self.message, "factory": self.factory, "ok": self.ok,
+               "round": self.round, "seconds": self.seconds}
+        return {**out, "phase": self.phase} if self.phase is not None else out
 
     @classmethod
     def from_dict(cls, obj: object) -> ProgressEvent | None:
@@ -66,10 +71,12 @@ class ProgressEvent:
         if not isinstance(step, str) or not isinstance(message, str):
             return None
         factory, ok, number, seconds = obj.get("factory"), obj.get("ok"), obj.get("round"), obj.get("seconds")
+        phase = obj.get("phase")
         return cls(step, message[:MAX_MESSAGE_CHARS], factory if isinstance(factory, str) else None,
                    ok if isinstance(ok, bool) else None,
                    number if isinstance(number, int) and not isinstance(number, bool) else None,
-                   float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else None)
+                   float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else None,
+                   phase if isinstance(phase, str) else None)
 
 
 #: Whoever is told about each event (``hefed federate`` prints it).
@@ -96,8 +103,7 @@ class ProgressLog:
         if self.path is None:
             return
         if event.seconds is None:
-            event = ProgressEvent(event.step, event.message, event.factory, event.ok, event.round,
-                                  round(time.monotonic() - self.started, 3))
+            event = replace(event, seconds=round(time.monotonic() - self.started, 3))
         line = json.dumps(event.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n"
         self._write(line.encode("utf-8"), "a")
 

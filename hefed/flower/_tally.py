@@ -2,9 +2,10 @@
 
 :func:`tally` sorts one round's replies into accepted bundles (in factory-id order, so the
 aggregate is the same whichever node answers first) and missing factories with their
-reasons; :func:`tally_ready` does the same for the ready step of a masked round.
-:class:`MaskedProgress` keeps every masked round tried (:class:`RoundAttempt`), so a failed
-run still reports them, and :func:`report` is the JSON report the ServerApp writes.
+reasons; :func:`tally_ready`, :func:`tally_joins` and :func:`tally_reveals` do the same for the
+other steps of a masked (version 2) round. :class:`MaskedProgress` keeps the round as it goes (who
+joined, delivered, revealed, who dropped out at which step, and what each step cost), so a failed
+run still reports it, and :func:`report` is the JSON report the ServerApp writes.
 """
 
 from __future__ import annotations
@@ -17,10 +18,28 @@ from cryptography.exceptions import InvalidSignature
 
 from ..errors import REPLY_CATEGORIES, DuplicateContributorError, HefedError, TooFewContributorsError, UsageError
 from ..models import LinearModel
-from ..protocol import Bundle, Roster, Round, Study, check_factory_id, verify_contribution
+from ..protocol import (
+    Bundle,
+    Join,
+    Reveal,
+    Roster,
+    Round,
+    RoundKeys,
+    Study,
+    check_factory_id,
+    verify_round_contribution,
+)
 from ..roles import aggregate
 from ._config import RunSettings
-from ._messages import Reply, bundle_from_bytes, one_line, ready_extra, ready_statement
+from ._messages import (
+    Reply,
+    bundle_from_bytes,
+    join_from_reply,
+    one_line,
+    ready_extra,
+    ready_statement,
+    reveal_from_reply,
+)
 
 #: Format of the federation report the ServerApp writes.
 REPORT_FORMAT = "hefed.federation"
@@ -61,7 +80,7 @@ class Tally:
 
 
 def _check_bundle(bundle: Bundle, factory_id: str, request: Mapping[str, Any], settings: RunSettings,
-                  model: LinearModel | None, round_: Round | None = None, roster: Roster | None = None,
+                  model: LinearModel | None, round_: RoundKeys | None = None, roster: Roster | None = None,
                   study: Study | None = None) -> str | None:
     """Why ``bundle`` cannot be summed for this request (and round, and study), or ``None`` if it can."""
     if bundle.contributors != [factory_id]:
@@ -88,7 +107,7 @@ def _check_bundle(bundle: Bundle, factory_id: str, request: Mapping[str, Any], s
         return "evaluated a different model"
     if round_ is not None and roster is not None:
         try:
-            verify_contribution(bundle, roster, round_, f"bundle from {factory_id}")
+            verify_round_contribution(bundle, roster, round_, f"bundle from {factory_id}")
         except HefedError as exc:
             return f"not a valid signed contribution to round {round_.round_id}: {one_line(str(exc))}"
     elif bundle.round_id:
@@ -97,7 +116,7 @@ def _check_bundle(bundle: Bundle, factory_id: str, request: Mapping[str, Any], s
 
 
 def tally(replies: Iterable[Reply], sent_to: Sequence[int], request: Mapping[str, Any], settings: RunSettings,
-          model: LinearModel | None = None, *, round_: Round | None = None, roster: Roster | None = None,
+          model: LinearModel | None = None, *, round_: RoundKeys | None = None, roster: Roster | None = None,
           node_names: Mapping[int, str] | None = None, study: Study | None = None) -> Tally:
     """Sort replies into accepted bundles and missing factories (with reasons).
 
@@ -108,11 +127,11 @@ def tally(replies: Iterable[Reply], sent_to: Sequence[int], request: Mapping[str
     first valid bundle in factory-id order). The accepted bundles are in
     factory-id order, so the aggregate is the same whichever node answers first.
 
-    In a masked round (``round_`` and ``roster`` given) every bundle must also be
-    its factory's valid signed contribution to ``round_``; ``node_names`` (node id →
+    In a masked round (``round_``: the round keys of a version 2 round, and ``roster`` given) every
+    bundle must also be its factory's valid signed contribution for those keys; ``node_names`` (node id →
     the factory id it announced in the ready step) then names silent nodes by their
-    factory and refuses a reply claiming another id, and the round's participants
-    are the factories expected. In a run of a ``study`` every bundle must be that study's
+    factory and refuses a reply claiming another id, and the joined factories are the ones expected.
+    In a run of a ``study`` every bundle must be that study's
     (:meth:`~hefed.protocol.Study.check_bundle`: digest, key, allowed kind, columns, encoding).
     """
     names = dict(node_names or {})
@@ -183,7 +202,7 @@ def tally(replies: Iterable[Reply], sent_to: Sequence[int], request: Mapping[str
         accepted.append((factory_id, bundle))
 
     heard = {name for name, _ in accepted} | set(missing)
-    expected = round_.participants if round_ is not None else settings.expected_factories
+    expected = round_.joined if round_ is not None else settings.expected_factories
     absent = [name for name in expected if name not in heard]
     for name in absent:
         if len(unanswered) == 1 and len(absent) == 1:
@@ -324,79 +343,171 @@ def tally_ready(replies: Iterable[Reply], sent_to: Sequence[int], roster: Roster
                       dict(sorted(false_claims.items())))
 
 
+def _named_replies(replies: Iterable[Reply], node_names: Mapping[int, str], settings: RunSettings,
+                   what: str) -> tuple[dict[str, Mapping[str, Any]], dict[str, str]]:
+    """The ``ok`` records of a masked step by factory (each node answers for the factory it proved in the ready
+    step, or is refused), and every factory asked that did not give one, with the reason."""
+    by_node: dict[int, Reply] = {}
+    for reply in replies:
+        by_node.setdefault(reply.node_id, reply)
+    records: dict[str, Mapping[str, Any]] = {}
+    missing: dict[str, str] = {}
+    for node_id, name in sorted(node_names.items()):
+        answer = by_node.get(node_id)
+        if answer is None:
+            missing[name] = f"no {what} within {settings.timeout:g} s"
+        elif answer.record is None:
+            missing[name] = one_line(answer.flower_error or "error without a reason")
+        elif answer.record.get("factory-id") != name:
+            missing[name] = f"its node answered as {answer.factory_id!r} after proving {name!r}; refused"
+        elif answer.record.get("status") == "error":
+            missing[name] = f"error: {error_category(answer.record)}"
+        elif answer.record.get("status") != "ok":
+            missing[name] = f"malformed {what}"
+        else:
+            records[name] = answer.record
+    return records, missing
+
+
+def tally_joins(replies: Iterable[Reply], node_names: Mapping[int, str], round_: Round, roster: Roster,
+                settings: RunSettings) -> tuple[dict[str, Join], dict[str, str]]:
+    """The verified joins of a version 2 round (signed by the participant its node proved to be, for this round,
+    with sealed shares for every other participant), and who did not join and why."""
+    records, missing = _named_replies(replies, node_names, settings, "join")
+    joins: dict[str, Join] = {}
+    for name, record in records.items():
+        try:
+            join = join_from_reply(record, f"join of {name}")
+            if join.factory_id != name:
+                raise UsageError(f"a join signed as {join.factory_id!r}")
+            if join.shares is None:
+                raise UsageError("a join without its sealed shares")
+            join.verify(roster, round_, f"join of {name}")
+        except HefedError as exc:
+            missing[name] = f"invalid join: {one_line(str(exc))}"
+            continue
+        joins[name] = join
+    return joins, dict(sorted(missing.items()))
+
+
+def tally_reveals(replies: Iterable[Reply], node_names: Mapping[int, str], keys: RoundKeys, roster: Roster,
+                  survivors: Sequence[str], settings: RunSettings) -> tuple[dict[str, Reveal], dict[str, str]]:
+    """The verified reveals of the survivors (each signed by its survivor for these round keys and exactly this
+    survivor set: :meth:`hefed.protocol.Reveal.verify`), and who did not reveal and why."""
+    records, missing = _named_replies(replies, node_names, settings, "reveal")
+    reveals: dict[str, Reveal] = {}
+    for name, record in records.items():
+        try:
+            answer = reveal_from_reply(record, f"reveal of {name}")
+            if answer.factory_id != name:
+                raise UsageError(f"a reveal signed as {answer.factory_id!r}")
+            answer.verify(roster, keys, survivors, f"reveal of {name}")
+        except HefedError as exc:
+            missing[name] = f"invalid reveal: {one_line(str(exc))}"
+            continue
+        reveals[name] = answer
+    return reveals, dict(sorted(missing.items()))
+
+
 @dataclass
-class RoundAttempt:
-    """One masked round as it went: its id, the participants fixed for it, who delivered, who did not and why."""
+class StepCost:
+    """What one step of a masked run cost: the Flower messages sent and the replies received (``ok``: the replies
+    that were ``ok``), their payloads in bytes (:func:`hefed.flower._messages.record_bytes`), and its wall time.
+    The aggregator's own steps (propose, start, collect, unmask) send nothing."""
 
-    number: int
-    round_id: str
-    participants: list[str]
-    contributors: list[str] = field(default_factory=list)
-    missing: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def complete(self) -> bool:
-        """Whether every participant delivered a valid contribution (the masks then cancel)."""
-        return sorted(self.contributors) == sorted(self.participants)
+    step: str
+    seconds: float
+    sent: int = 0
+    received: int = 0
+    ok: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"round": self.number, "round_id": self.round_id, "participants": list(self.participants),
-                "contributors": list(self.contributors), "missing": dict(self.missing),
-                "complete": self.complete}
+        return {"step": self.step, "seconds": round(self.seconds, 3), "sent": self.sent, "received": self.received,
+                "ok": self.ok, "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received}
+
+
+#: The steps of a masked run, in order, where a factory can drop out (the others are the aggregator's alone).
+DROPOUT_STEPS = ("join", "contribute", "reveal")
 
 
 @dataclass
 class MaskedProgress:
-    """What a masked federation did so far (kept up to date, so a failed run still reports it)."""
+    """What a masked federation did so far (kept up to date, so a failed run still reports it): the ready step, the
+    one version 2 round (participants, threshold, joined, survivors, who revealed, who dropped out at which step
+    and why) and the cost of every step."""
 
     roster_digest: str
-    max_rounds: int
     ready: list[str] = field(default_factory=list)
     not_ready: dict[str, str] = field(default_factory=dict)
-    attempts: list[RoundAttempt] = field(default_factory=list)
     nodes: int = 0
     #: Ready claims that were not proved with the claimed member's signature (node → why), ignored.
     false_claims: dict[str, str] = field(default_factory=dict)
+    proposed: str | None = None
+    participants: list[str] = field(default_factory=list)
+    threshold: int | None = None
+    joined: list[str] = field(default_factory=list)
+    survivors: list[str] = field(default_factory=list)
+    revealed: list[str] = field(default_factory=list)
+    #: Participants that dropped out: factory → (the step it missed, why).
+    dropouts: dict[str, tuple[str, str]] = field(default_factory=dict)
+    steps: list[StepCost] = field(default_factory=list)
+    complete: bool = False
 
     @property
     def round_id(self) -> str | None:
-        """The id of the round that completed (the aggregate's round), or ``None``."""
-        last = self.attempts[-1] if self.attempts else None
-        return last.round_id if last is not None and last.complete else None
+        """The id of the round whose aggregate was made, or ``None``."""
+        return self.proposed if self.complete else None
+
+    def drop(self, step: str, missing: Mapping[str, str]) -> None:
+        """Record the participants that missed ``step`` (factory → why)."""
+        for name, why in missing.items():
+            self.dropouts.setdefault(name, (step, why))
 
     def missing(self) -> dict[str, str]:
-        """Every factory left out of the final round and why: not ready, or dropped out of round k."""
+        """Every factory left out of the aggregate and why: not ready, or dropped out at a step of the round."""
         out = dict(self.not_ready)
-        for attempt in self.attempts:
-            for name, why in attempt.missing.items():
-                out.setdefault(name, f"dropped out of round {attempt.number} ({attempt.round_id}): {why}")
+        for name, (step, why) in self.dropouts.items():
+            label = "did not reveal" if step == "reveal" else f"dropped out at the {step} step"
+            out.setdefault(name, f"{label} of round {self.proposed}: {why}")
         return dict(sorted(out.items()))
 
     def summary(self, final: Tally | None = None) -> Tally:
-        """The federation as one :class:`Tally`: the final round's contributors, and everyone missing."""
-        last = self.attempts[-1] if self.attempts else None
-        contributors = list(final.contributors) if final else (list(last.contributors) if last else [])
+        """The federation as one :class:`Tally`: the survivors (the aggregate's contributors), and everyone missing."""
+        contributors = list(final.contributors) if final else list(self.survivors if self.complete else [])
         bundles = list(final.bundles) if final else []
         latency = dict(final.reply_seconds) if final else {}
         unanswered = dict(final.unanswered_nodes) if final else {}
         missing = {k: v for k, v in self.missing().items() if k not in contributors}
         return Tally(contributors, bundles, missing, unanswered, self.nodes, latency)
 
+    def round_dict(self) -> dict[str, Any]:
+        """The round as the report lists it (``rounds``: one entry, or none before a round was proposed)."""
+        return {"round": 1, "round_id": self.proposed, "version": 2, "participants": list(self.participants),
+                "threshold": self.threshold, "joined": list(self.joined), "contributors": list(self.survivors),
+                "revealed": list(self.revealed),
+                "missing": {name: f"{step}: {why}" for name, (step, why) in sorted(self.dropouts.items())},
+                "complete": self.complete}
+
     def to_dict(self) -> dict[str, Any]:
-        return {"roster_digest": self.roster_digest, "max_rounds": self.max_rounds, "ready": list(self.ready),
+        return {"version": 2, "roster_digest": self.roster_digest, "ready": list(self.ready),
                 "not_ready": dict(self.not_ready), "false_claims": dict(self.false_claims), "round_id": self.round_id,
-                "rounds": [attempt.to_dict() for attempt in self.attempts]}
+                "participants": list(self.participants), "threshold": self.threshold, "joined": list(self.joined),
+                "survivors": list(self.survivors), "revealed": list(self.revealed),
+                "dropouts": {name: {"step": step, "why": why} for name, (step, why) in sorted(self.dropouts.items())},
+                "steps": [cost.to_dict() for cost in self.steps],
+                "rounds": [self.round_dict()] if self.proposed else []}
 
 
-def check_survivors(participants: Sequence[str], settings: RunSettings, progress: MaskedProgress) -> None:
-    """Fail clearly when too few factories are left for a masked round (threshold, and at least two)."""
-    if len(participants) >= settings.min_contributors:  # at least two: RunSettings refuses fewer when masked
+def check_survivors(participants: Sequence[str], needed: int, progress: MaskedProgress, where: str) -> None:
+    """Fail clearly when fewer than ``needed`` factories are left ``where`` (e.g. "after the ready step"), naming who
+    is missing and why (categories and reasons only, never a value)."""
+    if len(participants) >= needed:
         return
-    where = (f"after round {progress.attempts[-1].number} ({progress.attempts[-1].round_id})"
-             if progress.attempts else "after the ready step")
     raise TooFewContributorsError(
-        f"only {len(participants)} factories left {where} ({', '.join(participants) or 'none'}), fewer than "
-        f"min-contributors = {settings.min_contributors}; missing: "
+        f"only {len(participants)} factories left {where} ({', '.join(participants) or 'none'}), fewer than the "
+        f"{needed} needed; missing: "
         + ("; ".join(f"{name} ({reason})" for name, reason in progress.missing().items()) or "none")
     )
 
@@ -430,9 +541,10 @@ def report(result: Tally | None, settings: RunSettings | None, *, status: str, e
     ``study`` is the digest of the run's study (``null`` without one); ``min_contributors`` is
     the threshold applied (at least the study's).
 
-    ``masked`` is ``false`` for an unmasked run; for a masked run it holds the roster
-    digest, who was ready, and every round tried (``rounds``: id, participants,
-    contributors, missing), and ``round_id`` is the round of the aggregate.
+    ``masked`` is ``false`` for an unmasked run; for a masked run (:meth:`MaskedProgress.to_dict`) it holds the
+    roster digest, who was ready, the version 2 round (id, participants, threshold, joined, survivors, who
+    revealed, the drop-outs with the step each missed), ``steps`` (per step: messages sent and received, their
+    bytes, seconds) and ``rounds`` (the round as one entry), and ``round_id`` is the round of the aggregate.
     """
     return {
         "format": REPORT_FORMAT,

@@ -84,25 +84,43 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
 from .._files import atomic_write_json
-from ..errors import HefedError, RoundError
-from ..protocol import Bundle, new_round
-from ..roles import aggregate
-from ._config import RunInputs, RunSettings
-from ._factory import factory_ready_reply, factory_reply
+from ..errors import HefedError, RoundError, TooFewContributorsError
+from ..protocol import Bundle, default_threshold, propose_round, start_round, unmask
+from ..roles import collect_round
+from ._config import RUN_CONFIG_DEFAULTS, RunInputs, RunSettings
+from ._factory import factory_join_reply, factory_ready_reply, factory_reply, factory_reveal_reply
 from ._messages import (
     ACTION,
+    JOIN_ACTION,
+    JOIN_MESSAGE_TYPE,
     MESSAGE_TYPE,
     READY_ACTION,
     READY_MESSAGE_TYPE,
     REPLY_RECORD,
     REQUEST_RECORD,
+    REVEAL_ACTION,
+    REVEAL_MESSAGE_TYPE,
     Reply,
+    make_join_request,
     make_masked_request,
     make_ready_request,
     make_request,
+    make_reveal_request,
+    record_bytes,
 )
 from ._progress import ProgressEvent, ProgressLog, count
-from ._tally import MaskedProgress, RoundAttempt, Tally, aggregate_tally, check_survivors, report, tally, tally_ready
+from ._tally import (
+    MaskedProgress,
+    StepCost,
+    Tally,
+    aggregate_tally,
+    check_survivors,
+    report,
+    tally,
+    tally_joins,
+    tally_ready,
+    tally_reveals,
+)
 
 #: Seconds between two pulls of replies from the SuperLink.
 POLL_SECONDS = 0.2
@@ -147,6 +165,24 @@ def ready(message: Message, context: Context) -> Message:
     return Message(RecordDict({REPLY_RECORD: ConfigRecord(dict(reply))}), reply_to=message)
 
 
+@client_app.query(JOIN_ACTION)
+def join(message: Message, context: Context) -> Message:
+    """Factory, masked rounds: join the proposed version 2 round (its secret stays in the identity folder)."""
+    reply = factory_join_reply(_request_of(message), dict(context.node_config), on_detail=_at_factory)
+    if reply["status"] == "ok":
+        log(INFO, "hefed: factory %s joined the round (signed join, shares sealed for each peer)", reply["factory-id"])
+    return Message(RecordDict({REPLY_RECORD: ConfigRecord(dict(reply))}), reply_to=message)
+
+
+@client_app.query(REVEAL_ACTION)
+def reveal_shares(message: Message, context: Context) -> Message:
+    """Factory, masked rounds: reveal its shares for the survivor set of the unmask request (once per round)."""
+    reply = factory_reveal_reply(_request_of(message), dict(context.node_config), on_detail=_at_factory)
+    if reply["status"] == "ok":
+        log(INFO, "hefed: factory %s revealed its shares (signed)", reply["factory-id"])
+    return Message(RecordDict({REPLY_RECORD: ConfigRecord(dict(reply))}), reply_to=message)
+
+
 # --- the ServerApp ------------------------------------------------------------------------------------------
 
 
@@ -157,23 +193,24 @@ class Narrator:
         self.progress = progress
 
     def __call__(self, step: str, message: str, *, level: int = INFO, factory: str | None = None,
-                 ok: bool | None = None, round_number: int | None = None) -> None:
+                 ok: bool | None = None, round_number: int | None = None, phase: str | None = None) -> None:
         log(level, "hefed: %s", message)
         if self.progress is not None:
-            self.progress(ProgressEvent(step, message, factory, ok, round_number))
+            self.progress(ProgressEvent(step, message, factory, ok, round_number, phase=phase))
 
     def reply(self, reply: Reply, what: str, round_number: int | None = None,
-              names: Mapping[int, str] | None = None) -> None:
+              names: Mapping[int, str] | None = None, phase: str | None = None) -> None:
         """One reply as it arrives: who answered (``names``: node id → the factory it announced), and how."""
         ok = reply.record is not None and reply.record.get("status") == "ok"
         name = (names or {}).get(reply.node_id)
-        self("reply", reply.describe(what, name), level=INFO if ok else WARNING, factory=reply.factory_id or name,
-             ok=ok, round_number=round_number)
+        self("reply", reply.describe(what, name), level=INFO if ok else WARNING,
+             factory=(name or reply.factory_id) if names else (reply.factory_id or name), ok=ok,
+             round_number=round_number, phase=phase)
 
-    def missing(self, missing: Mapping[str, str], round_number: int | None = None) -> None:
+    def missing(self, missing: Mapping[str, str], round_number: int | None = None, phase: str | None = None) -> None:
         for name, why in missing.items():
             self("missing", f"missing {name}: {why}", level=WARNING, factory=name, ok=False,
-                 round_number=round_number)
+                 round_number=round_number, phase=phase)
 
 
 def wait_for_nodes(grid: Grid, need: int, seconds: float, say: Narrator | None = None) -> list[int]:
@@ -190,14 +227,16 @@ def wait_for_nodes(grid: Grid, need: int, seconds: float, say: Narrator | None =
         time.sleep(POLL_SECONDS)
 
 
-def collect(grid: Grid, request: Mapping[str, Any], node_ids: list[int], timeout: float,
-            message_type: str = MESSAGE_TYPE, on_reply: Callable[[Reply], None] | None = None) -> list[Reply]:
-    """Send ``request`` to every node and gather replies until all answered or ``timeout`` seconds passed.
+def collect(grid: Grid, request: Mapping[str, Any] | Mapping[int, Mapping[str, Any]], node_ids: list[int],
+            timeout: float, message_type: str = MESSAGE_TYPE, on_reply: Callable[[Reply], None] | None = None,
+            ) -> list[Reply]:
+    """Send ``request`` to every node (or, keyed by node id, each node its own) and gather replies until all
+    answered or ``timeout`` seconds passed.
 
     ``on_reply`` is told of each reply as it arrives.
     """
     messages = [
-        Message(RecordDict({REQUEST_RECORD: ConfigRecord(dict(request))}), dst_node_id=node_id,
+        Message(RecordDict({REQUEST_RECORD: ConfigRecord(dict(_request_for(request, node_id)))}), dst_node_id=node_id,
                 message_type=message_type, ttl=timeout + TTL_MARGIN_SECONDS)
         for node_id in node_ids
     ]
@@ -226,6 +265,13 @@ def collect(grid: Grid, request: Mapping[str, Any], node_ids: list[int], timeout
             break
         time.sleep(POLL_SECONDS)
     return replies
+
+
+def _request_for(request: Mapping[Any, Any], node_id: int) -> Mapping[str, Any]:
+    """The request for ``node_id``: ``request`` itself, or its entry for that node when it is keyed by node id."""
+    if request and all(isinstance(key, int) for key in request):
+        return request[node_id]
+    return request
 
 
 #: Flower's error codes (``flwr.common.constant.ErrorCode``) in words, for the report.
@@ -272,28 +318,62 @@ def run_round(grid: Grid, settings: RunSettings, inputs: RunInputs, say: Narrato
     return result
 
 
+class Step:
+    """Times one step of a masked run and records its cost (messages, bytes, seconds) in the progress."""
+
+    def __init__(self, progress: MaskedProgress, name: str) -> None:
+        self.cost = StepCost(name, 0.0)
+        self.started = time.monotonic()
+        progress.steps.append(self.cost)
+
+    def exchange(self, grid: Grid, requests: Mapping[int, Mapping[str, Any]], timeout: float, message_type: str,
+                 on_reply: Callable[[Reply], None]) -> list[Reply]:
+        """Send each node its request and gather the replies (:func:`collect`), counting both ways."""
+        self.cost.sent += len(requests)
+        self.cost.bytes_sent += sum(record_bytes(r) for r in requests.values())
+        replies = collect(grid, dict(requests), sorted(requests), timeout, message_type, on_reply)
+        self.cost.received += sum(1 for r in replies if r.record is not None)
+        self.cost.ok += sum(1 for r in replies if r.record is not None and r.record.get("status") == "ok")
+        self.cost.bytes_received += sum(r.size for r in replies)
+        self.done()
+        return replies
+
+    def done(self) -> None:
+        self.cost.seconds = time.monotonic() - self.started
+
+
 def run_masked(grid: Grid, settings: RunSettings, inputs: RunInputs, progress: MaskedProgress,
                say: Narrator) -> tuple[Tally, Bundle]:
-    """Masked, signed rounds until one completes; returns the final round's tally and the aggregate.
+    """One masked, signed version 2 round that survives drop-outs; returns its tally and the aggregate.
 
     1. Wait for the expected SuperNodes (``expected-factories``, or else every roster member).
-    2. **Ready**: send the cheap ``query.ready`` (key, roster) to every connected node and
-       keep the roster members that answered ``ok`` in ``timeout`` seconds, each with its node.
-    3. **Round**: ``new_round(roster, participants)``, a fresh id and participant list
-       (fails clearly below ``min-contributors``).
-    4. **Contribute**: send the request with the round and the roster to the participants'
-       nodes only; each answers with its masked bundle signed for this round.
-    5. **Aggregate** when every participant delivered a valid contribution:
-       ``aggregate(bundles, roster, round_)``. Otherwise the survivors (who did deliver)
-       get a new round: back to 3, at most ``max-rounds`` rounds in all.
+    2. **Ready** (``query.ready``): the roster members that prove, signed over a fresh nonce, that they
+       can take part, each on its node (:func:`hefed.flower._tally.tally_ready`).
+    3. **Propose**: :func:`hefed.protocol.propose_round` over the ready set, threshold ``t`` the library's
+       default (more than half) raised to ``min-contributors`` (at least the study's).
+    4. **Join** (``query.join``): each participant joins (:func:`hefed.protocol.join_round`, its secret in
+       its identity folder) and replies its signed join; **start**: :func:`hefed.protocol.start_round` of
+       the verified joins (at least ``t``).
+    5. **Contribute** (``query.contribute``, the joined factories): the round keys without the sealed
+       shares; each replies its masked, signed bundle. **Collect**: :func:`hefed.roles.collect_round` of
+       the valid bundles delivered within ``timeout`` (their senders are the survivors, at least
+       ``max(t, min-contributors)``) and the unmask request.
+    6. **Reveal** (``query.reveal``, the survivors): each gets the unmask request with its own shares and
+       replies its signed reveal. **Unmask**: :func:`hefed.protocol.unmask` with at least ``t`` reveals.
 
-    ``progress`` is filled as it goes (ready list, each round), so a failure reports it too.
+    Drop-outs at join, contribute or reveal are tolerated down to ``t``; fewer fail the run with
+    :class:`~hefed.errors.TooFewContributorsError` naming who is missing and why (categories, never a
+    value). No round is ever re-run. ``progress`` is filled as it goes (ready list, the round, the
+    drop-outs, every step's cost), so a failure reports it too.
     """
     roster = inputs.roster
     if roster is None:  # pragma: no cover - RunSettings.load_inputs loads it for every masked run
         raise RoundError("a masked run needs the roster (run config 'roster')")
     request = make_request(settings.kind, inputs.public_key, inputs.model, inputs.study_digest)
     progress.roster_digest = roster.digest()
+    if settings.max_rounds != RUN_CONFIG_DEFAULTS["max-rounds"]:
+        say("note", f"max-rounds = {settings.max_rounds} is ignored (deprecated): a masked run is one version 2 "
+            "round that survives drop-outs; no round is re-run", level=WARNING)
     need = len(settings.expected_factories) or len(roster.members)
     node_ids = wait_for_nodes(grid, need, settings.wait_for_nodes, say)
     progress.nodes = len(node_ids)
@@ -302,49 +382,82 @@ def run_masked(grid: Grid, settings: RunSettings, inputs: RunInputs, progress: M
         f"who is ready (roster "
         f"{roster.digest()}{_of_study(inputs, ', ')}, timeout {settings.timeout:g} s)")
     ready_request = make_ready_request(settings.kind, inputs.public_key, roster, inputs.study_digest)
-    replies = collect(grid, ready_request, node_ids, settings.timeout, READY_MESSAGE_TYPE,
-                      on_reply=lambda reply: say.reply(reply, "ready"))
+    replies = Step(progress, "ready").exchange(grid, {node: ready_request for node in node_ids}, settings.timeout,
+                                               READY_MESSAGE_TYPE,
+                                               functools.partial(say.reply, what="ready", phase="ready"))
     ready = tally_ready(replies, node_ids, roster, settings, ready_request)
     progress.ready, progress.not_ready = ready.ready, dict(ready.not_ready)
     progress.false_claims = dict(ready.false_claims)
     for node, why in ready.false_claims.items():
         say("impostor", f"{node}: {why}", level=WARNING, ok=False)
     for name, why in ready.not_ready.items():
-        say("missing", f"{name} is not in the round: {why}", level=WARNING, factory=name, ok=False)
+        say("missing", f"{name} is not in the round: {why}", level=WARNING, factory=name, ok=False, phase="ready")
+    check_survivors(ready.ready, settings.min_contributors, progress, "after the ready step")
 
+    step = Step(progress, "propose")
     participants = ready.ready
-    for number in range(1, settings.max_rounds + 1):
-        check_survivors(participants, settings, progress)
-        round_ = new_round(roster, participants)
-        attempt = RoundAttempt(number, round_.round_id, list(round_.participants))
-        progress.attempts.append(attempt)
-        say("round", f"round {number} of at most {settings.max_rounds} (id {round_.round_id}): asking "
-            f"{', '.join(round_.participants)} for masked, signed {settings.kind} bundles", round_number=number)
-        names = {ready.nodes[name]: name for name in round_.participants}
-        masked_request = make_masked_request(request, round_, roster)
-        delivered = f"masked {settings.kind} bundle received"
-        replies = collect(grid, masked_request, sorted(names), settings.timeout,
-                          on_reply=functools.partial(say.reply, what=delivered, round_number=number, names=names))
-        result = tally(replies, sorted(names), masked_request, settings, inputs.model, round_=round_,
-                       roster=roster, node_names=names, study=inputs.study)
-        attempt.contributors, attempt.missing = list(result.contributors), dict(result.missing)
-        if attempt.complete:
-            say("round", f"round {round_.round_id} complete: every participant delivered", ok=True,
-                round_number=number)
-            return result, aggregate(result.bundles, roster, round_, study=inputs.study)
-        for name, why in result.missing.items():
-            say("missing", f"round {round_.round_id}: {name} failed to deliver: {why}", level=WARNING,
-                factory=name, ok=False, round_number=number)
-        participants = list(result.contributors)
-        if number < settings.max_rounds and len(participants) >= settings.min_contributors:
-            say("round", f"round {round_.round_id} is incomplete (its masks would not cancel); re-running a new "
-                f"round for the survivors {', '.join(participants)}", level=WARNING, ok=False, round_number=number)
-    check_survivors(participants, settings, progress)
-    raise RoundError(
-        f"no masked round completed in max-rounds = {settings.max_rounds} rounds; the last, "
-        f"{progress.attempts[-1].round_id}, missed: "
-        + "; ".join(f"{name} ({why})" for name, why in progress.attempts[-1].missing.items())
-    )
+    threshold = max(default_threshold(len(participants)), settings.min_contributors)
+    round_ = propose_round(roster, participants, threshold=threshold, study=inputs.study)
+    progress.proposed, progress.participants, progress.threshold = round_.round_id, list(participants), threshold
+    step.done()
+    say("round", f"round {round_.round_id} (version 2, threshold {threshold} of {len(participants)}): asking "
+        f"{', '.join(participants)} to join", round_number=1)
+
+    names = {ready.nodes[name]: name for name in round_.participants}
+    join_request = make_join_request(request, round_, roster)
+    replies = Step(progress, "join").exchange(
+        grid, {node: join_request for node in names}, settings.timeout, JOIN_MESSAGE_TYPE,
+        functools.partial(say.reply, what="joined the round", round_number=1, names=names, phase="join"))
+    joins, missing = tally_joins(replies, names, round_, roster, settings)
+    progress.drop("join", missing)
+    say.missing(missing, 1, "join")
+    check_survivors(sorted(joins), threshold, progress, f"after the join step of round {round_.round_id}")
+    step = Step(progress, "start")
+    keys = start_round(round_, roster, joins.values())
+    progress.joined = list(keys.joined)
+    step.done()
+
+    names = {node: name for node, name in names.items() if name in keys.joined}
+    masked_request = make_masked_request(request, keys, roster)
+    delivered = f"masked {settings.kind} bundle received"
+    replies = Step(progress, "contribute").exchange(
+        grid, {node: masked_request for node in names}, settings.timeout, MESSAGE_TYPE,
+        functools.partial(say.reply, what=delivered, round_number=1, names=names, phase="contribute"))
+    result = tally(replies, sorted(names), masked_request, settings, inputs.model, round_=keys, roster=roster,
+                   node_names=names, study=inputs.study)
+    progress.drop("contribute", result.missing)
+    say.missing(result.missing, 1, "contribute")
+    progress.survivors = list(result.contributors)
+    check_survivors(result.contributors, threshold, progress, f"after the contribute step of round {round_.round_id}")
+    step = Step(progress, "collect")
+    collected, unmask_request = collect_round(result.bundles, roster, keys, inputs.study)
+    step.done()
+    if unmask_request.dropouts:
+        say("round", f"round {round_.round_id}: {', '.join(unmask_request.survivors)} delivered; recovering without "
+            f"{', '.join(unmask_request.dropouts)} (no re-run)", level=WARNING, round_number=1)
+
+    names = {node: name for node, name in names.items() if name in unmask_request.survivors}
+    reveal_requests = {node: make_reveal_request(request, unmask_request.for_factory(name), roster)
+                       for node, name in names.items()}
+    replies = Step(progress, "reveal").exchange(
+        grid, reveal_requests, settings.timeout, REVEAL_MESSAGE_TYPE,
+        functools.partial(say.reply, what="revealed its shares", round_number=1, names=names, phase="reveal"))
+    reveals, missing = tally_reveals(replies, names, keys, roster, unmask_request.survivors, settings)
+    progress.drop("reveal", missing)
+    say.missing(missing, 1, "reveal")
+    progress.revealed = sorted(reveals)
+    if len(reveals) < threshold:
+        raise TooFewContributorsError(
+            f"round {round_.round_id}: {len(reveals)} of the {len(unmask_request.survivors)} survivors revealed their "
+            f"shares ({', '.join(sorted(reveals)) or 'none'}); unmasking needs {threshold}; missing: "
+            + "; ".join(f"{name} ({why})" for name, why in progress.missing().items()))
+    step = Step(progress, "unmask")
+    aggregate = unmask(collected, keys, reveals.values(), roster)
+    step.done()
+    progress.complete = True
+    say("round", f"round {round_.round_id} unmasked: the aggregate of {', '.join(aggregate.contributors)}", ok=True,
+        round_number=1)
+    return result, aggregate
 
 
 @server_app.main()
@@ -352,9 +465,9 @@ def main(grid: Grid, context: Context) -> None:
     """Aggregator: encrypted contributions, summed into the aggregate bundle.
 
     Unmasked (no ``roster``): one round (:func:`run_round`). Masked: the ready step and
-    as many signed, masked rounds as drop-outs require (:func:`run_masked`); the
-    aggregate then carries the round id, the signed manifests and the contributions,
-    so ``hefed decrypt --roster`` can check it.
+    one version 2 round that survives drop-outs (:func:`run_masked`); the aggregate then
+    carries the round id, the signed manifests and contributions, the round keys and the
+    signed reveals, so ``hefed decrypt --roster`` can check it.
 
     The settings and every file they name are checked before anything is sent
     (:meth:`RunSettings.load_inputs`). Whatever goes wrong after the run config names a
@@ -375,7 +488,7 @@ def main(grid: Grid, context: Context) -> None:
         settings = settings.under_study(inputs)  # min-contributors at least the study's
         say = Narrator(ProgressLog(settings.progress, on_error=lambda text: log(WARNING, "hefed: %s", text)))
         if settings.masked:
-            progress = MaskedProgress(roster_digest="", max_rounds=settings.max_rounds)
+            progress = MaskedProgress(roster_digest="")
             result, bundle = run_masked(grid, settings, inputs, progress, say)
             result = progress.summary(result)
         else:

@@ -518,6 +518,26 @@ class LocalFederation:
             if self._own_workdir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def _follow(self, follower: ProgressFollower | None, drops: dict[str, str]) -> None:
+        """:meth:`poll_progress`, and the simulated drop-outs ``drops`` (factory → step) whose reply just arrived."""
+        if not drops:
+            self.poll_progress(follower)
+            return
+        self.poll_progress(None)
+        for event in follower.read() if follower is not None else []:
+            if self.progress is not None:
+                self.progress(event)
+            if event.step == "reply" and event.ok and event.factory in drops and drops[event.factory] == event.phase:
+                self.drop_out(event.factory, drops.pop(event.factory))
+
+    def drop_out(self, factory_id: str, after: str) -> None:
+        """Stop ``factory_id``'s SuperNode with SIGTERM (it leaves the federation; its ClientApp is stopped too),
+        and say so: a simulated drop-out after its reply to the step ``after``."""
+        index = self.factory_ids.index(factory_id)
+        self.kill_supernode(index, signal.SIGTERM)
+        self.emit("dropout", f"stopped the SuperNode of {factory_id} after its {after} reply (simulated drop-out)",
+                  factory=factory_id, ok=False)
+
     def kill_supernode(self, index: int, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to a SuperNode and everything below it (to simulate a factory dropping out)."""
         process = self.supernodes[index].process
@@ -594,22 +614,31 @@ class LocalFederation:
         )
 
     def wait_report(self, run_id: int, report_path: Path, seconds: float,
-                    progress_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+                    progress_path: str | os.PathLike[str] | None = None,
+                    drop_outs: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Wait for the ServerApp's report file; a run that ends without one is an error with its log.
 
         The ServerApp process is watched through /proc (cheap); ``flwr list`` is asked only
         when it has gone without a report, and every :data:`STATUS_POLL_SECONDS` otherwise.
         Meanwhile ``progress`` hears of each event the ServerApp appends to ``progress_path``
         (the run config's ``progress``) and of each SuperNode that connects.
+
+        ``drop_outs`` (factory id → a step of a masked round: ``ready``, ``join`` or ``contribute``)
+        simulates drop-outs: as soon as the progress file says the factory's reply to that step
+        arrived, its SuperNode (and the ClientApp below it) is stopped with SIGTERM, so it
+        answers nothing after (:meth:`drop_out`). Needs ``progress_path``.
         """
+        drops = check_drop_outs(drop_outs or {}, self.factory_ids)
+        if drops and not progress_path:
+            raise UsageError("simulated drop-outs follow the run's progress file: give progress_path")
         follower = ProgressFollower(progress_path) if progress_path else None
         deadline = time.monotonic() + seconds
         next_status = time.monotonic() + STATUS_POLL_SECONDS
         seen_serverapp = False
         while time.monotonic() < deadline:
-            self.poll_progress(follower)
+            self._follow(follower, drops)
             if report_path.exists():
-                self.poll_progress(follower)  # the last events were written before the report
+                self._follow(follower, drops)  # the last events were written before the report
                 return read_json_object(report_path, "federation report")
             if self.superlink is None or self.superlink.process.poll() is not None:
                 tail = _tail(self.superlink.log_path) if self.superlink else ""
@@ -627,6 +656,22 @@ class LocalFederation:
                 seen_serverapp = False
             time.sleep(0.2)
         raise FederationError(f"Flower run {run_id} gave no result within {seconds:g} s")
+
+
+#: The steps of a masked round after whose reply a simulated drop-out can stop a factory's SuperNode.
+DROP_AFTER_STEPS = ("ready", "join", "contribute")
+
+
+def check_drop_outs(drop_outs: Mapping[str, str], factory_ids: Sequence[str]) -> dict[str, str]:
+    """``drop_outs`` checked: each a factory of this federation, each step one of :data:`DROP_AFTER_STEPS`."""
+    for factory_id, step in drop_outs.items():
+        if factory_id not in factory_ids:
+            raise UsageError(f"drop-out {factory_id!r} is not a factory of this federation ({', '.join(factory_ids)})",
+                             parameters=("drop_outs",))
+        if step not in DROP_AFTER_STEPS:
+            raise UsageError(f"drop-out {factory_id}={step}: the step must be one of {', '.join(DROP_AFTER_STEPS)}",
+                             parameters=("drop_outs",))
+    return dict(drop_outs)
 
 
 def _alive(pid: int) -> bool:
@@ -699,6 +744,7 @@ def run_local_federation(
     progress: ProgressCallback | None = None,
     study_path: str | os.PathLike[str] | None = None,
     insecure_test_key: bool = False,
+    drop_outs: Mapping[str, str] | None = None,
 ) -> FederationResult:
     """Run one hefed federation on this machine: one SuperNode per file, the aggregate written to ``out``.
 
@@ -713,10 +759,13 @@ def run_local_federation(
     With ``roster_path`` and ``identity_dirs`` (one enrolled identity folder per
     data file, in the same order) the run uses masked, signed rounds: factory ids
     are the identities' ids (which must be roster members with the same keys),
-    every SuperNode is pinned to the roster's digest, and a factory that drops out
-    after the ready step makes the app re-run a new round for the others, at most
-    ``max_rounds`` rounds in all; the result lists every round tried. Only the
-    public halves of the identities are read here.
+    every SuperNode is pinned to the roster's digest, and the app runs one version 2
+    round (ready, join, contribute, reveal) that survives drop-outs down to its
+    threshold; the result lists the round, its survivors and drop-outs. ``max_rounds``
+    is deprecated and ignored (no round is re-run). Only the public halves of the
+    identities are read here. ``drop_outs`` (factory id → ``ready``, ``join`` or
+    ``contribute``) simulates drop-outs for demonstrations: that factory's SuperNode is
+    stopped (SIGTERM) as soon as its reply to that step arrived.
 
     With ``study_path`` (``hefed federate --study``) the study decides what the factories
     compute: every SuperNode's node config names the study file and pins its digest, the run
@@ -742,7 +791,7 @@ def run_local_federation(
         roster=roster_path, max_rounds=max_rounds, study=study_path, insecure_test_key=insecure_test_key,
     )
     return run_settings_locally(data_paths, settings, identity_dirs=identity_dirs, workdir=workdir,
-                                progress=progress, insecure_test_key=insecure_test_key)
+                                progress=progress, insecure_test_key=insecure_test_key, drop_outs=drop_outs)
 
 
 def check_local_key(public_key: Any, insecure_test_key: bool = False) -> bool:
@@ -778,6 +827,7 @@ def run_settings_locally(
     workdir: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
     insecure_test_key: bool = False,
+    drop_outs: Mapping[str, str] | None = None,
 ) -> FederationResult:
     """Run ``settings`` on this machine, one SuperNode per data file (see :func:`run_local_federation`).
 
@@ -830,6 +880,11 @@ def run_settings_locally(
                 raise UsageError(f"{directory}: the roster holds other keys for {member.factory_id!r}",
                                  parameters=("identity",))
 
+    if drop_outs and not settings.masked:
+        raise UsageError("simulated drop-outs are for masked rounds (--roster and --identity)",
+                         parameters=("drop_outs",))
+    check_drop_outs(drop_outs or {}, ids)
+
     with tempfile.TemporaryDirectory(prefix="hefed-federate-") as tmp:
         base = Path(workdir) if workdir is not None else Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
@@ -838,8 +893,8 @@ def run_settings_locally(
         run_settings = replace(settings, out=str(aggregate_path), report=str(report_file),
                                progress=str(progress_file), force=True, expected_factories=tuple(ids),
                                insecure_test_key=settings.insecure_test_key or test_key)
-        # A masked run asks once (ready) and then up to max_rounds times, each within the timeout.
-        rounds = 1 + settings.max_rounds if settings.masked else 1
+        # A masked run has four steps (ready, join, contribute, reveal), each within the timeout.
+        rounds = 4 if settings.masked else 1
         with LocalFederation(paths, factory_ids=ids, key_fingerprint=key_fingerprint(inputs.public_key),
                              workdir=base / "federation", identity_dirs=identities,
                              roster_digest=inputs.roster.digest() if inputs.roster is not None else "",
@@ -850,7 +905,7 @@ def run_settings_locally(
             federation.emit("submitted", f"submitted Flower run {run_id}")
             report = federation.wait_report(run_id, report_file,
                                             settings.wait_for_nodes + rounds * settings.timeout + 60.0,
-                                            progress_path=progress_file)
+                                            progress_path=progress_file, drop_outs=drop_outs)
         if report.get("status") != "ok":
             raise_from_report(report)
         aggregate = Bundle.load(aggregate_path)
