@@ -372,7 +372,7 @@ _CACHE_LOCK = threading.Lock()
 
 def _build_layout(kind: Kind[Any, Any], features: tuple[str, ...], target: str, encoding: Encoding, n: int,
                   parameters: dict[str, Any], expected_digest: str | None = None) -> Layout:
-    _size(kind, features, target, encoding, n, parameters)
+    size = _size(kind, features, target, encoding, n, parameters)
     bounds = kind.bounds(features, target, encoding, parameters)
     bounds.append((0, 1))  # the counter (kinds return a fresh list)
     if expected_digest is not None and layout_digest(bounds, n.bit_length() - 1,
@@ -385,6 +385,9 @@ def _build_layout(kind: Kind[Any, Any], features: tuple[str, ...], target: str, 
             f"the encoding needs wider slots than a {n.bit_length()}-bit key holds ({exc}); "
             "lower int_bits or frac_bits, or use a larger key", parameters=("int_bits", "frac_bits"),
         ) from None
+    if built.n_plaintexts != size:  # a kind's packed_size must say what its bounds make: readers rely on it
+        raise RuntimeError(f"bundle kind {kind.name!r}: packed_size implies {size} ciphertexts, its bounds make "
+                           f"{built.n_plaintexts}")
     if expected_digest is not None:
         built._digest_value = expected_digest  # just checked
     return built
