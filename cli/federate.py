@@ -158,11 +158,15 @@ def federate(data_paths: tuple[Path, ...], more_data: tuple[Path, ...], study_pa
         identity_dirs=list(identity_dirs) or None, progress=progress, study_path=study_path,
         drop_outs=_drop_outs(drop_outs),
     )
+    masked_report = result.report.get("masked")
+    steps = list(masked_report.get("steps") or []) if isinstance(masked_report, dict) else []
     emit(out=str(out), kind=result.kind, contributors=result.contributors, missing=result.missing,
          run_id=result.run_id, seconds=round(result.seconds, 3), masked=roster_path is not None,
-         round_id=result.round_id, rounds=result.rounds, study=result.study)
+         round_id=result.round_id, rounds=result.rounds, steps=steps, study=result.study)
     for attempt in result.rounds:
         say(_round_line(attempt))
+    if steps:
+        say("steps: " + "; ".join(_step_text(step) for step in steps))
     masked = f", masked round {result.round_id}" if result.round_id else ""
     masked += f", study {result.study}" if result.study else ""
     say(f"wrote {out}: {result.kind} aggregate of {plural(len(result.contributors), 'factory', 'factories')} "
@@ -184,6 +188,15 @@ def _drop_outs(values: tuple[str, ...]) -> dict[str, str] | None:
             raise UsageError(f"--drop-out names {factory.strip()!r} twice")
         out[factory.strip()] = step.strip()
     return out or None
+
+
+def _step_text(step: dict[str, Any]) -> str:
+    """``join 13.8 s (5 sent, 5 ok; 9.8 KB out, 5.1 KB in)``; the aggregator's own steps give their time only."""
+    text = f"{step['step']} {step['seconds']:.1f} s"
+    if step.get("sent"):
+        text += (f" ({step['sent']} sent, {step['ok']} ok; {step['bytes_sent'] / 1000:.1f} KB out, "
+                 f"{step['bytes_received'] / 1000:.1f} KB in)")
+    return text
 
 
 def _round_line(attempt: dict[str, Any]) -> str:

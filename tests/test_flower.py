@@ -432,7 +432,8 @@ def test_in_process_dropout_below_the_threshold_fails_and_reports_the_round(
     names = [p.stem for p in consortium_files]
     nodes, config = masked_config(consortium_identities, consortium_files)
     with pytest.raises(TooFewContributorsError, match=r"only 2 factories left after the join step of round \w+ "
-                                                      r"\(.*\), fewer than the 3 needed; missing: "):
+                                                      r"\(.*\), fewer than the 3 needed \(the round's threshold\); "
+                                                      r"missing: "):
         run_in_process(tmp_path, consortium_files, keys, node_extra=nodes, drop_after_ready=[3], **config)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["status"] == "failed" and report["error_type"] == "TooFewContributorsError"

@@ -335,14 +335,59 @@ def test_fewer_survivors_than_the_threshold_fail_cleanly(world):
     assert [s["step"] for s in masked["steps"]] == ["ready", "propose", "join", "start", "contribute"]
     round_id = masked["rounds"][0]["round_id"]
     assert report["error"].startswith(f"only 2 factories left after the contribute step of round {round_id} "
-                                      "(gt_2011, gt_2012), fewer than the 3 needed; missing: gt_2013 (dropped out at "
-                                      f"the contribute step of round {round_id}: ")
+                                      "(gt_2011, gt_2012), fewer than the 3 needed (the round's threshold); "
+                                      f"missing: gt_2013 (dropped out at the contribute step of round {round_id}: ")
     for name in drop_outs:
         assert f"{name} (dropped out at the contribute step" in report["error"]
     assert not re.search(r"\d+\.\d+", report["error"].replace(round_id, "")), report["error"]  # names and reasons
     assert not (out / "aggregate.json").exists()
-    with pytest.raises(TooFewContributorsError, match="fewer than the 3 needed"):
+    with pytest.raises(TooFewContributorsError, match=r"fewer than the 3 needed \(the round's threshold\)"):
         raise_from_report(report)
     for directory in world["dirs"]:
         for path in directory.glob("round-*.secret.json"):
             path.unlink()
+
+
+def test_federate_drop_out_option_and_deprecated_max_rounds(tmp_path, monkeypatch):
+    """``hefed federate --drop-out FACTORY=STEP`` reaches the launcher as a mapping; a malformed one is a usage error
+    (exit 2) before anything starts; ``--max-rounds`` is accepted but says it is ignored; a masked run prints its
+    round and each step's cost. The launcher refuses a drop-out of an unknown factory or step."""
+    from click.testing import CliRunner
+    from hefed_cli.federate import federate
+    from hefed_cli.main import HefedGroup
+
+    from hefed.errors import UsageError
+    from hefed.flower import FederationResult
+    from hefed.flower.launcher import check_drop_outs
+
+    seen: dict[str, Any] = {}
+    steps = [{"step": "ready", "seconds": 13.4, "sent": 5, "received": 5, "ok": 5, "bytes_sent": 12000,
+              "bytes_received": 2500}, {"step": "propose", "seconds": 0.0, "sent": 0, "received": 0, "ok": 0,
+                                        "bytes_sent": 0, "bytes_received": 0}]
+    attempt = {"round": 1, "round_id": "ab" * 16, "participants": ["a", "b", "c"], "threshold": 2,
+               "joined": ["a", "b", "c"], "contributors": ["a", "b"], "missing": {"c": "contribute: no answer"},
+               "complete": True}
+
+    def fake(data_paths, target, public_key_path, out, *args, drop_outs=None, **kwargs):
+        seen["drop_outs"] = drop_outs
+        return FederationResult(Path(out), "statistics", ["a", "b"], {"c": "dropped out"}, 7, 1.5,
+                                {"masked": {"steps": steps}}, "ab" * 16, [attempt])
+
+    monkeypatch.setattr(hefed.flower, "run_local_federation", fake)
+    group = HefedGroup(commands={"federate": federate})
+    base = ["federate", "--data", "a.csv", "b.csv", "c.csv", "--target", "y", "--public-key", "pub.json",
+            "--out", str(tmp_path / "agg.json"), "--roster", "r.json", "--identity", "a", "--identity", "b",
+            "--identity", "c"]
+    result = CliRunner().invoke(group, [*base, "--drop-out", "c=join", "--max-rounds", "2"])
+    assert result.exit_code == 0, result.output
+    assert seen["drop_outs"] == {"c": "join"}
+    assert "--max-rounds is deprecated and ignored" in result.stderr
+    assert "round 1 (" + "ab" * 16 + ") with a, b, c, threshold 2: complete; dropped out: c (contribute: no " \
+           "answer)" in result.stdout
+    assert "steps: ready 13.4 s (5 sent, 5 ok; 12.0 KB out, 2.5 KB in); propose 0.0 s" in result.stdout
+    bad = CliRunner().invoke(group, [*base, "--drop-out", "c"])
+    assert bad.exit_code == 2 and "give FACTORY=STEP" in bad.output
+    with pytest.raises(UsageError, match="not a factory of this federation"):
+        check_drop_outs({"zz": "join"}, ["a", "b"])
+    with pytest.raises(UsageError, match="the step must be one of ready, join, contribute"):
+        check_drop_outs({"a": "reveal"}, ["a", "b"])

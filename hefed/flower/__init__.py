@@ -27,12 +27,15 @@ The key holder stays outside Flower: no Flower process, message or config
 ever holds the private key. Bundles travel as the JSON bytes of
 :meth:`hefed.protocol.Bundle.to_dict`.
 
-With a ``roster`` in the run config the app runs masked, signed rounds
-(:mod:`hefed.protocol`): a cheap ready step fixes the participants (each proves its
-claim with a signature over a fresh nonce, so a rogue SuperNode can neither take a
-member's place nor exclude it), each factory masks and signs with the identity named
-in its own node config (its private keys never leave its SuperNode), and a
-participant that fails to deliver makes the aggregator re-run a new round for the others.
+With a ``roster`` in the run config the app runs one masked, signed round that
+survives drop-outs (a version 2 round of :mod:`hefed.protocol`): a cheap ready step
+fixes the participants (each proves its claim with a signature over a fresh nonce, so
+a rogue SuperNode can neither take a member's place nor exclude it), they join (mask
+key and self-mask seed Shamir-shared among them; the round secret stays in each
+factory's identity folder), contribute (masked and signed with the identity named in
+its own node config; its private keys never leave its SuperNode), and the survivors
+reveal the shares that remove the drop-outs' masks: down to the round's threshold
+nothing is re-run.
 
 Every factory is pinned: it encrypts only under its study's key or the key its node
 config pins, joins masked rounds only of its study's roster or the roster it pins, and

@@ -440,7 +440,7 @@ def factory_ready_reply(request: Mapping[str, Any], node_config: Mapping[str, An
 
     Cheap on purpose (see :func:`check_ready`): the data is not read and nothing
     is encrypted; only the configs and the identity are checked, so a factory that
-    could not contribute is not listed in the round and cannot force a re-run.
+    could not contribute is not listed in the round (it would count as a drop-out).
 
     The signature (Ed25519, the factory's identity) covers the request's nonce, the factory id, the key
     fingerprint, the roster digest, the study digest and ``node_id`` (the Flower node it answers from):

@@ -41,7 +41,8 @@ class ProgressEvent:
     """One step of a federation: what happened, in one line, and whom it concerns.
 
     ``step`` names the step (``superlink``, ``supernode``, ``connected``, ``submitted``, ``nodes``,
-    ``asked``, ``ready``, ``reply``, ``missing``, ``round``, ``done``, ``failed``); ``ok`` says
+    ``asked``, ``ready``, ``reply``, ``missing``, ``round``, ``note``, ``dropout`` (a simulated
+    drop-out: the launcher stopped a SuperNode), ``done``, ``failed``); ``ok`` says
     whether it went well (``None``: neither); ``factory`` and ``round`` say whom and which
     masked round it concerns; ``seconds`` counts from the start of whoever wrote it; ``phase``
     names the masked round's step a reply or a drop-out belongs to (``ready``, ``join``,

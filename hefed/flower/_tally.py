@@ -500,14 +500,16 @@ class MaskedProgress:
                 "rounds": [self.round_dict()] if self.proposed else []}
 
 
-def check_survivors(participants: Sequence[str], needed: int, progress: MaskedProgress, where: str) -> None:
-    """Fail clearly when fewer than ``needed`` factories are left ``where`` (e.g. "after the ready step"), naming who
-    is missing and why (categories and reasons only, never a value)."""
+def check_survivors(participants: Sequence[str], needed: int, progress: MaskedProgress, where: str,
+                    why: str = "min-contributors") -> None:
+    """Fail clearly when fewer than ``needed`` factories are left ``where`` (e.g. "after the ready step"; ``why``
+    names the rule: ``min-contributors``, the round's threshold), naming who is missing and why (categories and
+    reasons only, never a value)."""
     if len(participants) >= needed:
         return
     raise TooFewContributorsError(
         f"only {len(participants)} factories left {where} ({', '.join(participants) or 'none'}), fewer than the "
-        f"{needed} needed; missing: "
+        f"{needed} needed ({why}); missing: "
         + ("; ".join(f"{name} ({reason})" for name, reason in progress.missing().items()) or "none")
     )
 

@@ -21,18 +21,37 @@ one-line reason. These plain runs are for trials: contributions are unsigned, so
 two SuperNodes makes the run aggregate nothing (leaving the claimed factory out would let rogue nodes
 isolate the others), and replies under ids outside ``expected-factories`` are left out.
 
-With a ``roster`` in the run config the ServerApp runs **masked, signed rounds** instead
-(:func:`run_masked`): a cheap ``query.ready`` with a fresh random nonce goes to every connected
-SuperNode; each factory answers with a **signature** (Ed25519, its identity) over the nonce, its id, the
-key, the roster, the study and its node id, and the participants are the roster members whose signature
-verifies (:func:`hefed.flower._tally.tally_ready`). A SuperNode that claims a member's id without its
-identity (unsigned, wrongly signed, replayed from an earlier ready step or relayed from another node)
-cannot take its place or exclude it: its claim is ignored and reported (``masked.false_claims``).
-``new_round`` then gives the participants a fresh round, ``query.contribute`` carries the round and the
-roster, and the signed, masked bundles are summed with ``aggregate(bundles, roster, round_)``. A
-participant that fails to deliver leaves masks that cannot cancel, so the round is re-run with a new id for
-the factories that did deliver, up to ``max-rounds`` rounds; the report records every round (id,
-participants, who was missing and why).
+With a ``roster`` in the run config the ServerApp runs one **masked, signed round that survives drop-outs**
+instead (:func:`run_masked`; a version 2 round of :mod:`hefed.protocol`, after Bonawitz et al. 2017). Four
+Flower steps, each a query to the nodes concerned that waits at most ``timeout`` seconds:
+
+1. **ready** (``query.ready``, to every connected SuperNode): a fresh random nonce; each factory answers with
+   a **signature** (Ed25519, its identity) over the nonce, its id, the key, the roster, the study and its node
+   id, and the participants are the roster members whose signature verifies
+   (:func:`hefed.flower._tally.tally_ready`). A SuperNode that claims a member's id without its identity
+   (unsigned, wrongly signed, replayed from an earlier ready step or relayed from another node) cannot take
+   its place or exclude it: its claim is ignored and reported (``masked.false_claims``).
+2. **join** (``query.join``, to the ready members): the aggregator proposes the round over them
+   (:func:`hefed.protocol.propose_round`: threshold ``t`` = more than half, raised to ``min-contributors``,
+   itself at least the study's); each factory joins (:func:`hefed.protocol.join_round`: a fresh mask key and
+   self-mask seed, Shamir-shared t-of-n and sealed for each peer; the round secret stays in its identity folder)
+   and replies its signed join. The verified joins make the round keys (:func:`hefed.protocol.start_round`).
+3. **contribute** (``query.contribute``, to the joined): the round keys without the sealed shares; each factory
+   verifies them, encrypts, masks (pairwise masks and self-mask) and signs. The valid bundles that arrive in
+   time are multiplied (:func:`hefed.roles.collect_round`); their senders are the survivors.
+4. **reveal** (``query.reveal``, to the survivors): each gets the unmask request with only its own sealed shares
+   and reveals, signed, per joined factory either its share of the seed (survivors) or of the mask key
+   (drop-outs). With at least ``t`` reveals, :func:`hefed.protocol.unmask` removes the survivors' self-masks
+   and their pairwise masks with the drop-outs: the aggregate is the survivors' exact sum, and carries the
+   round keys and the reveals so that ``hefed decrypt --roster`` recomputes the correction and checks it.
+
+A factory that stops after joining, after delivering (it stays a survivor: its contribution counts), or that
+is not there at all, costs nothing but its own absence: **no round is re-run** and nobody re-encrypts, down to
+``t`` survivors and ``t`` reveals; fewer fail the run with :class:`~hefed.errors.TooFewContributorsError`
+naming who is missing and why (a fixed category or a Flower reason, never a value), and no aggregate is
+written. The report's ``masked`` lists the round id, participants, threshold, joined set, survivors, who
+revealed, each drop-out with the step it missed, and per step (``steps``) the messages sent and received,
+their payload bytes and the seconds. ``max-rounds`` is deprecated and ignored.
 
 With a ``study`` in the run config the ServerApp loads the study (the key is
 the study's, ``min-contributors`` at least the study's, the roster the study's
@@ -48,8 +67,11 @@ reads nothing from the run config (:mod:`hefed.flower._factory`). Its identity's
 What the aggregator **can** do: choose the run config of a factory without a study (target, features,
 encoding, holdout, within what that factory's pins allow), ask for any kind, run rounds of any subset of the
 roster members it names (the key holder's ledger, not Flower, stops differencing them), leave factories out,
-and read what every reply carries: factory ids, bundles (ciphertexts and public metadata), ready signatures
-and a fixed error category. What it **cannot** do:
+declare a factory that delivered a drop-out (its contribution is then left out and stays masked), and read
+what every reply carries: factory ids, bundles (ciphertexts and public metadata), ready signatures, signed
+joins (mask public keys, seed commitments, shares sealed for the peers) and reveals (shares of the survivors'
+seeds and of the drop-outs' mask keys, which the key holder needs anyway), and a fixed error category.
+What it **cannot** do:
 
 * make a factory encrypt under a key of its own: a factory encrypts only under its study's key or the key
   its node config pins (``key-fingerprint``); with neither it refuses every request (no unpinned mode),
@@ -57,6 +79,10 @@ and a fixed error category. What it **cannot** do:
   refused even when pinned;
 * put a factory in a masked round with its sybils: a factory joins masked rounds only of the roster its
   study names or its node config pins (``roster-digest``); a study without a roster allows none;
+* difference two sums through drop-outs: a factory takes only version 2 rounds (a version 1 ``round`` is
+  refused), joins a round once, reveals for one survivor set per round, never both shares of one factory, and
+  within a study only for the study's established set (:mod:`hefed.protocol._recovery`); a declared
+  drop-out's late bundle stays masked by its self-mask;
 * read a factory's data through its refusals: a reply carries only ``hefed.errors.reply_category``
   (``"refused: data out of range"`` …), never a value, row number, column statistic, column name or
   path; the full message goes to the factory's own log (``log-dir``, mode 0600) and Flower's logger on the
@@ -411,7 +437,8 @@ def run_masked(grid: Grid, settings: RunSettings, inputs: RunInputs, progress: M
     joins, missing = tally_joins(replies, names, round_, roster, settings)
     progress.drop("join", missing)
     say.missing(missing, 1, "join")
-    check_survivors(sorted(joins), threshold, progress, f"after the join step of round {round_.round_id}")
+    check_survivors(sorted(joins), threshold, progress, f"after the join step of round {round_.round_id}",
+                    "the round's threshold")
     step = Step(progress, "start")
     keys = start_round(round_, roster, joins.values())
     progress.joined = list(keys.joined)
@@ -428,7 +455,8 @@ def run_masked(grid: Grid, settings: RunSettings, inputs: RunInputs, progress: M
     progress.drop("contribute", result.missing)
     say.missing(result.missing, 1, "contribute")
     progress.survivors = list(result.contributors)
-    check_survivors(result.contributors, threshold, progress, f"after the contribute step of round {round_.round_id}")
+    check_survivors(result.contributors, threshold, progress, f"after the contribute step of round {round_.round_id}",
+                    "the round's threshold")
     step = Step(progress, "collect")
     collected, unmask_request = collect_round(result.bundles, roster, keys, inputs.study)
     step.done()

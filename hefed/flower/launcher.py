@@ -19,8 +19,10 @@ SuperNode's node config names the study file (``study``) and pins its digest
 As it goes it tells a ``progress`` callback (``hefed federate`` prints it) what happens:
 the SuperLink listening, each SuperNode started and connected, the run submitted, and
 then, from the progress file the ServerApp writes beside its report
-(:mod:`hefed.flower._progress`), each factory's ready answer, its bundle received or the
-reason it is missing, and each masked round.
+(:mod:`hefed.flower._progress`), each factory's ready answer, join, bundle and reveal or the
+reason it is missing, and the masked round. For demonstrations and tests it can make factories
+drop out for real (``drop_outs``, ``hefed federate --drop-out FACTORY=STEP``): as soon as the
+progress file says a factory's reply to that step arrived, its SuperNode is stopped (SIGTERM).
 
 Flower's own executables (``flower-superlink``, ``flower-supernode``,
 ``flwr``) are looked up beside the running Python first, then on ``PATH``;
