@@ -28,6 +28,12 @@ class PrivacyNoiseWarning(UserWarning):
     useless: a larger epsilon, tighter bounds or more rows)."""
 
 
+class SingledOutColumnWarning(UserWarning):
+    """A trial aggregate (unsigned, no study) whose sums of some column or level come from fewer factories than
+    the disclosure threshold: they single out a factory (in a study or a signed round this is refused:
+    :class:`SingledOutColumnError`)."""
+
+
 class HefedError(Exception):
     """Base class of every error hefed raises on bad input or refused operations.
 
@@ -86,6 +92,12 @@ class DuplicateContributorError(HefedError):
 
 class TooFewContributorsError(HefedError):
     """An aggregate has fewer contributors than the disclosure threshold."""
+
+
+class SingledOutColumnError(TooFewContributorsError):
+    """An aggregate whose sums of some column or level come from fewer factories than the disclosure threshold
+    (a column non-zero at one or two plants, a categorical level only one plant has): refused, nothing decrypted
+    is released."""
 
 
 class IntegrityError(HefedError):

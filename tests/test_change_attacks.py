@@ -41,6 +41,7 @@ from hefed.errors import (
     RoundedValuesWarning,
     RoundError,
     SchemaMismatchError,
+    SingledOutColumnError,
 )
 from hefed.flower._factory import factory_reply
 from hefed.flower._messages import make_masked_request, make_request
@@ -144,9 +145,9 @@ def test_evaluation_refusals_carry_no_holdout_cell(plants, keypair, tmp_path):
     others = [n for n in plants["names"] if n != cement][:2]
     bundles = [hefed.encrypt_for_study(path, study, factory_id=cement).bundle,
                *(hefed.encrypt_for_study(plants["files"][n], study, factory_id=n).bundle for n in others)]
-    model = hefed.solve(hefed.decrypt_statistics(hefed.aggregate(bundles, study=study), private_key, study=study,
-            allow_unsigned=True),
-                        study=study)  # the consortium's own released model
+    with pytest.raises(SingledOutColumnError, match="'coal_t'"):  # coal: the cement plant's alone of these three
+        hefed.decrypt_statistics(hefed.aggregate(bundles, study=study), private_key, study=study, allow_unsigned=True)
+    model = study_model(study, [2.4, 2.7, 3.2], 0.0)  # a released model of the study's columns, as the consortium's
     request = make_request("evaluation", public_key, model, study.digest)
     reply = factory_reply(request, study_node(study_path, study, path, cement), {})
     error = refusal(reply)
@@ -204,18 +205,10 @@ def test_flower_evaluation_reads_the_rows_the_study_held_out(plants, keypair, tm
 # --- (2) the pooled statistics themselves: columns that single out a factory (study design) ----------------
 
 
-@pytest.mark.xfail(strict=True, raises=AttackSucceeded, reason=(
-    "study design, not a code bug: the threshold counts the bundles of an aggregate, not the factories behind each "
-    "column. A one-hot level only one plant has (plant_kind here), or a column non-zero at one plant only "
-    "(clinker_t, cement), puts that plant's own n, Σx, Σy and Σx·y into the pooled Gram; coal_t (cement and steel "
-    "only) gives a two-factory sum below the threshold of 3. Masked rounds do not help: it is the full sum. Fix: "
-    "each bundle carries, per model column and per level, a 0/1 'non-zero here' count (a few packed slots); the "
-    "key holder refuses (or blanks those rows of the Gram) when a column or level is non-zero at fewer than "
-    "min_contributors factories, or zero at fewer than min_contributors (its complement); until then the threat "
-    "model says so and `hefed check`/`study new` warn that levels must not name a plant"))
 def test_pooled_statistics_do_not_single_out_a_factory_through_a_column(plants, keypair):
-    """A study with the roster (masked, signed rounds only), threshold 3, all four plants in the round: the key
-    holder decrypts exactly what it is meant to, and reads single plants' sums in it."""
+    """A study with the roster (masked, signed rounds only), threshold 3, all four plants in the round, whose
+    columns single plants out (a level per plant, clinker at the cement plant, coal at two plants): without the
+    per-column support counts the key holder would read single plants' sums in the full sum; it refuses."""
     public_key, private_key = keypair
     roster, names, frames, kinds = plants["roster"], plants["names"], plants["frames"], plants["by_kind"]
     study = Study.new(public_key, ColumnSpec(TARGET, "t"),
@@ -228,7 +221,15 @@ def test_pooled_statistics_do_not_single_out_a_factory_through_a_column(plants, 
     result = attempt(lambda: hefed.decrypt_statistics(hefed.aggregate(bundles, roster, round_, study=study),
                                                       private_key, roster=roster, study=study, allow_unsigned=True))
     if isinstance(result, HefedError):
-        assert "plant_kind" in str(result) or "clinker_t" in str(result)
+        # every bundle carries per pair of columns a 0/1 "non-zero here"; the key holder counts the factories
+        # behind each column and refuses: clinker_t (cement only), each plant_kind level (one plant each, the
+        # reference level cement too) and coal_t (cement and steel: 2 < 3)
+        assert isinstance(result, SingledOutColumnError), result
+        message = str(result)
+        for column in ("clinker_t", "plant_kind=steel", "coal_t"):
+            assert f"'{column}'" in message, message
+        assert "fewer factories than the disclosure threshold 3" in message
+        assert not any(name in message for name in names)  # names columns, never a factory
         return
     stats = result
     assert len(stats.contributors) == 4

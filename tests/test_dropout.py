@@ -42,6 +42,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from phe import PaillierPublicKey
 from scipy import stats as sps
+from support_helpers import filled
 
 import hefed
 from hefed.data import compute_statistics
@@ -87,7 +88,7 @@ def keys():
 
 @pytest.fixture(scope="module")
 def frames() -> dict[str, pd.DataFrame]:
-    return hefed.datasets.make_factories(5, seed=7)
+    return filled(hefed.datasets.make_factories(5, seed=7))  # no column singles out a plant
 
 
 @pytest.fixture(scope="module")
@@ -479,7 +480,7 @@ def test_late_bundle_of_a_dropout_stays_masked(keys, names, identities, roster, 
             shared = _shared(mask_private, round_keys.join_of(peer).mask_public)
             values = [(v - m) % n for v, m in zip(values, pair_mask(round_.round_id, late, peer, shared, bundle),
                                                   strict=True)]
-    truth = bundle.layout().pack([*exact[late].to_vector(), 1])
+    truth = bundle.layout().pack([*exact[late].to_vector(), *exact[late].support, 1])
     assert values != truth
     with pytest.raises(PackingError):
         bundle.layout().unpack(values, 1)
@@ -495,7 +496,7 @@ def test_statistics_plus_a_self_mask_are_uniform_noise(tmp_path, frames, exact, 
     public_key = _fixed_public_key(tmp_path)
     late = names[2]
     bundle = hefed.encrypt_statistics(frames[late], TARGET, public_key, factory_id=late)
-    truth, n = bundle.layout().pack([*exact[late].to_vector(), 1]), public_key.n
+    truth, n = bundle.layout().pack([*exact[late].to_vector(), *exact[late].support, 1]), public_key.n
     noise = [(t + m) % n for i in range(40)
              for t, m in zip(truth, self_mask("ab" * 16, late, hashlib.sha256(b"seed %d" % i).digest(), bundle),
                              strict=True)]

@@ -580,7 +580,7 @@ def test_random_corruption_of_real_bundle_layout_is_detected(public_key):
     layout a real bundle uses, unpack must refuse every one of many such plaintexts."""
     frame = pd.DataFrame({f"x{j}": [1.0, 2.0, 3.0] for j in range(5)} | {"y": [1.0, 2.0, 4.0]})
     layout = hefed.encrypt_statistics(frame, "y", public_key, factory_id="f").layout()
-    assert len(layout.slots) == 7 * 8 // 2 + 1  # the Gram's upper triangle and the counter
+    assert len(layout.slots) == 7 * 8 // 2 * 2 + 1  # the Gram's upper triangle, its support (0/1 a pair), the counter
     rnd = random.Random(1234)
     count = 4
     values = [rnd.randint(lo, hi) if hi - lo < 2**64 else lo + (hi - lo) // 3 for lo, hi in

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from cli_helpers import run_cli
+from support_helpers import filled
 
 import hefed
 from hefed.data import Bounds, Cleaning, Holdout
@@ -32,7 +33,7 @@ TARGET = "co2_t"
 
 @pytest.fixture(scope="module")
 def frames() -> dict[str, pd.DataFrame]:
-    return hefed.datasets.make_factories(n_factories=4, seed=3)
+    return filled(hefed.datasets.make_factories(n_factories=4, seed=3))  # no column singles out a plant
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +189,8 @@ def test_a_categorical_feature_is_one_hot_encoded_with_the_studys_levels(frames,
     """Every factory gets the same dummies from the study's levels (first level the reference), from a frame
     or from a file; the consortium fit equals the fit of the pooled rows one-hot encoded by hand, exactly."""
     levels = ("cement", "chemicals", "power", "steel")
+    # every plant reports rows of every level: a level only one plant has would single it out (refused)
+    frames = {n: f.assign(plant_kind=[levels[i % 4] for i in range(len(f))]) for n, f in frames.items()}
     study = Study.new(keypair[0], TARGET, [*features, ColumnSpec("plant_kind", categories=levels)])
     assert study.model_features[-3:] == ["plant_kind=chemicals", "plant_kind=power", "plant_kind=steel"]
     names = list(frames)

@@ -48,10 +48,13 @@ from ..stats import (
     Encoding,
     FoldStatistics,
     SufficientStatistics,
+    SupportAccumulator,
     accumulate_rows,
     column_scales,
     fold_assignment,
     grouped_statistics,
+    new_support,
+    statistics_of,
 )
 from ._cleaning import Cleaning, PreprocessReport, preprocess, row_list, warn_rounding
 from ._columns import columns_left_out, left_out_columns
@@ -230,6 +233,7 @@ def _stream(
     # columns left out here because their first block is empty or text are watched to the end.
     watch = [c for c in watchable if c not in used] if features is None else []
     accs = [GramAccumulator(column_scales(names, target, encoding)) for _ in range(max(1, folds))]
+    support = new_support(names, target)  # which columns are non-zero together, ORed over the blocks
     report = PreprocessReport(0, 0)
     if features is None:  # why the first block left each column out (a column numeric later falls back, below)
         report.left_out = {c: reason for c, reason in left_out_columns(first, target).items() if c not in used}
@@ -254,7 +258,8 @@ def _stream(
                     _, part = preprocess(block, target, names, lenient, source, allow_empty=True)
                     missing_rows += [r + offset for r in part.dropped_missing]
                 else:
-                    _add_block(accs, block, source, target, names, encoding, lenient, report, offset, seed)
+                    _add_block(accs, block, source, target, names, encoding, lenient, report, offset, seed,
+                               support)
             except HefedError as exc:
                 error = exc.reworded(_renumber(str(exc), offset))
                 if not strict:
@@ -278,13 +283,13 @@ def _stream(
         raise DataError(f"{source}: no rows left after preprocessing")
     if report.rows_out >= 1 << encoding.max_rows_bits:
         raise SchemaMismatchError(f"{source}: more rows than the encoding allows (2^{encoding.max_rows_bits})")
-    ids = [factory_id] if factory_id else []
-    return [SufficientStatistics(target, names, encoding, acc.result(), ids) for acc in accs], report
+    return statistics_of(accs, support, names, target, encoding, factory_id), report
 
 
 def _add_block(
     accs: list[GramAccumulator], frame: pd.DataFrame, source: str, target: str, names: list[str],
     encoding: Encoding, cleaning: Cleaning | None, report: PreprocessReport, offset: int, seed: int,
+    support: SupportAccumulator,
 ) -> None:
     """Preprocess one block and add it to the accumulator (of each row's fold, with folds).
     Errors name rows of the block as read (the caller adds the block's offset)."""
@@ -306,7 +311,7 @@ def _add_block(
         X, y, _ = select_xy(frame, target, names, source)
         # the fold of a row is a hash of its number among the kept rows, as on the whole table
         folds = fold_assignment(len(y), len(accs), seed, start=kept_before) if len(accs) > 1 else None
-        accumulate_rows(accs, X, y, names, target, encoding, source, folds, report.rounding)
+        accumulate_rows(accs, X, y, names, target, encoding, source, folds, report.rounding, support)
 
 
 def _process(

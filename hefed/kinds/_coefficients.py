@@ -104,7 +104,7 @@ class CoefficientsKind(Kind[CoefficientAggregate, CoefficientsRequest]):
             {f: Fraction(v, scale) for f, v in zip(sorted(header.features), coefs, strict=True)},
             bool(header.parameters["fit_intercept"]), list(header.contributors))
 
-    def check_result(self, result: CoefficientAggregate) -> None:
+    def check_result(self, result: CoefficientAggregate, threshold: int = 1, *, refuse: bool = True) -> None:
         if result.n < 1:
             raise IntegrityError(f"decrypted {self.name} aggregate covers no rows")
 

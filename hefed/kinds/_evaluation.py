@@ -101,7 +101,7 @@ class EvaluationKind(Kind[EvaluationSums, EvaluationRequest]):
         return sums_from_values(values, header.parameters["scale_bits"], header.encoding, header.target,
                                 header.features, header.contributors)
 
-    def check_result(self, result: EvaluationSums) -> None:
+    def check_result(self, result: EvaluationSums, threshold: int = 1, *, refuse: bool = True) -> None:
         if result.n < 1:
             raise IntegrityError(f"decrypted {self.name} aggregate covers no rows")
 

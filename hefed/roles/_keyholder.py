@@ -142,7 +142,8 @@ def decrypt_bundle(
     bundle_kind = get_kind(bundle.kind)
     values = _decrypt_values(bundle, private_key, min_contributors, roster, allow_unsigned, ledger)
     result = bundle_kind.result(values, bundle.header)
-    bundle_kind.check_result(result)
+    # per-column support: refused in a study or a signed round; a trial aggregate (unsigned, no study) warns
+    bundle_kind.check_result(result, min_contributors, refuse=study is not None or roster is not None)
     result.study = bundle.study
     return result
 

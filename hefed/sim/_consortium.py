@@ -8,6 +8,12 @@ private key, and the key holder decrypts only the aggregate — after its disclo
 and integrity checks — into the plain sums of the bundle kind, which the analyst solves.
 Nothing is short-cut: the plain sums a simulation solves are those a real consortium would.
 
+The key holder's per-column support check (a column or level non-zero at fewer factories than the
+threshold) is a :class:`~hefed.errors.SingledOutColumnWarning` for such trial aggregates (unsigned, no
+study), and simulations silence it: they hold every factory's rows in one process, so it would tell
+nobody anything on every fit (the built-in data's clinker is the cement plant's alone). A study or a
+signed round refuses such aggregates.
+
 Keys: :func:`simulation_keypair` generates one small insecure test key pair per process and
 key size on first use and reuses it afterwards, so a cross-validation or a ``check_estimator``
 run does not pay for a key per fit (see :mod:`hefed.sim._defaults` for why a small key is fine
@@ -16,9 +22,11 @@ here, and never for real data).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +36,7 @@ from phe import PaillierPrivateKey, PaillierPublicKey
 
 from .._keys import generate_keypair
 from ..data import PreprocessReport, warn_rounding
-from ..errors import KeyMismatchError, UsageError
+from ..errors import KeyMismatchError, SingledOutColumnWarning, UsageError
 from ..kinds import Header, Kind
 from ..models import LinearModel
 from ..protocol import Bundle
@@ -69,6 +77,14 @@ def simulation_keypair(bits: int = SIMULATION_KEY_BITS) -> tuple[PaillierPublicK
         if pair is None:
             pair = _KEYS[bits] = generate_keypair(bits, insecure_test_key=True)
         return pair
+
+
+@contextlib.contextmanager
+def _simulated_key_holder() -> Iterator[None]:
+    """The key holder of a simulation: the per-column support warning silenced (module docstring)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=SingledOutColumnWarning)
+        yield
 
 
 @dataclass(frozen=True)
@@ -138,12 +154,15 @@ class Consortium:
     def decrypt_aggregate(self, bundles: Iterable[BundleSource], kind: Kind[Any, Any] | None = None) -> Any:
         """The aggregator sums the bundles (objects or files); the key holder decrypts only that sum,
         after its threshold and integrity checks, into the kind's plain sums (only of ``kind`` if given)."""
-        return decrypt_bundle(self.aggregate(bundles), self.private_key, self.min_contributors,
-                              kind=None if kind is None else kind.name, allow_unsigned=True)
+        total = self.aggregate(bundles)
+        with _simulated_key_holder():
+            return decrypt_bundle(total, self.private_key, self.min_contributors,
+                                  kind=None if kind is None else kind.name, allow_unsigned=True)
 
     def decrypt_statistics(self, bundle: Bundle) -> SufficientStatistics:
         """The key holder decrypts a ``statistics`` aggregate (threshold and integrity checks)."""
-        return decrypt_statistics(bundle, self.private_key, self.min_contributors, allow_unsigned=True)
+        with _simulated_key_holder():
+            return decrypt_statistics(bundle, self.private_key, self.min_contributors, allow_unsigned=True)
 
     # --- whole rounds ------------------------------------------------------------------------
     def statistics(self, tables: Mapping[str, pd.DataFrame], target: str,
@@ -169,5 +188,6 @@ class Consortium:
         the aggregate alone is decrypted (its ``metrics()`` are the consortium's pooled holdout metrics)."""
         bundles = [encrypt_evaluation(model, frame, target, self.public_key, name, self.encoding)
                    for name, frame in holdouts.items()]
-        return decrypt_evaluation(self.aggregate(bundles), self.private_key, self.min_contributors,
-                                  allow_unsigned=True)
+        total = self.aggregate(bundles)
+        with _simulated_key_holder():
+            return decrypt_evaluation(total, self.private_key, self.min_contributors, allow_unsigned=True)

@@ -9,13 +9,23 @@ rationals out; nothing here reads files of data or knows about bundles.
 * :class:`ColumnSummary` — per-column count, Σx, Σx² (the summary round);
 * :class:`EvaluationSums` — exact residual sums of a model on held-out rows;
 * :class:`CoefficientAggregate` — Σn and Σnθ of factories' own models (coefficient mode);
-* :func:`solve_exact_coefficients` — the exact (ridge / proximal) normal equations.
+* :func:`solve_exact_coefficients` — the exact (ridge / proximal) normal equations;
+* column support (:class:`SupportAccumulator`, :func:`support_problems`) — at how many factories each pair of
+  columns is non-zero together, for the key holder's per-column disclosure check.
 """
 
 from __future__ import annotations
 
 from ._coefficients import CoefficientAggregate
-from ._columns import ColumnSummary, canonical_summary_columns, column_summary, summary_from_values, summary_values
+from ._columns import (
+    ColumnSummary,
+    canonical_summary_columns,
+    column_summary,
+    summary_from_values,
+    summary_support_columns,
+    summary_support_size,
+    summary_values,
+)
 from ._encoding import ColumnEncoding, Encoding, Rounding, column_bits_needed
 from ._folds import FoldStatistics, check_seed, fold_assignment
 from ._gram import (
@@ -27,7 +37,12 @@ from ._gram import (
     column_scales,
     gram_bounds,
     grouped_statistics,
+    new_support,
     statistics_from_arrays,
+    statistics_of,
+    support_columns,
+    support_from_gram,
+    support_size,
     upper_triangle_index,
 )
 from ._metrics import r2_score, r_squared, regression_metrics
@@ -40,6 +55,7 @@ from ._residuals import (
     sums_to_values,
 )
 from ._solve import ridge_fraction, solve_exact_coefficients
+from ._support import SupportAccumulator, describe_problems, reference_groups, reference_name, support_problems
 
 __all__ = [
     "ONES",
@@ -53,6 +69,16 @@ __all__ = [
     "EvaluationSums",
     "FoldStatistics",
     "SufficientStatistics",
+    "SupportAccumulator",
+    "describe_problems",
+    "new_support",
+    "reference_groups",
+    "reference_name",
+    "statistics_of",
+    "support_columns",
+    "support_from_gram",
+    "support_problems",
+    "support_size",
     "accumulate_rows",
     "as_exact_float64",
     "canonical_columns",
@@ -67,6 +93,8 @@ __all__ = [
     "solve_exact_coefficients",
     "statistics_from_arrays",
     "summary_from_values",
+    "summary_support_columns",
+    "summary_support_size",
     "summary_values",
     "sums_from_values",
     "sums_to_values",

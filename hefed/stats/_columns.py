@@ -29,6 +29,7 @@ from .._files import (
 )
 from ..errors import InvalidFileError
 from ._encoding import Encoding, Rounding
+from ._support import reference_groups, reference_name
 
 FORMAT = "hefed.summary"
 VERSION = 1
@@ -48,6 +49,10 @@ class ColumnSummary:
     contributors: list[str] = field(default_factory=list)
     #: The digest of the study these sums belong to, if any.
     study: str | None = None
+    #: Per indicator column (:func:`summary_support_columns`) two values, "has values" and "non-zero": one
+    #: factory's 0/1 indicators, or an aggregate's counts of factories as decrypted. Travels after the sums;
+    #: never written to files nor compared.
+    support: list[int] | None = field(default=None, compare=False, repr=False)
 
     def mean(self, column: str) -> float:
         return float(self.total[column] / self.count[column]) if self.count[column] else float("nan")
@@ -115,6 +120,33 @@ def canonical_summary_columns(columns: Sequence[str]) -> list[str]:
     return [*sorted(columns[:-1]), columns[-1]]
 
 
+def summary_support_columns(columns: Sequence[str]) -> list[str]:
+    """The indicator columns of a summary's support: its columns in travel order, then each categorical
+    feature's reference level (``1 − Σ its dummies``, :mod:`hefed.stats._support`)."""
+    ordered = canonical_summary_columns(columns)
+    return [*ordered, *(reference_name(f) for f, _ in reference_groups(ordered[:-1]))]
+
+
+def summary_support_size(columns: Sequence[str]) -> int:
+    """How many 0/1 support values one summary packs after its sums (two per indicator column)."""
+    return 2 * len(summary_support_columns(columns))
+
+
+def summary_support(columns: dict[str, np.ndarray], encoded: dict[str, np.ndarray]) -> list[int]:
+    """One factory's summary support: per indicator column, 1 if it has a value, 1 if one is non-zero.
+    ``columns`` are the raw values (``NaN`` missing), ``encoded`` the present ones on their grid."""
+    ordered = canonical_summary_columns(list(columns))
+    support: list[int] = []
+    for name in ordered:
+        support += [int(len(encoded[name]) > 0), int(bool(np.any(encoded[name] != 0)))]
+    for _, group in reference_groups(ordered[:-1]):
+        values = np.vstack([columns[ordered[g]] for g in group])
+        present = ~np.isnan(values).any(axis=0)
+        reference = present & ((1.0 - np.where(np.isnan(values), 0.0, values).sum(axis=0)) != 0)
+        support += [int(bool(present.any())), int(bool(reference.any()))]
+    return support
+
+
 def summary_values(summary: ColumnSummary, encoding: Encoding) -> list[int]:
     """The exact integers (count, Σx·2^F, Σx²·2^2F per column, canonical order) a summary travels as."""
     values = []
@@ -134,12 +166,16 @@ def column_summary(columns: dict[str, np.ndarray], encoding: Encoding, source: s
     counted in ``rounding`` (refused without it)."""
     names = list(columns)
     values: list[int] = []
+    grid: dict[str, np.ndarray] = {}
     for name in canonical_summary_columns(names):
         col = columns[name]
         present = col[~np.isnan(col)]
-        encoded = [int(v) for v in encoding.encode_column(present, name, source, rounding)]
+        grid[name] = encoding.encode_column(present, name, source, rounding)
+        encoded = [int(v) for v in grid[name]]
         values += [len(encoded), sum(encoded), sum(v * v for v in encoded)]
-    return summary_from_values(values, names, encoding, contributors)
+    summary = summary_from_values(values, names, encoding, contributors)
+    summary.support = summary_support(columns, grid)
+    return summary
 
 
 def summary_from_values(values: Sequence[int], columns: Sequence[str], encoding: Encoding,

@@ -35,6 +35,7 @@ from .._files import atomic_write_json, check_names, is_version, read_json_objec
 from ..errors import DataError, InvalidFileError, SchemaMismatchError
 from ..primitives.exactgram import GramAccumulator, bit_range
 from ._encoding import Encoding, Rounding
+from ._support import SupportAccumulator, pair_count, reference_groups, reference_name
 
 FORMAT = "hefed.statistics"
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -48,6 +49,35 @@ ONES = "(intercept)"
 def canonical_columns(features: Sequence[str], target: str) -> list[str]:
     """The canonical column order of the Gram matrix: ones, sorted features, target."""
     return [ONES, *sorted(features), target]
+
+
+def support_columns(features: Sequence[str], target: str) -> list[str]:
+    """The indicator columns of a Gram matrix's support (:mod:`hefed.stats._support`): its canonical columns,
+    then each categorical feature's reference level."""
+    return [*canonical_columns(features, target), *(reference_name(f) for f, _ in reference_groups(sorted(features)))]
+
+
+def support_groups(features: Sequence[str]) -> list[list[int]]:
+    """Positions, among the canonical columns, of each categorical feature's dummies."""
+    return [group for _, group in reference_groups(sorted(features), first=1)]
+
+
+def support_size(features: Sequence[str], target: str) -> int:
+    """How many 0/1 support values one contribution of a Gram matrix packs after it."""
+    return pair_count(len(support_columns(features, target)))
+
+
+def support_from_gram(stats: SufficientStatistics) -> list[int]:
+    """Support indicators of one factory's statistics built without their rows (e.g. by hand): a column is
+    non-zero where its sum of squares is, a reference level where the row count exceeds the rows its dummies
+    count; a pair is taken as non-zero together where both are non-zero (an upper bound: the rows are gone)."""
+    gram, bits = stats.gram, stats.scale_bits
+    nonzero = [gram[a][a] != 0 for a in range(len(gram))]
+    for group in support_groups(stats.features):
+        counted = sum((Fraction(gram[0][g], 1 << bits[g]) for g in group), Fraction(0))
+        nonzero.append(gram[0][0] != counted)
+    size = len(nonzero)
+    return [int(nonzero[a] and nonzero[b]) for a in range(size) for b in range(a, size)]
 
 
 def column_scales(features: Sequence[str], target: str, encoding: Encoding) -> list[int]:
@@ -127,6 +157,10 @@ class SufficientStatistics:
     contributors: list[str] = field(default_factory=list)
     #: The digest of the study these statistics belong to, if any.
     study: str | None = None
+    #: Support of the columns (:func:`support_columns`, pairs in travel order): one factory's 0/1
+    #: indicators, computed with its rows, or an aggregate's counts of factories as the key holder decrypted
+    #: them. Travels packed after the Gram matrix; never written to files nor compared.
+    support: list[int] | None = field(default=None, compare=False, repr=False)
 
     # --- structure -----------------------------------------------------------------
     @property
@@ -302,6 +336,7 @@ def _str_list(value: Any) -> bool:
 def accumulate_rows(
     accumulators: Sequence[GramAccumulator], X: np.ndarray, y: np.ndarray, features: Sequence[str], target: str,
     encoding: Encoding, source: str = "data", groups: np.ndarray | None = None, rounding: Rounding | None = None,
+    support: SupportAccumulator | None = None,
 ) -> None:
     """Add the exact Gram of ``[1, X·2^F, y·2^F]`` (canonical column order) to ``accumulators[0]``,
     or with ``groups`` (one integer per row) row ``i``'s to ``accumulators[groups[i]]``.
@@ -309,7 +344,8 @@ def accumulate_rows(
     Every value is checked against its column's grid and range first, on all rows at once, so
     errors name the column and the row of ``X`` whatever group the row falls in. A value finer
     than its grid is rounded to it and counted in ``rounding``; without ``rounding`` it is
-    refused. Out-of-range values are always refused.
+    refused. Out-of-range values are always refused. With ``support`` (an accumulator of
+    :func:`support_columns`), the block's support indicators are ORed into it (all rows, whatever their group).
     """
     order = sorted(range(len(features)), key=lambda j: features[j])
     columns = np.empty((len(features) + 2, X.shape[0]))
@@ -329,6 +365,8 @@ def accumulate_rows(
         for i, name in enumerate(names, start=1):
             columns[i] = encoding.to_grid(columns[i], name, rounding, source)
         lo, hi = bit_range(columns)
+    if support is not None:
+        support.update(columns)
     # the whole block's bit range bounds any of its rows
     if groups is None:
         accumulators[0].update_columns(columns, (lo, hi))
@@ -362,9 +400,24 @@ def grouped_statistics(
     if ONES in features or target == ONES:
         raise DataError(f"{source}: the column name {ONES!r} is reserved for the intercept")
     accs = [GramAccumulator(column_scales(features, target, encoding)) for _ in range(n_groups)]
-    accumulate_rows(accs, X, y, features, target, encoding, source, groups, rounding)
+    support = new_support(features, target)
+    accumulate_rows(accs, X, y, features, target, encoding, source, groups, rounding, support)
+    return statistics_of(accs, support, features, target, encoding, factory_id)
+
+
+def new_support(features: Sequence[str], target: str) -> SupportAccumulator:
+    """An empty support accumulator for the statistics of these columns."""
+    return SupportAccumulator(len(features) + 2, support_groups(features))
+
+
+def statistics_of(accs: Sequence[GramAccumulator], support: SupportAccumulator, features: Sequence[str], target: str,
+                  encoding: Encoding, factory_id: str | None) -> list[SufficientStatistics]:
+    """One factory's statistics per accumulator, each with the support of all its rows (one set of indicators for
+    every fold: a fold whose non-zero rows of a column happen to come from few factories is not told apart)."""
     ids = [factory_id] if factory_id else []
-    return [SufficientStatistics(target, list(features), encoding, acc.result(), ids) for acc in accs]
+    indicators = support.result()
+    return [SufficientStatistics(target, list(features), encoding, acc.result(), ids, support=list(indicators))
+            for acc in accs]
 
 
 def statistics_from_arrays(
