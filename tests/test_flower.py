@@ -56,6 +56,7 @@ from hefed_cli.federate import federate, progress_printer  # noqa: E402
 from hefed_cli.main import HefedGroup  # noqa: E402
 from hefed_cli.main import main as hefed_main  # noqa: E402
 from phe.util import int_to_base64  # noqa: E402
+from support_helpers import filled  # noqa: E402
 
 import hefed  # noqa: E402
 from hefed.data import Holdout  # noqa: E402
@@ -145,8 +146,8 @@ def gas_files() -> list[Path]:
 def consortium_files(tmp_path_factory) -> list[Path]:
     root = tmp_path_factory.mktemp("flower-consortium")
     paths = []
-    for name, frame in hefed.datasets.make_factories(n_factories=3, seed=2).items():
-        paths.append(root / f"{name}.csv")
+    for name, frame in filled(hefed.datasets.make_factories(n_factories=3, seed=2)).items():  # no column singles
+        paths.append(root / f"{name}.csv")  # out a plant: the key holder would refuse the round
         frame.to_csv(paths[-1], index=False)
     return paths
 
