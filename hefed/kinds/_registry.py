@@ -51,9 +51,10 @@ MAX_FEATURES = 1000
 #: dummies and the target) twice over. Looking a column's grid up scans them, once per column of the bundle.
 MAX_ENCODING_COLUMNS = 2 * (MAX_FEATURES + 1)
 
-#: Most values one contribution packs, its counter included. The largest honest ones: a 1000-feature Gram
-#: (502,503 values), 300 features' Gram in 10 folds (457,530). A layout keeps about 20 bytes per value
-#: (:class:`~hefed.primitives.packing.Layout`), so even the cap costs well under 100 MB.
+#: Most values one contribution packs, its counter included. The largest honest ones: a 1000-feature Gram and
+#: its support counts (2 × 502,503 values), 300 features' Gram in 10 folds and its support (457,530 + 45,753).
+#: A layout keeps about 20 bytes per value (:class:`~hefed.primitives.packing.Layout`), so even the cap costs
+#: well under 100 MB.
 MAX_VALUES = 1 << 21
 
 #: Most ciphertexts one contribution has. A contribution of :data:`MAX_VALUES` values at the default encoding's

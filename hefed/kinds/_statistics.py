@@ -100,7 +100,7 @@ def check_support(stats: SufficientStatistics, threshold: int, refuse: bool, wha
         return
     message = describe_problems(problems, threshold, what)
     if refuse:
-        raise SingledOutColumnError(message, parameters=("min_contributors",))
+        raise SingledOutColumnError(message)
     warnings.warn(message, SingledOutColumnWarning, stacklevel=4)
 
 

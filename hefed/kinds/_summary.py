@@ -97,7 +97,7 @@ class SummaryKind(Kind[ColumnSummary, SummaryRequest]):
             return
         message = describe_problems(problems, threshold, "decrypted summary")
         if refuse:
-            raise SingledOutColumnError(message, parameters=("min_contributors",))
+            raise SingledOutColumnError(message)
         warnings.warn(message, SingledOutColumnWarning, stacklevel=3)
 
     def compute(self, table: Any, encoding: Encoding, request: SummaryRequest) -> Computed[ColumnSummary]:

@@ -26,8 +26,8 @@ import numpy as np
 #: How a reference level's (virtual) indicator column is named: after its categorical feature.
 REFERENCE_SUFFIX = "=(reference level)"
 
-#: Rows per matrix product when indicators are computed (bounds the temporary 0/1 matrix).
-_CHUNK_ROWS = 1 << 15
+#: Cells of the temporary 0/1 matrix of one matrix product (rows per product: this over the columns), 16 MB.
+_CHUNK_CELLS = 1 << 22
 
 
 def reference_groups(features: Sequence[str], first: int = 0) -> list[tuple[str, list[int]]]:
@@ -68,21 +68,14 @@ class SupportAccumulator:
         size = columns + len(self.groups)
         self.seen = np.zeros((size, size), dtype=bool)
 
-    def update(self, values: np.ndarray, present: np.ndarray | None = None) -> None:
-        """Add a block: ``values`` is ``(columns, rows)``; with ``present`` (same shape, bool), a cell that is
-        not present counts as zero (a reference cell is present where all its dummies are)."""
-        for start in range(0, values.shape[1], _CHUNK_ROWS):
-            block = values[:, start:start + _CHUNK_ROWS]
-            here = None if present is None else present[:, start:start + _CHUNK_ROWS]
-            nonzero = block != 0
-            if here is not None:
-                nonzero &= here
-            rows = [nonzero]
+    def update(self, values: np.ndarray) -> None:
+        """Add a block of rows: ``values`` is ``(columns, rows)``."""
+        step = max(256, _CHUNK_CELLS // max(1, self.seen.shape[0]))
+        for start in range(0, values.shape[1], step):
+            block = values[:, start:start + step]
+            rows = [block != 0]
             for group in self.groups:
-                reference = (1.0 - block[group].sum(axis=0)) != 0
-                if here is not None:
-                    reference &= here[group].all(axis=0)
-                rows.append(reference[None, :])
+                rows.append(((1.0 - block[group].sum(axis=0)) != 0)[None, :])
             indicator = np.vstack(rows).astype(np.float32)
             # a product of 0/1 values summed: every term is non-negative, so the float sum is > 0 exactly
             # when some row has both non-zero (no rounding makes a positive sum zero)
