@@ -48,8 +48,11 @@ from hefed.protocol import (
     Round,
     Study,
     enroll,
+    join_round,
     load_identity,
     new_round,
+    propose_round,
+    start_round,
 )
 from hefed.roles import DecryptionLedger, sign_model
 
@@ -548,8 +551,10 @@ def test_masked_round_request_cannot_be_answered_twice(world, keypair):
     """Replaying one contribute request (same round) to a factory: the second answer is refused, since two bundles
     masked alike would reveal their difference."""
     study, name, roster = world["roster_study"], world["names"][0], world["roster"]
-    round_ = new_round(roster, world["names"])
-    request = make_masked_request(make_request("statistics", keypair[0], study=study.digest), round_, roster)
+    round_ = propose_round(roster, world["names"], study=study)  # version 2: Flower factories take no other
+    joins = [join_round(load_identity(world["dirs"][n]), roster, round_, study=study)[0] for n in world["names"]]
+    request = make_masked_request(make_request("statistics", keypair[0], study=study.digest),
+                                  start_round(round_, roster, joins), roster)
     config = node(world, name, "roster_study", identity=True)
     assert refusal(factory_reply(request, config, {})) is None
     error = refusal(factory_reply(request, config, {}))

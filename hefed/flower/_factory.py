@@ -283,7 +283,13 @@ def _masking(request: Mapping[str, Any], factory: FactoryConfig, study: Study | 
     re-run whose sum, differenced with the first, would single a factory out."""
     if request.get("round-keys") or request.get("round"):
         roster = pinned_roster(request, factory, study)
-        if not request.get("round-keys"):
+        if not request.get("round-keys"):  # a bare round: checked as ever (a forged one says why), then refused
+            round_ = round_from_request(request, roster)
+            if factory.factory_id not in round_.participants:
+                raise RoundError(f"{factory.factory_id!r} is not a participant of round {round_.round_id}")
+            if study is not None:
+                study.check_roster(roster, round_)  # not below the study's threshold
+            Masking(round_, load_factory_identity(factory, roster), roster)  # every participant a roster member
             raise RoundError("the aggregator sent a version 1 round (no drop-out recovery: a drop-out means a re-run, "
                              "and two sums of overlapping sets single a factory out); this factory contributes to "
                              "version 2 rounds only (join, round keys, reveal); refused")

@@ -278,9 +278,14 @@ def make_join_request(request: Mapping[str, str], round_: Round, roster: Roster)
     return {**masked_base(request, roster), "round": round_to_text(round_)}
 
 
-def make_masked_request(request: Mapping[str, str], keys: RoundKeys, roster: Roster) -> dict[str, str]:
+def make_masked_request(request: Mapping[str, str], keys: RoundKeys | Round, roster: Roster) -> dict[str, str]:
     """A contribute request for a masked round: the masked base plus the round keys without the sealed shares
-    (:meth:`hefed.protocol.RoundKeys.headers`: the factories need only the joins' signed headers)."""
+    (:meth:`hefed.protocol.RoundKeys.headers`: the factories need only the joins' signed headers).
+
+    Given a bare :class:`~hefed.protocol.Round` instead (what hefed's ServerApp never sends, but an older or
+    hostile aggregator could: a version 1 round), the request carries it as ``round``; factories refuse it."""
+    if isinstance(keys, Round):
+        return {**masked_base(request, roster), "round": round_to_text(keys)}
     return {**masked_base(request, roster), "round-keys": _json_text(keys.to_dict(with_shares=False))}
 
 
