@@ -575,7 +575,7 @@ def test_tally_refuses_duplicates_and_foreign_bundles(keys, consortium_files):
     result = tally(replies, [1, 2, 3, 4, 5, 6], request, settings)
     assert result.contributors == []
     assert "more than one SuperNode" in result.missing[good[0].contributors[0]]
-    assert "not a JSON bundle" in result.missing[good[2].contributors[0]]
+    assert "not UTF-8 text" in result.missing[good[2].contributors[0]]  # a pickle is refused before parsing
     assert "not the consortium key" in result.missing["intruder"]
     assert result.missing["node 5"] == "its ClientApp crashed"
     assert result.missing["node 6"] == "no answer within 60 s"
