@@ -14,7 +14,7 @@ import re
 import tempfile
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from .errors import InvalidFileError, OutputExistsError
 
@@ -255,3 +255,26 @@ def parse_str_list(value: Any, source: str, field: str, *, non_empty: bool = Tru
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON constant {name}")
+
+
+class JsonDocument:
+    """``save`` and ``load`` for a typed JSON file; a subclass gives ``to_dict``, ``from_dict(obj, source)`` and
+    ``LABEL`` (how a refusal names the file). Saving is atomic (:func:`atomic_write_json`) and loading guarded
+    (:func:`read_json_object`)."""
+
+    LABEL: ClassVar[str] = "file"
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, obj: Any, source: str = "file") -> Any:
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
+        return atomic_write_json(path, self.to_dict(), force=force)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Self:
+        loaded: Self = cls.from_dict(read_json_object(path, cls.LABEL), str(path))
+        return loaded

@@ -96,7 +96,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding as RawEncoding
 from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat, PublicFormat
 
-from .._files import atomic_write_json, check_format, is_digest, read_json_object
+from .._files import JsonDocument, atomic_write_json, check_format, is_digest, read_json_object
 from ..errors import (
     DuplicateContributorError,
     IncompleteRoundError,
@@ -240,9 +240,11 @@ def _index(round_: Round, factory_id: str) -> int:
 
 # --- join -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Join:
+class Join(JsonDocument):
     """A factory's signed join: its mask public key, seed commitment and (to the aggregator) the
     encrypted shares for every other participant. ``shares`` is ``None`` in round keys' headers."""
+
+    LABEL = "join"
 
     round_id: str
     factory_id: str
@@ -267,13 +269,6 @@ class Join:
         if self.shares is not None:
             out["shares"] = {receiver: _b64(sealed) for receiver, sealed in sorted(self.shares.items())}
         return out
-
-    def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
-        return atomic_write_json(path, self.to_dict(), force=force)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Join:
-        return cls.from_dict(read_json_object(path, "join"), str(path))
 
     @classmethod
     def from_dict(cls, obj: Any, source: str = "join") -> Join:
@@ -504,8 +499,10 @@ def join_round(identity: FactoryIdentity, roster: Roster, round_: Round, *,
 
 # --- round keys -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class RoundKeys:
+class RoundKeys(JsonDocument):
     """The round and its verified joins (the joined set ``U1``); with or without the encrypted shares."""
+
+    LABEL = "round keys"
 
     round: Round
     joins: tuple[Join, ...]
@@ -555,13 +552,6 @@ class RoundKeys:
         joins = self.joins if with_shares else tuple(j.header() for j in self.joins)
         return {"format": KEYS_FORMAT, "version": MESSAGE_VERSION, "round": self.round.to_dict(),
                 "joins": [j.to_dict() for j in joins]}
-
-    def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
-        return atomic_write_json(path, self.to_dict(), force=force)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> RoundKeys:
-        return cls.from_dict(read_json_object(path, "round keys"), str(path))
 
     @classmethod
     def from_dict(cls, obj: Any, source: str = "round keys") -> RoundKeys:
@@ -747,8 +737,10 @@ def verify_round_contribution(bundle: Bundle, roster: Roster, round_: Round | Ro
 
 # --- unmask request -------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class UnmaskRequest:
+class UnmaskRequest(JsonDocument):
     """Aggregator → survivors: who delivered, who dropped out, and each survivor's encrypted shares."""
+
+    LABEL = "unmask request"
 
     round_id: str
     round_keys_digest: str
@@ -765,13 +757,6 @@ class UnmaskRequest:
                 "round_keys_digest": self.round_keys_digest, "survivors": list(self.survivors),
                 "dropouts": list(self.dropouts),
                 "shares": {r: {s: _b64(v) for s, v in sorted(by.items())} for r, by in sorted(self.shares.items())}}
-
-    def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
-        return atomic_write_json(path, self.to_dict(), force=force)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> UnmaskRequest:
-        return cls.from_dict(read_json_object(path, "unmask request"), str(path))
 
     @classmethod
     def from_dict(cls, obj: Any, source: str = "unmask request") -> UnmaskRequest:
@@ -822,9 +807,11 @@ def make_unmask_request(keys: RoundKeys, survivors: Iterable[str], min_contribut
 
 # --- reveal ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Reveal:
+class Reveal(JsonDocument):
     """A survivor's signed answer: per joined factory, its share of the seed (survivor) or of the mask key
     (drop-out)."""
+
+    LABEL = "reveal"
 
     round_id: str
     factory_id: str
@@ -845,13 +832,6 @@ class Reveal:
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": REVEAL_FORMAT, "version": MESSAGE_VERSION, **self.body(), "signature": self.signature.hex()}
-
-    def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
-        return atomic_write_json(path, self.to_dict(), force=force)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Reveal:
-        return cls.from_dict(read_json_object(path, "reveal"), str(path))
 
     @classmethod
     def from_dict(cls, obj: Any, source: str = "reveal") -> Reveal:

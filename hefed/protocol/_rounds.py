@@ -40,11 +40,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gmpy2
@@ -52,7 +50,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .._files import atomic_write_json, check_format, is_digest, read_json_object
+from .._files import JsonDocument, atomic_write_json, check_format, is_digest, read_json_object
 from ..errors import (
     DuplicateContributorError,
     IncompleteRoundError,
@@ -76,7 +74,7 @@ _MASK_INFO = b"hefed-mask-v1"
 
 
 @dataclass(frozen=True)
-class Round:
+class Round(JsonDocument):
     """A round: its random id, the fixed participant list and the roster it was made from.
 
     Version 1 (:func:`new_round`): every participant must deliver. Version 2
@@ -84,6 +82,8 @@ class Round:
     ``threshold`` t (any t joined factories can unmask the survivors' sum, fewer cannot) and the
     digest of the ``study`` it serves, if any.
     """
+
+    LABEL = "round"
 
     round_id: str
     participants: tuple[str, ...]
@@ -101,13 +101,6 @@ class Round:
         if self.threshold is not None:
             out.update(threshold=self.threshold, study=self.study)
         return out
-
-    def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
-        return atomic_write_json(path, self.to_dict(), force=force)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Round:
-        return cls.from_dict(read_json_object(path, "round"), str(path))
 
     @classmethod
     def from_dict(cls, obj: Any, source: str = "round") -> Round:
