@@ -186,8 +186,13 @@ def ready(message: Message, context: Context) -> Message:
     data."""
     request = _request_of(message)
     reply = factory_ready_reply(request, dict(context.node_config), node_id=context.node_id, on_detail=_at_factory)
+    return _answer(message, reply, "is ready for a masked round (signed)")
+
+
+def _answer(message: Message, reply: Any, done: str) -> Message:
+    """The reply record to a query (only its category on refusal), logged at the factory when it went well."""
     if reply["status"] == "ok":
-        log(INFO, "hefed: factory %s is ready for a masked round (signed)", reply["factory-id"])
+        log(INFO, "hefed: factory %s " + done, reply["factory-id"])
     return Message(RecordDict({REPLY_RECORD: ConfigRecord(dict(reply))}), reply_to=message)
 
 
@@ -195,18 +200,14 @@ def ready(message: Message, context: Context) -> Message:
 def join(message: Message, context: Context) -> Message:
     """Factory, masked rounds: join the proposed version 2 round (its secret stays in the identity folder)."""
     reply = factory_join_reply(_request_of(message), dict(context.node_config), on_detail=_at_factory)
-    if reply["status"] == "ok":
-        log(INFO, "hefed: factory %s joined the round (signed join, shares sealed for each peer)", reply["factory-id"])
-    return Message(RecordDict({REPLY_RECORD: ConfigRecord(dict(reply))}), reply_to=message)
+    return _answer(message, reply, "joined the round (signed join, shares sealed for each peer)")
 
 
 @client_app.query(REVEAL_ACTION)
 def reveal_shares(message: Message, context: Context) -> Message:
     """Factory, masked rounds: reveal its shares for the survivor set of the unmask request (once per round)."""
     reply = factory_reveal_reply(_request_of(message), dict(context.node_config), on_detail=_at_factory)
-    if reply["status"] == "ok":
-        log(INFO, "hefed: factory %s revealed its shares (signed)", reply["factory-id"])
-    return Message(RecordDict({REPLY_RECORD: ConfigRecord(dict(reply))}), reply_to=message)
+    return _answer(message, reply, "revealed its shares (signed)")
 
 
 # --- the ServerApp ------------------------------------------------------------------------------------------

@@ -238,6 +238,18 @@ def _index(round_: Round, factory_id: str) -> int:
     return round_.participants.index(factory_id) + 1
 
 
+def _verify_member_signature(roster: Roster, factory_id: str, signature: bytes, message: bytes, source: str,
+                             what: str) -> None:
+    """Refuse a message not signed by roster member ``factory_id``'s identity key (``what`` names it)."""
+    member = roster.members.get(factory_id)
+    if member is None:
+        raise RoundError(f"{source}: {factory_id!r} is not in the roster")
+    try:
+        member.verifier().verify(signature, message)
+    except InvalidSignature:
+        raise RoundError(f"{source}: invalid signature for {factory_id!r}'s {what}") from None
+
+
 # --- join -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Join(JsonDocument):
@@ -315,13 +327,7 @@ class Join(JsonDocument):
             raise RoundError(f"{source}: a join for round {self.round_id}, not {round_.round_id}")
         if self.factory_id not in round_.participants:
             raise RoundError(f"{source}: {self.factory_id!r} is not a participant of round {round_.round_id}")
-        member = roster.members.get(self.factory_id)
-        if member is None:
-            raise RoundError(f"{source}: {self.factory_id!r} is not in the roster")
-        try:
-            member.verifier().verify(self.signature, self.signed_bytes())
-        except InvalidSignature:
-            raise RoundError(f"{source}: invalid signature for {self.factory_id!r}'s join") from None
+        _verify_member_signature(roster, self.factory_id, self.signature, self.signed_bytes(), source, "join")
         if self.shares is not None:
             expected = sorted(p for p in round_.participants if p != self.factory_id)
             if sorted(self.shares) != expected:
@@ -864,13 +870,7 @@ class Reveal(JsonDocument):
             raise RoundError(f"{source}: a reveal for other round keys")
         if self.factory_id not in survivors:
             raise RoundError(f"{source}: {self.factory_id!r} is not a survivor")
-        member = roster.members.get(self.factory_id)
-        if member is None:
-            raise RoundError(f"{source}: {self.factory_id!r} is not in the roster")
-        try:
-            member.verifier().verify(self.signature, self.signed_bytes())
-        except InvalidSignature:
-            raise RoundError(f"{source}: invalid signature for {self.factory_id!r}'s reveal") from None
+        _verify_member_signature(roster, self.factory_id, self.signature, self.signed_bytes(), source, "reveal")
         if list(self.survivors) != sorted(survivors):
             raise RoundError(f"{source}: {self.factory_id!r} revealed for survivors {list(self.survivors)}, not "
                              f"{sorted(survivors)}")
