@@ -10,9 +10,9 @@ run still reports it, and :func:`report` is the JSON report the ServerApp writes
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 
@@ -45,6 +45,9 @@ from ._messages import (
 REPORT_FORMAT = "hefed.federation"
 REPORT_VERSION = 1
 
+
+#: A signed message of one masked-round step (its ``factory_id`` is who signed it).
+M = TypeVar("M", Join, Reveal)
 
 def _valid_id(value: object) -> str | None:
     """``value`` if it is a valid factory id, else ``None``."""
@@ -373,40 +376,39 @@ def tally_joins(replies: Iterable[Reply], node_names: Mapping[int, str], round_:
                 settings: RunSettings) -> tuple[dict[str, Join], dict[str, str]]:
     """The verified joins of a version 2 round (signed by the participant its node proved to be, for this round,
     with sealed shares for every other participant), and who did not join and why."""
-    records, missing = _named_replies(replies, node_names, settings, "join")
-    joins: dict[str, Join] = {}
-    for name, record in records.items():
-        try:
-            join = join_from_reply(record, f"join of {name}")
-            if join.factory_id != name:
-                raise UsageError(f"a join signed as {join.factory_id!r}")
-            if join.shares is None:
-                raise UsageError("a join without its sealed shares")
-            join.verify(roster, round_, f"join of {name}")
-        except HefedError as exc:
-            missing[name] = f"invalid join: {one_line(str(exc))}"
-            continue
-        joins[name] = join
-    return joins, dict(sorted(missing.items()))
+    def check(join: Join, name: str) -> None:
+        if join.shares is None:
+            raise UsageError("a join without its sealed shares")
+        join.verify(roster, round_, f"join of {name}")
+
+    return _verified(replies, node_names, settings, "join", join_from_reply, check)
 
 
 def tally_reveals(replies: Iterable[Reply], node_names: Mapping[int, str], keys: RoundKeys, roster: Roster,
                   survivors: Sequence[str], settings: RunSettings) -> tuple[dict[str, Reveal], dict[str, str]]:
     """The verified reveals of the survivors (each signed by its survivor for these round keys and exactly this
     survivor set: :meth:`hefed.protocol.Reveal.verify`), and who did not reveal and why."""
-    records, missing = _named_replies(replies, node_names, settings, "reveal")
-    reveals: dict[str, Reveal] = {}
+    return _verified(replies, node_names, settings, "reveal", reveal_from_reply,
+                     lambda answer, name: answer.verify(roster, keys, survivors, f"reveal of {name}"))
+
+
+def _verified(replies: Iterable[Reply], node_names: Mapping[int, str], settings: RunSettings, what: str,
+              parse: Callable[[Any, str], M], check: Callable[[M, str], None]) -> tuple[dict[str, M], dict[str, str]]:
+    """The replies of one step that parse, are signed as the factory whose node sent them and pass ``check``; and
+    who did not answer so, and why."""
+    records, missing = _named_replies(replies, node_names, settings, what)
+    verified: dict[str, M] = {}
     for name, record in records.items():
         try:
-            answer = reveal_from_reply(record, f"reveal of {name}")
-            if answer.factory_id != name:
-                raise UsageError(f"a reveal signed as {answer.factory_id!r}")
-            answer.verify(roster, keys, survivors, f"reveal of {name}")
+            message = parse(record, f"{what} of {name}")
+            if message.factory_id != name:
+                raise UsageError(f"a {what} signed as {message.factory_id!r}")
+            check(message, name)
         except HefedError as exc:
-            missing[name] = f"invalid reveal: {one_line(str(exc))}"
+            missing[name] = f"invalid {what}: {one_line(str(exc))}"
             continue
-        reveals[name] = answer
-    return reveals, dict(sorted(missing.items()))
+        verified[name] = message
+    return verified, dict(sorted(missing.items()))
 
 
 @dataclass

@@ -238,6 +238,17 @@ def _index(round_: Round, factory_id: str) -> int:
     return round_.participants.index(factory_id) + 1
 
 
+def _parse_signature(text: Any, source: str) -> bytes:
+    """An Ed25519 signature: 64 bytes in hex."""
+    try:
+        signature = bytes.fromhex(text) if isinstance(text, str) else b""
+    except ValueError:
+        signature = b""
+    if len(signature) != 64:
+        raise InvalidFileError(f"{source}: 'signature' must be 64 bytes in hex")
+    return signature
+
+
 def _verify_member_signature(roster: Roster, factory_id: str, signature: bytes, message: bytes, source: str,
                              what: str) -> None:
     """Refuse a message not signed by roster member ``factory_id``'s identity key (``what`` names it)."""
@@ -301,12 +312,7 @@ class Join(JsonDocument):
                 raise InvalidFileError(f"{source}: {name!r} must be 64 lowercase hex digits") from None
         mask_public = _unb64(obj["mask_public"], source, "'mask_public'", 32)
         _check_mask_public(mask_public, source)
-        try:
-            signature = bytes.fromhex(obj["signature"]) if isinstance(obj["signature"], str) else b""
-        except ValueError:
-            signature = b""
-        if len(signature) != 64:
-            raise InvalidFileError(f"{source}: 'signature' must be 64 bytes in hex")
+        signature = _parse_signature(obj["signature"], source)
         shares = None
         if "shares" in obj:
             raw = obj["shares"]
@@ -854,12 +860,7 @@ class Reveal(JsonDocument):
                     or not all(isinstance(k, str) and FACTORY_ID_PATTERN.fullmatch(k) for k in raw):
                 raise InvalidFileError(f"{source}: {name!r} must map factory ids to shares")
             maps.append({k: _parse_share(v, source, f"{name}[{k!r}]") for k, v in raw.items()})
-        try:
-            signature = bytes.fromhex(obj["signature"]) if isinstance(obj["signature"], str) else b""
-        except ValueError:
-            signature = b""
-        if len(signature) != 64:
-            raise InvalidFileError(f"{source}: 'signature' must be 64 bytes in hex")
+        signature = _parse_signature(obj["signature"], source)
         return cls(obj["round_id"], obj["factory_id"], obj["round_keys_digest"],
                    _ids(obj["survivors"], source, "survivors"), maps[0], maps[1], signature)
 
