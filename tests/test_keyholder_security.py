@@ -17,6 +17,7 @@ import json
 import stat
 
 import gmpy2
+import pandas as pd
 import pytest
 
 import hefed
@@ -302,3 +303,27 @@ def test_cli_signs_sums_and_models_end_to_end(signed_study, cli):
                  keys / "keyholder.key.json", "--out", root / "model.json")
     assert solved.returncode == 0, solved.stdout + solved.stderr
     assert hefed.LinearModel.load(root / "model.json").release_.signer == signer.public
+
+
+def test_the_key_holder_signs_no_model_of_sums_it_did_not_release(signed_study, tmp_path):
+    """The aggregator fabricates 'sums' (y = c on every row, so the model is y − c) labelled with the study and
+    hands them to the key holder's solve --release-key without --study. Signing them would make every factory of
+    the study evaluate y − c. The key holder signs models only of sums it signed itself."""
+    study, signer, keys, root = signed_study
+    rows = pd.DataFrame({f: [1.0 + i, 2.0 * i + 3, 5.0 - i / 2] for i, f in enumerate(FEATURES)})
+    rows[TARGET] = 1234.5
+    fake = hefed.compute_statistics(rows, TARGET, factory_id="a")
+    fake.contributors, fake.study = ["a", "b", "c"], study.digest
+    (tmp_path / "fake.json").write_text(json.dumps(fake.to_dict()))
+    with pytest.raises(ReleaseError, match="carries no release signature"):
+        release_model(load_sums(tmp_path / "fake.json"), signer=signer)
+    forged = KeyHolderSigner.generate().sign(fake.to_dict(), "statistics", study.digest, fake.contributors)
+    (tmp_path / "forged.json").write_text(json.dumps(forged))
+    with pytest.raises(ReleaseError, match="another key"):
+        release_model(load_sums(tmp_path / "forged.json"), signer=signer)
+    # The sums it released itself are signed into a model, labelled with the study the release names.
+    decrypt_to_file(root / "agg.json", keys / "private_key.json", root / "stats.json", study=study,
+                    allow_unsigned=True)
+    model = release_model(load_sums(root / "stats.json"), signer=signer).model
+    assert model.study_ == study.digest and model.release_ is not None
+    study.check_model(model)

@@ -49,6 +49,7 @@ REPORT_VERSION = 1
 #: A signed message of one masked-round step (its ``factory_id`` is who signed it).
 M = TypeVar("M", Join, Reveal)
 
+
 def _valid_id(value: object) -> str | None:
     """``value`` if it is a valid factory id, else ``None``."""
     try:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from ..errors import UsageError
 from ..kinds import kind_of_result
 from ..models import LinearModel
-from ..protocol import KeyHolderSigner, Study
+from ..protocol import KeyHolderSigner, Study, check_signer
 from ..stats import SufficientStatistics
 from ._analyst import solve, standardized_coefficients
 from ._privacy import DifferentialPrivacy, dp_solve
@@ -68,6 +68,15 @@ def release_model(
     be the study's, and the study's DP bounds are the ones clipped to. ``signer`` (the key
     holder's release key) signs the model with its study and contributor set.
     """
+    if signer is not None:
+        # The key holder vouches only for models of sums it released itself: unsigned sums (say, a file the
+        # aggregator fabricated with y = c on every row, labelled with the study) would get its signature and
+        # be evaluated by every factory.
+        check_signer(getattr(aggregate, "release", None), signer.public, "the decrypted sums",
+                     kind_of_result(aggregate).name)
+        if study is not None and study.keyholder is not None and signer.public != study.keyholder:
+            raise UsageError("the release key is not the one the study names for its key holder",
+                             parameters=("release_key",))
     if study is not None:
         study.check_digest(getattr(aggregate, "study", None), "the decrypted sums")
         # A study that names its key holder takes only sums that key holder signed for it.
@@ -88,10 +97,8 @@ def release_model(
     if standardize and privacy is None:
         model.standardized_ = standardized_coefficients(model, aggregate)
     model.study_ = getattr(aggregate, "study", None)
-    if signer is not None:  # the key holder vouches for the model it released, for readers to check
-        if study is not None and study.keyholder is not None and signer.public != study.keyholder:
-            raise UsageError("the release key is not the one the study names for its key holder",
-                             parameters=("release_key",))
+    if signer is not None:  # signed over the study and contributors the key holder released the sums for
+        model.study_ = aggregate.release.study
         model = sign_model(model, signer)
     return Release(model, curve, list(curve.notes) if curve is not None else [])
 
