@@ -63,9 +63,9 @@ def keygen(out_dir: Path, bits: int, insecure_test_key: bool, force: bool) -> No
               help="Decrypt an unsigned (plain) aggregate, for trials: its contributor list is then the "
               "aggregator's word, and one factory's bundle padded or scaled by the aggregator would decrypt.")
 @click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="The key holder's ledger of contributor sets decrypted under this key; an aggregate whose set "
-              "overlaps one of them without being the same is refused (differencing). Default with --study or "
-              "--roster: decryption-ledger.json beside the private key.")
+              help="The key holder's ledger of contributor sets it decrypted (one file for all its keys); an "
+              "aggregate whose set overlaps one of them without being the same is refused (differencing). "
+              "Default with --study or --roster: decryption-ledger.json beside the private key.")
 @click.option("--release-key", "release_key_path", type=click.Path(path_type=Path), default=None,
               help="Sign the decrypted sums with the key holder's release key (keyholder.key.json). Needed when "
               "the study names one. Default with --study: keyholder.key.json beside the private key, if present.")

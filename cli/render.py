@@ -69,7 +69,7 @@ def render_keypair(public_key: PaillierPublicKey, public_path: Path, private_pat
 def render_ledger(ledger: Any, signed: bool) -> None:
     """decrypt: what the key holder's ledger and release key did."""
     if ledger is not None:
-        say(f"ledger {ledger.path}: {plural(len(ledger.entries), 'decryption')} under this key, "
+        say(f"ledger {ledger.path}: {plural(len(ledger.entries), 'decryption')} recorded, "
             f"{plural(len(set(ledger.sets)), 'contributor set')}")
     say("signed with the key holder's release key" if signed else "not signed (no release key given)")
 

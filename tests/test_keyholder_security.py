@@ -162,11 +162,18 @@ def test_disjoint_sets_are_allowed_and_small_ones_refused(bundles, keypair):
         ledger.check([names[0], "p", "q"], 3)
 
 
-def test_a_ledger_of_another_key_is_refused(keypair, tmp_path):
-    public_key, _ = keypair
-    DecryptionLedger(hefed.key_fingerprint(public_key), [{"contributors": ["a", "b", "c"]}]).save(tmp_path / "l.json")
-    with pytest.raises(hefed.errors.InvalidFileError, match="ledger of key"):
-        DecryptionLedger.open(tmp_path / "l.json", "0" * 32)
+def test_a_new_key_does_not_reset_the_ledger(bundles, frames, keypair, tmp_path):
+    """Five factories under one key, then four of them in a new study under a new key: the second sums minus the
+    first are the fifth factory's statistics. The key holder's one ledger spans its keys and refuses the second."""
+    ledger = DecryptionLedger.open(tmp_path / "ledger.json", hefed.key_fingerprint(keypair[0]))
+    decrypt_bundle(hefed.aggregate(list(bundles.values())), keypair[1], allow_unsigned=True, ledger=ledger)
+    other_public, other_private = simulation_keypair(768)  # the "new key" of a changed membership
+    four = [hefed.encrypt_table(frames[n], TARGET, other_public, features=FEATURES, factory_id=n).bundle
+            for n in NAMES[:4]]
+    reopened = DecryptionLedger.open(tmp_path / "ledger.json", hefed.key_fingerprint(other_public))
+    with pytest.raises(LedgerError, match="share 4"):
+        decrypt_bundle(hefed.aggregate(four), other_private, allow_unsigned=True, ledger=reopened)
+    assert [e["key_fingerprint"] for e in reopened.entries] == [hefed.key_fingerprint(keypair[0])]
 
 
 def test_cli_decrypt_with_a_study_keeps_a_ledger_beside_the_private_key(bundles, keypair, tmp_path, cli):

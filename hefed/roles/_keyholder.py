@@ -94,8 +94,6 @@ def _decrypt_values(bundle: Bundle, private_key: PaillierPrivateKey, min_contrib
             "before anything is decrypted"
         )
     if ledger is not None:
-        if ledger.key_fingerprint != bundle.key_fingerprint:
-            raise UsageError("the ledger is another key's", parameters=("ledger",))
         ledger.check(contributors, min_contributors)
     layout = bundle.layout()
     plaintexts = decrypt_ciphertexts(private_key, bundle.ciphertexts)
@@ -106,8 +104,8 @@ def _decrypt_values(bundle: Bundle, private_key: PaillierPrivateKey, min_contrib
     *payload, counter = values
     if counter != count:
         raise IntegrityError(f"bundle lists {count} contributors but its ciphertexts sum {counter} contributions")
-    if ledger is not None:  # recorded before anything is released
-        ledger.record(contributors, bundle.kind, bundle.study, bundle.round_id, signed)
+    if ledger is not None:  # recorded, under this bundle's key, before anything is released
+        ledger.record(contributors, bundle.kind, bundle.study, bundle.round_id, signed, bundle.key_fingerprint)
     return payload
 
 

@@ -3,25 +3,30 @@
 Any sum the key holder decrypts is a sum over a *contributor set* of factories. Two sums over
 overlapping but different sets (five factories, then four "after a drop-out") differ by the
 statistics of the factories in one set and not the other: a single plant's exact Gram matrix.
-The ledger therefore records every contributor set decrypted under a key, and a new
-decryption is allowed only if its set
+The ledger therefore records every contributor set the key holder decrypted — under any of its
+keys: a second study under a new key is no reason to forget the first, whose sums over the same
+rows differ from the new ones by the departed factories' statistics — and a new decryption is
+allowed only if its set
 
 * has at least ``min_contributors`` members, and
-* is **identical to or disjoint from** every set already decrypted under that key.
+* is **identical to or disjoint from** every set already decrypted (under any key).
 
-Then the sets decrypted under a key form a partition of some factories into blocks of at least
+Then the sets decrypted form a partition of some factories into blocks of at least
 ``min_contributors``, and any linear combination of decrypted sums is a combination of block
 sums: each involves at least ``min_contributors`` factories. (Summary, statistics, fold
-statistics, evaluation rounds and the GLM iterations of one study all share one set; a
-consortium whose membership changes makes a new key.) The rule constrains *sets*, so it holds
+statistics, evaluation rounds and the GLM iterations of one study all share one set. A consortium
+whose membership changes can release sums of the new set only over data the old sums did not
+cover — a new period — and its key holder then starts a new ledger knowingly: the ledger cannot
+tell periods apart.) The rule constrains *sets*, so it holds
 across bundle kinds too: statistics and fold statistics of the same factories may both be
 decrypted, those of four of them not.
 
-File (JSON, written atomically, mode 0600)::
+File (JSON, written atomically, mode 0600; give every key the same file, ``decrypt --ledger``)::
 
-    {"format": "hefed.decryption_ledger", "version": 1, "key_fingerprint": "<32 hex>",
+    {"format": "hefed.decryption_ledger", "version": 1, "key_fingerprint": "<32 hex, the first key>",
      "entries": [{"contributors": [...], "kind": "statistics", "study": "<digest>" | null,
-                  "round_id": "<32 hex>" | null, "signed": true, "time": "2026-12-02T17:00:00Z"}]}
+                  "round_id": "<32 hex>" | null, "signed": true, "time": "2026-12-02T17:00:00Z",
+                  "key_fingerprint": "<32 hex>"}]}
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ VERSION = 1
 
 @dataclass
 class DecryptionLedger:
-    """The contributor sets decrypted under one key (see the module docstring)."""
+    """The contributor sets a key holder decrypted, under any of its keys (see the module docstring);
+    ``key_fingerprint`` is the key now in use, which each new entry records."""
 
     key_fingerprint: str
     entries: list[dict[str, Any]] = field(default_factory=list)
@@ -68,34 +74,32 @@ class DecryptionLedger:
                 continue
             raise LedgerError(
                 f"the ledger refuses this aggregate: its {len(new)} contributors share {len(old & new)} with a set of "
-                f"{len(old)} already decrypted under this key, without being the same set; the difference of the "
-                f"two sums would be the statistics of {len(old ^ new)} factories. Decrypt only sums of the set "
-                "already decrypted (or of factories none of which is in it); a consortium whose membership "
-                "changes makes a new key")
+                f"{len(old)} already decrypted, without being the same set; the difference of the two sums would "
+                f"be the statistics of {len(old ^ new)} factories. Decrypt only sums of the set already decrypted "
+                "(or of factories none of which is in it)")
 
     def record(self, contributors: Sequence[str], kind: str, study: str | None, round_id: str | None,
-               signed: bool) -> None:
+               signed: bool, key_fingerprint: str | None = None) -> None:
         """Add a decryption, and write the ledger file (before the decrypted sums are released)."""
         self.entries.append({
             "contributors": sorted(contributors), "kind": kind, "study": study, "round_id": round_id,
             "signed": bool(signed), "time": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "key_fingerprint": key_fingerprint or self.key_fingerprint,
         })
         if self.path is not None:
             self.save(self.path)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "key_fingerprint": self.key_fingerprint,
-                "entries": self.entries}
+        first = next((e["key_fingerprint"] for e in self.entries if "key_fingerprint" in e), self.key_fingerprint)
+        return {"format": FORMAT, "version": VERSION, "key_fingerprint": first, "entries": self.entries}
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         return atomic_write_json(path, self.to_dict(), force=True, mode=0o600)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], key_fingerprint: str) -> DecryptionLedger:
-        """The ledger in ``path`` for the key ``key_fingerprint`` (a new, empty one if the file is missing).
-
-        A ledger of another key is refused: one file per key.
-        """
+        """The ledger in ``path``, used now under the key ``key_fingerprint`` (a new, empty one if the file is
+        missing). One file serves every key of a key holder: the sets decrypted under the others still count."""
         path = Path(path)
         if not path.exists():
             return cls(key_fingerprint, [], path)
@@ -103,8 +107,6 @@ class DecryptionLedger:
         check_format(obj, str(path), FORMAT, VERSION, "decryption ledger")
         if not is_digest(obj.get("key_fingerprint")) or not isinstance(obj.get("entries"), list):
             raise InvalidFileError(f"{path}: a decryption ledger needs 'key_fingerprint' and a list of 'entries'")
-        if obj["key_fingerprint"] != key_fingerprint:
-            raise InvalidFileError(f"{path}: the ledger of key {obj['key_fingerprint']}, not of key {key_fingerprint}")
         entries = obj["entries"]
         for i, entry in enumerate(entries):
             members = entry.get("contributors") if isinstance(entry, dict) else None
