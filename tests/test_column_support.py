@@ -10,6 +10,9 @@ aggregate (unsigned, no study) decrypts with a :class:`~hefed.errors.SingledOutC
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -142,3 +145,56 @@ def test_statistics_built_without_rows_carry_an_upper_bound(keypair):
         bundles.append(hefed.encrypt_bundle(stats, public_key, name))
     stats = hefed.decrypt_statistics(hefed.aggregate(bundles), private_key, allow_unsigned=True)
     assert stats.support == expected_counts(frames, ["a", "b", "c"])
+
+
+class AttackSucceeded(AssertionError):
+    """The attack worked: the key holder released a sum the rule should have kept back."""
+
+
+def attempt(action: Callable[[], Any]) -> Any:
+    try:
+        return action()
+    except hefed.errors.HefedError as exc:
+        return exc
+
+
+@pytest.mark.xfail(strict=True, raises=AttackSucceeded, reason=(
+    "known, reported with issue 14: a count sits inside a factory's masked contribution, where nobody can check "
+    "it is 0 or 1. One dishonest factory (steel) adds +2 to every count of clinker_t, which only the cement plant "
+    "fills, and the signed round passes the threshold of 3: the key holder releases the cement plant's own clinker "
+    "sums. Fix: per-contribution 0/1 range proofs on the count slots; until then THREAT_MODEL.md says the rule "
+    "assumes honest counts"))
+def test_a_factory_cannot_inflate_another_plants_column_count():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from hefed.data import compute_statistics
+    from hefed.kinds import get_kind
+    from hefed.protocol import FactoryIdentity, Roster, run_round
+    from hefed.protocol._rounds import add_plaintexts
+    from hefed.roles import decrypt_bundle
+    from hefed.sim import simulation_keypair
+
+    public_key, private_key = simulation_keypair(1024)
+    frames = {n: f.drop(columns=["coal_t", "date", "plant_kind"])
+              for n, f in hefed.datasets.make_factories(5, seed=7).items()}
+    ids = {n: FactoryIdentity(n, Ed25519PrivateKey.generate(), X25519PrivateKey.generate()) for n in frames}
+    roster = Roster()
+    for identity in ids.values():
+        roster.add(identity.member)
+    plain = {n: hefed.encrypt_statistics(f, "co2_t", public_key, factory_id=n) for n, f in frames.items()}
+    with pytest.raises(SingledOutColumnError):  # honest counts: clinker (cement only) is refused
+        decrypt_bundle(run_round(plain, ids, roster).aggregate, private_key, 3, roster=roster)
+    liar = plain["steel-02"]
+    honest = [*get_kind("statistics").values(compute_statistics(frames["steel-02"], "co2_t"), liar.header), 1]
+    columns = pairs(support_columns(liar.features, liar.target))
+    start = len(honest) - 1 - len(columns)
+    bumped = [1 if start <= k < len(honest) - 1 and "clinker_t" in columns[k - start] else v
+              for k, v in enumerate(honest)]  # packing is linear: twice this difference adds +2 to each count
+    delta = [2 * (b - a) for a, b in zip(liar.layout().pack(honest), liar.layout().pack(bumped), strict=True)]
+    forged = {**plain, "steel-02": replace(liar, ciphertexts=add_plaintexts(liar, delta))}
+    result = attempt(lambda: decrypt_bundle(run_round(forged, ids, roster).aggregate, private_key, 3, roster=roster))
+    if not isinstance(result, Exception):
+        cement = compute_statistics(frames["cement-01"], "co2_t")
+        assert result.exact("clinker_t", "co2_t") == cement.exact("clinker_t", "co2_t")
+        raise AttackSucceeded("one factory's forged counts released the cement plant's clinker sums")
