@@ -7,7 +7,14 @@ and kept for the life of the process, so each worker builds its DJN table
 size where starting workers and building their tables costs more than it
 saves, everything stays in the calling process: small cases never get slower.
 
-``HEFED_WORKERS`` overrides the number of workers (``1`` turns the pool off).
+A single bundle is too small for the pool (a ``ProcessPoolExecutor``'s feeder
+thread waits for the GIL that the caller's gmpy2 loop holds, so the worker gets
+its work late); :class:`PipeWorker` is one warm helper process fed through a
+plain :func:`multiprocessing.Pipe` instead, which the caller talks to directly
+(:mod:`hefed.primitives.encryption` gives it half of a bundle's ciphertexts).
+
+``HEFED_WORKERS`` overrides the number of workers (``1`` turns the pool and the
+helper off).
 Workers are started with ``forkserver`` (``spawn`` where that is missing),
 never plain ``fork``: forking a process that runs BLAS or Flower threads can
 deadlock.
@@ -96,16 +103,20 @@ def _has_main_guard(path: str) -> bool:
     return False
 
 
+def _context() -> Any:
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if context.get_start_method() == "forkserver":
+        # import hefed once in the server; workers fork from it ready to run
+        context.set_forkserver_preload(["hefed.primitives.encryption", "hefed.roles._aggregator"])
+    return context
+
+
 def _pool() -> Executor:
     global _POOL
     with _LOCK:
         if _POOL is None:  # one pool of every available worker, kept for the life of the process
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-            if context.get_start_method() == "forkserver":
-                # import hefed once in the server; workers fork from it ready to run
-                context.set_forkserver_preload(["hefed.primitives.encryption", "hefed.roles._aggregator"])
-            _POOL = ProcessPoolExecutor(max_workers=available_workers(), mp_context=context)
+            _POOL = ProcessPoolExecutor(max_workers=available_workers(), mp_context=_context())
         return _POOL
 
 
@@ -147,3 +158,73 @@ def map_pieces(function: Callable[..., T], pieces: Sequence[Any], *args: Any) ->
             raise
         shutdown(wait=False)
         return [function(piece, *args) for piece in pieces]
+
+
+class PipeWorker:
+    """One helper process running ``serve(connection)``, fed through a plain duplex Pipe.
+
+    The caller sends picklable messages and receives the replies itself (no feeder thread,
+    no futures). ``serve`` must be a module-level function that returns when it receives
+    ``None`` (or the pipe closes). Started by :func:`start_pipe_worker`; stopped by
+    :meth:`close` or, at the latest, at exit.
+    """
+
+    def __init__(self, serve: Callable[[Any], None]) -> None:
+        context = _context()
+        self.connection, child = context.Pipe(duplex=True)
+        self.process = context.Process(target=serve, args=(child,), daemon=True, name="hefed-helper")
+        try:
+            self.process.start()
+        finally:
+            child.close()  # the helper holds its end; a dead helper then reads as EOF here
+
+    def send(self, message: Any) -> None:
+        self.connection.send(message)
+
+    def poll(self, timeout: float = 0.0) -> bool:
+        return bool(self.connection.poll(timeout))
+
+    def recv(self) -> Any:
+        return self.connection.recv()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Ask the helper to stop, wait ``timeout`` seconds, then terminate it."""
+        try:
+            self.connection.send(None)
+        except (OSError, ValueError):
+            pass
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout)
+        self.connection.close()
+        with _LOCK:
+            if self in _PIPE_WORKERS:
+                _PIPE_WORKERS.remove(self)
+
+
+_PIPE_WORKERS: list[PipeWorker] = []
+
+
+def start_pipe_worker(serve: Callable[[Any], None]) -> PipeWorker | None:
+    """A started :class:`PipeWorker`, or ``None`` where a second process cannot help or start:
+    fewer than two workers available (one core, or ``HEFED_WORKERS=1``), a pool worker, an
+    unguarded ``__main__`` script, or a failed start."""
+    if available_workers() < 2 or not _can_start_workers():
+        return None
+    try:
+        worker = PipeWorker(serve)
+    except (OSError, RuntimeError, ValueError, EOFError):
+        return None
+    with _LOCK:
+        _PIPE_WORKERS.append(worker)
+    return worker
+
+
+@atexit.register
+def stop_pipe_workers() -> None:
+    """Stop every helper process (also run at exit)."""
+    with _LOCK:
+        workers = list(_PIPE_WORKERS)
+    for worker in workers:
+        worker.close()
