@@ -49,10 +49,10 @@ from ..stats import (
     FoldStatistics,
     SufficientStatistics,
     SupportAccumulator,
-    accumulate_rows,
+    accumulate_block,
+    block_statistics,
     column_scales,
     fold_assignment,
-    grouped_statistics,
     new_support,
     statistics_of,
 )
@@ -65,7 +65,7 @@ from ._tables import (
     default_features,
     read_csv_header,
     read_table,
-    select_xy,
+    select_block,
 )
 
 #: CSV bytes pyarrow parses at a time (its default): larger blocks only cost memory,
@@ -308,10 +308,10 @@ def _add_block(
     if not len(frame):
         return
     with _rows_named_by(_kept_rows(n, dropped)):
-        X, y, _ = select_xy(frame, target, names, source)
+        columns, _ = select_block(frame, target, names, source)  # the one copy of the block's values
         # the fold of a row is a hash of its number among the kept rows, as on the whole table
-        folds = fold_assignment(len(y), len(accs), seed, start=kept_before) if len(accs) > 1 else None
-        accumulate_rows(accs, X, y, names, target, encoding, source, folds, report.rounding, support)
+        folds = fold_assignment(len(frame), len(accs), seed, start=kept_before) if len(accs) > 1 else None
+        accumulate_block(accs, columns, names, target, encoding, source, folds, report.rounding, support)
 
 
 def _process(
@@ -331,10 +331,10 @@ def _process(
     report.left_out = left_out
     kept = _kept_rows(n, report.dropped_missing + report.dropped_outliers)
     with _rows_named_by(kept):
-        X, y, names = select_xy(frame, target, names, source)
-        groups = fold_assignment(len(y), folds, seed) if folds else None
-        return grouped_statistics(X, y, names, target, encoding, factory_id, source, groups, max(1, folds),
-                                  report.rounding), report
+        columns, names = select_block(frame, target, names, source)  # the one copy of the table's values
+        groups = fold_assignment(len(frame), folds, seed) if folds else None
+        return block_statistics(columns, names, target, encoding, factory_id, source, groups, max(1, folds),
+                                report.rounding), report
 
 
 def _kept_rows(n: int, dropped: list[int]) -> np.ndarray:

@@ -26,7 +26,7 @@ import pandas as pd
 
 from .._files import atomic_write_bytes
 from ..errors import DataError, InvalidFileError, UsageError
-from ..stats import check_seed
+from ..stats import canonical_order, check_seed
 from ._formats import (
     PARQUET_SUFFIXES,
     FileFormat,
@@ -314,7 +314,12 @@ def numeric_column(
                     f"{source}: column {name!r}, row {row + 1}: integer {text} cannot be represented "
                     "exactly as float64"
                 )
-    missing = np.isinf(values) if allow_missing else ~np.isfinite(values)
+    if allow_missing:
+        missing = np.isinf(values)
+    elif len(values) and np.isfinite(values.min()) and np.isfinite(values.max()):
+        return values  # every value finite (NaN propagates through min and max): no n-sized mask needed
+    else:
+        missing = ~np.isfinite(values)
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
         what = "missing" if np.isnan(values[row]) else f"not finite ({values[row]})"
@@ -359,6 +364,37 @@ def select_xy(
 
     Raises :class:`DataError` naming the source, column and row of any problem.
     """
+    labels, features = _checked_columns(frame, target, features, source)
+    X = np.empty((len(frame), len(features)), order="F")  # column by column, as it is filled and read
+    for j, f in enumerate(features):
+        X[:, j] = numeric_column(frame, f, source, labels[f])
+    y = numeric_column(frame, target, source, labels[target])
+    return X, y, features
+
+
+def select_block(
+    frame: pd.DataFrame,
+    target: str,
+    features: Sequence[str] | None = None,
+    source: str = "data",
+) -> tuple[np.ndarray, list[str]]:
+    """(canonical block, feature names): what :func:`select_xy` validates, refusing the same data with the same
+    errors, copied once, straight from the frame, into the ``(d + 2) × n`` float64 block the statistics read
+    (:func:`hefed.stats.canonical_block`: the column of ones, the features by sorted name, the target)."""
+    labels, features = _checked_columns(frame, target, features, source)
+    columns = np.empty((len(features) + 2, len(frame)))
+    columns[0] = 1.0
+    for f, row in zip(features, canonical_order(features), strict=True):
+        columns[row] = numeric_column(frame, f, source, labels[f])
+    columns[-1] = numeric_column(frame, target, source, labels[target])
+    return columns, features
+
+
+def _checked_columns(
+    frame: pd.DataFrame, target: str, features: Sequence[str] | None, source: str,
+) -> tuple[dict[str, Any], list[str]]:
+    """(label of each column by name, the feature names): the target and features exist, once each,
+    and the table has rows."""
     labels = {str(c): c for c in frame.columns}
     columns = list(labels)
     check_unique_columns([str(c) for c in frame.columns], source)
@@ -377,11 +413,7 @@ def select_xy(
         raise DataError(f"{source}: target {target!r} is also listed as a feature")
     if len(frame) == 0:
         raise DataError(f"{source}: no data rows")
-    X = np.empty((len(frame), len(features)), order="F")  # column by column, as it is filled and read
-    for j, f in enumerate(features):
-        X[:, j] = numeric_column(frame, f, source, labels[f])
-    y = numeric_column(frame, target, source, labels[target])
-    return X, y, features
+    return labels, features
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ SLICE_BITS = 20
 CHUNK_ROWS = 1 << 12  # small enough to stay in cache; at most 2^15 · (2^19)^2 = 2^53
 # int64 holds 2^13 chunk results of at most 2^(38+12) each; flush to Python ints after 2^12.
 _FLUSH_EVERY = 1 << 12
+#: Values :func:`bit_range` reads at a time (a 2 MB scratch buffer: in cache, few Python steps).
+_RANGE_CELLS = 1 << 18
 
 
 class GramAccumulator:
@@ -141,19 +143,35 @@ def bit_range(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     A float64 ``x`` with ``2^(e−1) <= |x| < 2^e`` is a multiple of ``2^(e−53)``, so the
     smallest non-zero magnitude bounds ``lo`` for the whole column. Raises ``ValueError``
     on a value that is not finite.
+
+    The block is read in pieces of :data:`_RANGE_CELLS` values through one small scratch buffer
+    (no full-size copy). Magnitudes are compared as the integers of their bit patterns: for
+    non-negative float64 (NaN and inf included) the order is the same, and subtracting 1 sends
+    zero to the largest integer, so one ``min`` finds the smallest non-zero magnitude.
     """
-    m = columns.shape[0]
-    if columns.shape[1] == 0:
+    m, n = columns.shape
+    if n == 0:
         return np.zeros(m, dtype=np.int64), np.zeros(m, dtype=np.int64)
-    magnitude = np.abs(columns)
-    largest = magnitude.max(axis=1)  # NaN and inf propagate
-    if not np.isfinite(largest).all():
+    step = max(1, _RANGE_CELLS // max(1, m))
+    scratch = np.empty((m, min(step, n)))
+    bits = scratch.view(np.uint64)
+    largest = np.zeros(m, dtype=np.uint64)  # bit patterns of max |x|: NaN's and inf's beat any finite value's
+    below = np.full(m, np.iinfo(np.uint64).max, dtype=np.uint64)  # bit patterns of min non-zero |x|, minus 1
+    one = np.uint64(1)
+    for start in range(0, n, step):
+        part = columns[:, start : start + step]
+        magnitude, pattern = scratch[:, : part.shape[1]], bits[:, : part.shape[1]]
+        np.abs(part, out=magnitude)
+        np.maximum(largest, pattern.max(axis=1), out=largest)
+        np.subtract(pattern, one, out=pattern)  # 0 (a zero) wraps to the largest pattern
+        np.minimum(below, pattern.min(axis=1), out=below)
+    top = largest.view(np.float64)
+    if not np.isfinite(top).all():
         raise ValueError("block has values that are not finite")
-    magnitude[magnitude == 0] = np.inf  # our own copy: zeros do not bound lo
-    smallest = magnitude.min(axis=1)
-    empty = largest == 0
+    empty = top == 0
+    smallest = (below + one).view(np.float64)  # an all-zero column wraps back to 0.0
     smallest[empty] = 1.0
-    hi = np.frexp(largest)[1].astype(np.int64)
+    hi = np.frexp(top)[1].astype(np.int64)
     lo = np.frexp(smallest)[1].astype(np.int64) - 53
     lo[empty], hi[empty] = 0, 0
     return lo, hi

@@ -130,7 +130,7 @@ def as_exact_float64(values: object, name: str, source: str = "data") -> np.ndar
             raise DataError(f"{source}: {name}: integer {flat[big[0]]} is beyond 2^53 and cannot be represented "
                             "exactly as float64")
     try:
-        return arr.astype(np.float64)
+        return arr.astype(np.float64, copy=False)  # float64 input is used as it is: callers only read it
     except (TypeError, ValueError):
         raise DataError(f"{source}: {name} must be numeric") from None
 
@@ -333,27 +333,54 @@ def _str_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
+def canonical_order(features: Sequence[str]) -> list[int]:
+    """Row of each feature (in the order given) in the canonical block ``[1, sorted features, target]``."""
+    rank = sorted(range(len(features)), key=lambda j: features[j])
+    rows = [0] * len(features)
+    for i, j in enumerate(rank):
+        rows[j] = 1 + i
+    return rows
+
+
+def canonical_block(X: np.ndarray, y: np.ndarray, features: Sequence[str]) -> np.ndarray:
+    """The canonical block of float64 arrays: one ``(d + 2) × n`` array whose rows are the column of ones, the
+    columns of ``X`` by sorted feature name, and ``y`` (the one copy the statistics make)."""
+    columns = np.empty((len(features) + 2, X.shape[0]))
+    columns[0] = 1.0
+    for j, row in enumerate(canonical_order(features)):
+        columns[row] = X[:, j]
+    columns[-1] = y
+    return columns
+
+
 def accumulate_rows(
     accumulators: Sequence[GramAccumulator], X: np.ndarray, y: np.ndarray, features: Sequence[str], target: str,
     encoding: Encoding, source: str = "data", groups: np.ndarray | None = None, rounding: Rounding | None = None,
     support: SupportAccumulator | None = None,
 ) -> None:
     """Add the exact Gram of ``[1, X·2^F, y·2^F]`` (canonical column order) to ``accumulators[0]``,
-    or with ``groups`` (one integer per row) row ``i``'s to ``accumulators[groups[i]]``.
+    or with ``groups`` (one integer per row) row ``i``'s to ``accumulators[groups[i]]``: see
+    :func:`accumulate_block`, which this calls on :func:`canonical_block` of ``X`` and ``y``."""
+    accumulate_block(accumulators, canonical_block(X, y, features), features, target, encoding, source, groups,
+                     rounding, support)
+
+
+def accumulate_block(
+    accumulators: Sequence[GramAccumulator], columns: np.ndarray, features: Sequence[str], target: str,
+    encoding: Encoding, source: str = "data", groups: np.ndarray | None = None, rounding: Rounding | None = None,
+    support: SupportAccumulator | None = None,
+) -> None:
+    """Add the exact Gram of a canonical block (:func:`canonical_block`: rows ``[1, sorted features, target]``,
+    float64, the caller's own array) to ``accumulators[0]``, or with ``groups`` (one integer per row) row ``i``'s
+    to ``accumulators[groups[i]]``.
 
     Every value is checked against its column's grid and range first, on all rows at once, so
-    errors name the column and the row of ``X`` whatever group the row falls in. A value finer
-    than its grid is rounded to it and counted in ``rounding``; without ``rounding`` it is
-    refused. Out-of-range values are always refused. With ``support`` (an accumulator of
+    errors name the column and the row whatever group the row falls in. A value finer
+    than its grid is rounded to it (in ``columns``, in place) and counted in ``rounding``; without
+    ``rounding`` it is refused. Out-of-range values are always refused. With ``support`` (an accumulator of
     :func:`support_columns`), the block's support indicators are ORed into it (all rows, whatever their group).
     """
-    order = sorted(range(len(features)), key=lambda j: features[j])
-    columns = np.empty((len(features) + 2, X.shape[0]))
-    columns[0] = 1.0
-    for i, j in enumerate(order):
-        columns[1 + i] = X[:, j]
-    columns[-1] = y
-    names = [features[j] for j in order] + [target]
+    names = [*sorted(features), target]
     frac = np.array([encoding.frac_bits_of(c) for c in names])
     ints = np.array([encoding.column(c).int_bits for c in names])
     try:
@@ -390,19 +417,43 @@ def grouped_statistics(
     """Exact statistics of float64 arrays, one per group of rows (``groups[i]`` in
     ``range(n_groups)``, e.g. cross-validation folds), or of all rows without ``groups``.
     Values finer than their grid are rounded and counted in ``rounding`` (refused without it)."""
-    encoding = encoding or Encoding()
     X = as_exact_float64(X, "X", source)
     y = as_exact_float64(y, "y", source).reshape(-1)
     if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[1] != len(features):
         raise SchemaMismatchError(f"{source}: X, y and feature names do not agree in shape")
-    if X.shape[0] >= 1 << encoding.max_rows_bits:
+    _check_rows_and_names(X.shape[0], features, target, encoding or Encoding(), source)
+    return block_statistics(canonical_block(X, y, features), features, target, encoding, factory_id, source, groups,
+                            n_groups, rounding)
+
+
+def block_statistics(
+    columns: np.ndarray,
+    features: Sequence[str],
+    target: str,
+    encoding: Encoding | None = None,
+    factory_id: str | None = None,
+    source: str = "data",
+    groups: np.ndarray | None = None,
+    n_groups: int = 1,
+    rounding: Rounding | None = None,
+) -> list[SufficientStatistics]:
+    """:func:`grouped_statistics` of a canonical block (:func:`canonical_block`, or filled straight from a
+    table by the data layer), which it may change in place (values rounded to their grid)."""
+    encoding = encoding or Encoding()
+    if columns.ndim != 2 or columns.shape[0] != len(features) + 2 or columns.dtype != np.float64:
+        raise SchemaMismatchError(f"{source}: the block and feature names do not agree in shape")
+    _check_rows_and_names(columns.shape[1], features, target, encoding, source)
+    accs = [GramAccumulator(column_scales(features, target, encoding)) for _ in range(n_groups)]
+    support = new_support(features, target)
+    accumulate_block(accs, columns, features, target, encoding, source, groups, rounding, support)
+    return statistics_of(accs, support, features, target, encoding, factory_id)
+
+
+def _check_rows_and_names(rows: int, features: Sequence[str], target: str, encoding: Encoding, source: str) -> None:
+    if rows >= 1 << encoding.max_rows_bits:
         raise SchemaMismatchError(f"{source}: more rows than the encoding allows (2^{encoding.max_rows_bits})")
     if ONES in features or target == ONES:
         raise DataError(f"{source}: the column name {ONES!r} is reserved for the intercept")
-    accs = [GramAccumulator(column_scales(features, target, encoding)) for _ in range(n_groups)]
-    support = new_support(features, target)
-    accumulate_rows(accs, X, y, features, target, encoding, source, groups, rounding, support)
-    return statistics_of(accs, support, features, target, encoding, factory_id)
 
 
 def new_support(features: Sequence[str], target: str) -> SupportAccumulator:
