@@ -15,11 +15,12 @@ in this order and on the same key:
   * decryption of the bundle's ciphertexts: phe's ``raw_decrypt`` one by one, and hefed's
     ``decrypt_ciphertexts`` (p and q halves of the CRT in two threads).
 
-Reported per path: best and median over the repeats (µs per value; ms per bundle), and the
+The warm paths and the decryptions alternate ``--inner`` times per repeat. Reported per path:
+best and median over all its samples (µs per value; ms per bundle), and the
 ratios phe/hefed of best to best and median to median. ``--batch N`` adds big-batch rows
 (N ciphertexts over every core through the process pool), as before issue 15.
 
-Usage:  python benchmarks/bench_encrypt.py [--bits 2048 3072] [--repeats 7] [--features 20]
+Usage:  python benchmarks/bench_encrypt.py [--bits 2048 3072] [--repeats 7] [--inner 3] [--features 20]
                                            [--phe-values 40] [--batch 0]
 """
 
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--phe-values", type=int, default=40, help="values phe encrypts per repeat (it is slow)")
     parser.add_argument("--frac-bits", type=int, default=Encoding.frac_bits, help="the encoding's grid 2^-FRAC_BITS")
     parser.add_argument("--int-bits", type=int, default=Encoding.int_bits, help="the encoding's range 2^INT_BITS")
+    parser.add_argument("--inner", type=int, default=3, help="warm bundles and decryptions per repeat")
     parser.add_argument("--batch", type=int, default=0, help="also time a batch this big on every core (0: skip)")
     args = parser.parse_args()
     encoding = Encoding(frac_bits=args.frac_bits, int_bits=args.int_bits)
@@ -87,13 +89,14 @@ def main() -> None:
             samples["cold"].append(timed(encryption.encrypt_plaintexts, public_key, plaintexts))
             table = djn.prepare(public_key.n)  # untimed: a warm process has built its table
             warm_table = table.window
-            samples["warm1"].append(timed(table.encrypt_many, plaintexts))
             encryption.warm_up(public_key)  # untimed: the helper holds its table too
             encryption.encrypt_plaintexts(public_key, plaintexts)  # the helper's first bundle
-            samples["warm"].append(timed(encryption.encrypt_plaintexts, public_key, plaintexts))
             ciphertexts = encryption.encrypt_plaintexts(public_key, plaintexts)
-            samples["phe_dec"].append(timed(phe_decrypt, private_key, ciphertexts))
-            samples["dec"].append(timed(encryption.decrypt_ciphertexts, private_key, ciphertexts))
+            for _ in range(args.inner):  # the short paths alternate, several bundles per repeat
+                samples["warm1"].append(timed(table.encrypt_many, plaintexts))
+                samples["warm"].append(timed(encryption.encrypt_plaintexts, public_key, plaintexts))
+                samples["phe_dec"].append(timed(phe_decrypt, private_key, ciphertexts))
+                samples["dec"].append(timed(encryption.decrypt_ciphertexts, private_key, ciphertexts))
         encryption.stop_helper()
 
         print(f"{bits:>5} layout: {layout.n_plaintexts} ciphertexts hold {values} values "
