@@ -36,11 +36,14 @@ from .output import output_options
               help="Sign the model with the key holder's release key (keyholder.key.json), for readers to check.")
 @click.option("--study", "study_path", type=click.Path(path_type=Path), default=None,
               help="The consortium's study: refuse sums not made for it; its DP bounds are the ones clipped to.")
+@click.option("--exact", is_flag=True,
+              help="Also write the exact rational solution into the model file (larger; computing it takes exact "
+              "solves: seconds at 100 features).")
 @force_option
 def solve(sums: Path, ridge: str, alphas: str | None, no_intercept: bool, dp_epsilon: float | None,
           dp_delta: float | None, bounds_path: Path | None, standardize: bool, out: Path | None,
-          study_path: Path | None, release_key_path: Path | None, force: bool) -> None:
-    """Analyst: the exact global model from decrypted sums.
+          study_path: Path | None, release_key_path: Path | None, exact: bool, force: bool) -> None:
+    """Analyst: the exact global model from decrypted sums (every number certified correctly rounded).
 
     Reads what hefed decrypt wrote. Statistics give the pooled OLS or ridge model with its inference; fold
     statistics allow --ridge auto; a coefficient aggregate gives the n-weighted average model.
@@ -67,7 +70,8 @@ def solve(sums: Path, ridge: str, alphas: str | None, no_intercept: bool, dp_eps
     warnings.filterwarnings("ignore", category=PrivacyNoiseWarning)  # render_release prints them from the accounting
     release = release_model(load_sums(sums), ridge, parse_floats(alphas, "--alphas"), not no_intercept,
                             standardize, privacy, study,
-                            load_release_key(release_key_path) if release_key_path is not None else None)
+                            load_release_key(release_key_path) if release_key_path is not None else None,
+                            exact=exact)
     if out is not None:
         release.model.save(out, force=force)
     render_release(release, out)

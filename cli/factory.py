@@ -282,9 +282,10 @@ def evaluate(data: Path, model_path: Path, target: str | None, public_key_path: 
 @click.option("--test-fraction", default=0.25, show_default=True, type=float,
               help="Fraction of rows held out to compare the global and the fine-tuned model (0: none); the "
               "saved model is refitted on all rows afterwards.")
+@click.option("--exact", is_flag=True, help="Also write the exact rational solution into the model file.")
 @force_option
 def finetune(data: Path, model_path: Path, target: str | None, out: Path, lambdas: str | None, folds: int,
-             seed: int, test_fraction: float, force: bool) -> None:
+             seed: int, test_fraction: float, exact: bool, force: bool) -> None:
     """Factory: adapt the global model to its own rows.
 
     Fits argmin ‖y − Xθ‖² + λ‖θ − θ_global‖² on DATA, λ chosen by exact local cross-validation. Nothing leaves the
@@ -300,7 +301,7 @@ def finetune(data: Path, model_path: Path, target: str | None, out: Path, lambda
     check_writable(out, force)
     result = finetune_model(LinearModel.load(model_path), data, target, parse_floats(lambdas, "--lambdas"), folds,
                             seed, test_fraction)
-    result.model.save(out, force=force)
+    result.model.save(out, force=force, exact=exact)
     render_finetune(result, data, out)
 
 

@@ -50,6 +50,7 @@ PUBLIC_MODULES = {
     # the fenced "hazmat" layer: raw Paillier, DJN, packing, exact algebra
     "hefed.primitives.paillier", "hefed.primitives.djn", "hefed.primitives.packing", "hefed.primitives.exactgram",
     "hefed.primitives.exactsolve", "hefed.primitives.encryption", "hefed.primitives.discrete_gaussian",
+    "hefed.primitives.certified",  # ball arithmetic certifying float64 results, exact rational solves (FLINT)
     # Flower loads the app by module path; the launcher and project are documented entry points
     "hefed.flower.app", "hefed.flower.launcher", "hefed.flower.project", "hefed.flower.__main__",
 }

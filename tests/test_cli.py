@@ -57,7 +57,7 @@ def pipeline(tmp_path_factory, _consortium_master, cli):
         "decrypt", "--allow-unsigned", root / "aggregate.json", "--private-key", root / "keys" / "private_key.json",
         "--out", root / "statistics.json",
     )
-    steps["solve"] = cli("solve", root / "statistics.json", "--out", root / "model.json")
+    steps["solve"] = cli("solve", root / "statistics.json", "--out", root / "model.json", "--exact")
     return SimpleNamespace(root=root, steps=steps, csvs=csvs, bundles=bundles,
                            public=root / "keys" / "public_key.json", private=root / "keys" / "private_key.json")
 
@@ -343,7 +343,7 @@ def test_readme_pipeline_through_the_installed_script(tmp_path, _consortium_mast
     ok("aggregate", *(f"{name}.bundle.json" for name in _consortium_master), "--out", "aggregate.bundle.json")
     ok("decrypt", "--allow-unsigned",
             "aggregate.bundle.json", "--private-key", "keys/private_key.json", "--out", "statistics.json")
-    solved = ok("solve", "statistics.json", "--out", "model.json")
+    solved = ok("solve", "statistics.json", "--out", "model.json", "--exact")
     assert "regression results" in solved.stdout and "wrote model.json" in solved.stdout
     pooled = pd.concat([read_table(tmp_path / f"{name}.csv") for name in _consortium_master], ignore_index=True)
     library = hefed.solve(hefed.compute_statistics(pooled, TARGET))
@@ -554,7 +554,7 @@ def test_finetune_prints_its_notes_and_saves_the_refit(pipeline, tmp_path, cli):
 
     name = next(iter(pipeline.csvs))
     result = cli("finetune", pipeline.csvs[name], "--model", pipeline.root / "model.json", "--lambdas", "1,100",
-                 "--folds", 3, "--out", tmp_path / "tuned.json")
+                 "--folds", 3, "--out", tmp_path / "tuned.json", "--exact")
     assert result.returncode == 0, result.stderr
     expected = finetune(hefed.LinearModel.load(pipeline.root / "model.json"), pipeline.csvs[name], None, [1, 100],
                         folds=3)

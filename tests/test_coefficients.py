@@ -308,7 +308,7 @@ def test_averaged_model_json_round_trip_has_null_r2(coef_keys, factories, tmp_pa
     public_key, private_key = coef_keys
     model = average_model(_coefficient_aggregate(factories, public_key, private_key, 0.0))
     path = tmp_path / "model.json"
-    model.save(path)
+    model.save(path, exact=True)
     obj = json.loads(path.read_text())
     assert obj["r2"] is None and obj["sse"] is None
     assert obj["exact"]["sse"] is None and obj["exact"]["sst"] is None
@@ -346,7 +346,7 @@ def test_cli_coefficient_mode_flow(tmp_path):
         ("aggregate", *[tmp_path / f"{n}.bundle.json" for n in frames], "--out", tmp_path / "agg.json"),
         ("decrypt", "--allow-unsigned", tmp_path / "agg.json", "--private-key", keys / "private_key.json", "--out",
          tmp_path / "coefficients.json"),
-        ("solve", tmp_path / "coefficients.json", "--out", tmp_path / "model.json"),
+        ("solve", tmp_path / "coefficients.json", "--out", tmp_path / "model.json", "--exact"),
     ]
     for step in steps:
         res = run_cli(*step)

@@ -388,7 +388,7 @@ def test_cli_folds_and_ridge_auto(tmp_path):
         assert res.returncode == 0, (step[0], res.stderr)
     assert "per-fold statistics" in res.stdout
     res = run_cli("solve", tmp_path / "folds.json", "--ridge", "auto", "--alphas", "0.1,10,1000",
-                  "--out", tmp_path / "model.json")
+                  "--out", tmp_path / "model.json", "--exact")
     assert res.returncode == 0, res.stderr
 
     expected_stats = _pooled_fold_statistics(frames, 4, 0)

@@ -235,7 +235,7 @@ def test_finetune_command(builtin, global_model, tmp_path):
     builtin["glass-05"].to_csv(data_path, index=False)
     runner = CliRunner()
     args = ["finetune", "--model", str(model_path), str(data_path), "--target", TARGET, "--out", str(out),
-            "--lambdas", "10,1000,1e5", "--folds", "3", "--seed", "1"]
+            "--lambdas", "10,1000,1e5", "--folds", "3", "--seed", "1", "--exact"]
     result = runner.invoke(_group(), args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     expected = finetune(global_model, data_path, TARGET, [10, 1000, 1e5], folds=3, seed=1)

@@ -198,9 +198,9 @@ def corpus(tmp_path_factory, keypair) -> Corpus:
         result.save(files[decrypted_names[kind]])
         if kind == "coefficients":
             files["model_averaged"] = root / "model_averaged.json"
-            hefed.solve(result).save(files["model_averaged"])
+            hefed.solve(result).save(files["model_averaged"], exact=True)
     files["model"] = root / "model.json"
-    model.save(files["model"])
+    model.save(files["model"], exact=True)  # with the exact rationals, so edits to them are fuzzed too
     _add_identity_files(root, files)
     corpus = Corpus(root, work, public_key, private_key, frames, files, bundles)
     for name in files:
@@ -755,7 +755,7 @@ def test_private_and_public_halves_that_do_not_match_are_refused(corpus, other_k
 
 
 @pytest.mark.parametrize("name", [t for t in TARGETS if t not in ("public_key", "private_key")])
-@pytest.mark.parametrize("version", [0, 2, "1", 1.5, None, -1, 2**64])
+@pytest.mark.parametrize("version", [0, 99, "1", 1.5, None, -1, 2**64])
 def test_unknown_format_versions_are_refused(corpus, name, version):
     source = _target_file(corpus, name)
     if "version" not in json.loads(source.read_text(encoding="utf-8")):

@@ -279,7 +279,7 @@ def test_models_are_signed_and_readers_refuse_unsigned_or_edited_ones(signed_stu
     decrypt_to_file(root / "agg.json", keys / "private_key.json", root / "stats.json", study=study,
                     allow_unsigned=True)
     sums = load_sums(root / "stats.json")
-    signed = release_model(sums, study=study, signer=signer).model
+    signed = release_model(sums, study=study, signer=signer, exact=True).model
     signed.save(root / "model.json")
     loaded = hefed.LinearModel.load(root / "model.json")
     assert loaded.release_ is not None and loaded.release_.what == "model"

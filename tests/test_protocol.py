@@ -402,7 +402,7 @@ def test_statistics_round_trip_preserves_everything(tmp_path, consortium_bundles
 def test_model_round_trip_preserves_everything(tmp_path, consortium_bundles, private_key, kwargs):
     stats = hefed.decrypt_statistics(hefed.aggregate(consortium_bundles), private_key, allow_unsigned=True)
     model = hefed.solve(stats, **kwargs)
-    model.save(tmp_path / "m.json")
+    model.save(tmp_path / "m.json", exact=True)
     loaded = hefed.LinearModel.load(tmp_path / "m.json")
     assert loaded.coef_.tolist() == model.coef_.tolist()
     assert loaded.coef_exact_ == model.coef_exact_

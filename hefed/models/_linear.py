@@ -3,9 +3,16 @@
 A :class:`LinearModel` is what :func:`hefed.solve` returns. Fitted attributes
 end in ``_`` as in scikit-learn: ``coef_`` (in the order of
 ``feature_names_in_``), ``intercept_``, ``n_features_in_``; ``predict`` and
-``score`` behave as ``sklearn.linear_model.LinearRegression``'s. The exact
-rational solution is kept (``coef_exact_``) and saved, so anyone can check
-the rounding.
+``score`` behave as ``sklearn.linear_model.LinearRegression``'s. The float64
+values are the exact solution correctly rounded (certified, see
+:mod:`hefed.models._certified`); the exact rationals (``coef_exact_``) are
+computed on request, and saved only when asked (``save(path, exact=True)``),
+so anyone can check the rounding.
+
+Files: ``model.json`` version 2 holds the float64 results and the inference
+with its full covariance matrix (what prediction intervals need); the exact
+rationals only when asked. Version 1 files (which always held the exact
+rationals) still load.
 """
 
 from __future__ import annotations
@@ -41,7 +48,27 @@ from ..stats import ONES, SufficientStatistics, r2_score, r_squared
 from ._inference import InferenceResults, inference
 
 FORMAT = "hefed.model"
-VERSION = 1
+VERSION = 2
+#: Files of version 1 always held the exact rationals; they still load.
+VERSION_EXACT = 1
+
+
+class _ExactFit:
+    """The exact rational solution and training fit: given, or computed on first use by ``compute``."""
+
+    def __init__(self, coef: Sequence[Fraction] | None = None, intercept: Fraction | None = None,
+                 sse: Fraction | None = None, sst: Fraction | None = None,
+                 compute: Callable[[], tuple[list[Fraction], Fraction, Fraction | None, Fraction | None]] | None = None
+                 ) -> None:
+        self._compute = compute
+        self.coef = None if coef is None else list(coef)
+        self.intercept, self.sse, self.sst = intercept, sse, sst
+
+    def ensure(self) -> _ExactFit:
+        if self._compute is not None:
+            self.coef, self.intercept, self.sse, self.sst = self._compute()
+            self._compute = None
+        return self
 
 
 class LinearModel:
@@ -75,9 +102,21 @@ class LinearModel:
         contributors: Sequence[str] = (),
         inference: InferenceResults | Callable[[], InferenceResults] | None = None,
     ) -> None:
-        # A callable is computed on first use: exact standard errors invert the Gram matrix
-        # in rationals, which a caller that only wants coefficients should not wait for.
+        """A model from its exact rational solution (each float64 is its exact value rounded once)."""
+        r2 = float("nan") if sse is None or sst is None else r_squared(sse, sst)
+        self._setup(features, target, [float(c) for c in coef_exact], float(intercept_exact), n_samples=n_samples,
+                    sse=float("nan") if sse is None else float(sse), r2=r2, ridge=ridge, fit_intercept=fit_intercept,
+                    contributors=contributors, inference=inference,
+                    exact=_ExactFit(list(coef_exact), Fraction(intercept_exact), sse, sst))
+
+    def _setup(self, features: Sequence[str], target: str, coef: Sequence[float], intercept: float, *,
+               n_samples: int, sse: float, r2: float, ridge: float, fit_intercept: bool, contributors: Sequence[str],
+               inference: InferenceResults | Callable[[], InferenceResults] | None, exact: _ExactFit | None) -> None:
+        # A callable is computed on first use (an averaged or fine-tuned model's inference).
         self._inference = inference
+        self._exact = exact
+        #: Whether :meth:`to_dict`/:meth:`save` include the exact rationals (``hefed solve --exact``).
+        self.keep_exact = False
         #: Standardised coefficients, when computed (``hefed solve --standardize``).
         self.standardized_: dict[str, dict[str, float]] | None = None
         #: Differential-privacy accounting, when the model was released with noise (``hefed solve --dp-epsilon``).
@@ -90,21 +129,29 @@ class LinearModel:
         self.feature_names_in_ = np.array(list(features), dtype=object)
         self.n_features_in_ = len(features)
         self.target_ = target
-        self.coef_exact_ = list(coef_exact)
-        self.intercept_exact_ = intercept_exact
-        self.coef_ = np.array([float(c) for c in coef_exact], dtype=np.float64)
-        self.intercept_ = float(intercept_exact)
+        self.coef_ = np.array(coef, dtype=np.float64)
+        self.intercept_ = float(intercept)
         self.n_samples_ = int(n_samples)
-        self.sse_exact_ = sse
-        self.sst_exact_ = sst
-        self.sse_ = float(sse) if sse is not None else float("nan")
-        if sse is None or sst is None:
-            self.r2_ = float("nan")  # e.g. an averaged model: no training residuals are known
-        else:
-            self.r2_ = r_squared(sse, sst)
+        self.sse_ = float(sse)
+        self.r2_ = float(r2)  # NaN e.g. for an averaged model: no training residuals are known
         self.ridge = float(ridge)
         self.fit_intercept = bool(fit_intercept)
         self.contributors_ = list(contributors)
+
+    @classmethod
+    def from_statistics(cls, stats: SufficientStatistics, ridge: float | Fraction = 0.0,
+                        fit_intercept: bool = True) -> LinearModel:
+        """The pooled model of the statistics: every float64 certified (the exact value correctly rounded)
+        by :func:`~hefed.models.inference`, which comes with it; the exact rationals on request."""
+        results = inference(stats, ridge, fit_intercept)
+        k0 = int(fit_intercept)
+        params = results.params
+        model = cls.__new__(cls)
+        model._setup(stats.features, stats.target, list(params[k0:]), float(params[0]) if fit_intercept else 0.0,
+                     n_samples=stats.n, sse=results.ssr, r2=results.rsquared_centered, ridge=float(ridge),
+                     fit_intercept=fit_intercept, contributors=stats.contributors, inference=results,
+                     exact=_ExactFit(compute=functools.partial(_exact_of, results)))
+        return model
 
     @classmethod
     def from_exact(
@@ -125,6 +172,44 @@ class LinearModel:
             fit_intercept=fit_intercept, contributors=stats.contributors,
             inference=functools.partial(inference, copy.deepcopy(stats), ridge, fit_intercept),
         )
+
+    # --- the exact rationals -----------------------------------------------------------
+    def _exact_fit(self) -> _ExactFit:
+        if self._exact is None:
+            raise UsageError("this model carries no exact rationals (it was saved without them: "
+                             "save with exact=True, hefed solve --exact)")
+        return self._exact.ensure()
+
+    @property
+    def has_exact(self) -> bool:
+        """Whether the exact rationals are available (computed on request, or read from the file)."""
+        return self._exact is not None
+
+    @property
+    def coef_exact_(self) -> list[Fraction]:
+        """The exact rational coefficients (ordered as ``feature_names_in_``), computed on first use."""
+        coef = self._exact_fit().coef
+        assert coef is not None
+        return coef
+
+    @property
+    def intercept_exact_(self) -> Fraction:
+        intercept = self._exact_fit().intercept
+        assert intercept is not None
+        return intercept
+
+    @property
+    def sse_exact_(self) -> Fraction | None:
+        """The exact training residual sum of squares (None when unknown, e.g. an averaged model)."""
+        return self._exact_fit().sse
+
+    @sse_exact_.setter
+    def sse_exact_(self, value: Fraction | None) -> None:
+        self._exact_fit().sse = value
+
+    @property
+    def sst_exact_(self) -> Fraction | None:
+        return self._exact_fit().sst
 
     # --- prediction ------------------------------------------------------------------
     def _design(self, X: Any) -> np.ndarray:
@@ -194,6 +279,7 @@ class LinearModel:
 
     # --- files -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The model file's contents (version 2): the exact rationals only with :attr:`keep_exact`."""
         obj = self._body()
         # The key holder's signature travels with the model only while the contents are what it signed.
         if self._release_block is not None and self._release_block.get("digest") == body_digest(obj):
@@ -201,7 +287,10 @@ class LinearModel:
         return obj
 
     def _body(self) -> dict[str, Any]:
-        return {
+        def js(x: float) -> float | None:
+            return None if math.isnan(x) else x
+
+        body: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
             "target": self.target_,
@@ -209,24 +298,33 @@ class LinearModel:
             "coef": [float(c) for c in self.coef_],
             "intercept": self.intercept_,
             "n": self.n_samples_,
-            "r2": None if math.isnan(self.r2_) else self.r2_,
-            "sse": None if math.isnan(self.sse_) else self.sse_,
+            "r2": js(self.r2_),
+            "sse": js(self.sse_),
             "ridge": self.ridge,
             "fit_intercept": self.fit_intercept,
             "contributors": self.contributors_,
-            "exact": {
+        }
+        if self.keep_exact:
+            fit = self._exact_fit()
+            body["exact"] = {
                 "coef": [format_rational(c) for c in self.coef_exact_],
                 "intercept": format_rational(self.intercept_exact_),
-                "sse": None if self.sse_exact_ is None else format_rational(self.sse_exact_),
-                "sst": None if self.sst_exact_ is None else format_rational(self.sst_exact_),
-            },
-            **({"inference": self.inference().to_dict()} if self._inference is not None else {}),
-            **({"standardized": self.standardized_} if self.standardized_ else {}),
-            **({"differential_privacy": self.dp_} if self.dp_ else {}),
-            **study_field(self.study_),
-        }
+                "sse": None if fit.sse is None else format_rational(fit.sse),
+                "sst": None if fit.sst is None else format_rational(fit.sst),
+            }
+        if self._inference is not None:
+            body["inference"] = self.inference().to_dict(exact=self.keep_exact)
+        if self.standardized_:
+            body["standardized"] = self.standardized_
+        if self.dp_:
+            body["differential_privacy"] = self.dp_
+        body.update(study_field(self.study_))
+        return body
 
-    def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
+    def save(self, path: str | os.PathLike[str], force: bool = False, exact: bool | None = None) -> Path:
+        """Write the model file; ``exact`` (default :attr:`keep_exact`) adds the exact rationals."""
+        if exact is not None:
+            self.keep_exact = exact
         return atomic_write_json(path, self.to_dict(), force=force)
 
     @classmethod
@@ -237,40 +335,61 @@ class LinearModel:
     def from_dict(cls, obj: dict[str, Any], source: str = "model") -> LinearModel:
         if obj.get("format") != FORMAT:
             raise InvalidFileError(f"{source}: not a hefed model file (format {obj.get('format')!r})")
-        if not is_version(obj.get("version"), VERSION):
-            raise InvalidFileError(f"{source}: unsupported model version {obj.get('version')!r}")
+        version = obj.get("version")
+        if not (is_version(version, VERSION) or is_version(version, VERSION_EXACT)):
+            raise InvalidFileError(f"{source}: unsupported model version {version!r}")
         features, target, exact = obj.get("features"), obj.get("target"), obj.get("exact")
         if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
             raise InvalidFileError(f"{source}: 'features' must be a list of strings")
         if not isinstance(target, str):
             raise InvalidFileError(f"{source}: 'target' must be a string")
-        if not isinstance(exact, dict) or not isinstance(exact.get("coef"), list):
-            raise InvalidFileError(f"{source}: 'exact' coefficients missing")
+        if is_version(version, VERSION_EXACT) or exact is not None:
+            if not isinstance(exact, dict) or not isinstance(exact.get("coef"), list):
+                raise InvalidFileError(f"{source}: 'exact' coefficients missing")
         check_names([target, *features], source, "target or features")
         coef, intercept = obj.get("coef"), obj.get("intercept")
         if (not isinstance(coef, list) or len(coef) != len(features)
-                or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in [*coef, intercept])):
+                or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c)
+                           for c in [*coef, intercept])):
             raise InvalidFileError(f"{source}: 'coef' must list one number per feature, and 'intercept' be a number")
-        if len(exact["coef"]) != len(features):
-            raise InvalidFileError(f"{source}: {len(exact['coef'])} exact coefficients for {len(features)} features")
         n = obj.get("n")
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise InvalidFileError(f"{source}: 'n' must be a non-negative integer")
         ridge = obj.get("ridge", 0.0)
         if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or ridge < 0:
             raise InvalidFileError(f"{source}: 'ridge' must be a non-negative number")
-        model = cls(
-            features, target,
-            [parse_rational(c, source, "exact.coef") for c in exact["coef"]],
-            parse_rational(exact.get("intercept"), source, "exact.intercept"),
-            n_samples=n,
-            sse=None if exact.get("sse") is None else parse_rational(exact.get("sse"), source, "exact.sse"),
-            sst=None if exact.get("sst") is None else parse_rational(exact.get("sst"), source, "exact.sst"),
-            ridge=float(ridge),
-            fit_intercept=bool(obj.get("fit_intercept", True)),
-            contributors=parse_str_list(obj.get("contributors", []), source, "contributors", non_empty=False),
-            inference=InferenceResults.from_dict(obj["inference"], source) if "inference" in obj else None,
-        )
+        contributors = parse_str_list(obj.get("contributors", []), source, "contributors", non_empty=False)
+        inference = InferenceResults.from_dict(obj["inference"], source) if "inference" in obj else None
+        if isinstance(exact, dict):
+            if len(exact["coef"]) != len(features):
+                raise InvalidFileError(
+                    f"{source}: {len(exact['coef'])} exact coefficients for {len(features)} features")
+            model = cls(
+                features, target,
+                [parse_rational(c, source, "exact.coef") for c in exact["coef"]],
+                parse_rational(exact.get("intercept"), source, "exact.intercept"),
+                n_samples=n,
+                sse=None if exact.get("sse") is None else parse_rational(exact.get("sse"), source, "exact.sse"),
+                sst=None if exact.get("sst") is None else parse_rational(exact.get("sst"), source, "exact.sst"),
+                ridge=float(ridge),
+                fit_intercept=bool(obj.get("fit_intercept", True)),
+                contributors=contributors,
+                inference=inference,
+            )
+            model.keep_exact = True
+            if list(model.coef_) != list(coef) or model.intercept_ != intercept:
+                raise InvalidFileError(f"{source}: 'coef'/'intercept' do not match the exact solution")
+        else:
+            model = cls.__new__(cls)
+            model._setup(features, target, [float(c) for c in coef], float(intercept or 0), n_samples=n,
+                         sse=_optional_number(obj.get("sse"), source, "sse"),
+                         r2=_optional_number(obj.get("r2"), source, "r2"), ridge=float(ridge),
+                         fit_intercept=bool(obj.get("fit_intercept", True)), contributors=contributors,
+                         inference=inference, exact=None)
+        if inference is not None:
+            expected = ([model.intercept_] if model.fit_intercept else []) + list(model.coef_)
+            if inference.params.tolist() != expected:
+                raise InvalidFileError(f"{source}: 'coef'/'intercept' do not match the inference record's 'params'")
         if isinstance(obj.get("differential_privacy"), dict):
             model.dp_ = obj["differential_privacy"]
         if isinstance(obj.get("standardized"), dict):
@@ -279,6 +398,20 @@ class LinearModel:
         if model.release_ is not None:
             model._release_block = obj["release"]
         model.study_ = split_study(obj, source)[1]
-        if list(model.coef_) != list(obj.get("coef", [])) or model.intercept_ != obj.get("intercept"):
-            raise InvalidFileError(f"{source}: 'coef'/'intercept' do not match the exact solution")
         return model
+
+
+def _exact_of(results: InferenceResults) -> tuple[list[Fraction], Fraction, Fraction | None, Fraction | None]:
+    """(coefficients, intercept, SSE, SST) exactly, from certified results (their exact solve)."""
+    theta = results.params_exact
+    k0 = int(results.fit_intercept)
+    return theta[k0:], theta[0] if k0 else Fraction(0), results.ssr_exact, results.centered_tss_exact
+
+
+def _optional_number(value: Any, source: str, field: str) -> float:
+    """A finite number of a model file, or null (NaN: not known)."""
+    if value is None:
+        return float("nan")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidFileError(f"{source}: {field!r} must be a number or null")
+    return float(value)

@@ -23,7 +23,7 @@ from ..kinds import kind_names, kind_of_result, result_from_dict
 from ..models import LinearModel
 from ..protocol import FORMAT as BUNDLE_FORMAT
 from ..protocol import Study, open_release
-from ..stats import ONES, CoefficientAggregate, FoldStatistics, SufficientStatistics, solve_exact_coefficients
+from ..stats import ONES, CoefficientAggregate, FoldStatistics, SufficientStatistics, ridge_fraction
 
 # Smallest magnitude float() rounds to infinity: (2 - 2^-53) · 2^1023.
 _FLOAT_LIMIT = Fraction(2**1024 - 2**970)
@@ -87,18 +87,18 @@ def load_sums(path: str | os.PathLike[str]) -> Any:
 
 @register_model("statistics")
 def solve_statistics(stats: SufficientStatistics, ridge: float = 0.0, fit_intercept: bool = True) -> LinearModel:
-    """The exact pooled OLS or ridge model of the statistics, rounded once, with its (lazy) inference."""
-    coef_sorted, intercept = solve_exact_coefficients(stats, ridge, fit_intercept)
-    for name, value in [*zip(sorted(stats.features), coef_sorted, strict=True), (ONES, intercept)]:
-        if abs(value) >= _FLOAT_LIMIT:
-            digits = len(str(abs(value.numerator) // value.denominator)) - 1
+    """The pooled OLS or ridge model of the statistics with its inference: every float64 certified to be
+    the exact value correctly rounded; the exact rationals on request (``coef_exact_``)."""
+    model = LinearModel.from_statistics(stats, ridge_fraction(ridge), fit_intercept)
+    names = ([ONES] if fit_intercept else []) + list(stats.features)
+    values = ([model.intercept_] if fit_intercept else []) + list(model.coef_)
+    for name, value in zip(names, values, strict=True):
+        if not abs(value) < _FLOAT_LIMIT:
             raise ResultRangeError(
-                f"the exact coefficient of {name!r} is about 10^{digits}, beyond float64 range: "
+                f"the exact coefficient of {name!r} is beyond float64 range: "
                 "the system is numerically degenerate; rescale the column or use a ridge penalty",
                 parameters=("ridge",))
-    by_name = dict(zip(sorted(stats.features), coef_sorted, strict=True))
-    coef_exact = [by_name[f] for f in stats.features]
-    return LinearModel.from_exact(stats, coef_exact, intercept, float(ridge), fit_intercept)
+    return model
 
 
 @register_model("fold_statistics")
@@ -137,7 +137,7 @@ def standardized_coefficients(model: LinearModel, stats: SufficientStatistics | 
 
     sd_y = sd(stats.target)
     result = {}
-    for name, coef in zip(model.feature_names_in_, model.coef_exact_, strict=True):
+    for name, coef in zip(model.feature_names_in_, model.coef_, strict=True):
         sd_x = sd(str(name))
         result[str(name)] = {
             "mean": float(stats.exact(ONES, str(name)) / n),

@@ -352,7 +352,7 @@ def _standardized(model: LinearModel, noised: SufficientStatistics) -> dict[str,
 
     sd_y = sd(noised.target)
     result = {}
-    for name, coef in zip(model.feature_names_in_, model.coef_exact_, strict=True):
+    for name, coef in zip(model.feature_names_in_, model.coef_, strict=True):
         sd_x = sd(str(name))
         result[str(name)] = {"mean": float(noised.exact(ONES, str(name)) / n), "sd": sd_x,
                              "per_sd": float(coef) * sd_x, "standardized": float(coef) * sd_x / sd_y}
@@ -370,7 +370,7 @@ def _standard_errors(model: LinearModel, noised: SufficientStatistics, accountin
     cols, scale = noised.columns, noised.scale_bits
     y = len(cols) - 1
     params = list(range(0 if fit_intercept else 1, y))
-    value = {cols[0]: model.intercept_exact_, **dict(zip(model.feature_names_in_, model.coef_exact_, strict=True))}
+    value = {cols[0]: model.intercept_, **dict(zip(model.feature_names_in_, model.coef_, strict=True))}
     gram = [[Fraction(noised.gram[a][b], 1 << (scale[a] + scale[b])) for b in params] for a in params]
     alpha = Fraction(ridge)
     system = [[g + (alpha if i == j and params[i] != 0 else 0) for j, g in enumerate(row)]

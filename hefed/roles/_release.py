@@ -60,13 +60,15 @@ def release_model(
     privacy: DifferentialPrivacy | None = None,
     study: Study | None = None,
     signer: KeyHolderSigner | None = None,
+    exact: bool = False,
 ) -> Release:
     """The model to publish from decrypted sums, and the validation curve when ``ridge="auto"``.
 
     ``privacy`` makes an (ε, δ)-differentially private release (from plain statistics with a
     fixed ridge); ``alphas`` are the candidates of ``ridge="auto"``. With a ``study`` the sums must
     be the study's, and the study's DP bounds are the ones clipped to. ``signer`` (the key
-    holder's release key) signs the model with its study and contributor set.
+    holder's release key) signs the model with its study and contributor set. ``exact`` keeps the exact
+    rationals in the model file (and in what is signed).
     """
     if signer is not None:
         # The key holder vouches only for models of sums it released itself: unsigned sums (say, a file the
@@ -97,6 +99,7 @@ def release_model(
     if standardize and privacy is None:
         model.standardized_ = standardized_coefficients(model, aggregate)
     model.study_ = getattr(aggregate, "study", None)
+    model.keep_exact = exact
     if signer is not None:  # signed over the study and contributors the key holder released the sums for
         model.study_ = aggregate.release.study
         model = sign_model(model, signer)
