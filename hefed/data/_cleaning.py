@@ -226,9 +226,15 @@ def preprocess(
         keep &= ~outlier
     # Keep every column of the table (a holdout written later keeps dates, ids, ...);
     # the used columns get their numeric (possibly imputed) values.
-    cleaned = frame.loc[keep].reset_index(drop=True)
-    for c in columns:
-        cleaned[labels[c]] = values[c][keep]
+    unchanged = (keep.all() and not report.imputed_cells and isinstance(frame.index, pd.RangeIndex)
+                 and frame.index.start == 0 and frame.index.step == 1
+                 and all(frame[labels[c]].dtype == np.float64 for c in columns))
+    if unchanged:  # every row kept, the used columns float64 already: no copy of the table (issue 15)
+        cleaned = frame.copy(deep=False)
+    else:
+        cleaned = frame.loc[keep].reset_index(drop=True)
+        for c in columns:
+            cleaned[labels[c]] = values[c][keep]
     if cleaning.bounds is not None:
         cleaned, report.clipped_cells = cleaning.bounds.clip(cleaned, columns)
     report.rows_out = int(keep.sum())
