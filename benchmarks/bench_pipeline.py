@@ -1,7 +1,8 @@
 """End-to-end cost of the encrypted protocol against the centralised plaintext fit it replaces, with honest anchors.
 
-Every path runs ``--repeat`` times, interleaved (one run of each per round, so all see the same machine load), and
-the minimum and the median of each are reported; ratios are given best against best and median against median.
+Every path runs ``--repeat`` times, interleaved (one run of each per round, so all see the same machine load; the
+order rotates from round to round, as a path after a two-thread BLAS call finds that BLAS's threads still spinning),
+and the minimum and the median of each are reported; ratios are given best against best and median against median.
 
   * hefed: statistics + encryption per factory, aggregate, decrypt, solve (key generation excluded: a consortium
     makes its key once; DJN table building included: the table cache is cleared before every run, so one table is
@@ -12,7 +13,8 @@ the minimum and the median of each are reported; ratios are given best against b
     compares against the better of the two.
   * the floor: plaintext normal equations on the pooled data (XᵀX and Xᵀy in float64, then Cholesky), numpy.
   * naive: one ``phe`` ciphertext per statistic (``phe.PublicKey.encrypt`` of each float), timed on a sample.
-  * the statistics stage on the pooled table (``--rows`` × ``--features``): ``hefed.data.compute_statistics`` against
+  * the statistics stage on the pooled table (``--rows`` × ``--features``): ``hefed.data.compute_statistics`` (and
+    ``Table.statistics``, what ``encrypt_table`` and ``hefed encrypt`` compute, default cleaning) against
     the path before issue 15 (rebuilt here from public pieces: ``select_xy``'s X, a float64 copy of it, the canonical
     block, and a full-size ``|block|`` for the bit range), and the exact Gram inside it against its float64 floor
     (the same slice GEMMs on slices made once, not per run; and one float64 ``ZᵀZ``): what a compiled exact-Gram
@@ -42,7 +44,7 @@ from sklearn.linear_model import LinearRegression
 from threadpoolctl import threadpool_limits
 
 import hefed
-from hefed.data import compute_statistics, select_xy
+from hefed.data import Table, compute_statistics, select_xy
 from hefed.primitives import djn
 from hefed.primitives.exactgram import CHUNK_ROWS, SLICE_BITS, GramAccumulator, bit_range
 from hefed.roles import encrypt_bundle
@@ -204,6 +206,7 @@ def main() -> None:
         "normal equations (numpy), 2 threads": normal_equations(2),
         "statistics before issue 15": lambda: statistics_before_issue15(pooled, "y", names, encoding),
         "statistics now (compute_statistics)": lambda: compute_statistics(pooled, "y", names, encoding),
+        "statistics now, encrypt_table's Table.statistics": lambda: Table(pooled, "y", names).statistics(encoding),
         "exact Gram (GramAccumulator)": exact_gram,
         f"its GEMM floor ({width} slice rows)": lambda: gemm_floor(slices, len(y_pool), 2),
         "one float64 ZᵀZ": float_gram,
@@ -211,15 +214,22 @@ def main() -> None:
     hefed_runs: list[dict[str, float]] = []
     times: dict[str, list[float]] = {label: [] for label in anchors}
     results: dict[str, Any] = {}
-    for _ in range(args.repeat):  # interleaved, so every path sees the same machine load
-        steps, bundles, model = run_hefed()
-        hefed_runs.append(steps)
-        for label, function in anchors.items():
-            seconds, results[label] = timed(function)
-            times[label].append(seconds)
+    order = ["hefed", *anchors]
+    for round_ in range(args.repeat):  # interleaved, so every path sees the same machine load
+        # rotated: BLAS threads left spinning by a two-thread path slow whatever comes next, a different path each round
+        shift = round_ % len(order)
+        for label in order[shift:] + order[:shift]:
+            if label == "hefed":
+                steps, bundles, model = run_hefed()
+                hefed_runs.append(steps)
+            else:
+                seconds, results[label] = timed(anchors[label])
+                times[label].append(seconds)
     central = results["scikit-learn, 1 BLAS thread"]
     stats_now, stats_before = results["statistics now (compute_statistics)"], results["statistics before issue 15"]
-    assert stats_now.gram == stats_before.gram == results["exact Gram (GramAccumulator)"], "statistics differ"
+    stats_table = results["statistics now, encrypt_table's Table.statistics"][0][0]
+    assert stats_now.gram == stats_before.gram == stats_table.gram == results["exact Gram (GramAccumulator)"], \
+        "statistics differ"
 
     # Naive path: one phe ciphertext per statistic, timed on a sample and scaled.
     n_stats = (d + 2) * (d + 3) // 2
