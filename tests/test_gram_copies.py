@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from hefed.data import Table, compute_statistics, stream_statistics
 from hefed.errors import DataError, EncodingError, RoundedValuesWarning
 from hefed.primitives.exactgram import bit_range
-from hefed.stats import ColumnEncoding, Encoding, Rounding, statistics_from_arrays
+from hefed.stats import ColumnEncoding, Encoding, Rounding, SupportAccumulator, statistics_from_arrays
 
 FEATURES = ["b", "c", "a"]  # not sorted: the block's rows follow the canonical (sorted) order
 TARGET = "y"
@@ -225,8 +225,9 @@ def test_statistics_copy_the_data_once() -> None:
     features = [f"x{j}" for j in range(7, -1, -1)]  # unsorted: rows move into canonical order
     peaks: dict[str, list[int]] = {"DataFrame": [], "arrays": [], "Table": []}
     sizes = []
-    for n in (1_000_000, 2_000_000):  # both past the support's fixed-size pieces (4M values)
-        X = np.round(rng.normal(size=(n, 8)) * 100, 3)
+    for n in (1_000_000, 2_000_000):  # both past the support's piece size (4M values)
+        # no zeros: the support's product (fixed-size pieces, but only where a column has zeros) stays out
+        X = np.round(rng.uniform(0.5, 100, size=(n, 8)), 3)
         y = np.round(X.sum(axis=1), 3)
         frame = pd.DataFrame({**{f: X[:, j] for j, f in enumerate(features)}, TARGET: y})
         peaks["DataFrame"].append(_peak(compute_statistics, frame, TARGET, features))
@@ -237,3 +238,25 @@ def test_statistics_copy_the_data_once() -> None:
     for label, (small, large) in peaks.items():
         copies = (large - small) / (sizes[1] - sizes[0])
         assert copies < 1.3, f"{label}: {copies:.2f} copies of the data"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 30), st.data())
+def test_support_skips_the_product_only_where_it_is_implied(columns: int, rows: int, data: st.DataObject) -> None:
+    """The support accumulator multiplies only the columns with zeros in some rows; its indicators equal the
+    brute-force "some row has both non-zero", reference levels (1 − Σ dummies) included, over several blocks."""
+    groups = data.draw(st.sampled_from([[], [[1]], [[1, 2]], [[0, 1], [2]]]))
+    groups = [g for g in groups if max(g) < columns]
+    cells = st.sampled_from([0.0, 0.0, 1.0, -2.5, 0.5])
+    blocks = [np.array(data.draw(st.lists(st.lists(cells, min_size=n, max_size=n), min_size=columns,
+                                          max_size=columns)), dtype=np.float64).reshape(columns, n)
+              for n in data.draw(st.lists(st.integers(0, rows), min_size=1, max_size=3))]
+    support = SupportAccumulator(columns, groups)
+    for block in blocks:
+        support.update(block)
+    whole = np.concatenate(blocks, axis=1)
+    indicators = [whole[c] != 0 for c in range(columns)]
+    indicators += [(1.0 - whole[g].sum(axis=0)) != 0 for g in groups]
+    expected = [int(bool((indicators[a] & indicators[b]).any()))
+                for a in range(len(indicators)) for b in range(a, len(indicators))]
+    assert support.result() == expected

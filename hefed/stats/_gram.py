@@ -392,6 +392,10 @@ def accumulate_block(
         for i, name in enumerate(names, start=1):
             columns[i] = encoding.to_grid(columns[i], name, rounding, source)
         lo, hi = bit_range(columns)
+    if lo[0] < 0 and bool((columns[0] == 1.0).all()):
+        # bit_range bounds the column of ones by 2^-52 (from its magnitude alone), which would make the
+        # accumulator confirm, with full-size temporaries, that its values have no digits below 2^0
+        lo[0] = 0
     if support is not None:
         support.update(columns)
     # the whole block's bit range bounds any of its rows

@@ -76,10 +76,19 @@ class SupportAccumulator:
             rows = [block != 0]
             for group in self.groups:
                 rows.append(((1.0 - block[group].sum(axis=0)) != 0)[None, :])
-            indicator = np.vstack(rows).astype(np.float32)
-            # a product of 0/1 values summed: every term is non-negative, so the float sum is > 0 exactly
-            # when some row has both non-zero (no rounding makes a positive sum zero)
-            self.seen |= (indicator @ indicator.T) > 0
+            nonzero: np.ndarray = np.vstack(rows) if len(rows) > 1 else rows[0]
+            # A column non-zero in every row of the block is non-zero together with each column non-zero in
+            # some row: only the columns with zeros in some but not all rows need the product (issue 15: a
+            # table without zeros costs no 0/1 copy and no product).
+            every: np.ndarray = np.asarray(nonzero.all(axis=1))
+            some: np.ndarray = np.asarray(nonzero.any(axis=1))
+            self.seen |= (every[:, None] & some[None, :]) | (some[:, None] & every[None, :])
+            partial = np.flatnonzero(some & ~every)
+            if len(partial):
+                indicator = nonzero[partial].astype(np.float32)
+                # a product of 0/1 values summed: every term is non-negative, so the float sum is > 0 exactly
+                # when some row has both non-zero (no rounding makes a positive sum zero)
+                self.seen[np.ix_(partial, partial)] |= (indicator @ indicator.T) > 0
 
     def merge(self, other: SupportAccumulator) -> None:
         """OR another accumulator of the same columns into this one."""
