@@ -16,6 +16,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
+import gmpy2
+
 from .errors import InvalidFileError, OutputExistsError
 
 #: Largest JSON document hefed reads: a bundle, the biggest files there are. The largest honest one, a round aggregate
@@ -171,7 +173,7 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
-_RATIONAL = re.compile(r"-?[0-9]{1,20000}(/[0-9]{1,20000})?")
+_RATIONAL = re.compile(r"-?[0-9]{1,60000}(/[0-9]{1,60000})?")
 # Smallest magnitude that float() rounds to infinity: (2 - 2^-53)·2^1023 rounded up.
 FLOAT_LIMIT = Fraction(2**1024 - 2**970)
 
@@ -186,9 +188,12 @@ def parse_rational(text: Any, source: str, field: str, *, finite: bool = True,
     if not isinstance(text, str) or not _RATIONAL.fullmatch(text):
         raise InvalidFileError(f"{source}: {field!r} must be an exact rational 'p/q' string")
     numerator, _, denominator = text.partition("/")
-    if denominator and int(denominator) == 0:
+    # gmpy2 converts in subquadratic time and has no digit limit (Python's int(str) stops at 4300 digits,
+    # which the exact coefficients of a 100-feature model exceed); the pattern caps the length.
+    top, bottom = int(gmpy2.mpz(numerator)), int(gmpy2.mpz(denominator or "1"))
+    if bottom == 0:
         raise InvalidFileError(f"{source}: {field!r} has a zero denominator")
-    value = Fraction(int(numerator), int(denominator or 1))
+    value = Fraction(top, bottom)
     if finite and abs(value) >= FLOAT_LIMIT:
         raise InvalidFileError(f"{source}: {field!r} is beyond float64 range")
     if non_negative and value < 0:
@@ -197,8 +202,8 @@ def parse_rational(text: Any, source: str, field: str, *, finite: bool = True,
 
 
 def format_rational(value: Fraction) -> str:
-    """An exact rational as ``"p/q"``, what :func:`parse_rational` reads back."""
-    return f"{value.numerator}/{value.denominator}"
+    """An exact rational as ``"p/q"``, what :func:`parse_rational` reads back (any number of digits)."""
+    return f"{gmpy2.mpz(value.numerator).digits()}/{gmpy2.mpz(value.denominator).digits()}"
 
 
 _DIGEST = re.compile(r"[0-9a-f]{32}")

@@ -266,3 +266,14 @@ def test_solve_json_is_small(tmp_path) -> None:
     assert len(result.output) < 200_000  # version 1 printed over 500 KB of fractions
     printed = json.loads(result.output)
     assert len(printed["coef"]) == 60 and "exact" not in printed and "exact" not in printed["inference"]
+
+
+def test_exact_rationals_of_any_length_are_written_and_read() -> None:
+    """The exact coefficients of a 100-feature model have over 4300 digits, Python's int(str) limit."""
+    from hefed._files import format_rational, parse_rational
+
+    value = Fraction(3**10000 + 1, 2**20000 - 1)
+    text = format_rational(value)
+    assert len(text) > 9000 and parse_rational(text, "m.json", "coef", finite=False) == value
+    with pytest.raises(hefed.errors.InvalidFileError):
+        parse_rational("1" * 60001, "m.json", "coef", finite=False)

@@ -163,8 +163,9 @@ def test_helper_and_single_process_ciphertexts_decrypt_identically(keypair, help
     sent = _spy_sends(monkeypatch, helper)
     shared = encryption.encrypt_plaintexts(pub, plaintexts)
     encrypts = [m for m in sent if m[0] == "encrypt"]
-    assert len(encrypts) == 1 and 0 < len(encrypts[0][2]) < len(plaintexts)  # the helper did a part
-    assert encrypts[0][2] == plaintexts[:len(encrypts[0][2])]
+    # ("encrypt", sequence number, n, plaintexts)
+    assert len(encrypts) == 1 and 0 < len(encrypts[0][3]) < len(plaintexts)  # the helper did a part
+    assert encrypts[0][3] == plaintexts[:len(encrypts[0][3])] and encrypts[0][2] == pub.n
     assert [priv.raw_decrypt(c) for c in shared] == [priv.raw_decrypt(c) for c in alone] == plaintexts
     assert set(shared).isdisjoint(alone)
 
@@ -184,7 +185,7 @@ def test_helper_starts_lazily_after_enough_bundles_and_serves_two_keys(keypair, 
     for key, private, batch in ((other, other_priv, bundle), (pub, priv, bundle[:10])):
         cts = encryption.encrypt_plaintexts(key, batch)
         assert [private.raw_decrypt(c) for c in cts] == batch
-    assert [m[1] for m in sent if m[0] == "encrypt"] == [other.n, pub.n]  # each key's part under its key
+    assert [m[2] for m in sent if m[0] == "encrypt"] == [other.n, pub.n]  # each key's part under its key
 
 
 def test_a_dead_helper_is_dropped_and_the_bundle_done_here(keypair, helper):

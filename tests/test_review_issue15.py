@@ -1,7 +1,7 @@
 """Review of issue 15 (certified inference with FLINT; DJN table, helper process, threaded CRT).
 
-Passing tests pin claims that hold (each can fail). Findings are strict xfails that state the attack:
-they pass (xfail) while the defect is there and turn the suite red once it is fixed, so the marker goes.
+Passing tests pin claims that hold (each can fail). The findings of the review (A1–A6, B1, B2) were
+strict xfails stating the attack; they were fixed and now pass as the attacks refused.
 """
 
 from __future__ import annotations
@@ -160,9 +160,6 @@ def test_exactly_collinear_ols_names_the_columns_quickly() -> None:
 
 
 # === A. findings ========================================================================================
-@pytest.mark.xfail(strict=True, reason="FINDING A1: DP-noised statistics whose XᵀX is indefinite (privatize_statistics "
-                   "with a small epsilon, about half the draws) make the certified path chase a negative variance's "
-                   "square root to 8192 bits and report bse/tvalues as 'uncertified' instead of an explicit NaN")
 def test_noised_statistics_with_an_indefinite_gram_stay_certified() -> None:
     rng = np.random.default_rng(1)
     frame, features = _frame(rng, 40, 3)
@@ -173,16 +170,11 @@ def test_noised_statistics_with_an_indefinite_gram_stay_certified() -> None:
     assert _differences(noised) == []
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING A2: with n = k (df_resid = 0, a legitimate exact fit) mse_model is NaN "
-                   "in the certified results, but ESS/df_model in the exact reference (and in statsmodels)")
 def test_n_equals_k_mse_model_matches_the_reference() -> None:
     frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.5, -1, 2], "y": [1.0, 0.25, 3.0]})
     assert _differences(_stats(frame, ["a", "b"])) == []
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING A3: a positive-definite ridge system (ridge 2^-9001 on a collinear "
-                   "design) is reported as 'XᵀX is not separated from singular' (SingularSystemError without column "
-                   "names) when ball arithmetic runs out at MAX_BITS, instead of falling back to the exact solve")
 def test_a_tiny_ridge_on_a_collinear_design_is_solved_not_called_singular() -> None:
     rng = np.random.default_rng(3)
     frame = pd.DataFrame({"a": rng.integers(-8, 8, 30) / 4})
@@ -193,9 +185,6 @@ def test_a_tiny_ridge_on_a_collinear_design_is_solved_not_called_singular() -> N
     assert _differences(stats, ridge) == []
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING A4: noised statistics with a negative SSR report llf = +inf and "
-                   "AIC = BIC = -inf (the 'perfect fit' branch), so an AIC comparison prefers the noised model; the "
-                   "likelihood is undefined there (NaN). Both the certified and the reference path do this")
 def test_negative_ssr_has_no_likelihood() -> None:
     rng = np.random.default_rng(1)
     frame, features = _frame(rng, 40, 3)
@@ -259,9 +248,6 @@ def test_edited_v2_files_are_refused(saved_model, tmp_path, edit) -> None:
     assert "\n" not in str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason="FINDING A5: a number too large for a float64 in a "
-                   "model file (e.g. \"ssr\": 1e400 written as an integer literal) escapes as OverflowError with a "
-                   "traceback (hefed evaluate --model exits with a Python traceback) instead of InvalidFileError")
 def test_huge_integer_in_a_v2_file_is_refused(saved_model, tmp_path) -> None:
     _, _, base = saved_model
     obj = copy.deepcopy(base)
@@ -271,9 +257,6 @@ def test_huge_integer_in_a_v2_file_is_refused(saved_model, tmp_path) -> None:
         _load_edited(tmp_path, obj, raw)
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING A6: a v2 record whose cov_params contradicts bse (or is asymmetric, "
-                   "or has a negative variance), or whose param_names/target/nobs/fit_intercept/ridge_exact contradict "
-                   "the model, loads without complaint; prediction intervals read that covariance")
 @pytest.mark.parametrize("edit", ["cov_vs_bse", "cov_asymmetric", "param_names", "target", "nobs", "fit_intercept"])
 def test_inconsistent_v2_records_are_refused(saved_model, tmp_path, edit) -> None:
     _, _, base = saved_model
@@ -396,11 +379,6 @@ def _interrupt_first_local_part(monkeypatch):
     return Interrupted
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING B1 (high): an exception (KeyboardInterrupt, a timeout signal)"
-                   " while the helper is working leaves its reply in the pipe;"
-                   " the next bundle of the same size receives it: "
-                   "silently the encryptions of the PREVIOUS bundle's plaintexts (and, by the same path, ciphertexts "
-                   "under the previous bundle's key when the next bundle is for another key)")
 def test_an_interrupted_bundle_does_not_poison_the_next(keypair, helper, monkeypatch) -> None:
     pub, priv = keypair
     assert encryption.warm_up(pub)
@@ -413,9 +391,6 @@ def test_an_interrupted_bundle_does_not_poison_the_next(keypair, helper, monkeyp
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="FINDING B2 (medium): a process forked after the helper started (os.fork, "
-                   "multiprocessing's default 'fork' on Linux) inherits the helper's pipe; parent and child then read "
-                   "each other's replies and send encryptions of the other process's plaintexts")
 def test_a_forked_child_does_not_share_the_helper(keypair, helper) -> None:
     pub, priv = keypair
     assert encryption.warm_up(pub)

@@ -241,7 +241,7 @@ def certified_inference(problem: PooledLeastSquares) -> tuple[dict[str, Any], Ce
         balls = problem.balls(bits)
         if not balls:  # not separated from singular at this precision: try a higher one
             if bits >= MAX_BITS:
-                raise _NotSeparated
+                raise NotSeparatedError
             return {"separated": [flint.arb.nan()]}
         theta, ssr = balls["theta"], balls["ssr"]
         ssr_zero = ssr.is_zero()
@@ -255,25 +255,37 @@ def certified_inference(problem: PooledLeastSquares) -> tuple[dict[str, Any], Ce
         out["r2_centered"] = [] if problem.centered_tss == 0 else [1 - ssr / exact_ball(problem.centered_tss)]
         if not ssr_zero:
             out["llf"] = [-flint.arb(n) / 2 * ((2 * flint.arb.pi()).log() + (ssr / n).log() + 1)]
+        if ols and df_model > 0:
+            out["mse_model"] = [ess / df_model]
         if ols and df_resid > 0:
             scale = ssr / df_resid
             inv = balls["xtx_inv"]
             var = [scale * inv[j][j] for j in range(k)]
+            negative = set()  # a negative variance: only statistics that are not a Gram matrix (noised) have one
+            for j in range(k):
+                if var[j].contains(0) and not ssr_zero:
+                    exact_var = problem.exact_ssr() / df_resid * problem.exact_inverse_column(j)[j]
+                    var[j] = exact_ball(max(exact_var, Fraction(0)))
+                    if exact_var < 0:
+                        negative.add(j)
+                elif var[j] < 0:
+                    negative.add(j)
+                    var[j] = flint.arb(0)
+            state["negative_var"] = negative
             out["var"] = var
             out["mse_resid"] = [scale]
             out["resid_std_err"] = [scale.sqrt()]
             out["bse"] = [v.sqrt() for v in var]
             if not ssr_zero:
-                out["tvalues"] = [t / v.sqrt() for t, v in zip(theta, var, strict=True)]
+                out["tvalues"] = [t / v.sqrt() if j not in negative and not v.is_zero() else flint.arb(0)
+                                  for j, (t, v) in enumerate(zip(theta, var, strict=True))]
             # symmetric: the upper triangle is certified, row by row, and mirrored
             out["cov_params"] = [scale * inv[i][j] for i, j in upper]
             state["xtx_inv"] = inv
             if tss != 0:
                 out["rsquared_adj"] = [1 - flint.arb(n - k0) / df_resid * (ssr / tss_ball)]
-            if df_model > 0:
-                out["mse_model"] = [ess / df_model]
-                if not ssr_zero:
-                    out["fvalue"] = [ess * df_resid / (ssr * df_model)]
+            if df_model > 0 and not ssr_zero:
+                out["fvalue"] = [ess * df_resid / (ssr * df_model)]
             if not ssr_zero:
                 llf = out["llf"][0]
                 out["aic"] = [-2 * llf + 2 * k]
@@ -293,16 +305,13 @@ def certified_inference(problem: PooledLeastSquares) -> tuple[dict[str, Any], Ce
         exact["cov_params"] = lambda i: (problem.exact_ssr() / df_resid
                                          * problem.exact_inverse_column(upper[i][1])[upper[i][0]])
         exact["var"] = lambda i: problem.exact_ssr() / df_resid * problem.exact_inverse_column(i)[i]
-    try:
-        certified = certified_floats(evaluate, exact)
-    except _NotSeparated:
-        raise SingularSystemError("singular system: XᵀX is not separated from singular", []) from None
+    certified = certified_floats(evaluate, exact)
     v = certified.values
     values: dict[str, Any] = {"params": v["params"]}
     for name in _OLS_SCALARS:
         values[name] = v[name][0] if v.get(name) else _NAN
     if ols and df_resid > 0:
-        values["bse"] = v["bse"]
+        values["bse"] = list(v["bse"])
         cov = np.empty((k, k))
         rows, cols = zip(*upper, strict=True)
         cov[rows, cols] = v["cov_params"]
@@ -314,7 +323,13 @@ def certified_inference(problem: PooledLeastSquares) -> tuple[dict[str, Any], Ce
             values["fvalue"] = math.inf if not state["ess_zero"] and df_model > 0 else _NAN
             values["llf"], values["aic"], values["bic"] = math.inf, -math.inf, -math.inf
         else:
-            values["tvalues"] = v["tvalues"]
+            values["tvalues"] = list(v["tvalues"])
+            for j in range(k):
+                var_j = certified.values["var"][j]
+                if j in state["negative_var"]:
+                    values["bse"][j] = values["tvalues"][j] = _NAN
+                elif var_j == 0:  # a zero variance with a non-zero SSR (noised statistics): as the exact reference
+                    values["tvalues"][j] = _NAN if v["params"][j] == 0 else math.copysign(math.inf, v["params"][j])
     else:
         values["bse"] = values["tvalues"] = [_NAN] * k
         values["cov_params"] = None
@@ -341,5 +356,5 @@ class NegativeResidualError(ArithmeticError):
     """The residual sum of squares is negative: the statistics are not a Gram matrix (e.g. noised for DP)."""
 
 
-class _NotSeparated(Exception):
+class NotSeparatedError(ArithmeticError):
     """Ball arithmetic could not separate the system matrix from a singular one (and it is not singular)."""

@@ -66,7 +66,13 @@ from .._files import format_rational, is_version, parse_rational, parse_str_list
 from ..errors import InvalidFileError, SingularSystemError, UsageError
 from ..primitives.certified import Certified, exact_ball, midpoint, rounded
 from ..stats import SufficientStatistics, ridge_fraction
-from ._certified import NegativeResidualError, PooledLeastSquares, certified_inference, condition_number
+from ._certified import (
+    NegativeResidualError,
+    NotSeparatedError,
+    PooledLeastSquares,
+    certified_inference,
+    condition_number,
+)
 
 FORMAT = "hefed.inference"
 #: Version 2 stores float64 results and the full covariance; the exact rationals only when asked.
@@ -235,8 +241,8 @@ def _values_from_exact(exact: ExactParts, nobs: int, fit_intercept: bool, ridge:
             if ols:
                 v["aic"] = float(-2 * llf + 2 * k)
                 v["bic"] = float(-2 * llf + gmpy2.log(gmpy2.mpfr(n)) * k)
-    elif n > 0:  # a perfect fit: the likelihood is unbounded
-        v["llf"] = math.inf
+    elif n > 0 and ssr == 0:  # a perfect fit: the likelihood is unbounded (a negative SSR, of noised
+        v["llf"] = math.inf     # statistics, has none: NaN)
         if ols:
             v["aic"] = v["bic"] = -math.inf
     inverse = exact.xtx_inv if exact._inverse_known and exact._inverse is not None else None
@@ -629,7 +635,9 @@ class InferenceResults:
         if cov is not None:
             if not isinstance(cov, list) or len(cov) != k:
                 raise InvalidFileError(f"{source}: 'cov_params' must be a {k}×{k} matrix")
-            values["cov_params"] = np.array([_numbers(row, k, source, "cov_params") for row in cov])
+            matrix = np.array([_numbers(row, k, source, "cov_params") for row in cov])
+            _check_covariance(matrix, np.array(values["bse"]), source)
+            values["cov_params"] = matrix
         exact = None
         if obj.get("exact") is not None:
             exact = _stored_exact(obj["exact"], k, source)
@@ -657,6 +665,17 @@ class InferenceResults:
                    fit_intercept=fit_intercept, exact=exact)
 
 
+def _check_covariance(cov: np.ndarray, bse: np.ndarray, source: str) -> None:
+    """A stored covariance must be what the record's standard errors come from: symmetric, with
+    bse_j = √cov_jj (each correctly rounded, so they agree to a few units in the last place)."""
+    if not np.array_equal(cov, cov.T):
+        raise InvalidFileError(f"{source}: 'cov_params' is not symmetric")
+    diagonal = np.diag(cov)
+    finite = ~np.isnan(bse)
+    if (diagonal[finite] < 0).any() or not np.allclose(np.sqrt(diagonal[finite]), bse[finite], rtol=1e-14, atol=0):
+        raise InvalidFileError(f"{source}: 'cov_params' does not match 'bse'")
+
+
 def _count(value: Any, source: str, field: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise InvalidFileError(f"{source}: {field!r} must be a non-negative integer")
@@ -667,9 +686,15 @@ def _number(value: Any, source: str, field: str) -> float:
     """A float64 of a record; null stands for a non-finite value (NaN)."""
     if value is None:
         return _NAN
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidFileError(f"{source}: {field!r} must be a number or null")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float64
+        number = math.inf
+    if not math.isfinite(number):
+        raise InvalidFileError(f"{source}: {field!r} must be a finite float64 or null")
+    return number
 
 
 def _numbers(value: Any, k: int, source: str, field: str) -> list[float]:
@@ -717,7 +742,8 @@ def inference(
     problem = PooledLeastSquares(stats, alpha, fit_intercept)
     try:
         values, certified = certified_inference(problem)
-    except NegativeResidualError:  # noised statistics: the rational reference computation says what applies
+    except (NegativeResidualError, NotSeparatedError):  # noised statistics, or a ridge system too close to
+        # singular for MAX_BITS: the exact rational computation says what applies
         condition = condition_number(problem.gram_floats(), problem.design_inverse_floats())
         return inference_from_exact(ExactParts(problem=problem), target=stats.target,
                                     param_names=problem.param_names, nobs=stats.n, ridge=alpha,

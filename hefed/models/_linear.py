@@ -349,7 +349,7 @@ class LinearModel:
         check_names([target, *features], source, "target or features")
         coef, intercept = obj.get("coef"), obj.get("intercept")
         if (not isinstance(coef, list) or len(coef) != len(features)
-                or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c)
+                or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and _finite(c)
                            for c in [*coef, intercept])):
             raise InvalidFileError(f"{source}: 'coef' must list one number per feature, and 'intercept' be a number")
         n = obj.get("n")
@@ -390,6 +390,11 @@ class LinearModel:
             expected = ([model.intercept_] if model.fit_intercept else []) + list(model.coef_)
             if inference.params.tolist() != expected:
                 raise InvalidFileError(f"{source}: 'coef'/'intercept' do not match the inference record's 'params'")
+            names = ([ONES] if model.fit_intercept else []) + list(features)
+            if (inference.param_names != names or inference.target != target or inference.nobs != n
+                    or inference.fit_intercept != model.fit_intercept or inference.ridge != model.ridge):
+                raise InvalidFileError(f"{source}: the inference record is not this model's (parameters, target, "
+                                       "rows, intercept or ridge differ)")
         if isinstance(obj.get("differential_privacy"), dict):
             model.dp_ = obj["differential_privacy"]
         if isinstance(obj.get("standardized"), dict):
@@ -408,10 +413,18 @@ def _exact_of(results: InferenceResults) -> tuple[list[Fraction], Fraction, Frac
     return theta[k0:], theta[0] if k0 else Fraction(0), results.ssr_exact, results.centered_tss_exact
 
 
+def _finite(value: float) -> bool:
+    """Whether a JSON number is a finite float64 (an integer beyond float64 range is not)."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def _optional_number(value: Any, source: str, field: str) -> float:
     """A finite number of a model file, or null (NaN: not known)."""
     if value is None:
         return float("nan")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidFileError(f"{source}: {field!r} must be a number or null")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+        raise InvalidFileError(f"{source}: {field!r} must be a finite number or null")
     return float(value)

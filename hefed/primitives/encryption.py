@@ -23,6 +23,7 @@ The method is always named by the caller (no global or context state).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -76,8 +77,8 @@ def _serve(connection: Any) -> None:
             if message[0] == "prepare":
                 djn.prepare(message[1])
                 connection.send(("ready", message[1]))
-            else:
-                connection.send(("result", djn.encrypt_many(message[1], message[2])))
+            else:  # ("encrypt", sequence number, n, plaintexts): the answer names the request it answers
+                connection.send(("result", message[1], message[2], djn.encrypt_many(message[2], message[3])))
         except Exception as exc:  # noqa: BLE001 - reported to the caller, who encrypts itself
             try:
                 connection.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -94,8 +95,19 @@ class _Helper:
         self.failed = False
         self.ready: OrderedDict[int, None] = OrderedDict()  # mirrors the helper's table cache (LRU)
         self.pending: set[int] = set()
+        self.sequence = 0  # numbers each encryption request: a stale answer is never taken for a new one
+        self.pid = os.getpid()
+
+    def forget(self) -> None:
+        """In a forked child: the helper and its pipe belong to the parent; never use (or close) them."""
+        self.lock = threading.Lock()
+        self.worker, self.failed, self.pid = None, False, os.getpid()
+        self.ready = OrderedDict()
+        self.pending = set()
 
     def _start(self) -> parallel.PipeWorker | None:
+        if self.pid != os.getpid():
+            self.forget()
         if self.worker is None and not self.failed:
             self.worker = parallel.start_pipe_worker(_serve)
             self.failed = self.worker is None
@@ -113,7 +125,7 @@ class _Helper:
             return None
         if kind == "error":
             raise RuntimeError(message[1])
-        return message[1]
+        return message
 
     def drop(self) -> None:
         worker, self.worker, self.failed = self.worker, None, True
@@ -145,6 +157,9 @@ class _Helper:
             except (OSError, EOFError, ValueError, RuntimeError):
                 self.drop()
                 return False
+            except BaseException:  # interrupted mid-exchange: the pipe's state is unknown, so it is not reused
+                self.drop()
+                raise
             return n in self.ready
 
     def _drain(self, worker: parallel.PipeWorker) -> None:
@@ -154,6 +169,8 @@ class _Helper:
     def encrypt(self, n: int, plaintexts: list[int]) -> list[int]:
         """Encrypt ``plaintexts``, part in the helper when it holds a table for ``n``."""
         count = len(plaintexts)
+        if self.pid != os.getpid():
+            return djn.encrypt_many(n, plaintexts)  # a forked child: the helper is the parent's
         if count < _MIN_HELPER_BATCH or not self.lock.acquire(blocking=False):
             return djn.encrypt_many(n, plaintexts)
         try:
@@ -172,35 +189,46 @@ class _Helper:
             # share by cost: one multiplication per window of the exponent in either process
             helper_rows = -(-table.bits // max(djn.WINDOWS))
             theirs = round(count * len(table.rows) / (len(table.rows) + helper_rows))
+            self.sequence += 1
+            sequence = self.sequence
             try:
-                worker.send(("encrypt", n, plaintexts[:theirs]))
+                worker.send(("encrypt", sequence, n, plaintexts[:theirs]))
             except (OSError, ValueError):
                 self.drop()
                 return table.encrypt_many(plaintexts)
-            mine = table.encrypt_many(plaintexts[theirs:])
             try:
-                while (result := self._take(worker.recv())) is None:
-                    pass
-                if len(result) != theirs:
-                    raise RuntimeError("the helper answered a different number of ciphertexts")
+                mine = table.encrypt_many(plaintexts[theirs:])
+                while True:
+                    answer = self._take(worker.recv())
+                    if answer is not None and answer[1] == sequence:
+                        break
+                if answer[2] != n or len(answer[3]) != theirs:
+                    raise RuntimeError("the helper answered for another key or another number of ciphertexts")
+                result = answer[3]
             except (OSError, EOFError, ValueError, RuntimeError):
                 self.drop()
                 result = table.encrypt_many(plaintexts[:theirs])
+            except BaseException:  # interrupted (KeyboardInterrupt, a timeout): its answer must never be reused
+                self.drop()
+                raise
             return [*result, *mine]
         finally:
             self.lock.release()
 
 
 _HELPER = _Helper()
+os.register_at_fork(after_in_child=_HELPER.forget)
 _USED: dict[int, int] = {}  # ciphertexts this process has encrypted in bundles, per key (bounded)
+_USED_LOCK = threading.Lock()
 
 
 def _encrypt_bundle(n: int, plaintexts: list[int]) -> list[int]:
     """One bundle's worth (too small for the pool): this process, with the helper once warm."""
-    used = _USED.pop(n, 0) + len(plaintexts)
-    _USED[n] = used
-    while len(_USED) > djn.MAX_TABLES:
-        del _USED[next(iter(_USED))]
+    with _USED_LOCK:
+        used = _USED.pop(n, 0) + len(plaintexts)
+        _USED[n] = used
+        while len(_USED) > djn.MAX_TABLES:
+            _USED.pop(next(iter(_USED)), None)
     if used >= _HELPER_AFTER and len(plaintexts) >= _MIN_HELPER_BATCH:
         _HELPER.prepare(n, wait=False)  # started lazily; used from the bundle after it is ready
     return _HELPER.encrypt(n, plaintexts)
