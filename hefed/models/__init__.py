@@ -3,9 +3,11 @@
 Layer 6 of hefed (above :mod:`hefed.protocol`; it needs only :mod:`hefed.stats`).
 
 * :class:`LinearModel` — scikit-learn style attributes (``coef_``, ``intercept_``, …),
-  ``predict``/``score``, the exact rational solution, JSON files;
+  ``predict``/``score``, the exact rational solution on request, JSON files (version 2: floats
+  and the full covariance; version 1 still loads);
 * :class:`InferenceResults`, :func:`inference` — standard errors, tests and fit statistics
-  with statsmodels' names, computed exactly from the pooled statistics.
+  with statsmodels' names, from the pooled statistics, each value certified by ball
+  arithmetic to be the exact value correctly rounded (:mod:`hefed.models._certified`).
 """
 
 from __future__ import annotations
