@@ -238,7 +238,7 @@ def test_version_1_model_files_still_load() -> None:
     for name in FLOAT_FIELDS:
         assert getattr(a, name) == getattr(b, name), name
     np.testing.assert_array_equal(a.conf_int(), b.conf_int())
-    with pytest.raises(hefed.errors.UsageError, match="version-1"):
+    with pytest.raises(hefed.errors.UsageError, match="version 1 kept only its diagonal"):
         a.cov_params()
 
 
@@ -277,3 +277,40 @@ def test_exact_rationals_of_any_length_are_written_and_read() -> None:
     assert len(text) > 9000 and parse_rational(text, "m.json", "coef", finite=False) == value
     with pytest.raises(hefed.errors.InvalidFileError):
         parse_rational("1" * 60001, "m.json", "coef", finite=False)
+
+
+def test_the_full_covariance_is_released_only_beyond_the_threshold(tmp_path) -> None:
+    """σ̂²(XᵀX)⁻¹ with the SSE gives back the pooled Gram matrix: with c contributors each learns the sum of
+    the other c − 1, so a model file carries it only with at least min_contributors + 1 of them."""
+    frame, features = _wide_frame(3, n=120)
+    parts = np.array_split(np.arange(len(frame)), 4)
+
+    def stats_of(count: int) -> hefed.SufficientStatistics:
+        pieces = [hefed.compute_statistics(frame.iloc[idx], "nox", features, factory_id=f"plant-{i}")
+                  for i, idx in enumerate(parts[:count])]
+        total = pieces[0]
+        for piece in pieces[1:]:
+            total = total + piece
+        return total
+
+    three, four = stats_of(3), stats_of(4)
+    withheld = hefed.solve(three).to_dict()["inference"]
+    assert withheld["cov_params"] is None and "min_contributors + 1" in withheld["cov_params_withheld"]
+    released = hefed.solve(four).to_dict()["inference"]
+    assert np.array(released["cov_params"]).shape == (4, 4)
+    # The attack the rule stops: from a released file, the pooled Gram, minus one's own, is the others' sum.
+    model = hefed.solve(four)
+    res = model.inference()
+    gram = np.linalg.inv(res.cov_params() / res.scale)
+    np.testing.assert_allclose(gram[0, 0], four.n, rtol=1e-9)
+    # a study with a higher threshold withholds it from the same four
+    from hefed.roles import release_model
+
+    study = hefed.Study.new(hefed.generate_keypair(1024, insecure_test_key=True)[0], "nox", features,
+                            min_contributors=4)
+    four.study = study.digest
+    kept = release_model(four, study=study).model.to_dict()["inference"]
+    assert kept["cov_params"] is None
+    loaded = hefed.LinearModel.from_dict(release_model(four, study=study).model.to_dict(), "m.json")
+    with pytest.raises(hefed.errors.UsageError, match="min_contributors"):
+        loaded.inference().cov_params()

@@ -13,6 +13,6 @@ Layer 6 of hefed (above :mod:`hefed.protocol`; it needs only :mod:`hefed.stats`)
 from __future__ import annotations
 
 from ._inference import RIDGE_NOT_APPLICABLE, InferenceResults, inference
-from ._linear import LinearModel
+from ._linear import LinearModel, covariance_releasable
 
-__all__ = ["RIDGE_NOT_APPLICABLE", "InferenceResults", "LinearModel", "inference"]
+__all__ = ["RIDGE_NOT_APPLICABLE", "InferenceResults", "LinearModel", "covariance_releasable", "inference"]

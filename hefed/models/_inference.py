@@ -98,6 +98,9 @@ _RIDGE_NOTE = (
 
 _NAN = float("nan")
 
+_WITHHELD = ("the full covariance with the SSE gives back the pooled Gram matrix: it is released only with at "
+             "least min_contributors + 1 contributors")
+
 #: The float64 scalars of a results record (statsmodels' names), in file order.
 _SCALARS = ("ssr", "centered_tss", "uncentered_tss", "ess", "rsquared", "rsquared_adj", "fvalue",
             "mse_model", "mse_resid", "resid_std_err", "llf", "aic", "bic", "condition_number")
@@ -352,6 +355,8 @@ class InferenceResults:
         self.uncertified: list[str] = (list(values.get("uncertified", [])) if certified is None
                                        else sorted(certified.uncertified))
         self._stored_ci = values.get("conf_int_95")
+        #: The record this was read from said its covariance was withheld (kept when written again).
+        self._withheld = bool(values.get("cov_params_withheld"))
         if np.isnan(self.bse).all():
             self.pvalues = np.full(k, _NAN)
         else:
@@ -458,7 +463,8 @@ class InferenceResults:
         if self.is_ridge or self.df_resid <= 0:
             return np.full((k, k), _NAN)
         if self._cov is None:
-            raise UsageError("the full covariance is not available (a version-1 record keeps only its diagonal)")
+            raise UsageError("the full covariance is not in this record (version 1 kept only its diagonal; version 2 "
+                             "withholds it from models of fewer than min_contributors + 1 contributors)")
         return np.array(self._cov, dtype=np.float64)
 
     @property
@@ -549,10 +555,11 @@ class InferenceResults:
         return f"InferenceResults({kind}, target={self.target!r}, params={self.param_names}, nobs={self.nobs})"
 
     # --- files ----------------------------------------------------------------------------
-    def to_dict(self, exact: bool = False) -> dict[str, Any]:
+    def to_dict(self, exact: bool = False, covariance: bool = True) -> dict[str, Any]:
         """A JSON-able dict (for model.json, version 2): the float64 results (NaN/inf as null), the full
-        covariance matrix, and with ``exact`` the exact rationals (coefficients, SSR, sums of squares,
-        the diagonal of (XᵀX)⁻¹; computing them takes exact solves).
+        covariance matrix (unless ``covariance`` is false: it gives back the pooled Gram matrix, see
+        :func:`~hefed.models.covariance_releasable`), and with ``exact`` the exact rationals
+        (coefficients, SSR, sums of squares, the diagonal of (XᵀX)⁻¹; computing them takes exact solves).
         """
         ci = self.conf_int()
 
@@ -579,12 +586,14 @@ class InferenceResults:
             "tvalues": arr(self.tvalues),
             "pvalues": arr(self.pvalues),
             "conf_int_95": [arr(row) for row in ci],
-            "cov_params": None if self._cov is None else [arr(row) for row in self.cov_params()],
+            "cov_params": None if self._cov is None or not covariance else [arr(row) for row in self.cov_params()],
             **{name: js(getattr(self, name)) for name in _SCALARS},
             "f_pvalue": js(self.f_pvalue),
             "not_applicable": self.not_applicable,
             "certified": {"bits": self.certified_bits, "uncertified": self.uncertified},
         }
+        if (self._cov is not None and not covariance) or self._withheld:
+            record["cov_params_withheld"] = _WITHHELD
         if exact:
             parts = self._exact_parts()
             diag = parts.xtx_inv_diag
@@ -631,6 +640,7 @@ class InferenceResults:
             values["certified_bits"] = bits if isinstance(bits, int) and not isinstance(bits, bool) else None
             values["uncertified"] = parse_str_list(certified.get("uncertified", []), source, "certified.uncertified",
                                                    non_empty=False)
+        values["cov_params_withheld"] = obj.get("cov_params_withheld") is not None
         cov = obj.get("cov_params")
         if cov is not None:
             if not isinstance(cov, list) or len(cov) != k:

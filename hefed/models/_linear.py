@@ -53,6 +53,23 @@ VERSION = 2
 VERSION_EXACT = 1
 
 
+#: Contributors a model file's full covariance needs beyond the disclosure threshold (see
+#: :func:`covariance_releasable`).
+COVARIANCE_MARGIN = 1
+
+
+def covariance_releasable(contributors: Sequence[str], min_contributors: int) -> bool:
+    """Whether a model of these contributors may carry its full covariance matrix.
+
+    σ̂²(XᵀX)⁻¹ with the SSE, n and the coefficients gives back the pooled Gram matrix, so each
+    contributor learns the sum of the others' statistics: one fewer than the pool. That is allowed
+    only with at least ``min_contributors + 1`` contributors (so the others' sum still spans the
+    threshold). Statistics without contributors (a party's own rows, computed locally) hide nobody.
+    """
+    distinct = len(set(contributors))
+    return distinct == 0 or distinct >= min_contributors + COVARIANCE_MARGIN
+
+
 class _ExactFit:
     """The exact rational solution and training fit: given, or computed on first use by ``compute``."""
 
@@ -117,6 +134,8 @@ class LinearModel:
         self._exact = exact
         #: Whether :meth:`to_dict`/:meth:`save` include the exact rationals (``hefed solve --exact``).
         self.keep_exact = False
+        #: Whether the model file carries the full covariance (:func:`covariance_releasable`).
+        self.release_covariance = covariance_releasable(contributors, 3)
         #: Standardised coefficients, when computed (``hefed solve --standardize``).
         self.standardized_: dict[str, dict[str, float]] | None = None
         #: Differential-privacy accounting, when the model was released with noise (``hefed solve --dp-epsilon``).
@@ -313,7 +332,7 @@ class LinearModel:
                 "sst": None if fit.sst is None else format_rational(fit.sst),
             }
         if self._inference is not None:
-            body["inference"] = self.inference().to_dict(exact=self.keep_exact)
+            body["inference"] = self.inference().to_dict(exact=self.keep_exact, covariance=self.release_covariance)
         if self.standardized_:
             body["standardized"] = self.standardized_
         if self.dp_:
@@ -387,6 +406,7 @@ class LinearModel:
                          fit_intercept=bool(obj.get("fit_intercept", True)), contributors=contributors,
                          inference=inference, exact=None)
         if inference is not None:
+            model.release_covariance = inference._cov is not None  # written again as it was read
             expected = ([model.intercept_] if model.fit_intercept else []) + list(model.coef_)
             if inference.params.tolist() != expected:
                 raise InvalidFileError(f"{source}: 'coef'/'intercept' do not match the inference record's 'params'")

@@ -14,10 +14,11 @@ from typing import Any, Literal
 
 from ..errors import UsageError
 from ..kinds import kind_of_result
-from ..models import LinearModel
+from ..models import LinearModel, covariance_releasable
 from ..protocol import KeyHolderSigner, Study, check_signer
 from ..stats import SufficientStatistics
 from ._analyst import solve, standardized_coefficients
+from ._keyholder import DEFAULT_MIN_CONTRIBUTORS
 from ._privacy import DifferentialPrivacy, dp_solve
 from ._ridgecv import RidgeCVResult, solve_auto_ridge
 
@@ -100,6 +101,9 @@ def release_model(
         model.standardized_ = standardized_coefficients(model, aggregate)
     model.study_ = getattr(aggregate, "study", None)
     model.keep_exact = exact
+    # The file's full covariance gives back the pooled Gram: not below the study's threshold + 1 contributors.
+    model.release_covariance = covariance_releasable(
+        model.contributors_, study.min_contributors if study is not None else DEFAULT_MIN_CONTRIBUTORS)
     if signer is not None:  # signed over the study and contributors the key holder released the sums for
         model.study_ = aggregate.release.study
         model = sign_model(model, signer)
