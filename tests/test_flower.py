@@ -1082,7 +1082,7 @@ def cli(*args: object) -> click.testing.Result:
 def model_from_aggregate(aggregate: Path, keys: dict[str, Any], root: Path) -> dict[str, Any]:
     cli("decrypt", "--allow-unsigned",
             aggregate, "--private-key", keys["private_path"], "--out", root / "statistics.json")
-    cli("solve", root / "statistics.json", "--out", root / "model.json")
+    cli("solve", root / "statistics.json", "--out", root / "model.json", "--exact")
     return json.loads((root / "model.json").read_text())
 
 
