@@ -392,3 +392,23 @@ def test_bad_groups_and_parameters_are_refused_clearly(pooled):
     duplicated = X.set_axis(["a", "b", "a", "c", "d"], axis=1)
     with pytest.raises(DataError, match="'a'"):
         FederatedLinearRegression().fit(duplicated, y)
+
+
+def test_results_are_statsmodels_ordered_and_equal() -> None:
+    """results_: the inference of the pooled fit, intercept first then X's columns, as statsmodels orders
+    OLS(y, add_constant(X)); a notebook user compares them side by side."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(21)
+    X = pd.DataFrame({"gas": rng.integers(0, 400, 240) / 4, "coal": rng.integers(0, 800, 240) / 8,
+                      "hours": rng.integers(100, 700, 240).astype(float)})
+    y = 2.0 * X["gas"] + 3.0 * X["coal"] + 0.01 * X["hours"] + rng.integers(-40, 40, 240) / 8
+    groups = np.repeat(["plant-a", "plant-b", "plant-c", "plant-d"], 60)
+    est = hefed.FederatedLinearRegression().fit(X, y, groups=groups)
+    ref = sm.OLS(y, sm.add_constant(X)).fit()
+    assert est.results_.param_names == ["(intercept)", "gas", "coal", "hours"]
+    np.testing.assert_allclose(est.results_.params, ref.params.to_numpy(), rtol=1e-10)
+    np.testing.assert_allclose(est.results_.bse, ref.bse.to_numpy(), rtol=1e-10)
+    np.testing.assert_allclose(est.results_.conf_int(), ref.conf_int().to_numpy(), rtol=1e-10)
+    np.testing.assert_allclose(est.results_.cov_params(), ref.cov_params().to_numpy(), rtol=1e-9)
+    assert est.results_.params[1:].tolist() == est.coef_.tolist()

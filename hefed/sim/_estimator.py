@@ -33,7 +33,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import DataError, HefedError, UsageError
-from ..models import LinearModel
+from ..models import InferenceResults, LinearModel
 from ..protocol import FACTORY_ID_PATTERN
 from ..roles import DEFAULT_MIN_CONTRIBUTORS, solve
 from ..stats import ONES, Encoding
@@ -42,7 +42,7 @@ from ._defaults import SIMULATION_KEY_BITS
 
 __all__ = ["FederatedLinearRegression"]
 
-_FITTED = ("model_", "coef_", "intercept_", "contributors_")
+_FITTED = ("model_", "coef_", "intercept_", "contributors_", "results_")
 
 
 def _validated(estimator: BaseEstimator, X: Any, y: Any = None, *, reset: bool) -> Any:
@@ -150,6 +150,9 @@ class FederatedLinearRegression(RegressorMixin, BaseEstimator):
             coefficients ``coef_exact_``, inference, ``target_``); numpy columns are named
             ``x0``, ``x1``, … there.
         contributors_: the factories, in the order of first appearance in ``groups``.
+        results_: the pooled fit's inference (:class:`~hefed.models.InferenceResults`, statsmodels'
+            names: ``params``, ``bse``, ``pvalues``, ``conf_int()``, ``cov_params()``, …), ordered as
+            statsmodels orders ``OLS(y, add_constant(X))``: the intercept first, then X's columns.
 
     ``predict`` takes the columns of ``fit`` in the same order (as every scikit-learn estimator;
     ``model_.predict`` matches DataFrame columns by name instead); ``score`` is R² as
@@ -232,6 +235,7 @@ class FederatedLinearRegression(RegressorMixin, BaseEstimator):
         self.coef_: np.ndarray = model.coef_.copy()
         self.intercept_: float = model.intercept_
         self.contributors_: list[str] = list(stats.contributors)
+        self.results_: InferenceResults = model.inference()
         return self
 
     def _factories(self, groups: Any, n: int) -> dict[str, np.ndarray]:
