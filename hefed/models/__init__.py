@@ -7,12 +7,25 @@ Layer 6 of hefed (above :mod:`hefed.protocol`; it needs only :mod:`hefed.stats`)
   and the full covariance; version 1 still loads);
 * :class:`InferenceResults`, :func:`inference` — standard errors, tests and fit statistics
   with statsmodels' names, from the pooled statistics, each value certified by ball
-  arithmetic to be the exact value correctly rounded (:mod:`hefed.models._certified`).
+  arithmetic to be the exact value correctly rounded (:mod:`hefed.models._certified`);
+* :class:`PredictionResults` (``model.get_prediction(X)``), :class:`TotalResults` (``model.predict_total(X)``),
+  :func:`predict_table` — predictions and annual totals with intervals, from the full covariance.
 """
 
 from __future__ import annotations
 
 from ._inference import RIDGE_NOT_APPLICABLE, InferenceResults, inference
 from ._linear import LinearModel, covariance_releasable
+from ._prediction import (
+    ActivityUncertainty,
+    PredictionResults,
+    TablePrediction,
+    TotalResults,
+    get_prediction,
+    predict_table,
+    predict_total,
+)
 
-__all__ = ["RIDGE_NOT_APPLICABLE", "InferenceResults", "LinearModel", "covariance_releasable", "inference"]
+__all__ = ["RIDGE_NOT_APPLICABLE", "ActivityUncertainty", "InferenceResults", "LinearModel", "PredictionResults",
+           "TablePrediction", "TotalResults", "covariance_releasable", "get_prediction", "inference", "predict_table",
+           "predict_total"]

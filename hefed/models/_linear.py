@@ -46,6 +46,7 @@ from ..errors import DataError, InvalidFileError, UsageError
 from ..protocol import ReleaseSignature, body_digest, open_release
 from ..stats import ONES, SufficientStatistics, r2_score, r_squared
 from ._inference import InferenceResults, inference
+from ._prediction import PredictionResults, TotalResults, get_prediction, predict_total
 
 FORMAT = "hefed.model"
 VERSION = 2
@@ -269,6 +270,18 @@ class LinearModel:
     def summary(self) -> str:
         """A statsmodels-like text summary of the fit."""
         return self.inference().summary()
+
+    def get_prediction(self, X: Any, *, alpha: float = 0.05) -> PredictionResults:
+        """Predictions for the rows of ``X`` with standard errors and mean/observation intervals, as statsmodels'
+        ``get_prediction`` (``summary_frame(alpha)``); needs the full covariance (:mod:`hefed.models._prediction`)."""
+        return get_prediction(self, X, alpha=alpha)
+
+    def predict_total(self, X: Any, *, alpha: float = 0.05,
+                      activity_uncertainty: dict[str, float] | None = None) -> TotalResults:
+        """The total of the predictions over the rows of ``X`` (a plant's year) with the interval of the expected
+        total, the prediction interval of the realised total and the relative uncertainty in % (MRR/IPCC);
+        ``activity_uncertainty`` adds declared relative 95 % uncertainties per column (GUM propagation)."""
+        return predict_total(self, X, alpha=alpha, activity_uncertainty=activity_uncertainty)
 
     # --- presentation ----------------------------------------------------------------
     @property
