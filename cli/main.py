@@ -6,7 +6,7 @@ modules are laid out by role:
 * ``keyholder`` — keygen, decrypt;  ``factory`` — enroll, encrypt, evaluate, finetune;  ``check`` — does a
   factory's table fit the study (before encrypting);
 * ``consortium`` — roster, study (the agreement every party pins), round (masked rounds);
-* ``aggregator`` — aggregate;  ``analyst`` — solve;
+* ``aggregator`` — aggregate;  ``analyst`` — solve;  ``predict`` — predictions with intervals, annual totals;
 * ``simulations`` — demo, compare, simulate;  ``federate`` — a one-machine Flower trial;
 * ``render`` — one renderer per result type (text, tables, ``--json``);  ``output`` — ``--json``/``--quiet``
   and the mapping of library errors to exit codes;  ``options`` — options shared by several commands.
@@ -35,11 +35,12 @@ from .factory import encrypt, enroll, evaluate, finetune
 from .federate import federate
 from .keyholder import decrypt, keygen
 from .output import describe_error, exit_code, report_error
+from .predict import predict
 from .simulations import compare, demo, simulate
 
 #: The protocol's commands, in the order they are used, then the simulations and trials on one machine.
 PROTOCOL: Sequence[click.Command] = (keygen, enroll, roster, study, round_group, check, encrypt, aggregate, decrypt,
-                                     solve, evaluate, finetune)
+                                     solve, evaluate, finetune, predict)
 SIMULATIONS: Sequence[click.Command] = (demo, compare, simulate, federate)
 
 
