@@ -14,6 +14,8 @@ Layer 6 of hefed (above :mod:`hefed.protocol`; it needs only :mod:`hefed.stats`)
 
 from __future__ import annotations
 
+from ._emission import EmissionFactor
+from ._hypothesis import ContrastResults, FeatureSelection, SubsetFit, select_features
 from ._inference import RIDGE_NOT_APPLICABLE, InferenceResults, inference
 from ._linear import LinearModel, covariance_releasable
 from ._prediction import (
@@ -29,3 +31,4 @@ from ._prediction import (
 __all__ = ["RIDGE_NOT_APPLICABLE", "ActivityUncertainty", "InferenceResults", "LinearModel", "PredictionResults",
            "TablePrediction", "TotalResults", "covariance_releasable", "get_prediction", "inference", "predict_table",
            "predict_total"]
+__all__ += ["ContrastResults", "EmissionFactor", "FeatureSelection", "SubsetFit", "select_features"]

@@ -65,7 +65,8 @@ import numpy as np
 from .._files import format_rational, is_version, parse_rational, parse_str_list
 from ..errors import InvalidFileError, SingularSystemError, UsageError
 from ..primitives.certified import Certified, exact_ball, midpoint, rounded
-from ..stats import SufficientStatistics, ridge_fraction
+from ..protocol import Study
+from ..stats import ONES, SufficientStatistics, ridge_fraction
 from ._certified import (
     NegativeResidualError,
     NotSeparatedError,
@@ -73,6 +74,8 @@ from ._certified import (
     certified_inference,
     condition_number,
 )
+from ._emission import EmissionFactor, check_units, emission_factor_lines, emission_factors, units_of
+from ._hypothesis import ContrastResults, compare_f_test, f_test, t_test, vif, wald_test
 
 FORMAT = "hefed.inference"
 #: Version 2 stores float64 results and the full covariance; the exact rationals only when asked.
@@ -357,6 +360,10 @@ class InferenceResults:
         self._stored_ci = values.get("conf_int_95")
         #: The record this was read from said its covariance was withheld (kept when written again).
         self._withheld = bool(values.get("cov_params_withheld"))
+        #: Units of the features ({feature: unit}) and of the target, when known (a study's): the emission-factor
+        #: report (:meth:`emission_factors`, in the summary and the model file) covers the features with a unit.
+        self.units: dict[str, str] = dict(values.get("units") or {})
+        self.target_unit: str | None = values.get("target_unit")
         if np.isnan(self.bse).all():
             self.pvalues = np.full(k, _NAN)
         else:
@@ -482,6 +489,44 @@ class InferenceResults:
         """Names of the statistics that do not apply to this fit (ridge), reported as NaN."""
         return list(RIDGE_NOT_APPLICABLE) if self.is_ridge else []
 
+    # --- tests and model choice from the same aggregate (hefed.models._hypothesis) -------------------
+    def t_test(self, r_matrix: Any, q: Any = None) -> ContrastResults:
+        """statsmodels' ``t_test`` of ``Rθ = q`` (``R`` an array, a ``(R, q)`` pair or a string such as
+        ``"coal_t = 0, diesel_t = natural_gas_t"``), certified from the exact Gram when available."""
+        return t_test(self, r_matrix, q)
+
+    def f_test(self, r_matrix: Any, q: Any = None) -> ContrastResults:
+        """statsmodels' ``f_test``: the joint F test of ``Rθ = q``."""
+        return f_test(self, r_matrix, q)
+
+    def wald_test(self, r_matrix: Any, q: Any = None, use_f: bool | None = None,
+                  scalar: bool = True) -> ContrastResults:
+        """statsmodels' ``wald_test`` (F by default, χ² with ``use_f=False``)."""
+        return wald_test(self, r_matrix, q, use_f=use_f, scalar=scalar)
+
+    def compare_f_test(self, restricted: InferenceResults) -> tuple[float, float, float]:
+        """statsmodels' ``compare_f_test``: ``(F, p-value, df_diff)`` of a nested model of the same aggregate."""
+        return compare_f_test(self, restricted)
+
+    def vif(self, standardize: bool = True) -> np.ndarray:
+        """statsmodels' ``variance_inflation_factor`` of each column of the design (``param_names`` order)."""
+        return vif(self, standardize)
+
+    # --- the emission-factor report (hefed.models._emission) ----------------------------------------
+    def set_units(self, units: Study | Mapping[str, str], target_unit: str | None = None) -> InferenceResults:
+        """Declare the units of the features (a study's, or ``{feature: unit}``) and of the target; only the
+        model's features are kept. Returns ``self``."""
+        if isinstance(units, Study):
+            units, target_unit = units_of(units)
+        self.units = {name: str(unit) for name, unit in units.items() if name in self.param_names and name != ONES}
+        self.target_unit = target_unit
+        return self
+
+    def emission_factors(self, alpha: float = 0.05) -> list[EmissionFactor]:
+        """Each feature with a unit as an emission factor: factor, standard error, the ``1 − alpha`` interval and
+        the relative uncertainty in % (half-width / |factor| × 100, as MRR/IPCC report it)."""
+        return emission_factors(self, alpha=alpha)
+
     # --- presentation ---------------------------------------------------------------------
     def summary(self, alpha: float = 0.05) -> str:
         """A statsmodels-like text table: the coefficients, then the model statistics and notes."""
@@ -531,6 +576,7 @@ class InferenceResults:
         for (lk, lv), (rk, rv) in zip(left, right, strict=True):
             lines.append((lk.ljust(20) + lv.rjust(half - 22)).ljust(half) + (rk.ljust(28) + rv.rjust(half - 28)))
         lines.append(rule)
+        lines += emission_factor_lines(self, width, alpha)
         notes = [
             "Notes:",
             "[1] Certified: ball arithmetic on the exact pooled sufficient statistics; each value is the exact value "
@@ -592,6 +638,9 @@ class InferenceResults:
             "not_applicable": self.not_applicable,
             "certified": {"bits": self.certified_bits, "uncertified": self.uncertified},
         }
+        if self.units:
+            record["units"] = dict(self.units)
+            record["target_unit"] = self.target_unit
         if (self._cov is not None and not covariance) or self._withheld:
             record["cov_params_withheld"] = _WITHHELD
         if exact:
@@ -641,6 +690,11 @@ class InferenceResults:
             values["uncertified"] = parse_str_list(certified.get("uncertified", []), source, "certified.uncertified",
                                                    non_empty=False)
         values["cov_params_withheld"] = obj.get("cov_params_withheld") is not None
+        if obj.get("units") is not None:
+            values["units"] = {name: unit for name, unit in check_units(obj["units"], source).items()
+                               if name in names}
+            target_unit = obj.get("target_unit")
+            values["target_unit"] = target_unit if isinstance(target_unit, str) else None
         cov = obj.get("cov_params")
         if cov is not None:
             if not isinstance(cov, list) or len(cov) != k:

@@ -61,6 +61,8 @@ def solve(stats: Any, ridge: float = 0.0, fit_intercept: bool = True, study: Stu
             f"{kind.description}; a model is solved from decrypted {' or '.join(solvable_kinds())} sums")
     model = builder(stats, ridge, fit_intercept)
     model.study_ = stats.study
+    if study is not None and model.has_inference:  # the emission-factor report needs the study's units
+        model.inference().set_units(study)
     return model
 
 

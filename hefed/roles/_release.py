@@ -101,6 +101,8 @@ def release_model(
         model.standardized_ = standardized_coefficients(model, aggregate)
     model.study_ = getattr(aggregate, "study", None)
     model.keep_exact = exact
+    if study is not None and model.has_inference:  # the emission-factor report needs the study's units
+        model.inference().set_units(study)
     # The file's full covariance gives back the pooled Gram: not below the study's threshold + 1 contributors.
     model.release_covariance = covariance_releasable(
         model.contributors_, study.min_contributors if study is not None else DEFAULT_MIN_CONTRIBUTORS)

@@ -207,6 +207,22 @@ class SufficientStatistics:
             total += p[i] * (2 * row + (p[i] * self.gram[i][i] << (top - 2 * bits[i])))
         return Fraction(total, q * q << top)
 
+    def subset(self, features: Sequence[str]) -> SufficientStatistics:
+        """The statistics of the listed features only (in that display order), exactly: the Gram matrix
+        restricted to the column of ones, those features and the target — what the same rows would give
+        with the other columns left out, so any sub-model is solved from one aggregate without a new round.
+        The support indicators are not carried over (they describe the encrypted contributions)."""
+        chosen = list(features)
+        if len(set(chosen)) != len(chosen):
+            raise DataError("subset: the features are listed more than once")
+        unknown = [f for f in chosen if f not in self.features]
+        if unknown:
+            raise DataError(f"subset: {', '.join(map(repr, unknown))} not among the features {self.features}")
+        cols = self.columns
+        index = [cols.index(c) for c in canonical_columns(chosen, self.target)]
+        gram = [[self.gram[a][b] for b in index] for a in index]
+        return SufficientStatistics(self.target, chosen, self.encoding, gram, list(self.contributors), self.study)
+
     def schema_key(self) -> tuple[Any, ...]:
         return (self.target, tuple(sorted(self.features)), self.encoding)
 
