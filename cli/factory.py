@@ -84,6 +84,9 @@ def _request(mode: str, summary: bool, options: dict[str, Any], given: set[str])
               "coefficients: this factory's own fitted model weighted by n (encrypted FedAvg); summary: per-column "
               "count, mean and std round; fold_statistics: statistics per fold (same as --folds).")
 @click.option("--summary", "summary_flag", is_flag=True, help="Same as --mode summary.")
+@click.option("--fixed-effects", "fixed_effects", is_flag=True,
+              help="Same as --mode within_statistics: this plant's rows demeaned, for a model with plant fixed "
+              "effects (no plant's own count or means is in the sum).")
 @click.option("--ridge", default=0.0, show_default=True, type=float,
               help="Ridge penalty of the local fit (coefficients mode only).")
 @click.option("--folds", default=0, show_default=True, type=int,
@@ -116,7 +119,7 @@ def _request(mode: str, summary: bool, options: dict[str, Any], given: set[str])
 @click.pass_context
 def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str | None, features: str | None,
             public_key_path: Path | None,
-            factory_id: str, out: Path, mode: str, summary_flag: bool, ridge: float, folds: int,
+            factory_id: str, out: Path, mode: str, summary_flag: bool, fixed_effects: bool, ridge: float, folds: int,
             summary_file: Path | None, impute: Literal["mean"] | None, missing: Literal["drop", "error"],
             max_z: float | None, test_fraction: float, seed: int, holdout_out: Path | None, frac_bits: int,
             int_bits: int, max_contributors: int, delimiter: str | None, decimal: str | None,
@@ -144,6 +147,9 @@ def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str
             raise UsageError("--holdout-out needs --test-fraction")
         check_writable(holdout_out, force)
     explicit = {name for name in ctx.params if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}
+    if fixed_effects:
+        mode = "within_statistics"
+        explicit = (explicit - {"fixed_effects"}) | {"mode"}
     # an option set to its default asks for nothing (scripts pass the same options to every mode)
     given: set[str] = {name for name in ("ridge", "folds") if name in explicit and ctx.params[name] != 0}
     masked = check_together({"--round": round_path, "--identity": identity_path, "--roster": roster_path},

@@ -46,9 +46,11 @@ from ._registry import (
 )
 from ._statistics import STATISTICS, StatisticsRequest
 from ._summary import SUMMARY, SummaryRequest, local_summary
+from ._within_statistics import WITHIN_STATISTICS, WithinStatisticsRequest
 
 #: Any built-in kind's request (a factory is asked for one of these).
-KindRequest = StatisticsRequest | FoldStatisticsRequest | CoefficientsRequest | SummaryRequest | EvaluationRequest
+KindRequest = (StatisticsRequest | FoldStatisticsRequest | CoefficientsRequest | SummaryRequest | EvaluationRequest
+               | WithinStatisticsRequest)
 
 __all__ = [
     "COEFFICIENTS",
@@ -62,6 +64,7 @@ __all__ = [
     "MAX_VALUES",
     "STATISTICS",
     "SUMMARY",
+    "WITHIN_STATISTICS",
     "CoefficientsRequest",
     "Computed",
     "EvaluationRequest",
@@ -72,6 +75,7 @@ __all__ = [
     "KindRequest",
     "StatisticsRequest",
     "SummaryRequest",
+    "WithinStatisticsRequest",
     "all_kinds",
     "coefficient_sums",
     "evaluation_parameters",

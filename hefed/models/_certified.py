@@ -65,8 +65,15 @@ class PooledLeastSquares:
     ``stats.features``). Exact values are computed only when asked (``exact_params`` …).
     """
 
-    def __init__(self, stats: SufficientStatistics, ridge: Fraction, fit_intercept: bool) -> None:
+    def __init__(self, stats: SufficientStatistics, ridge: Fraction, fit_intercept: bool, *,
+                 absorbed: int = 0, totals: tuple[int, Fraction, Fraction] | None = None) -> None:
+        """``absorbed``: parameters the statistics were demeaned for (``G`` plant intercepts of a fixed-effects
+        fit, whose within statistics are given with ``fit_intercept=False``); ``totals``: ``(n, Σy, Σy²)`` of
+        the undemeaned rows, for the total sums of squares of the dummy model's R² and F."""
         self.stats, self.ridge, self.fit_intercept = stats, ridge, fit_intercept
+        self.absorbed = absorbed
+        #: Parameters that are constants (the intercept, or the plant intercepts of a fixed-effects fit).
+        self.k_constant = 1 if absorbed else int(fit_intercept)
         cols = stats.columns
         y = len(cols) - 1
         self.param_names = ([ONES] if fit_intercept else []) + list(stats.features)
@@ -87,6 +94,8 @@ class PooledLeastSquares:
         self.fM = [_half_bits(self.M[i][i]) for i in range(self.k)]
         self.fG = [_half_bits(self.G[i][i]) for i in range(self.k)]
         sy, syy = stats.exact(ONES, stats.target), stats.exact(stats.target, stats.target)
+        if totals is not None:  # the undemeaned rows' sums (fixed effects)
+            _, sy, syy = totals
         self.uncentered_tss = syy
         self.centered_tss = syy - sy * sy / self.n if self.n else Fraction(0)
         self._theta: list[Fraction] | None = None
@@ -230,9 +239,10 @@ def certified_inference(problem: PooledLeastSquares) -> tuple[dict[str, Any], Ce
     """
     k, n = problem.k, problem.n
     ols = problem.ridge == 0
-    k0 = int(problem.fit_intercept)
-    df_model, df_resid = k - k0, n - k
-    tss = problem.centered_tss if (problem.fit_intercept or not ols) else problem.uncentered_tss
+    k0 = problem.k_constant
+    k_all = k + problem.absorbed  # every parameter of the fit, the absorbed plant intercepts included
+    df_model, df_resid = k_all - k0, n - k_all
+    tss = problem.centered_tss if (k0 or not ols) else problem.uncentered_tss
     fixed: dict[str, float] = {}
     state: dict[str, Any] = {}
     upper = [(i, j) for i in range(k) for j in range(i, k)]
@@ -288,8 +298,8 @@ def certified_inference(problem: PooledLeastSquares) -> tuple[dict[str, Any], Ce
                 out["fvalue"] = [ess * df_resid / (ssr * df_model)]
             if not ssr_zero:
                 llf = out["llf"][0]
-                out["aic"] = [-2 * llf + 2 * k]
-                out["bic"] = [-2 * llf + flint.arb(n).log() * k]
+                out["aic"] = [-2 * llf + 2 * k_all]
+                out["bic"] = [-2 * llf + flint.arb(n).log() * k_all]
         state["ssr_zero"], state["ess_zero"] = ssr_zero, ess.is_zero()
         return out
 

@@ -202,16 +202,16 @@ class ExactParts:
 
 
 def _values_from_exact(exact: ExactParts, nobs: int, fit_intercept: bool, ridge: Fraction,
-                       cond: float) -> dict[str, Any]:
+                       cond: float, absorbed: int = 0) -> dict[str, Any]:
     """Every float64 of the results from the exact rationals (version-1 records; the reference the
     certified computation is tested against): exact rational arithmetic, square roots and logarithms in
     256-bit floating point, each value rounded once."""
-    k, n = len(exact.params), nobs
+    k, n = len(exact.params) + absorbed, nobs  # every parameter, absorbed plant intercepts included
     ols = ridge == 0
-    k0 = int(fit_intercept)
+    k0 = 1 if absorbed else int(fit_intercept)
     df_model, df_resid = k - k0, n - k
     ssr = exact.ssr
-    tss = exact.centered_tss if (fit_intercept or not ols) else exact.uncentered_tss
+    tss = exact.centered_tss if (k0 or not ols) else exact.uncentered_tss
     ess = tss - ssr
     v: dict[str, Any] = {
         "params": [float(p) for p in exact.params], "ssr": float(ssr), "ess": float(ess),
@@ -225,7 +225,7 @@ def _values_from_exact(exact: ExactParts, nobs: int, fit_intercept: bool, ridge:
     v["mse_resid"] = _NAN if scale is None else float(scale)
     v["resid_std_err"] = _NAN if scale is None else _sqrt(scale)
     if var is None:
-        v["bse"] = v["tvalues"] = [_NAN] * k
+        v["bse"] = v["tvalues"] = [_NAN] * len(exact.params)
     else:
         v["bse"] = [_sqrt(x) for x in var]
         v["tvalues"] = [_tvalue_exact(p, x) for p, x in zip(exact.params, var, strict=True)]
@@ -313,6 +313,7 @@ class InferenceResults:
         fit_intercept: bool = True,
         exact: ExactParts | None = None,
         certified: Certified | None = None,
+        absorbed: int = 0,
     ) -> None:
         self.target = str(target)
         self.param_names = [str(p) for p in param_names]
@@ -323,9 +324,11 @@ class InferenceResults:
         self._exact = exact
         self._certified = certified
         k = len(self.param_names)
-        self.k_constant = int(self.fit_intercept)
-        self.df_model = k - self.k_constant
-        self.df_resid = self.nobs - k
+        #: Parameters absorbed by demeaning (the plant intercepts of a fixed-effects fit; not in ``params``).
+        self.absorbed = int(absorbed)
+        self.k_constant = 1 if self.absorbed else int(self.fit_intercept)
+        self.df_model = k + self.absorbed - self.k_constant
+        self.df_resid = self.nobs - k - self.absorbed
         self.params = np.array(values["params"], dtype=np.float64)
         if self.params.shape != (k,):
             raise ValueError("param_names and params differ in length")
@@ -637,6 +640,7 @@ class InferenceResults:
             "f_pvalue": js(self.f_pvalue),
             "not_applicable": self.not_applicable,
             "certified": {"bits": self.certified_bits, "uncertified": self.uncertified},
+            **({"absorbed": self.absorbed} if self.absorbed else {}),
         }
         if self.units:
             record["units"] = dict(self.units)
@@ -707,8 +711,11 @@ class InferenceResults:
             exact = _stored_exact(obj["exact"], k, source)
             if [float(v) for v in exact.params] != [v for v in values["params"]]:
                 raise InvalidFileError(f"{source}: 'params' do not match the exact coefficients")
+        absorbed = obj.get("absorbed", 0)
+        if isinstance(absorbed, bool) or not isinstance(absorbed, int) or not 0 <= absorbed <= nobs:
+            raise InvalidFileError(f"{source}: 'absorbed' must be a count of fixed effects")
         return cls(target=str(obj.get("target", "")), param_names=names, nobs=nobs, values=values, ridge=ridge,
-                   fit_intercept=bool(obj.get("fit_intercept", True)), exact=exact)
+                   fit_intercept=bool(obj.get("fit_intercept", True)), exact=exact, absorbed=absorbed)
 
     @classmethod
     def _from_exact_record(cls, obj: dict[str, Any], source: str) -> InferenceResults:
@@ -791,7 +798,8 @@ def _stored_exact(exact: Any, k: int, source: str) -> ExactParts:
 
 # --- entry point ----------------------------------------------------------------------------
 def inference(
-    stats: SufficientStatistics, ridge: float | Fraction = 0.0, fit_intercept: bool = True
+    stats: SufficientStatistics, ridge: float | Fraction = 0.0, fit_intercept: bool = True, *,
+    absorbed: int = 0, totals: tuple[int, Fraction, Fraction] | None = None,
 ) -> InferenceResults:
     """Certified inference for the pooled OLS (or ridge) model from aggregate statistics.
 
@@ -799,11 +807,15 @@ def inference(
     :mod:`hefed.models._certified`); the exact rationals are available on request
     (``params_exact`` …). Raises :class:`~hefed.errors.SingularSystemError` (OLS on a singular
     ``XᵀX``, naming the columns), or :class:`~hefed.errors.UsageError` for a bad ``ridge``.
+
+    Fixed effects: ``stats`` are the pooled within-plant statistics (``fit_intercept=False``),
+    ``absorbed`` the number of plants, ``totals`` the undemeaned ``(n, Σy, Σy²)``: the slopes and the
+    inference of OLS with one dummy per plant (df_resid = n − G − p; R², F, AIC and BIC of that model).
     """
     alpha = ridge_fraction(ridge)
     if stats.n == 0:
         raise SingularSystemError("the statistics contain no rows", [])
-    problem = PooledLeastSquares(stats, alpha, fit_intercept)
+    problem = PooledLeastSquares(stats, alpha, fit_intercept, absorbed=absorbed, totals=totals)
     try:
         values, certified = certified_inference(problem)
     except (NegativeResidualError, NotSeparatedError):  # noised statistics, or a ridge system too close to
@@ -811,18 +823,18 @@ def inference(
         condition = condition_number(problem.gram_floats(), problem.design_inverse_floats())
         return inference_from_exact(ExactParts(problem=problem), target=stats.target,
                                     param_names=problem.param_names, nobs=stats.n, ridge=alpha,
-                                    fit_intercept=fit_intercept, condition=condition)
+                                    fit_intercept=fit_intercept, condition=condition, absorbed=absorbed)
     return InferenceResults(
         target=stats.target, param_names=problem.param_names, nobs=stats.n, values=values, ridge=alpha,
-        fit_intercept=fit_intercept, exact=ExactParts(problem=problem), certified=certified,
+        fit_intercept=fit_intercept, exact=ExactParts(problem=problem), certified=certified, absorbed=absorbed,
     )
 
 
 def inference_from_exact(
     exact: ExactParts, *, target: str, param_names: Sequence[str], nobs: int, ridge: Fraction,
-    fit_intercept: bool, condition: float,
+    fit_intercept: bool, condition: float, absorbed: int = 0,
 ) -> InferenceResults:
     """Results computed from exact rationals in rational arithmetic (the reference for tests)."""
-    values = _values_from_exact(exact, nobs, fit_intercept, ridge, condition)
+    values = _values_from_exact(exact, nobs, fit_intercept, ridge, condition, absorbed)
     return InferenceResults(target=target, param_names=param_names, nobs=nobs, values=values, ridge=ridge,
-                            fit_intercept=fit_intercept, exact=exact)
+                            fit_intercept=fit_intercept, exact=exact, absorbed=absorbed)

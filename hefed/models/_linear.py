@@ -135,6 +135,9 @@ class LinearModel:
         self._exact = exact
         #: Whether :meth:`to_dict`/:meth:`save` include the exact rationals (``hefed solve --exact``).
         self.keep_exact = False
+        #: Plants whose intercepts a fixed-effects fit absorbed (0: none); its ``intercept_`` is then 0 and
+        #: each plant adds its own (:meth:`plant_intercept`).
+        self.fixed_effects_ = 0
         #: Whether the model file carries the full covariance (:func:`covariance_releasable`).
         self.release_covariance = covariance_releasable(contributors, 3)
         #: Standardised coefficients, when computed (``hefed solve --standardize``).
@@ -160,10 +163,12 @@ class LinearModel:
 
     @classmethod
     def from_statistics(cls, stats: SufficientStatistics, ridge: float | Fraction = 0.0,
-                        fit_intercept: bool = True) -> LinearModel:
+                        fit_intercept: bool = True, *, absorbed: int = 0,
+                        totals: tuple[int, Fraction, Fraction] | None = None) -> LinearModel:
         """The pooled model of the statistics: every float64 certified (the exact value correctly rounded)
-        by :func:`~hefed.models.inference`, which comes with it; the exact rationals on request."""
-        results = inference(stats, ridge, fit_intercept)
+        by :func:`~hefed.models.inference`, which comes with it; the exact rationals on request.
+        ``absorbed``/``totals``: a fixed-effects fit from within-plant statistics (see ``inference``)."""
+        results = inference(stats, ridge, fit_intercept, absorbed=absorbed, totals=totals)
         k0 = int(fit_intercept)
         params = results.params
         model = cls.__new__(cls)
@@ -248,6 +253,15 @@ class LinearModel:
     def predict(self, X: Any) -> np.ndarray:
         """Predicted target for the rows of ``X`` (DataFrame columns matched by name)."""
         return self._design(X) @ self.coef_ + self.intercept_
+
+    def plant_intercept(self, X: Any, y: Any) -> float:
+        """A plant's own intercept under a fixed-effects model, from its own rows (computed at the plant:
+        nothing leaves it): ``mean(y) − mean(X)·coef_``. Add it to :meth:`predict` for that plant."""
+        design = self._design(X)
+        target = np.asarray(y, dtype=np.float64)
+        if len(target) != len(design) or len(target) == 0:
+            raise DataError("plant_intercept needs the plant's rows of X and y, as many of each")
+        return float(np.mean(target) - np.mean(design, axis=0) @ self.coef_)
 
     def score(self, X: Any, y: Any) -> float:
         """R² of the predictions on (X, y), as scikit-learn's ``score`` (:func:`hefed.stats.r2_score`)."""
@@ -336,6 +350,8 @@ class LinearModel:
             "fit_intercept": self.fit_intercept,
             "contributors": self.contributors_,
         }
+        if self.fixed_effects_:
+            body["fixed_effects"] = self.fixed_effects_
         if self.keep_exact:
             fit = self._exact_fit()
             body["exact"] = {
@@ -430,6 +446,10 @@ class LinearModel:
                     or inference.fit_intercept != model.fit_intercept or inference.ridge != model.ridge):
                 raise InvalidFileError(f"{source}: the inference record is not this model's (parameters, target, "
                                        "rows, intercept or ridge differ)")
+        fixed = obj.get("fixed_effects", 0)
+        if isinstance(fixed, bool) or not isinstance(fixed, int) or fixed < 0:
+            raise InvalidFileError(f"{source}: 'fixed_effects' must be a count of plants")
+        model.fixed_effects_ = fixed
         if isinstance(obj.get("differential_privacy"), dict):
             model.dp_ = obj["differential_privacy"]
         if isinstance(obj.get("standardized"), dict):

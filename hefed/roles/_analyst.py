@@ -23,7 +23,14 @@ from ..kinds import kind_names, kind_of_result, result_from_dict
 from ..models import LinearModel
 from ..protocol import FORMAT as BUNDLE_FORMAT
 from ..protocol import Study, open_release
-from ..stats import ONES, CoefficientAggregate, FoldStatistics, SufficientStatistics, ridge_fraction
+from ..stats import (
+    ONES,
+    CoefficientAggregate,
+    FoldStatistics,
+    SufficientStatistics,
+    WithinStatistics,
+    ridge_fraction,
+)
 
 # Smallest magnitude float() rounds to infinity: (2 - 2^-53) · 2^1023.
 _FLOAT_LIMIT = Fraction(2**1024 - 2**970)
@@ -100,6 +107,18 @@ def solve_statistics(stats: SufficientStatistics, ridge: float = 0.0, fit_interc
                 f"the exact coefficient of {name!r} is beyond float64 range: "
                 "the system is numerically degenerate; rescale the column or use a ridge penalty",
                 parameters=("ridge",))
+    return model
+
+
+@register_model("within_statistics")
+def solve_within(sums: WithinStatistics, ridge: float = 0.0, fit_intercept: bool = True) -> LinearModel:
+    """Plant fixed effects: the within estimator of the slopes from pooled within-plant statistics, with the
+    inference of OLS with one dummy per plant (each contributor is one plant). ``fit_intercept`` is implied
+    (the plant intercepts); a plant computes its own with :meth:`LinearModel.plant_intercept`."""
+    plants = len(set(sums.contributors)) or 1
+    model = LinearModel.from_statistics(sums.within, ridge_fraction(ridge), False, absorbed=plants,
+                                        totals=sums.total_sums())
+    model.fixed_effects_ = plants
     return model
 
 

@@ -60,6 +60,7 @@ from ._residuals import (
 )
 from ._solve import ridge_fraction, solve_exact_coefficients
 from ._support import SupportAccumulator, describe_problems, reference_groups, reference_name, support_problems
+from ._within import DEFAULT_GRID_BITS, WithinStatistics, check_grid_bits, within_encoding
 
 __all__ = [
     "ONES",
@@ -112,4 +113,8 @@ __all__ = [
     "residual_bits",
     "residual_scale_bits",
     "upper_triangle_index",
+    "DEFAULT_GRID_BITS",
+    "WithinStatistics",
+    "check_grid_bits",
+    "within_encoding",
 ]
