@@ -75,6 +75,8 @@ def test_each_plant_gets_its_own_intercept_locally() -> None:
         intercept = model.plant_intercept(frame[FEATURES], frame["co2_t"])
         expected = ref.params["const"] + (ref.params[name] if name != first else 0.0)
         assert intercept == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    with pytest.raises(hefed.errors.UsageError, match="fixed-effects"):  # no plant intercept: no intervals
+        model.get_prediction(plants[first][FEATURES])
 
 
 def test_the_sum_reveals_no_plant_count_or_mean() -> None:

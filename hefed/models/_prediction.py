@@ -216,6 +216,9 @@ def prediction_covariance(results: InferenceResults | None) -> np.ndarray:
 
 def design_matrix(model: LinearModel, X: Any) -> tuple[np.ndarray, pd.Index]:
     """The design of ``X`` (a column of ones first with an intercept) and its row labels."""
+    if model.fixed_effects_:
+        raise UsageError("a fixed-effects model's predictions are within-plant deviations: its intercepts are "
+                         "each plant's own (LinearModel.plant_intercept); intervals for them are not available")
     features = model._design(X)
     labels = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(len(features))
     if model.fit_intercept:
