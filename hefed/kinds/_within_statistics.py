@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import IntegrityError, InvalidFileError
+from ..errors import InvalidFileError
 from ..primitives.packing import slot_width
 from ..stats import (
     DEFAULT_GRID_BITS,
@@ -92,10 +92,7 @@ class WithinStatisticsKind(Kind[WithinStatistics, WithinStatisticsRequest]):
 
     def check_result(self, result: WithinStatistics, threshold: int = 1, *, refuse: bool = True) -> None:
         check_gram(result.within)
-        if any(result.within.gram[0][a] for a in range(1, len(result.within.gram))):
-            raise IntegrityError("decrypted within statistics: demeaned columns do not sum to 0")
-        if result.sum_yy < 0:
-            raise IntegrityError("decrypted within statistics have a negative sum of squares")
+        result.check_consistent("decrypted within statistics")
         check_support(result.within, threshold, refuse, "decrypted within statistics")
 
     def bundle_parameters(self, request: WithinStatisticsRequest) -> dict[str, Any]:

@@ -77,6 +77,7 @@ def _scipy_stats() -> Any:
 
 # --- restrictions ------------------------------------------------------------------------------------
 _NUMBER = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_EXPONENT = re.compile(r"[eE]([-+]?[0-9]+)")
 
 
 def _tokens(text: str, names: Mapping[str, int]) -> list[tuple[str, Any]]:
@@ -95,6 +96,9 @@ def _tokens(text: str, names: Mapping[str, int]) -> list[tuple[str, Any]]:
             continue
         number = _NUMBER.match(text, pos)
         if number:
+            exponent = _EXPONENT.search(number.group())
+            if len(number.group()) > 64 or (exponent is not None and abs(int(exponent.group(1))) > 400):
+                raise UsageError("a number in the restriction is too long or beyond float64 range")
             out.append(("num", Fraction(number.group())))
             pos = number.end()
             continue
@@ -498,6 +502,9 @@ def compare_f_test(full: InferenceResults, restricted: InferenceResults) -> tupl
                          f"model's ({', '.join(full.param_names)})")
     df_full, df_restr = full.df_resid, restricted.df_resid
     df_diff = df_restr - df_full
+    if restricted.absorbed != full.absorbed or df_diff <= 0:
+        raise UsageError("compare_f_test: the models are not nested (their fixed effects or degrees of freedom "
+                         "differ)")
     pf, pr = _problem_of(full), _problem_of(restricted)
     if pf is not None and pr is not None:
         if pr.Z != _sub_gram(pf, pr):

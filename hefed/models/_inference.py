@@ -101,8 +101,11 @@ _RIDGE_NOTE = (
 
 _NAN = float("nan")
 
-_WITHHELD = ("the full covariance with the SSE gives back the pooled Gram matrix: it is released only with at "
-             "least min_contributors + 1 contributors")
+_WITHHELD = ("the covariance and the standard errors, t and p values, intervals and condition number built on it "
+             "give back the pooled Gram matrix with the SSE (its diagonal alone does for one feature): they are "
+             "released only with at least min_contributors + 1 contributors")
+#: What a record without the covariance leaves out (null), since each gives (X'X)^-1 or part of it.
+_WITHHELD_FIELDS = ("bse", "tvalues", "pvalues", "conf_int_95", "cov_params", "condition_number")
 
 #: The float64 scalars of a results record (statsmodels' names), in file order.
 _SCALARS = ("ssr", "centered_tss", "uncentered_tss", "ess", "rsquared", "rsquared_adj", "fvalue",
@@ -647,6 +650,10 @@ class InferenceResults:
             record["target_unit"] = self.target_unit
         if (self._cov is not None and not covariance) or self._withheld:
             record["cov_params_withheld"] = _WITHHELD
+            k = len(self.param_names)
+            for field in _WITHHELD_FIELDS:
+                record[field] = ([[None, None]] * k if field == "conf_int_95"
+                                 else [None] * k if field in ("bse", "tvalues", "pvalues") else None)
         if exact:
             parts = self._exact_parts()
             diag = parts.xtx_inv_diag
@@ -681,8 +688,8 @@ class InferenceResults:
             values[name] = _numbers(obj.get(name), k, source, name)
         for name in _SCALARS:
             values[name] = _number(obj.get(name), source, name)
-        if obj.get("condition_number") is None:
-            values["condition_number"] = math.inf  # null: a singular XᵀX
+        if obj.get("condition_number") is None:  # null: a singular XᵀX, or withheld
+            values["condition_number"] = _NAN if obj.get("cov_params_withheld") is not None else math.inf
         ci = obj.get("conf_int_95")
         if not isinstance(ci, list) or len(ci) != k:
             raise InvalidFileError(f"{source}: 'conf_int_95' must list {k} intervals")
@@ -745,6 +752,11 @@ def _check_covariance(cov: np.ndarray, bse: np.ndarray, source: str) -> None:
     finite = ~np.isnan(bse)
     if (diagonal[finite] < 0).any() or not np.allclose(np.sqrt(diagonal[finite]), bse[finite], rtol=1e-14, atol=0):
         raise InvalidFileError(f"{source}: 'cov_params' does not match 'bse'")
+    if finite.all() and len(cov):
+        scale = np.sqrt(np.outer(diagonal, diagonal))
+        eigen = np.linalg.eigvalsh(cov / np.where(scale > 0, scale, 1.0))
+        if (np.abs(cov) > scale * (1 + 1e-12)).any() or eigen[0] < -1e-9:
+            raise InvalidFileError(f"{source}: 'cov_params' is not a covariance matrix (not positive semi-definite)")
 
 
 def _count(value: Any, source: str, field: str) -> int:

@@ -362,7 +362,7 @@ class LinearModel:
             }
         if self._inference is not None:
             body["inference"] = self.inference().to_dict(exact=self.keep_exact, covariance=self.release_covariance)
-            if self.inference().units:  # the emission-factor report (hefed.models._emission)
+            if self.inference().units and self.release_covariance:  # the emission-factor report (its SEs)
                 body["emission_factors"] = [factor.to_dict() for factor in self.inference().emission_factors()]
         if self.standardized_:
             body["standardized"] = self.standardized_

@@ -18,7 +18,7 @@ from fractions import Fraction
 from typing import Any, TypeVar
 
 from .._files import read_json_object
-from ..errors import InvalidFileError, ResultRangeError, SchemaMismatchError, UsageError
+from ..errors import InvalidFileError, ResultRangeError, SchemaMismatchError, SingularSystemError, UsageError
 from ..kinds import kind_names, kind_of_result, result_from_dict
 from ..models import LinearModel
 from ..protocol import FORMAT as BUNDLE_FORMAT
@@ -115,9 +115,20 @@ def solve_within(sums: WithinStatistics, ridge: float = 0.0, fit_intercept: bool
     """Plant fixed effects: the within estimator of the slopes from pooled within-plant statistics, with the
     inference of OLS with one dummy per plant (each contributor is one plant). ``fit_intercept`` is implied
     (the plant intercepts); a plant computes its own with :meth:`LinearModel.plant_intercept`."""
+    sums.check_consistent("the within statistics")
     plants = len(set(sums.contributors)) or 1
-    model = LinearModel.from_statistics(sums.within, ridge_fraction(ridge), False, absorbed=plants,
-                                        totals=sums.total_sums())
+    if sums.n < plants + len(sums.features):
+        raise SingularSystemError(f"{sums.n} rows for {plants} plant effects and {len(sums.features)} slopes: too few "
+                                  "rows for a fixed-effects model", [])
+    try:
+        model = LinearModel.from_statistics(sums.within, ridge_fraction(ridge), False, absorbed=plants,
+                                            totals=sums.total_sums())
+    except SingularSystemError as exc:
+        if len(exc.columns) == 1 and "identically zero" in str(exc):
+            raise SingularSystemError(
+                f"{exc.columns[0]!r} is constant within every plant: the plant effects absorb it; leave it out of a "
+                "fixed-effects model", exc.columns) from None
+        raise
     model.fixed_effects_ = plants
     return model
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .._files import atomic_write_json, check_format, read_json_object, split_study, study_field
-from ..errors import DataError, InvalidFileError, SchemaMismatchError, UsageError
+from ..errors import DataError, IntegrityError, InvalidFileError, SchemaMismatchError, UsageError
 from ._encoding import ColumnEncoding, Encoding
 from ._gram import SufficientStatistics, canonical_columns
 
@@ -136,6 +136,27 @@ class WithinStatistics:
         y = m - 1
         return cls(demeaned, stats.encoding, grid_bits, g[0][y], g[y][y])
 
+    def check_consistent(self, source: str = "within statistics") -> None:
+        """Refuse sums no honest plants give (raises :class:`~hefed.errors.IntegrityError`): demeaned columns that do
+        not sum to 0, Σy or Σy² beyond what the encoding allows, fewer rows than plants, or a total sum of squares
+        of y below the within-plant one (the between-plant part cannot be negative)."""
+        gram = self.within.gram
+        if any(gram[0][a] for a in range(1, len(gram))):
+            raise IntegrityError(f"{source}: demeaned columns do not sum to 0")
+        enc = self.encoding
+        bits = enc.value_bits_of(self.target) + enc.max_rows_bits + enc.max_contributors.bit_length()
+        if abs(self.sum_y).bit_length() > bits or not 0 <= self.sum_yy < 1 << (bits + enc.value_bits_of(self.target)):
+            raise IntegrityError(f"{source}: Σy or Σy² is beyond what the encoding allows")
+        plants = len(set(self.contributors))
+        if self.n < plants:
+            raise IntegrityError(f"{source}: fewer rows ({self.n}) than plants ({plants})")
+        n, sum_y, sum_yy = self.total_sums()
+        total = sum_yy - sum_y * sum_y / n if n else Fraction(0)
+        within = self.within.exact(self.target, self.target)
+        slack = Fraction(max(plants, 1), 1 << (1 + 2 * self.within.scale_bits[-1]))  # the per-plant rounding
+        if total + slack < within:
+            raise IntegrityError(f"{source}: the total sum of squares of y is below the within-plant one")
+
     def rounding_bound(self, a: str, b: str) -> float:
         """Largest change the rounding made to the pooled Σ x̃_a x̃_b (real units): half a grid unit per plant."""
         scale = self.within.scale_bits
@@ -189,7 +210,12 @@ class WithinStatistics:
             if not isinstance(text, str) or not text.lstrip("-").isdigit() or len(text) > 2000:
                 raise InvalidFileError(f"{source}: {field!r} must be an integer string")
             sums.append(int(text))
-        return cls(within, encoding, grid_bits, sums[0], sums[1], study)
+        result = cls(within, encoding, grid_bits, sums[0], sums[1], study)
+        try:
+            result.check_consistent(source)
+        except IntegrityError as exc:
+            raise InvalidFileError(str(exc)) from None
+        return result
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> WithinStatistics:
