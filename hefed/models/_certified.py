@@ -243,7 +243,6 @@ def certified_inference(problem: PooledLeastSquares) -> tuple[dict[str, Any], Ce
     k_all = k + problem.absorbed  # every parameter of the fit, the absorbed plant intercepts included
     df_model, df_resid = k_all - k0, n - k_all
     tss = problem.centered_tss if (k0 or not ols) else problem.uncentered_tss
-    fixed: dict[str, float] = {}
     state: dict[str, Any] = {}
     upper = [(i, j) for i in range(k) for j in range(i, k)]
 
@@ -351,8 +350,7 @@ def certified_inference(problem: PooledLeastSquares) -> tuple[dict[str, Any], Ce
         for name in _OLS_SCALARS:
             if name not in _RIDGE_SCALARS:
                 values[name] = _NAN
-    fixed.update(centered_tss=float(problem.centered_tss), uncentered_tss=float(problem.uncentered_tss))
-    values.update(fixed)
+    values["centered_tss"], values["uncentered_tss"] = float(problem.centered_tss), float(problem.uncentered_tss)
     scale = values["mse_resid"]
     if ols and values["cov_params"] is not None and scale > 0:  # (XᵀX)⁻¹ = cov/σ̂², to float accuracy
         inverse: np.ndarray | None = values["cov_params"] / scale

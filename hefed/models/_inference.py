@@ -197,6 +197,11 @@ class ExactParts:
         return self._inverse
 
     @property
+    def known_inverse(self) -> list[list[Fraction]] | None:
+        """The full exact (XᵀX)⁻¹ if already at hand (stored, or computed for the diagonal); never computed here."""
+        return self._inverse if self._inverse_known else None
+
+    @property
     def xtx_inv_diag(self) -> list[Fraction] | None:
         if self._diag is None:
             inverse = self.xtx_inv
@@ -254,7 +259,7 @@ def _values_from_exact(exact: ExactParts, nobs: int, fit_intercept: bool, ridge:
         v["llf"] = math.inf     # statistics, has none: NaN)
         if ols:
             v["aic"] = v["bic"] = -math.inf
-    inverse = exact.xtx_inv if exact._inverse_known and exact._inverse is not None else None
+    inverse = exact.known_inverse
     v["xtx_inv"] = None if inverse is None or scale is None else np.array([[float(h) for h in r] for r in inverse])
     v["cov_params"] = (None if inverse is None or scale is None
                        else np.array([[float(scale * h) for h in r] for r in inverse]))

@@ -17,7 +17,6 @@ rationals) still load.
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import json
@@ -177,26 +176,6 @@ class LinearModel:
                      fit_intercept=fit_intercept, contributors=stats.contributors, inference=results,
                      exact=_ExactFit(compute=functools.partial(_exact_of, results)))
         return model
-
-    @classmethod
-    def from_exact(
-        cls,
-        stats: SufficientStatistics,
-        coef_exact: Sequence[Fraction],
-        intercept_exact: Fraction,
-        ridge: float | Fraction,
-        fit_intercept: bool,
-    ) -> LinearModel:
-        """Build the model, its exact training fit (SSE, SST) and its inference from the statistics."""
-        sse = stats.residual_sum_of_squares(dict(zip(stats.features, coef_exact, strict=True)), intercept_exact)
-        sy, syy = stats.exact(ONES, stats.target), stats.exact(stats.target, stats.target)
-        sst = syy - sy * sy / stats.n
-        return cls(
-            stats.features, stats.target, coef_exact, intercept_exact,
-            n_samples=stats.n, sse=sse, sst=sst, ridge=float(ridge),
-            fit_intercept=fit_intercept, contributors=stats.contributors,
-            inference=functools.partial(inference, copy.deepcopy(stats), ridge, fit_intercept),
-        )
 
     # --- the exact rationals -----------------------------------------------------------
     def _exact_fit(self) -> _ExactFit:
