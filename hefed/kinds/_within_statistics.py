@@ -14,14 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidFileError
+from ..errors import InvalidFileError, UsageError
 from ..primitives.packing import slot_width
 from ..stats import (
     DEFAULT_GRID_BITS,
     Encoding,
     SufficientStatistics,
     WithinStatistics,
-    canonical_columns,
     check_grid_bits,
     gram_bounds,
     support_size,
@@ -42,10 +41,9 @@ class WithinStatisticsRequest:
 
 
 def _sums_bounds(features: Sequence[str], target: str, encoding: Encoding) -> list[tuple[int, int]]:
-    """Bounds of Σy and Σy² (those of the plain statistics' entries)."""
-    bits = encoding.value_bits_of(canonical_columns(features, target)[-1])
-    rows = encoding.max_rows_bits
-    return [(-((1 << (bits + rows)) - 1), (1 << (bits + rows)) - 1), (0, (1 << (2 * bits + rows)) - 1)]
+    """Bounds of Σy and Σy²: those of the plain statistics' entries (1, y) and (y, y)."""
+    bounds = gram_bounds(features, target, encoding)
+    return [bounds[len(features) + 1], bounds[-1]]
 
 
 class WithinStatisticsKind(Kind[WithinStatistics, WithinStatisticsRequest]):
@@ -61,7 +59,7 @@ class WithinStatisticsKind(Kind[WithinStatistics, WithinStatisticsRequest]):
     def _check_parameters(self, parameters: dict[str, Any], source: str) -> None:
         try:
             check_grid_bits(parameters["grid_bits"])
-        except Exception:
+        except UsageError:
             raise InvalidFileError(f"{source}: 'grid_bits' must be an even integer of at most 256") from None
 
     def bounds(self, features: Sequence[str], target: str, encoding: Encoding,
