@@ -36,7 +36,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -47,7 +47,6 @@ import numpy as np
 from ..errors import SingularSystemError, UsageError
 from ..primitives.certified import (
     MAX_BITS,
-    Certified,
     certified_floats,
     exact_ball,
     midpoint,
@@ -388,11 +387,6 @@ class _Restricted:
         return {"effect": effect, "diff": diff, "V": v, "ssr": ssr, "scale": ssr / self.df_resid}
 
 
-def _certify(evaluate: Callable[[int], Mapping[str, Sequence[Any]]],
-             exact: Mapping[str, Callable[[int], Fraction]]) -> Certified:
-    return certified_floats(evaluate, exact)
-
-
 def t_test(results: InferenceResults, r_matrix: Any, q: Any = None) -> ContrastResults:
     """statsmodels' ``t_test``: each restriction ``(Rθ)_i = q_i`` on its own (see the module docstring)."""
     _check_ols(results, "a t test")
@@ -416,7 +410,7 @@ def t_test(results: InferenceResults, r_matrix: Any, q: Any = None) -> ContrastR
         tvalue = [b["diff"][i] / sd[i] if not b["ssr"].is_zero() else flint.arb.nan() for i in range(m)]
         return {"effect": b["effect"], "sd": sd, "tvalue": tvalue}
 
-    certified = _certify(evaluate, {"effect": restricted.exact_effect})
+    certified = certified_floats(evaluate, {"effect": restricted.exact_effect})
     values = certified.values
     tvalues = np.array(values["tvalue"])
     if any(math.isnan(t) for t in tvalues) and results.ssr == 0:  # a perfect fit: zero errors
@@ -473,7 +467,7 @@ def wald_test(results: InferenceResults, r_matrix: Any, q: Any = None, use_f: bo
                 quad = flint.arb(0)
             return {"fvalue": [quad / (b["scale"] * m)]}
 
-        certified = _certify(evaluate, {"fvalue": lambda i: _exact_fvalue(restricted)})
+        certified = certified_floats(evaluate, {"fvalue": lambda i: _exact_fvalue(restricted)})
         if "fvalue" in certified.values:
             fvalue = certified.values["fvalue"][0]
         else:  # a perfect fit: any violated restriction is infinitely significant
@@ -521,8 +515,8 @@ def compare_f_test(full: InferenceResults, restricted: InferenceResults) -> tupl
                 return {}
             return {"fvalue": [diff / df_diff / bf["ssr"] * df_full]}
 
-        certified = _certify(evaluate, {"fvalue": lambda i: (pr.exact_ssr() - pf.exact_ssr()) / df_diff
-                                        / pf.exact_ssr() * df_full})
+        certified = certified_floats(evaluate, {"fvalue": lambda i: (pr.exact_ssr() - pf.exact_ssr()) / df_diff
+                                                / pf.exact_ssr() * df_full})
         fvalue = certified.values["fvalue"][0] if "fvalue" in certified.values else math.inf
     else:
         fvalue = (restricted.ssr - full.ssr) / df_diff / full.ssr * df_full
@@ -575,7 +569,7 @@ def vif(results: InferenceResults, standardize: bool = True) -> np.ndarray:
         inv = balls["xtx_inv"]
         return {"vif": [flint.arb(1) if j in ones else inv[j][j] * exact_ball(tss[j]) for j in range(k)]}
 
-    certified = _certify(evaluate, {"vif": lambda j: design.exact_inverse_column(j)[j] * tss[j]})
+    certified = certified_floats(evaluate, {"vif": lambda j: design.exact_inverse_column(j)[j] * tss[j]})
     by_name = dict(zip(design.param_names, certified.values["vif"], strict=True))
     return np.array([by_name[name] for name in results.param_names])
 
@@ -664,7 +658,7 @@ def subset_criteria(stats: SufficientStatistics, features: Sequence[str], fit_in
         return {"ssr": [ssr], "llf": [llf], "aic": [-2 * llf + 2 * k], "bic": [-2 * llf + log_n() * k]}
 
     try:
-        certified = _certify(evaluate, {"ssr": lambda i: problem.exact_ssr()})
+        certified = certified_floats(evaluate, {"ssr": lambda i: problem.exact_ssr()})
     except SingularSystemError:
         return nan_fit
     v = certified.values
