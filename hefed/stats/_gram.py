@@ -441,7 +441,6 @@ def grouped_statistics(
     y = as_exact_float64(y, "y", source).reshape(-1)
     if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[1] != len(features):
         raise SchemaMismatchError(f"{source}: X, y and feature names do not agree in shape")
-    _check_rows_and_names(X.shape[0], features, target, encoding or Encoding(), source)
     return block_statistics(canonical_block(X, y, features), features, target, encoding, factory_id, source, groups,
                             n_groups, rounding)
 
@@ -462,18 +461,14 @@ def block_statistics(
     encoding = encoding or Encoding()
     if columns.ndim != 2 or columns.shape[0] != len(features) + 2 or columns.dtype != np.float64:
         raise SchemaMismatchError(f"{source}: the block and feature names do not agree in shape")
-    _check_rows_and_names(columns.shape[1], features, target, encoding, source)
+    if columns.shape[1] >= 1 << encoding.max_rows_bits:
+        raise SchemaMismatchError(f"{source}: more rows than the encoding allows (2^{encoding.max_rows_bits})")
+    if ONES in features or target == ONES:
+        raise DataError(f"{source}: the column name {ONES!r} is reserved for the intercept")
     accs = [GramAccumulator(column_scales(features, target, encoding)) for _ in range(n_groups)]
     support = new_support(features, target)
     accumulate_block(accs, columns, features, target, encoding, source, groups, rounding, support)
     return statistics_of(accs, support, features, target, encoding, factory_id)
-
-
-def _check_rows_and_names(rows: int, features: Sequence[str], target: str, encoding: Encoding, source: str) -> None:
-    if rows >= 1 << encoding.max_rows_bits:
-        raise SchemaMismatchError(f"{source}: more rows than the encoding allows (2^{encoding.max_rows_bits})")
-    if ONES in features or target == ONES:
-        raise DataError(f"{source}: the column name {ONES!r} is reserved for the intercept")
 
 
 def new_support(features: Sequence[str], target: str) -> SupportAccumulator:
