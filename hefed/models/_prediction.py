@@ -236,13 +236,24 @@ def quadratic_forms(design: np.ndarray, cov: np.ndarray) -> np.ndarray:
     return np.maximum(np.einsum("ij,ij->i", design @ cov, design), 0.0)
 
 
-def get_prediction(model: LinearModel, X: Any, *, alpha: float = 0.05) -> PredictionResults:
-    """Predictions for the rows of ``X`` with standard errors and intervals (see the module)."""
-    alpha = _check_alpha(alpha)
+def _model_covariance(model: LinearModel) -> tuple[InferenceResults, np.ndarray]:
+    """The model's inference and the full covariance predictions need (refused as :func:`prediction_covariance`)."""
     results = model.inference() if model.has_inference else None
     cov = prediction_covariance(results)
     assert results is not None
+    return results, cov
+
+
+def get_prediction(model: LinearModel, X: Any, *, alpha: float = 0.05) -> PredictionResults:
+    """Predictions for the rows of ``X`` with standard errors and intervals (see the module)."""
+    alpha = _check_alpha(alpha)
+    results, cov = _model_covariance(model)
     design, labels = design_matrix(model, X)
+    return _prediction(model, results, cov, design, labels, alpha)
+
+
+def _prediction(model: LinearModel, results: InferenceResults, cov: np.ndarray, design: np.ndarray,
+                labels: pd.Index, alpha: float) -> PredictionResults:
     return PredictionResults(predicted_mean=_point(model, design), var_pred_mean=quadratic_forms(design, cov),
                              var_resid=float(results.scale), df=int(results.df_resid), row_labels=labels,
                              alpha=alpha)
@@ -254,10 +265,13 @@ def predict_total(model: LinearModel, X: Any, *, alpha: float = 0.05,
     total, the prediction interval of the realised total and, with ``activity_uncertainty`` (relative 95 %
     half-widths by feature column), the GUM combination (see the module)."""
     alpha = _check_alpha(alpha)
-    results = model.inference() if model.has_inference else None
-    cov = prediction_covariance(results)
-    assert results is not None
+    results, cov = _model_covariance(model)
     design, _ = design_matrix(model, X)
+    return _total(model, results, cov, design, alpha, activity_uncertainty)
+
+
+def _total(model: LinearModel, results: InferenceResults, cov: np.ndarray, design: np.ndarray, alpha: float,
+           activity_uncertainty: Mapping[str, float] | None) -> TotalResults:
     n = len(design)
     if n == 0:
         raise DataError("no rows to total")
@@ -327,7 +341,7 @@ def predict_table(model: LinearModel, data: pd.DataFrame | str | os.PathLike[str
     finite (else one error naming file, column and row), and predict every row with intervals; with ``total``
     (or ``activity_uncertainty``) also the table's total (:func:`predict_total`)."""
     alpha = _check_alpha(alpha)
-    prediction_covariance(model.inference() if model.has_inference else None)  # refuse before reading
+    results, cov = _model_covariance(model)  # refuse before reading
     source = "data" if isinstance(data, pd.DataFrame) else str(data)
     frame = data if isinstance(data, pd.DataFrame) else read_table(Path(data), file_format)
     columns = [str(c) for c in frame.columns]
@@ -342,7 +356,8 @@ def predict_table(model: LinearModel, data: pd.DataFrame | str | os.PathLike[str
         raise DataError(f"{source}: no data rows")
     labels = {str(c): c for c in frame.columns}
     X = pd.DataFrame({f: numeric_column(frame, f, source, labels[f]) for f in features})
-    prediction = get_prediction(model, X, alpha=alpha)
-    totals = (predict_total(model, X, alpha=alpha, activity_uncertainty=activity_uncertainty)
+    design, row_labels = design_matrix(model, X)  # once, for the predictions and the total
+    prediction = _prediction(model, results, cov, design, row_labels, alpha)
+    totals = (_total(model, results, cov, design, alpha, activity_uncertainty)
               if total or activity_uncertainty else None)
     return TablePrediction(source=source, prediction=prediction, total=totals)
