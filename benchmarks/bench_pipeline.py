@@ -197,22 +197,14 @@ def main() -> None:
     def run_hefed() -> tuple[dict[str, float], list[hefed.Bundle], hefed.LinearModel]:
         djn.clear_tables()  # table building is part of the cost, every repetition
         steps: dict[str, float] = {}
-        start = time.perf_counter()
-        stats = [compute_statistics(f, "y", names, encoding, factory_id=k) for k, f in frames.items()]
-        steps["statistics"] = time.perf_counter() - start
-        mark = time.perf_counter()
-        bundles = [encrypt_bundle(st, public_key, k) for k, st in zip(frames, stats, strict=True)]
-        steps["encrypt"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        total = hefed.aggregate(bundles)
-        steps["aggregate"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        decrypted = hefed.decrypt_statistics(total, private_key, allow_unsigned=True)
-        steps["decrypt"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        model = hefed.solve(decrypted)
-        steps["solve"] = time.perf_counter() - mark
-        steps["total"] = time.perf_counter() - start
+        steps["statistics"], stats = timed(
+            lambda: [compute_statistics(f, "y", names, encoding, factory_id=k) for k, f in frames.items()])
+        steps["encrypt"], bundles = timed(
+            lambda: [encrypt_bundle(st, public_key, k) for k, st in zip(frames, stats, strict=True)])
+        steps["aggregate"], total = timed(lambda: hefed.aggregate(bundles))
+        steps["decrypt"], decrypted = timed(lambda: hefed.decrypt_statistics(total, private_key, allow_unsigned=True))
+        steps["solve"], model = timed(lambda: hefed.solve(decrypted))
+        steps["total"] = sum(steps[step] for step in STAGES)
         return steps, bundles, model
 
     hosts = ParallelFactories(frames, names, encoding, public_key)
