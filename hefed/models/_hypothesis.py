@@ -501,7 +501,8 @@ def compare_f_test(full: InferenceResults, restricted: InferenceResults) -> tupl
                          "differ)")
     pf, pr = _problem_of(full), _problem_of(restricted)
     if pf is not None and pr is not None:
-        if pr.Z != _sub_gram(pf, pr):
+        # the full problem's Gram on the sub-problem's columns, in the same integer units (the same encoding)
+        if pr.Z != pf.stats.gram_of([*pr.param_names, pr.stats.target]):
             raise UsageError("compare_f_test: the restricted model was not solved from the same aggregate")
 
         def evaluate(bits: int) -> dict[str, list[Any]]:
@@ -522,15 +523,6 @@ def compare_f_test(full: InferenceResults, restricted: InferenceResults) -> tupl
         fvalue = (restricted.ssr - full.ssr) / df_diff / full.ssr * df_full
     pvalue = float(_scipy_stats().f.sf(fvalue, df_diff, df_full))
     return fvalue, pvalue, float(df_diff)
-
-
-def _sub_gram(full: PooledLeastSquares, sub: PooledLeastSquares) -> list[list[int]]:
-    """The full problem's exact Gram entries on the sub-problem's parameter columns and target, in the sub-problem's
-    integer units (the same encoding gives the same units)."""
-    cols = full.stats.columns
-    sub_cols = [*sub.param_names, sub.stats.target]
-    index = [cols.index(c) for c in sub_cols]
-    return [[full.stats.gram[a][b] for b in index] for a in index]
 
 
 def vif(results: InferenceResults, standardize: bool = True) -> np.ndarray:

@@ -218,10 +218,14 @@ class SufficientStatistics:
         unknown = [f for f in chosen if f not in self.features]
         if unknown:
             raise DataError(f"subset: {', '.join(map(repr, unknown))} not among the features {self.features}")
-        cols = self.columns
-        index = [cols.index(c) for c in canonical_columns(chosen, self.target)]
-        gram = [[self.gram[a][b] for b in index] for a in index]
+        gram = self.gram_of(canonical_columns(chosen, self.target))
         return SufficientStatistics(self.target, chosen, self.encoding, gram, list(self.contributors), self.study)
+
+    def gram_of(self, columns: Sequence[str]) -> list[list[int]]:
+        """The exact Gram entries of the listed columns (names among :attr:`columns`), in that order."""
+        cols = self.columns
+        index = [cols.index(c) for c in columns]
+        return [[self.gram[a][b] for b in index] for a in index]
 
     def schema_key(self) -> tuple[Any, ...]:
         return (self.target, tuple(sorted(self.features)), self.encoding)
