@@ -136,9 +136,10 @@ def test_aggregator_cannot_mix_grids_or_kinds(keypair) -> None:
     public_key, _ = keypair
     plants = _plants({"A": 20, "B": 21, "C": 22})
     fine = [_bundle(plants[k], k, public_key) for k in "AB"]
-    coarse = _bundle(plants["C"], "C", public_key, WithinStatisticsRequest(grid_bits=8))
+    with pytest.raises(HefedError):  # no grid but the unit: nothing to mix
+        WithinStatisticsRequest(grid_bits=8)
     plain = _bundle(plants["C"], "C", public_key, StatisticsRequest())
-    for odd in (coarse, plain):
+    for odd in (plain,):
         with pytest.raises(HefedError):
             hefed.aggregate([*fine, odd])
 
@@ -152,7 +153,7 @@ def test_subset_of_a_three_plant_aggregate_still_withholds_the_covariance() -> N
         stats = stats + hefed.compute_statistics(plants[k], "co2_t", FEATURES, factory_id=k)
     sub = stats.subset(["coal_t"])
     assert sorted(sub.contributors) == ["A", "B", "C"]
-    for model in (hefed.solve(sub), hefed.solve(_pooled(plants, 64))):
+    for model in (hefed.solve(sub), hefed.solve(_pooled(plants, 0))):
         obj = model.to_dict()
         assert obj["inference"]["cov_params"] is None and obj["inference"]["cov_params_withheld"]
     four = stats + hefed.compute_statistics(_frame(23, 3), "co2_t", FEATURES, factory_id="D")
@@ -161,8 +162,6 @@ def test_subset_of_a_three_plant_aggregate_still_withholds_the_covariance() -> N
 
 # --- the per-plant rounding leaks each plant's row count (and residues of its sums) ----------------------------
 
-@pytest.mark.xfail(strict=True, reason="FINDING: the low grid_bits bits of the pooled within statistics are "
-                   "frac(sum_g s_a s_b / n_g): their denominator lcm(n_g) gives back every plant's row count")
 def test_the_pooled_within_statistics_hide_each_plant_count(keypair) -> None:
     public_key, private_key = keypair
     counts = {"A": 37, "B": 41, "C": 43}
@@ -174,15 +173,16 @@ def test_the_pooled_within_statistics_hide_each_plant_count(keypair) -> None:
     assert candidates != {tuple(sorted(counts.values()))}, "the key holder recovered every plant's row count"
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING: with the same rounding, CRT on the hidden numerator gives "
-                   "s_a*s_b mod n_g for each plant g (its column sums modulo its row count)")
 def test_the_pooled_within_statistics_hide_each_plant_sums_mod_its_count() -> None:
+    """The CRT attack on the hidden numerator (s_a^2 mod n_g for each plant), run on what the default request makes."""
     counts = {"A": 37, "B": 41, "C": 43}
     plants = _plants(counts)
-    pooled = _pooled(plants, 64)
+    pooled = _pooled(plants, WithinStatisticsRequest().grid_bits)
     r, gram, d = pooled.grid_bits, pooled.within.gram, _hidden_denominator(pooled)
-    leaked = True
+    leaked = d % math.prod(counts.values()) == 0  # the attack needs lcm(n_g) first
     for name, frame in plants.items():
+        if not leaked:
+            break
         s = hefed.compute_statistics(frame, "co2_t", FEATURES).gram[0]
         n_g = counts[name]
         for a in range(1, len(gram)):
@@ -193,12 +193,13 @@ def test_the_pooled_within_statistics_hide_each_plant_sums_mod_its_count() -> No
     assert not leaked, "the key holder recovered s_a^2 mod n_g for every plant and column"
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING: grid_bits (up to 256) is the requester's choice; a fine grid "
-                   "lets the counts of year-long hourly plants (lcm ~ 2^39) be read back too")
 def test_a_requested_fine_grid_does_not_reveal_large_counts() -> None:
     counts = {"A": 8759, "B": 8760, "C": 8761}
-    pooled = _pooled(_plants(counts), 256)  # what each factory computes for WithinStatisticsRequest(256)
-    WithinStatisticsRequest(grid_bits=256)  # accepted: nothing caps the grid a request may ask for
+    with pytest.raises(HefedError, match="row count"):  # a fine grid is refused at the request...
+        WithinStatisticsRequest(grid_bits=256)
+    with pytest.raises(HefedError, match="row count"):  # ...and by the factory computing it
+        _pooled(_plants(counts), 256)
+    pooled = _pooled(_plants(counts), 0)
     candidates = _counts_from_denominator(_hidden_denominator(pooled), pooled.n, 3)
     assert candidates != {tuple(sorted(counts.values()))}, "the key holder recovered every plant's row count"
 
@@ -228,9 +229,6 @@ def test_release_model_applies_the_study_threshold(keypair) -> None:
     assert release_model(stats, study=study).model.to_dict()["inference"]["cov_params"] is None
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING: hefed.solve(stats, study=study) decides release_covariance with 3, "
-                   "not the study's min_contributors (LinearModel._setup), so its saved file carries the full "
-                   "covariance of a model of min_contributors factories (the others' sum is below the threshold)")
 def test_library_solve_applies_the_study_threshold(keypair) -> None:
     study = Study.new(keypair[0], ColumnSpec("co2_t"), FEATURES, min_contributors=4)
     model = hefed.solve(_study_stats(study), study=study)

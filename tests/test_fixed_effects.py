@@ -34,7 +34,7 @@ def _plants(seed: int = 0, plants: int = 5, rows: int = 60) -> dict[str, pd.Data
     return out
 
 
-def _pooled_within(plants: dict[str, pd.DataFrame], grid_bits: int = 64) -> WithinStatistics:
+def _pooled_within(plants: dict[str, pd.DataFrame], grid_bits: int = 0) -> WithinStatistics:
     parts = [WithinStatistics.of_plant(hefed.compute_statistics(f, "co2_t", FEATURES, factory_id=name), grid_bits)
              for name, f in plants.items()]
     total = parts[0]
@@ -95,13 +95,13 @@ def test_rounding_is_once_and_bounded() -> None:
     plants = _plants(seed=3, plants=3)
     frame = plants["plant-0"]
     stats = hefed.compute_statistics(frame, "co2_t", FEATURES)
-    within = WithinStatistics.of_plant(stats, grid_bits=8)  # a coarse grid: the rounding shows
+    within = WithinStatistics.of_plant(stats, grid_bits=0)  # rounded to the integer unit
     n = stats.n
     for a in FEATURES:
         exact = stats.exact(a, a) - stats.exact(hefed.stats.ONES, a) ** 2 / n
         assert abs(within.within.exact(a, a) - exact) <= within.rounding_bound(a, a)
     with pytest.raises(hefed.errors.UsageError):
-        WithinStatistics.of_plant(stats, grid_bits=7)
+        WithinStatistics.of_plant(stats, grid_bits=8)  # finer grids reveal row counts
 
 
 def test_encrypted_round_end_to_end_and_files(tmp_path) -> None:
@@ -124,7 +124,7 @@ def test_encrypted_round_end_to_end_and_files(tmp_path) -> None:
     assert again.fixed_effects_ == 4 and again.inference().df_resid == ref.df_resid
     np.testing.assert_allclose(again.inference().bse, ref.bse[FEATURES].to_numpy(), rtol=1e-9)
     kind = get_kind("within_statistics")
-    values = kind.packed_size(FEATURES, "co2_t", bundles[0].encoding, {"grid_bits": 64})[0]
+    values = kind.packed_size(FEATURES, "co2_t", bundles[0].encoding, {"grid_bits": 0})[0]
     assert values == 15 + 2 + hefed.stats.support_size(FEATURES, "co2_t")  # the Gram, Σy and Σy², the support
 
 

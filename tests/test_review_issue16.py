@@ -35,7 +35,7 @@ def _plants(sizes: list[int], seed: int = 0) -> dict[str, pd.DataFrame]:
     return {f"p{g}": _plant(rng, 10.0 * g, n) for g, n in enumerate(sizes)}
 
 
-def _within(plants: dict[str, pd.DataFrame], features: list[str] = FEATURES, grid_bits: int = 64) -> WithinStatistics:
+def _within(plants: dict[str, pd.DataFrame], features: list[str] = FEATURES, grid_bits: int = 0) -> WithinStatistics:
     parts = [WithinStatistics.of_plant(hefed.compute_statistics(f, "co2_t", features, factory_id=name), grid_bits)
              for name, f in plants.items()]
     total = parts[0]
@@ -68,11 +68,9 @@ def test_single_within_bundle_is_refused_by_the_key_holder_threshold() -> None:
         hefed.decrypt_bundle(bundles[0], private_key, min_contributors=3, allow_unsigned=True)
     with pytest.raises(hefed.errors.TooFewContributorsError):
         hefed.decrypt_bundle(hefed.aggregate(bundles), private_key, min_contributors=3, allow_unsigned=True)
-    # the aggregator cannot mix grids or kinds
-    other = hefed.encrypt_table(plants["p0"], "co2_t", public_key, features=FEATURES, factory_id="q",
-                                request=WithinStatisticsRequest(grid_bits=8)).bundle
-    with pytest.raises(hefed.errors.SchemaMismatchError, match="grid_bits"):
-        hefed.aggregate([bundles[0], bundles[1], other])
+    # the aggregator cannot mix kinds (and no grid but the unit exists to mix)
+    with pytest.raises(hefed.errors.UsageError, match="grid_bits"):
+        WithinStatisticsRequest(grid_bits=8)
     plain = hefed.encrypt_table(plants["p0"], "co2_t", public_key, features=FEATURES, factory_id="r",
                                 request=StatisticsRequest()).bundle
     with pytest.raises(hefed.errors.SchemaMismatchError, match="kind"):

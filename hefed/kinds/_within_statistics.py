@@ -1,7 +1,7 @@
 """Kind ``within_statistics``: each plant's own rows demeaned, for plant fixed effects.
 
 One contribution packs the upper triangle of the plant's demeaned Gram matrix, rounded once to
-the public grid ``2^-grid_bits`` (:class:`~hefed.stats.WithinStatistics`: the row of ones carries
+its integer unit (``grid_bits`` = 0) (:class:`~hefed.stats.WithinStatistics`: the row of ones carries
 the plant's row count, its other entries are 0), then ``Σy`` and ``Σy²``, then the support of the
 plant's columns as in ``statistics``. Summed over plants it is the within-plant Gram matrix of the
 pooled rows: the fixed-effects (within) estimator of the slopes and its inference, with no plant's
@@ -32,7 +32,7 @@ from ._statistics import check_gram, check_support, gram_size, split_support, su
 
 @dataclass(frozen=True)
 class WithinStatisticsRequest:
-    """Ask a factory for its rows' demeaned statistics, rounded once to ``2^-grid_bits`` (even)."""
+    """Ask a factory for its rows' demeaned statistics, rounded once to their integer unit (``grid_bits`` 0)."""
 
     grid_bits: int = DEFAULT_GRID_BITS
 
@@ -60,7 +60,7 @@ class WithinStatisticsKind(Kind[WithinStatistics, WithinStatisticsRequest]):
         try:
             check_grid_bits(parameters["grid_bits"])
         except UsageError:
-            raise InvalidFileError(f"{source}: 'grid_bits' must be an even integer of at most 256") from None
+            raise InvalidFileError(f"{source}: 'grid_bits' must be 0 (a finer grid reveals the row counts)") from None
 
     def bounds(self, features: Sequence[str], target: str, encoding: Encoding,
                parameters: Mapping[str, Any]) -> list[tuple[int, int]]:

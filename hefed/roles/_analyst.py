@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from .._files import read_json_object
 from ..errors import InvalidFileError, ResultRangeError, SchemaMismatchError, SingularSystemError, UsageError
 from ..kinds import kind_names, kind_of_result, result_from_dict
-from ..models import LinearModel
+from ..models import LinearModel, covariance_releasable
 from ..protocol import FORMAT as BUNDLE_FORMAT
 from ..protocol import Study, open_release
 from ..stats import (
@@ -68,6 +68,8 @@ def solve(stats: Any, ridge: float = 0.0, fit_intercept: bool = True, study: Stu
             f"{kind.description}; a model is solved from decrypted {' or '.join(solvable_kinds())} sums")
     model = builder(stats, ridge, fit_intercept)
     model.study_ = stats.study
+    if study is not None:  # the file's covariance gives back the pooled Gram: the study's threshold + 1
+        model.release_covariance = covariance_releasable(model.contributors_, study.min_contributors)
     if study is not None and model.has_inference:  # the emission-factor report needs the study's units
         model.inference().set_units(study)
     return model

@@ -7,10 +7,12 @@ A factory ``g`` with ``n_g`` rows and exact integer Gram matrix ``G`` of ``[1, X
     W_ab = Σ (v_a − s_a/n_g)(v_b − s_b/n_g) = G_ab − s_a·s_b / n_g
 
 exactly, a rational with denominator ``n_g``. To travel (and be summed) without revealing
-``n_g``, it is rounded **once** to the grid ``2^−R`` of the integer units (``R`` = ``grid_bits``,
-a public parameter, even): ``W'_ab = round(2^R · W_ab)``, so that each entry moves by at most
-``2^−(R+1)`` of its unit, i.e. by at most ``2^−(R+1+F_a+F_b)`` in real units (with the default
-``R = 64`` and ``F = 84``, below 1e-70 of a unit). The pooled ``Σ_g W'_g`` is then exactly the Gram
+``n_g``, it is rounded **once** to the integer unit of the encoded sums: ``W'_ab = round(W_ab)``, so
+each entry moves by at most half a unit, ``2^−(1+F_a+F_b)`` in real units (below 1e-50 with the
+default ``F = 84``). The grid is not finer on purpose (``grid_bits`` must be 0): with ``R`` more bits,
+the low bits of the pooled entries are ``2^R · frac(Σ_g s_a s_b / n_g)``, a fraction whose denominator
+``lcm(n_g)`` continued fractions give back, and with it every plant's row count and residues of its
+sums (``tests/test_attack_issue15_16.py``). The pooled ``Σ_g W'_g`` is then exactly the Gram
 matrix of the plant-demeaned rows ``[1, x̃, ỹ]`` up to that rounding, written as statistics with each
 column's grid ``2^−(F_a + R/2)``: its row of ones is ``[n, 0, …, 0]`` (the demeaned columns sum to 0).
 Least squares on it gives the within estimator of the slopes, ``θ = W_xx⁻¹ W_xy``, its SSR
@@ -38,16 +40,17 @@ from ._gram import SufficientStatistics, canonical_columns
 FORMAT = "hefed.within_statistics"
 VERSION = 1
 
-#: The default grid of the demeaned statistics: 2^-64 of each entry's integer unit.
-DEFAULT_GRID_BITS = 64
-#: The widest grid a bundle may ask for (the slots grow by this many bits per entry).
-MAX_GRID_BITS = 256
+#: The grid of the demeaned statistics: the entries' own integer unit (a finer one reveals the row counts).
+DEFAULT_GRID_BITS = 0
+#: The finest grid a bundle may ask for: none finer than the unit (see the module docstring).
+MAX_GRID_BITS = 0
 
 
 def check_grid_bits(grid_bits: object) -> int:
     if (isinstance(grid_bits, bool) or not isinstance(grid_bits, int) or not 0 <= grid_bits <= MAX_GRID_BITS
             or grid_bits % 2):
-        raise UsageError(f"grid_bits must be an even integer in [0, {MAX_GRID_BITS}], got {grid_bits!r}")
+        raise UsageError(f"grid_bits must be {MAX_GRID_BITS}: a finer grid for the demeaned statistics would reveal "
+                         f"each plant's row count, got {grid_bits!r}")
     return grid_bits
 
 
@@ -194,7 +197,7 @@ class WithinStatistics:
         try:
             check_grid_bits(grid_bits)
         except UsageError:
-            raise InvalidFileError(f"{source}: 'grid_bits' must be an even integer in [0, {MAX_GRID_BITS}]") from None
+            raise InvalidFileError(f"{source}: 'grid_bits' must be {MAX_GRID_BITS}") from None
         assert isinstance(grid_bits, int)
         encoding = Encoding.from_dict(obj.get("encoding"), f"{source} encoding")
         if not isinstance(obj.get("within"), dict):
