@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import flint
 
 from ..errors import InvalidFileError, UsageError
-from ..primitives.certified import exact_ball, midpoint, rounded
+from ..primitives.certified import exact_ball, rounded_or_midpoint
 from ..protocol import Study
 
 if TYPE_CHECKING:
@@ -107,8 +107,7 @@ def emission_factors(results: InferenceResults, units: Mapping[str, str] | None 
         elif balls is not None and certified is not None:
             with flint.ctx.workprec(certified.bits):
                 ball = exact_ball(Fraction(crit)) * balls["var"][j].sqrt() / abs(balls["params"][j]) * 100
-                value = rounded(ball)
-                relative = midpoint(ball) if value is None else value
+                relative = rounded_or_midpoint(ball)
         else:
             relative = crit * bse / abs(factor) * 100
         out.append(EmissionFactor(name, units[name], factor_unit(target_unit, results.target, units[name]), factor,

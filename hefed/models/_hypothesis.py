@@ -49,9 +49,8 @@ from ..primitives.certified import (
     MAX_BITS,
     certified_floats,
     exact_ball,
-    midpoint,
     rational_inverse,
-    rounded,
+    rounded_or_midpoint,
 )
 from ..stats import ONES, SufficientStatistics
 from ._certified import PooledLeastSquares
@@ -282,8 +281,7 @@ class ContrastResults:
                 for i in range(m):
                     half = exact_ball(Fraction(crit)) * self._balls["sd"][i]
                     for side, ball in enumerate((self._balls["effect"][i] - half, self._balls["effect"][i] + half)):
-                        value = rounded(ball)
-                        out[i, side] = midpoint(ball) if value is None else value
+                        out[i, side] = rounded_or_midpoint(ball)
             return out
         out[:, 0] = self.effect - crit * self.sd
         out[:, 1] = self.effect + crit * self.sd

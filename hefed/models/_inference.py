@@ -64,7 +64,7 @@ import numpy as np
 
 from .._files import format_rational, is_version, parse_rational, parse_str_list
 from ..errors import InvalidFileError, SingularSystemError, UsageError
-from ..primitives.certified import Certified, exact_ball, midpoint, rounded
+from ..primitives.certified import Certified, exact_ball, rounded_or_midpoint
 from ..protocol import Study
 from ..stats import ONES, SufficientStatistics, ridge_fraction
 from ._certified import (
@@ -266,11 +266,6 @@ def _values_from_exact(exact: ExactParts, nobs: int, fit_intercept: bool, ridge:
     return v
 
 
-def _rounded_or_mid(ball: Any) -> float:
-    value = rounded(ball)
-    return midpoint(ball) if value is None else value
-
-
 def _tvalue_exact(param: Fraction, var: Fraction) -> float:
     """t = θ/√var from the exact t² = θ²/var; ±inf for a zero variance, NaN for 0/0."""
     if var == 0:
@@ -457,8 +452,7 @@ class InferenceResults:
                     half = exact_ball(Fraction(q)) * balls["var"][j].sqrt()
                     centre = balls["params"][j]
                     for side, ball in enumerate((centre - half, centre + half)):
-                        value = rounded(ball)
-                        out[j, side] = midpoint(ball) if value is None else value
+                        out[j, side] = rounded_or_midpoint(ball)
             return out
         if self._exact is not None and self.scale_exact is not None:
             diag = self._exact.xtx_inv_diag
@@ -490,7 +484,7 @@ class InferenceResults:
         """(XᵀX)⁻¹, each entry correctly rounded (statsmodels' name); not kept in files."""
         if self._xtx_inv is None and self._xtx_inv_balls is not None and self._certified is not None:
             with flint.ctx.workprec(self._certified.bits):
-                self._xtx_inv = np.array([[_rounded_or_mid(b) for b in row] for row in self._xtx_inv_balls])
+                self._xtx_inv = np.array([[rounded_or_midpoint(b) for b in row] for row in self._xtx_inv_balls])
         if self._xtx_inv is None:
             raise UsageError("the full (XᵀX)⁻¹ is not available")
         return np.array(self._xtx_inv, dtype=np.float64)

@@ -64,6 +64,12 @@ def rounded(ball: Any) -> float | None:
     return lo if lo == hi else None
 
 
+def rounded_or_midpoint(ball: Any) -> float:
+    """:func:`rounded` where the ball certifies a float64, else its midpoint's (a value shown, not certified)."""
+    value = rounded(ball)
+    return midpoint(ball) if value is None else value
+
+
 def midpoint(ball: Any) -> float:
     """The float64 nearest the ball's midpoint (NaN for a non-finite ball)."""
     if not ball.is_finite():

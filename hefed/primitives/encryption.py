@@ -253,7 +253,8 @@ def warm_up(public_key: PaillierPublicKey, helper: bool = True) -> bool:
 def stop_helper() -> None:
     """Stop the helper process (if any): the next warm batch starts a fresh, cold one."""
     _HELPER.stop()
-    _USED.clear()
+    with _USED_LOCK:
+        _USED.clear()
 
 
 def encrypt_plaintexts(
