@@ -250,3 +250,44 @@ def exact_gram(matrix: np.ndarray, scale_bits: Sequence[int] | None = None) -> l
     acc = GramAccumulator(scale_bits if scale_bits is not None else [0] * matrix.shape[1])
     acc.update(matrix)
     return acc.result()
+
+
+#: Rows :func:`weighted_gram` multiplies at a time (bounds the Python-integer scratch arrays).
+_WEIGHTED_ROWS = 1 << 12
+
+
+def weighted_gram(columns: np.ndarray | Sequence[Sequence[int]],
+                  weights: np.ndarray | Sequence[int]) -> list[list[int]]:
+    """Exact ``Σ_i w_i · z_i z_iᵀ`` of integer rows ``z_i`` and integer weights ``w_i``, as Python integers.
+
+    The weighted Gram matrix of WLS (``w`` a precision weight on its grid), of robust covariances
+    (``w = e²``, a squared exact residual) and of IRLS rounds (``w`` the working weight rounded once to a
+    public grid). The products ``w·z_a·z_b`` exceed any float width, so the sums are taken in Python
+    integers, ``_WEIGHTED_ROWS`` rows at a time (numpy object arrays: exact whatever the sizes).
+    """
+    z = np.asarray(columns, dtype=object)
+    w = np.asarray(weights, dtype=object)
+    if z.ndim != 2 or w.ndim != 1 or len(w) != len(z):
+        raise ValueError(f"weighted_gram needs rows × columns and one weight a row; got {z.shape} and {w.shape}")
+    m = z.shape[1]
+    total = np.zeros((m, m), dtype=object)
+    for start in range(0, len(z), _WEIGHTED_ROWS):
+        block = z[start:start + _WEIGHTED_ROWS]
+        total += (block * w[start:start + _WEIGHTED_ROWS, None]).T @ block
+    return [[int(v) for v in row] for row in total]
+
+
+def integer_columns(values: np.ndarray, scale_bits: Sequence[int]) -> np.ndarray:
+    """Columns of float64 values on their fixed-point grids as exact Python integers ``x · 2^scale``.
+
+    ``x · 2^scale`` is a power-of-two scaling (exact in float64) and an integer by the encoding, so the
+    conversion is exact; a value off its grid raises ``ValueError`` rather than being rounded.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    scaled = np.ldexp(values, np.asarray([int(b) for b in scale_bits], dtype=np.int64)[None, :])
+    if not np.all(np.isfinite(scaled)) or np.any(scaled != np.rint(scaled)):
+        raise ValueError("a value is not on its column's grid")
+    out = np.empty(values.shape, dtype=object)
+    flat = out.reshape(-1)
+    flat[:] = [int(v) for v in scaled.reshape(-1)]
+    return out
