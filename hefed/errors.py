@@ -34,6 +34,10 @@ class SingledOutColumnWarning(UserWarning):
     :class:`SingledOutColumnError`)."""
 
 
+class FewClustersWarning(UserWarning):
+    """Cluster-robust standard errors from few clusters (plants): below about 20 they are too small."""
+
+
 class HefedError(Exception):
     """Base class of every error hefed raises on bad input or refused operations.
 

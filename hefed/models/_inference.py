@@ -305,6 +305,13 @@ class InferenceResults:
     training residual ``√(SSR/n)``.
     """
 
+    #: statsmodels' ``cov_type``: ``"nonrobust"``, or a robust type after :func:`~hefed.models.robust_inference`.
+    cov_type: str = "nonrobust"
+    #: Whether tests and intervals use Student's t (statsmodels' default for nonrobust); robust types use the normal.
+    use_t: bool = True
+    #: statsmodels' ``cov_kwds`` of a robust covariance (its small-sample correction, lags, clusters).
+    cov_kwds: dict[str, Any] = {}
+
     def __init__(
         self,
         *,
@@ -431,6 +438,27 @@ class InferenceResults:
             return None
         return self.ssr_exact / self.df_resid
 
+    def set_robust(self, cov_type: str, cov_kwds: Mapping[str, Any], cov: Any, bse: Sequence[float],
+                   fvalue: float, f_df_denom: int | None = None) -> None:
+        """Turn these results into statsmodels' results of ``fit(cov_type=...)``: the robust covariance ``cov``
+        (None when withheld) and standard errors ``bse``, z statistics and normal p values and intervals
+        (``use_t=False``), and the robust Wald F (denominator df ``f_df_denom``, df_resid by default).
+        The point estimates and the fit statistics do not change."""
+        self.cov_type, self.cov_kwds, self.use_t = str(cov_type), dict(cov_kwds), False
+        self._cov = None if cov is None else np.array(cov, dtype=np.float64)
+        self._certified = None  # the balls were of the classical covariance
+        self._xtx_inv_balls = None
+        self._stored_ci = None
+        self.bse = np.array(bse, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.tvalues = self.params / self.bse
+        self.pvalues = 2 * _scipy_stats().norm.sf(np.abs(self.tvalues))
+        self.fvalue = float(fvalue)
+        self.f_df_denom = self.df_resid if f_df_denom is None else int(f_df_denom)
+        self.f_pvalue = _NAN
+        if not math.isnan(self.fvalue) and self.df_model > 0 and self.f_df_denom > 0:
+            self.f_pvalue = float(_scipy_stats().f.sf(self.fvalue, self.df_model, self.f_df_denom))
+
     # --- derived --------------------------------------------------------------------------------
     def conf_int(self, alpha: float = 0.05) -> np.ndarray:
         """Two-sided ``1 − alpha`` confidence intervals, shape ``(k, 2)``: ``θ ± t_{1−α/2, n−k}·se``.
@@ -443,6 +471,9 @@ class InferenceResults:
         k = len(self.param_names)
         if np.isnan(self.bse).all():
             return np.full((k, 2), _NAN)
+        if not self.use_t:  # a robust covariance: statsmodels' normal intervals, params ± z·bse in float64
+            z = float(_scipy_stats().norm.ppf(1 - alpha / 2))
+            return np.column_stack([self.params - z * self.bse, self.params + z * self.bse])
         q = float(_scipy_stats().t.ppf(1 - alpha / 2, self.df_resid))
         out = np.empty((k, 2), dtype=np.float64)
         if self._certified is not None and "var" in self._certified.balls:
@@ -643,6 +674,8 @@ class InferenceResults:
             "not_applicable": self.not_applicable,
             "certified": {"bits": self.certified_bits, "uncertified": self.uncertified},
             **({"absorbed": self.absorbed} if self.absorbed else {}),
+            **({"cov_type": self.cov_type, "cov_kwds": dict(self.cov_kwds), "f_df_denom": self.f_df_denom}
+               if self.cov_type != "nonrobust" else {}),
         }
         if self.units:
             record["units"] = dict(self.units)
@@ -720,8 +753,15 @@ class InferenceResults:
         absorbed = obj.get("absorbed", 0)
         if isinstance(absorbed, bool) or not isinstance(absorbed, int) or not 0 <= absorbed <= nobs:
             raise InvalidFileError(f"{source}: 'absorbed' must be a count of fixed effects")
-        return cls(target=str(obj.get("target", "")), param_names=names, nobs=nobs, values=values, ridge=ridge,
-                   fit_intercept=bool(obj.get("fit_intercept", True)), exact=exact, absorbed=absorbed)
+        results = cls(target=str(obj.get("target", "")), param_names=names, nobs=nobs, values=values, ridge=ridge,
+                      fit_intercept=bool(obj.get("fit_intercept", True)), exact=exact, absorbed=absorbed)
+        if obj.get("cov_type") is not None:
+            cov_type, cov_kwds = obj["cov_type"], obj.get("cov_kwds")
+            if not isinstance(cov_type, str) or not isinstance(cov_kwds, dict):
+                raise InvalidFileError(f"{source}: 'cov_type' must be a string with a 'cov_kwds' object")
+            results.set_robust(cov_type, cov_kwds, values.get("cov_params"), values["bse"], values["fvalue"],
+                               obj.get("f_df_denom"))
+        return results
 
     @classmethod
     def _from_exact_record(cls, obj: dict[str, Any], source: str) -> InferenceResults:

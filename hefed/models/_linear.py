@@ -41,11 +41,12 @@ from .._files import (
     split_study,
     study_field,
 )
-from ..errors import DataError, InvalidFileError, UsageError
+from ..errors import DataError, InvalidFileError, SchemaMismatchError, UsageError
 from ..protocol import ReleaseSignature, body_digest, open_release
-from ..stats import ONES, SufficientStatistics, r2_score, r_squared
+from ..stats import ONES, ResidualMoments, SufficientStatistics, r2_score, r_squared
 from ._inference import InferenceResults, inference
 from ._prediction import PredictionResults, TotalResults, get_prediction, predict_total
+from ._robust import robust_inference
 
 FORMAT = "hefed.model"
 VERSION = 2
@@ -259,6 +260,31 @@ class LinearModel:
         if callable(self._inference):
             self._inference = self._inference()
         return self._inference
+
+    def set_robust_covariance(self, moments: ResidualMoments, cov_type: str) -> LinearModel:
+        """Replace the classical covariance by the robust one of ``cov_type`` (HC0–HC3, cluster, HAC) from the
+        consortium's residual moments of this very model (:func:`~hefed.models.robust_inference`); returns self."""
+        if sorted(moments.contributors) != sorted(self.contributors_):
+            raise SchemaMismatchError("the residual moments come from other factories than the model's statistics")
+        self._inference = robust_inference(self.inference(), moments, cov_type, model_digest=self.digest())
+        return self
+
+    def released_xtx_inv(self) -> list[list[Fraction]] | None:
+        """The pooled ``(XᵀX)⁻¹`` the model is released with, as exact rationals of its file's floats
+        (``cov_params / scale``), in ``(intercept), features`` order; None when the model does not carry its
+        covariance (fewer than ``min_contributors + 1`` contributors, ridge, a fixed-effects or averaged model).
+        Factories compute HC2/HC3 leverages from it (:mod:`hefed.stats._moments`)."""
+        if not self.release_covariance or not self.has_inference or self.ridge or self.fixed_effects_:
+            return None
+        results = self.inference()
+        try:
+            cov = results.cov_params()
+        except UsageError:
+            return None
+        scale = Fraction(float(results.scale))
+        if not np.all(np.isfinite(cov)) or not scale > 0:
+            return None
+        return [[Fraction(float(v)) / scale for v in row] for row in cov]
 
     def summary(self) -> str:
         """A statsmodels-like text summary of the fit."""

@@ -27,6 +27,7 @@ from ..stats import (
     ONES,
     CoefficientAggregate,
     FoldStatistics,
+    ResidualMoments,
     SufficientStatistics,
     WithinStatistics,
     ridge_fraction,
@@ -50,7 +51,8 @@ def register_model(kind: str) -> Callable[[F], F]:
     return decorate
 
 
-def solve(stats: Any, ridge: float = 0.0, fit_intercept: bool = True, study: Study | None = None) -> LinearModel:
+def solve(stats: Any, ridge: float = 0.0, fit_intercept: bool = True, study: Study | None = None, *,
+          robust: ResidualMoments | None = None, cov_type: str | None = None) -> LinearModel:
     """The global linear model (OLS, or ridge with unpenalised intercept) from decrypted plain sums
     (statistics, fold statistics, or a coefficient aggregate: :func:`solvable_kinds`).
 
@@ -70,6 +72,13 @@ def solve(stats: Any, ridge: float = 0.0, fit_intercept: bool = True, study: Stu
     model.study_ = stats.study
     if study is not None:  # the file's covariance gives back the pooled Gram: the study's threshold + 1
         model.release_covariance = covariance_releasable(model.contributors_, study.min_contributors)
+    if robust is not None or cov_type is not None:  # the second round: robust standard errors
+        if robust is None:
+            raise UsageError("a robust cov_type needs the decrypted residual moments of the released model",
+                             parameters=("robust",))
+        if study is not None:
+            study.check_digest(robust.study, "the residual moments")
+        model.set_robust_covariance(robust, cov_type or "HC1")
     if study is not None and model.has_inference:  # the emission-factor report needs the study's units
         model.inference().set_units(study)
     return model

@@ -146,6 +146,30 @@ def residual_bits(coef: Sequence[float], intercept: float, features: Sequence[st
     return math.ceil(bound * 2**scale).bit_length()
 
 
+def residual_integers(coef: Sequence[float], intercept: float, X: np.ndarray, y: np.ndarray,
+                      features: Sequence[str], target: str, encoding: Encoding, source: str = "data",
+                      rounding: Rounding | None = None) -> tuple[np.ndarray, int, list[np.ndarray], np.ndarray]:
+    """The exact residuals ``r·2^S`` of ``r = y − intercept − X·coef`` (an object array of Python integers),
+    the scale ``S``, the encoded feature columns ``x·2^F`` and target ``y·2^F`` (object arrays), one pass.
+
+    Values finer than their column's grid are rounded and counted in ``rounding`` (refused without it).
+    """
+    scale = residual_scale_bits(coef, intercept, features, target, encoding)
+    # every term of r·2^S as an exact integer: (value·2^F)·(coefficient·2^K)·2^(S − F − K)
+    columns = []
+    f_y = encoding.frac_bits_of(target)
+    y_int = np.array([int(v) for v in encoding.encode_column(y, target, source, rounding)], dtype=object)
+    residual = y_int * (1 << (scale - f_y)) - int(Fraction(float(intercept)) * 2**scale)
+    for j, (name, c) in enumerate(zip(features, coef, strict=True)):
+        theta = Fraction(float(c))
+        k = dyadic_exponent(theta)
+        shift = scale - encoding.frac_bits_of(name) - k
+        x = np.array([int(v) for v in encoding.encode_column(X[:, j], name, source, rounding)], dtype=object)
+        columns.append(x)
+        residual = residual - x * (int(theta * 2**k) << shift)
+    return residual, scale, columns, y_int
+
+
 def residual_values(coef: Sequence[float], intercept: float, X: np.ndarray, y: np.ndarray,
                     features: Sequence[str], target: str, encoding: Encoding, source: str = "data",
                     rounding: Rounding | None = None) -> list[int]:
@@ -153,20 +177,7 @@ def residual_values(coef: Sequence[float], intercept: float, X: np.ndarray, y: n
 
     Values finer than their column's grid are rounded and counted in ``rounding`` (refused without it).
     """
-    scale = residual_scale_bits(coef, intercept, features, target, encoding)
-    # every term of r·2^S as an exact integer: (value·2^F)·(coefficient·2^K)·2^(S − F − K)
-    terms = []
-    for j, (name, c) in enumerate(zip(features, coef, strict=True)):
-        theta = Fraction(float(c))
-        k = dyadic_exponent(theta)
-        shift = scale - encoding.frac_bits_of(name) - k
-        x = np.array([int(v) for v in encoding.encode_column(X[:, j], name, source, rounding)], dtype=object)
-        terms.append(x * (int(theta * 2**k) << shift))
-    f_y = encoding.frac_bits_of(target)
-    y_int = np.array([int(v) for v in encoding.encode_column(y, target, source, rounding)], dtype=object)
-    residual = y_int * (1 << (scale - f_y)) - int(Fraction(float(intercept)) * 2**scale)
-    for term in terms:
-        residual = residual - term
+    residual, _, _, y_int = residual_integers(coef, intercept, X, y, features, target, encoding, source, rounding)
     return [
         len(y),
         int(sum(r * r for r in residual)),
