@@ -36,7 +36,7 @@ RANKS = {
     "hefed.protocol": 5,
     "hefed.models": 6,
     "hefed.roles": 7,
-    "hefed.analysis": 8,
+    "hefed.analysis": 8, "hefed.monitoring": 8,
     "hefed.sim": 9,
     "hefed.flower": 10,
     "hefed": 11,  # the recipe layer: imports everything, lazily; only the CLI imports it

@@ -5,9 +5,11 @@ Layer 4 of hefed (above :mod:`hefed.data`). Built-in kinds, in protocol order:
 ========================  =====================================================================
 ``summary``               per-column count, Σx, Σx²: the consortium's means and SDs (first round)
 ``statistics``            the exact Gram matrix of [1, X, y]: the pooled OLS or ridge model
+``weighted_statistics``   Σ w·z zᵀ, the rows and Σ log w: weighted least squares (WLS)
 ``fold_statistics``       the same per cross-validation fold: ridge chosen by exact K-fold CV
 ``coefficients``          n and n·θ of each factory's own model (encrypted FedAvg)
 ``evaluation``            exact residual sums of a published model on each factory's holdout
+``audit``                 n, Σd, Σd², Σ reference of a published model against reference measurements
 ========================  =====================================================================
 
 See :mod:`hefed.kinds._registry` for what a kind declares; a new kind is one module with a
@@ -16,6 +18,7 @@ See :mod:`hefed.kinds._registry` for what a kind declares; a new kind is one mod
 
 from __future__ import annotations
 
+from ._audit import AUDIT, AuditRequest, AuditSums, audit_sums
 from ._coefficients import (
     COEFFICIENTS,
     DEFAULT_COEF_FRAC_BITS,
@@ -44,15 +47,22 @@ from ._registry import (
     register,
     result_from_dict,
 )
+from ._residual_moments import RESIDUAL_MOMENTS, ReleasedModel, ResidualMomentsRequest, moments_parameters
 from ._statistics import STATISTICS, StatisticsRequest
 from ._summary import SUMMARY, SummaryRequest, local_summary
+from ._weighted_statistics import WEIGHTED_STATISTICS, WeightedStatisticsRequest
 from ._within_statistics import WITHIN_STATISTICS, WithinStatisticsRequest
 
 #: Any built-in kind's request (a factory is asked for one of these).
 KindRequest = (StatisticsRequest | FoldStatisticsRequest | CoefficientsRequest | SummaryRequest | EvaluationRequest
-               | WithinStatisticsRequest)
+               | WithinStatisticsRequest | AuditRequest | ResidualMomentsRequest
+               | WeightedStatisticsRequest)
 
 __all__ = [
+    "AUDIT",
+    "AuditRequest",
+    "AuditSums",
+    "audit_sums",
     "COEFFICIENTS",
     "DEFAULT_COEF_FRAC_BITS",
     "DEFAULT_COEF_INT_BITS",
@@ -62,9 +72,14 @@ __all__ = [
     "MAX_ENCODING_COLUMNS",
     "MAX_FEATURES",
     "MAX_VALUES",
+    "RESIDUAL_MOMENTS",
+    "ReleasedModel",
+    "ResidualMomentsRequest",
+    "moments_parameters",
     "STATISTICS",
     "SUMMARY",
     "WITHIN_STATISTICS",
+    "WEIGHTED_STATISTICS",
     "CoefficientsRequest",
     "Computed",
     "EvaluationRequest",
@@ -76,6 +91,7 @@ __all__ = [
     "StatisticsRequest",
     "SummaryRequest",
     "WithinStatisticsRequest",
+    "WeightedStatisticsRequest",
     "all_kinds",
     "coefficient_sums",
     "evaluation_parameters",
