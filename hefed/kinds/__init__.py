@@ -48,6 +48,7 @@ from ._registry import (
     result_from_dict,
 )
 from ._residual_moments import RESIDUAL_MOMENTS, ReleasedModel, ResidualMomentsRequest, moments_parameters
+from ._residual_moments import RESIDUAL_MOMENTS, ReleasedModel, ResidualMomentsRequest, moments_parameters
 from ._statistics import STATISTICS, StatisticsRequest
 from ._summary import SUMMARY, SummaryRequest, local_summary
 from ._weighted_statistics import WEIGHTED_STATISTICS, WeightedStatisticsRequest
@@ -72,6 +73,10 @@ __all__ = [
     "MAX_ENCODING_COLUMNS",
     "MAX_FEATURES",
     "MAX_VALUES",
+    "RESIDUAL_MOMENTS",
+    "ReleasedModel",
+    "ResidualMomentsRequest",
+    "moments_parameters",
     "RESIDUAL_MOMENTS",
     "ReleasedModel",
     "ResidualMomentsRequest",

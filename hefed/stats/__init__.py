@@ -50,9 +50,25 @@ from ._gram import (
     upper_triangle_index,
 )
 from ._metrics import r2_score, r_squared, regression_metrics
+from ._moments import (
+    COV_TYPES,
+    MAX_LAGS,
+    MEATS,
+    MOMENTS_GRID_BITS,
+    MOMENTS_LEVERAGE_BITS,
+    ResidualMoments,
+    canonical_cov_type,
+    design_columns,
+    meat_bounds,
+    meat_of,
+    moments_from_values,
+    moments_to_values,
+    residual_moments,
+)
 from ._residuals import (
     EvaluationSums,
     residual_bits,
+    residual_integers,
     residual_scale_bits,
     residual_values,
     sums_from_values,
@@ -63,6 +79,20 @@ from ._support import SupportAccumulator, describe_problems, reference_groups, r
 from ._within import DEFAULT_GRID_BITS, WithinStatistics, check_grid_bits, within_encoding
 
 __all__ = [
+    "COV_TYPES",
+    "MAX_LAGS",
+    "MEATS",
+    "MOMENTS_GRID_BITS",
+    "MOMENTS_LEVERAGE_BITS",
+    "ResidualMoments",
+    "canonical_cov_type",
+    "design_columns",
+    "meat_bounds",
+    "meat_of",
+    "moments_from_values",
+    "moments_to_values",
+    "residual_moments",
+    "residual_integers",
     "ONES",
     "CoefficientAggregate",
     "ColumnEncoding",
