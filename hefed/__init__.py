@@ -102,6 +102,7 @@ _EXPORTS: dict[str, str] = {
     "CheckReport": "hefed.analysis",
     # simulations
     "FederatedLinearRegression": "hefed.sim",
+    "FederatedGLM": "hefed.sim",
     "Comparison": "hefed.sim",
     "compare_models": "hefed.sim",
     "simulate_fedavg": "hefed.sim",
@@ -146,6 +147,7 @@ __all__ = [
     "evaluate_local",
     "EvaluationRequest",
     "EvaluationSums",
+    "FederatedGLM",
     "FederatedLinearRegression",
     "finetune",
     "FoldStatistics",
@@ -240,7 +242,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         release_model,
         solve,
     )
-    from .sim import Comparison, FederatedLinearRegression, compare_models, simulate_fedavg
+    from .sim import Comparison, FederatedGLM, FederatedLinearRegression, compare_models, simulate_fedavg
     from .stats import (
         CoefficientAggregate,
         ColumnSummary,

@@ -28,6 +28,7 @@ from ._coefficients import (
 )
 from ._evaluation import EVALUATION, EvaluationRequest, PublishedModel, evaluation_parameters, evaluation_sums
 from ._fold_statistics import FOLD_STATISTICS, FoldStatisticsRequest
+from ._glm_round import GLM_ROUND, GLMRoundRequest
 from ._registry import (
     MAX_CIPHERTEXTS,
     MAX_ENCODING_COLUMNS,
@@ -60,6 +61,8 @@ KindRequest = (StatisticsRequest | FoldStatisticsRequest | CoefficientsRequest |
                | WeightedStatisticsRequest)
 
 __all__ = [
+    "GLM_ROUND",
+    "GLMRoundRequest",
     "AUDIT",
     "AuditRequest",
     "AuditSums",

@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "DemoReport": "._demo",
     "run_demo": "._demo",
     "FederatedLinearRegression": "._estimator",
+    "FederatedGLM": "._glm",
     "FedAvgReport": "._fedavg",
     "FedAvgRound": "._fedavg",
     "fedavg_fixed_point": "._fedavg",
@@ -47,6 +48,7 @@ __all__ = [
     "DemoReport",
     "FedAvgReport",
     "FedAvgRound",
+    "FederatedGLM",
     "FederatedLinearRegression",
     "compare_models",
     "fedavg_fixed_point",
@@ -65,3 +67,4 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from ._demo import DemoReport, run_demo
     from ._estimator import FederatedLinearRegression
     from ._fedavg import FedAvgReport, FedAvgRound, fedavg_fixed_point, plot_fedavg, simulate_fedavg
+    from ._glm import FederatedGLM
