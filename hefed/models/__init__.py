@@ -28,9 +28,11 @@ from ._prediction import (
     predict_total,
 )
 from ._robust import FEW_CLUSTERS, robust_inference
+from ._certified import Weighting
 
 __all__ = ["RIDGE_NOT_APPLICABLE", "ActivityUncertainty", "InferenceResults", "LinearModel", "PredictionResults",
            "TablePrediction", "TotalResults", "covariance_releasable", "get_prediction", "inference", "predict_table",
            "predict_total"]
 __all__ += ["ContrastResults", "EmissionFactor", "FeatureSelection", "SubsetFit", "select_features"]
 __all__ += ["FEW_CLUSTERS", "robust_inference"]
+__all__ += ["Weighting"]

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -58,6 +59,21 @@ def _half_bits(value: int) -> int:
     return abs(value).bit_length() // 2
 
 
+@dataclass(frozen=True)
+class Weighting:
+    """Weighted least squares (statsmodels ``WLS``): the statistics' Gram matrix is ``Σ (w·2^bits)·z zᵀ`` in their
+    units (:class:`~hefed.stats.WeightedStatistics`). Coefficients, standard errors, t, R² and F do not depend on the
+    weights' overall scale; the sums of squares (SSR, TSS, ESS, σ̂²) and (XᵀWX)⁻¹ are brought back to real units
+    by ``2^−bits`` and ``2^bits``. ``nobs`` is the rows (statsmodels' nobs and df_resid count rows, not Σw);
+    ``log_weights`` is ``Σ ln w`` (the llf adds half of it), None when a weight is 0 (llf −inf, AIC and BIC +inf,
+    as statsmodels); ``column`` names the weights column."""
+
+    nobs: int
+    bits: int
+    log_weights: Fraction | None
+    column: str
+
+
 class PooledLeastSquares:
     """The pooled (ridge) least-squares problem of some statistics, in their exact integer units.
 
@@ -66,11 +82,17 @@ class PooledLeastSquares:
     """
 
     def __init__(self, stats: SufficientStatistics, ridge: Fraction, fit_intercept: bool, *,
-                 absorbed: int = 0, totals: tuple[int, Fraction, Fraction] | None = None) -> None:
+                 absorbed: int = 0, totals: tuple[int, Fraction, Fraction] | None = None,
+                 weighting: Weighting | None = None) -> None:
         """``absorbed``: parameters the statistics were demeaned for (``G`` plant intercepts of a fixed-effects
         fit, whose within statistics are given with ``fit_intercept=False``); ``totals``: ``(n, Σy, Σy²)`` of
-        the undemeaned rows, for the total sums of squares of the dummy model's R² and F."""
+        the undemeaned rows, for the total sums of squares of the dummy model's R² and F; ``weighting``: WLS
+        (:class:`Weighting`)."""
         self.stats, self.ridge, self.fit_intercept = stats, ridge, fit_intercept
+        self.weighting = weighting
+        #: The Gram is 2^wbits times the real weighted one (0 unweighted); the ridge solved is scaled alike.
+        self.wbits = weighting.bits if weighting is not None else 0
+        self._solve_ridge = ridge * (1 << self.wbits)
         self.absorbed = absorbed
         #: Parameters that are constants (the intercept, or the plant intercepts of a fixed-effects fit).
         self.k_constant = 1 if absorbed else int(fit_intercept)
@@ -79,13 +101,13 @@ class PooledLeastSquares:
         self.param_names = ([ONES] if fit_intercept else []) + list(stats.features)
         index = [cols.index(nm) for nm in self.param_names]
         gram, scale = stats.gram, stats.scale_bits
-        self.k, self.n = len(index), stats.n
+        self.k, self.n = len(index), stats.n if weighting is None else weighting.nobs
         self.E = [scale[a] for a in index]
         self.Ey = scale[y]
         self.G = [[gram[a][c] for c in index] for a in index]
         self.b = [gram[a][y] for a in index]
         self.Z = [[gram[a][c] for c in [*index, y]] for a in [*index, y]]
-        p, q = ridge.numerator, ridge.denominator
+        p, q = self._solve_ridge.numerator, self._solve_ridge.denominator
         self.M = [[q * v for v in row] for row in self.G]
         for i, a in enumerate(index):
             if a != 0:  # the intercept is not penalised
@@ -98,6 +120,11 @@ class PooledLeastSquares:
             _, sy, syy = totals
         self.uncentered_tss = syy
         self.centered_tss = syy - sy * sy / self.n if self.n else Fraction(0)
+        if weighting is not None:  # Σw(y − ȳ_w)² = Σwy² − (Σwy)²/Σw, as statsmodels' WLS centered_tss
+            unit = Fraction(1, 1 << self.wbits)
+            total = stats.gram[0][0]
+            self.uncentered_tss = syy * unit
+            self.centered_tss = (syy - sy * sy / total) * unit if total else Fraction(0)
         self._theta: list[Fraction] | None = None
         self._ssr: Fraction | None = None
         self._inverse_columns: dict[int, list[Fraction]] = {}
@@ -106,7 +133,7 @@ class PooledLeastSquares:
     def exact_params(self) -> list[Fraction]:
         """The exact rational coefficients in display order (FLINT's exact solver)."""
         if self._theta is None:
-            coef_sorted, intercept = solve_exact_coefficients(self.stats, self.ridge, self.fit_intercept)
+            coef_sorted, intercept = solve_exact_coefficients(self.stats, self._solve_ridge, self.fit_intercept)
             by_column = dict(zip(self.stats.columns[1:-1], coef_sorted, strict=True))
             by_column[ONES] = intercept
             self._theta = [by_column[nm] for nm in self.param_names]
@@ -117,7 +144,7 @@ class PooledLeastSquares:
         if self._ssr is None:
             theta = dict(zip(self.param_names, self.exact_params(), strict=True))
             intercept = theta.pop(ONES, Fraction(0))
-            self._ssr = self.stats.residual_sum_of_squares(theta, intercept)
+            self._ssr = self.stats.residual_sum_of_squares(theta, intercept) / (1 << self.wbits)
         return self._ssr
 
     def exact_inverse_column(self, j: int) -> list[Fraction]:
@@ -125,7 +152,8 @@ class PooledLeastSquares:
         if j not in self._inverse_columns:
             unit = [int(i == j) for i in range(self.k)]
             column = solve_rational(self.G, [unit])[0]
-            self._inverse_columns[j] = [v * Fraction(2) ** (self.E[i] + self.E[j]) for i, v in enumerate(column)]
+            self._inverse_columns[j] = [v * Fraction(2) ** (self.E[i] + self.E[j] + self.wbits)
+                                        for i, v in enumerate(column)]
         return self._inverse_columns[j]
 
     def exact_inverse(self) -> list[list[Fraction]]:
@@ -169,15 +197,15 @@ class PooledLeastSquares:
                 psi[i] = exact_ball(exact * Fraction(2) ** (self.Ey - self.E[i]))
         v = flint.arb_mat(k + 1, 1, [*psi, flint.arb(-1)])
         zmat = flint.arb_mat(k + 1, k + 1, [flint.arb(x) for row in self.Z for x in row])
-        ssr = (v.transpose() * zmat * v)[0, 0] * dyadic_ball(1, -2 * self.Ey)
+        ssr = (v.transpose() * zmat * v)[0, 0] * dyadic_ball(1, -2 * self.Ey - self.wbits)
         if ssr.contains(0):
             ssr = exact_ball(self.exact_ssr())
         if ssr < 0:  # only statistics that are not a Gram matrix (noised ones) have a negative SSR
             raise NegativeResidualError
         out: dict[str, Any] = {"theta": theta, "ssr": ssr}
         if self.ridge == 0:
-            inv = [[ainv[i, j] * dyadic_ball(1, self.E[i] + self.E[j] - self.fM[i] - self.fM[j]) for j in range(k)]
-                   for i in range(k)]
+            inv = [[ainv[i, j] * dyadic_ball(1, self.E[i] + self.E[j] - self.fM[i] - self.fM[j] + self.wbits)
+                    for j in range(k)] for i in range(k)]
             for i in range(k):
                 for j in range(i, k):
                     if inv[i][j].contains(0):
@@ -193,7 +221,8 @@ class PooledLeastSquares:
             with flint.ctx.workprec(bits):
                 ainv = self._inverse_ball(self.G, self.fG)
                 if ainv is not None:
-                    return np.array([[midpoint(ainv[i, j]) * 2.0 ** (self.E[i] + self.E[j] - self.fG[i] - self.fG[j])
+                    return np.array([[midpoint(ainv[i, j]) * 2.0 ** (self.E[i] + self.E[j] - self.fG[i] - self.fG[j]
+                                                                     + self.wbits)
                                       for j in range(self.k)] for i in range(self.k)])
             if self.is_singular(self.G):
                 return None
@@ -202,7 +231,7 @@ class PooledLeastSquares:
 
     def gram_floats(self) -> np.ndarray:
         """XᵀX in real units, each entry correctly rounded to float64."""
-        return np.array([[self.G[i][j] / (1 << (self.E[i] + self.E[j])) for j in range(self.k)]
+        return np.array([[self.G[i][j] / (1 << (self.E[i] + self.E[j] + self.wbits)) for j in range(self.k)]
                          for i in range(self.k)])
 
 
@@ -243,6 +272,8 @@ def certified_inference(problem: PooledLeastSquares) -> tuple[dict[str, Any], Ce
     k_all = k + problem.absorbed  # every parameter of the fit, the absorbed plant intercepts included
     df_model, df_resid = k_all - k0, n - k_all
     tss = problem.centered_tss if (k0 or not ols) else problem.uncentered_tss
+    weighting = problem.weighting
+    log_weights = weighting.log_weights if weighting is not None else None
     state: dict[str, Any] = {}
     upper = [(i, j) for i in range(k) for j in range(i, k)]
 
@@ -264,6 +295,8 @@ def certified_inference(problem: PooledLeastSquares) -> tuple[dict[str, Any], Ce
         out["r2_centered"] = [] if problem.centered_tss == 0 else [1 - ssr / exact_ball(problem.centered_tss)]
         if not ssr_zero:
             out["llf"] = [-flint.arb(n) / 2 * ((2 * flint.arb.pi()).log() + (ssr / n).log() + 1)]
+            if log_weights is not None:  # WLS: statsmodels' loglike adds ½·Σ log w
+                out["llf"][0] += exact_ball(log_weights) / 2
         if ols and df_model > 0:
             out["mse_model"] = [ess / df_model]
         if ols and df_resid > 0:
@@ -350,6 +383,11 @@ def certified_inference(problem: PooledLeastSquares) -> tuple[dict[str, Any], Ce
         for name in _OLS_SCALARS:
             if name not in _RIDGE_SCALARS:
                 values[name] = _NAN
+    if weighting is not None and log_weights is None and not math.isnan(values["llf"]):  # a zero weight: log 0
+        infinite = values["llf"] == math.inf  # a perfect fit as well: inf − inf
+        values["llf"] = _NAN if infinite else -math.inf
+        if ols:
+            values["aic"] = values["bic"] = _NAN if infinite else math.inf
     values["centered_tss"], values["uncentered_tss"] = float(problem.centered_tss), float(problem.uncentered_tss)
     scale = values["mse_resid"]
     if ols and values["cov_params"] is not None and scale > 0:  # (XᵀX)⁻¹ = cov/σ̂², to float accuracy

@@ -71,6 +71,7 @@ from ._certified import (
     NegativeResidualError,
     NotSeparatedError,
     PooledLeastSquares,
+    Weighting,
     certified_inference,
     condition_number,
 )
@@ -311,6 +312,9 @@ class InferenceResults:
     use_t: bool = True
     #: statsmodels' ``cov_kwds`` of a robust covariance (its small-sample correction, lags, clusters).
     cov_kwds: dict[str, Any] = {}
+
+    #: The weights column of a weighted (WLS) fit; None for OLS and ridge.
+    weights: str | None = None
 
     def __init__(
         self,
@@ -567,6 +571,8 @@ class InferenceResults:
     def summary(self, alpha: float = 0.05) -> str:
         """A statsmodels-like text table: the coefficients, then the model statistics and notes."""
         kind = f"Ridge (alpha={self.ridge:g})" if self.is_ridge else "OLS"
+        if self.weights is not None:
+            kind = f"WLS (weights {self.weights})" if not self.is_ridge else f"weighted {kind} (weights {self.weights})"
         ci = self.conf_int(alpha)
         lo_name, hi_name = f"[{alpha / 2:.3g}", f"{1 - alpha / 2:.3g}]"
         name_w = max(12, *(len(n) for n in self.param_names)) + 1
@@ -674,6 +680,7 @@ class InferenceResults:
             "not_applicable": self.not_applicable,
             "certified": {"bits": self.certified_bits, "uncertified": self.uncertified},
             **({"absorbed": self.absorbed} if self.absorbed else {}),
+            **({"weights": self.weights} if self.weights is not None else {}),
             **({"cov_type": self.cov_type, "cov_kwds": dict(self.cov_kwds), "f_df_denom": self.f_df_denom}
                if self.cov_type != "nonrobust" else {}),
         }
@@ -755,6 +762,10 @@ class InferenceResults:
             raise InvalidFileError(f"{source}: 'absorbed' must be a count of fixed effects")
         results = cls(target=str(obj.get("target", "")), param_names=names, nobs=nobs, values=values, ridge=ridge,
                       fit_intercept=bool(obj.get("fit_intercept", True)), exact=exact, absorbed=absorbed)
+        weights = obj.get("weights")
+        if weights is not None and (not isinstance(weights, str) or not weights):
+            raise InvalidFileError(f"{source}: 'weights' must name the weights column of a weighted fit")
+        results.weights = weights
         if obj.get("cov_type") is not None:
             cov_type, cov_kwds = obj["cov_type"], obj.get("cov_kwds")
             if not isinstance(cov_type, str) or not isinstance(cov_kwds, dict):
@@ -850,7 +861,7 @@ def _stored_exact(exact: Any, k: int, source: str) -> ExactParts:
 # --- entry point ----------------------------------------------------------------------------
 def inference(
     stats: SufficientStatistics, ridge: float | Fraction = 0.0, fit_intercept: bool = True, *,
-    absorbed: int = 0, totals: tuple[int, Fraction, Fraction] | None = None,
+    absorbed: int = 0, totals: tuple[int, Fraction, Fraction] | None = None, weighting: Weighting | None = None,
 ) -> InferenceResults:
     """Certified inference for the pooled OLS (or ridge) model from aggregate statistics.
 
@@ -862,23 +873,36 @@ def inference(
     Fixed effects: ``stats`` are the pooled within-plant statistics (``fit_intercept=False``),
     ``absorbed`` the number of plants, ``totals`` the undemeaned ``(n, Σy, Σy²)``: the slopes and the
     inference of OLS with one dummy per plant (df_resid = n − G − p; R², F, AIC and BIC of that model).
+
+    Weights: ``stats`` hold the weighted Gram (:class:`~hefed.stats.WeightedStatistics`) and ``weighting`` says
+    so (:class:`~hefed.models.Weighting`): the inference of statsmodels ``WLS(y, X, weights=w)``.
     """
     alpha = ridge_fraction(ridge)
     if stats.n == 0:
         raise SingularSystemError("the statistics contain no rows", [])
-    problem = PooledLeastSquares(stats, alpha, fit_intercept, absorbed=absorbed, totals=totals)
+    problem = PooledLeastSquares(stats, alpha, fit_intercept, absorbed=absorbed, totals=totals, weighting=weighting)
     try:
         values, certified = certified_inference(problem)
     except (NegativeResidualError, NotSeparatedError):  # noised statistics, or a ridge system too close to
         # singular for MAX_BITS: the exact rational computation says what applies
         condition = condition_number(problem.gram_floats(), problem.design_inverse_floats())
-        return inference_from_exact(ExactParts(problem=problem), target=stats.target,
-                                    param_names=problem.param_names, nobs=stats.n, ridge=alpha,
-                                    fit_intercept=fit_intercept, condition=condition, absorbed=absorbed)
-    return InferenceResults(
-        target=stats.target, param_names=problem.param_names, nobs=stats.n, values=values, ridge=alpha,
+        results = inference_from_exact(ExactParts(problem=problem), target=stats.target,
+                                       param_names=problem.param_names, nobs=problem.n, ridge=alpha,
+                                       fit_intercept=fit_intercept, condition=condition, absorbed=absorbed)
+        if weighting is not None:  # ½·Σ log w, added once in float64 (this path is rare: a near-singular ridge)
+            half = -math.inf if weighting.log_weights is None else float(weighting.log_weights) / 2
+            results.llf += half
+            results.aic -= 2 * half
+            results.bic -= 2 * half
+            results.weights = weighting.column
+        return results
+    results = InferenceResults(
+        target=stats.target, param_names=problem.param_names, nobs=problem.n, values=values, ridge=alpha,
         fit_intercept=fit_intercept, exact=ExactParts(problem=problem), certified=certified, absorbed=absorbed,
     )
+    if weighting is not None:
+        results.weights = weighting.column
+    return results
 
 
 def inference_from_exact(

@@ -44,6 +44,7 @@ from .._files import (
 from ..errors import DataError, InvalidFileError, SchemaMismatchError, UsageError
 from ..protocol import ReleaseSignature, body_digest, open_release
 from ..stats import ONES, ResidualMoments, SufficientStatistics, r2_score, r_squared
+from ._certified import Weighting
 from ._inference import InferenceResults, inference
 from ._prediction import PredictionResults, TotalResults, get_prediction, predict_total
 from ._robust import robust_inference
@@ -138,6 +139,8 @@ class LinearModel:
         #: Plants whose intercepts a fixed-effects fit absorbed (0: none); its ``intercept_`` is then 0 and
         #: each plant adds its own (:meth:`plant_intercept`).
         self.fixed_effects_ = 0
+        #: The weights column of a weighted least-squares (WLS) fit; None for OLS and ridge.
+        self.weights_: str | None = None
         #: Whether the model file carries the full covariance (:func:`covariance_releasable`).
         self.release_covariance = covariance_releasable(contributors, 3)
         #: Standardised coefficients, when computed (``hefed solve --standardize``).
@@ -164,18 +167,21 @@ class LinearModel:
     @classmethod
     def from_statistics(cls, stats: SufficientStatistics, ridge: float | Fraction = 0.0,
                         fit_intercept: bool = True, *, absorbed: int = 0,
-                        totals: tuple[int, Fraction, Fraction] | None = None) -> LinearModel:
+                        totals: tuple[int, Fraction, Fraction] | None = None,
+                        weighting: Weighting | None = None) -> LinearModel:
         """The pooled model of the statistics: every float64 certified (the exact value correctly rounded)
         by :func:`~hefed.models.inference`, which comes with it; the exact rationals on request.
-        ``absorbed``/``totals``: a fixed-effects fit from within-plant statistics (see ``inference``)."""
-        results = inference(stats, ridge, fit_intercept, absorbed=absorbed, totals=totals)
+        ``absorbed``/``totals``: a fixed-effects fit from within-plant statistics (see ``inference``);
+        ``weighting``: weighted least squares from weighted statistics (the file records the weights column)."""
+        results = inference(stats, ridge, fit_intercept, absorbed=absorbed, totals=totals, weighting=weighting)
         k0 = int(fit_intercept)
         params = results.params
         model = cls.__new__(cls)
         model._setup(stats.features, stats.target, list(params[k0:]), float(params[0]) if fit_intercept else 0.0,
-                     n_samples=stats.n, sse=results.ssr, r2=results.rsquared_centered, ridge=float(ridge),
+                     n_samples=results.nobs, sse=results.ssr, r2=results.rsquared_centered, ridge=float(ridge),
                      fit_intercept=fit_intercept, contributors=stats.contributors, inference=results,
                      exact=_ExactFit(compute=functools.partial(_exact_of, results)))
+        model.weights_ = weighting.column if weighting is not None else None
         return model
 
     # --- the exact rationals -----------------------------------------------------------
@@ -357,6 +363,8 @@ class LinearModel:
         }
         if self.fixed_effects_:
             body["fixed_effects"] = self.fixed_effects_
+        if self.weights_ is not None:  # weighted least squares (statsmodels WLS) by this column
+            body["weights"] = self.weights_
         if self.keep_exact:
             fit = self._exact_fit()
             body["exact"] = {
@@ -455,6 +463,12 @@ class LinearModel:
         if isinstance(fixed, bool) or not isinstance(fixed, int) or fixed < 0:
             raise InvalidFileError(f"{source}: 'fixed_effects' must be a count of plants")
         model.fixed_effects_ = fixed
+        weights = obj.get("weights")
+        if weights is not None and (not isinstance(weights, str) or not weights):
+            raise InvalidFileError(f"{source}: 'weights' must name the weights column of a weighted fit")
+        if inference is not None and inference.weights != weights:
+            raise InvalidFileError(f"{source}: the inference record is not this model's (its weights differ)")
+        model.weights_ = weights
         if isinstance(obj.get("differential_privacy"), dict):
             model.dp_ = obj["differential_privacy"]
         if isinstance(obj.get("standardized"), dict):

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from .._files import read_json_object
 from ..errors import InvalidFileError, ResultRangeError, SchemaMismatchError, SingularSystemError, UsageError
 from ..kinds import kind_names, kind_of_result, result_from_dict
-from ..models import LinearModel, covariance_releasable
+from ..models import LinearModel, Weighting, covariance_releasable
 from ..protocol import FORMAT as BUNDLE_FORMAT
 from ..protocol import Study, open_release
 from ..stats import (
@@ -29,6 +29,7 @@ from ..stats import (
     FoldStatistics,
     ResidualMoments,
     SufficientStatistics,
+    WeightedStatistics,
     WithinStatistics,
     ridge_fraction,
 )
@@ -141,6 +142,25 @@ def solve_within(sums: WithinStatistics, ridge: float = 0.0, fit_intercept: bool
                 "fixed-effects model", exc.columns) from None
         raise
     model.fixed_effects_ = plants
+    return model
+
+
+@register_model("weighted_statistics")
+def solve_weighted(sums: WeightedStatistics, ridge: float = 0.0, fit_intercept: bool = True) -> LinearModel:
+    """Weighted least squares (statsmodels ``WLS(y, X, weights=w)``) from pooled weighted statistics, with its
+    inference: nobs and df_resid count rows, the centred TSS is ``Σw(y − ȳ_w)²``, the llf adds ``½·Σ log w``
+    (its per-row rounding bound: :meth:`~hefed.stats.WeightedStatistics.log_weight_bound`); the model file
+    records the weights column."""
+    sums.check_consistent("the weighted statistics")
+    weighting = Weighting(sums.n, sums.weight_bits, sums.log_weights(), sums.weights)
+    model = LinearModel.from_statistics(sums.weighted, ridge_fraction(ridge), fit_intercept, weighting=weighting)
+    names = ([ONES] if fit_intercept else []) + list(sums.features)
+    values = ([model.intercept_] if fit_intercept else []) + list(model.coef_)
+    for name, value in zip(names, values, strict=True):
+        if not abs(value) < _FLOAT_LIMIT:
+            raise ResultRangeError(f"the exact coefficient of {name!r} is beyond float64 range: the system is "
+                                   "numerically degenerate; rescale the column or use a ridge penalty",
+                                   parameters=("ridge",))
     return model
 
 

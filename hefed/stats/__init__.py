@@ -76,6 +76,7 @@ from ._residuals import (
 )
 from ._solve import ridge_fraction, solve_exact_coefficients
 from ._support import SupportAccumulator, describe_problems, reference_groups, reference_name, support_problems
+from ._weighted import LOG_GRID_BITS, WeightedStatistics, log_weight_sum, weighted_gram_bounds
 from ._within import DEFAULT_GRID_BITS, WithinStatistics, check_grid_bits, within_encoding
 
 __all__ = [
@@ -147,4 +148,8 @@ __all__ = [
     "WithinStatistics",
     "check_grid_bits",
     "within_encoding",
+    "LOG_GRID_BITS",
+    "WeightedStatistics",
+    "log_weight_sum",
+    "weighted_gram_bounds",
 ]
