@@ -79,16 +79,26 @@ def _request(mode: str, summary: bool, options: dict[str, Any], given: set[str])
               help="The consortium's public key (hefed keygen; required without --study).")
 @click.option("--factory-id", required=True, help="This factory's id (letters, digits, . _ -).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle file to write.")
-@click.option("--mode", default="statistics", show_default=True, metavar="KIND",
+@click.option("--mode", "--kind", "mode", default="statistics", show_default=True, metavar="KIND",
               help="The bundle kind to compute. statistics: exact sufficient statistics (the pooled model); "
               "coefficients: this factory's own fitted model weighted by n (encrypted FedAvg); summary: per-column "
               "count, mean and std round; fold_statistics: statistics per fold (same as --folds).")
 @click.option("--summary", "summary_flag", is_flag=True, help="Same as --mode summary.")
+@click.option("--cov-type", default=None, help="residual_moments without a study: the robust covariance the moments "
+              "are for (HC0, HC1, HC2, HC3, cluster, HAC; default HC1). A study fixes it.")
+@click.option("--maxlags", default=None, type=int, help="residual_moments for HAC without a study: the lags.")
 @click.option("--fixed-effects", "fixed_effects", is_flag=True,
               help="Same as --mode within_statistics: this plant's rows demeaned, for a model with plant fixed "
               "effects (no plant's own count or means is in the sum).")
+@click.option("--weights", "weights", default=None, metavar="COLUMN",
+              help="Same as --mode weighted_statistics weighted by COLUMN: precision weights (>= 0) for weighted least "
+              "squares, as statsmodels WLS(y, X, weights=COLUMN); a study fixes the column.")
 @click.option("--ridge", default=0.0, show_default=True, type=float,
               help="Ridge penalty of the local fit (coefficients mode only).")
+@click.option("--model", "model_path", default=None, type=click.Path(path_type=Path),
+              help="The published model a kind measures (--mode audit: its predictions against DATA's reference "
+              "measurements in the target column; --mode evaluation: its residuals; --mode residual_moments: the "
+              "meat of its robust covariance, signed by the key holder in a study).")
 @click.option("--folds", default=0, show_default=True, type=int,
               help="Also encrypt the statistics of K cross-validation folds (for solve --ridge auto).")
 @click.option("--summary-file", type=click.Path(path_type=Path), default=None,
@@ -119,13 +129,14 @@ def _request(mode: str, summary: bool, options: dict[str, Any], given: set[str])
 @click.pass_context
 def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str | None, features: str | None,
             public_key_path: Path | None,
-            factory_id: str, out: Path, mode: str, summary_flag: bool, fixed_effects: bool, ridge: float, folds: int,
+            factory_id: str, out: Path, mode: str, summary_flag: bool, cov_type: str | None, maxlags: int | None,
+            fixed_effects: bool, ridge: float, model_path: Path | None, folds: int,
             summary_file: Path | None, impute: Literal["mean"] | None, missing: Literal["drop", "error"],
             max_z: float | None, test_fraction: float, seed: int, holdout_out: Path | None, frac_bits: int,
             int_bits: int, max_contributors: int, delimiter: str | None, decimal: str | None,
             file_encoding: str | None, sheet: str | None, round_path: Path | None, identity_path: Path | None,
             roster_path: Path | None, bounds_path: Path | None, encryption: Encryption, insecure_test_key: bool,
-            force: bool) -> None:
+            force: bool, weights: str | None = None) -> None:
     """Factory: encrypt exact statistics of its table (CSV, TSV, .xlsx or Parquet).
 
     Computes the --mode kind's exact sums of DATA and encrypts them. The bundle holds ciphertexts and public
@@ -150,21 +161,35 @@ def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str
     if fixed_effects:
         mode = "within_statistics"
         explicit = (explicit - {"fixed_effects"}) | {"mode"}
+    mode = mode.replace("-", "_")
     # an option set to its default asks for nothing (scripts pass the same options to every mode)
     given: set[str] = {name for name in ("ridge", "folds") if name in explicit and ctx.params[name] != 0}
+    given |= {name for name in ("cov_type", "maxlags") if ctx.params[name] is not None}
+    model = hefed.LinearModel.load(model_path) if model_path is not None else None
+    if model is not None:
+        given.add("model")
+    options = {"ridge": ridge, "folds": folds, "seed": seed, "model": model, "cov_type": cov_type, "maxlags": maxlags}
     masked = check_together({"--round": round_path, "--identity": identity_path, "--roster": roster_path},
                             "a masked round")
     roster, round_ = load_round_inputs(roster_path, round_path)
     masking = (Masking(round_, load_identity(identity_path), roster)
                if masked and round_ is not None and roster is not None and identity_path is not None else None)
     summary = ColumnSummary.load(summary_file) if summary_file is not None else None
+    if weights is not None:  # --weights COLUMN: the weighted statistics (WLS) of the rows, weighted by COLUMN
+        if "mode" in explicit and mode not in ("statistics", "weighted_statistics"):
+            raise UsageError(f"--weights makes weighted_statistics bundles, not {mode}")
+        mode, explicit = "weighted_statistics", explicit | {"mode"}
+        options["weights"] = weights
+        given.add("weights")
     if study_path is None and (target is None or public_key_path is None):
         raise UsageError("give --target and --public-key, or a --study that names them")
     if study_path is not None:
         study = Study.load(study_path)
         if "bounds_path" in explicit:
             raise UsageError("--bounds: a study's DP bounds are in the study (hefed study new --bounds)")
-        wanted = {"mode", "summary_flag", "ridge", "folds"} & explicit
+        wanted = {"mode", "summary_flag", "ridge", "folds", "model_path"} & explicit
+        if {"cov_type", "maxlags"} & explicit:
+            raise UsageError("--cov-type, --maxlags: the study fixes them (hefed study new --cov-type, --maxlags)")
         holdout = None  # not given: the study's
         if {"test_fraction", "seed"} & explicit:  # either given: the holdout they make is compared with the study's
             agreed = study.holdout
@@ -181,7 +206,7 @@ def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str
             if public_key_path is not None else None,
             features=split_names(features), factory_id=factory_id, study=study, summary=summary,
             insecure_test_key=insecure_test_key,
-            request=_request(mode, summary_flag, {"ridge": ridge, "folds": folds, "seed": seed}, given)
+            request=_request(mode, summary_flag, options, given)
             if wanted else None,
             encoding=_given_encoding(study.encoding, explicit, frac_bits, int_bits, max_contributors),
             cleaning=(Cleaning(missing=missing if "missing" in explicit else study.cleaning.missing,
@@ -192,7 +217,7 @@ def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str
             masking=masking, encryption=encryption, file_format=file_format(delimiter, decimal, file_encoding, sheet),
         )
     else:
-        request = _request(mode, summary_flag, {"ridge": ridge, "folds": folds, "seed": seed}, given)
+        request = _request(mode, summary_flag, options, given)
         assert target is not None and public_key_path is not None
         result = hefed.encrypt_table(
             data, target, hefed.load_public_key(public_key_path, insecure_test_key=insecure_test_key),

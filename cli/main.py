@@ -7,6 +7,8 @@ modules are laid out by role:
   factory's table fit the study (before encrypting);
 * ``consortium`` — roster, study (the agreement every party pins), round (masked rounds);
 * ``aggregator`` — aggregate;  ``analyst`` — solve;  ``predict`` — predictions with intervals, annual totals;
+* ``monitor`` — monitor, whatif, audit (a plant's own use of the model), consortium-audit;  ``report`` — the HTML
+  report;
 * ``simulations`` — demo, compare, simulate;  ``federate`` — a one-machine Flower trial;
 * ``render`` — one renderer per result type (text, tables, ``--json``);  ``output`` — ``--json``/``--quiet``
   and the mapping of library errors to exit codes;  ``options`` — options shared by several commands.
@@ -34,13 +36,16 @@ from .consortium import roster, round_group, study
 from .factory import encrypt, enroll, evaluate, finetune
 from .federate import federate
 from .keyholder import decrypt, keygen
+from .monitor import audit, consortium_audit, monitor, whatif
 from .output import describe_error, exit_code, report_error
 from .predict import predict
+from .report import report
 from .simulations import compare, demo, simulate
 
 #: The protocol's commands, in the order they are used, then the simulations and trials on one machine.
 PROTOCOL: Sequence[click.Command] = (keygen, enroll, roster, study, round_group, check, encrypt, aggregate, decrypt,
-                                     solve, evaluate, finetune, predict)
+                                     solve, evaluate, finetune, predict, monitor, whatif, audit, consortium_audit,
+                                     report)
 SIMULATIONS: Sequence[click.Command] = (demo, compare, simulate, federate)
 
 

@@ -426,7 +426,10 @@ def render_demo(report: DemoReport) -> None:
         steps.add_row(step, f"{seconds:.3f}")
     steps.add_row("total", f"{sum(s for _, s in report.timings):.3f}")
     show(steps)
-    emit(model={k: v for k, v in model.to_dict().items() if k not in ("format", "version", "exact")},
+    if report.report_path is not None:
+        say(f"wrote the consortium's report to {report.report_path}")
+    emit(report=report.report_path,
+         model={k: v for k, v in model.to_dict().items() if k not in ("format", "version", "exact")},
          equals_exact_pooled=report.equals_exact_pooled, max_rel_diff_centralised=report.max_rel_diff_centralised,
          timings=dict(report.timings), bundle_bytes=report.bundle_bytes, key_bits=report.key_bits,
          comparison=report.comparison.to_dict() if report.comparison is not None else None)

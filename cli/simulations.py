@@ -8,6 +8,7 @@ does); ``demo`` times the real steps with the key generator's default size.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -29,19 +30,33 @@ SIMULATION_KEY_HELP = ("Key size of the simulation; default: a small, insecure t
               help="Key size; default: hefed keygen's, since the demo times each real step with a fresh key "
               "written to files (2048 or more, unless --insecure-test-key).")
 @click.option("--insecure-test-key", is_flag=True, help="Allow keys below 2048 bits, for quick trials only.")
-def demo(factories: int, seed: int, bits: int, insecure_test_key: bool) -> None:
+@click.option("--report", "report_path", default=None, type=click.Path(path_type=Path),
+              help="Where to write the consortium's HTML report (default: a new file in the system's temporary "
+              "folder); its path is printed.")
+@force_option
+def demo(factories: int, seed: int, bits: int, insecure_test_key: bool, report_path: Path | None,
+         force: bool) -> None:
     """Simulation: the whole protocol on built-in plants, timed.
 
     Runs keygen → encrypt → aggregate → decrypt → solve on synthetic plants. Prints the recovered emission factors
     next to the true ones, checks the federated model against the exact pooled solution, compares local, federated,
-    centralised and fine-tuned models on holdouts, and times every step. Exits with 1 if the federated and the exact
-    pooled solution differ.
+    centralised and fine-tuned models on holdouts, and times every step; ends by writing the consortium's HTML
+    report (hefed report) and printing its path. Exits with 1 if the federated and the exact pooled solution differ.
     """
+    import tempfile
+
+    from hefed._files import check_writable
     from hefed.sim import run_demo
 
     from .render import render_demo
 
-    report = run_demo(n_factories=factories, seed=seed, bits=bits, insecure_test_key=insecure_test_key)
+    if report_path is None:
+        handle, name = tempfile.mkstemp(prefix="hefed-demo-report-", suffix=".html")
+        os.close(handle)
+        report_path, force = Path(name), True
+    check_writable(report_path, force)
+    report = run_demo(n_factories=factories, seed=seed, bits=bits, insecure_test_key=insecure_test_key,
+                      report_path=report_path, force=force)
     render_demo(report)
     if not report.equals_exact_pooled:
         click.get_current_context().exit(1)
@@ -55,21 +70,33 @@ def demo(factories: int, seed: int, bits: int, insecure_test_key: bool) -> None:
               help="Ridge penalty of the local, federated and centralised fits.")
 @click.option("--bits", cls=LibraryDefault, library_default="hefed.sim:SIMULATION_KEY_BITS", show_default=True,
               type=int, help=SIMULATION_KEY_HELP)
+@click.option("--out", default=None, type=click.Path(path_type=Path),
+              help="Also write the comparison as JSON here (what hefed report --comparison reads).")
+@force_option
 def compare(data_paths: tuple[Path, ...], more_data: tuple[Path, ...], target: str | None, features: str | None,
-            test_fraction: float, seed: int, ridge: float, bits: int) -> None:
+            test_fraction: float, seed: int, ridge: float, bits: int, out: Path | None, force: bool) -> None:
     """Simulation: local vs federated vs centralised vs fine-tuned.
 
     Fits the four models on each factory's training rows and evaluates them on every factory's holdout
     (centralised = scikit-learn on the pooled plaintext, possible only in a simulation).
     """
+    from hefed._files import check_writable
     from hefed.datasets import load_consortium
+    from hefed.monitoring import write_comparison
     from hefed.sim import compare_models
 
+    from .output import say
     from .render import render_comparison
 
+    if out is not None:
+        check_writable(out, force)
     factories, target = load_consortium([*data_paths, *more_data], target)
     report = compare_models(factories, target, split_names(features), test_fraction, seed, ridge, key_bits=bits)
+    if out is not None:
+        write_comparison(out, {**report.to_dict(), "key_bits": bits}, force=force)
     render_comparison(report, bits)
+    if out is not None:
+        say(f"wrote {out}")
 
 
 @click.command()

@@ -34,6 +34,7 @@ from ._report import (
     load_comparison,
     report_from_files,
     residuals_of,
+    write_comparison,
     write_report,
 )
 from ._whatif import Change, ScenarioResult, parse_scenario, scenario_change, whatif_table
@@ -65,6 +66,7 @@ __all__ = [
     "scenario_change",
     "standardize",
     "whatif_table",
+    "write_comparison",
     "write_control_chart",
     "write_report",
 ]

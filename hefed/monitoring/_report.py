@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._files import atomic_write_bytes, read_json_object
+from .._files import atomic_write_bytes, atomic_write_json, read_json_object
 from ..data import FileFormat, missing_columns_error, numeric_column, read_table
 from ..errors import InvalidFileError
 from ..models import LinearModel
@@ -118,6 +118,13 @@ def load_comparison(path: str | os.PathLike[str]) -> dict[str, Any]:
                                                                                                     dict):
         raise InvalidFileError(f"{path}: 'rows' and 'overall' of the comparison are missing or malformed")
     return obj
+
+
+def write_comparison(path: str | os.PathLike[str], comparison: Mapping[str, Any], *, force: bool = False) -> Path:
+    """Write a comparison (``Comparison.to_dict()``, optionally with a ``fedavg`` run's ``to_dict()``) as the file
+    :func:`load_comparison` and ``hefed report --comparison`` read (atomically)."""
+    return atomic_write_json(path, {"format": COMPARISON_FORMAT, "version": COMPARISON_VERSION, **comparison},
+                             force=force)
 
 
 def load_evaluation(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -334,7 +341,7 @@ def build_report(inputs: ReportInputs) -> str:
         body += ["<h2>Local / federated / centralised / fine-tuned</h2>", _comparison_section(inputs.comparison)]
     contributors = model.contributors_
     body += ["<h2>Contributors and provenance</h2>",
-             _table(["", ""], [
+             _table(["", "value"], [
                  ["contributors", f"{len(contributors)}: {', '.join(contributors)}" if contributors else
                   "none recorded (statistics computed locally)"],
                  ["study digest", model.study_ or "none (no study pinned)"],

@@ -27,6 +27,7 @@ from .._keys import generate_keypair, load_private_key, load_public_key, save_pr
 from ..data import compute_statistics
 from ..datasets import TARGET, make_factories
 from ..models import LinearModel
+from ..monitoring import ReportInputs, residuals_of, write_report
 from ..protocol import Bundle
 from ..roles import solve
 from ..stats import SufficientStatistics
@@ -51,6 +52,8 @@ class DemoReport:
     max_rel_diff_centralised: float = float("nan")
     equals_exact_pooled: bool = False
     comparison: Comparison | None = None
+    #: The HTML report written (``report_path``), if any.
+    report_path: Path | None = None
 
 
 def run_demo(
@@ -59,13 +62,17 @@ def run_demo(
     bits: int = DEMO_KEY_BITS,
     workdir: str | Path | None = None,
     insecure_test_key: bool = False,
+    report_path: str | Path | None = None,
+    force: bool = False,
 ) -> DemoReport:
     """Run the whole protocol on :func:`~hefed.datasets.make_factories` data (module docstring).
 
     ``bits`` defaults to :data:`~hefed.sim.DEMO_KEY_BITS`, the key generator's default (3072 bits),
     unlike the other simulations: the demonstration generates a fresh key pair, writes it to key
     files and times every step, and those timings should be what a consortium would see. Keys
-    below 2048 bits need ``insecure_test_key`` (quick trials only).
+    below 2048 bits need ``insecure_test_key`` (quick trials only). With ``report_path`` it ends by writing the
+    consortium's HTML report there (:func:`hefed.monitoring.build_report`: the model, the comparison, the residuals
+    on the pooled synthetic rows), replacing an existing file only with ``force``.
     """
     factories = make_factories(n_factories, seed)
     timings: list[tuple[str, float]] = []
@@ -117,6 +124,12 @@ def run_demo(
     exact_pooled = solve(compute_statistics(pooled, TARGET, features))
     central = LinearRegression().fit(pooled[features].to_numpy(), pooled[TARGET].to_numpy())
     rel = np.abs(model.coef_ - central.coef_) / np.maximum(np.abs(central.coef_), 1e-300)
+    written = None
+    if report_path is not None:
+        inputs = ReportInputs(model, comparison.to_dict(), residuals=residuals_of(model, pooled),
+                              residual_source="the pooled synthetic rows (a simulation holds them all)",
+                              title="hefed demo: synthetic consortium")
+        written = write_report(report_path, inputs, force=force)
     return DemoReport(
         model=model,
         factory_rows={k: len(v) for k, v in factories.items()},
@@ -129,4 +142,5 @@ def run_demo(
             and model.intercept_exact_ == exact_pooled.intercept_exact_
         ),
         comparison=comparison,
+        report_path=written,
     )
