@@ -39,10 +39,19 @@ from .output import output_options
 @click.option("--exact", is_flag=True,
               help="Also write the exact rational solution into the model file (larger; computing it takes exact "
               "solves: seconds at 100 features).")
+@click.option("--robust", "robust_path", type=click.Path(path_type=Path), default=None,
+              help="Decrypted residual moments of the model released from these sums (the second round: hefed "
+              "encrypt --kind residual_moments --model MODEL): report robust standard errors.")
+@click.option("--cov-type", default=None,
+              type=click.Choice(["HC0", "HC1", "HC2", "HC3", "cluster", "HAC"], case_sensitive=False),
+              help="The robust covariance (statsmodels' cov_type; needs --robust): HC0/HC1 from HC0/HC1 moments, "
+              "HC2, HC3, cluster (by plant) and HAC from their own. Default with --robust: what the moments allow "
+              "(HC1 for HC0/HC1 moments).")
 @force_option
 def solve(sums: Path, ridge: str, alphas: str | None, no_intercept: bool, dp_epsilon: float | None,
           dp_delta: float | None, bounds_path: Path | None, standardize: bool, out: Path | None,
-          study_path: Path | None, release_key_path: Path | None, exact: bool, force: bool) -> None:
+          study_path: Path | None, release_key_path: Path | None, exact: bool, robust_path: Path | None,
+          cov_type: str | None, force: bool) -> None:
     """Analyst: the exact global model from decrypted sums (every number certified correctly rounded).
 
     Reads what hefed decrypt wrote. Statistics give the pooled OLS or ridge model with its inference; fold
@@ -50,7 +59,7 @@ def solve(sums: Path, ridge: str, alphas: str | None, no_intercept: bool, dp_eps
     """
     from hefed._files import check_writable
     from hefed.data import Bounds
-    from hefed.errors import PrivacyNoiseWarning
+    from hefed.errors import FewClustersWarning, PrivacyNoiseWarning, UsageError
     from hefed.protocol import Study, load_release_key
     from hefed.roles import DifferentialPrivacy, load_sums, release_model
 
@@ -68,10 +77,17 @@ def solve(sums: Path, ridge: str, alphas: str | None, no_intercept: bool, dp_eps
     privacy = (DifferentialPrivacy(dp_epsilon, dp_delta, bounds)
                if private and dp_epsilon is not None and dp_delta is not None else None)
     warnings.filterwarnings("ignore", category=PrivacyNoiseWarning)  # render_release prints them from the accounting
-    release = release_model(load_sums(sums), ridge, parse_floats(alphas, "--alphas"), not no_intercept,
-                            standardize, privacy, study,
-                            load_release_key(release_key_path) if release_key_path is not None else None,
-                            exact=exact)
+    robust = load_sums(robust_path, expected=("residual_moments",)) if robust_path is not None else None
+    if cov_type is not None and robust is None:
+        raise UsageError("--cov-type needs --robust (the decrypted residual moments of the released model)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FewClustersWarning)
+        release = release_model(load_sums(sums), ridge, parse_floats(alphas, "--alphas"), not no_intercept,
+                                standardize, privacy, study,
+                                load_release_key(release_key_path) if release_key_path is not None else None,
+                                exact=exact, robust=robust,
+                                cov_type=cov_type or (robust.default_cov_type if robust is not None else None))
+    release.notes.extend(str(w.message) for w in caught if issubclass(w.category, FewClustersWarning))
     if out is not None:
         release.model.save(out, force=force)
     render_release(release, out)

@@ -291,6 +291,11 @@ def _pairs(text: str | None, option: str) -> dict[str, str]:
 @click.option("--key-holder", "keyholder_path", type=click.Path(path_type=Path), default=None,
               help="The key holder's public release key (keyholder.pub.json, from hefed keygen): decrypted sums "
               "and models are then accepted only when it signed them for this study.")
+@click.option("--cov-type", default="HC1", show_default=True,
+              type=click.Choice(["HC0", "HC1", "HC2", "HC3", "cluster", "HAC"], case_sensitive=False),
+              help="residual_moments: the robust covariance the second round is for (cluster: by plant; HAC: "
+              "Newey–West within each plant's row order; HC2/HC3 send the pooled (XᵀX)⁻¹ to the factories).")
+@click.option("--maxlags", default=None, type=int, help="residual_moments with --cov-type HAC: the lags.")
 @click.option("--title", default="", help="A name for people to recognise the study by.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Study file to write and distribute.")
 @insecure_test_key_option
@@ -299,8 +304,8 @@ def study_new(public_key_path: Path, target: str, features: str, units: str | No
               roster_path: Path | None, min_contributors: int, kinds: str, folds: int, fold_seed: int, ridge: float,
               missing: str, impute: str | None, max_z: float | None, test_fraction: float, seed: int,
               bounds_path: Path | None, frac_bits: int | None, int_bits: int | None, max_contributors: int | None,
-              column_encoding: str | None, keyholder_path: Path | None, title: str, out: Path, insecure_test_key: bool,
-              force: bool) -> None:
+              column_encoding: str | None, keyholder_path: Path | None, cov_type: str, maxlags: int | None, title: str,
+              out: Path, insecure_test_key: bool, force: bool) -> None:
     """Write a new study (fresh random id) and print its digest for every party to compare."""
     import hefed
     from hefed._files import check_writable
@@ -308,7 +313,7 @@ def study_new(public_key_path: Path, target: str, features: str, units: str | No
     from hefed.errors import UsageError
     from hefed.kinds import get_kind, kind_names
     from hefed.protocol import ColumnSpec, Roster, Study, load_release_public
-    from hefed.stats import ColumnEncoding, Encoding
+    from hefed.stats import ColumnEncoding, Encoding, canonical_cov_type
 
     from .render import render_study
 
@@ -331,7 +336,9 @@ def study_new(public_key_path: Path, target: str, features: str, units: str | No
     encoding = Encoding(frac_bits=base.frac_bits if frac_bits is None else frac_bits,
                         int_bits=base.int_bits if int_bits is None else int_bits,
                         max_contributors=base.max_contributors if max_contributors is None else max_contributors)
-    options = {"folds": folds, "seed": fold_seed, "ridge": ridge}  # each kind takes the ones its request has
+    # each kind takes the ones its request has
+    options = {"folds": folds, "seed": fold_seed, "ridge": ridge, "cov_type": canonical_cov_type(cov_type),
+               **({"maxlags": maxlags} if maxlags is not None else {})}
     unknown_kinds = [kind for kind in split_names(kinds) or [] if kind not in kind_names()]
     if unknown_kinds:
         raise UsageError(f"--kinds: {unknown_kinds[0]!r} is not a bundle kind; choose from {', '.join(kind_names())}")

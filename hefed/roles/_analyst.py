@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any, TypeVar
 
@@ -90,7 +90,7 @@ def solvable_kinds() -> tuple[str, ...]:
     return tuple(name for name in kind_names() if name in _BUILDERS)
 
 
-def load_sums(path: str | os.PathLike[str]) -> Any:
+def load_sums(path: str | os.PathLike[str], expected: Sequence[str] | None = None) -> Any:
     """What ``hefed decrypt`` wrote, of any kind; an encrypted bundle given instead is refused saying so.
 
     When the key holder signed the sums, the signature is verified and kept as ``result.release``
@@ -101,7 +101,7 @@ def load_sums(path: str | os.PathLike[str]) -> Any:
         raise InvalidFileError(f"{path}: an encrypted bundle; the key holder decrypts the aggregate first "
                                "(hefed decrypt), and the analyst reads what that writes")
     release = open_release(obj, str(path))  # a signature that does not verify is refused here
-    result = result_from_dict({k: v for k, v in obj.items() if k != "release"}, str(path))
+    result = result_from_dict({k: v for k, v in obj.items() if k != "release"}, str(path), expected)
     result.release = release
     return result
 

@@ -16,7 +16,7 @@ from ..errors import UsageError
 from ..kinds import kind_of_result
 from ..models import LinearModel, covariance_releasable
 from ..protocol import KeyHolderSigner, Study, check_signer
-from ..stats import SufficientStatistics
+from ..stats import ResidualMoments, SufficientStatistics
 from ._analyst import solve, standardized_coefficients
 from ._keyholder import DEFAULT_MIN_CONTRIBUTORS
 from ._privacy import DifferentialPrivacy, dp_solve
@@ -62,6 +62,8 @@ def release_model(
     study: Study | None = None,
     signer: KeyHolderSigner | None = None,
     exact: bool = False,
+    robust: ResidualMoments | None = None,
+    cov_type: str | None = None,
 ) -> Release:
     """The model to publish from decrypted sums, and the validation curve when ``ridge="auto"``.
 
@@ -69,7 +71,8 @@ def release_model(
     fixed ridge); ``alphas`` are the candidates of ``ridge="auto"``. With a ``study`` the sums must
     be the study's, and the study's DP bounds are the ones clipped to. ``signer`` (the key
     holder's release key) signs the model with its study and contributor set. ``exact`` keeps the exact
-    rationals in the model file (and in what is signed).
+    rationals in the model file (and in what is signed). ``robust`` (the decrypted residual moments of the
+    model released from these sums, a second round) replaces its covariance by the robust one of ``cov_type``.
     """
     if signer is not None:
         # The key holder vouches only for models of sums it released itself: unsigned sums (say, a file the
@@ -97,6 +100,16 @@ def release_model(
         model, curve = solve_auto_ridge(aggregate, alphas, fit_intercept=fit_intercept)
     else:
         model = solve(aggregate, ridge=choice, fit_intercept=fit_intercept)
+    if robust is not None or cov_type is not None:
+        if privacy is not None or choice == "auto" or robust is None:
+            raise UsageError("a robust covariance needs the decrypted residual moments (--robust) of an OLS model "
+                             "(no ridge, no differential privacy)", parameters=("robust", "cov_type"))
+        if signer is not None:
+            check_signer(getattr(robust, "release", None), signer.public, "the residual moments", "residual_moments")
+        if study is not None:
+            study.check_digest(robust.study, "the residual moments")
+            study.check_release(getattr(robust, "release", None), "the residual moments", "residual_moments")
+        model.set_robust_covariance(robust, cov_type or "HC1")
     if standardize and privacy is None:
         model.standardized_ = standardized_coefficients(model, aggregate)
     model.study_ = getattr(aggregate, "study", None)

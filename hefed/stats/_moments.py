@@ -184,6 +184,11 @@ class ResidualMoments:
     def columns(self) -> list[str]:
         return design_columns(self.features, self.fit_intercept)
 
+    @property
+    def default_cov_type(self) -> str:
+        """The cov_type these moments give when none is named: HC1 for HC0/HC1 moments, else their own."""
+        return {"white": "HC1", "hc2": "HC2", "hc3": "HC3", "cluster": "cluster", "hac": "HAC"}[self.meat_name]
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "target": self.target, "features": list(self.features),
                 "fit_intercept": self.fit_intercept, "meat_name": self.meat_name, "n": self.n,
