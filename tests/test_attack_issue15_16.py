@@ -106,10 +106,27 @@ def test_ledger_refuses_within_of_a_subset_after_statistics(keypair) -> None:
         with pytest.raises(LedgerError):
             hefed.decrypt_bundle(hefed.aggregate([within[k] for k in members]), private_key,
                                  allow_unsigned=True, ledger=ledger)
-    # the same set under another kind is what the ledger allows by design (see the between-plant test below)
-    out = hefed.decrypt_bundle(hefed.aggregate([within[k] for k in "ABC"]), private_key, allow_unsigned=True,
-                               ledger=ledger)
-    assert isinstance(out, WithinStatistics) and len(ledger.entries) == 2
+    # the same set as within statistics: refused too, since within minus pooled of one set is Σ_g s_g s_gᵀ/n_g
+    with pytest.raises(LedgerError, match="one family"):
+        hefed.decrypt_bundle(hefed.aggregate([within[k] for k in "ABC"]), private_key, allow_unsigned=True,
+                             ledger=ledger)
+    assert len(ledger.entries) == 1
+
+
+def test_the_ledger_keeps_within_and_pooled_sums_of_one_set_apart(keypair) -> None:
+    """Within statistics first, then the pooled statistics (or a summary) of the same set: refused, so the
+    between-plant matrix Σ_g s_g s_gᵀ/n_g is never the difference of two decrypted sums; more within rounds of
+    the set stay allowed."""
+    public_key, private_key = keypair
+    plants = _plants({"A": 20, "B": 21, "C": 22})
+    ledger = DecryptionLedger(hefed.key_fingerprint(public_key))
+    within = [_bundle(f, k, public_key) for k, f in plants.items()]
+    hefed.decrypt_bundle(hefed.aggregate(within), private_key, allow_unsigned=True, ledger=ledger)
+    stats = [_bundle(f, k, public_key, StatisticsRequest()) for k, f in plants.items()]
+    with pytest.raises(LedgerError, match="one family"):
+        hefed.decrypt_bundle(hefed.aggregate(stats), private_key, allow_unsigned=True, ledger=ledger)
+    again = hefed.decrypt_bundle(hefed.aggregate(within), private_key, allow_unsigned=True, ledger=ledger)
+    assert isinstance(again, WithinStatistics) and len(ledger.entries) == 2
 
 
 def test_within_below_the_threshold_is_refused(keypair) -> None:
@@ -205,8 +222,8 @@ def test_a_requested_fine_grid_does_not_reveal_large_counts() -> None:
 
 
 def test_between_plant_matrix_from_statistics_and_within_of_one_set() -> None:
-    """Statistics and within statistics of the same set are both decryptable (the ledger rules sets, not kinds).
-    Their difference is sum_g s_g s_g^T / n_g. With G = 3 plants this does NOT pin down any one plant's means
+    """Why the ledger keeps statistics and within statistics of one set apart (KIND_FAMILIES): their difference
+    would be sum_g s_g s_g^T / n_g. With G = 3 plants this alone does NOT pin down any one plant's means
     (an O(2) rotation is left): two different 3-plant consortia with the same pooled statistics and the same
     between matrix but different plant means exist. Shown exactly on the means."""
     rng = np.random.default_rng(5)

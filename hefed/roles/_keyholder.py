@@ -94,7 +94,7 @@ def _decrypt_values(bundle: Bundle, private_key: PaillierPrivateKey, min_contrib
             "before anything is decrypted"
         )
     if ledger is not None:
-        ledger.check(contributors, min_contributors)
+        ledger.check(contributors, min_contributors, bundle.kind)
     layout = bundle.layout()
     plaintexts = decrypt_ciphertexts(private_key, bundle.ciphertexts)
     try:

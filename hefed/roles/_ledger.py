@@ -21,6 +21,12 @@ tell periods apart.) The rule constrains *sets*, so it holds
 across bundle kinds too: statistics and fold statistics of the same factories may both be
 decrypted, those of four of them not.
 
+One set's sums may not come from two *families* of kinds whose difference is a per-plant quantity: the
+within-plant (fixed-effects) statistics of a set minus its pooled statistics is ``Σ_g s_g s_gᵀ / n_g``, a
+sum over plants of each plant's means outer products — with one colluding plant, the others' means up to a
+rotation. So a set decrypted as ``within_statistics`` is decrypted as nothing else, and a set decrypted as
+anything else is never decrypted as ``within_statistics`` (:data:`KIND_FAMILIES`).
+
 File (JSON, written atomically, mode 0600; give every key the same file, ``decrypt --ledger``)::
 
     {"format": "hefed.decryption_ledger", "version": 1, "key_fingerprint": "<32 hex, the first key>",
@@ -44,6 +50,14 @@ from ..errors import InvalidFileError, LedgerError, TooFewContributorsError
 FORMAT = "hefed.decryption_ledger"
 VERSION = 1
 
+#: Kinds whose sums must not meet those of other kinds over one contributor set (see the module docstring);
+#: every kind not named here is in the family ``"pooled"``.
+KIND_FAMILIES = {"within_statistics": "within"}
+
+
+def kind_family(kind: str | None) -> str:
+    return KIND_FAMILIES.get(kind or "", "pooled")
+
 
 @dataclass
 class DecryptionLedger:
@@ -58,8 +72,9 @@ class DecryptionLedger:
     def sets(self) -> list[frozenset[str]]:
         return [frozenset(entry["contributors"]) for entry in self.entries]
 
-    def check(self, contributors: Sequence[str], min_contributors: int) -> None:
-        """Refuse a contributor set that is too small, or overlaps a decrypted one without being identical.
+    def check(self, contributors: Sequence[str], min_contributors: int, kind: str | None = None) -> None:
+        """Refuse a contributor set that is too small, or overlaps a decrypted one without being identical, or
+        (with ``kind``) is the same set decrypted before as a kind of another family (:data:`KIND_FAMILIES`).
 
         The message names how many factories the sets share and differ by, never which ones' data.
         """
@@ -69,7 +84,12 @@ class DecryptionLedger:
         if len(new) < min_contributors:
             raise TooFewContributorsError(
                 f"{len(new)} contributor(s); at least {min_contributors} are required before anything is decrypted")
-        for old in self.sets:
+        for entry, old in zip(self.entries, self.sets, strict=True):
+            if old == new and kind is not None and kind_family(entry.get("kind")) != kind_family(kind):
+                raise LedgerError(
+                    f"the ledger refuses this {kind} aggregate: the same {len(new)} contributors were decrypted as "
+                    f"{entry.get('kind')}, and the difference of within-plant and pooled sums of one set is a sum of "
+                    "per-plant means; decrypt one family of sums per set (a new set of factories, or a new period)")
             if old == new or not (old & new):
                 continue
             raise LedgerError(
