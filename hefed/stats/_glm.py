@@ -182,7 +182,7 @@ def working(family: str, link: str, eta: np.ndarray, offset: np.ndarray, y: np.n
             wz = weight * (eta - offset) + (y - mu)
             # −2 log μ (y = 1) or −2 log(1 − μ) (y = 0), from η without cancellation
             deviance = 2.0 * np.where(y > 0.5, np.logaddexp(0.0, -eta), np.logaddexp(0.0, eta))
-            pearson = (y - mu) ** 2 / weight
+            pearson = np.exp(np.where(y > 0.5, -eta, eta))  # (y − μ)²/(μ(1 − μ)) for y ∈ {0, 1}
         elif family == "poisson":  # log: W = μ, W·g' = 1
             weight = mu.copy()
             wz = mu * (eta - offset) + (y - mu)
