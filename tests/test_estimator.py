@@ -82,7 +82,14 @@ def rational_ridge(X: np.ndarray, y: np.ndarray, alpha: Fraction, fit_intercept:
 
 
 # --- scikit-learn's contract ------------------------------------------------------------------
-@parametrize_with_checks([FederatedLinearRegression()])
+#: Checks hefed fails on purpose. scikit-learn's sample-weight equivalence check fits 15 rows of 30 features: a
+#: singular system, which hefed refuses (naming the dependent columns) instead of picking a minimum-norm solution;
+#: tests/test_weights.py checks the same equivalence (integer weights = repeated rows) exactly on a full-rank design.
+EXPECTED_FAILED_CHECKS = {"check_sample_weight_equivalence_on_dense_data": "a 15×30 design is singular: refused"}
+
+
+@parametrize_with_checks([FederatedLinearRegression()], expected_failed_checks=lambda _: EXPECTED_FAILED_CHECKS,
+                         xfail_strict=True)
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 

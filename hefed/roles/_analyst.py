@@ -152,6 +152,8 @@ def solve_weighted(sums: WeightedStatistics, ridge: float = 0.0, fit_intercept: 
     (its per-row rounding bound: :meth:`~hefed.stats.WeightedStatistics.log_weight_bound`); the model file
     records the weights column."""
     sums.check_consistent("the weighted statistics")
+    if sums.zero_weights == sums.n:
+        raise SingularSystemError(f"every one of the {sums.n} rows has weight zero: no weighted model", [])
     weighting = Weighting(sums.n, sums.weight_bits, sums.log_weights(), sums.weights)
     model = LinearModel.from_statistics(sums.weighted, ridge_fraction(ridge), fit_intercept, weighting=weighting)
     names = ([ONES] if fit_intercept else []) + list(sums.features)

@@ -32,11 +32,13 @@ from phe import PaillierPrivateKey, PaillierPublicKey
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ..data import warn_rounding
 from ..errors import DataError, HefedError, UsageError
+from ..kinds import WEIGHTED_STATISTICS, WeightedStatisticsRequest
 from ..models import InferenceResults, LinearModel
 from ..protocol import FACTORY_ID_PATTERN
-from ..roles import DEFAULT_MIN_CONTRIBUTORS, solve
-from ..stats import ONES, Encoding
+from ..roles import DEFAULT_MIN_CONTRIBUTORS, encrypt_table, solve
+from ..stats import ONES, Encoding, SufficientStatistics, WeightedStatistics
 from ._consortium import Consortium
 from ._defaults import SIMULATION_KEY_BITS
 
@@ -195,13 +197,15 @@ class FederatedLinearRegression(RegressorMixin, BaseEstimator):
         return self.encoding or Encoding()
 
     # --- fitting ----------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any, groups: Any = None) -> FederatedLinearRegression:
+    def fit(self, X: Any, y: Any, groups: Any = None, sample_weight: Any = None) -> FederatedLinearRegression:
         """Run the protocol among the factories ``groups`` names and solve exactly; returns ``self``.
 
         ``X``: array-like or DataFrame of shape (n_samples, n_features); ``y``: (n_samples,);
         ``groups``: (n_samples,) labels, the factory each row belongs to (a factory id: letters,
         digits, ``.``, ``_``, ``-``); without it the rows are split into ``min_contributors``
-        contiguous blocks named ``factory-1``, ``factory-2``, …
+        contiguous blocks named ``factory-1``, ``factory-2``, …; ``sample_weight``: (n_samples,) precision
+        weights >= 0: weighted least squares, as statsmodels ``WLS(y, X, weights=sample_weight)``
+        (:meth:`_weighted_round`).
         """
         if isinstance(X, Mapping) and not hasattr(X, "shape"):  # (a sparse DOK matrix is a dict with a shape)
             raise UsageError("fit(X, y, groups) takes the rows of every factory; for a mapping "
@@ -225,11 +229,16 @@ class FederatedLinearRegression(RegressorMixin, BaseEstimator):
             encoding.check_range(X_arr[:, j], name, "X")
         encoding.check_range(y_arr, target, "y")
 
-        parts = {factory: (X_arr[rows], y_arr[rows]) for factory, rows in self._factories(groups, n).items()}
+        factories = self._factories(groups, n)
+        parts = {factory: (X_arr[rows], y_arr[rows]) for factory, rows in factories.items()}
         consortium = Consortium.simulated(self.key_bits, self.public_key, self.private_key, int(self.min_contributors),
                                           encoding)
-        stats = consortium.statistics_of_arrays(parts, names, target,
-                                                sources={factory: f"factory {factory!r}" for factory in parts})
+        stats: SufficientStatistics | WeightedStatistics
+        if sample_weight is not None:
+            stats = self._weighted_round(consortium, parts, factories, sample_weight, n, names, target)
+        else:
+            stats = consortium.statistics_of_arrays(parts, names, target,
+                                                    sources={factory: f"factory {factory!r}" for factory in parts})
         model = solve(stats, ridge=float(self.ridge), fit_intercept=bool(self.fit_intercept))
         self.model_: LinearModel = model
         self.coef_: np.ndarray = model.coef_.copy()
@@ -237,6 +246,46 @@ class FederatedLinearRegression(RegressorMixin, BaseEstimator):
         self.contributors_: list[str] = list(stats.contributors)
         self.results_: InferenceResults = model.inference()
         return self
+
+    # --- sample_weight: weighted least squares (statsmodels WLS) -------------------------------------
+    def _weighted_round(self, consortium: Consortium, parts: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                        factories: Mapping[str, np.ndarray], sample_weight: Any, n: int, names: list[str],
+                        target: str) -> WeightedStatistics:
+        """One round of ``weighted_statistics``: each factory encrypts the exact weighted sums of its rows (the
+        weights a column of its table, on the encoding's grid), the key holder decrypts only their sum."""
+        weights = np.asarray(sample_weight.to_numpy() if isinstance(sample_weight, (pd.Series, pd.DataFrame))
+                             else sample_weight, dtype=object)
+        _refuse_inexact_integers(weights, "sample_weight")
+        try:
+            weights = weights.astype(np.float64).reshape(-1) if weights.ndim <= 1 else weights.astype(np.float64)
+        except (TypeError, ValueError):
+            raise DataError("sample_weight must be numeric") from None
+        if weights.shape != (n,):
+            raise DataError(f"sample_weight must hold one weight for each of the {_count(n, 'sample')}, "
+                            f"got shape {weights.shape}")
+        bad = np.flatnonzero(~np.isfinite(weights) | (weights < 0))
+        if len(bad):
+            raise DataError(f"sample_weight: row {int(bad[0]) + 1}: a weight that is negative or not finite "
+                            "(precision weights must be finite and >= 0)")
+        if not weights.any():
+            raise DataError("sample_weight: every weight is zero; at least one must be positive")
+        column = "sample_weight"
+        while column in (*names, target):
+            column += "_"
+        encoding = consortium.encoding or Encoding()
+        encoding.check_range(weights, column, "sample_weight")
+        bundles = []
+        for factory, (X_part, y_part) in parts.items():
+            frame = pd.DataFrame(X_part, columns=names)
+            frame[target] = y_part
+            frame[column] = weights[factories[factory]]
+            result = encrypt_table(frame, target, consortium.public_key, features=names, factory_id=factory,
+                                   request=WeightedStatisticsRequest(column), encoding=encoding,
+                                   cleaning=None, insecure_test_key=True)
+            warn_rounding(result.report, f"factory {factory!r}")
+            bundles.append(result.bundle)
+        sums: WeightedStatistics = consortium.decrypt_aggregate(bundles, WEIGHTED_STATISTICS)
+        return sums
 
     def _factories(self, groups: Any, n: int) -> dict[str, np.ndarray]:
         """Row indices of each factory, in order of first appearance."""

@@ -16,9 +16,9 @@ errors, t, R², F) comes out of it unchanged; the sums of squares are divided by
 (:class:`~hefed.models.Weighting`).
 
 statsmodels' ``WLS.loglike`` adds ``½·Σ log w_i``. The logarithm of a grid value is not a grid value, so each
-row's ``ln w_i`` is evaluated to 70 significant digits (:mod:`decimal`, correctly rounded) and rounded once to
-the public grid ``2^−g``: the pooled ``L·2^−g`` differs from the exact ``Σ ln w_i`` by at most
-``n·(2^−(g+1) + 10^−60)`` (:meth:`WeightedStatistics.log_weight_bound`), so the reported log-likelihood by at
+row's ``ln w_i`` is evaluated in 256-bit binary floating point (MPFR, correctly rounded: within ``2^−240``) and
+rounded once to the public grid ``2^−g``: the pooled ``L·2^−g`` differs from the exact ``Σ ln w_i`` by at most
+``n·(2^−(g+1) + 2^−240)`` (:meth:`WeightedStatistics.log_weight_bound`), so the reported log-likelihood by at
 most half that (``n·2^−66`` with ``g = 64``: far below a float64 ulp of any llf). A zero weight has
 ``log 0 = −inf``: statsmodels then reports ``llf = −inf`` and ``aic = bic = +inf`` (its coefficients and
 errors are finite), and so does hefed, from the count ``n_0``. Negative weights are refused.
@@ -26,7 +26,6 @@ errors are finite), and so does hefed, from the count ``n_0``. Negative weights 
 
 from __future__ import annotations
 
-import decimal
 import os
 import re
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
 
+import gmpy2
 import numpy as np
 
 from .._files import atomic_write_json, check_format, check_names, read_json_object, split_study, study_field
@@ -55,16 +55,19 @@ VERSION = 1
 
 #: The public grid ``2^−g`` each row's ``ln w`` is rounded to.
 LOG_GRID_BITS = 64
-#: Significant digits ``ln w`` is evaluated to before that rounding.
-_LOG_DIGITS = 70
+#: Bits of the binary floating point ``ln w`` is evaluated in before that rounding.
+_LOG_PRECISION = 256
 
 
 def _ln_on_grid(w_int: int, frac_bits: int) -> int:
-    """``round(ln(w_int · 2^−frac_bits) · 2^LOG_GRID_BITS)``, ties to even, from a 70-digit logarithm."""
-    with decimal.localcontext() as ctx:
-        ctx.prec = _LOG_DIGITS
-        ln = decimal.Decimal(w_int).ln() - frac_bits * decimal.Decimal(2).ln()
-        return int((ln * (1 << LOG_GRID_BITS)).to_integral_value(rounding=decimal.ROUND_HALF_EVEN))
+    """``round(ln(w_int · 2^−frac_bits) · 2^LOG_GRID_BITS)``, ties to even, from a 256-bit logarithm.
+
+    MPFR's ``log`` and ``const_log2`` are correctly rounded; a weight from float64 has at most 53 significant
+    bits, so ``w_int`` converts exactly; with ``|ln w_int|, frac_bits < 2^10`` the three roundings leave the
+    logarithm within ``2^−240`` of ``ln w`` before it is rounded to the grid."""
+    with gmpy2.context(precision=_LOG_PRECISION, round=gmpy2.RoundToNearest):
+        ln = gmpy2.log(gmpy2.mpfr(w_int)) - frac_bits * gmpy2.const_log2()
+        return int(gmpy2.rint(ln * (1 << LOG_GRID_BITS)))
 
 
 def log_weight_sum(weights: Sequence[int] | np.ndarray, frac_bits: int) -> int:
@@ -150,8 +153,8 @@ class WeightedStatistics:
         return None if self.zero_weights else Fraction(self.log_weight_sum, 1 << self.log_grid_bits)
 
     def log_weight_bound(self) -> float:
-        """Largest distance between :meth:`log_weights` and the exact ``Σ ln w``: ``n·(2^−(g+1) + 10^−60)``."""
-        return self.n * (2.0 ** -(self.log_grid_bits + 1) + 1e-60)
+        """Largest distance between :meth:`log_weights` and the exact ``Σ ln w``: ``n·(2^−(g+1) + 2^−240)``."""
+        return self.n * (2.0 ** -(self.log_grid_bits + 1) + 2.0 ** -240)
 
     # --- one factory's rows -------------------------------------------------------------------
     @classmethod
