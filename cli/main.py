@@ -35,6 +35,7 @@ from .check import check
 from .consortium import roster, round_group, study
 from .factory import encrypt, enroll, evaluate, finetune
 from .federate import federate
+from .glm import glm
 from .keyholder import decrypt, keygen
 from .monitor import audit, consortium_audit, monitor, whatif
 from .output import describe_error, exit_code, report_error
@@ -45,7 +46,7 @@ from .simulations import compare, demo, simulate
 #: The protocol's commands, in the order they are used, then the simulations and trials on one machine.
 PROTOCOL: Sequence[click.Command] = (keygen, enroll, roster, study, round_group, check, encrypt, aggregate, decrypt,
                                      solve, evaluate, finetune, predict, monitor, whatif, audit, consortium_audit,
-                                     report)
+                                     report, glm)
 SIMULATIONS: Sequence[click.Command] = (demo, compare, simulate, federate)
 
 

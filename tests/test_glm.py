@@ -9,6 +9,8 @@ aggregate of other coefficients and, by its ledger, a round of another contribut
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -253,3 +255,51 @@ def test_equal_to_statsmodels_on_the_gas_turbine_years(gas_turbine_dir, family, 
                        family=FAMILIES[family]).fit(tol=1e-14, maxiter=500)
     _assert_like_statsmodels(model, reference)
     assert model.n_iter_ == iterations
+
+
+# --- with files: hefed glm start / glm encrypt / aggregate / glm step ---------------------------------------
+def test_cli_rounds_with_files_equal_statsmodels(tmp_path, cli):
+    from hefed.protocol import Study, load_release_public
+
+    X, y, groups = _plants("binomial", n_plants=3)
+    keys = tmp_path / "keys"
+    assert cli("keygen", "--out-dir", keys, "--bits", 1024, "--insecure-test-key").returncode == 0
+    public_key = hefed.load_public_key(keys / "public_key.json")
+    study = Study.new(public_key, "y", FEATURES, keyholder=load_release_public(keys / "keyholder.pub.json"),
+                      kinds={"glm_round": {"family": "binomial"}})
+    study.save(tmp_path / "study.json")
+    plants = []
+    for plant in np.unique(groups):
+        rows = groups == plant
+        frame = pd.DataFrame(X[rows], columns=FEATURES).assign(y=y[rows])
+        frame.to_csv(tmp_path / f"{plant}.csv", index=False)
+        plants.append(str(plant))
+    beta, state = tmp_path / "beta.json", tmp_path / "fit.json"
+    started = cli("glm", "start", "--study", tmp_path / "study.json", "--release-key", keys / "keyholder.key.json",
+                  "--out", beta, "--state", state)
+    assert started.returncode == 0, started.stderr
+    for _ in range(20):
+        for plant in plants:
+            done = cli("glm", "encrypt", tmp_path / f"{plant}.csv", "--study", tmp_path / "study.json", "--model", beta,
+                       "--factory-id", plant, "--log", tmp_path / f"{plant}.log.json",
+                       "--out", tmp_path / f"{plant}.bundle.json", "--force")
+            assert done.returncode == 0, done.stderr
+        agg = cli("aggregate", *(tmp_path / f"{p}.bundle.json" for p in plants), "--study", tmp_path / "study.json",
+                  "--out", tmp_path / "round.json", "--force")
+        assert agg.returncode == 0, agg.stderr
+        stepped = cli("glm", "step", tmp_path / "round.json", "--private-key", keys / "private_key.json",
+                      "--study", tmp_path / "study.json", "--state", state, "--out", beta, "--force",
+                      "--allow-unsigned")
+        assert stepped.returncode == 0, stepped.stderr
+        if "converged" in stepped.stdout:
+            break
+    replay = cli("glm", "encrypt", tmp_path / "plant-0.csv", "--study", tmp_path / "study.json", "--model", beta,
+                 "--factory-id", "plant-0", "--log", tmp_path / "plant-0.log.json", "--out", tmp_path / "x.json")
+    assert replay.returncode != 0 and not (tmp_path / "x.json").exists()  # the results are no coefficients
+    results = json.loads(beta.read_text())
+    assert results["format"] == "hefed.glm_results" and results["release"]["what"] == "glm_results"
+    reference = sm.GLM(y, sm.add_constant(X), family=FAMILIES["binomial"]).fit(tol=1e-14)
+    assert _rel(results["params"], reference.params) < 1e-8 and _rel(results["bse"], reference.bse) < 1e-6
+    assert not state.exists()
+    ledger = json.loads((keys / "decryption-ledger.json").read_text())
+    assert {tuple(e["contributors"]) for e in ledger["entries"]} == {tuple(plants)}  # one family, one set

@@ -41,7 +41,8 @@ import numpy as np
 import pandas as pd
 from phe import PaillierPrivateKey, PaillierPublicKey
 
-from .._files import atomic_write_json, check_format, is_digest, read_json_object
+from .._files import atomic_write_json, check_format, check_writable, is_digest, read_json_object
+from .._keys import key_fingerprint, load_private_key
 from ..data import Table
 from ..errors import InvalidFileError, ReleaseError, RoundError, SchemaMismatchError, UsageError
 from ..kinds import Header
@@ -49,7 +50,7 @@ from ..kinds._glm_round import GLM_ROUND, GLMRoundRequest, round_parameters
 from ..models._glm import GLMResults
 from ..primitives.encryption import DEFAULT_METHOD, Encryption
 from ..primitives.exactsolve import SingularMatrixError, solve_exact
-from ..protocol import Bundle, KeyHolderSigner, Roster, Study, check_signer
+from ..protocol import Bundle, KeyHolderSigner, Roster, Study, check_signer, load_release_key
 from ..protocol._signed import ReleaseSignature, open_release
 from ..stats import Encoding, Rounding
 from ..stats._glm import (
@@ -62,11 +63,12 @@ from ..stats._glm import (
 )
 from ._factory import EncryptResult, _encrypt
 from ._keyholder import DEFAULT_MIN_CONTRIBUTORS, decrypt_bundle
-from ._ledger import DecryptionLedger
+from ._ledger import DecryptionLedger, default_ledger_path
 
 COEF_FORMAT = "hefed.glm_coefficients"
 COEF_VERSION = 1
 SIGNED_WHAT = "glm_coefficients"
+STATE_FORMAT = "hefed.glm_fit_state"
 #: The convergence rule's floor: converged when max_j |Δβ_j| / (|β_j| + 1e-8) ≤ tol.
 CONVERGENCE_FLOOR = 1e-8
 
@@ -232,7 +234,8 @@ def encrypt_glm_round(
     request = glm_request(study, coefficients)
     family, link = request.family_link
     log.check(coefficients, study.digest, study.keyholder, study.target.name, study.model_features, family, link)
-    table = Table(data, study.target.name, study.model_features, factory_id, study.cleaning_with(None), None, None,
+    table = Table(data, study.target.name, study.model_features, factory_id, study.cleaning_with(None),
+                  study.holdout, None,
                   study.categories)
     del insecure_test_key  # the study's key was checked when the study was built
     result = _encrypt(table, GLM_ROUND, request, study.encoding, study.public_key, None, encryption, study.digest)
@@ -308,6 +311,39 @@ class GLMFit:
     def done(self) -> bool:
         return self.results is not None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The key holder's state file (``hefed glm step --state``): private to the key holder (mode 0600)."""
+        return {"format": STATE_FORMAT, "version": 1, "coefficients": self.coefficients.to_dict(),
+                "max_iter": self.max_iter, "tol": self.tol, "needs_null": self.needs_null,
+                "contributors": self.contributors, "n_iter": self.n_iter, "changes": self.changes,
+                "deviances": self.deviances, "null_iter": self.null_iter, "feature_order": list(self.feature_order),
+                "main_final": None if self.main_final is None else self.main_final.to_dict(),
+                "main_params": None if self.main_params is None else list(self.main_params),
+                "results": None if self.results is None else self.results.to_dict()}
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any], source: str = "GLM fit state") -> GLMFit:
+        check_format(obj, source, STATE_FORMAT, 1, "GLM fit state")
+        try:
+            coefficients = GLMCoefficients.from_dict(obj["coefficients"], source)
+            main_final = None if obj["main_final"] is None else GLMRoundSums.from_dict(obj["main_final"], source)
+            if obj["results"] is not None:
+                raise InvalidFileError(f"{source}: this fit is finished")
+            return cls(coefficients, int(obj["max_iter"]), float(obj["tol"]), bool(obj["needs_null"]),
+                       [str(c) for c in obj["contributors"]], int(obj["n_iter"]),
+                       [float(v) for v in obj["changes"]], [float(v) for v in obj["deviances"]], None, main_final,
+                       None if obj["main_params"] is None else tuple(float(v) for v in obj["main_params"]),
+                       int(obj["null_iter"]), tuple(str(f) for f in obj["feature_order"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidFileError(f"{source}: malformed GLM fit state ({exc})") from None
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        return atomic_write_json(path, self.to_dict(), force=True, mode=0o600)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> GLMFit:
+        return cls.from_dict(read_json_object(path, "GLM fit state"), str(path))
+
 
 def start_fit(signer: KeyHolderSigner, study_digest: str | None, family: str, link: str | None, target: str,
               features: Sequence[str], *, max_iter: int = 100, tol: float = 1e-12, offset: bool = False,
@@ -368,7 +404,7 @@ def glm_step(fit: GLMFit, sums: GLMRoundSums, signer: KeyHolderSigner) -> GLMFit
         else:
             fit.n_iter += 1
         change = math.inf if c.params is None else relative_change(new, c.params)
-        if not c.null_model:
+        if not c.null_model and math.isfinite(change):
             fit.changes.append(change)
         if c.family == "binomial" and not c.null_model and deviance < 1e-9 * sums.n and c.params is not None:
             raise GLMConvergenceError("perfect separation: the model predicts every 0/1 response exactly, so the "
@@ -416,6 +452,96 @@ class GLMKeyHolder:
         return glm_step(fit, self.decrypt(aggregate), self.signer)
 
 
+# --- the same steps with files (the CLI) ------------------------------------------------------------------
+PathLike = str | os.PathLike[str]
+
+
+def _study_glm(study: Study) -> GLMRoundRequest:
+    if not study.allows(GLM_ROUND.name):
+        raise UsageError(f"study {study.digest} does not allow {GLM_ROUND.name} bundles (hefed study new --kinds)")
+    request: GLMRoundRequest = GLM_ROUND.request_for(study.kinds[GLM_ROUND.name])
+    return request
+
+
+def start_fit_files(study: Study | PathLike, release_key: KeyHolderSigner | PathLike, out: PathLike,
+                    state: PathLike, *, max_iter: int = 100, tol: float = 1e-12, force: bool = False,
+                    allow_insecure_permissions: bool = False) -> GLMFit:
+    """What ``hefed glm start`` does: the key holder signs iteration 0 of a new fit of the study's GLM, writes the
+    coefficients (``out``, for every factory) and its own state (``state``, mode 0600)."""
+    check_writable(out, force)
+    check_writable(state, force)
+    study = Study.load(study) if isinstance(study, (str, os.PathLike)) else study
+    signer = (load_release_key(release_key, allow_insecure_permissions)
+              if isinstance(release_key, (str, os.PathLike)) else release_key)
+    if study.keyholder is None or signer.public != study.keyholder:
+        raise ReleaseError("the release key is not the key holder's the study names (hefed study new --key-holder)")
+    request = _study_glm(study)
+    family, link = request.family_link
+    fit = start_fit(signer, study.digest, family, link, study.target.name, study.model_features, max_iter=max_iter,
+                    tol=tol, offset=request.offset is not None or request.exposure is not None)
+    fit.coefficients.save(out, force=force)
+    fit.save(state)
+    return fit
+
+
+def encrypt_glm_round_file(data: pd.DataFrame | PathLike, study: Study | PathLike, model: GLMCoefficients | PathLike,
+                           out: PathLike, *, factory_id: str, log: GLMFactoryLog | PathLike,
+                           force: bool = False) -> EncryptResult:
+    """What ``hefed glm encrypt`` does: :func:`encrypt_glm_round` with files; the bundle is written atomically and
+    the round recorded in the factory's log only then."""
+    check_writable(out, force)
+    study = Study.load(study) if isinstance(study, (str, os.PathLike)) else study
+    model = GLMCoefficients.load(model) if isinstance(model, (str, os.PathLike)) else model
+    log = GLMFactoryLog.open(log) if isinstance(log, (str, os.PathLike)) else log
+    memory = GLMFactoryLog(dict(log.fits))  # recorded in the file only once the bundle is written
+    result = encrypt_glm_round(data, study, model, factory_id=factory_id, log=memory)
+    result.bundle.save(out, force=force)
+    log.record(model)
+    return result
+
+
+def step_files(aggregate: Bundle | PathLike, private_key: PaillierPrivateKey | PathLike, study: Study | PathLike,
+               state: PathLike, out: PathLike, *, release_key: KeyHolderSigner | PathLike | None = None,
+               roster: Roster | PathLike | None = None, ledger: DecryptionLedger | PathLike | None = None,
+               min_contributors: int = DEFAULT_MIN_CONTRIBUTORS, allow_unsigned: bool = False,
+               allow_insecure_permissions: bool = False, force: bool = False) -> GLMFit:
+    """What ``hefed glm step`` does: decrypt a round's aggregate (only the sum, every check, the ledger beside the
+    private key by default), and write the next signed coefficients to ``out`` — or, when the fit is done, its
+    results (format ``hefed.glm_results``, signed) — and the new state."""
+    check_writable(out, force)
+    key_path = None if isinstance(private_key, PaillierPrivateKey) else Path(private_key)
+    if key_path is not None:
+        private_key = load_private_key(key_path, allow_insecure_permissions)
+    assert isinstance(private_key, PaillierPrivateKey)
+    study = Study.load(study) if isinstance(study, (str, os.PathLike)) else study
+    roster = Roster.load(roster) if isinstance(roster, (str, os.PathLike)) else roster
+    aggregate = Bundle.load(aggregate) if isinstance(aggregate, (str, os.PathLike)) else aggregate
+    if release_key is None and key_path is not None:
+        release_key = key_path.resolve().parent / "keyholder.key.json"
+    if release_key is None:
+        raise UsageError("give the key holder's release key: it signs the next coefficients")
+    signer = (load_release_key(release_key, allow_insecure_permissions)
+              if isinstance(release_key, (str, os.PathLike)) else release_key)
+    if study.keyholder is None or signer.public != study.keyholder:
+        raise ReleaseError("the release key is not the key holder's the study names")
+    if ledger is None and key_path is not None:
+        ledger = default_ledger_path(key_path)
+    if isinstance(ledger, (str, os.PathLike)):
+        ledger = DecryptionLedger.open(ledger, key_fingerprint(private_key.public_key))
+    fit = GLMFit.load(state)
+    keyholder = GLMKeyHolder(private_key, signer, min_contributors, ledger, study, roster, allow_unsigned)
+    keyholder.step(fit, aggregate)
+    if fit.results is not None:  # both written only once both are made (nothing half-written)
+        atomic_write_json(out, signer.sign(fit.results.to_dict(), "glm_results", study.digest, fit.contributors),
+                          force=force)
+        Path(state).unlink()
+    else:
+        next_state = fit.to_dict()
+        fit.coefficients.save(out, force=force)
+        atomic_write_json(state, next_state, force=True, mode=0o600)
+    return fit
+
+
 __all__ = [
     "GLMCoefficients",
     "GLMFactoryLog",
@@ -423,6 +549,9 @@ __all__ = [
     "GLMKeyHolder",
     "encrypt_glm_arrays",
     "encrypt_glm_round",
+    "encrypt_glm_round_file",
+    "start_fit_files",
+    "step_files",
     "glm_step",
     "relative_change",
     "solve_step",
