@@ -276,7 +276,7 @@ def test_audit_bundles_of_another_model_never_add_up(plants, model, public_key, 
                for n in names[:2]]
     bundles.append(encrypt_table(plants[names[2]], TARGET, public_key, factory_id=names[2],
                                  request=AuditRequest(other)).bundle)
-    with pytest.raises(hefed.errors.HefedError):
+    with pytest.raises(hefed.errors.HefedError, match="model_digest"):
         aggregate(bundles)
     own = AuditSums("co2_t", FEATURES, 3, Fraction(1), Fraction(2), Fraction(30), model.digest(), ["a", "b", "c"])
     with pytest.raises(UsageError, match="another model"):

@@ -184,12 +184,15 @@ def monitor_table(model: LinearModel, data: pd.DataFrame | str | os.PathLike[str
     source = "data" if isinstance(data, pd.DataFrame) else str(data)
     frame = data if isinstance(data, pd.DataFrame) else read_table(Path(data), file_format)
     target = model.target_
+    features = [str(f) for f in model.feature_names_in_]
     columns = [str(c) for c in frame.columns]
-    if target not in columns:
-        raise missing_columns_error(source, [target], columns, "the measured target column")
-    table = predict_table(model, frame, alpha=alpha)  # checks the features, refuses a model without covariance
+    absent = [c for c in [*features, target] if c not in columns]
+    if absent:
+        raise missing_columns_error(source, absent, columns, "the model's feature and measured target column(s)")
     labels = {str(c): c for c in frame.columns}
-    observed = np.asarray(numeric_column(frame, target, source, labels[target]), dtype=np.float64)
+    values = {c: numeric_column(frame, c, source, labels[c]) for c in [*features, target]}  # names file, column, row
+    table = predict_table(model, pd.DataFrame({f: values[f] for f in features}), alpha=alpha)
+    observed = np.asarray(values[target], dtype=np.float64)
     n = len(observed)
     reference = max(2, n // 4) if reference_rows is None else reference_rows
     if isinstance(reference, bool) or not isinstance(reference, int):
