@@ -303,3 +303,13 @@ def test_cli_rounds_with_files_equal_statsmodels(tmp_path, cli):
     assert not state.exists()
     ledger = json.loads((keys / "decryption-ledger.json").read_text())
     assert {tuple(e["contributors"]) for e in ledger["entries"]} == {tuple(plants)}  # one family, one set
+
+
+def test_predictions_with_intervals_equal_statsmodels():
+    X, y, groups = _plants("gamma", n_plants=3)
+    model = hefed.FederatedGLM(family="gamma").fit(X, y, groups=groups)
+    reference = sm.GLM(y, sm.add_constant(X), family=FAMILIES["gamma"]).fit(tol=1e-14)
+    ours = model.results_.get_prediction(X[:25], alpha=0.1)
+    theirs = reference.get_prediction(sm.add_constant(X[:25])).summary_frame(alpha=0.1)
+    for column in ("mean", "mean_se", "mean_ci_lower", "mean_ci_upper"):
+        assert _rel(ours[column], theirs[column]) < 1e-6, column

@@ -154,6 +154,28 @@ class GLMResults:
             eta = eta + np.asarray(offset, dtype=np.float64)
         return np.asarray(mean_of(self.link, eta))
 
+    def get_prediction(self, X: np.ndarray, offset: np.ndarray | None = None, alpha: float = 0.05) -> pd.DataFrame:
+        """Each row's mean response with its standard error and confidence interval on the response scale, as
+        statsmodels' ``get_prediction(X).summary_frame(alpha)`` (columns ``mean``, ``mean_se``, ``mean_ci_lower``,
+        ``mean_ci_upper``): the interval of the linear predictor ``x·β ± q·√(x C xᵀ)`` mapped through the inverse
+        link, the standard error by the delta method."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != len(self.params) - 1:
+            raise UsageError(f"X must have {len(self.params) - 1} columns")
+        if not 0.0 < alpha < 1.0:
+            raise UsageError(f"alpha must be in (0, 1), got {alpha!r}")
+        design = np.column_stack([np.ones(len(X)), X])
+        eta = design @ self.params
+        if offset is not None:
+            eta = eta + np.asarray(offset, dtype=np.float64)
+        se_eta = np.sqrt(np.einsum("ij,jk,ik->i", design, self.cov_params(), design))
+        mean = np.asarray(mean_of(self.link, eta))
+        slope = mean * (1.0 - mean) if self.link == "logit" else mean  # dμ/dη
+        q = stats.norm.ppf(1.0 - alpha / 2.0)
+        return pd.DataFrame({"mean": mean, "mean_se": np.abs(slope) * se_eta,
+                             "mean_ci_lower": mean_of(self.link, eta - q * se_eta),
+                             "mean_ci_upper": mean_of(self.link, eta + q * se_eta)})
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "family": self.family, "link": self.link,
                 "param_names": self.param_names, "params": [float(v) for v in self.params],

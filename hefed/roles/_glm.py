@@ -446,9 +446,16 @@ class GLMKeyHolder:
 
     def step(self, fit: GLMFit, aggregate: Bundle) -> GLMFit:
         """Check the aggregate is of the fit's current coefficients, decrypt it, and take the next step."""
-        if aggregate.parameters.get("coef_digest") != fit.coefficients.digest():
+        c = fit.coefficients
+        if aggregate.parameters.get("coef_digest") != c.digest():
             raise RoundError("the aggregate is not of the coefficients this key holder signed for the fit's current "
                              "iteration; nothing was decrypted")
+        if self.study is not None:  # the grid and bounds the study agreed (a runtime kind's are not checked there)
+            request = _study_glm(self.study)
+            expected = round_parameters(c.family, c.link, request.grid, c.iteration, c.null_model, c.digest())
+            if dict(aggregate.parameters) != expected:
+                raise SchemaMismatchError("the round's parameters (family, link, grid or bounds) are not the "
+                                          "study's; nothing was decrypted")
         return glm_step(fit, self.decrypt(aggregate), self.signer)
 
 
