@@ -39,7 +39,7 @@ import pandas as pd
 
 from ..data import FileFormat, Table, missing_columns_error, numeric_column, read_table
 from ..errors import DataError, UsageError
-from ..kinds import AuditSums, audit_sums
+from ..kinds import AuditSums, audit_sums, load_result
 from ..models import LinearModel
 from ..stats import Encoding
 
@@ -217,8 +217,6 @@ def consortium_audit(sums: AuditSums | str | os.PathLike[str], *, model: LinearM
                      ra_limit: float = DEFAULT_RA_LIMIT) -> AuditResults:
     """The consortium's audit from decrypted ``audit`` sums (a file ``hefed decrypt`` wrote, or the sums); with
     ``model`` the sums must be of that model's predictions (its digest), else they are refused."""
-    from ..kinds import load_result
-
     loaded: AuditSums = sums if isinstance(sums, AuditSums) else load_result(sums, ("audit",))
     if model is not None and loaded.model_digest != model.digest():
         raise UsageError("these audit sums are of another model's predictions (model digest "

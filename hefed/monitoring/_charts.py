@@ -45,7 +45,7 @@ import pandas as pd
 from .._files import atomic_write_bytes
 from ..data import FileFormat, missing_columns_error, numeric_column, read_table
 from ..errors import DataError, UsageError
-from ..models import LinearModel
+from ..models import LinearModel, predict_table
 
 DEFAULT_ALPHA = 0.01
 DEFAULT_CUSUM_K = 0.5
@@ -179,8 +179,6 @@ def monitor_table(model: LinearModel, data: pd.DataFrame | str | os.PathLike[str
     """Monitor a plant's readings (a table file or DataFrame, in time order, with the model's features and its
     target, the measured emissions) against ``model`` (see the module). Needs a model with its full covariance;
     bad tables are refused in one line naming file, column and row."""
-    from ..models import predict_table
-
     source = "data" if isinstance(data, pd.DataFrame) else str(data)
     frame = data if isinstance(data, pd.DataFrame) else read_table(Path(data), file_format)
     target = model.target_
