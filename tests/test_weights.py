@@ -23,7 +23,14 @@ from hypothesis import strategies as st
 
 import hefed
 from hefed.data import Table
-from hefed.errors import DataError, InvalidFileError, SchemaMismatchError, SingularSystemError, UsageError
+from hefed.errors import (
+    DataError,
+    InvalidFileError,
+    SchemaMismatchError,
+    SingledOutColumnError,
+    SingularSystemError,
+    UsageError,
+)
 from hefed.kinds import WEIGHTED_STATISTICS, WeightedStatisticsRequest, load_result
 from hefed.sim import FederatedLinearRegression
 from hefed.stats import LOG_GRID_BITS, ONES, Encoding, WeightedStatistics, canonical_block
@@ -348,3 +355,23 @@ def test_gas_turbine_wls_by_year_equals_statsmodels(gas_turbine_dir: Path) -> No
     ref = sm.WLS(pooled["NOX"], sm.add_constant(pooled[GT_FEATURES]), weights=pooled["AH"]).fit()
     worst = assert_equals_statsmodels(results, ref)
     assert max(worst.values()) < REL
+
+
+def test_weights_that_keep_one_factory_only_are_refused_by_the_threshold(public_key, private_key) -> None:
+    """A weights column zero at every factory but one would make the sum that factory's own statistics: the
+    support counts factories with non-zero values on rows of positive weight, and the key holder refuses it."""
+    plants = _plants(seed=15)
+    for name in ("plant-1", "plant-2"):
+        plants[name]["hours"] = 0.0
+    study = hefed.Study.new(public_key, TARGET, FEATURES, kinds={"weighted_statistics": {"weights": "hours"}})
+    bundles = [hefed.encrypt_for_study(frame, study, factory_id=name, kind="weighted_statistics",
+                                       insecure_test_key=True).bundle for name, frame in plants.items()]
+    aggregate = hefed.aggregate(bundles, study=study)
+    with pytest.raises(SingledOutColumnError, match="co2_t"):
+        hefed.decrypt_bundle(aggregate, private_key, study=study, allow_unsigned=True)
+    plants["plant-1"]["hours"] = 1.0  # every factory with positive weights: decrypted
+    plants["plant-2"]["hours"] = 2.0
+    bundles = [hefed.encrypt_for_study(frame, study, factory_id=name, kind="weighted_statistics",
+                                       insecure_test_key=True).bundle for name, frame in plants.items()]
+    assert hefed.decrypt_bundle(hefed.aggregate(bundles, study=study), private_key, study=study,
+                                allow_unsigned=True).n == sum(map(len, plants.values()))
