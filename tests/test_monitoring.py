@@ -292,3 +292,28 @@ def test_audit_sums_file_round_trip_and_refusal(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(obj))
     with pytest.raises(hefed.errors.IntegrityError):
         AuditSums.load(tmp_path / "bad.json")
+
+
+def test_audit_of_an_unsigned_model_is_refused_in_a_study(plants, model, public_key):
+    """Attack: whoever asks for an audit chooses the model; with chosen coefficients (d = c·x_j − y) the audit
+    sums would read one column's pooled sum. In a study naming its key holder a factory audits only a model that
+    key signed for the study, before it reads a row; the signed model is audited."""
+    from hefed.errors import ReleaseError
+    from hefed.protocol import KeyHolderSigner, Study
+    from hefed.roles import encrypt_for_study, sign_model
+
+    signer = KeyHolderSigner.generate()
+    study = Study.new(public_key, TARGET, FEATURES, kinds={"statistics": {}, "audit": {}}, keyholder=signer.public)
+    forged = LinearModel(FEATURES, TARGET, [Fraction(0), Fraction(1), Fraction(0), Fraction(0), Fraction(0)],
+                         Fraction(0), n_samples=1, sse=None, sst=None)
+    forged.study_ = study.digest
+    with pytest.raises(ReleaseError, match="no release signature"):
+        encrypt_for_study(plants["cement-01"], study, factory_id="cement-01", kind="audit", model=forged,
+                          insecure_test_key=True)
+    with pytest.raises(ReleaseError, match="another key"):
+        encrypt_for_study(plants["cement-01"], study, factory_id="cement-01", kind="audit",
+                          model=sign_model(forged, KeyHolderSigner.generate()), insecure_test_key=True)
+    released = sign_model(forged, signer)
+    bundle = encrypt_for_study(plants["cement-01"], study, factory_id="cement-01", kind="audit", model=released,
+                               insecure_test_key=True).bundle
+    assert bundle.kind == "audit" and bundle.parameters["model_digest"] == released.digest()
