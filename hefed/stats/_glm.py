@@ -43,7 +43,7 @@ from scipy import special
 
 from .._files import atomic_write_json, check_format, read_json_object, split_study, study_field
 from ..errors import DataError, HefedError, InvalidFileError, UsageError
-from ..primitives.exactgram import integer_columns, weighted_gram
+from ..primitives.exactgram import exact_gram, integer_columns, weighted_gram
 from ._encoding import Encoding, Rounding
 from ._gram import ONES, canonical_order, support_groups
 from ._support import SupportAccumulator, reference_groups, reference_name
@@ -431,8 +431,12 @@ def glm_round_sums(
     const_a, const_b = constant_terms(family, y)
     a = round_to_grid(const_a, grid.row_bits, g, "constant term of a row", source)
     b = round_to_grid(const_b, grid.row_bits, g, "constant term of a row", source)
-    x_int = integer_columns(used, design_scales(features, encoding, null_model))
-    xtwx = weighted_gram(x_int, weights)
+    scales = design_scales(features, encoding, null_model)
+    x_int = integer_columns(used, scales)
+    if len(set(weights)) == 1:  # one weight for every row (Gamma, log link: W = 1): ŵ·XᵀX, at BLAS speed
+        xtwx = [[weights[0] * v for v in row] for row in exact_gram(used, scales)]
+    else:
+        xtwx = weighted_gram(x_int, weights)
     u = np.asarray(responses, dtype=object)
     xtwz = [int(v) for v in (x_int * u[:, None]).sum(axis=0)]
     f_y = encoding.frac_bits_of(target)
