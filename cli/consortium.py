@@ -296,6 +296,8 @@ def _pairs(text: str | None, option: str) -> dict[str, str]:
               help="residual_moments: the robust covariance the second round is for (cluster: by plant; HAC: "
               "Newey–West within each plant's row order; HC2/HC3 send the pooled (XᵀX)⁻¹ to the factories).")
 @click.option("--maxlags", default=None, type=int, help="residual_moments with --cov-type HAC: the lags.")
+@click.option("--weights", default=None, metavar="COLUMN",
+              help="weighted_statistics: the column of precision weights every factory weights its rows by (WLS).")
 @click.option("--title", default="", help="A name for people to recognise the study by.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Study file to write and distribute.")
 @insecure_test_key_option
@@ -305,7 +307,7 @@ def study_new(public_key_path: Path, target: str, features: str, units: str | No
               missing: str, impute: str | None, max_z: float | None, test_fraction: float, seed: int,
               bounds_path: Path | None, frac_bits: int | None, int_bits: int | None, max_contributors: int | None,
               column_encoding: str | None, keyholder_path: Path | None, cov_type: str, maxlags: int | None, title: str,
-              out: Path, insecure_test_key: bool, force: bool) -> None:
+              out: Path, insecure_test_key: bool, force: bool, weights: str | None = None) -> None:
     """Write a new study (fresh random id) and print its digest for every party to compare."""
     import hefed
     from hefed._files import check_writable
@@ -338,10 +340,13 @@ def study_new(public_key_path: Path, target: str, features: str, units: str | No
                         max_contributors=base.max_contributors if max_contributors is None else max_contributors)
     # each kind takes the ones its request has
     options = {"folds": folds, "seed": fold_seed, "ridge": ridge, "cov_type": canonical_cov_type(cov_type),
-               **({"maxlags": maxlags} if maxlags is not None else {})}
+               **({"maxlags": maxlags} if maxlags is not None else {}),
+               **({"weights": weights} if weights is not None else {})}
     unknown_kinds = [kind for kind in split_names(kinds) or [] if kind not in kind_names()]
     if unknown_kinds:
         raise UsageError(f"--kinds: {unknown_kinds[0]!r} is not a bundle kind; choose from {', '.join(kind_names())}")
+    if "weighted_statistics" in (split_names(kinds) or []) and weights is None:
+        raise UsageError("--kinds weighted_statistics needs --weights COLUMN: the column every factory weights by")
     kind_parameters = {kind: get_kind(kind).agreed_parameters(options) for kind in split_names(kinds) or []}
     result = Study.new(
         hefed.load_public_key(public_key_path, insecure_test_key=insecure_test_key),

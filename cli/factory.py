@@ -175,6 +175,8 @@ def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str
     masking = (Masking(round_, load_identity(identity_path), roster)
                if masked and round_ is not None and roster is not None and identity_path is not None else None)
     summary = ColumnSummary.load(summary_file) if summary_file is not None else None
+    if weights is None and mode == "weighted_statistics" and study_path is not None:  # the study's column
+        weights = Study.load(study_path).kinds.get(mode, {}).get("weights")
     if weights is not None:  # --weights COLUMN: the weighted statistics (WLS) of the rows, weighted by COLUMN
         if "mode" in explicit and mode not in ("statistics", "weighted_statistics"):
             raise UsageError(f"--weights makes weighted_statistics bundles, not {mode}")

@@ -375,3 +375,23 @@ def test_weights_that_keep_one_factory_only_are_refused_by_the_threshold(public_
                                        insecure_test_key=True).bundle for name, frame in plants.items()]
     assert hefed.decrypt_bundle(hefed.aggregate(bundles, study=study), private_key, study=study,
                                 allow_unsigned=True).n == sum(map(len, plants.values()))
+
+
+def test_cli_study_fixes_the_weights_column(tmp_path: Path, cli) -> None:
+    plants = _plants(seed=16)
+    public_key, _ = hefed.generate_keypair(1024, insecure_test_key=True)
+    hefed.save_public_key(public_key, tmp_path / "pub.json")
+    new = ("study", "new", "--public-key", tmp_path / "pub.json", "--target", TARGET, "--features", ",".join(FEATURES),
+           "--kinds", "statistics,weighted_statistics", "--out", tmp_path / "study.json", "--insecure-test-key")
+    refused = cli(*new)
+    assert refused.returncode != 0 and "needs --weights COLUMN" in refused.stderr
+    assert cli(*new, "--weights", "hours").returncode == 0
+    assert hefed.Study.load(tmp_path / "study.json").kinds["weighted_statistics"] == {"weights": "hours"}
+    plants["plant-0"].to_csv(tmp_path / "a.csv", index=False)
+    encrypt = ("encrypt", tmp_path / "a.csv", "--study", tmp_path / "study.json", "--factory-id", "a",
+               "--out", tmp_path / "a.bundle.json", "--insecure-test-key")
+    result = cli(*encrypt, "--mode", "weighted_statistics")  # the study's column
+    assert result.returncode == 0, result.stderr
+    assert hefed.Bundle.load(tmp_path / "a.bundle.json").parameters == {"weights": "hours"}
+    result = cli(*encrypt, "--weights", "gas_t", "--force")
+    assert result.returncode != 0 and "contradict the study's (weights=hours)" in result.stderr
