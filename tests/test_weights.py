@@ -178,6 +178,21 @@ def test_zero_weights_count_as_rows_and_give_llf_minus_inf_as_statsmodels() -> N
         ref.rsquared, rel=REL)
 
 
+def test_tests_and_predictions_of_a_wls_model_equal_statsmodels() -> None:
+    plants = _plants(seed=20, plants=4)
+    model, ref = hefed.solve(_sums(plants)), _reference(plants)
+    results = model.inference()
+    ours, theirs = results.t_test("coal_t = 2.4"), ref.t_test("coal_t = 2.4")
+    np.testing.assert_allclose([np.ravel(ours.tvalue)[0], np.ravel(ours.pvalue)[0]],
+                               [np.ravel(theirs.tvalue)[0], np.ravel(theirs.pvalue)[0]], rtol=REL)
+    ours, theirs = results.f_test("coal_t = 2.4, gas_t = 2.75"), ref.f_test("coal_t = 2.4, gas_t = 2.75")
+    assert np.ravel(ours.fvalue)[0] == pytest.approx(np.ravel(theirs.fvalue)[0], rel=REL)
+    new = pd.DataFrame({"coal_t": [10.0, 20.0], "gas_t": [5.0, 7.5]})  # observation intervals for weight 1, as theirs
+    np.testing.assert_allclose(model.get_prediction(new).summary_frame().to_numpy(),
+                               ref.get_prediction(sm.add_constant(new, has_constant="add")).summary_frame().to_numpy(),
+                               rtol=REL)
+
+
 def test_integer_weights_equal_repeated_rows_exactly() -> None:
     plants = _plants(seed=6, plants=1)
     frame = plants["plant-0"].assign(hours=lambda f: np.ceil(f.hours))
