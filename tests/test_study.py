@@ -337,8 +337,7 @@ def test_cli_requests_are_built_by_the_registry_and_options_that_do_not_apply_ar
     folds = run_cli(*encrypt, "--summary", "--folds", 3, "--out", tmp_path / "s.json")
     assert folds.returncode == 2 and "folds does not apply to summary requests [--folds]" in folds.stderr
     evaluation = run_cli(*encrypt, "--mode", "evaluation", "--out", tmp_path / "e.json")
-    assert evaluation.returncode == 2 and "cannot make evaluation bundles (evaluation requests need model)" in \
-        evaluation.stderr
+    assert evaluation.returncode == 2 and "evaluation requests need model [--model]" in evaluation.stderr
     made = run_cli(*encrypt, "--folds", 3, "--out", tmp_path / "f.json")
     assert made.returncode == 0 and json.loads((tmp_path / "f.json").read_text())["kind"] == "fold_statistics"
     assert not (tmp_path / "s.json").exists() and not (tmp_path / "e.json").exists()
