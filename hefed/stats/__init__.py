@@ -6,6 +6,7 @@ rationals out; nothing here reads files of data or knows about bundles.
 * :class:`Encoding` — the public exact integer encoding of float64 values;
 * :class:`SufficientStatistics` — the exact Gram matrix of ``[1, X, y]`` (OLS and ridge);
 * :class:`FoldStatistics` — the same per cross-validation fold (:func:`fold_assignment`);
+* :class:`WeightedStatistics` — Σ w·z zᵀ, the rows and Σ log w: weighted least squares (WLS);
 * :class:`ColumnSummary` — per-column count, Σx, Σx² (the summary round);
 * :class:`EvaluationSums` — exact residual sums of a model on held-out rows;
 * :class:`CoefficientAggregate` — Σn and Σnθ of factories' own models (coefficient mode);
