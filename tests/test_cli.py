@@ -394,8 +394,8 @@ def test_help_imports_only_what_it_shows(args, allowed):
 # Help texts, order, plurals
 # --------------------------------------------------------------------------------------
 PROTOCOL_ORDER = ["keygen", "enroll", "roster", "study", "round", "check", "encrypt", "aggregate", "decrypt", "solve",
-                  "evaluate", "finetune", "predict", "monitor", "whatif", "audit", "consortium-audit", "report", "glm", "demo",
-                  "compare", "simulate", "federate"]
+                  "evaluate", "finetune", "predict", "monitor", "whatif", "audit", "consortium-audit", "report", "glm",
+                  "demo", "compare", "simulate", "federate"]
 
 
 def _all_commands(command: click.Command, path: tuple[str, ...] = ()):
