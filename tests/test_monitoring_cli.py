@@ -293,3 +293,15 @@ def test_demo_report_end_to_end_in_a_real_process(tmp_path):
     assert len(_images(page.read_text())) == 3  # coefficients with intervals, residuals, the comparison
     if shutil.which("chromium") or shutil.which("chromium-browser"):
         _check_in_browser(page, tmp_path)
+
+
+def test_report_plots_fedavg_when_the_comparison_carries_a_run(site, tmp_path):
+    _, _, _, model = site
+    comparison = json.loads(_hostile_comparison(tmp_path).read_text())
+    comparison["fedavg"] = {"rounds": [{"round": r, "rel_coef_error": 0.5 ** r} for r in range(1, 6)],
+                            "fixed_point": {"rel_coef_error": 0.01}}
+    page = build_report(ReportInputs(model.model, comparison))
+    assert "FedAvg against the exact model" in page
+    assert len(_images(page)) == 3  # coefficients, comparison, FedAvg
+    assert "FedAvg" not in build_report(ReportInputs(model.model, json.loads(_hostile_comparison(tmp_path)
+                                                                             .read_text())))
