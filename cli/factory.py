@@ -178,7 +178,9 @@ def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str
     if weights is None and mode == "weighted_statistics" and study_path is not None:  # the study's column
         weights = Study.load(study_path).kinds.get(mode, {}).get("weights")
     if weights is not None:  # --weights COLUMN: the weighted statistics (WLS) of the rows, weighted by COLUMN
-        if "mode" in explicit and mode not in ("statistics", "weighted_statistics"):
+        from hefed.kinds import STATISTICS, WEIGHTED_STATISTICS
+
+        if "mode" in explicit and mode not in (STATISTICS.name, WEIGHTED_STATISTICS.name):
             raise UsageError(f"--weights makes weighted_statistics bundles, not {mode}")
         mode, explicit = "weighted_statistics", explicit | {"mode"}
         options["weights"] = weights
