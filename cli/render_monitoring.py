@@ -34,9 +34,13 @@ def render_monitor(result: MonitorResult, out: Path, plot: Path | None) -> None:
     say(f"  outside the {level} prediction interval: {s['outside_interval']} readings (first: "
         f"{_row(s['first_outside_interval'])})")
     say(f"  CUSUM (k={result.cusum_k:g}, h={result.cusum_h:g}) alarms: {s['cusum_alarms']} readings (first: "
-        f"{_row(s['first_cusum_alarm'])})")
+        f"{_row(s['first_cusum_alarm'])}; after the reference period: {_row(s['first_cusum_alarm_after_reference'])})")
     say(f"  EWMA (lambda={result.ewma_lambda:g}, L={result.ewma_L:g}, exact time-varying limits) alarms: "
-        f"{s['ewma_alarms']} readings (first: {_row(s['first_ewma_alarm'])})")
+        f"{s['ewma_alarms']} readings (first: {_row(s['first_ewma_alarm'])}; after the reference period: "
+        f"{_row(s['first_ewma_alarm_after_reference'])})")
+    firsts = [s[key] for key in ("first_cusum_alarm", "first_ewma_alarm") if s[key] is not None]
+    if firsts and min(firsts) <= s["reference_rows"]:
+        say("  note: an alarm inside the reference period: it may not have been in control (choose --reference-rows)")
     if plot is not None:
         say(f"wrote {plot}: control chart")
     emit(out=out, plot=plot, **s)

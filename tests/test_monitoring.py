@@ -147,9 +147,10 @@ def test_monitor_table_on_a_plant(plants, model):
     drifted.loc[200:, TARGET] *= 1.05  # a 5 % step from row 201
     alerts = monitor_table(model, drifted).frame
     after = alerts[alerts["row"] > 200]
+    summary = monitor_table(model, drifted).summary()
     for column in ("cusum_alarm", "ewma_alarm"):
         first = int(after.loc[after[column] == 1, "row"].iloc[0])
-        assert first <= 215, (column, first)
+        assert first <= 215 and summary[f"first_{column}_after_reference"] == first, (column, first, summary)
         assert after[column].mean() > 0.8  # and it stays on while the step lasts
 
 

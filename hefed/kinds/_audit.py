@@ -79,14 +79,6 @@ class AuditSums:
         return cls(target, [], len(d), sum(d, Fraction(0)), sum((v * v for v in d), Fraction(0)),
                    sum((Fraction(float(r)) for r in reference), Fraction(0)), model_digest)
 
-    def __add__(self, other: AuditSums) -> AuditSums:
-        """The sums of both sets of pairs (what the encrypted aggregate adds up)."""
-        if self.model_digest != other.model_digest:
-            raise UsageError("audits of different models do not add up")
-        return AuditSums(self.target, list(self.features), self.n + other.n, self.sum_d + other.sum_d,
-                         self.sum_d2 + other.sum_d2, self.sum_reference + other.sum_reference, self.model_digest,
-                         [*self.contributors, *other.contributors], self.study)
-
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "format": FORMAT, "version": VERSION, "target": self.target, "features": self.features,

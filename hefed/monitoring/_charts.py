@@ -129,18 +129,22 @@ class MonitorResult:
     ewma_L: float
     target: str
 
-    def _first(self, column: str) -> int | None:
-        rows = self.frame.loc[self.frame[column] == 1, "row"]
+    def _first(self, column: str, after: int = 0) -> int | None:
+        rows = self.frame.loc[(self.frame[column] == 1) & (self.frame["row"] > after), "row"]
         return int(rows.iloc[0]) if len(rows) else None
 
     def summary(self) -> dict[str, Any]:
-        """Counts of flagged readings and the first row of each alarm (1-based, ``None`` for none)."""
+        """Counts of flagged readings and the first row of each alarm (1-based, ``None`` for none), overall and
+        after the reference period."""
         f = self.frame
         return {"rows": len(f), "reference_rows": self.reference_rows, "reference_mean": self.reference_mean,
                 "reference_sd": self.reference_sd, "alpha": self.alpha,
                 "outside_interval": int(f["outside_interval"].sum()), "cusum_alarms": int(f["cusum_alarm"].sum()),
                 "ewma_alarms": int(f["ewma_alarm"].sum()), "first_outside_interval": self._first("outside_interval"),
                 "first_cusum_alarm": self._first("cusum_alarm"), "first_ewma_alarm": self._first("ewma_alarm"),
+                # an alarm inside the reference period says the reference was not in control after all
+                "first_cusum_alarm_after_reference": self._first("cusum_alarm", self.reference_rows),
+                "first_ewma_alarm_after_reference": self._first("ewma_alarm", self.reference_rows),
                 "cusum": {"k": self.cusum_k, "h": self.cusum_h},
                 "ewma": {"lambda": self.ewma_lambda, "L": self.ewma_L, "limits": "exact time-varying"}}
 
