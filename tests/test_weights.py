@@ -193,6 +193,19 @@ def test_tests_and_predictions_of_a_wls_model_equal_statsmodels() -> None:
                                rtol=REL)
 
 
+def test_weighted_ridge_equals_scikit_learn_ridge_with_sample_weight() -> None:
+    """The penalty is on the real weighted Gram, not on its 2^F_w-scaled integers: sklearn's objective
+    Σ w(y − b − xθ)² + α‖θ‖² (intercept unpenalised)."""
+    from sklearn.linear_model import Ridge
+
+    plants = _plants(seed=21)
+    pooled = pd.concat(list(plants.values()), ignore_index=True)
+    model = hefed.solve(_sums(plants), ridge=50.0)
+    ref = Ridge(alpha=50.0, solver="cholesky").fit(pooled[FEATURES], pooled[TARGET], sample_weight=pooled["hours"])
+    np.testing.assert_allclose(model.coef_, ref.coef_, rtol=REL)
+    assert model.intercept_ == pytest.approx(ref.intercept_, rel=REL)
+
+
 def test_integer_weights_equal_repeated_rows_exactly() -> None:
     plants = _plants(seed=6, plants=1)
     frame = plants["plant-0"].assign(hours=lambda f: np.ceil(f.hours))
