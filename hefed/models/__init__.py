@@ -14,6 +14,7 @@ Layer 6 of hefed (above :mod:`hefed.protocol`; it needs only :mod:`hefed.stats`)
 
 from __future__ import annotations
 
+from ._certified import Weighting
 from ._emission import EmissionFactor
 from ._hypothesis import ContrastResults, FeatureSelection, SubsetFit, select_features
 from ._inference import RIDGE_NOT_APPLICABLE, InferenceResults, inference
@@ -28,7 +29,6 @@ from ._prediction import (
     predict_total,
 )
 from ._robust import FEW_CLUSTERS, robust_inference
-from ._certified import Weighting
 
 __all__ = ["RIDGE_NOT_APPLICABLE", "ActivityUncertainty", "InferenceResults", "LinearModel", "PredictionResults",
            "TablePrediction", "TotalResults", "covariance_releasable", "get_prediction", "inference", "predict_table",
