@@ -305,3 +305,25 @@ def test_report_plots_fedavg_when_the_comparison_carries_a_run(site, tmp_path):
     assert len(_images(page)) == 3  # coefficients, comparison, FedAvg
     assert "FedAvg" not in build_report(ReportInputs(model.model, json.loads(_hostile_comparison(tmp_path)
                                                                              .read_text())))
+
+
+def test_report_reads_decrypted_evaluation_sums_or_evaluate_json(site, cli, tmp_path):
+    _, plants, _, model = site
+    from hefed.roles import evaluate_local
+
+    sums = evaluate_local(model.model, plants["glass-05"])
+    sums.contributors = ["glass-05", "<b>x</b>", "paper-06"]
+    decrypted = sums.save(tmp_path / "evaluation.json")
+    as_json = tmp_path / "metrics.json"
+    as_json.write_text(json.dumps({"ok": True, "metrics": sums.metrics()}))
+    for source in (decrypted, as_json):
+        out = tmp_path / f"{source.stem}.html"
+        result = cli("report", "--model", model, "--evaluation", source, "--out", out)
+        assert result.returncode == 0, result.stderr
+        page = out.read_text()
+        assert "Consortium holdout evaluation" in page and f"{sums.metrics()['mse']:.6g}" in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in (tmp_path / "evaluation.html").read_text()
+    (tmp_path / "junk.json").write_text(json.dumps({"metrics": {"mse": "1"}}))
+    message = one_line_error(cli("report", "--model", model, "--evaluation", tmp_path / "junk.json", "--out",
+                                 tmp_path / "junk.html"), 1)
+    assert "junk.json" in message and not (tmp_path / "junk.html").exists()

@@ -127,10 +127,24 @@ def write_comparison(path: str | os.PathLike[str], comparison: Mapping[str, Any]
                              force=force)
 
 
+#: The metrics an evaluation shows, in order.
+METRICS = ("n", "mse", "rmse", "mae", "r2")
+
+
 def load_evaluation(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Decrypted evaluation sums (``hefed decrypt`` of evaluation bundles): their metrics and contributors."""
-    sums = EvaluationSums.load(path)
-    return {"metrics": sums.metrics(), "contributors": list(sums.contributors)}
+    """The consortium's holdout metrics: decrypted evaluation sums (``hefed decrypt`` of evaluation bundles, the
+    metrics recomputed from the exact sums), or the ``--json`` output of ``hefed evaluate`` / ``hefed decrypt``
+    (an object whose ``metrics`` holds n, mse, rmse, mae and r2)."""
+    obj = read_json_object(path, "evaluation")
+    if obj.get("format") == EvaluationSums.FORMAT:
+        sums = EvaluationSums.from_dict(obj, str(path))
+        return {"metrics": sums.metrics(), "contributors": list(sums.contributors)}
+    metrics = obj.get("metrics")
+    if not isinstance(metrics, dict) or not all(
+            isinstance(metrics.get(k), (int, float)) and not isinstance(metrics.get(k), bool) for k in METRICS):
+        raise InvalidFileError(f"{path}: neither decrypted evaluation sums nor metrics (n, mse, rmse, mae, r2)")
+    return {"metrics": {k: float(metrics[k]) if k != "n" else int(metrics[k]) for k in METRICS},
+            "contributors": [str(c) for c in obj.get("contributors", []) if isinstance(c, str)]}
 
 
 def residuals_of(model: LinearModel, data: pd.DataFrame | str | os.PathLike[str],
@@ -335,8 +349,12 @@ def build_report(inputs: ReportInputs) -> str:
                  f"({len(residual)} rows).</p>", _residual_plot(fitted, residual)]
     if inputs.evaluation is not None:
         metrics = inputs.evaluation.get("metrics", {})
+        contributors = inputs.evaluation.get("contributors") or []
         body += ["<h2>Consortium holdout evaluation (from encrypted evaluation bundles)</h2>",
                  _table(["metric", "value"], [[str(k), _num(v)] for k, v in metrics.items()])]
+        if contributors:
+            body.append(f'<p class="note">Pooled over the holdouts of {len(contributors)} factories: '
+                        f"{_e(', '.join(map(str, contributors)))}; no factory's own metrics were decrypted.</p>")
     if inputs.comparison is not None:
         body += ["<h2>Local / federated / centralised / fine-tuned</h2>", _comparison_section(inputs.comparison)]
     contributors = model.contributors_
