@@ -423,3 +423,21 @@ def test_cli_study_fixes_the_weights_column(tmp_path: Path, cli) -> None:
     assert hefed.Bundle.load(tmp_path / "a.bundle.json").parameters == {"weights": "hours"}
     result = cli(*encrypt, "--weights", "gas_t", "--force")
     assert result.returncode != 0 and "contradict the study's (weights=hours)" in result.stderr
+
+
+def test_packed_size_is_what_the_bounds_make() -> None:
+    """The closed form a hostile header is measured by before any layout is built equals the slots of the bounds
+    (the weighted entries are wider than the plain Gram's by the weights column's value bits)."""
+    from hefed.primitives.packing import slot_width
+    from hefed.stats import ColumnEncoding, support_size
+
+    features = ["a", "b", "c"]
+    for encoding in (Encoding(), Encoding.with_columns({"w": ColumnEncoding(2, 6), "b": ColumnEncoding(10, 30)},
+                                                       max_contributors=7)):
+        bounds = WEIGHTED_STATISTICS.bounds(features, "y", encoding, {"weights": "w"})
+        values, bits = WEIGHTED_STATISTICS.packed_size(features, "y", encoding, {"weights": "w"})
+        assert values == len(bounds) == 15 + 3 + support_size(features, "y")
+        assert bits == sum(slot_width(lo, hi, encoding.max_contributors) for lo, hi in bounds)
+        plain = hefed.kinds.get_kind("statistics").bounds(features, "y", encoding, {})
+        wider = encoding.value_bits_of("w")  # every entry wider by the weight's value bits
+        assert [hi.bit_length() for _, hi in bounds[:15]] == [hi.bit_length() + wider for _, hi in plain[:15]]
