@@ -216,6 +216,7 @@ def control_chart_png(result: MonitorResult) -> bytes:
 
     f = result.frame
     rows = f["row"].to_numpy()
+    target = result.target.replace("$", r"\$")  # a name from a file: no mathtext
     fig, axes = plt.subplots(3, 1, figsize=(10, 8.5), sharex=True, constrained_layout=True)
     try:
         for ax in axes:
@@ -224,10 +225,10 @@ def control_chart_png(result: MonitorResult) -> bytes:
         ax.fill_between(rows, f["obs_ci_lower"], f["obs_ci_upper"], color="#9ecae1", alpha=0.6,
                         label=f"{100 * (1 - result.alpha):g}% prediction interval")
         ax.plot(rows, f["prediction"], color="#08519c", lw=1, label="model prediction")
-        ax.plot(rows, f["observed"], color="black", lw=0.8, marker=".", ms=3, label=f"measured {result.target}")
+        ax.plot(rows, f["observed"], color="black", lw=0.8, marker=".", ms=3, label=f"measured {target}")
         out = f["outside_interval"] == 1
         ax.plot(rows[out], f.loc[out, "observed"], "o", color="#cb181d", ms=5, label="outside the interval")
-        ax.set_ylabel(result.target)
+        ax.set_ylabel(target)
         ax.legend(loc="upper left", fontsize=8)
         ax.set_title("Readings against the shared model (grey: the plant's reference period)")
         ax = axes[1]

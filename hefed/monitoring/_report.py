@@ -63,6 +63,11 @@ def _num(value: float | None, fmt: str = ".6g") -> str:
     return format(value, fmt)
 
 
+def _label(text: object) -> str:
+    """Text from a file as a matplotlib label: ``$`` would start mathtext (and a stray one fail to draw)."""
+    return str(text).replace("$", r"\$")
+
+
 def _png(fig: Any) -> str:
     """A matplotlib figure as an ``<img>`` with a data: URI (the figure is closed)."""
     import matplotlib.pyplot as plt
@@ -200,7 +205,7 @@ def _coefficient_rows(model: LinearModel) -> tuple[list[list[str]], list[tuple[s
 def _coefficient_plot(plotted: Sequence[tuple[str, float, float, float]]) -> str:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(plotted) + 1.3), constrained_layout=True)
-    names = [p[0] for p in plotted]
+    names = [_label(p[0]) for p in plotted]
     est = np.array([p[1] for p in plotted])
     err = np.array([[p[1] - p[2] for p in plotted], [p[3] - p[1] for p in plotted]])
     y = np.arange(len(plotted))[::-1]
@@ -227,7 +232,7 @@ def _residual_plot(fitted: np.ndarray, residual: np.ndarray) -> str:
 def _comparison_plot(comparison: Mapping[str, Any]) -> str:
     plt = _pyplot()
     rows = [*comparison["rows"], comparison["overall"]]
-    names = [str(r.get("factory", "")) for r in rows]
+    names = [_label(r.get("factory", "")) for r in rows]
     fig, ax = plt.subplots(figsize=(9, 3.6), constrained_layout=True)
     width = 0.8 / len(COMPARED)
     x = np.arange(len(rows))
