@@ -441,3 +441,26 @@ def test_packed_size_is_what_the_bounds_make() -> None:
         plain = hefed.kinds.get_kind("statistics").bounds(features, "y", encoding, {})
         wider = encoding.value_bits_of("w")  # every entry wider by the weight's value bits
         assert [hi.bit_length() for _, hi in bounds[:15]] == [hi.bit_length() + wider for _, hi in plain[:15]]
+
+
+def test_cleaning_holdout_and_categories_apply_to_the_weighted_rows() -> None:
+    """The weights column is one more used column: rows missing a weight are dropped with the others, the holdout
+    is the one the statistics keep back, categorical features are one-hot encoded; WLS on exactly the rows used."""
+    from hefed.data import Cleaning, Holdout, split_holdout
+
+    frame = _plants(seed=17, plants=1)["plant-0"]
+    frame["kiln"] = np.where(np.arange(len(frame)) % 3 == 0, "wet", "dry")
+    frame.loc[4, "hours"] = np.nan
+    frame.loc[9, "gas_t"] = np.nan
+    table = Table(frame, TARGET, ["coal_t", "gas_t", "kiln=wet"], "p", Cleaning(missing="drop"), Holdout(0.25, 3),
+                  categories={"kiln": ("dry", "wet")})
+    computed = WEIGHTED_STATISTICS.compute(table, Encoding(), WeightedStatisticsRequest("hours"))
+    assert computed.report.dropped_missing == [4, 9]
+    kept = frame.drop(index=[4, 9]).reset_index(drop=True).assign(**{"kiln=wet": lambda f: (f.kiln == "wet") * 1.0})
+    train, holdout = split_holdout(kept, 0.25, 3)
+    assert len(computed.holdout) == len(holdout) and "hours" in computed.holdout.columns
+    features = ["coal_t", "gas_t", "kiln=wet"]
+    results = hefed.solve(computed.sums).inference()
+    ref = sm.WLS(train[TARGET], sm.add_constant(train[features]), weights=train["hours"]).fit()
+    assert results.nobs == len(train)
+    assert_equals_statsmodels(results, ref)

@@ -155,7 +155,9 @@ class WeightedStatisticsKind(Kind[WeightedStatistics, WeightedStatisticsRequest]
                             "weights must be >= 0)")
         used = replace(table, features=[*names, weights])
         [plain], report, holdout = used.statistics(encoding)  # every cell checked, rounding counted, rows named
-        frame, _, _ = used.prepared()  # the same rows, cleaned and held out alike
+        # the same rows, cleaned and held out alike, from the table already read (any error was raised just above,
+        # naming the file's rows)
+        frame, _, _ = replace(used, data=raw).prepared()
         X, y, _ = select_xy(frame, target, names, source)
         block = canonical_block(X, y, names)
         w = numeric_column(frame, weights, source)
