@@ -144,7 +144,7 @@ def test_encrypted_audit_through_the_commands(site, cli, tmp_path):
 
 
 def _hostile_comparison(tmp_path: Path) -> Path:
-    row = {"factory": "<script>alert(1)</script> $x^{", "n_test": 3, **{f"{m}_{k}": 1.0 for m in
+    row = {"factory": "<script>alert(1)</script> $x^{$", "n_test": 3, **{f"{m}_{k}": 1.0 for m in
                                                                    ("local", "federated", "centralised", "finetuned")
                                                                    for k in ("mse", "r2")}}
     overall = dict(row, factory="all factories")
