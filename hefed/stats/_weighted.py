@@ -63,8 +63,9 @@ def _ln_on_grid(w_int: int, frac_bits: int) -> int:
     """``round(ln(w_int · 2^−frac_bits) · 2^LOG_GRID_BITS)``, ties to even, from a 256-bit logarithm.
 
     MPFR's ``log`` and ``const_log2`` are correctly rounded; a weight from float64 has at most 53 significant
-    bits, so ``w_int`` converts exactly; with ``|ln w_int|, frac_bits < 2^10`` the three roundings leave the
-    logarithm within ``2^−240`` of ``ln w`` before it is rounded to the grid."""
+    bits, so ``w_int`` converts exactly; with ``|ln w_int|, frac_bits < 2^10`` the four roundings (the logarithm,
+    ln 2, the product and the difference, each within ``2^−246``) leave it within ``2^−240`` of ``ln w`` before it
+    is rounded to the grid (exactly: a multiplication by ``2^g`` and one rounding to an integer)."""
     with gmpy2.context(precision=_LOG_PRECISION, round=gmpy2.RoundToNearest):
         ln = gmpy2.log(gmpy2.mpfr(w_int)) - frac_bits * gmpy2.const_log2()
         return int(gmpy2.rint(ln * (1 << LOG_GRID_BITS)))
@@ -72,8 +73,8 @@ def _ln_on_grid(w_int: int, frac_bits: int) -> int:
 
 def log_weight_sum(weights: Sequence[int] | np.ndarray, frac_bits: int) -> int:
     """``Σ_{w > 0} round(ln(w·2^−frac_bits)·2^g)`` of integer weights (each distinct value's logarithm once)."""
-    values, counts = np.unique(np.asarray(weights, dtype=object)[np.asarray(weights, dtype=object) > 0],
-                               return_counts=True)
+    w = np.asarray(weights, dtype=object)
+    values, counts = np.unique(w[w > 0], return_counts=True)
     return sum(int(c) * _ln_on_grid(int(v), frac_bits) for v, c in zip(values, counts, strict=True))
 
 
