@@ -464,3 +464,15 @@ def test_cleaning_holdout_and_categories_apply_to_the_weighted_rows() -> None:
     ref = sm.WLS(train[TARGET], sm.add_constant(train[features]), weights=train["hours"]).fit()
     assert results.nobs == len(train)
     assert_equals_statsmodels(results, ref)
+
+
+def test_a_bundle_with_a_bad_weights_parameter_is_refused(tmp_path: Path, public_key) -> None:
+    bundle = hefed.encrypt_table(_plants(seed=18, plants=1)["plant-0"], TARGET, public_key, features=FEATURES,
+                                 factory_id="a", request=WeightedStatisticsRequest("hours"),
+                                 insecure_test_key=True).bundle
+    bundle.save(tmp_path / "a.json")
+    obj = json.loads((tmp_path / "a.json").read_text())
+    for parameters in ({"weights": 5}, {"weights": ""}, {}, {"weights": "hours", "grid_bits": 0}):
+        (tmp_path / "bad.json").write_text(json.dumps({**obj, "parameters": parameters}))
+        with pytest.raises(InvalidFileError, match="weights"):
+            hefed.Bundle.load(tmp_path / "bad.json")
