@@ -59,6 +59,8 @@ _EXPORTS: dict[str, str] = {
     "CoefficientsRequest": "hefed.kinds",
     "SummaryRequest": "hefed.kinds",
     "EvaluationRequest": "hefed.kinds",
+    "AuditRequest": "hefed.kinds",
+    "AuditSums": "hefed.kinds",
     # protocol
     "Bundle": "hefed.protocol",
     "Masking": "hefed.protocol",
@@ -106,11 +108,17 @@ _EXPORTS: dict[str, str] = {
     "Comparison": "hefed.sim",
     "compare_models": "hefed.sim",
     "simulate_fedavg": "hefed.sim",
+    # a plant's own use of the model, and the report
+    "monitor_table": "hefed.monitoring",
+    "whatif_table": "hefed.monitoring",
+    "audit_table": "hefed.monitoring",
+    "consortium_audit": "hefed.monitoring",
+    "build_report": "hefed.monitoring",
 }
 
 #: Public submodules, also imported on first use.
 _SUBMODULES = ("analysis", "data", "datasets", "errors", "kinds", "models", "primitives", "protocol", "roles",
-               "sim", "stats")
+               "sim", "stats", "monitoring")
 
 __all__ = [
     "__version__",
@@ -191,13 +199,21 @@ __all__ = [
     "decrypt_to_file",
     "DecryptionLedger",
     "sign_model",
+    "monitoring",
+    "AuditRequest",
+    "AuditSums",
+    "monitor_table",
+    "whatif_table",
+    "audit_table",
+    "consortium_audit",
+    "build_report",
 ]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__, _SUBMODULES)
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
-    from . import analysis, data, datasets, errors, kinds, models, primitives, protocol, roles, sim, stats
+    from . import analysis, data, datasets, errors, kinds, models, monitoring, primitives, protocol, roles, sim, stats
     from ._keys import (
         generate_keypair,
         key_fingerprint,
@@ -217,6 +233,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         split_holdout,
     )
     from .kinds import (
+        AuditRequest,
+        AuditSums,
         CoefficientsRequest,
         EvaluationRequest,
         FoldStatisticsRequest,
@@ -224,6 +242,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         SummaryRequest,
     )
     from .models import InferenceResults, LinearModel, inference
+    from .monitoring import audit_table, build_report, consortium_audit, monitor_table, whatif_table
     from .protocol import Bundle, ColumnSpec, Masking, Roster, Round, Study, enroll, load_identity, new_round
     from .roles import (
         DifferentialPrivacy,
