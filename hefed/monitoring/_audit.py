@@ -9,9 +9,10 @@ Performance Specification 16 (40 CFR 60 App. B; its equations are those of PS-2)
     cc  = t(0.975, n − 1) · s_d / √n               confidence coefficient (2.5 % error, one-tailed)
     RA  = (|d̄| + |cc|) / RM̄ · 100                 relative accuracy, % of the mean reference value
 
-and asks for at least 9 runs; RA must not exceed 10 % (20 % for low emitters: ``ra_limit``). The bias test of
-PS-2 §8.5 (which PS-16 applies) finds the PEMS **biased** low or high when ``|d̄| > |cc|``; its bias adjustment
-factor is ``BAF = 1 + |d̄| / PEMS̄``.
+and asks for at least 9 runs; RA must not exceed 10 % (20 % for low emitters: ``ra_limit``). The bias test
+of the relative accuracy test audits (40 CFR Part 75, Appendix A §7.6, the same d̄ and cc) finds the monitor
+**biased** when ``|d̄| > |cc|``, with the bias adjustment factor ``BAF = 1 + |d̄| / PEMS̄``; reported beside the
+RA, not part of the verdict.
 
 The **variability test** of EN 14181 (QAL2, §6.7): with ``D_i = RM_i − PEMS_i`` (so ``s_D = s_d``), the
 calibration passes when ``s_D ≤ σ₀ · k_v``, where ``σ₀ = P · ELV / 1.96`` is the standard uncertainty the
@@ -88,7 +89,7 @@ class AuditResults:
     """RA in % of RM̄ (NaN when RM̄ is 0)."""
     ra_limit: float
     biased: bool
-    """PS-2/PS-16 bias test: |d̄| > |cc|."""
+    """The bias test of RATAs (40 CFR 75 App. A §7.6): |d̄| > |cc|."""
     bias_adjustment_factor: float
     """1 + |d̄| / PEMS̄ (reported whether or not the PEMS is biased)."""
     variability: VariabilityTest | None = None
