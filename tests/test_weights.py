@@ -328,7 +328,7 @@ def test_model_file_records_the_weights_column(tmp_path: Path) -> None:
     model = hefed.solve(_sums(plants))
     model.save(tmp_path / "model.json")
     obj = json.loads((tmp_path / "model.json").read_text())
-    assert obj["weights"] == "hours" and obj["inference"]["weights"] == "hours"
+    assert obj["weights"] == "hours" and obj["inference"]["weights"] == "hours" and obj["inference"]["method"] == "wls"
     again = hefed.LinearModel.load(tmp_path / "model.json")
     assert again.weights_ == "hours" and again.inference().weights == "hours"
     assert_equals_statsmodels(again.inference(), _reference(plants))

@@ -661,7 +661,7 @@ class InferenceResults:
             "format": FORMAT,
             "version": VERSION,
             "target": self.target,
-            "method": "ridge" if self.is_ridge else "ols",
+            "method": "ridge" if self.is_ridge else "ols" if self.weights is None else "wls",
             "ridge": self.ridge,
             "ridge_exact": format_rational(self.ridge_exact),
             "fit_intercept": self.fit_intercept,
