@@ -41,6 +41,10 @@ def render_monitor(result: MonitorResult, out: Path, plot: Path | None) -> None:
     firsts = [s[key] for key in ("first_cusum_alarm", "first_ewma_alarm") if s[key] is not None]
     if firsts and min(firsts) <= s["reference_rows"]:
         say("  note: an alarm inside the reference period: it may not have been in control (choose --reference-rows)")
+    r1 = s["reference_autocorrelation"]
+    if r1 == r1 and r1 > 0.3:
+        say(f"  note: the reference residuals are autocorrelated (lag 1: {r1:.2f}); the charts assume independent "
+            "readings and alarm more often than their nominal rates: monitor aggregated readings (daily means)")
     if plot is not None:
         say(f"wrote {plot}: control chart")
     emit(out=out, plot=plot, **s)
