@@ -5,11 +5,13 @@ Layer 4 of hefed (above :mod:`hefed.data`). Built-in kinds, in protocol order:
 ========================  =====================================================================
 ``summary``               per-column count, Σx, Σx²: the consortium's means and SDs (first round)
 ``statistics``            the exact Gram matrix of [1, X, y]: the pooled OLS or ridge model
+``within_statistics``     each plant's rows demeaned: plant fixed effects (the within estimator)
 ``weighted_statistics``   Σ w·z zᵀ, the rows and Σ log w: weighted least squares (WLS)
 ``fold_statistics``       the same per cross-validation fold: ridge chosen by exact K-fold CV
 ``coefficients``          n and n·θ of each factory's own model (encrypted FedAvg)
 ``evaluation``            exact residual sums of a published model on each factory's holdout
 ``audit``                 n, Σd, Σd², Σ reference of a published model against reference measurements
+``residual_moments``      the meat of a robust covariance of a released model (HC0–HC3, cluster, HAC)
 ========================  =====================================================================
 
 See :mod:`hefed.kinds._registry` for what a kind declares; a new kind is one module with a
@@ -49,7 +51,6 @@ from ._registry import (
     result_from_dict,
 )
 from ._residual_moments import RESIDUAL_MOMENTS, ReleasedModel, ResidualMomentsRequest, moments_parameters
-from ._residual_moments import RESIDUAL_MOMENTS, ReleasedModel, ResidualMomentsRequest, moments_parameters
 from ._statistics import STATISTICS, StatisticsRequest
 from ._summary import SUMMARY, SummaryRequest, local_summary
 from ._weighted_statistics import WEIGHTED_STATISTICS, WeightedStatisticsRequest
@@ -76,10 +77,6 @@ __all__ = [
     "MAX_ENCODING_COLUMNS",
     "MAX_FEATURES",
     "MAX_VALUES",
-    "RESIDUAL_MOMENTS",
-    "ReleasedModel",
-    "ResidualMomentsRequest",
-    "moments_parameters",
     "RESIDUAL_MOMENTS",
     "ReleasedModel",
     "ResidualMomentsRequest",
