@@ -40,8 +40,9 @@ import pandas as pd
 
 from ..data import FileFormat, Table, missing_columns_error, numeric_column, read_table
 from ..errors import DataError, UsageError
-from ..kinds import AuditSums, audit_sums, load_result
+from ..kinds import AuditSums, audit_sums
 from ..models import LinearModel
+from ..roles import load_sums
 from ..stats import Encoding
 
 #: Fewest runs PS-16 accepts for a relative accuracy test, and fewest pairs EN 14181's QAL2 asks for.
@@ -216,9 +217,10 @@ def audit_table(data: pd.DataFrame | str | os.PathLike[str], *, model: LinearMod
 def consortium_audit(sums: AuditSums | str | os.PathLike[str], *, model: LinearModel | None = None,
                      elv: float | None = None, permitted_uncertainty: float = DEFAULT_PERMITTED_UNCERTAINTY,
                      ra_limit: float = DEFAULT_RA_LIMIT) -> AuditResults:
-    """The consortium's audit from decrypted ``audit`` sums (a file ``hefed decrypt`` wrote, or the sums); with
-    ``model`` the sums must be of that model's predictions (its digest), else they are refused."""
-    loaded: AuditSums = sums if isinstance(sums, AuditSums) else load_result(sums, ("audit",))
+    """The consortium's audit from decrypted ``audit`` sums (a file ``hefed decrypt`` wrote — the key holder's
+    signature, when there is one, verified — or the sums); with ``model`` the sums must be of that model's
+    predictions (its digest), else they are refused."""
+    loaded: AuditSums = sums if isinstance(sums, AuditSums) else load_sums(sums, ("audit",))  # a signature verified
     if model is not None and loaded.model_digest != model.digest():
         raise UsageError("these audit sums are of another model's predictions (model digest "
                          f"{loaded.model_digest}, not {model.digest()})")
