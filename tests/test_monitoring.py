@@ -195,7 +195,7 @@ def test_whatif_refuses_what_it_cannot_answer(plants, model, tmp_path):
     plant = plants["cement-01"]
     with pytest.raises(UsageError, match="not a feature"):
         scenario_change(model, plant[FEATURES], {"sulphur_t": "+5%"})
-    for text in ("coal_t=20", "coal_t", "coal_t=x5%", "coal_t=+5%,coal_t=-1%"):
+    for text in ("coal_t=20", "coal_t=20%", "coal_t", "coal_t=x5%", "coal_t=+5%,coal_t=-1%", "coal_t=+-5"):
         with pytest.raises(UsageError):
             whatif_table(model, plant, text)
     three = compute_statistics(plant, TARGET, FEATURES)

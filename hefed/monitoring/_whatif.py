@@ -53,12 +53,12 @@ class Change:
     def parse(cls, column: str, text: str) -> Change:
         """``+20%``, ``-20%`` (relative), ``x1.2`` or ``*1.2`` (a factor), ``+5``, ``-5`` (absolute)."""
         match = _CHANGE.fullmatch(text.strip())
-        if not match or (match["op"] is None and not match["pct"]):
+        if not match or match["op"] is None:  # "20%" or "20" could mean the change or the new value: say which
             raise UsageError(f"--set {column}={text}: not a change; write +20%, -20%, x1.2, +5 or -5")
         number = float(match["number"])
         if not math.isfinite(number):
             raise UsageError(f"--set {column}={text}: the number is not finite")
-        op = match["op"] or "+"
+        op = match["op"]
         if op in ("x", "*"):
             if match["pct"]:
                 raise UsageError(f"--set {column}={text}: a factor takes no %")
