@@ -115,13 +115,22 @@ def progress_printer(terminal: bool) -> Callable[[ProgressEvent], None]:
               "(ready, join or contribute) arrived, so it drops out of the next step; repeat for several.")
 @click.option("--max-rounds", default=None, type=int, hidden=True,
               help="Deprecated and ignored: a masked run is one round that survives drop-outs.")
+@click.option("--family", type=click.Choice(["binomial", "poisson", "gamma"]), default=None,
+              help="Fit the study's GLM by encrypted IRLS: every round in this one Flower run, the key holder (this "
+              "process, with --private-key) signing each iteration's coefficients; --out gets the signed results.")
+@click.option("--private-key", "private_key_path", default=None, type=click.Path(path_type=Path),
+              help="--family: the key holder's private key (keyholder.key.json beside it signs the coefficients).")
+@click.option("--max-iter", default=100, show_default=True, type=int, help="--family: most IRLS iterations.")
+@click.option("--tol", default=1e-12, show_default=True, type=float,
+              help="--family: converged when max |Δβ| / (|β| + 1e-8) ≤ tol.")
 @click.option("--force", is_flag=True, help="Replace an existing output file.")
 @output_options
 def federate(data_paths: tuple[Path, ...], more_data: tuple[Path, ...], study_path: Path | None, target: str | None,
              features: str | None, public_key_path: Path | None, out: Path, kind: str, model_path: Path | None,
              min_contributors: int | None,
              timeout: float, report_path: Path | None, roster_path: Path | None, identity_dirs: tuple[Path, ...],
-             drop_outs: tuple[str, ...], max_rounds: int | None, force: bool) -> None:
+             drop_outs: tuple[str, ...], max_rounds: int | None, family: str | None, private_key_path: Path | None,
+             max_iter: int, tol: float, force: bool) -> None:
     """Trial on one machine: a Flower SuperLink and one SuperNode per --data file on 127.0.0.1.
 
     Runs the hefed Flower app once (aggregator = ServerApp, each factory = ClientApp),
@@ -144,6 +153,10 @@ def federate(data_paths: tuple[Path, ...], more_data: tuple[Path, ...], study_pa
     """
     from hefed.flower import run_local_federation
 
+    if family is not None:
+        _federate_glm([*data_paths, *more_data], study_path, private_key_path, out, family, max_iter, tol, timeout,
+                      force)
+        return
     if (roster_path is None) != (not identity_dirs):  # how the options pair up; the library checks the rest
         raise UsageError("masked rounds need --roster and one --identity per data file")
     if study_path is None and public_key_path is None:
@@ -175,6 +188,21 @@ def federate(data_paths: tuple[Path, ...], more_data: tuple[Path, ...], study_pa
         say(f"missing {name}: {why}")
     if report_path is not None:
         say(f"wrote {report_path}")
+
+
+def _federate_glm(data_paths: list[Path], study_path: Path | None, private_key_path: Path | None, out: Path,
+                  family: str, max_iter: int, tol: float, timeout: float, force: bool) -> None:
+    """``--family``: every IRLS round of the study's GLM in one Flower run (:func:`hefed.flower._glm.run_local_glm`)."""
+    from hefed.flower._glm import run_local_glm
+
+    if study_path is None or private_key_path is None:
+        raise UsageError("--family needs --study (it names the key holder and fixes the GLM) and --private-key")
+    progress = None if quiet() else progress_printer(sys.stderr.isatty())
+    report = run_local_glm(data_paths, study_path, private_key_path, out, family=family, max_iter=max_iter, tol=tol,
+                           timeout=timeout, force=force, progress=progress)
+    emit(out=str(out), rounds=report["rounds"], contributors=report["contributors"], study=report.get("study"))
+    say(f"wrote {out}: the {family} GLM of {plural(len(report['contributors']), 'factory', 'factories')} "
+        f"({', '.join(report['contributors'])}) after {report['rounds']} encrypted rounds in one Flower run")
 
 
 def _drop_outs(values: tuple[str, ...]) -> dict[str, str] | None:

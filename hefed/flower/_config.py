@@ -97,6 +97,8 @@ RUN_CONFIG_DEFAULTS: dict[str, str | int | float | bool] = {
     "frac-bits": _DEFAULT_ENCODING.frac_bits,
     "int-bits": _DEFAULT_ENCODING.int_bits,
     "max-contributors": _DEFAULT_ENCODING.max_contributors,
+    "glm-exchange": "",  # a GLM fit (with a study): the folder the aggregator and the key holder share; "" = none
+    "glm-step-timeout": 300.0,  # seconds the ServerApp waits for the key holder's next coefficients
 }
 
 #: Run-config keys that change what a factory computes, by :class:`RunSettings` field: with a ``study`` they must
@@ -239,6 +241,10 @@ class RunSettings:
     max_rounds: int = 3
     study: str = ""
     insecure_test_key: bool = False
+    #: A GLM fit (``hefed federate --family``): the folder the aggregator and the key holder share.
+    glm_exchange: str = ""
+    #: Seconds the ServerApp waits for the key holder's next coefficients in a GLM fit.
+    glm_step_timeout: float = 300.0
 
     def __post_init__(self) -> None:
         flower_kind(self.kind)
@@ -257,7 +263,10 @@ class RunSettings:
             raise UsageError("a masked round needs at least two participants (masks are pairwise): "
                              f"min-contributors must be 2 or more, got {self.min_contributors}",
                              parameters=("min_contributors",))
-        for key, value in (("timeout", self.timeout), ("wait-for-nodes", self.wait_for_nodes)):
+        if not isinstance(self.glm_exchange, str):
+            raise UsageError(f"glm-exchange must be a string, got {self.glm_exchange!r}")
+        for key, value in (("timeout", self.timeout), ("wait-for-nodes", self.wait_for_nodes),
+                           ("glm-step-timeout", self.glm_step_timeout)):
             if not _is_number(value) or not math.isfinite(value) or value <= 0:
                 raise UsageError(f"{key} must be a positive number of seconds, got {value!r}",
                                  parameters=(key.replace("-", "_"),))
@@ -356,6 +365,8 @@ class RunSettings:
                 max_rounds=_get(config, "max-rounds", int),
                 study=_get(config, "study", str).strip(),
                 insecure_test_key=_get(config, "insecure-test-key", bool),
+                glm_exchange=_get(config, "glm-exchange", str).strip(),
+                glm_step_timeout=float(_get(config, "glm-step-timeout", number)),
             )
         except UsageError as exc:
             raise exc.reworded(f"{source}: {exc}") from None
@@ -429,6 +440,8 @@ class RunSettings:
             "max-contributors": self.encoding.max_contributors,
             "study": self.study,
             "insecure-test-key": self.insecure_test_key,
+            "glm-exchange": self.glm_exchange,
+            "glm-step-timeout": float(self.glm_step_timeout),
         }
 
     def load_inputs(self) -> RunInputs:

@@ -109,12 +109,14 @@ from flwr.clientapp import ClientApp
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
-from .._files import atomic_write_json
+from .._files import atomic_write_bytes, atomic_write_json
+from .._keys import check_public_key
 from ..errors import HefedError, RoundError, TooFewContributorsError
-from ..protocol import Bundle, default_threshold, propose_round, start_round, unmask
+from ..protocol import Bundle, Study, default_threshold, propose_round, start_round, unmask
 from ..roles import collect_round
 from ._config import RUN_CONFIG_DEFAULTS, RunInputs, RunSettings
 from ._factory import factory_join_reply, factory_ready_reply, factory_reply, factory_reveal_reply
+from ._glm import GLM_ACTION, factory_glm_reply, run_glm
 from ._messages import (
     ACTION,
     JOIN_ACTION,
@@ -178,6 +180,13 @@ def contribute(message: Message, context: Context) -> Message:
     if reply["status"] == "ok":
         log(INFO, "hefed: factory %s sent its encrypted %s bundle", reply["factory-id"], request.get("kind"))
     return Message(RecordDict({REPLY_RECORD: ConfigRecord(dict(reply))}), reply_to=message)
+
+
+@client_app.query(GLM_ACTION)
+def glm_round(message: Message, context: Context) -> Message:
+    """Factory, GLM fits: check the round's signed coefficients, then encrypt this round's sums of its rows."""
+    reply = factory_glm_reply(_request_of(message), dict(context.node_config), on_detail=_at_factory)
+    return _answer(message, reply, "sent its encrypted GLM round")
 
 
 @client_app.query(READY_ACTION)
@@ -513,9 +522,17 @@ def main(grid: Grid, context: Context) -> None:
     say = Narrator()
     try:
         settings = RunSettings.from_config(run_config)
-        inputs = settings.load_inputs()
+        # a GLM fit reads only its study (the coefficients come from the key holder, round after round)
+        inputs = glm_inputs(settings) if settings.glm_exchange else settings.load_inputs()
         settings = settings.under_study(inputs)  # min-contributors at least the study's
         say = Narrator(ProgressLog(settings.progress, on_error=lambda text: log(WARNING, "hefed: %s", text)))
+        if settings.glm_exchange:  # every IRLS round of a GLM fit (hefed.flower._glm)
+            glm = glm_rounds(grid, settings, inputs, say)
+            if settings.out:  # the key holder's signed results, published
+                atomic_write_bytes(settings.out, Path(glm["results"]).read_bytes(), force=settings.force)
+            _write_report(run_config, {"status": "ok", "run_id": context.run_id, **glm,
+                                       "seconds": time.monotonic() - started, "study": inputs.study_digest})
+            return
         if settings.masked:
             progress = MaskedProgress(roster_digest="")
             result, bundle = run_masked(grid, settings, inputs, progress, say)
@@ -541,6 +558,32 @@ def main(grid: Grid, context: Context) -> None:
     _write_report(run_config, report(result, settings, status="ok", run_id=context.run_id,
                                      out=str(Path(settings.out).absolute()), seconds=time.monotonic() - started,
                                      masked=progress, study=inputs.study_digest))
+
+
+def glm_inputs(settings: RunSettings) -> RunInputs:
+    """What a GLM fit reads before it asks anyone: its study (required; the key is the study's)."""
+    if not settings.study or settings.masked:
+        raise RoundError("a GLM fit through Flower needs a study (run config 'study') and runs unmasked rounds")
+    study = Study.load(settings.study)
+    check_public_key(study.public_key, insecure_test_key=settings.insecure_test_key, source="the study's key")
+    return RunInputs(study.public_key, study=study)
+
+
+def glm_rounds(grid: Grid, settings: RunSettings, inputs: RunInputs, say: Narrator) -> dict[str, Any]:
+    """Every round of a GLM fit (:func:`hefed.flower._glm.run_glm`), over the factories connected at its start."""
+    assert inputs.study is not None
+    node_ids = wait_for_nodes(grid, len(settings.expected_factories) or settings.min_contributors,
+                              settings.wait_for_nodes, say)
+    if len(node_ids) < settings.min_contributors:
+        raise TooFewContributorsError(f"{len(node_ids)} SuperNodes connected; the fit needs "
+                                      f"{settings.min_contributors}")
+
+    def ask(request: Mapping[str, Any], nodes: list[int], timeout: float, message_type: str) -> list[Reply]:
+        return collect(grid, request, nodes, timeout, message_type,
+                       on_reply=lambda reply: say.reply(reply, "GLM round received"))
+
+    return run_glm(ask, node_ids, inputs.study, Path(settings.glm_exchange), settings.timeout,
+                   settings.glm_step_timeout, lambda step, text: say(step, text))
 
 
 def _of_study(inputs: RunInputs, before: str = " of ") -> str:
