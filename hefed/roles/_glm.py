@@ -418,7 +418,7 @@ def glm_step(fit: GLMFit, sums: GLMRoundSums, signer: KeyHolderSigner) -> GLMFit
                      "gamma": "the slow, linear convergence of Gamma IRLS (raise max_iter)"}[c.family]
             raise GLMConvergenceError(
                 f"IRLS did not converge in max_iter={fit.max_iter} iterations (last relative change {change:.3g} > "
-                f"tol={fit.tol:g}); likely cause: {cause}")
+                f"tol={fit.tol:g}); likely cause: {cause}, or a grid too coarse for tol (grid_bits)")
         nxt = GLMCoefficients(c.fit_id, c.study, c.family, c.link, c.target, c.features, c.iteration + 1,
                               c.null_model, tuple(new), c.digest(), "final" if converged else "irls")
     fit.coefficients = nxt.sign(signer, contributors)
