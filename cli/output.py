@@ -147,6 +147,7 @@ PARAMETER_OPTIONS = {
     "cov_type": "--cov-type",
     "maxlags": "--maxlags",
     "robust": "--robust",
+    "fixed_effects": "--fixed-effects",
     "out": "--out",
     "public_key": "--public-key",
     "private_key": "--private-key",

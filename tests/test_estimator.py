@@ -320,7 +320,7 @@ def test_a_failed_refit_leaves_no_stale_model(fitted, pooled):
 def test_clone_get_params_set_params(fitted, pooled, groups):
     params = fitted.get_params()
     assert set(params) == {"ridge", "fit_intercept", "key_bits", "min_contributors", "encoding",
-                           "public_key", "private_key"}
+                           "public_key", "private_key", "fixed_effects", "cov_type", "maxlags"}
     assert params["key_bits"] == 1024 == SIMULATION_KEY_BITS
     copy = clone(fitted)
     assert copy is not fitted

@@ -311,3 +311,48 @@ def test_gas_turbine_robust_errors_by_year_equal_statsmodels(gas_turbine_dir):
         # rounded once), so they are compared relative to √(V_ii·V_jj), the scale of the correlation
         scale = np.sqrt(np.outer(np.diag(res.cov_params()), np.diag(res.cov_params())))
         assert np.max(np.abs(res.cov_params() - np.asarray(ref.cov_params())) / scale) < 1e-9, cov_type
+
+
+# --- the estimator ------------------------------------------------------------------------------------------
+def _stacked(plants: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    frame = pd.concat([f.assign(plant=k) for k, f in plants.items()], ignore_index=True)
+    return frame[FEATURES], frame["y"], frame["plant"]
+
+
+@pytest.mark.parametrize("cov_type", ["HC1", "HC3", "cluster", "HAC"])
+def test_estimator_cov_type_runs_the_second_round_and_equals_statsmodels(cov_type):
+    plants = _plants(seed=11)
+    X, y, groups = _stacked(plants)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FewClustersWarning)
+        est = hefed.FederatedLinearRegression(cov_type=cov_type, maxlags=MAXLAGS).fit(X, y, groups=groups)
+    assert est.results_.param_names == ["(intercept)", *FEATURES] and est.results_.cov_type == cov_type
+    _agree(est.results_, _statsmodels(plants, cov_type))
+
+
+def test_estimator_fixed_effects_equal_plant_dummies_and_predict_per_plant():
+    plants = _plants(seed=12)
+    X, y, groups = _stacked(plants)
+    est = hefed.FederatedLinearRegression(fixed_effects=True).fit(X, y, groups=groups)
+    dummies = pd.get_dummies(groups, drop_first=True, dtype=float)
+    ref = sm.OLS(y, sm.add_constant(pd.concat([X, dummies], axis=1))).fit()
+    np.testing.assert_allclose(est.coef_, ref.params[FEATURES].to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(est.results_.bse, ref.bse[FEATURES].to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(est.predict(X, groups=groups), ref.fittedvalues.to_numpy(), rtol=1e-9)
+    with pytest.raises(UsageError, match="groups"):
+        est.predict(X)
+    with pytest.raises(hefed.errors.DataError, match="not a plant"):
+        est.predict(X.iloc[:2], groups=["p0", "elsewhere"])
+    with pytest.raises(UsageError, match="groups"):
+        hefed.FederatedLinearRegression(fixed_effects=True).fit(X, y)
+
+
+def test_estimator_refuses_options_that_do_not_combine():
+    X, y, groups = _stacked(_plants())
+    for kwargs, word in (({"cov_type": "HC7"}, "cov_type"), ({"cov_type": "HAC"}, "maxlags"),
+                         ({"cov_type": "HC1", "ridge": 1.0}, "ridge"),
+                         ({"cov_type": "HC1", "fixed_effects": True}, "fixed effects")):
+        with pytest.raises(UsageError, match=word):
+            hefed.FederatedLinearRegression(**kwargs).fit(X, y, groups=groups)
+    with pytest.raises(UsageError, match="sample_weight"):
+        hefed.FederatedLinearRegression(cov_type="HC1").fit(X, y, groups=groups, sample_weight=np.ones(len(y)))

@@ -34,17 +34,26 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..data import warn_rounding
 from ..errors import DataError, HefedError, UsageError
-from ..kinds import WEIGHTED_STATISTICS, WeightedStatisticsRequest
-from ..models import InferenceResults, LinearModel
+from ..kinds import (
+    RESIDUAL_MOMENTS,
+    WEIGHTED_STATISTICS,
+    WITHIN_STATISTICS,
+    ResidualMomentsRequest,
+    WeightedStatisticsRequest,
+    WithinStatisticsRequest,
+)
+from ..models import InferenceResults, LinearModel, covariance_releasable
 from ..protocol import FACTORY_ID_PATTERN
 from ..roles import DEFAULT_MIN_CONTRIBUTORS, encrypt_table, solve
-from ..stats import ONES, Encoding, SufficientStatistics, WeightedStatistics
+from ..stats import ONES, Encoding, SufficientStatistics, WeightedStatistics, WithinStatistics
 from ._consortium import Consortium
 from ._defaults import SIMULATION_KEY_BITS
 
 __all__ = ["FederatedLinearRegression"]
 
-_FITTED = ("model_", "coef_", "intercept_", "contributors_", "results_")
+_FITTED = ("model_", "coef_", "intercept_", "contributors_", "results_", "plant_intercepts_")
+#: statsmodels' cov_type values the estimator takes ("nonrobust": the classical covariance, one round).
+_COV_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3", "cluster", "HAC")
 
 
 def _validated(estimator: BaseEstimator, X: Any, y: Any = None, *, reset: bool) -> Any:
@@ -141,6 +150,17 @@ class FederatedLinearRegression(RegressorMixin, BaseEstimator):
             digits below the point, so values from about 1e-6 up encode exactly; finer values are
             refused, naming the cell — raise ``frac_bits`` for them).
         public_key, private_key: an existing key pair to use instead of the simulation key.
+        fixed_effects: plant fixed effects (one intercept per factory of ``groups``): each factory sends its
+            own rows demeaned (``within_statistics``) and the slopes are the within estimator, with the
+            inference of OLS with one dummy per plant. ``predict(X, groups=)`` adds each row's plant intercept
+            (``plant_intercepts_``, computed from each plant's own rows).
+        cov_type: ``"nonrobust"`` (the classical covariance), or statsmodels' ``HC0``, ``HC1``, ``HC2``,
+            ``HC3``, ``cluster`` (by factory) or ``HAC`` (Newey–West within each factory's rows, ``maxlags``):
+            a second encrypted round of residual moments of the fitted model (:mod:`hefed.models._robust`);
+            ``results_`` then has that covariance, z tests and normal intervals as statsmodels'
+            ``fit(cov_type=...)``. HC2/HC3 need at least ``min_contributors + 1`` factories (the pooled
+            (XᵀX)⁻¹ goes to the factories); cluster warns below 20 factories.
+        maxlags: the lags of ``cov_type="HAC"``.
 
     Attributes:
         coef_: float64 coefficients, in the order of the columns of ``X``.
@@ -170,6 +190,9 @@ class FederatedLinearRegression(RegressorMixin, BaseEstimator):
         encoding: Encoding | None = None,
         public_key: PaillierPublicKey | None = None,
         private_key: PaillierPrivateKey | None = None,
+        fixed_effects: bool = False,
+        cov_type: str = "nonrobust",
+        maxlags: int | None = None,
     ) -> None:
         self.ridge = ridge
         self.fit_intercept = fit_intercept
@@ -178,6 +201,9 @@ class FederatedLinearRegression(RegressorMixin, BaseEstimator):
         self.encoding = encoding
         self.public_key = public_key
         self.private_key = private_key
+        self.fixed_effects = fixed_effects
+        self.cov_type = cov_type
+        self.maxlags = maxlags
 
     # --- parameters ---------------------------------------------------------------------------
     def _check_params(self) -> Encoding:
@@ -191,6 +217,17 @@ class FederatedLinearRegression(RegressorMixin, BaseEstimator):
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise UsageError(f"min_contributors must be a positive integer, got {k!r}",
                              parameters=("min_contributors",))
+        if not isinstance(self.fixed_effects, (bool, np.bool_)):
+            raise UsageError(f"fixed_effects must be True or False, got {self.fixed_effects!r}",
+                             parameters=("fixed_effects",))
+        if self.cov_type not in _COV_TYPES:
+            raise UsageError(f"cov_type must be one of {', '.join(_COV_TYPES)}, got {self.cov_type!r}",
+                             parameters=("cov_type",))
+        if self.cov_type != "nonrobust" and (self.fixed_effects or self.ridge):
+            raise UsageError("a robust cov_type is for OLS fits (no ridge, no fixed effects)", parameters=("cov_type",))
+        if self.cov_type == "HAC" and (isinstance(self.maxlags, bool) or not isinstance(self.maxlags, (int, np.integer))
+                                       or self.maxlags < 1):
+            raise UsageError("cov_type='HAC' needs maxlags, a positive integer", parameters=("maxlags",))
         if self.encoding is not None and not isinstance(self.encoding, Encoding):
             raise UsageError(f"encoding must be a hefed Encoding or None, got {type(self.encoding).__name__}",
                              parameters=("encoding",))
@@ -233,19 +270,51 @@ class FederatedLinearRegression(RegressorMixin, BaseEstimator):
         parts = {factory: (X_arr[rows], y_arr[rows]) for factory, rows in factories.items()}
         consortium = Consortium.simulated(self.key_bits, self.public_key, self.private_key, int(self.min_contributors),
                                           encoding)
-        stats: SufficientStatistics | WeightedStatistics
+        stats: SufficientStatistics | WeightedStatistics | WithinStatistics
+        if (self.fixed_effects or self.cov_type != "nonrobust") and sample_weight is not None:
+            raise UsageError("sample_weight with fixed_effects or a robust cov_type is not built: WLS is classical",
+                             parameters=("cov_type",))
+        if self.fixed_effects and groups is None:
+            raise UsageError("fixed_effects needs groups: the plant (factory) of each row",
+                             parameters=("fixed_effects",))
         if sample_weight is not None:
             stats = self._weighted_round(consortium, parts, factories, sample_weight, n, names, target)
+        elif self.fixed_effects:
+            stats = consortium.decrypt_aggregate(
+                [self._encrypt(consortium, factory, X_part, y_part, names, target, WithinStatisticsRequest())
+                 for factory, (X_part, y_part) in parts.items()], WITHIN_STATISTICS)
         else:
             stats = consortium.statistics_of_arrays(parts, names, target,
                                                     sources={factory: f"factory {factory!r}" for factory in parts})
         model = solve(stats, ridge=float(self.ridge), fit_intercept=bool(self.fit_intercept))
+        model.release_covariance = covariance_releasable(model.contributors_, int(self.min_contributors))
+        if self.cov_type != "nonrobust":  # the second round: residual moments of the released model
+            request = ResidualMomentsRequest(model, self.cov_type, int(self.maxlags or 0))
+            moments = consortium.decrypt_aggregate(
+                [self._encrypt(consortium, factory, X_part, y_part, names, target, request)
+                 for factory, (X_part, y_part) in parts.items()], RESIDUAL_MOMENTS)
+            model.set_robust_covariance(moments, self.cov_type)
+        if self.fixed_effects:  # each plant's own intercept, as the plant computes it from its rows
+            self.plant_intercepts_: dict[str, float] = {
+                factory: model.plant_intercept(X_part, y_part) for factory, (X_part, y_part) in parts.items()}
         self.model_: LinearModel = model
         self.coef_: np.ndarray = model.coef_.copy()
         self.intercept_: float = model.intercept_
         self.contributors_: list[str] = list(stats.contributors)
         self.results_: InferenceResults = model.inference()
         return self
+
+    @staticmethod
+    def _encrypt(consortium: Consortium, factory: str, X_part: np.ndarray, y_part: np.ndarray, names: list[str],
+                 target: str, request: Any) -> Any:
+        """One factory's bundle of ``request``'s kind, from its own rows (nothing cleaned: fit validated them)."""
+        frame = pd.DataFrame(X_part, columns=names)
+        frame[target] = y_part
+        result = encrypt_table(frame, target, consortium.public_key, features=names, factory_id=factory,
+                               request=request, encoding=consortium.encoding or Encoding(), cleaning=None,
+                               insecure_test_key=True)
+        warn_rounding(result.report, f"factory {factory!r}")
+        return result.bundle
 
     # --- sample_weight: weighted least squares (statsmodels WLS) -------------------------------------
     def _weighted_round(self, consortium: Consortium, parts: Mapping[str, tuple[np.ndarray, np.ndarray]],
@@ -368,10 +437,26 @@ class FederatedLinearRegression(RegressorMixin, BaseEstimator):
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "model_")
 
-    def predict(self, X: Any) -> np.ndarray:
-        """Predictions ``X · coef_ + intercept_`` (the columns of ``fit``, in the same order)."""
+    def predict(self, X: Any, groups: Any = None) -> np.ndarray:
+        """Predictions ``X · coef_ + intercept_`` (the columns of ``fit``, in the same order). A fixed-effects fit
+        predicts for the plants it was fitted on: ``groups`` names each row's plant, whose own intercept is added."""
         check_is_fitted(self)
         arr = _validated(self, X, reset=False)
         names = list(getattr(self, "feature_names_in_", self.model_.feature_names_in_))
         _check_finite(arr, names)
-        return self.model_.predict(arr)
+        predictions = self.model_.predict(arr)
+        if not hasattr(self, "plant_intercepts_"):
+            if groups is not None:
+                raise UsageError("groups are for a fixed-effects fit; this one has one intercept",
+                                 parameters=("fixed_effects",))
+            return predictions
+        if groups is None:
+            raise UsageError("a fixed-effects fit predicts for known plants: pass groups (each row's plant)",
+                             parameters=("fixed_effects",))
+        labels = np.asarray(groups.to_numpy() if isinstance(groups, (pd.Series, pd.Index)) else groups, dtype=object)
+        if labels.shape != (len(arr),):
+            raise DataError(f"groups must name the plant of each of the {_count(len(arr), 'row')}")
+        for row, label in enumerate(labels):
+            if str(label) not in self.plant_intercepts_:
+                raise DataError(f"groups: row {row + 1}: {str(label)!r} is not a plant of the fit")
+        return predictions + np.array([self.plant_intercepts_[str(label)] for label in labels])
