@@ -313,3 +313,32 @@ def test_predictions_with_intervals_equal_statsmodels():
     theirs = reference.get_prediction(sm.add_constant(X[:25])).summary_frame(alpha=0.1)
     for column in ("mean", "mean_se", "mean_ci_lower", "mean_ci_upper"):
         assert _rel(ours[column], theirs[column]) < 1e-6, column
+
+
+def test_factories_read_the_exposure_column_the_study_names():
+    """The study fixes the GLM (Poisson, exposure column 'hours'); each factory computes its round from its own
+    table through the study, the key holder checks every round against the study, and the null model is refitted
+    with the exposure by its own rounds: all equal to statsmodels."""
+    from hefed.protocol import Study
+    from hefed.roles._glm import encrypt_glm_round
+
+    public_key, private_key = simulation_keypair(1024)
+    signer = KeyHolderSigner.generate()
+    study = Study.new(public_key, "y", ["x0", "x1"], keyholder=signer.public,
+                      kinds={"glm_round": {"family": "poisson", "exposure": "hours"}})
+    rng = np.random.default_rng(1)
+    X, hours = rng.normal(size=(300, 2)), rng.uniform(1, 5, 300)
+    y = rng.poisson(hours * np.exp(0.2 + X @ np.array([0.3, -0.2]))).astype(float)
+    tables = {f"p{k}": pd.DataFrame(X[100 * k:100 * k + 100], columns=["x0", "x1"]).assign(
+        y=y[100 * k:100 * k + 100], hours=hours[100 * k:100 * k + 100]) for k in range(3)}
+    fit = start_fit(signer, study.digest, "poisson", None, "y", study.model_features, offset=True)
+    logs = {name: GLMFactoryLog() for name in tables}
+    keyholder = GLMKeyHolder(private_key, signer, 3, DecryptionLedger("0" * 32), study, allow_unsigned=True)
+    while not fit.done:
+        bundles = [encrypt_glm_round(table, study, fit.coefficients, factory_id=name, log=logs[name]).bundle
+                   for name, table in tables.items()]
+        keyholder.step(fit, aggregate(bundles, study=study))
+    reference = sm.GLM(y, sm.add_constant(X), family=FAMILIES["poisson"], exposure=hours).fit(tol=1e-14)
+    assert _rel(fit.results.params, reference.params) < 1e-8 and _rel(fit.results.bse, reference.bse) < 1e-6
+    assert _rel(fit.results.null_deviance, reference.null_deviance) < 1e-7
+    assert fit.null_iter > 0
