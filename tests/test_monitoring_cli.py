@@ -1,5 +1,7 @@
 """Issue 18 through the command line: monitor, whatif, audit, the encrypted audit, compare --out, report, demo
---report, and the report in a real headless browser (Debian's chromium; skipped, saying so, where absent)."""
+--report, and the report in a real headless browser (Debian's chromium; skipped, saying so, where absent) whose
+only way out is a recording proxy on the loopback: the page must ask it for nothing (a control page that fetches
+shows the check can fail)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,12 @@ import json
 import re
 import shutil
 import subprocess
+import threading
+from contextlib import contextmanager
 from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -239,12 +245,55 @@ def _chromium() -> str:
                 "the browser test cannot run")
 
 
-def _browse(page: Path, workdir: Path, *extra: str) -> subprocess.CompletedProcess:
-    """Headless chromium on a local file with the network cut: every proxy connection goes to a closed port
-    and every host name fails to resolve."""
+#: Hosts of the browser's own services (clock, component updates, sign-in), which it asks for whatever the page;
+#: through the recording proxy below they reach nothing. Anything else is a request the page made.
+_BROWSER_SERVICES = ("google.com", "gvt1.com", "googleapis.com")
+
+
+@contextmanager
+def _recording_proxy():
+    """An HTTP proxy on the loopback that records every request it is sent and answers 502 to all: the browser's
+    only way out, so nothing reaches the network, and what the page tried to fetch is known."""
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _record(self):
+            seen.append(self.path)
+            self.send_response(502)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = do_HEAD = do_CONNECT = _record
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def _page_requests(seen: list[str]) -> list[str]:
+    """The proxied requests that are not the browser's own services (CONNECT host:port, or GET URL)."""
+    hosts = [(urlsplit(path).hostname if "://" in path else path.rsplit(":", 1)[0]) or "" for path in seen]
+    return [path for path, host in zip(seen, hosts, strict=True)
+            if not any(host == s or host.endswith("." + s) for s in _BROWSER_SERVICES)]
+
+
+def _browse(page: Path, workdir: Path, port: int, *extra: str) -> subprocess.CompletedProcess:
+    """Headless chromium on a local file with the network cut: every connection goes to the recording proxy
+    (``port``) and no host name resolves; the browser's background services are switched off where a flag can."""
     command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-               f"--user-data-dir={workdir / 'profile'}", "--proxy-server=127.0.0.1:9",
-               "--host-resolver-rules=MAP * ~NOTFOUND", "--window-size=1200,2400", *extra, page.as_uri()]
+               "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-pings",
+               f"--user-data-dir={workdir / 'profile'}", f"--proxy-server=http://127.0.0.1:{port}",
+               "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--window-size=1200,2400", *extra,
+               page.as_uri()]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -261,8 +310,10 @@ def _check_in_browser(page: Path, workdir: Path) -> None:
     """One headless run: the screenshot is a real page (many colours: text, tables, plots), and the DOM it laid out
     has the sections, only data: images and nothing that would fetch from the network."""
     shot = workdir / "shot.png"
-    result = _browse(page, workdir, f"--screenshot={shot}", "--dump-dom")
+    with _recording_proxy() as (port, seen):
+        result = _browse(page, workdir, port, f"--screenshot={shot}", "--dump-dom")
     assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]
+    assert _page_requests(seen) == []  # the page asked the network for nothing
     data = shot.read_bytes()
     assert len(data) > 10_000
     pixels = _png_pixels(data)
@@ -282,6 +333,20 @@ def test_report_renders_in_a_headless_browser(site, tmp_path):
     page = tmp_path / "report.html"
     page.write_text(build_report(ReportInputs(model.model, residuals=(np.arange(10.0), np.arange(10.0) - 5))))
     _check_in_browser(page, tmp_path)
+
+
+def test_the_browser_check_sees_a_page_that_fetches(tmp_path):
+    """The control: a page with an external image and stylesheet is caught by the recording proxy (so the empty
+    list above means something) and by the DOM check."""
+    _chromium()
+    page = tmp_path / "fetching.html"
+    page.write_text('<html><body>x<img src="http://example.invalid/x.png">'
+                    '<link rel=stylesheet href="https://fonts.example.invalid/a.css"></body></html>')
+    with _recording_proxy() as (port, seen):
+        result = _browse(page, tmp_path, port, "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(_page_requests(seen)) == ["fonts.example.invalid:443", "http://example.invalid/x.png"]
+    assert len(_external_references(result.stdout)) == 2
 
 
 @pytest.mark.slow
