@@ -162,6 +162,16 @@ def encrypt(ctx: click.Context, data: Path, study_path: Path | None, target: str
         mode = "within_statistics"
         explicit = (explicit - {"fixed_effects"}) | {"mode"}
     mode = mode.replace("-", "_")
+    if mode == "glm_round":  # one IRLS round at the key holder's signed coefficients (the same as hefed glm encrypt)
+        from hefed.roles._glm import encrypt_glm_round_file
+
+        if study_path is None or model_path is None:
+            raise UsageError("--kind glm_round needs --study and --model (the round's coefficients, signed by the "
+                             "study's key holder)")
+        glm = encrypt_glm_round_file(data, study_path, model_path, out, factory_id=factory_id,
+                                     log=out.resolve().parent / "glm-log.json", force=force)
+        click.echo(f"{factory_id}: round {glm.bundle.parameters['iteration']} of the GLM fit encrypted -> {out}")
+        return
     # an option set to its default asks for nothing (scripts pass the same options to every mode)
     given: set[str] = {name for name in ("ridge", "folds") if name in explicit and ctx.params[name] != 0}
     given |= {name for name in ("cov_type", "maxlags") if ctx.params[name] is not None}
