@@ -348,3 +348,29 @@ def test_factories_read_the_exposure_column_the_study_names():
     assert _rel(fit.results.params, reference.params) < 1e-8 and _rel(fit.results.bse, reference.bse) < 1e-6
     assert _rel(fit.results.null_deviance, reference.null_deviance) < 1e-7
     assert fit.null_iter > 0
+
+
+def test_cli_refuses_bad_rounds_in_one_line_and_writes_nothing(tmp_path, cli):
+    from hefed.protocol import Study, load_release_public
+    from hefed.roles._glm import GLMCoefficients
+
+    keys = tmp_path / "keys"
+    assert cli("keygen", "--out-dir", keys, "--bits", 1024, "--insecure-test-key").returncode == 0
+    study = Study.new(hefed.load_public_key(keys / "public_key.json"), "y", FEATURES,
+                      keyholder=load_release_public(keys / "keyholder.pub.json"), kinds={"glm_round": {}})
+    study.save(tmp_path / "study.json")
+    X, y, _ = _plants("binomial", n_plants=3)
+    pd.DataFrame(X, columns=FEATURES).assign(y=y).to_csv(tmp_path / "a.csv", index=False)
+    beta = tmp_path / "beta.json"
+    assert cli("glm", "start", "--study", tmp_path / "study.json", "--release-key", keys / "keyholder.key.json",
+               "--out", beta, "--state", tmp_path / "fit.json").returncode == 0
+    no_model = cli("encrypt", tmp_path / "a.csv", "--study", tmp_path / "study.json", "--kind", "glm-round",
+                   "--factory-id", "a", "--out", tmp_path / "a.json")
+    assert no_model.returncode == 2 and len(no_model.stderr.strip().splitlines()) == 1 and "--model" in no_model.stderr
+    unsigned = tmp_path / "unsigned.json"
+    unsigned.write_text(json.dumps(GLMCoefficients.load(beta).body()))
+    refused = cli("glm", "encrypt", tmp_path / "a.csv", "--study", tmp_path / "study.json", "--model", unsigned,
+                  "--factory-id", "a", "--out", tmp_path / "a.json")
+    assert refused.returncode != 0 and "no release signature" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "a.json").exists() and not (tmp_path / "glm-log.json").exists()
