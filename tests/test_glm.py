@@ -134,6 +134,16 @@ def test_separation_is_a_clear_error():
         hefed.FederatedGLM(family="binomial", max_iter=60).fit(X, y, groups=groups)
 
 
+def test_a_level_with_zero_counts_is_a_clear_error():
+    """A Poisson level whose rows all count 0 has no finite estimate: its weights vanish, and the fit stops naming
+    the column and the cause instead of diverging."""
+    X, y, groups = _plants("poisson", n_plants=3)
+    level = (np.arange(len(y)) % 7 == 0).astype(float)
+    with pytest.raises(GLMConvergenceError, match=r"\['x3'\].*zero counts"):
+        hefed.FederatedGLM(family="poisson", max_iter=60).fit(np.column_stack([X, level]), np.where(level == 1, 0, y),
+                                                                groups=groups)
+
+
 def test_bad_input_is_refused_in_one_line():
     X, y, groups = _plants("binomial", n_plants=3)
     with pytest.raises(hefed.errors.DataError, match="must be 0 or 1"):
