@@ -34,7 +34,7 @@ def _plants(seed: int = 3, plants: int = 4) -> dict[str, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     out = {}
     for g in range(plants):
-        n = 120 + 40 * g
+        n = 120 + 40 * (g % 4)
         X = np.round(rng.normal(size=(n, 2)) * 10, 3)
         noise = rng.normal(size=n) * (1 + np.abs(X[:, 0]) / 5)
         y = np.round(1 + X @ [0.5, -0.2] + noise + g, 3)
@@ -109,8 +109,8 @@ _small = st.integers(-50, 50)
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.tuples(_small, _small, _small), min_size=4, max_size=12), st.sampled_from(["white", "cluster",
-                                                                                              "hac", "hc3"]))
+@given(st.lists(st.tuples(_small, _small, _small), min_size=20, max_size=30), st.sampled_from(["white", "cluster",
+                                                                                               "hac", "hc3"]))
 def test_a_factorys_meat_is_the_exact_rational_sum(rows, meat):
     """Integer data, a model with dyadic coefficients: the meat against Fractions row by row (HC3 within its
     declared rounding: half a unit of 2^-(2S+grid_bits) per row)."""
@@ -121,7 +121,7 @@ def test_a_factorys_meat_is_the_exact_rational_sum(rows, meat):
     xtx_inv = [[Fraction(1, 10000), Fraction(0), Fraction(0)], [Fraction(0), Fraction(1, 30000), Fraction(1, 100000)],
                [Fraction(0), Fraction(1, 100000), Fraction(1, 20000)]]
     got = residual_moments(coef, intercept, True, X, y, FEATURES, "y", Encoding(), meat=meat, model_digest="0" * 32,
-                           maxlags=2, xtx_inv=xtx_inv, grid_bits=40, leverage_bits=20)
+                           maxlags=1, xtx_inv=xtx_inv, grid_bits=40, leverage_bits=20)
     design = [[Fraction(1), Fraction(float(a)), Fraction(float(b))] for a, b in X]
     e = [Fraction(float(v)) - Fraction(intercept) - sum(Fraction(c) * x for c, x in zip(coef, d[1:], strict=True))
          for v, d in zip(y, design, strict=True)]
@@ -132,7 +132,7 @@ def test_a_factorys_meat_is_the_exact_rational_sum(rows, meat):
         expected = [[u[a] * u[b] for b in range(k)] for a in range(k)]
     elif meat == "hac":
         s = [[ei * v for v in d] for ei, d in zip(e, design, strict=True)]
-        for lag, weight in ((0, Fraction(1)), (1, Fraction(2, 3)), (2, Fraction(1, 3))):
+        for lag, weight in ((0, Fraction(1)), (1, Fraction(1, 2))):
             for t in range(lag, len(s)):
                 for a in range(k):
                     for b in range(k):
@@ -321,7 +321,7 @@ def _stacked(plants: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.Series, 
 
 @pytest.mark.parametrize("cov_type", ["HC1", "HC3", "cluster", "HAC"])
 def test_estimator_cov_type_runs_the_second_round_and_equals_statsmodels(cov_type):
-    plants = _plants(seed=11)
+    plants = _plants(seed=11, plants=20 if cov_type == "cluster" else 4)  # cluster meats: at least 20 plants
     X, y, groups = _stacked(plants)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FewClustersWarning)

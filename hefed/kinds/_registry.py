@@ -168,6 +168,10 @@ class Kind(ABC, Generic[S, Q]):
         ``refuse=False`` (a trial) a :class:`~hefed.errors.SingledOutColumnWarning`."""
 
     # --- factory side ----------------------------------------------------------------------
+    #: Whether a study's factory computes it only for a model the study's key holder signed (a study without a
+    #: key holder then refuses it): kinds whose sums, for a chosen model, single out plants.
+    needs_signed_model: ClassVar[bool] = False
+
     #: Fields of the request that only a run knows (e.g. the model an evaluation measures); a study fixes the rest.
     runtime_fields: ClassVar[tuple[str, ...]] = ()
 
@@ -194,6 +198,13 @@ class Kind(ABC, Generic[S, Q]):
     def bundle_parameters(self, request: Q) -> dict[str, Any]:
         """The public parameters a bundle made for ``request`` carries (none by default)."""
         return {}
+
+    def parameters_agree(self, parameters: Mapping[str, Any], agreed: Mapping[str, Any]) -> bool:
+        """Whether a bundle's public parameters are the ones a study's ``agreed`` request parameters make. Kinds
+        whose request carries a run's object (the model of an evaluation) cannot tell by default: True."""
+        if self.runtime_fields:
+            return True
+        return dict(parameters) == self.bundle_parameters(self.request_for(agreed))
 
     def request_from(self, values: Mapping[str, Any], given: Collection[str] = ()) -> Q:
         """The kind's request, its fields filled by name from ``values`` (a command's options, a run's

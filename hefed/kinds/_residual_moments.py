@@ -19,16 +19,19 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..data import PreprocessReport, select_xy
-from ..errors import IntegrityError, InvalidFileError, UsageError
+from ..errors import IntegrityError, InvalidFileError, TooFewContributorsError, UsageError
 from ..stats import (
     MAX_LAGS,
     MEATS,
+    MIN_CLUSTERS,
     MOMENTS_GRID_BITS,
     MOMENTS_LEVERAGE_BITS,
     Encoding,
     ResidualMoments,
+    check_positive_semidefinite,
     meat_bounds,
     meat_of,
+    moments_digest,
     moments_from_values,
     moments_to_values,
     residual_bits,
@@ -51,6 +54,8 @@ class ReleasedModel(Protocol):
     def digest(self) -> str: ...
 
     def released_xtx_inv(self) -> list[list[Fraction]] | None: ...
+
+    def classical_xtx_inv(self) -> list[list[Fraction]] | None: ...
 
 
 @dataclass(frozen=True)
@@ -86,13 +91,14 @@ def moments_parameters(request: ResidualMomentsRequest, encoding: Encoding, targ
     features = [str(f) for f in model.feature_names_in_]
     meat = request.meat
     leveraged = meat in ("hc2", "hc3")
+    xtx_inv = model.released_xtx_inv() if leveraged else None
     return {"meat": MEATS.index(meat), "maxlags": request.maxlags if meat == "hac" else 0,
             "grid_bits": request.grid_bits if leveraged else 0,
             "leverage_bits": request.leverage_bits if leveraged else 0,
             "fit_intercept": int(bool(model.fit_intercept)),
             "scale_bits": residual_scale_bits(coef, model.intercept_, features, target, encoding),
             "residual_bits": residual_bits(coef, model.intercept_, features, target, encoding),
-            "model_digest": model.digest()}
+            "model_digest": moments_digest(model.digest(), meat, xtx_inv)}
 
 
 class ResidualMomentsKind(Kind[ResidualMoments, ResidualMomentsRequest]):
@@ -102,6 +108,7 @@ class ResidualMomentsKind(Kind[ResidualMoments, ResidualMomentsRequest]):
     parameter_names = ("meat", "maxlags", "grid_bits", "leverage_bits", "fit_intercept", "scale_bits",
                        "residual_bits", "model_digest")
     runtime_fields = ("model",)
+    needs_signed_model = True
     result_type = ResidualMoments
     result_format = ResidualMoments.FORMAT
     order = 55
@@ -132,11 +139,32 @@ class ResidualMomentsKind(Kind[ResidualMoments, ResidualMomentsRequest]):
     def check_result(self, result: ResidualMoments, threshold: int = 1, *, refuse: bool = True) -> None:
         if result.n < 1:
             raise IntegrityError(f"decrypted {self.name} aggregate covers no rows")
-        if any(result.meat[j][j] < 0 for j in range(len(result.meat))):
-            raise IntegrityError(f"decrypted {self.name} aggregate has a negative diagonal: no honest data gives it")
+        check_positive_semidefinite(result.meat, f"decrypted {self.name} aggregate")
+        plants = len(set(result.contributors))
+        if result.meat_name == "cluster" and plants < max(MIN_CLUSTERS, threshold):
+            raise TooFewContributorsError(
+                f"a cluster meat of {plants} plants is not decrypted (at least {max(MIN_CLUSTERS, threshold)}): "
+                "the sum of few plants' score outer products gives a colluding plant the others' scores; use HC1 "
+                "or HC3 (cluster-robust errors from so few plants are biased downwards anyway)")
+
+    def parameters_agree(self, parameters: Mapping[str, Any], agreed: Mapping[str, Any]) -> bool:
+        """Whether a bundle's parameters are those a study's agreed request parameters make (the model, and so
+        the scale, bound and digest, is the run's: the signed release the factory checked)."""
+        try:
+            request = ResidualMomentsRequest(_NO_MODEL, **agreed)
+        except (TypeError, UsageError):
+            return False
+        leveraged = request.meat in ("hc2", "hc3")
+        expected = {"meat": MEATS.index(request.meat), "maxlags": request.maxlags if request.meat == "hac" else 0,
+                    "grid_bits": request.grid_bits if leveraged else 0,
+                    "leverage_bits": request.leverage_bits if leveraged else 0}
+        return all(parameters.get(name) == value for name, value in expected.items())
 
     def compute(self, table: Any, encoding: Encoding, request: ResidualMomentsRequest) -> Computed[ResidualMoments]:
         model = request.model
+        if getattr(model, "weights_", None) or getattr(model, "fixed_effects_", 0) or getattr(model, "ridge", 0):
+            raise UsageError("residual moments are for OLS models (not weighted, ridge or fixed-effects ones)",
+                             parameters=("cov_type",))
         features = [str(f) for f in model.feature_names_in_]
         frame, report, holdout = table.prepared()  # the rows the statistics used: cleaned, holdout kept back
         X, y, features = select_xy(frame, table.target, features, table.source)
@@ -150,5 +178,8 @@ class ResidualMomentsKind(Kind[ResidualMoments, ResidualMomentsRequest]):
             rounding=report.rounding)
         return Computed(moments, Header(table.target, tuple(features), encoding, parameters), report, holdout)
 
+
+#: Stands for the run's model when only the agreed parameters of a request are compared.
+_NO_MODEL: Any = None
 
 RESIDUAL_MOMENTS = register(ResidualMomentsKind())

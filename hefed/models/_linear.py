@@ -43,7 +43,7 @@ from .._files import (
 )
 from ..errors import DataError, InvalidFileError, SchemaMismatchError, UsageError
 from ..protocol import ReleaseSignature, body_digest, open_release
-from ..stats import ONES, ResidualMoments, SufficientStatistics, r2_score, r_squared
+from ..stats import ONES, ResidualMoments, SufficientStatistics, meat_of, moments_digest, r2_score, r_squared
 from ._certified import Weighting
 from ._inference import InferenceResults, inference
 from ._prediction import PredictionResults, TotalResults, get_prediction, predict_total
@@ -269,20 +269,26 @@ class LinearModel:
 
     def set_robust_covariance(self, moments: ResidualMoments, cov_type: str) -> LinearModel:
         """Replace the classical covariance by the robust one of ``cov_type`` (HC0–HC3, cluster, HAC) from the
-        consortium's residual moments of this very model (:func:`~hefed.models.robust_inference`); returns self."""
+        consortium's residual moments of this very model (:func:`~hefed.models.robust_inference`); returns self.
+
+        The moments must name this model (and for HC2/HC3 the (XᵀX)⁻¹ it carries: :func:`~hefed.stats.moments_digest`)
+        and come from its contributors."""
         if sorted(moments.contributors) != sorted(self.contributors_):
             raise SchemaMismatchError("the residual moments come from other factories than the model's statistics")
-        self._inference = robust_inference(self.inference(), moments, cov_type, model_digest=self.digest())
+        meat = meat_of(cov_type)
+        expected = moments_digest(self.digest(), meat, self.classical_xtx_inv() if meat in ("hc2", "hc3") else None)
+        self._inference = robust_inference(self.inference(), moments, cov_type, model_digest=expected)
         return self
 
-    def released_xtx_inv(self) -> list[list[Fraction]] | None:
-        """The pooled ``(XᵀX)⁻¹`` the model is released with, as exact rationals of its file's floats
-        (``cov_params / scale``), in ``(intercept), features`` order; None when the model does not carry its
-        covariance (fewer than ``min_contributors + 1`` contributors, ridge, a fixed-effects or averaged model).
-        Factories compute HC2/HC3 leverages from it (:mod:`hefed.stats._moments`)."""
-        if not self.release_covariance or not self.has_inference or self.ridge or self.fixed_effects_:
+    def classical_xtx_inv(self) -> list[list[Fraction]] | None:
+        """The pooled ``(XᵀX)⁻¹`` of the classical fit, as exact rationals of the model's floats
+        (``cov_params / scale``), in ``(intercept), features`` order; None for ridge, fixed-effects or averaged
+        models, or when the covariance is not at hand or is already a robust one (its sandwich is not (XᵀX)⁻¹)."""
+        if not self.has_inference or self.ridge or self.fixed_effects_:
             return None
         results = self.inference()
+        if results.cov_type != "nonrobust" or getattr(results, "weights", None):
+            return None
         try:
             cov = results.cov_params()
         except UsageError:
@@ -291,6 +297,11 @@ class LinearModel:
         if not np.all(np.isfinite(cov)) or not scale > 0:
             return None
         return [[Fraction(float(v)) / scale for v in row] for row in cov]
+
+    def released_xtx_inv(self) -> list[list[Fraction]] | None:
+        """:meth:`classical_xtx_inv` when the model is released with its covariance (at least
+        ``min_contributors + 1`` contributors), else None. Factories compute HC2/HC3 leverages from it."""
+        return self.classical_xtx_inv() if self.release_covariance else None
 
     def summary(self) -> str:
         """A statsmodels-like text summary of the fit."""

@@ -78,9 +78,9 @@ def robust_inference(results: InferenceResults, moments: ResidualMoments, cov_ty
     """
     name = canonical_cov_type(cov_type)
     meat = COV_TYPES[name]
-    if results.is_ridge or results.absorbed:
-        raise UsageError("robust covariances are for OLS fits with an intercept or without; not ridge or plant "
-                         "fixed effects", parameters=("cov_type",))
+    if results.is_ridge or results.absorbed or results.weights is not None:
+        raise UsageError("robust covariances are for OLS fits with an intercept or without; not ridge, weights or "
+                         "plant fixed effects", parameters=("cov_type",))
     if moments.meat_name != meat:
         raise SchemaMismatchError(f"cov_type {name} needs the {meat} residual moments; these are {moments.meat_name} "
                                   "(the study's residual_moments cov_type)")
@@ -115,7 +115,7 @@ def robust_inference(results: InferenceResults, moments: ResidualMoments, cov_ty
         kwds.update(grid_bits=moments.grid_bits)
     factor = correction(name, results.nobs, k, groups)
     cov_exact = [[factor * v for v in row] for row in sandwich(exact_inverse, meat_matrix)]
-    cov = np.array([[float(v) for v in row] for row in cov_exact])
+    cov = np.array([[_float(v) for v in row] for row in cov_exact])
     bse = [_sqrt(cov_exact[j][j]) for j in range(k)]
     fvalue = _wald_f(results, cov_exact)
     out = copy.copy(results)
@@ -136,4 +136,12 @@ def _wald_f(results: InferenceResults, cov: list[list[Fraction]]) -> float:
     except ZeroDivisionError:
         return math.nan
     value = sum((t * f for t, f in zip(theta, (v[0] for v in _to_fractions(solved)), strict=True)), Fraction(0))
-    return float(value / len(keep))
+    return _float(value / len(keep))
+
+
+def _float(value: Fraction) -> float:
+    """The correctly rounded float64 of an exact rational; ±inf beyond float64's range (not an error)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf

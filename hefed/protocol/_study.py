@@ -272,7 +272,7 @@ class Study:
             problems.append(f"a {bundle.kind} bundle, which the study does not allow")
         else:
             kind = get_kind(bundle.kind)
-            if not kind.runtime_fields and bundle.parameters != kind.bundle_parameters(self.request(bundle.kind)):
+            if not kind.parameters_agree(bundle.parameters, self.kinds[bundle.kind]):
                 problems.append(f"its {bundle.kind} parameters {dict(bundle.parameters)} are not the study's")
         if bundle.target != self.target.name or sorted(bundle.features) != sorted(self.model_features):
             problems.append("target or features differ from the study's")

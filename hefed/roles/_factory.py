@@ -20,7 +20,7 @@ from phe import PaillierPublicKey
 
 from .._keys import check_public_key, key_fingerprint
 from ..data import Cleaning, FileFormat, Holdout, PreprocessReport, Table, warn_rounding
-from ..errors import UsageError
+from ..errors import ReleaseError, UsageError
 from ..kinds import (
     STATISTICS,
     EvaluationRequest,
@@ -134,6 +134,11 @@ def encrypt_for_study(
     study.check_roster(masking.roster if masking else None, masking.round if masking else None)
     if model is not None:  # before any row is read: the model comes from whoever asks
         study.check_model(model)
+        if get_kind(kind).needs_signed_model and study.keyholder is None:
+            # the meat of a model nobody vouches for (β = 0 and a huge intercept) is a sum of each plant's
+            # (n_g, Σx_g) outer products: only models the study's key holder signed are measured
+            raise ReleaseError("residual moments are computed only for a model the study's key holder signed; this "
+                               "study names no key holder (hefed study new --key-holder); nothing was read")
     request = study.request(kind, **({"model": model} if model is not None else {}))
     bundle_kind = kind_for_request(request)
     cleaning = study.cleaning_with(summary) if bundle_kind.cleans_rows else None

@@ -26,6 +26,7 @@ sandwich ``(XᵀX)⁻¹·meat·(XᵀX)⁻¹`` (:mod:`hefed.models`).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Sequence
@@ -46,7 +47,7 @@ from .._files import (
     split_study,
     study_field,
 )
-from ..errors import InvalidFileError, UsageError
+from ..errors import IntegrityError, InvalidFileError, UsageError
 from ..primitives.exactgram import weighted_gram
 from ._encoding import Encoding, Rounding
 from ._gram import ONES, upper_triangle_index
@@ -59,8 +60,19 @@ VERSION = 1
 MEATS = ("white", "hc2", "hc3", "cluster", "hac")
 #: statsmodels' cov_type → the meat it needs (HC0 and HC1 share one).
 COV_TYPES = {"HC0": "white", "HC1": "white", "HC2": "hc2", "HC3": "hc3", "cluster": "cluster", "HAC": "hac"}
-#: Most lags a HAC meat may use.
-MAX_LAGS = 1000
+#: Most lags a HAC meat may use (Newey–West's rule of thumb gives about 10 for a year of hourly rows).
+MAX_LAGS = 100
+#: A factory computes a HAC meat only with at least this many rows per lag (rows ≥ ROWS_PER_LAG·(maxlags + 1)):
+#: with lags near its row count a plant's Newey–West sum tends to the outer product of its score, which would
+#: single it out as the cluster meat of few plants does.
+ROWS_PER_LAG = 10
+#: Fewest contributors whose cluster meat is decrypted: Σ_g u_g u_gᵀ of few plants gives a colluding plant the
+#: others' scores (three plants: both, up to which is which) and, with a model the key holder chose, each plant's
+#: row count and sums; below about 20 clusters the estimator is biased downwards anyway (Cameron & Miller 2015).
+MIN_CLUSTERS = 20
+#: Bits a file's meat entries may take (numerator and power-of-two denominator): honest entries of the widest
+#: encodings and float64 coefficients stay far below; a file of 60,000-digit rationals is refused, not computed.
+MAX_ENTRY_BITS = 16384
 MOMENTS_GRID_BITS = 40
 MOMENTS_LEVERAGE_BITS = 10
 
@@ -77,6 +89,37 @@ def canonical_cov_type(cov_type: object) -> str:
 def meat_of(cov_type: str) -> str:
     """The meat ``cov_type`` needs (:func:`canonical_cov_type` spellings)."""
     return COV_TYPES[canonical_cov_type(cov_type)]
+
+
+def moments_digest(model_digest: str, meat: str, xtx_inv: Sequence[Sequence[Fraction]] | None) -> str:
+    """The digest a residual-moments bundle names: the model's, and for HC2/HC3 also the exact (XᵀX)⁻¹ the
+    leverages come from — two releases of one model with different inverses must never add up (their
+    difference would be one plant's own leverage-weighted meat)."""
+    if meat not in ("hc2", "hc3"):
+        return model_digest
+    if xtx_inv is None:
+        raise UsageError(f"{meat.upper()} needs the pooled (XᵀX)⁻¹, which the released model does not carry "
+                         "(it is released with at least min_contributors + 1 contributors)")
+    text = model_digest + "|" + ";".join(",".join(f"{v.numerator}/{v.denominator}" for v in row) for row in xtx_inv)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def check_positive_semidefinite(matrix: Sequence[Sequence[Fraction]], source: str) -> None:
+    """Refuse (:class:`~hefed.errors.IntegrityError`) a symmetric rational matrix that is not positive
+    semi-definite, exactly: symmetric elimination, where a zero pivot needs a zero row."""
+    a = [[Fraction(v) for v in row] for row in matrix]
+    k = len(a)
+    for j in range(k):
+        pivot = a[j][j]
+        if pivot < 0 or (pivot == 0 and any(a[j][i] != 0 for i in range(j + 1, k))):
+            raise IntegrityError(f"{source}: the meat is not positive semi-definite, which no honest rows give")
+        if pivot == 0:
+            continue
+        for i in range(j + 1, k):
+            factor = a[i][j] / pivot
+            if factor:
+                for col in range(j + 1, k):
+                    a[i][col] -= factor * a[j][col]
 
 
 def design_columns(features: Sequence[str], fit_intercept: bool) -> list[str]:
@@ -140,6 +183,10 @@ def meat_integers(meat: str, residuals: np.ndarray, design: np.ndarray, *, grid_
         u = [int(v) for v in (design * e[:, None]).sum(axis=0)] if len(e) else [0] * design.shape[1]
         return [[a * b for b in u] for a in u]
     if meat == "hac":
+        if len(e) < ROWS_PER_LAG * (maxlags + 1):
+            raise UsageError(f"{source}: {len(e)} rows are too few for HAC with {maxlags} lags (at least "
+                             f"{ROWS_PER_LAG}·(maxlags + 1)): a Newey–West sum with lags near the row count is the "
+                             "plant's own score outer product; nothing was encrypted", parameters=("maxlags",))
         s = design * e[:, None]
         L = maxlags
         total = np.zeros((design.shape[1], design.shape[1]), dtype=object)
@@ -223,9 +270,23 @@ class ResidualMoments:
         meat = obj["meat"]
         if not isinstance(meat, list) or len(meat) != k or not all(isinstance(r, list) and len(r) == k for r in meat):
             raise InvalidFileError(f"{source}: 'meat' must be a {k} × {k} matrix")
+        if not all(isinstance(v, str) and len(v) <= MAX_ENTRY_BITS // 3 for row in meat for v in row):
+            raise InvalidFileError(f"{source}: 'meat' entries must be exact rationals of at most "
+                                   f"{MAX_ENTRY_BITS} bits")
         parsed = [[parse_rational(v, source, "meat") for v in row] for row in meat]
         if any(parsed[a][b] != parsed[b][a] for a in range(k) for b in range(k)):
             raise InvalidFileError(f"{source}: 'meat' must be symmetric")
+        if obj["maxlags"] > MAX_LAGS:
+            raise InvalidFileError(f"{source}: 'maxlags' is at most {MAX_LAGS}")
+        for v in (v for row in parsed for v in row):
+            odd = v.denominator >> ((v.denominator & -v.denominator).bit_length() - 1)
+            if ((obj["maxlags"] + 1) % odd or v.denominator.bit_length() > MAX_ENTRY_BITS
+                    or abs(v.numerator).bit_length() > MAX_ENTRY_BITS):
+                raise InvalidFileError(f"{source}: 'meat' entries are not on the grid residual moments are on")
+        try:
+            check_positive_semidefinite(parsed, source)
+        except IntegrityError as exc:
+            raise InvalidFileError(str(exc)) from None
         if not isinstance(obj["model_digest"], str):
             raise InvalidFileError(f"{source}: 'model_digest' must be a string")
         return cls(obj["target"], features, obj["fit_intercept"], obj["meat_name"], parsed, obj["n"],
