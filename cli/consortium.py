@@ -296,6 +296,10 @@ def _pairs(text: str | None, option: str) -> dict[str, str]:
               help="residual_moments: the robust covariance the second round is for (cluster: by plant; HAC: "
               "Newey–West within each plant's row order; HC2/HC3 send the pooled (XᵀX)⁻¹ to the factories).")
 @click.option("--maxlags", default=None, type=int, help="residual_moments with --cov-type HAC: the lags.")
+@click.option("--family", default=None, type=click.Choice(["binomial", "poisson", "gamma"]),
+              help="glm_round: the GLM family (binomial/logit, poisson/log, gamma/log); default binomial.")
+@click.option("--offset", default=None, help="glm_round: a column added to the linear predictor (as statsmodels').")
+@click.option("--exposure", default=None, help="glm_round: a column whose log is added to the linear predictor.")
 @click.option("--weights", default=None, metavar="COLUMN",
               help="weighted_statistics: the column of precision weights every factory weights its rows by (WLS).")
 @click.option("--title", default="", help="A name for people to recognise the study by.")
@@ -306,8 +310,9 @@ def study_new(public_key_path: Path, target: str, features: str, units: str | No
               roster_path: Path | None, min_contributors: int, kinds: str, folds: int, fold_seed: int, ridge: float,
               missing: str, impute: str | None, max_z: float | None, test_fraction: float, seed: int,
               bounds_path: Path | None, frac_bits: int | None, int_bits: int | None, max_contributors: int | None,
-              column_encoding: str | None, keyholder_path: Path | None, cov_type: str, maxlags: int | None, title: str,
-              out: Path, insecure_test_key: bool, force: bool, weights: str | None = None) -> None:
+              column_encoding: str | None, keyholder_path: Path | None, cov_type: str, maxlags: int | None,
+              family: str | None, offset: str | None, exposure: str | None, title: str, out: Path,
+              insecure_test_key: bool, force: bool, weights: str | None = None) -> None:
     """Write a new study (fresh random id) and print its digest for every party to compare."""
     import hefed
     from hefed._files import check_writable
@@ -340,8 +345,8 @@ def study_new(public_key_path: Path, target: str, features: str, units: str | No
                         max_contributors=base.max_contributors if max_contributors is None else max_contributors)
     # each kind takes the ones its request has
     options = {"folds": folds, "seed": fold_seed, "ridge": ridge, "cov_type": canonical_cov_type(cov_type),
-               **({"maxlags": maxlags} if maxlags is not None else {}),
-               **({"weights": weights} if weights is not None else {})}
+               **{name: value for name, value in (("maxlags", maxlags), ("weights", weights), ("family", family),
+                                                  ("offset", offset), ("exposure", exposure)) if value is not None}}
     unknown_kinds = [kind for kind in split_names(kinds) or [] if kind not in kind_names()]
     if unknown_kinds:
         raise UsageError(f"--kinds: {unknown_kinds[0]!r} is not a bundle kind; choose from {', '.join(kind_names())}")

@@ -384,3 +384,20 @@ def test_cli_refuses_bad_rounds_in_one_line_and_writes_nothing(tmp_path, cli):
     assert refused.returncode != 0 and "no release signature" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "a.json").exists() and not (tmp_path / "glm-log.json").exists()
+
+
+def test_study_new_fixes_the_glm_family_and_exposure(tmp_path, cli):
+    """hefed study new --family/--exposure: the study's glm_round parameters, which every factory then uses."""
+    keys = tmp_path / "keys"
+    assert cli("keygen", "--out-dir", keys, "--bits", 1024, "--insecure-test-key").returncode == 0
+    made = cli("study", "new", "--public-key", keys / "public_key.json", "--target", "events", "--features", "a,b",
+               "--kinds", "statistics,glm_round", "--family", "poisson", "--exposure", "hours", "--out",
+               tmp_path / "study.json", "--insecure-test-key")
+    assert made.returncode == 0, made.stderr
+    study = hefed.Study.load(tmp_path / "study.json")
+    assert study.kinds["glm_round"]["family"] == "poisson" and study.kinds["glm_round"]["exposure"] == "hours"
+    assert "family" not in study.kinds["statistics"]
+    refused = cli("study", "new", "--public-key", keys / "public_key.json", "--target", "events", "--features",
+                  "a,b", "--kinds", "glm_round", "--family", "poisson", "--offset", "o", "--exposure", "hours",
+                  "--out", tmp_path / "bad.json", "--insecure-test-key")
+    assert refused.returncode != 0 and not (tmp_path / "bad.json").exists()

@@ -228,11 +228,11 @@ class Kind(ABC, Generic[S, Q]):
         return {name: value for name, value in values.items() if name in agreed}
 
     def check_agreed_parameters(self, parameters: Mapping[str, Any]) -> None:
-        """Refuse parameters a study cannot fix for this kind (without building a request when the run must
-        add fields; otherwise the request is built, so its own checks run)."""
+        """Refuse parameters a study cannot fix for this kind: the request is built (the fields only a run knows
+        left empty), so its own checks run."""
         self._refuse_unknown(parameters)
-        if not self.runtime_fields:
-            self.request_for(parameters)
+        # the request's own checks run, the run's fields (a model) standing empty
+        self.request_for(parameters, **dict.fromkeys(self.runtime_fields))
 
     @abstractmethod
     def compute(self, table: Any, encoding: Encoding, request: Q) -> Computed[S]:
