@@ -3,14 +3,16 @@ kind families, by a malicious aggregator, a curious key holder and a colluding f
 
 Passing tests: the defence holds. ``xfail(strict=True)``: the attack works today; each one asserts the protection
 that is missing (a refusal, or that what is revealed does not identify a plant), so it starts passing, and must be
-un-marked, once the hole is closed.
+un-marked, once the hole is closed. The holes of the first review closed by the hardening (digest binding the
+(XᵀX)⁻¹, classical leverages only, 20 plants for a cluster meat, signed models only, HAC lag and row rules, the
+study's parameters, exact positive semi-definiteness, bounded entries, overflow to inf) are asserted as refusals.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import warnings
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -19,19 +21,39 @@ import pytest
 
 import hefed
 from hefed._files import format_rational
-from hefed.errors import HefedError, InvalidFileError, LedgerError, ReleaseError, SchemaMismatchError, UsageError
+from hefed.errors import (
+    HefedError,
+    IntegrityError,
+    InvalidFileError,
+    LedgerError,
+    ReleaseError,
+    SchemaMismatchError,
+    TooFewContributorsError,
+    UsageError,
+)
 from hefed.kinds import (
+    Header,
     ResidualMomentsRequest,
     StatisticsRequest,
     WithinStatisticsRequest,
+    get_kind,
     layout,
 )
 from hefed.models import robust_inference
 from hefed.protocol import Bundle, ColumnSpec, KeyHolderSigner, Study
 from hefed.protocol._rounds import schema_digest
-from hefed.roles import sign_model
+from hefed.roles import encrypt_sums, sign_model
+from hefed.roles._keyholder import _decrypt_values
 from hefed.roles._ledger import DecryptionLedger
-from hefed.stats import Encoding, ResidualMoments, residual_moments, statistics_from_arrays
+from hefed.stats import (
+    MAX_LAGS,
+    MIN_CLUSTERS,
+    Encoding,
+    ResidualMoments,
+    moments_digest,
+    residual_moments,
+    statistics_from_arrays,
+)
 
 FEATURES = ["a", "b"]
 
@@ -39,11 +61,12 @@ FEATURES = ["a", "b"]
 # --- helpers ---------------------------------------------------------------------------------------------------
 
 def _plants(k: int = 3, seed: int = 3) -> dict[str, pd.DataFrame]:
-    """Small heteroskedastic plants with their own baselines and row counts (20, 23, 26, ...)."""
+    """Small heteroskedastic plants with their own baselines and row counts (30, 33, 36, ...: HAC with 2 lags
+    needs 10 rows per lag and the lag itself at each plant)."""
     rng = np.random.default_rng(seed)
     out = {}
     for g in range(k):
-        n = 20 + 3 * g
+        n = 30 + 3 * g
         X = np.round(rng.normal(size=(n, 2)) * 10, 3)
         y = np.round(1 + X @ [0.5, -0.2] + rng.normal(size=n) * (1 + np.abs(X[:, 0]) / 5) + g, 3)
         out[f"p{g}"] = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "y": y})
@@ -112,6 +135,20 @@ def _minus(p, q):
     return [[x - y for x, y in zip(r, s, strict=True)] for r, s in zip(p, q, strict=True)]
 
 
+def _plus(p, q):
+    return [[x + y for x, y in zip(r, s, strict=True)] for r, s in zip(p, q, strict=True)]
+
+
+def _honest_white(plants: dict[str, pd.DataFrame]) -> tuple[hefed.LinearModel, ResidualMoments]:
+    """The OLS model of the plants and the exact consortium HC0/HC1 meat of it (what the key holder decrypts)."""
+    model = hefed.solve(_stats(plants))
+    meat = [[Fraction(0)] * 3 for _ in range(3)]
+    for f in plants.values():
+        meat = _plus(meat, _own_meat(model, f, "white"))
+    return model, ResidualMoments("y", FEATURES, True, "white", meat, sum(map(len, plants.values())), model.digest(),
+                                  0, 0, list(plants))
+
+
 # --- (a) malicious aggregator: the model, the parameters, the bundles ------------------------------------------
 
 def test_a_study_factory_computes_moments_only_for_the_key_holders_model_for_this_study(keypair) -> None:
@@ -177,13 +214,13 @@ def test_bundles_of_other_models_cov_types_or_parameters_never_add_up(keypair) -
     base = [bundle("p0", ResidualMomentsRequest(model, "HC1")), bundle("p1", ResidualMomentsRequest(model, "HC1"))]
     odd = [ResidualMomentsRequest(other, "HC1"), ResidualMomentsRequest(model, "cluster"),
            ResidualMomentsRequest(model, "HC3"), ResidualMomentsRequest(model, "HAC", maxlags=2),
-           StatisticsRequest()]
+           StatisticsRequest()]  # every plant has ≥ 30 rows: HAC with 2 lags is computed, then refused here
     for request in odd:
         with pytest.raises(HefedError):
             hefed.aggregate([*base, bundle("p2", request)])
-    hac = [bundle(k, ResidualMomentsRequest(model, "HAC", maxlags=2)) for k in ("p0", "p1")]
+    hac = [bundle(k, ResidualMomentsRequest(model, "HAC", maxlags=1)) for k in ("p0", "p1")]
     with pytest.raises(HefedError):
-        hefed.aggregate([*hac, bundle("p2", ResidualMomentsRequest(model, "HAC", maxlags=3))])
+        hefed.aggregate([*hac, bundle("p2", ResidualMomentsRequest(model, "HAC", maxlags=2))])
     hc3 = [bundle(k, ResidualMomentsRequest(model, "HC3")) for k in ("p0", "p1")]
     with pytest.raises(HefedError):
         hefed.aggregate([*hc3, bundle("p2", ResidualMomentsRequest(model, "HC3", grid_bits=30))])
@@ -194,7 +231,7 @@ def test_bundles_of_other_models_cov_types_or_parameters_never_add_up(keypair) -
     with pytest.raises(HefedError):  # a replayed bundle (the same factory twice)
         hefed.aggregate([*base, base[0]])
     with pytest.raises(UsageError):
-        ResidualMomentsRequest(model, "HAC", maxlags=1001)  # beyond MAX_LAGS
+        ResidualMomentsRequest(model, "HAC", maxlags=MAX_LAGS + 1)  # beyond MAX_LAGS (100)
 
 
 def test_header_edits_that_move_the_layout_are_refused_and_signed_manifests_cover_every_parameter(keypair) -> None:
@@ -223,29 +260,37 @@ def test_header_edits_that_move_the_layout_are_refused_and_signed_manifests_cove
         assert schema_digest(edited) != schema_digest(agg), name
 
 
-@pytest.mark.xfail(strict=True, reason="Study.check_bundle skips every parameter check for kinds with runtime "
-                   "fields: a residual_moments aggregate of another meat than the study's cov_type is decrypted")
 def test_the_key_holder_refuses_moments_of_another_cov_type_than_the_studys(keypair) -> None:
+    """The aggregator labels bundles of another meat, other HAC lags or another HC3 grid with the study's digest:
+    the key holder checks the study-fixed parameters (Kind.parameters_agree) and refuses before decrypting."""
     public_key, private_key = keypair
     signer = KeyHolderSigner.generate()
-    plants = _plants(3)
-    study = _study(public_key, signer, "HC3")
+    plants = _plants(4)  # four: the model carries (XᵀX)⁻¹ for HC3
     model = hefed.solve(_stats(plants))
-    bundles = []
-    for k, f in plants.items():  # cluster bundles, labelled by the aggregator with the HC3 study's digest
-        b = hefed.encrypt_table(f, "y", public_key, features=FEATURES, factory_id=k,
-                                request=ResidualMomentsRequest(model, "cluster")).bundle
-        b.study = study.digest
-        bundles.append(b)
-    with pytest.raises(SchemaMismatchError):
-        hefed.decrypt_bundle(hefed.aggregate(bundles), private_key, study=study, allow_unsigned=True)
+
+    def relabelled(study: Study, request) -> Bundle:
+        bundles = []
+        for k, f in plants.items():
+            b = hefed.encrypt_table(f, "y", public_key, features=FEATURES, factory_id=k, request=request).bundle
+            b.study = study.digest
+            bundles.append(b)
+        return hefed.aggregate(bundles)
+
+    hc3 = _study(public_key, signer, "HC3")
+    hac = _study(public_key, signer, "HAC", maxlags=1)
+    for study, request in ((hc3, ResidualMomentsRequest(model, "HC1")),  # decryptable from 4 plants if let in
+                           (hc3, ResidualMomentsRequest(model, "HC3", grid_bits=30)),
+                           (hc3, ResidualMomentsRequest(model, "HC3", leverage_bits=12)),
+                           (hac, ResidualMomentsRequest(model, "HAC", maxlags=2))):
+        with pytest.raises(SchemaMismatchError):
+            hefed.decrypt_bundle(relabelled(study, request), private_key, study=study, allow_unsigned=True)
 
 
-@pytest.mark.xfail(strict=True, reason="the bundle's model_digest covers target, features and coefficients only, "
-                   "not the (XᵀX)⁻¹ HC2/HC3 leverages come from: the classical and the robust release of one fit "
-                   "(both signed) share a digest, so the aggregator gives the victim the other one, the bundles add "
-                   "up, the ledger allows the same set again, and two decryptions differ by the victim's own sum")
 def test_two_signed_models_of_one_digest_cannot_single_out_a_plant(keypair) -> None:
+    """Two signed releases of one fit with different (XᵀX)⁻¹ (the classical model and the robust release; or a
+    second signed file with another covariance): were they measured together, two decryptions of one set would
+    differ by the victim's own leverage-weighted meat. The robust release gives no leverages (the factory refuses
+    HC3 for it), and the bundle digest binds the exact inverse, so the aggregator's mixed round does not add up."""
     public_key, private_key = keypair
     signer = KeyHolderSigner.generate()
     plants = _plants(4)  # four factories: the model file carries (XᵀX)⁻¹ (min_contributors + 1)
@@ -257,39 +302,49 @@ def test_two_signed_models_of_one_digest_cannot_single_out_a_plant(keypair) -> N
     robust = hefed.solve(stats, study=study)
     robust.set_robust_covariance(honest, "HC3")
     robust = _signed(robust, study, signer)  # the key holder's robust release, as `hefed solve --robust` signs it
-    assert robust.digest() == classical.digest()
-    try:  # the aggregator's round: the victim p0 gets the robust release, the others the classical one
-        mixed = _round(study, plants, {k: robust if k == "p0" else classical for k in plants}, private_key, ledger)
-    except HefedError:
-        return  # refused: held
-    difference = _minus(mixed.meat, honest.meat)
-    victims_own = _minus(_own_meat(robust, plants["p0"], "hc3"), _own_meat(classical, plants["p0"], "hc3"))
-    assert difference != victims_own, "two decryptions of one set differ by one plant's own leverage-weighted meat"
+    assert robust.digest() == classical.digest()  # the model digest alone cannot tell them apart
+    with pytest.raises(UsageError):  # its covariance is a sandwich, not (XᵀX)⁻¹: no leverages from it
+        hefed.encrypt_for_study(plants["p0"], study, factory_id="p0", kind="residual_moments", model=robust,
+                                insecure_test_key=True)
+    body = {k: v for k, v in classical.to_dict().items() if k != "release"}
+    body["inference"]["cov_params"] = [[v * 1.25 for v in row] for row in body["inference"]["cov_params"]]
+    body["inference"]["bse"] = [math.sqrt(row[i]) for i, row in enumerate(body["inference"]["cov_params"])]
+    other = _signed(hefed.LinearModel.from_dict(body), study, signer)  # another signed inverse, same fit
+    assert other.digest() == classical.digest() and other.released_xtx_inv() != classical.released_xtx_inv()
+    bundles = [hefed.encrypt_for_study(f, study, factory_id=k, kind="residual_moments",
+                                       model=other if k == "p0" else classical, insecure_test_key=True).bundle
+               for k, f in plants.items()]  # the aggregator's round: the victim p0 gets the other release
+    assert bundles[0].parameters["model_digest"] != bundles[1].parameters["model_digest"]
+    with pytest.raises(HefedError):
+        hefed.aggregate(bundles)
 
 
-@pytest.mark.xfail(strict=True, reason="LinearModel.released_xtx_inv returns cov_params/scale whatever the "
-                   "covariance is: for a robust release it is the sandwich/σ², not (XᵀX)⁻¹, and factories take it "
-                   "for HC2/HC3 leverages")
 def test_leverages_come_only_from_the_classical_inverse(keypair) -> None:
-    public_key, private_key = keypair
+    """A model whose covariance was replaced by a robust one carries a sandwich/σ², not (XᵀX)⁻¹: it offers no
+    inverse for leverages (released or classical), and a factory asked for HC3 with it refuses."""
+    public_key, _ = keypair
     plants = _plants(4)
     stats = _stats(plants)
     classical = hefed.solve(stats)
+    inverse = classical.released_xtx_inv()
+    assert inverse is not None
     moments = ResidualMoments("y", FEATURES, True, "hc3", [[Fraction(0)] * 3 for _ in range(3)], stats.n,
-                              classical.digest(), 0, 40, list(plants))
+                              moments_digest(classical.digest(), "hc3", inverse), 0, 40, list(plants))
     for f in plants.values():
-        part = _own_meat(classical, f, "hc3")
-        moments.meat = [[x + y for x, y in zip(r, s, strict=True)] for r, s in zip(moments.meat, part, strict=True)]
+        moments.meat = _plus(moments.meat, _own_meat(classical, f, "hc3"))
     robust = hefed.solve(stats)
     robust.set_robust_covariance(moments, "HC3")
-    assert robust.released_xtx_inv() in (None, classical.released_xtx_inv())
+    assert robust.released_xtx_inv() is None and robust.classical_xtx_inv() is None
+    with pytest.raises(UsageError):
+        hefed.encrypt_table(plants["p0"], "y", public_key, features=FEATURES, factory_id="p0",
+                            request=ResidualMomentsRequest(robust, "HC3"))
 
 
-@pytest.mark.xfail(strict=True, reason="the factory takes any positive semi-definite 'covariance' as (XᵀX)⁻¹ "
-                   "(no check that it is positive definite, or that its inverse dominates the factory's own Gram): "
-                   "with A = e_a e_aᵀ/c² a row is refused iff |a| ≥ c·√(1 − 2^-L), so a key holder signing such "
-                   "models (or the aggregator, in a study without a key holder) bisects one plant's max |a| "
-                   "through its refusals, one bit per round")
+@pytest.mark.xfail(strict=True, reason="OPEN: the factory takes any positive semi-definite 'covariance' the key "
+                   "holder signed as (XᵀX)⁻¹: with A = e_a e_aᵀ/c² a row is refused iff |a| ≥ c·√(1 − 2^-L), so a key "
+                   "holder signing many bogus models bisects one plant's max |a| through its refusals, one bit per "
+                   "model. The digest binding makes every probe a distinct signed, attributable model, but nothing "
+                   "stops them; the fix (a factory answering one model per study) is open")
 def test_hc3_refusals_do_not_bisect_a_plants_largest_value(keypair) -> None:
     public_key, _ = keypair
     signer = KeyHolderSigner.generate()
@@ -358,81 +413,90 @@ def _assert_counts_stay_hidden(meat, plants: dict[str, pd.DataFrame], t: Fractio
         f"the key holder recovered every plant's row count and its sums among {len(candidates)} candidates"
 
 
-@pytest.mark.xfail(strict=True, reason="a key holder may sign any coefficients and the factory cannot tell them "
-                   "from the solved ones: with β = 0 and intercept 2^200 the cluster meat Σ_g u_g u_gᵀ is "
-                   "2^400·Σ_g m_g m_gᵀ for m_g = (n_g, Σx_g) plus terms below the grid, and with the pooled "
-                   "(n, Σx) of round 1 and three plants every row count and (up to one reflection) every plant's "
-                   "sums follow")
+def _chosen(plants: dict[str, pd.DataFrame], t: Fraction) -> hefed.LinearModel:
+    """The model β = 0, intercept t: its cluster meat is t²·Σ_g m_g m_gᵀ, m_g = (n_g, Σa_g, Σb_g), plus terms
+    below the grid."""
+    return hefed.LinearModel(FEATURES, "y", [Fraction(0)] * 2, t, n_samples=sum(map(len, plants.values())),
+                             sse=None, sst=None, contributors=list(plants))
+
+
 def test_a_key_holders_chosen_model_does_not_reveal_each_plants_row_count(keypair) -> None:
+    """A key holder signs β = 0 and intercept 2^200 for a cluster study of three plants: the cluster meat of so
+    few plants is not decrypted (TooFewContributorsError), so the row counts and sums are not read from it."""
+    public_key, private_key = keypair
+    signer = KeyHolderSigner.generate()
+    plants = _plants(3)
+    study = _study(public_key, signer, "cluster")
+    with pytest.raises(TooFewContributorsError):
+        _round(study, plants, _signed(_chosen(plants, Fraction(2) ** 200), study, signer), private_key)
+
+
+@pytest.mark.xfail(strict=True, reason="NEW: the 20-plant rule for cluster meats is applied only by the key "
+                   "holder's own decrypt_bundle (check_result, after decrypting), while the factories of a study "
+                   "that can never reach 20 contributors (min_contributors 3) still encrypt cluster meats for any "
+                   "signed model: a key holder that signs β = 0, intercept 2^200 (already deviating) reads the "
+                   "plaintext its private key gives and every plant's row count and sums follow. A factory-side "
+                   "rule (no cluster meat unless the study's threshold, enforced by the masks in a roster study, is "
+                   "at least MIN_CLUSTERS) would close it")
+def test_a_key_holder_bypassing_its_own_cluster_refusal_reads_no_row_count(keypair) -> None:
     public_key, private_key = keypair
     signer = KeyHolderSigner.generate()
     plants = _plants(3)
     study = _study(public_key, signer, "cluster")
     t = Fraction(2) ** 200
-    chosen = hefed.LinearModel(FEATURES, "y", [Fraction(0)] * 2, t, n_samples=sum(map(len, plants.values())),
-                               sse=None, sst=None, contributors=list(plants))
     try:
-        meat = _round(study, plants, _signed(chosen, study, signer), private_key).meat
+        aggregate = hefed.aggregate([hefed.encrypt_for_study(f, study, factory_id=k, kind="residual_moments",
+                                                             model=_signed(_chosen(plants, t), study, signer),
+                                                             insecure_test_key=True).bundle
+                                     for k, f in plants.items()])
     except HefedError:
-        return  # refused: held
+        return  # the factories refuse: held
+    kind = get_kind("residual_moments")  # the key holder's own code: decrypt, skip check_result
+    meat = kind.result(_decrypt_values(aggregate, private_key, 3, None, True, None), aggregate.header).meat
     _assert_counts_stay_hidden(meat, plants, t)
 
 
-@pytest.mark.xfail(strict=True, reason="a study may allow residual_moments without naming its key holder's release "
-                   "key; its factories then compute the meat of any model the aggregator hands them (Study.check_model "
-                   "requires a signature only with a key holder, refuses unsigned models only with a roster), and the "
-                   "curious key holder, decrypting what arrives, reads every plant's row count from a cluster meat")
 def test_an_aggregators_model_in_a_study_without_a_key_holder_reveals_no_row_count(keypair) -> None:
-    public_key, private_key = keypair
+    """A study allowing residual_moments but naming no key holder: its factories refuse the kind for any model
+    (the aggregator's β = 0, intercept 2^200 would give every plant's row count), before a row is read."""
+    public_key, _ = keypair
     plants = _plants(3)
-    study = Study.new(public_key, ColumnSpec("y"), FEATURES,
-                      kinds={"statistics": {}, "residual_moments": {"cov_type": "cluster"}})
-    t = Fraction(2) ** 200
-    chosen = hefed.LinearModel(FEATURES, "y", [Fraction(0)] * 2, t, n_samples=sum(map(len, plants.values())),
-                               sse=None, sst=None, contributors=list(plants))  # unsigned: the aggregator's
-    try:
-        meat = _round(study, plants, chosen, private_key).meat
-    except HefedError:
-        return  # refused: held
-    _assert_counts_stay_hidden(meat, plants, t)
+    for cov_type in ("cluster", "HC1"):
+        study = Study.new(public_key, ColumnSpec("y"), FEATURES,
+                          kinds={"statistics": {}, "residual_moments": {"cov_type": cov_type}})
+        for model in (_chosen(plants, Fraction(2) ** 200), hefed.solve(_stats(plants, study), study=study)):
+            with pytest.raises(ReleaseError):
+                hefed.encrypt_for_study(plants["p0"], study, factory_id="p0", kind="residual_moments", model=model,
+                                        insecure_test_key=True)
 
 
-@pytest.mark.xfail(strict=True, reason="the cluster meat of three plants with one colluding plant: with the "
-                   "pooled score Σ u_g (from round 1 and the model) the key holder has u_1 + u_2 and "
-                   "u_1u_1ᵀ + u_2u_2ᵀ, so ((u_1 − u_2)/2)((u_1 − u_2)/2)ᵀ, hence both honest plants' scores "
-                   "X_gᵀe_g (their residual totals and score per feature) up to which is which; the statistics "
-                   "round gives only their sum")
 def test_cluster_meat_with_one_colluding_plant_hides_the_other_two_scores(keypair) -> None:
+    """The cluster meat of three plants with one colluding plant would give, with the pooled score Σ u_g, both
+    honest plants' scores (up to which is which): a cluster meat of fewer than MIN_CLUSTERS (20) plants is not
+    decrypted; from 20 on it is, and the colluder's algebra (two unknown scores) no longer applies."""
     public_key, private_key = keypair
     signer = KeyHolderSigner.generate()
     plants = _plants(3)
     study = _study(public_key, signer, "cluster")
     model = _signed(hefed.solve(_stats(plants, study), study=study), study, signer)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        meat = _round(study, plants, model, private_key).meat
-    scores = {k: _score(model, f) for k, f in plants.items()}
-    pooled = [sum(u[a] for u in scores.values()) for a in range(3)]  # Xᵀy − XᵀXβ: the pooled statistics give it
-    mine = scores["p0"]  # the colluding plant's own score
-    s = [p - m for p, m in zip(pooled, mine, strict=True)]
-    d = [[(meat[a][b] - mine[a] * mine[b] - s[a] * s[b] / 2) / 2 for b in range(3)] for a in range(3)]
-    pivot = max(range(3), key=lambda a: d[a][a])
-    size = _sqrt(d[pivot][pivot])
-    assert size is not None and size != 0
-    half = [d[pivot][a] / size for a in range(3)]  # ±(u_1 − u_2)/2
-    recovered = {tuple(v / 2 + h for v, h in zip(s, half, strict=True)),
-                 tuple(v / 2 - h for v, h in zip(s, half, strict=True))}
-    assert recovered != {scores["p1"], scores["p2"]}, "the two honest plants' scores were recovered"
+    with pytest.raises(TooFewContributorsError):
+        _round(study, plants, model, private_key)
+    assert MIN_CLUSTERS >= 20
 
 
-@pytest.mark.xfail(strict=True, reason="HAC with maxlags at the cap (1000) beyond every plant's rows is the cluster "
-                   "meat minus Σ_g Σ|t−t'|·s_t s_t'ᵀ/(L+1): the same colluder attack gives the two honest plants' "
-                   "scores to about 0.5 %")
 def test_hac_meat_with_huge_maxlags_and_one_colluding_plant_hides_the_other_two_scores(keypair) -> None:
+    """HAC with lags beyond a plant's rows was the cluster meat up to 0.5 %: lags are capped (MAX_LAGS), a factory
+    needs 10 rows per lag, and at the most lags the rule allows the same colluder attack is far off."""
     public_key, private_key = keypair
     signer = KeyHolderSigner.generate()
-    plants = _plants(3)
-    lags = 1000
+    plants = _plants(3)  # 30, 33 and 36 rows: at most 2 lags
+    lags = min(len(f) for f in plants.values()) // 10 - 1
+    model0 = hefed.solve(_stats(plants))
+    with pytest.raises(UsageError):
+        ResidualMomentsRequest(model0, "HAC", maxlags=1000)
+    with pytest.raises(UsageError):  # too few rows per lag at the factory: nothing encrypted
+        hefed.encrypt_table(plants["p0"], "y", public_key, features=FEATURES, factory_id="p0",
+                            request=ResidualMomentsRequest(model0, "HAC", maxlags=lags + 1))
     study = _study(public_key, signer, "HAC", maxlags=lags)
     model = _signed(hefed.solve(_stats(plants, study), study=study), study, signer)
     meat = _round(study, plants, model, private_key).meat
@@ -469,31 +533,38 @@ def test_honest_cluster_meat_of_three_plants_leaves_a_rotation_without_collusion
     assert not np.allclose(U, other, rtol=1e-3)
 
 
-@pytest.mark.xfail(strict=True, reason="ResidualMoments.from_dict and robust_inference accept a meat that is not "
-                   "positive semi-definite: a negative diagonal gives NaN standard errors, an indefinite meat a "
-                   "'covariance' that is not one, with no refusal")
-def test_a_meat_that_is_not_positive_semidefinite_is_refused() -> None:
+def test_a_meat_that_is_not_positive_semidefinite_is_refused(keypair) -> None:
+    """A meat file with a negative diagonal or an indefinite meat (positive diagonal) is refused on reading; an
+    aggregator's forged bundle that makes the decrypted meat indefinite is refused by the key holder (exact
+    check, not only the diagonal's sign)."""
+    public_key, private_key = keypair
     plants = _plants(3)
-    model = hefed.solve(_stats(plants))
-    honest = ResidualMoments("y", FEATURES, True, "white", [[Fraction(0)] * 3 for _ in range(3)],
-                             sum(map(len, plants.values())), model.digest(), 0, 0, list(plants))
-    for f in plants.values():
-        honest.meat = [[x + y for x, y in zip(r, s, strict=True)]
-                       for r, s in zip(honest.meat, _own_meat(model, f, "white"), strict=True)]
+    model, honest = _honest_white(plants)
+    ResidualMoments.from_dict(honest.to_dict())  # the honest file is read
     negative = honest.to_dict()
     negative["meat"][1][1] = format_rational(-honest.meat[1][1])
     indefinite = honest.to_dict()
-    indefinite["meat"][1][2] = indefinite["meat"][2][1] = format_rational(10 * (honest.meat[1][1]
-                                                                                 + honest.meat[2][2]))
+    cross = 10 * (honest.meat[1][1] + honest.meat[2][2])
+    indefinite["meat"][1][2] = indefinite["meat"][2][1] = format_rational(cross)
     for obj in (negative, indefinite):
-        with pytest.raises(HefedError):
-            robust_inference(model.inference(), ResidualMoments.from_dict(obj), "HC1")
+        with pytest.raises(InvalidFileError):
+            ResidualMoments.from_dict(obj)
+    request = ResidualMomentsRequest(model, "HC1")
+    bundles = [hefed.encrypt_table(f, "y", public_key, features=FEATURES, factory_id=k, request=request).bundle
+               for k, f in plants.items()]
+    b = bundles[0]
+    forged_meat = [[Fraction(0)] * 3 for _ in range(3)]
+    forged_meat[1][2] = forged_meat[2][1] = cross  # a zero diagonal: within every public bound
+    forged = encrypt_sums("residual_moments", Header(b.target, tuple(b.features), b.encoding, dict(b.parameters)),
+                          ResidualMoments("y", FEATURES, True, "white", forged_meat, 0, b.parameters["model_digest"]),
+                          public_key, "sybil")
+    with pytest.raises(IntegrityError):
+        hefed.decrypt_bundle(hefed.aggregate([*bundles, forged]), private_key, allow_unsigned=True)
 
 
-@pytest.mark.xfail(strict=True, reason="a nearly singular (positive semi-definite) meat makes the exact robust "
-                   "Wald F exceed float64: robust_inference raises OverflowError, not a refusal of the file, and "
-                   "`hefed solve --robust` prints a traceback")
 def test_a_nearly_singular_meat_is_a_clean_refusal_or_a_result(tmp_path, cli) -> None:
+    """A positive definite meat 2^-1400 from singular: the exact Wald F exceeds float64; it is inf (or a
+    refusal), never an OverflowError, and `hefed solve --robust` prints no traceback."""
     plants = _plants(3)
     stats = _stats(plants)
     model = hefed.solve(stats)
@@ -512,25 +583,35 @@ def test_a_nearly_singular_meat_is_a_clean_refusal_or_a_result(tmp_path, cli) ->
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) <= 1
 
 
-@pytest.mark.xfail(strict=True, reason="ResidualMoments.from_dict takes any rational up to 60000 digits per side: "
-                   "a 1 MB file of nine such entries costs robust_inference about a minute (Fraction gcds in "
-                   "sandwich) and ends in OverflowError; honest meats have denominators 2^B·(maxlags+1) only")
 def test_a_residual_moments_bomb_is_refused_on_reading() -> None:
+    """A file of nine 15,000-digit rationals (about a minute of Fraction gcds in robust_inference before the
+    bound): refused on reading, quickly. Also a bomb that is on the grid (power-of-two denominators) and positive
+    semi-definite (diagonal), so that only the entry bound refuses it."""
     good = ResidualMoments("y", FEATURES, True, "white", [[Fraction(1)] * 3 for _ in range(3)], 10, "0" * 32, 0, 0,
                            ["p0", "p1", "p2"]).to_dict()
+    ResidualMoments.from_dict(copy.deepcopy(good))
     digits = "7" * 15000
+    odd = copy.deepcopy(good)
     for i in range(3):
         for j in range(i, 3):
-            good["meat"][i][j] = good["meat"][j][i] = f"{digits}{i}{j}/{digits}01"
-    with pytest.raises(InvalidFileError):
-        ResidualMoments.from_dict(good)
+            odd["meat"][i][j] = odd["meat"][j][i] = f"{digits}{i}{j}/{digits}01"
+    big = Fraction(2**60000 + 1, 2**60000)
+    dyadic = ResidualMoments("y", FEATURES, True, "white", [[big if i == j else Fraction(0) for j in range(3)]
+                                                             for i in range(3)], 10, "0" * 32, 0, 0,
+                             ["p0", "p1", "p2"]).to_dict()
+    for obj in (odd, dyadic):
+        began = time.perf_counter()
+        with pytest.raises(InvalidFileError):
+            ResidualMoments.from_dict(obj)
+        assert time.perf_counter() - began < 1.0
 
 
 def test_extreme_models_never_overflow_a_slot(keypair) -> None:
     """A model handed to factories without a study (anything goes there) with coefficients at float64's ends:
-    the public bounds widen with residual_bits, and the decrypted meat is still the exact sum of the factories'."""
+    the public bounds widen with residual_bits, and the decrypted meat is still the exact sum of the factories'
+    (20 plants: a cluster meat of fewer is not decrypted)."""
     public_key, private_key = keypair
-    plants = _plants(3)
+    plants = _plants(MIN_CLUSTERS)
     for coef, intercept in (([2.0**-1074, 1e300], -1e300), ([0.5, -0.2], 2.0**1000)):
         model = hefed.LinearModel(FEATURES, "y", [Fraction(c) for c in coef], Fraction(intercept), n_samples=10,
                                   sse=None, sst=None, contributors=list(plants))
@@ -541,9 +622,17 @@ def test_extreme_models_never_overflow_a_slot(keypair) -> None:
             got = hefed.decrypt_bundle(hefed.aggregate(bundles), private_key, allow_unsigned=True).meat
             expected = [[Fraction(0)] * 3 for _ in range(3)]
             for f in plants.values():
-                expected = [[x + y for x, y in zip(r, t, strict=True)]
-                            for r, t in zip(expected, _own_meat(model, f, meat), strict=True)]
+                expected = _plus(expected, _own_meat(model, f, meat))
             assert got == expected
+            if meat == "cluster":  # one plant fewer than MIN_CLUSTERS: not decrypted
+                with pytest.raises(TooFewContributorsError):
+                    hefed.decrypt_bundle(hefed.aggregate(bundles[1:]), private_key, allow_unsigned=True)
+
+
+@pytest.fixture(scope="module")
+def honest_file() -> dict:
+    """An honest HC0/HC1 residual-moments file (positive semi-definite, on the grid): the base of hostile edits."""
+    return _honest_white(_plants(3))[1].to_dict()
 
 
 @pytest.mark.parametrize("edit", [
@@ -554,6 +643,11 @@ def test_extreme_models_never_overflow_a_slot(keypair) -> None:
     lambda o: o["meat"][1].__setitem__(1, "9" * 400),                             # beyond float64
     lambda o: o["meat"][1].__setitem__(1, "1/0"),
     lambda o: o["meat"][1].__setitem__(1, 1.5),                                   # not an exact string
+    lambda o: o["meat"][1].__setitem__(1, "1/3"),                                 # off the grid (odd 3 ∤ 1)
+    lambda o: o["meat"][1].__setitem__(1, "-" + o["meat"][1][1]),                # negative diagonal
+    lambda o: o["meat"][1].__setitem__(1, "0"),                                   # zero pivot, non-zero row
+    lambda o: o["meat"][1].__setitem__(1, "1" * 6000),                            # beyond the entry length
+    lambda o: o.update(maxlags=MAX_LAGS + 1),
     lambda o: o.update(meat_name="hc9"),
     lambda o: o.update(n=-1),
     lambda o: o.update(n=True),
@@ -565,11 +659,9 @@ def test_extreme_models_never_overflow_a_slot(keypair) -> None:
     lambda o: o.update(fit_intercept=1),
     lambda o: o.update(format="hefed.statistics"),
 ])
-def test_hostile_residual_moments_files_are_refused(edit) -> None:
-    good = ResidualMoments("y", FEATURES, True, "white", [[Fraction(i + j + 1) for j in range(3)] for i in range(3)],
-                           10, "0" * 32, 0, 0, ["p0", "p1", "p2"]).to_dict()
-    ResidualMoments.from_dict(copy.deepcopy(good))
-    obj = copy.deepcopy(good)
+def test_hostile_residual_moments_files_are_refused(edit, honest_file) -> None:
+    ResidualMoments.from_dict(copy.deepcopy(honest_file))
+    obj = copy.deepcopy(honest_file)
     edit(obj)
     with pytest.raises(InvalidFileError):
         ResidualMoments.from_dict(obj)
