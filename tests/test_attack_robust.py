@@ -36,14 +36,12 @@ from hefed.kinds import (
     ResidualMomentsRequest,
     StatisticsRequest,
     WithinStatisticsRequest,
-    get_kind,
     layout,
 )
 from hefed.models import robust_inference
 from hefed.protocol import Bundle, ColumnSpec, KeyHolderSigner, Study
 from hefed.protocol._rounds import schema_digest
 from hefed.roles import encrypt_sums, sign_model
-from hefed.roles._keyholder import _decrypt_values
 from hefed.roles._ledger import DecryptionLedger
 from hefed.stats import (
     MAX_LAGS,
@@ -85,7 +83,10 @@ def _stats(plants: dict[str, pd.DataFrame], study: Study | None = None):
 
 
 def _study(public_key, signer: KeyHolderSigner, cov_type: str, **parameters) -> Study:
-    return Study.new(public_key, ColumnSpec("y"), FEATURES, keyholder=signer.public,
+    """A study with a key holder allowing statistics and the residual moments of ``cov_type`` (cluster meats only
+    in studies of threshold MIN_CLUSTERS: Kind.check_study)."""
+    threshold = MIN_CLUSTERS if cov_type == "cluster" else 3
+    return Study.new(public_key, ColumnSpec("y"), FEATURES, keyholder=signer.public, min_contributors=threshold,
                      kinds={"statistics": {}, "residual_moments": {"cov_type": cov_type, **parameters}})
 
 
@@ -421,8 +422,9 @@ def _chosen(plants: dict[str, pd.DataFrame], t: Fraction) -> hefed.LinearModel:
 
 
 def test_a_key_holders_chosen_model_does_not_reveal_each_plants_row_count(keypair) -> None:
-    """A key holder signs β = 0 and intercept 2^200 for a cluster study of three plants: the cluster meat of so
-    few plants is not decrypted (TooFewContributorsError), so the row counts and sums are not read from it."""
+    """A key holder signs β = 0 and intercept 2^200 for a cluster round of three plants: a cluster study has a
+    threshold of at least 20, and the cluster meat of so few plants is not decrypted (TooFewContributorsError),
+    so the row counts and sums are not read from it."""
     public_key, private_key = keypair
     signer = KeyHolderSigner.generate()
     plants = _plants(3)
@@ -431,29 +433,24 @@ def test_a_key_holders_chosen_model_does_not_reveal_each_plants_row_count(keypai
         _round(study, plants, _signed(_chosen(plants, Fraction(2) ** 200), study, signer), private_key)
 
 
-@pytest.mark.xfail(strict=True, reason="NEW: the 20-plant rule for cluster meats is applied only by the key "
-                   "holder's own decrypt_bundle (check_result, after decrypting), while the factories of a study "
-                   "that can never reach 20 contributors (min_contributors 3) still encrypt cluster meats for any "
-                   "signed model: a key holder that signs β = 0, intercept 2^200 (already deviating) reads the "
-                   "plaintext its private key gives and every plant's row count and sums follow. A factory-side "
-                   "rule (no cluster meat unless the study's threshold, enforced by the masks in a roster study, is "
-                   "at least MIN_CLUSTERS) would close it")
 def test_a_key_holder_bypassing_its_own_cluster_refusal_reads_no_row_count(keypair) -> None:
-    public_key, private_key = keypair
+    """Found by the review: the 20-plant rule was only the key holder's own check after decrypting, while the
+    factories of a study of threshold 3 encrypted cluster meats. Now a study offers cluster meats only with
+    min_contributors >= MIN_CLUSTERS (Study.new refuses otherwise, and so does every party loading such a study),
+    so factories contribute them only to rounds the study allows — in a roster study the masks make a round of
+    fewer than the threshold undecryptable, whatever the key holder's code does. (In a plain round a key holder
+    that deviates can decrypt any single bundle anyway: plain rounds trust it to follow the protocol.)"""
+    public_key, _ = keypair
     signer = KeyHolderSigner.generate()
-    plants = _plants(3)
+    with pytest.raises(UsageError, match="min_contributors"):
+        Study.new(public_key, ColumnSpec("y"), FEATURES, keyholder=signer.public, min_contributors=3,
+                  kinds={"statistics": {}, "residual_moments": {"cov_type": "cluster"}})
     study = _study(public_key, signer, "cluster")
-    t = Fraction(2) ** 200
-    try:
-        aggregate = hefed.aggregate([hefed.encrypt_for_study(f, study, factory_id=k, kind="residual_moments",
-                                                             model=_signed(_chosen(plants, t), study, signer),
-                                                             insecure_test_key=True).bundle
-                                     for k, f in plants.items()])
-    except HefedError:
-        return  # the factories refuse: held
-    kind = get_kind("residual_moments")  # the key holder's own code: decrypt, skip check_result
-    meat = kind.result(_decrypt_values(aggregate, private_key, 3, None, True, None), aggregate.header).meat
-    _assert_counts_stay_hidden(meat, plants, t)
+    assert study.min_contributors >= MIN_CLUSTERS
+    obj = study.to_dict()
+    obj["min_contributors"] = 3  # a study file edited to a low threshold is refused as well (digest, then rule)
+    with pytest.raises(HefedError):
+        Study.from_dict(obj, "edited study")
 
 
 def test_an_aggregators_model_in_a_study_without_a_key_holder_reveals_no_row_count(keypair) -> None:
@@ -462,7 +459,7 @@ def test_an_aggregators_model_in_a_study_without_a_key_holder_reveals_no_row_cou
     public_key, _ = keypair
     plants = _plants(3)
     for cov_type in ("cluster", "HC1"):
-        study = Study.new(public_key, ColumnSpec("y"), FEATURES,
+        study = Study.new(public_key, ColumnSpec("y"), FEATURES, min_contributors=20 if cov_type == "cluster" else 3,
                           kinds={"statistics": {}, "residual_moments": {"cov_type": cov_type}})
         for model in (_chosen(plants, Fraction(2) ** 200), hefed.solve(_stats(plants, study), study=study)):
             with pytest.raises(ReleaseError):

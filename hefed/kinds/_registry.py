@@ -199,6 +199,10 @@ class Kind(ABC, Generic[S, Q]):
         """The public parameters a bundle made for ``request`` carries (none by default)."""
         return {}
 
+    def check_study(self, agreed: Mapping[str, Any], min_contributors: int) -> None:
+        """Refuse agreed parameters a study of this disclosure threshold must not offer (none by default): a
+        factory reads its study's rules, so what it encrypts is bounded even by a key holder that skips its own."""
+
     def parameters_agree(self, parameters: Mapping[str, Any], agreed: Mapping[str, Any]) -> bool:
         """Whether a bundle's public parameters are the ones a study's ``agreed`` request parameters make. Kinds
         whose request carries a run's object (the model of an evaluation) cannot tell by default: True."""

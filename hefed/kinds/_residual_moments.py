@@ -147,6 +147,15 @@ class ResidualMomentsKind(Kind[ResidualMoments, ResidualMomentsRequest]):
                 "the sum of few plants' score outer products gives a colluding plant the others' scores; use HC1 "
                 "or HC3 (cluster-robust errors from so few plants are biased downwards anyway)")
 
+    def check_study(self, agreed: Mapping[str, Any], min_contributors: int) -> None:
+        """Cluster meats only in studies whose threshold is at least :data:`~hefed.stats.MIN_CLUSTERS`: the
+        factories then contribute only to rounds of that many (the masks of a roster study enforce it), so a key
+        holder skipping its own check still gets no cluster meat of few plants."""
+        if meat_of(str(agreed.get("cov_type", "HC1"))) == "cluster" and min_contributors < MIN_CLUSTERS:
+            raise UsageError(f"study: cluster-robust residual moments need min_contributors of at least "
+                             f"{MIN_CLUSTERS} (a cluster meat of few plants gives a colluding plant the others' "
+                             "scores); use HC1 or HC3", parameters=("cov_type", "min_contributors"))
+
     def parameters_agree(self, parameters: Mapping[str, Any], agreed: Mapping[str, Any]) -> bool:
         """Whether a bundle's parameters are those a study's agreed request parameters make (the model, and so
         the scale, bound and digest, is the run's: the signed release the factory checked)."""

@@ -162,6 +162,7 @@ class Study:
             raise UsageError("study: the target cannot be categorical")
         for kind, parameters in self.kinds.items():
             get_kind(kind, "study").check_agreed_parameters(parameters)
+            get_kind(kind, "study").check_study(parameters, self.min_contributors)
         if self.cleaning.summary is not None:
             raise UsageError("study: the consortium summary is data, not part of the agreement; give it when "
                              "encrypting")
