@@ -77,6 +77,9 @@ from hefed.protocol._recovery import pair_mask, self_mask
 from hefed.roles import collect_round, decrypt_statistics, unmask_round
 from hefed.stats import SufficientStatistics
 
+# real Flower processes: one worker at a time (pyproject addopts, --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("flower")
+
 TARGET = "co2_t"
 
 

@@ -99,6 +99,9 @@ from hefed.kinds import kind_names  # noqa: E402
 from hefed.protocol import ColumnSpec, Roster, Study, enroll, roster_add  # noqa: E402
 from hefed.stats import ColumnEncoding  # noqa: E402
 
+# real Flower processes: one worker at a time (pyproject addopts, --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("flower")
+
 GAS_TURBINE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "gas-turbine"
 YEARS = ("gt_2011", "gt_2012", "gt_2013")
 TARGET = "co2_t"

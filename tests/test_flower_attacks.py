@@ -85,6 +85,9 @@ from hefed.flower._tally import aggregate_tally, tally, tally_ready, verify_read
 from hefed.protocol import Roster, RoundKeys, enroll, load_identity, propose_round  # noqa: E402
 from hefed.stats import Encoding  # noqa: E402
 
+# real Flower processes: one worker at a time (pyproject addopts, --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("flower")
+
 SYBILS = ("zz-sybil-1", "zz-sybil-2")
 
 

@@ -73,6 +73,9 @@ from hefed.protocol import (  # noqa: E402
     verify_aggregate,
 )
 
+# real Flower processes: one worker at a time (pyproject addopts, --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("flower")
+
 FIVE = ("gt_2011", "gt_2012", "gt_2013", "gt_2014", "gt_2015")
 GAS_FEATURES = ["AT", "AP", "AH", "AFDP", "GTEP", "TIT", "TAT", "TEY", "CDP", "CO"]
 

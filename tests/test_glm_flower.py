@@ -33,6 +33,9 @@ from hefed.flower._glm import KeyHolderService  # noqa: E402
 from hefed.flower.app import client_app, server_app  # noqa: E402
 from hefed.protocol import Study, load_release_public, make_release_key  # noqa: E402
 
+# real Flower processes: one worker at a time (pyproject addopts, --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("flower")
+
 FEATURES = ["x0", "x1", "x2"]
 
 
