@@ -334,3 +334,91 @@ def test_round_parameters_name_the_coefficients():
     """Sanity for the tests above: a round's public parameters carry the coefficients' digest and iteration."""
     p = round_parameters("binomial", "logit", GLMGrid(), 3, False, "4" * 32)
     assert p["coef_digest"] == "4" * 32 and p["iteration"] == 3 and p["grid_bits"] == GLMGrid().grid_bits
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "HOLE: an audit reads every paired run as it is (AuditKind.cleans_rows = False) while the same study's "
+    "statistics drop the rows whose |z| exceeds max_z; the ledger puts both kinds in the 'pooled' family, so the "
+    "key holder decrypts both over one contributor set, and audit minus statistics is the sum over the rows the "
+    "cleaning dropped — here one row of plant-0: its exact reference value (and, with the signed model's Σd², "
+    "its cross products). The same holds for the summary round that max_z needs (Σ over all non-missing rows) "
+    "minus the statistics. Fix: make the audit read the statistics' rows — in hefed/kinds/_audit.py set "
+    "cleans_rows True and apply the study's cleaning (with the summary, holdout off) in encrypt_for_study — so "
+    "audit and statistics of one set cover the same rows; and, for the summary, have kind_family in "
+    "hefed/roles/_ledger.py refuse a set's cleaned sums after its raw ones when the study drops rows (max_z, "
+    "missing='drop') unless each factory's dropped-row count is public and at least the threshold, or state "
+    "the summary-minus-statistics leak in THREAT_MODEL.md"))
+def test_audit_minus_cleaned_statistics_does_not_expose_the_dropped_rows(keys, audit_plants):
+    from hefed.data import Cleaning
+    from hefed.roles import encrypt_for_study, sign_model
+    from hefed.stats._gram import ONES
+
+    public_key, private_key = keys
+    target = "co2_t"
+    features = ["natural_gas_t", "diesel_t", "electricity_mwh"]  # non-zero at every plant
+    names = list(audit_plants)[:3]
+    frames = {n: audit_plants[n].copy() for n in names}
+    outlier = frames[names[0]].index[5]
+    frames[names[0]].loc[outlier, target] = 250000.0  # one reading far from every other (|z| > 4)
+    signer = KeyHolderSigner.generate()
+    study = Study.new(public_key, target, features, cleaning=Cleaning(max_z=4.0),
+                      kinds={"statistics": {}, "summary": {}, "audit": {}}, keyholder=signer.public)
+    ledger = DecryptionLedger("0" * 32)
+
+    def decrypt(kind, **extra):
+        bundles = [encrypt_for_study(frames[n], study, factory_id=n, kind=kind, insecure_test_key=True, **extra)
+                   for n in names]
+        return decrypt_bundle(aggregate([b.bundle for b in bundles]), private_key, 3, kind=kind, study=study,
+                              allow_unsigned=True, ledger=ledger), bundles
+
+    summary, _ = decrypt("summary")
+    model = LinearModel(features, target, [Fraction(0)] * 3, Fraction(0), n_samples=1, sse=None, sst=None)
+    model.study_ = study.digest
+    try:
+        stats, made = decrypt("statistics", summary=summary)
+        audit, _ = decrypt("audit", model=sign_model(model, signer))
+    except HefedError:
+        return  # the protection: the second family of one set is refused
+    dropped = sum(len(m.report.dropped_outliers) for m in made)
+    assert dropped == 1  # only the planted reading is dropped by the cleaning
+    difference = audit.sum_reference - stats.exact(ONES, target)
+    assert difference != Fraction(250000), "audit − statistics is the dropped row's exact reference value"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "HOLE: the audit kind carries no support indicators, so the per-column disclosure rule (a column non-zero at "
+    "fewer factories than the threshold is refused, as for statistics, summary and GLM rounds) is never applied "
+    "to it. clinker_t is non-zero only at the cement plant: its statistics are refused as singling it out, but a "
+    "model the key holder signs with coefficient 1 on clinker_t (and 0 elsewhere) is audited by all three "
+    "factories and Σd + Σreference is the cement plant's own Σ clinker; two more signed multiples c give its "
+    "Σ clinker² and Σ clinker·y through Σd². Fix: in hefed/kinds/_audit.py (and _evaluation.py) pack the 0/1 "
+    "support of every model column with a non-zero coefficient after the four sums (as glm_round does with "
+    "glm_support_columns) and refuse in AuditKind.check_result with support_problems, like the statistics; or "
+    "have Study.check_model refuse a model whose coefficient is non-zero on a column the consortium's decrypted "
+    "support found singled out"))
+def test_an_audit_cannot_read_a_column_only_one_plant_fills(keys, audit_plants):
+    from hefed.errors import SingledOutColumnError
+    from hefed.roles import encrypt_for_study, sign_model
+
+    public_key, private_key = keys
+    target = "co2_t"
+    features = ["coal_t", "natural_gas_t", "diesel_t", "electricity_mwh", "clinker_t"]
+    names = ["cement-01", "steel-02", "chemicals-03"]
+    signer = KeyHolderSigner.generate()
+    study = Study.new(public_key, target, features, kinds={"statistics": {}, "audit": {}}, keyholder=signer.public)
+    stats = [encrypt_for_study(audit_plants[n], study, factory_id=n, insecure_test_key=True).bundle for n in names]
+    with pytest.raises(SingledOutColumnError):  # the statistics' rule: clinker_t singles out the cement plant
+        decrypt_bundle(aggregate(stats), private_key, 3, kind="statistics", study=study, allow_unsigned=True)
+    chosen = LinearModel(features, target, [Fraction(0)] * 4 + [Fraction(1)], Fraction(0), n_samples=1, sse=None,
+                         sst=None)
+    chosen.study_ = study.digest
+    released = sign_model(chosen, signer)
+    bundles = [encrypt_for_study(audit_plants[n], study, factory_id=n, kind="audit", model=released,
+                                 insecure_test_key=True).bundle for n in names]
+    try:
+        audit = decrypt_bundle(aggregate(bundles), private_key, 3, kind="audit", study=study, allow_unsigned=True,
+                               ledger=DecryptionLedger("0" * 32))
+    except SingledOutColumnError:
+        return  # the protection
+    own = sum((Fraction(float(v)) for v in audit_plants["cement-01"]["clinker_t"]), Fraction(0))
+    assert audit.sum_d + audit.sum_reference != own, "the audit read the cement plant's own Σ clinker"
