@@ -147,14 +147,16 @@ def audit(data: Path, model_path: Path | None, prediction_column: str | None, re
 @click.argument("sums", type=click.Path(path_type=Path))
 @click.option("--model", "model_path", default=None, type=click.Path(path_type=Path),
               help="The model audited: refuse sums of another model's predictions (by its digest).")
+@click.option("--study", "study_path", default=None, type=click.Path(path_type=Path),
+              help="The study the sums were made for: its threshold, and its key holder's signature, are checked.")
 @click.option("--elv", type=float, default=None, help=_ELV_HELP)
 @click.option("--permitted-uncertainty", cls=LibraryDefault,
               library_default="hefed.monitoring._audit:DEFAULT_PERMITTED_UNCERTAINTY", show_default=True,
               type=float, help=_P_HELP)
 @click.option("--ra-limit", cls=LibraryDefault, library_default="hefed.monitoring._audit:DEFAULT_RA_LIMIT",
               show_default=True, type=float, help=_RA_HELP)
-def consortium_audit(sums: Path, model_path: Path | None, elv: float | None, permitted_uncertainty: float,
-                     ra_limit: float) -> None:
+def consortium_audit(sums: Path, model_path: Path | None, study_path: Path | None, elv: float | None,
+                     permitted_uncertainty: float, ra_limit: float) -> None:
     """Analyst: the consortium's relative accuracy audit from decrypted audit sums (n, Σd, Σd², Σ reference).
 
     Reads what hefed decrypt wrote for an aggregate of audit bundles: the same figures as hefed audit, over every
@@ -162,9 +164,11 @@ def consortium_audit(sums: Path, model_path: Path | None, elv: float | None, per
     """
     from hefed.models import LinearModel
     from hefed.monitoring import consortium_audit as audit_sums
+    from hefed.protocol import Study
 
     from .render_monitoring import render_audit
 
     model = LinearModel.load(model_path) if model_path is not None else None
-    result = audit_sums(sums, model=model, elv=elv, permitted_uncertainty=permitted_uncertainty, ra_limit=ra_limit)
+    result = audit_sums(sums, model=model, study=Study.load(study_path) if study_path is not None else None, elv=elv,
+                        permitted_uncertainty=permitted_uncertainty, ra_limit=ra_limit)
     render_audit(f"consortium audit from {sums}", result)

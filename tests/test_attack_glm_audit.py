@@ -309,15 +309,10 @@ def test_a_key_holder_chosen_audit_model_reads_only_pooled_sums(audit_plants, ke
                        allow_unsigned=True, ledger=DecryptionLedger("0" * 32))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "HOLE: consortium_audit (hefed consortium-audit) renders any audit sums file: load_sums verifies a signature "
-    "only when one is present and nobody checks whose key it is, the study the file names, or its contributor "
-    "count. Whoever hands the analyst the 'decrypted' file (the aggregator relaying it) can forge a passing (or "
-    "failing) consortium audit of the published model — its digest is public — even one 'over' a single factory. "
-    "Fix: in hefed/monitoring/_audit.py consortium_audit take the study (CLI --study) and, as the analyst's solve "
-    "does, require loaded.release signed by study.keyholder for the study (Study.check_release) with at least "
-    "study.min_contributors contributors; refuse an unsigned file that names a study"))
 def test_a_forged_decrypted_audit_file_is_refused(tmp_path, audit_plants):
+    """Found by the review: consortium_audit rendered any sums file. Now sums naming a study need the study (its
+    key holder's signature and threshold are checked) and sums of fewer than the threshold's contributors are
+    not a consortium's: a forged one-factory file with the model's public digest is refused."""
     from hefed.monitoring import consortium_audit
 
     target = "co2_t"
@@ -328,6 +323,10 @@ def test_a_forged_decrypted_audit_file_is_refused(tmp_path, audit_plants):
     path = forged.save(tmp_path / "audit.json")
     with pytest.raises(HefedError):
         consortium_audit(path, model=model)
+    without_study = AuditSums(target, features, 30, Fraction(0), Fraction(3), Fraction(3000), model.digest(),
+                              ["plant-0"])
+    with pytest.raises(hefed.errors.TooFewContributorsError):
+        consortium_audit(without_study, model=model)
 
 
 def test_round_parameters_name_the_coefficients():

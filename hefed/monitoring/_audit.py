@@ -39,10 +39,11 @@ import numpy as np
 import pandas as pd
 
 from ..data import FileFormat, Table, missing_columns_error, numeric_column, read_table
-from ..errors import DataError, UsageError
+from ..errors import DataError, TooFewContributorsError, UsageError
 from ..kinds import AuditSums, audit_sums
 from ..models import LinearModel
-from ..roles import load_sums
+from ..protocol import Study
+from ..roles import DEFAULT_MIN_CONTRIBUTORS, load_sums
 from ..stats import Encoding
 
 #: Fewest runs PS-16 accepts for a relative accuracy test, and fewest pairs EN 14181's QAL2 asks for.
@@ -215,12 +216,28 @@ def audit_table(data: pd.DataFrame | str | os.PathLike[str], *, model: LinearMod
 
 
 def consortium_audit(sums: AuditSums | str | os.PathLike[str], *, model: LinearModel | None = None,
-                     elv: float | None = None, permitted_uncertainty: float = DEFAULT_PERMITTED_UNCERTAINTY,
+                     study: Study | None = None, elv: float | None = None,
+                     permitted_uncertainty: float = DEFAULT_PERMITTED_UNCERTAINTY,
                      ra_limit: float = DEFAULT_RA_LIMIT) -> AuditResults:
     """The consortium's audit from decrypted ``audit`` sums (a file ``hefed decrypt`` wrote — the key holder's
     signature, when there is one, verified — or the sums); with ``model`` the sums must be of that model's
-    predictions (its digest), else they are refused."""
+    predictions (its digest), else they are refused.
+
+    Sums are a consortium's only when enough factories are behind them: at least the study's ``min_contributors``
+    (the default threshold without a study); with a ``study`` they must be made for it and, when it names its key
+    holder, signed by that key holder for it — a "decrypted" file is otherwise anyone's to forge (a model's digest
+    is public). Sums that name a study are refused without it."""
     loaded: AuditSums = sums if isinstance(sums, AuditSums) else load_sums(sums, ("audit",))  # a signature verified
+    if study is not None:
+        study.check_digest(loaded.study, "the audit sums")
+        study.check_release(getattr(loaded, "release", None), "the audit sums", "audit")
+    elif loaded.study is not None:
+        raise UsageError(f"these audit sums were made for study {loaded.study}: give the study, whose key holder's "
+                         "signature and threshold they are checked against", parameters=("study",))
+    threshold = study.min_contributors if study is not None else DEFAULT_MIN_CONTRIBUTORS
+    if len(set(loaded.contributors)) < threshold:
+        raise TooFewContributorsError(f"audit sums of {len(set(loaded.contributors))} contributor(s) are not a "
+                                      f"consortium's: at least {threshold} are required")
     if model is not None and loaded.model_digest != model.digest():
         raise UsageError("these audit sums are of another model's predictions (model digest "
                          f"{loaded.model_digest}, not {model.digest()})")
