@@ -285,7 +285,8 @@ def test_a_key_holder_chosen_audit_model_reads_only_pooled_sums(audit_plants, ke
     features = ["coal_t", "natural_gas_t", "diesel_t", "electricity_mwh", "clinker_t"]
     signer = KeyHolderSigner.generate()
     study = Study.new(public_key, target, features, kinds={"statistics": {}, "audit": {}}, keyholder=signer.public)
-    chosen = LinearModel(features, target, [Fraction(1), Fraction(0), Fraction(0), Fraction(0), Fraction(0)],
+    # electricity_mwh, which every plant fills (a column fewer plants fill is refused: the audit support test)
+    chosen = LinearModel(features, target, [Fraction(0), Fraction(0), Fraction(0), Fraction(1), Fraction(0)],
                          Fraction(0), n_samples=1, sse=None, sst=None)
     chosen.study_ = study.digest
     released = sign_model(chosen, signer)
@@ -296,7 +297,8 @@ def test_a_key_holder_chosen_audit_model_reads_only_pooled_sums(audit_plants, ke
     first = decrypt_bundle(aggregate([bundles[n] for n in names[:3]]), private_key, 3, kind="audit", study=study,
                            allow_unsigned=True, ledger=ledger)
     pooled = pd.concat([audit_plants[n] for n in names[:3]], ignore_index=True)
-    d = [Fraction(float(x)) - Fraction(float(v)) for x, v in zip(pooled["coal_t"], pooled[target], strict=True)]
+    d = [Fraction(float(x)) - Fraction(float(v)) for x, v in zip(pooled["electricity_mwh"], pooled[target],
+                                                                  strict=True)]
     assert (first.n, first.sum_d, first.sum_d2) == (len(d), sum(d, Fraction(0)), sum((v * v for v in d), Fraction(0)))
     for n in names[:3]:  # no plant's own sums
         own = hefed.monitoring.audit_table(audit_plants[n], model=released)
@@ -384,18 +386,10 @@ def test_audit_minus_cleaned_statistics_does_not_expose_the_dropped_rows(keys, a
     assert difference != Fraction(250000), "audit − statistics is the dropped row's exact reference value"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "HOLE: the audit kind carries no support indicators, so the per-column disclosure rule (a column non-zero at "
-    "fewer factories than the threshold is refused, as for statistics, summary and GLM rounds) is never applied "
-    "to it. clinker_t is non-zero only at the cement plant: its statistics are refused as singling it out, but a "
-    "model the key holder signs with coefficient 1 on clinker_t (and 0 elsewhere) is audited by all three "
-    "factories and Σd + Σreference is the cement plant's own Σ clinker; two more signed multiples c give its "
-    "Σ clinker² and Σ clinker·y through Σd². Fix: in hefed/kinds/_audit.py (and _evaluation.py) pack the 0/1 "
-    "support of every model column with a non-zero coefficient after the four sums (as glm_round does with "
-    "glm_support_columns) and refuse in AuditKind.check_result with support_problems, like the statistics; or "
-    "have Study.check_model refuse a model whose coefficient is non-zero on a column the consortium's decrypted "
-    "support found singled out"))
 def test_an_audit_cannot_read_a_column_only_one_plant_fills(keys, audit_plants):
+    """Found by the review: the audit carried no support, so a model weighting clinker_t (only the cement plant
+    fills it) read the cement plant's own Σ clinker through Σd + Σ reference. Audit bundles now carry the 0/1
+    support of each column the model weights, and the key holder applies the statistics' per-column rule."""
     from hefed.errors import SingledOutColumnError
     from hefed.roles import encrypt_for_study, sign_model
 

@@ -21,11 +21,14 @@ term an exact integer.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
+
+import numpy as np
 
 from .._files import (
     atomic_write_json,
@@ -39,8 +42,14 @@ from .._files import (
     study_field,
 )
 from ..data import PreprocessReport, select_xy
-from ..errors import IntegrityError, InvalidFileError, UsageError
-from ..stats import Encoding, Rounding, residual_scale_bits, residual_values
+from ..errors import (
+    IntegrityError,
+    InvalidFileError,
+    SingledOutColumnError,
+    SingledOutColumnWarning,
+    UsageError,
+)
+from ..stats import Encoding, Rounding, describe_problems, residual_scale_bits, residual_values
 from ._evaluation import PublishedModel, evaluation_parameters
 from ._registry import Computed, Header, Kind, register
 
@@ -68,6 +77,10 @@ class AuditSums:
     contributors: list[str] = field(default_factory=list)
     #: The digest of the study these sums belong to, if any.
     study: str | None = None
+    #: Per feature the audited model weights (non-zero coefficient), how many factories have a non-zero value in
+    #: it (0 for a column the model does not use; None for local pairs): the per-column disclosure rule of the
+    #: statistics applies to audits too.
+    support: list[int] | None = None
 
     @classmethod
     def from_pairs(cls, prediction: Sequence[float], reference: Sequence[float], *, target: str = "reference",
@@ -89,6 +102,8 @@ class AuditSums:
         }
         if self.model_digest is not None:
             out["model_digest"] = self.model_digest
+        if self.support is not None:
+            out["support"] = list(self.support)
         return out
 
     def save(self, path: str | os.PathLike[str], force: bool = False) -> Path:
@@ -114,9 +129,14 @@ class AuditSums:
             raise InvalidFileError(f"{source}: 'target' must be a string")
         if digest is not None and not is_digest(digest):
             raise InvalidFileError(f"{source}: 'model_digest' must be 32 hex digits")
-        sums = cls(target, parse_str_list(obj.get("features", []), source, "features", non_empty=False),
-                   exact["n"], values["sum_d"], values["sum_d2"], values["sum_reference"], digest,
-                   parse_str_list(obj.get("contributors", []), source, "contributors", non_empty=False), study)
+        features = parse_str_list(obj.get("features", []), source, "features", non_empty=False)
+        support = obj.get("support")
+        if support is not None and (not isinstance(support, list) or len(support) != len(features) or not all(
+                isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in support)):
+            raise InvalidFileError(f"{source}: 'support' must count factories for each feature")
+        sums = cls(target, features, exact["n"], values["sum_d"], values["sum_d2"], values["sum_reference"], digest,
+                   parse_str_list(obj.get("contributors", []), source, "contributors", non_empty=False), study,
+                   support)
         check_audit_sums(sums, source)
         return sums
 
@@ -159,6 +179,8 @@ def audit_sums(model: PublishedModel, table: Any, encoding: Encoding,
     X, y, features = select_xy(table.frame(), table.target, features, table.source)
     parameters = evaluation_parameters(model, encoding, table.target)
     values = audit_values(model, X, y, features, table.target, encoding, table.source, rounding)
+    # the support of each column the model uses: a column it does not weight reveals nothing through the sums
+    values += [int(bool(float(c) != 0 and np.any(X[:, j] != 0))) for j, c in enumerate(model.coef_)]
     header = Header(table.target, tuple(features), encoding, parameters)
     return AUDIT.result(values, header), parameters
 
@@ -177,13 +199,14 @@ class AuditKind(Kind[AuditSums, AuditRequest]):
 
     def bounds(self, features: Sequence[str], target: str, encoding: Encoding,
                parameters: Mapping[str, Any]) -> list[tuple[int, int]]:
-        """Bounds of (n, Σd, Σd², Σy) with ``|d·2^scale| < 2^residual_bits``."""
+        """Bounds of (n, Σd, Σd², Σy) with ``|d·2^scale| < 2^residual_bits``, then one 0/1 support bit a feature."""
         rows, vb, rb = encoding.max_rows_bits, encoding.value_bits_of(target), parameters["residual_bits"]
         return [
             (0, (1 << rows) - 1),
             (-(1 << (rows + rb)) + 1, (1 << (rows + rb)) - 1),
             (0, (1 << (rows + 2 * rb)) - 1),
             (-(1 << (rows + vb)) + 1, (1 << (rows + vb)) - 1),
+            *[(0, 1)] * len(features),
         ]
 
     def values(self, sums: AuditSums, header: Header) -> list[int]:
@@ -192,19 +215,30 @@ class AuditKind(Kind[AuditSums, AuditRequest]):
         scaled = [sums.sum_d * s, sums.sum_d2 * s * s, sums.sum_reference * f]
         if any(v.denominator != 1 for v in scaled):
             raise ValueError("audit sums are not on the declared scale")
-        return [sums.n, *(v.numerator for v in scaled)]
+        if sums.support is None or len(sums.support) != len(header.features):
+            raise ValueError("an audit bundle carries the support of each feature")
+        return [sums.n, *(v.numerator for v in scaled), *sums.support]
 
     def result(self, values: Sequence[int], header: Header) -> AuditSums:
         s = Fraction(2) ** header.parameters["scale_bits"]
         f = Fraction(2) ** header.encoding.frac_bits_of(header.target)
-        n, sum_d, sum_d2, sum_y = values
+        n, sum_d, sum_d2, sum_y, *support = values
         return AuditSums(header.target, list(header.features), int(n), sum_d / s, sum_d2 / (s * s), sum_y / f,
-                         header.parameters["model_digest"], list(header.contributors))
+                         header.parameters["model_digest"], list(header.contributors), support=list(support))
 
     def check_result(self, result: AuditSums, threshold: int = 1, *, refuse: bool = True) -> None:
         if result.n < 1:
             raise IntegrityError(f"decrypted {self.name} aggregate covers no rows")
         check_audit_sums(result, f"decrypted {self.name} aggregate")
+        if result.support is not None:  # the statistics' per-column rule: a model weighting a column that fewer
+            # factories than the threshold fill would read their own sums of it (Σd + Σ reference)
+            problems = [name for name, count in zip(result.features, result.support, strict=True)
+                        if 0 < count < threshold and threshold >= 2]
+            if problems:
+                message = describe_problems(problems, threshold, f"decrypted {self.name} aggregate")
+                if refuse:
+                    raise SingledOutColumnError(message)
+                warnings.warn(message, SingledOutColumnWarning, stacklevel=4)
 
     def compute(self, table: Any, encoding: Encoding, request: AuditRequest) -> Computed[AuditSums]:
         if table.holdout is not None or table.cleaning is not None:
