@@ -207,21 +207,27 @@ def test_key_holder_chosen_coefficients_cannot_isolate_one_plant(keys):
     assert spread > 1e-3, f"the consortium's decrypted XᵀWX is plant-0's own to {spread:.1e} relative"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "HOLE: 'max_iter bounds' the IRLS path only on the key holder's side. A factory's GLMFactoryLog accepts "
-    "iteration 0 of every fit id it has not seen, so a key holder can start any number of fits over the same "
-    "contributor set (the ledger allows the same set) and obtain an unbounded number of weighted sums of every "
-    "plant's rows — with chosen coefficients (previous test), enough to read rows. Fix: in hefed/roles/_glm.py "
-    "GLMFactoryLog.check count the rounds (and fits) a factory computed per study and refuse beyond a budget the "
-    "study fixes (e.g. glm_round parameters max_fits and max_iter, part of the study digest)"))
 def test_factories_bound_the_rounds_a_key_holder_can_ask_for():
+    """Found by the review: max_iter bounded the IRLS path only at the key holder, and a factory took iteration 0
+    of any new fit, so a key holder could collect any number of weighted sums of the same rows. A factory now
+    computes at most MAX_GLM_FITS_PER_STUDY fits and MAX_GLM_ROUNDS_PER_STUDY rounds per study."""
+    from hefed.roles._glm import MAX_GLM_FITS_PER_STUDY, MAX_GLM_ROUNDS_PER_STUDY
+
     signer = KeyHolderSigner.generate()
     log = GLMFactoryLog()
-    with pytest.raises(RoundError):
+    started = 0
+    with pytest.raises(RoundError, match="budget"):
         for _ in range(200):  # 200 fits of up to 1000 iterations each would all be computed
             c = start_fit(signer, STUDY, "binomial", None, "y", FEATURES).coefficients
             log.check(c, STUDY, signer.public, "y", FEATURES, "binomial", "logit")
             log.record(c)
+            started += 1
+    assert started == MAX_GLM_FITS_PER_STUDY
+    busy = GLMFactoryLog({"0" * 32: {"iteration": 5, "digest": "1" * 32, "study": STUDY,
+                                     "rounds": MAX_GLM_ROUNDS_PER_STUDY}})
+    c = start_fit(signer, STUDY, "binomial", None, "y", FEATURES).coefficients
+    with pytest.raises(RoundError, match="budget"):
+        busy.check(c, STUDY, signer.public, "y", FEATURES, "binomial", "logit")
 
 
 def test_final_and_null_rounds_stay_on_the_chain(keys):

@@ -156,6 +156,13 @@ class GLMCoefficients:
 
 
 # --- factory side ---------------------------------------------------------------------------------------
+#: Most GLM fits a factory computes rounds for in one study, and most rounds in all: a key holder that starts fit
+#: after fit over the same rows would otherwise collect any number of weighted sums of them (the ledger allows
+#: the same set again). A Gamma fit takes about 20 rounds; a study fits a few models.
+MAX_GLM_FITS_PER_STUDY = 20
+MAX_GLM_ROUNDS_PER_STUDY = 1000
+
+
 @dataclass
 class GLMFactoryLog:
     """A factory's record of the GLM fits it took part in: per fit id, the last iteration and its digest.
@@ -180,11 +187,18 @@ class GLMFactoryLog:
         if (coefficients.family, coefficients.link) != (family, link):
             raise SchemaMismatchError(f"the round's coefficients are of a {coefficients.family}/{coefficients.link} "
                                       f"model, the study's rounds of a {family}/{link} one")
+        of_study = [fit for fit in self.fits.values() if fit.get("study") == study_digest]
+        if sum(int(fit.get("rounds", 1)) for fit in of_study) >= MAX_GLM_ROUNDS_PER_STUDY:
+            raise RoundError(f"refused: this factory computed {MAX_GLM_ROUNDS_PER_STUDY} GLM rounds in this study, "
+                             "its budget (more weighted sums of the same rows would say more about them)")
         seen = self.fits.get(coefficients.fit_id)
         if seen is None:
             if coefficients.iteration != 0 or coefficients.previous is not None:
                 raise RoundError(f"refused: coefficients of iteration {coefficients.iteration} of a fit this factory "
                                  "has not started (a fit starts at iteration 0)")
+            if len(of_study) >= MAX_GLM_FITS_PER_STUDY:
+                raise RoundError(f"refused: this factory took part in {MAX_GLM_FITS_PER_STUDY} GLM fits of this "
+                                 "study, its budget (more fits of the same rows would say more about them)")
             return
         if coefficients.iteration != seen["iteration"] + 1 or coefficients.previous != seen["digest"]:
             raise RoundError(f"refused: coefficients of iteration {coefficients.iteration}, but this factory's last "
@@ -192,7 +206,9 @@ class GLMFactoryLog:
                              "iteration)")
 
     def record(self, coefficients: GLMCoefficients) -> None:
-        self.fits[coefficients.fit_id] = {"iteration": coefficients.iteration, "digest": coefficients.digest()}
+        rounds = int(self.fits.get(coefficients.fit_id, {}).get("rounds", 0)) + 1
+        self.fits[coefficients.fit_id] = {"iteration": coefficients.iteration, "digest": coefficients.digest(),
+                                          "study": coefficients.study, "rounds": rounds}
         if self.path is not None:
             atomic_write_json(self.path, {"format": "hefed.glm_factory_log", "version": 1, "fits": self.fits},
                               force=True, mode=0o600)
