@@ -334,14 +334,10 @@ class TablePrediction:
         return summary.reset_index(drop=True)
 
 
-def predict_table(model: LinearModel, data: pd.DataFrame | str | os.PathLike[str], *, alpha: float = 0.05,
-                  total: bool = False, activity_uncertainty: Mapping[str, float] | None = None,
-                  file_format: FileFormat | None = None) -> TablePrediction:
-    """Read a table (a file or a DataFrame), check it has the model's feature columns, every cell numeric and
-    finite (else one error naming file, column and row), and predict every row with intervals; with ``total``
-    (or ``activity_uncertainty``) also the table's total (:func:`predict_total`)."""
-    alpha = _check_alpha(alpha)
-    results, cov = _model_covariance(model)  # refuse before reading
+def read_model_features(model: Any, data: pd.DataFrame | str | os.PathLike[str],
+                        file_format: FileFormat | None = None) -> tuple[str, pd.DataFrame]:
+    """``(source, X)``: the model's feature columns of a table (a file or a DataFrame), every cell numeric and
+    finite; a duplicate or missing column, an empty table or a bad cell is one error naming file, column and row."""
     source = "data" if isinstance(data, pd.DataFrame) else str(data)
     frame = data if isinstance(data, pd.DataFrame) else read_table(Path(data), file_format)
     columns = [str(c) for c in frame.columns]
@@ -355,7 +351,18 @@ def predict_table(model: LinearModel, data: pd.DataFrame | str | os.PathLike[str
     if len(frame) == 0:
         raise DataError(f"{source}: no data rows")
     labels = {str(c): c for c in frame.columns}
-    X = pd.DataFrame({f: numeric_column(frame, f, source, labels[f]) for f in features})
+    return source, pd.DataFrame({f: numeric_column(frame, f, source, labels[f]) for f in features})
+
+
+def predict_table(model: LinearModel, data: pd.DataFrame | str | os.PathLike[str], *, alpha: float = 0.05,
+                  total: bool = False, activity_uncertainty: Mapping[str, float] | None = None,
+                  file_format: FileFormat | None = None) -> TablePrediction:
+    """Read a table (a file or a DataFrame), check it has the model's feature columns, every cell numeric and
+    finite (else one error naming file, column and row), and predict every row with intervals; with ``total``
+    (or ``activity_uncertainty``) also the table's total (:func:`predict_total`)."""
+    alpha = _check_alpha(alpha)
+    results, cov = _model_covariance(model)  # refuse before reading
+    source, X = read_model_features(model, data, file_format)
     design, row_labels = design_matrix(model, X)  # once, for the predictions and the total
     prediction = _prediction(model, results, cov, design, row_labels, alpha)
     totals = (_total(model, results, cov, design, alpha, activity_uncertainty)

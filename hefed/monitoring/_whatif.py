@@ -26,16 +26,15 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..data import FileFormat, missing_columns_error, numeric_column, read_table
+from ..data import FileFormat
 from ..errors import DataError, UsageError
 from ..models import LinearModel
-from ..models._prediction import design_matrix, prediction_covariance
+from ..models._prediction import design_matrix, prediction_covariance, read_model_features
 
 _CHANGE = re.compile(r"(?P<op>[+-]|x|\*)?\s*(?P<number>[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(?P<pct>%)?")
 
@@ -164,15 +163,5 @@ def whatif_table(model: LinearModel, data: pd.DataFrame | str | os.PathLike[str]
     and compute the scenario's change (:func:`scenario_change`); ``changes`` may be the ``--set`` text."""
     parsed = parse_scenario(changes) if isinstance(changes, str) else changes
     prediction_covariance(model.inference() if model.has_inference else None)  # refuse before reading
-    source = "data" if isinstance(data, pd.DataFrame) else str(data)
-    frame = data if isinstance(data, pd.DataFrame) else read_table(Path(data), file_format)
-    features = [str(f) for f in model.feature_names_in_]
-    columns = [str(c) for c in frame.columns]
-    absent = [f for f in features if f not in columns]
-    if absent:
-        raise missing_columns_error(source, absent, columns, "the model's feature column(s)")
-    if len(frame) == 0:
-        raise DataError(f"{source}: no data rows")
-    labels = {str(c): c for c in frame.columns}
-    X = pd.DataFrame({f: numeric_column(frame, f, source, labels[f]) for f in features})
+    source, X = read_model_features(model, data, file_format)
     return scenario_change(model, X, parsed, alpha=alpha, source=source)
