@@ -306,10 +306,13 @@ class FederatedLinearRegression(RegressorMixin, BaseEstimator):
 
     @staticmethod
     def _encrypt(consortium: Consortium, factory: str, X_part: np.ndarray, y_part: np.ndarray, names: list[str],
-                 target: str, request: Any) -> Any:
-        """One factory's bundle of ``request``'s kind, from its own rows (nothing cleaned: fit validated them)."""
+                 target: str, request: Any, extra: Mapping[str, np.ndarray] | None = None) -> Any:
+        """One factory's bundle of ``request``'s kind, from its own rows (nothing cleaned: fit validated them);
+        ``extra`` columns (the weights) join its table."""
         frame = pd.DataFrame(X_part, columns=names)
         frame[target] = y_part
+        for name, values in (extra or {}).items():
+            frame[name] = values
         result = encrypt_table(frame, target, consortium.public_key, features=names, factory_id=factory,
                                request=request, encoding=consortium.encoding or Encoding(), cleaning=None,
                                insecure_test_key=True)
@@ -343,16 +346,9 @@ class FederatedLinearRegression(RegressorMixin, BaseEstimator):
             column += "_"
         encoding = consortium.encoding or Encoding()
         encoding.check_range(weights, column, "sample_weight")
-        bundles = []
-        for factory, (X_part, y_part) in parts.items():
-            frame = pd.DataFrame(X_part, columns=names)
-            frame[target] = y_part
-            frame[column] = weights[factories[factory]]
-            result = encrypt_table(frame, target, consortium.public_key, features=names, factory_id=factory,
-                                   request=WeightedStatisticsRequest(column), encoding=encoding,
-                                   cleaning=None, insecure_test_key=True)
-            warn_rounding(result.report, f"factory {factory!r}")
-            bundles.append(result.bundle)
+        bundles = [self._encrypt(consortium, factory, X_part, y_part, names, target,
+                                 WeightedStatisticsRequest(column), {column: weights[factories[factory]]})
+                   for factory, (X_part, y_part) in parts.items()]
         sums: WeightedStatistics = consortium.decrypt_aggregate(bundles, WEIGHTED_STATISTICS)
         return sums
 
