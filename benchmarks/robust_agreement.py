@@ -35,17 +35,10 @@ CASES = (("HC0", {"cov_type": "HC0"}), ("HC1", {"cov_type": "HC1"}), ("HC2", {"c
          ("HC3", {"cov_type": "HC3"}), ("cluster", {"cov_type": "cluster", "cov_kwds": {"groups": groups}}),
          ("HAC", {"cov_type": "hac-panel", "cov_kwds": {"groups": groups, "maxlags": 4}}))
 for cov_type, kwargs in CASES:
-    total = None
-    for f in frames.values():
-        part = residual_moments(list(model.coef_), model.intercept_, True, f[features].to_numpy(), f["NOX"].to_numpy(),
-                                features, "NOX", Encoding(), meat=meat_of(cov_type), model_digest=model.digest(),
-                                maxlags=4, xtx_inv=model.released_xtx_inv())
-        if total is None:
-            total = part
-        else:
-            total.meat = [[x + y for x, y in zip(r, s, strict=True)]
-                          for r, s in zip(total.meat, part.meat, strict=True)]
-            total.n += part.n
+    parts = [residual_moments(list(model.coef_), model.intercept_, True, f[features].to_numpy(), f["NOX"].to_numpy(),
+                              features, "NOX", Encoding(), meat=meat_of(cov_type), model_digest=model.digest(),
+                              maxlags=4, xtx_inv=model.released_xtx_inv()) for f in frames.values()]
+    total = sum(parts[1:], parts[0])
     total.contributors = list(frames)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FewClustersWarning)

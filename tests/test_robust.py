@@ -52,20 +52,12 @@ def _model(plants: dict[str, pd.DataFrame]) -> hefed.LinearModel:
 
 def _moments(model: hefed.LinearModel, plants: dict[str, pd.DataFrame], cov_type: str) -> ResidualMoments:
     """The consortium's moments as the key holder decrypts them: the factories' own, summed."""
-    total = None
-    for f in plants.values():
-        part = residual_moments(list(model.coef_), model.intercept_, True, f[FEATURES].to_numpy(), f["y"].to_numpy(),
-                                FEATURES, "y", Encoding(), meat=meat_of(cov_type), model_digest=model.digest(),
-                                maxlags=MAXLAGS, xtx_inv=model.released_xtx_inv())
-        if total is None:
-            total = part
-        else:
-            total.meat = [[x + y for x, y in zip(r, s, strict=True)]
-                          for r, s in zip(total.meat, part.meat, strict=True)]
-            total.n += part.n
-    assert total is not None
-    total.contributors = list(plants)
-    return total
+    parts = [residual_moments(list(model.coef_), model.intercept_, True, f[FEATURES].to_numpy(), f["y"].to_numpy(),
+                              FEATURES, "y", Encoding(), meat=meat_of(cov_type), model_digest=model.digest(),
+                              maxlags=MAXLAGS, xtx_inv=model.released_xtx_inv()) for f in plants.values()]
+    for name, part in zip(plants, parts, strict=True):
+        part.contributors = [name]
+    return sum(parts[1:], parts[0])
 
 
 def _statsmodels(plants: dict[str, pd.DataFrame], cov_type: str):
@@ -189,6 +181,8 @@ def test_moments_that_do_not_belong_are_refused():
     plants = _plants()
     model = _model(plants)
     moments = _moments(model, plants, "HC1")
+    with pytest.raises(SchemaMismatchError, match="do not add up"):  # moments of two meats never sum
+        moments + _moments(model, plants, "cluster")
     with pytest.raises(SchemaMismatchError, match="needs the hc3"):
         robust_inference(model.inference(), moments, "HC3")
     with pytest.raises(SchemaMismatchError, match="another model"):
@@ -290,17 +284,11 @@ def test_gas_turbine_robust_errors_by_year_equal_statsmodels(gas_turbine_dir):
     for cov_type, kwargs in (("HC3", {"cov_type": "HC3"}), ("cluster", {"cov_type": "cluster",
                                                                        "cov_kwds": {"groups": groups}}),
                              ("HAC", {"cov_type": "hac-panel", "cov_kwds": {"groups": groups, "maxlags": 4}})):
-        total = None
-        for f in frames.values():
-            part = residual_moments(list(model.coef_), model.intercept_, True, f[features].to_numpy(),
-                                    f["NOX"].to_numpy(), features, "NOX", Encoding(), meat=meat_of(cov_type),
-                                    model_digest=model.digest(), maxlags=4, xtx_inv=model.released_xtx_inv())
-            if total is None:
-                total = part
-            else:
-                total.meat = [[x + y for x, y in zip(r, s, strict=True)]
-                              for r, s in zip(total.meat, part.meat, strict=True)]
-                total.n += part.n
+        parts = [residual_moments(list(model.coef_), model.intercept_, True, f[features].to_numpy(),
+                                  f["NOX"].to_numpy(), features, "NOX", Encoding(), meat=meat_of(cov_type),
+                                  model_digest=model.digest(), maxlags=4, xtx_inv=model.released_xtx_inv())
+                 for f in frames.values()]
+        total = sum(parts[1:], parts[0])
         total.contributors = list(frames)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FewClustersWarning)

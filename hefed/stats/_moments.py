@@ -47,7 +47,7 @@ from .._files import (
     split_study,
     study_field,
 )
-from ..errors import IntegrityError, InvalidFileError, UsageError
+from ..errors import IntegrityError, InvalidFileError, SchemaMismatchError, UsageError
 from ..primitives.exactgram import weighted_gram
 from ._encoding import Encoding, Rounding
 from ._gram import ONES, upper_triangle_index
@@ -230,6 +230,17 @@ class ResidualMoments:
     @property
     def columns(self) -> list[str]:
         return design_columns(self.features, self.fit_intercept)
+
+    def __add__(self, other: ResidualMoments) -> ResidualMoments:
+        """The moments of both sets of rows (what the key holder decrypts from their bundles); only moments of one
+        model, meat and columns add up."""
+        same = ("target", "features", "fit_intercept", "meat_name", "model_digest", "maxlags", "grid_bits")
+        if any(getattr(self, name) != getattr(other, name) for name in same):
+            raise SchemaMismatchError("residual moments of different models, meats or columns do not add up")
+        meat = [[a + b for a, b in zip(r, s, strict=True)] for r, s in zip(self.meat, other.meat, strict=True)]
+        return ResidualMoments(self.target, list(self.features), self.fit_intercept, self.meat_name, meat,
+                               self.n + other.n, self.model_digest, self.maxlags, self.grid_bits,
+                               [*self.contributors, *other.contributors], self.study)
 
     @property
     def default_cov_type(self) -> str:
